@@ -1,0 +1,55 @@
+import { pino, type Logger, type DestinationStream } from 'pino';
+
+export type { Logger } from 'pino';
+
+export interface LoggerOptions {
+  level?: string;
+  /** Keep IP addresses in logs. Off by default: logs of a circumvention tool must not identify users. */
+  unsafeLogging?: boolean;
+  destination?: DestinationStream;
+}
+
+const IPV4 = /\b(?:\d{1,3}\.){3}\d{1,3}\b/g;
+// Runs of hex groups separated by colons with at least two colons: IPv6 literals (also "::1").
+const IPV6 = /(?<![\w:])(?:[0-9a-f]{0,4}:){2,7}[0-9a-f]{0,4}(?![\w:])/gi;
+
+/** Replaces IPv4 and IPv6 literals in a string. */
+export function scrubAddresses(text: string): string {
+  return text.replace(IPV4, '[addr]').replace(IPV6, (m) => (/[0-9a-f]/i.test(m) || m === '::' ? '[addr]' : m));
+}
+
+function scrubValue(value: unknown, depth = 0): unknown {
+  if (typeof value === 'string') return scrubAddresses(value);
+  if (depth > 4 || value === null || typeof value !== 'object') return value;
+  if (Array.isArray(value)) return value.map((v) => scrubValue(v, depth + 1));
+  if (value instanceof Error) return { type: value.name, message: scrubAddresses(value.message), code: (value as { code?: unknown }).code };
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(value)) out[k] = scrubValue(v, depth + 1);
+  return out;
+}
+
+/** JSON logs on stderr (or `destination`), addresses scrubbed unless `unsafeLogging`. */
+export function createLogger(options: LoggerOptions = {}): Logger {
+  const unsafe = options.unsafeLogging === true;
+  return pino(
+    {
+      level: options.level ?? 'info',
+      base: undefined,
+      formatters: unsafe ? {} : { log: (obj) => scrubValue(obj) as Record<string, unknown> },
+      hooks: unsafe
+        ? {}
+        : {
+            logMethod(args, method) {
+              const scrubbed = args.map((a) => (typeof a === 'string' ? scrubAddresses(a) : a)) as Parameters<typeof method>;
+              method.apply(this, scrubbed);
+            },
+          },
+    },
+    options.destination ?? pino.destination({ fd: 2, sync: false }),
+  );
+}
+
+/** A logger that drops everything, for library use and tests. */
+export function silentLogger(): Logger {
+  return pino({ level: 'silent' });
+}

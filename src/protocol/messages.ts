@@ -1,0 +1,135 @@
+/**
+ * Wire messages of protocol v1 (see version.ts). One schema per message; the server validates every
+ * inbound body against its schema before a handler sees it, and clients validate every answer.
+ * Binary data travels as standard base64.
+ */
+import { z } from 'zod';
+import { MAX_DEVICE_ID, MAX_PAYLOAD_BYTES, MAX_POLL_BATCH, MIN_DEVICE_ID } from './version.js';
+import { PAYLOAD_TOO_LARGE } from './validate.js';
+
+export const UserId = z.uuidv4();
+export const DeviceId = z.int().min(MIN_DEVICE_ID).max(MAX_DEVICE_ID);
+export const AccountName = z
+  .string()
+  .min(1)
+  .max(64)
+  .regex(/^[A-Za-z0-9][A-Za-z0-9._@-]*$/, 'letters, digits and . _ @ - only');
+export const Password = z.string().min(8, 'at least 8 characters').max(1024);
+export const Role = z.enum(['user', 'verifier']);
+export type Role = z.infer<typeof Role>;
+export const MessageId = z.uuid();
+
+const Pem = (label: string) =>
+  z.string().max(16 * 1024).refine((s) => s.includes(`-----BEGIN ${label}-----`), `must be a PEM ${label}`);
+
+/** Address of one device. */
+export const Address = z.strictObject({ userId: UserId, deviceId: DeviceId });
+export type Address = z.infer<typeof Address>;
+
+/**
+ * POST /v1/login — an account proves its password and sends a CSR for a key made on the device.
+ * `register` creates the account first (only with --open-registration). `deviceId` asks to renew
+ * the credential of an existing device of this account instead of adding a new device.
+ */
+export const LoginRequest = z.strictObject({
+  user: AccountName,
+  password: Password,
+  csr: Pem('CERTIFICATE REQUEST'),
+  register: z.boolean().optional(),
+  deviceId: DeviceId.optional(),
+});
+export type LoginRequest = z.infer<typeof LoginRequest>;
+
+/** Answer to a login: the anonymized identity and the credential. `expiresAt` is in ms. */
+export const LoginResponse = z.strictObject({
+  userId: UserId,
+  deviceId: DeviceId,
+  role: Role,
+  certificate: Pem('CERTIFICATE'),
+  caCertificate: Pem('CERTIFICATE'),
+  expiresAt: z.int(),
+});
+export type LoginResponse = z.infer<typeof LoginResponse>;
+
+/** Standard base64 of at most MAX_PAYLOAD_BYTES decoded bytes. */
+export const Payload = z
+  .base64()
+  .max(Math.ceil(MAX_PAYLOAD_BYTES / 3) * 4, PAYLOAD_TOO_LARGE);
+
+/**
+ * POST /v1/messages — store-and-forward send. `id` is chosen by the client; resending the same id
+ * with the same content is a no-op that answers the same. Without `deviceId` the payload goes to
+ * every current device of `to`. `type` is opaque to the server (0 = plaintext, used by --raw).
+ */
+export const SendRequest = z.strictObject({
+  id: MessageId,
+  to: UserId,
+  deviceId: DeviceId.optional(),
+  type: z.int().min(0).max(255),
+  payload: Payload,
+});
+export type SendRequest = z.infer<typeof SendRequest>;
+
+/** Minimal answer to a send: the devices the message was queued for. */
+export const SendResponse = z.strictObject({ devices: z.array(DeviceId) });
+export type SendResponse = z.infer<typeof SendResponse>;
+
+/** One queued message as delivered. `sentAt` is the server's time of acceptance (ms). */
+export const DeliveredMessage = z.strictObject({
+  id: z.string().min(1).max(64),
+  from: Address,
+  sentAt: z.int(),
+  type: z.int().min(0).max(255),
+  payload: z.base64(),
+});
+export type DeliveredMessage = z.infer<typeof DeliveredMessage>;
+
+/**
+ * GET /v1/messages?wait=S&limit=N — long-poll. 200 with the oldest queued messages at once when
+ * there are any (`more` says whether others wait behind them), else held up to `wait` seconds and
+ * answered 204. A newer poll of the same device answers an older one with 204.
+ */
+export const PollResponse = z.strictObject({
+  messages: z.array(DeliveredMessage).max(MAX_POLL_BATCH),
+  more: z.boolean(),
+});
+export type PollResponse = z.infer<typeof PollResponse>;
+
+export const PollQuery = z.strictObject({
+  wait: z.coerce.number().min(0).max(60).default(0),
+  limit: z.coerce.number().int().min(1).max(MAX_POLL_BATCH).default(100),
+});
+
+/** POST /v1/messages/ack — delete delivered messages from the caller's own queue. */
+export const AckRequest = z.strictObject({ ids: z.array(z.string().min(1).max(64)).min(1).max(MAX_POLL_BATCH) });
+export type AckRequest = z.infer<typeof AckRequest>;
+export const AckResponse = z.strictObject({ acked: z.int().min(0) });
+export type AckResponse = z.infer<typeof AckResponse>;
+
+/** GET /v1/whoami — the identity behind the credential that signed the request. */
+export const WhoamiResponse = z.strictObject({
+  userId: UserId,
+  deviceId: DeviceId,
+  role: Role,
+  certificateExpires: z.int(),
+});
+
+/** Every error answer. */
+export const ErrorBody = z.object({
+  error: z.object({ code: z.string(), message: z.string(), details: z.record(z.string(), z.unknown()).optional() }),
+});
+export type ErrorBody = z.infer<typeof ErrorBody>;
+
+/**
+ * Control socket (a Unix socket in the server's data dir, mode 0600): lets `account` commands act
+ * through a running server, which holds the LevelDB lock. One JSON request per connection.
+ */
+export const ControlRequest = z.discriminatedUnion('op', [
+  z.strictObject({ op: z.literal('account.add'), name: AccountName, role: Role, password: Password }),
+  z.strictObject({ op: z.literal('account.revoke'), name: AccountName, deviceId: DeviceId.optional() }),
+]);
+export type ControlRequest = z.infer<typeof ControlRequest>;
+export const ControlResponse = z.union([
+  z.strictObject({ ok: z.literal(true), result: z.record(z.string(), z.unknown()) }),
+  ErrorBody,
+]);

@@ -1,0 +1,12 @@
+/** Wire protocol v1 of the server HTTP API. Every request carries `X-Lantern-Version: 1`. */
+export const PROTOCOL_VERSION = 1;
+export const VERSION_HEADER = 'x-lantern-version';
+/** Largest opaque message payload the server stores (decoded bytes). */
+export const MAX_PAYLOAD_BYTES = 96 * 1024;
+/** Longest a long-poll GET may be held, below common CDN timeouts. */
+export const MAX_POLL_WAIT_SECONDS = 60;
+/** Most messages one poll answer carries. */
+export const MAX_POLL_BATCH = 500;
+/** Device ids libsignal accepts in a ProtocolAddress. */
+export const MIN_DEVICE_ID = 1;
+export const MAX_DEVICE_ID = 127;

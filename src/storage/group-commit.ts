@@ -1,0 +1,55 @@
+import type { Level } from 'level';
+import { levelError } from './level-errors.js';
+
+export type LevelOp =
+  | { type: 'put'; key: string; value: unknown }
+  | { type: 'del'; key: string };
+
+interface Pending {
+  ops: LevelOp[];
+  resolve: () => void;
+  reject: (err: unknown) => void;
+}
+
+/**
+ * Group commit: writes issued while a batch is being written are gathered into the next single
+ * LevelDB batch. With `sync` every batch is fsynced before its writers hear back, so one fsync
+ * covers many concurrent sends.
+ */
+export class GroupCommit {
+  readonly #db: Level<string, unknown>;
+  readonly #sync: boolean;
+  #pending: Pending[] = [];
+  #busy = false;
+
+  constructor(db: Level<string, unknown>, options: { sync: boolean }) {
+    this.#db = db;
+    this.#sync = options.sync;
+  }
+
+  write(ops: LevelOp[]): Promise<void> {
+    if (ops.length === 0) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      this.#pending.push({ ops, resolve, reject });
+      if (!this.#busy) {
+        this.#busy = true;
+        setImmediate(() => void this.#flush());
+      }
+    });
+  }
+
+  async #flush(): Promise<void> {
+    while (this.#pending.length > 0) {
+      const group = this.#pending;
+      this.#pending = [];
+      try {
+        await this.#db.batch(group.flatMap((p) => p.ops) as never, { sync: this.#sync } as never);
+        for (const p of group) p.resolve();
+      } catch (err) {
+        const wrapped = levelError(err, 'write');
+        for (const p of group) p.reject(wrapped);
+      }
+    }
+    this.#busy = false;
+  }
+}

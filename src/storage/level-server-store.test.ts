@@ -1,0 +1,58 @@
+import { randomUUID } from 'node:crypto';
+import test from 'ava';
+import { serverStoreComplianceTests } from '../testing/compliance/server-store.js';
+import { tempDir } from '../testing/helpers/temp-dir.js';
+import { LevelServerStore } from './level-server-store.js';
+import type { ServerStore } from './server-store.js';
+
+const dirs = new WeakMap<ServerStore, () => Promise<void>>();
+
+serverStoreComplianceTests(test, 'LevelServerStore', {
+  async setup() {
+    const dir = await tempDir();
+    const store = new LevelServerStore({ location: dir.path, sync: false });
+    await store.open();
+    dirs.set(store, dir.remove);
+    return store;
+  },
+  async teardown(store) {
+    await store.close();
+    await dirs.get(store)?.();
+  },
+});
+
+test('LevelServerStore: queued messages, meta and dedupe survive a reopen', async (t) => {
+  const dir = await tempDir();
+  t.teardown(dir.remove);
+  const to = { userId: randomUUID(), deviceId: 3 };
+  const input = {
+    clientId: randomUUID(),
+    digest: 'x',
+    from: { userId: randomUUID(), deviceId: 1 },
+    type: 1,
+    payload: Buffer.from('persist').toString('base64'),
+    sentAt: 1,
+    expiresAt: 10_000,
+  };
+  const first = new LevelServerStore({ location: dir.path });
+  await first.open();
+  await first.enqueue([to], input, { maxMessages: 10, maxBytes: 1000 });
+  await first.close();
+  const second = new LevelServerStore({ location: dir.path });
+  await second.open();
+  t.teardown(() => second.close());
+  const { messages } = await second.fetch(to, 10);
+  t.is(Buffer.from(messages[0]!.payload, 'base64').toString(), 'persist');
+  t.deepEqual(await second.queueStats(to), { count: 1, bytes: 7 });
+  t.deepEqual(await second.enqueue([to], input, { maxMessages: 10, maxBytes: 1000 }), { status: 'duplicate' });
+});
+
+test('LevelServerStore: a second process-level open of the same directory is LA_ERR_STORE_LOCKED', async (t) => {
+  const dir = await tempDir();
+  t.teardown(dir.remove);
+  const a = new LevelServerStore({ location: dir.path });
+  await a.open();
+  t.teardown(() => a.close());
+  const b = new LevelServerStore({ location: dir.path });
+  await t.throwsAsync(b.open(), { code: 'LA_ERR_STORE_LOCKED' } as never);
+});

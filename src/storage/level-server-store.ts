@@ -1,0 +1,355 @@
+import { randomUUID } from 'node:crypto';
+import { Level } from 'level';
+import { LanternError } from '../core/errors.js';
+import { KeyedMutex } from '../core/keyed-mutex.js';
+import type { Address } from '../protocol/messages.js';
+import { MAX_DEVICE_ID, MIN_DEVICE_ID } from '../protocol/version.js';
+import { GroupCommit, type LevelOp } from './group-commit.js';
+import { levelError } from './level-errors.js';
+import {
+  base64Bytes,
+  type AccountRecord,
+  type BucketPolicy,
+  type DeviceCredential,
+  type DeviceRecord,
+  type EnqueueInput,
+  type EnqueueResult,
+  type ExpireResult,
+  type QueueLimits,
+  type QueueStats,
+  type ServerStore,
+  type StoredMessage,
+  type TakeResult,
+} from './server-store.js';
+import { pruneFullBuckets, takeFromBucket, type BucketState } from './token-bucket.js';
+
+/*
+ * Key layout (one LevelDB, string keys, JSON values; numbers zero-padded so order is numeric):
+ *   a!<name>                          account
+ *   u!<userId>                        account name (reverse index)
+ *   d!<userId>!<ddd>                  device record
+ *   q!<userId>!<ddd>                  queue meta {count, bytes, seq}
+ *   m!<userId>!<ddd>!<seq16>          queued message
+ *   i!<userId>!<ddd>!<messageId>      seq of a queued message (for acks)
+ *   k!<userId>!<ddd>!<sender>!<clientId>   dedupe record {digest, expiresAt}
+ *   x!<expiresAt15>!<n>               expiry index entry -> the key it retires
+ *   n!<minute12>!<key>                one-time nonce, bucketed by expiry minute
+ *
+ * LevelDB admits one process per directory, so this backend may keep derived state (queue meta,
+ * recent nonces, rate-limit buckets) in memory: no other process can see the store at all. The
+ * shared backend for several server processes is Redis.
+ */
+
+const pad = (n: number, width: number) => String(n).padStart(width, '0');
+const dev = (a: Address) => `${a.userId}!${pad(a.deviceId, 3)}`;
+
+interface QueueMeta {
+  count: number;
+  bytes: number;
+  seq: number;
+}
+
+interface LevelMessage extends StoredMessage {
+  expiresAt: number;
+  bytes: number;
+}
+
+type ExpiryEntry = { kind: 'm'; addr: Address; seq: number } | { kind: 'k'; key: string };
+
+export interface LevelServerStoreOptions {
+  /** Directory of the LevelDB database. */
+  location: string;
+  /** fsync every write batch (default true). Without it, writes survive a process crash, not a power loss. */
+  sync?: boolean;
+}
+
+export class LevelServerStore implements ServerStore {
+  readonly #db: Level<string, unknown>;
+  readonly #writer: GroupCommit;
+  readonly #locks = new KeyedMutex();
+  readonly #meta = new Map<string, QueueMeta>();
+  readonly #recentNonces = new Map<string, number>();
+  readonly #buckets = new Map<string, BucketState & { policy: BucketPolicy }>();
+  #expirySeq = 0;
+  readonly #instance = randomUUID().slice(0, 8);
+
+  constructor(options: LevelServerStoreOptions) {
+    this.#db = new Level<string, unknown>(options.location, { valueEncoding: 'json' });
+    this.#writer = new GroupCommit(this.#db, { sync: options.sync ?? true });
+  }
+
+  async open(): Promise<void> {
+    try {
+      await this.#db.open();
+    } catch (err) {
+      throw levelError(err, 'open server store');
+    }
+  }
+
+  async close(): Promise<void> {
+    try {
+      await this.#db.close();
+    } catch (err) {
+      throw levelError(err, 'close server store');
+    }
+  }
+
+  async #get<T>(key: string): Promise<T | undefined> {
+    try {
+      return (await this.#db.get(key)) as T | undefined;
+    } catch (err) {
+      throw levelError(err, 'read');
+    }
+  }
+
+  async #range<T>(gte: string, lt: string, limit = -1): Promise<Array<[string, T]>> {
+    try {
+      return (await this.#db.iterator({ gte, lt, limit }).all()) as Array<[string, T]>;
+    } catch (err) {
+      throw levelError(err, 'read');
+    }
+  }
+
+  async createAccount(account: AccountRecord): Promise<void> {
+    await this.#locks.run('accounts', async () => {
+      if ((await this.#get(`a!${account.name}`)) !== undefined) throw new LanternError('LA_ERR_ACCOUNT_EXISTS');
+      await this.#writer.write([
+        { type: 'put', key: `a!${account.name}`, value: account },
+        { type: 'put', key: `u!${account.userId}`, value: account.name },
+      ]);
+    });
+  }
+
+  getAccount(name: string): Promise<AccountRecord | undefined> {
+    return this.#get<AccountRecord>(`a!${name}`);
+  }
+
+  async getAccountByUserId(userId: string): Promise<AccountRecord | undefined> {
+    const name = await this.#get<string>(`u!${userId}`);
+    return name === undefined ? undefined : this.getAccount(name);
+  }
+
+  async putDevice(userId: string, credential: DeviceCredential, now: number, deviceId?: number): Promise<DeviceRecord> {
+    return this.#locks.run(`user:${userId}`, async () => {
+      const existing = new Map(
+        (await this.#range<DeviceRecord>(`d!${userId}!`, `d!${userId}!~`)).map(([, d]) => [d.deviceId, d]),
+      );
+      let id = deviceId;
+      if (id !== undefined) {
+        const d = existing.get(id);
+        if (!d || d.revokedAt !== undefined) throw new LanternError('LA_ERR_DEVICE_NOT_FOUND');
+      } else {
+        for (let c = MIN_DEVICE_ID; c <= MAX_DEVICE_ID && id === undefined; c++) {
+          const d = existing.get(c);
+          if (!d || d.revokedAt !== undefined) id = c;
+        }
+        if (id === undefined) throw new LanternError('LA_ERR_DEVICE_LIMIT');
+      }
+      const prev = existing.get(id);
+      const record: DeviceRecord = {
+        ...credential,
+        userId,
+        deviceId: id,
+        createdAt: deviceId !== undefined && prev ? prev.createdAt : now,
+      };
+      await this.#writer.write([{ type: 'put', key: `d!${dev({ userId, deviceId: id })}`, value: record }]);
+      return record;
+    });
+  }
+
+  getDevice(userId: string, deviceId: number): Promise<DeviceRecord | undefined> {
+    return this.#get<DeviceRecord>(`d!${dev({ userId, deviceId })}`);
+  }
+
+  async listDevices(userId: string): Promise<DeviceRecord[]> {
+    const all = await this.#range<DeviceRecord>(`d!${userId}!`, `d!${userId}!~`);
+    return all.map(([, d]) => d).filter((d) => d.revokedAt === undefined);
+  }
+
+  async revokeDevice(userId: string, deviceId: number, now: number): Promise<boolean> {
+    const addr = { userId, deviceId };
+    return this.#locks.run(`user:${userId}`, () =>
+      this.#locks.run(`dev:${dev(addr)}`, async () => {
+        const d = await this.getDevice(userId, deviceId);
+        if (!d || d.revokedAt !== undefined) return false;
+        const ops: LevelOp[] = [{ type: 'put', key: `d!${dev(addr)}`, value: { ...d, revokedAt: now } }];
+        for (const prefix of ['m', 'i', 'k']) {
+          for (const [key] of await this.#range(`${prefix}!${dev(addr)}!`, `${prefix}!${dev(addr)}!~`)) {
+            ops.push({ type: 'del', key });
+          }
+        }
+        ops.push({ type: 'del', key: `q!${dev(addr)}` });
+        this.#meta.delete(dev(addr));
+        await this.#writer.write(ops);
+        return true;
+      }),
+    );
+  }
+
+  async claimNonce(key: string, expiresAt: number): Promise<boolean> {
+    // The in-memory claim is synchronous, so two concurrent requests cannot both pass; LevelDB keeps
+    // the claim across restarts within its window.
+    if (this.#recentNonces.has(key)) return false;
+    this.#recentNonces.set(key, expiresAt);
+    const dbKey = `n!${pad(Math.floor(expiresAt / 60_000), 12)}!${key}`;
+    if ((await this.#get(dbKey)) !== undefined) return false;
+    await this.#writer.write([{ type: 'put', key: dbKey, value: 1 }]);
+    return true;
+  }
+
+  async takeTokens(key: string, cost: number, policy: BucketPolicy, now: number): Promise<TakeResult> {
+    const { state, result } = takeFromBucket(this.#buckets.get(key), cost, policy, now);
+    this.#buckets.set(key, { ...state, policy });
+    if (this.#buckets.size > 100_000) pruneFullBuckets(this.#buckets, now);
+    return result;
+  }
+
+  async #loadMeta(addr: Address): Promise<QueueMeta> {
+    const k = dev(addr);
+    let meta = this.#meta.get(k);
+    if (!meta) {
+      meta = (await this.#get<QueueMeta>(`q!${k}`)) ?? { count: 0, bytes: 0, seq: 0 };
+      this.#meta.set(k, meta);
+    }
+    return meta;
+  }
+
+  #expiryKey(expiresAt: number): string {
+    this.#expirySeq = (this.#expirySeq + 1) % 1e9;
+    return `x!${pad(expiresAt, 15)}!${this.#instance}${pad(this.#expirySeq, 9)}`;
+  }
+
+  async enqueue(recipients: readonly Address[], message: EnqueueInput, limits: QueueLimits): Promise<EnqueueResult> {
+    const bytes = base64Bytes(message.payload);
+    const sender = `${message.from.userId}:${message.from.deviceId}`;
+    return this.#locks.runAll(
+      recipients.map((r) => `dev:${dev(r)}`),
+      async () => {
+        const dedupeKeys = recipients.map((r) => `k!${dev(r)}!${sender}!${message.clientId}`);
+        const seen = await Promise.all(dedupeKeys.map((k) => this.#get<{ digest: string }>(k)));
+        if (seen.some((s) => s && s.digest !== message.digest)) throw new LanternError('LA_ERR_MESSAGE_ID_CONFLICT');
+        if (seen.every((s) => s !== undefined)) return { status: 'duplicate' } as const;
+        const metas = await Promise.all(recipients.map((r) => this.#loadMeta(r)));
+        recipients.forEach((r, i) => {
+          const m = metas[i]!;
+          if (seen[i] === undefined && (m.count + 1 > limits.maxMessages || m.bytes + bytes > limits.maxBytes)) {
+            throw new LanternError('LA_ERR_QUEUE_FULL', undefined, { details: { deviceId: r.deviceId } });
+          }
+        });
+        const ops: LevelOp[] = [];
+        const next: QueueMeta[] = [];
+        recipients.forEach((r, i) => {
+          const m = metas[i]!;
+          next.push(m);
+          if (seen[i] !== undefined) return;
+          const seq = m.seq + 1;
+          const id = randomUUID();
+          const stored: LevelMessage = {
+            id,
+            from: message.from,
+            sentAt: message.sentAt,
+            type: message.type,
+            payload: message.payload,
+            expiresAt: message.expiresAt,
+            bytes,
+          };
+          const after = { count: m.count + 1, bytes: m.bytes + bytes, seq };
+          next[i] = after;
+          const entry: ExpiryEntry = { kind: 'm', addr: r, seq };
+          ops.push(
+            { type: 'put', key: `m!${dev(r)}!${pad(seq, 16)}`, value: stored },
+            { type: 'put', key: `i!${dev(r)}!${id}`, value: seq },
+            { type: 'put', key: `q!${dev(r)}`, value: after },
+            { type: 'put', key: dedupeKeys[i]!, value: { digest: message.digest, expiresAt: message.expiresAt } },
+            { type: 'put', key: this.#expiryKey(message.expiresAt), value: entry },
+            { type: 'put', key: this.#expiryKey(message.expiresAt), value: { kind: 'k', key: dedupeKeys[i]! } satisfies ExpiryEntry },
+          );
+        });
+        await this.#writer.write(ops);
+        recipients.forEach((r, i) => this.#meta.set(dev(r), next[i]!));
+        return { status: 'queued' } as const;
+      },
+    );
+  }
+
+  async fetch(address: Address, limit: number): Promise<{ messages: StoredMessage[]; more: boolean }> {
+    const rows = await this.#range<LevelMessage>(`m!${dev(address)}!`, `m!${dev(address)}!~`, limit + 1);
+    const messages = rows.slice(0, limit).map(([, { expiresAt: _e, bytes: _b, ...m }]) => m);
+    return { messages, more: rows.length > limit };
+  }
+
+  async ack(address: Address, ids: readonly string[]): Promise<number> {
+    return this.#locks.run(`dev:${dev(address)}`, async () => {
+      const unique = [...new Set(ids)];
+      const seqs = await Promise.all(unique.map((id) => this.#get<number>(`i!${dev(address)}!${id}`)));
+      const meta = await this.#loadMeta(address);
+      const ops: LevelOp[] = [];
+      let count = meta.count;
+      let bytes = meta.bytes;
+      let acked = 0;
+      for (let i = 0; i < unique.length; i++) {
+        const seq = seqs[i];
+        if (seq === undefined) continue;
+        const key = `m!${dev(address)}!${pad(seq, 16)}`;
+        const msg = await this.#get<LevelMessage>(key);
+        if (!msg) continue;
+        ops.push({ type: 'del', key }, { type: 'del', key: `i!${dev(address)}!${unique[i]}` });
+        count -= 1;
+        bytes -= msg.bytes;
+        acked += 1;
+      }
+      if (acked === 0) return 0;
+      const after = { count, bytes, seq: meta.seq };
+      ops.push({ type: 'put', key: `q!${dev(address)}`, value: after });
+      await this.#writer.write(ops);
+      this.#meta.set(dev(address), after);
+      return acked;
+    });
+  }
+
+  async queueStats(address: Address): Promise<QueueStats> {
+    const m = await this.#loadMeta(address);
+    return { count: m.count, bytes: m.bytes };
+  }
+
+  async expire(now: number): Promise<ExpireResult> {
+    let messages = 0;
+    const nowBucket = pad(Math.floor(now / 60_000), 12);
+    for (const [k, exp] of this.#recentNonces) if (exp <= now) this.#recentNonces.delete(k);
+    try {
+      await this.#db.clear({ gte: 'n!', lt: `n!${nowBucket}` });
+    } catch (err) {
+      throw levelError(err, 'expire nonces');
+    }
+    const end = `x!${pad(now + 1, 15)}`;
+    for (;;) {
+      const rows = await this.#range<ExpiryEntry>('x!', end, 1000);
+      if (rows.length === 0) break;
+      const ops: LevelOp[] = [];
+      for (const [key, entry] of rows) {
+        ops.push({ type: 'del', key });
+        if (entry.kind === 'k') {
+          ops.push({ type: 'del', key: entry.key });
+          continue;
+        }
+        const removed = await this.#locks.run(`dev:${dev(entry.addr)}`, async () => {
+          const mkey = `m!${dev(entry.addr)}!${pad(entry.seq, 16)}`;
+          const msg = await this.#get<LevelMessage>(mkey);
+          if (!msg) return false;
+          const meta = await this.#loadMeta(entry.addr);
+          const after = { count: meta.count - 1, bytes: meta.bytes - msg.bytes, seq: meta.seq };
+          await this.#writer.write([
+            { type: 'del', key: mkey },
+            { type: 'del', key: `i!${dev(entry.addr)}!${msg.id}` },
+            { type: 'put', key: `q!${dev(entry.addr)}`, value: after },
+          ]);
+          this.#meta.set(dev(entry.addr), after);
+          return true;
+        });
+        if (removed) messages++;
+      }
+      await this.#writer.write(ops);
+    }
+    return { messages };
+  }
+}

@@ -1,0 +1,221 @@
+import { randomUUID } from 'node:crypto';
+import { LanternError } from '../core/errors.js';
+import type { Address } from '../protocol/messages.js';
+import { MAX_DEVICE_ID, MIN_DEVICE_ID } from '../protocol/version.js';
+import {
+  base64Bytes,
+  type AccountRecord,
+  type BucketPolicy,
+  type DeviceCredential,
+  type DeviceRecord,
+  type EnqueueInput,
+  type EnqueueResult,
+  type ExpireResult,
+  type QueueLimits,
+  type QueueStats,
+  type ServerStore,
+  type StoredMessage,
+  type TakeResult,
+} from './server-store.js';
+import { pruneFullBuckets, takeFromBucket, type BucketState } from './token-bucket.js';
+
+interface QueuedMessage extends StoredMessage {
+  expiresAt: number;
+  bytes: number;
+}
+
+interface DedupeEntry {
+  digest: string;
+  expiresAt: number;
+}
+
+const addrKey = (a: Address) => `${a.userId}:${a.deviceId}`;
+
+/** ServerStore in process memory: for tests and throwaway servers. Nothing survives a restart. */
+export class MemoryServerStore implements ServerStore {
+  #accounts = new Map<string, AccountRecord>();
+  #byUserId = new Map<string, string>();
+  #devices = new Map<string, Map<number, DeviceRecord>>();
+  #queues = new Map<string, Map<string, QueuedMessage>>();
+  #dedupe = new Map<string, DedupeEntry>();
+  #nonces = new Map<string, number>();
+  #buckets = new Map<string, BucketState & { policy: BucketPolicy }>();
+  #open = false;
+
+  async open(): Promise<void> {
+    this.#open = true;
+  }
+
+  async close(): Promise<void> {
+    this.#open = false;
+  }
+
+  #check(): void {
+    if (!this.#open) throw new LanternError('LA_ERR_STORE_UNAVAILABLE', 'Store is closed');
+  }
+
+  async createAccount(account: AccountRecord): Promise<void> {
+    this.#check();
+    if (this.#accounts.has(account.name)) throw new LanternError('LA_ERR_ACCOUNT_EXISTS');
+    this.#accounts.set(account.name, structuredClone(account));
+    this.#byUserId.set(account.userId, account.name);
+  }
+
+  async getAccount(name: string): Promise<AccountRecord | undefined> {
+    this.#check();
+    const a = this.#accounts.get(name);
+    return a && structuredClone(a);
+  }
+
+  async getAccountByUserId(userId: string): Promise<AccountRecord | undefined> {
+    const name = this.#byUserId.get(userId);
+    return name === undefined ? undefined : this.getAccount(name);
+  }
+
+  async putDevice(userId: string, credential: DeviceCredential, now: number, deviceId?: number): Promise<DeviceRecord> {
+    this.#check();
+    let devices = this.#devices.get(userId);
+    if (!devices) this.#devices.set(userId, (devices = new Map()));
+    let id = deviceId;
+    if (id !== undefined) {
+      const existing = devices.get(id);
+      if (!existing || existing.revokedAt !== undefined) throw new LanternError('LA_ERR_DEVICE_NOT_FOUND');
+    } else {
+      for (let candidate = MIN_DEVICE_ID; candidate <= MAX_DEVICE_ID; candidate++) {
+        const d = devices.get(candidate);
+        if (!d || d.revokedAt !== undefined) {
+          id = candidate;
+          break;
+        }
+      }
+      if (id === undefined) throw new LanternError('LA_ERR_DEVICE_LIMIT');
+    }
+    const prev = devices.get(id);
+    const record: DeviceRecord = {
+      ...credential,
+      userId,
+      deviceId: id,
+      createdAt: deviceId !== undefined && prev ? prev.createdAt : now,
+    };
+    devices.set(id, record);
+    return structuredClone(record);
+  }
+
+  async getDevice(userId: string, deviceId: number): Promise<DeviceRecord | undefined> {
+    this.#check();
+    const d = this.#devices.get(userId)?.get(deviceId);
+    return d && structuredClone(d);
+  }
+
+  async listDevices(userId: string): Promise<DeviceRecord[]> {
+    this.#check();
+    return [...(this.#devices.get(userId)?.values() ?? [])]
+      .filter((d) => d.revokedAt === undefined)
+      .sort((a, b) => a.deviceId - b.deviceId)
+      .map((d) => structuredClone(d));
+  }
+
+  async revokeDevice(userId: string, deviceId: number, now: number): Promise<boolean> {
+    this.#check();
+    const d = this.#devices.get(userId)?.get(deviceId);
+    if (!d || d.revokedAt !== undefined) return false;
+    d.revokedAt = now;
+    this.#queues.delete(addrKey({ userId, deviceId }));
+    const prefix = `${userId}:${deviceId}|`;
+    for (const key of this.#dedupe.keys()) if (key.startsWith(prefix)) this.#dedupe.delete(key);
+    return true;
+  }
+
+  async claimNonce(key: string, expiresAt: number): Promise<boolean> {
+    this.#check();
+    if (this.#nonces.has(key)) return false;
+    this.#nonces.set(key, expiresAt);
+    return true;
+  }
+
+  async takeTokens(key: string, cost: number, policy: BucketPolicy, now: number): Promise<TakeResult> {
+    this.#check();
+    const { state, result } = takeFromBucket(this.#buckets.get(key), cost, policy, now);
+    this.#buckets.set(key, { ...state, policy });
+    if (this.#buckets.size > 100_000) pruneFullBuckets(this.#buckets, now);
+    return result;
+  }
+
+  async enqueue(recipients: readonly Address[], message: EnqueueInput, limits: QueueLimits): Promise<EnqueueResult> {
+    this.#check();
+    const bytes = base64Bytes(message.payload);
+    const dedupeKeys = recipients.map(
+      (r) => `${addrKey(r)}|${message.from.userId}:${message.from.deviceId}|${message.clientId}`,
+    );
+    const seen = dedupeKeys.map((k) => this.#dedupe.get(k));
+    if (seen.some((s) => s && s.digest !== message.digest)) throw new LanternError('LA_ERR_MESSAGE_ID_CONFLICT');
+    if (seen.every((s) => s !== undefined)) return { status: 'duplicate' };
+    const fresh = recipients.filter((_, i) => seen[i] === undefined);
+    for (const r of fresh) {
+      const stats = this.#stats(r);
+      if (stats.count + 1 > limits.maxMessages || stats.bytes + bytes > limits.maxBytes) {
+        throw new LanternError('LA_ERR_QUEUE_FULL', undefined, { details: { deviceId: r.deviceId } });
+      }
+    }
+    recipients.forEach((r, i) => {
+      if (seen[i] !== undefined) return;
+      let q = this.#queues.get(addrKey(r));
+      if (!q) this.#queues.set(addrKey(r), (q = new Map()));
+      const id = randomUUID();
+      q.set(id, {
+        id,
+        from: { ...message.from },
+        sentAt: message.sentAt,
+        type: message.type,
+        payload: message.payload,
+        expiresAt: message.expiresAt,
+        bytes,
+      });
+      this.#dedupe.set(dedupeKeys[i]!, { digest: message.digest, expiresAt: message.expiresAt });
+    });
+    return { status: 'queued' };
+  }
+
+  #stats(address: Address): QueueStats {
+    const q = this.#queues.get(addrKey(address));
+    let bytes = 0;
+    for (const m of q?.values() ?? []) bytes += m.bytes;
+    return { count: q?.size ?? 0, bytes };
+  }
+
+  async fetch(address: Address, limit: number): Promise<{ messages: StoredMessage[]; more: boolean }> {
+    this.#check();
+    const all = [...(this.#queues.get(addrKey(address))?.values() ?? [])];
+    const messages = all.slice(0, limit).map(({ expiresAt: _e, bytes: _b, ...m }) => structuredClone(m));
+    return { messages, more: all.length > limit };
+  }
+
+  async ack(address: Address, ids: readonly string[]): Promise<number> {
+    this.#check();
+    const q = this.#queues.get(addrKey(address));
+    let n = 0;
+    for (const id of new Set(ids)) if (q?.delete(id)) n++;
+    return n;
+  }
+
+  async queueStats(address: Address): Promise<QueueStats> {
+    this.#check();
+    return this.#stats(address);
+  }
+
+  async expire(now: number): Promise<ExpireResult> {
+    this.#check();
+    let messages = 0;
+    for (const q of this.#queues.values()) {
+      for (const [id, m] of q) {
+        if (m.expiresAt <= now) {
+          q.delete(id);
+          messages++;
+        }
+      }
+    }
+    for (const [k, d] of this.#dedupe) if (d.expiresAt <= now) this.#dedupe.delete(k);
+    for (const [k, exp] of this.#nonces) if (exp <= now) this.#nonces.delete(k);
+    return { messages };
+  }
+}

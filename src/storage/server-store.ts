@@ -1,0 +1,141 @@
+import type { Address, Role } from '../protocol/messages.js';
+
+export interface AccountRecord {
+  name: string;
+  /** Anonymized id: random UUIDv4, never derived from the name. */
+  userId: string;
+  role: Role;
+  /** `scrypt$N$r$p$salt$hash`, see crypto/password.ts. */
+  passwordHash: string;
+  createdAt: number;
+}
+
+export interface DeviceCredential {
+  /** Hex serial of the certificate issued to this device; only the newest one is accepted. */
+  serial: string;
+  /** SPKI PEM of the device key the certificate certifies. */
+  publicKeyPem: string;
+  expiresAt: number;
+}
+
+export interface DeviceRecord extends DeviceCredential {
+  userId: string;
+  deviceId: number;
+  createdAt: number;
+  revokedAt?: number;
+}
+
+export interface StoredMessage {
+  /** Server-assigned id, unique per recipient device. */
+  id: string;
+  from: Address;
+  sentAt: number;
+  type: number;
+  /** Opaque payload, standard base64 as received. */
+  payload: string;
+}
+
+export interface EnqueueInput {
+  /** Client-chosen message id; (sender, clientId) is deduplicated per recipient device. */
+  clientId: string;
+  /** Hash of the content, so that a reused client id with other content is a conflict. */
+  digest: string;
+  from: Address;
+  type: number;
+  payload: string;
+  sentAt: number;
+  expiresAt: number;
+}
+
+export interface QueueLimits {
+  maxMessages: number;
+  maxBytes: number;
+}
+
+export type EnqueueResult = { status: 'queued' } | { status: 'duplicate' };
+
+export interface BucketPolicy {
+  capacity: number;
+  refillPerSecond: number;
+}
+
+export type TakeResult = { ok: true } | { ok: false; retryAfterMs: number };
+
+export interface QueueStats {
+  count: number;
+  bytes: number;
+}
+
+export interface ExpireResult {
+  messages: number;
+}
+
+export interface StoreCallOptions {
+  signal?: AbortSignal;
+}
+
+/**
+ * Everything the server keeps. Every operation that must be atomic is one method here, so a
+ * backend shared by several server processes (Redis) can implement it as one atomic step.
+ * Failures surface as LanternError with an LA_ERR_STORE_* code.
+ */
+export interface ServerStore {
+  open(): Promise<void>;
+  close(): Promise<void>;
+
+  /** Creates an account; LA_ERR_ACCOUNT_EXISTS when the name is taken. */
+  createAccount(account: AccountRecord, options?: StoreCallOptions): Promise<void>;
+  getAccount(name: string, options?: StoreCallOptions): Promise<AccountRecord | undefined>;
+  getAccountByUserId(userId: string, options?: StoreCallOptions): Promise<AccountRecord | undefined>;
+
+  /**
+   * Adds a device with the lowest free id in 1..127 (revoked ids are free again), or replaces the
+   * credential of `deviceId` when given (renewal; LA_ERR_DEVICE_NOT_FOUND if it is not active).
+   * LA_ERR_DEVICE_LIMIT when all 127 are active.
+   */
+  putDevice(userId: string, credential: DeviceCredential, now: number, deviceId?: number): Promise<DeviceRecord>;
+  getDevice(userId: string, deviceId: number, options?: StoreCallOptions): Promise<DeviceRecord | undefined>;
+  /** Active (not revoked) devices, by id. */
+  listDevices(userId: string, options?: StoreCallOptions): Promise<DeviceRecord[]>;
+  /** Marks the device revoked and deletes its queue. Returns false if there was no active device. */
+  revokeDevice(userId: string, deviceId: number, now: number): Promise<boolean>;
+
+  /** Records a one-time value until `expiresAt`; false if it was already recorded (a replay). */
+  claimNonce(key: string, expiresAt: number): Promise<boolean>;
+
+  /** Token bucket: takes `cost` tokens from `key` or says how long until they are there. */
+  takeTokens(key: string, cost: number, policy: BucketPolicy, now: number): Promise<TakeResult>;
+
+  /**
+   * Queues one message for each recipient, all or nothing: if any recipient queue would exceed
+   * `limits`, LA_ERR_QUEUE_FULL and nothing is stored. A (sender, clientId) seen before for these
+   * recipients is a duplicate (nothing stored again); seen with another digest, LA_ERR_MESSAGE_ID_CONFLICT.
+   * Once this resolves the messages are durable.
+   */
+  enqueue(recipients: readonly Address[], message: EnqueueInput, limits: QueueLimits): Promise<EnqueueResult>;
+  /** The oldest `limit` messages of a queue, in send order; `more` when others follow. */
+  fetch(address: Address, limit: number): Promise<{ messages: StoredMessage[]; more: boolean }>;
+  /** Deletes the given messages of this queue; returns how many existed. */
+  ack(address: Address, ids: readonly string[]): Promise<number>;
+  queueStats(address: Address): Promise<QueueStats>;
+  /** Deletes messages, dedupe records and nonces whose time has passed. */
+  expire(now: number): Promise<ExpireResult>;
+}
+
+/** Wake-ups between the code that stores a message and the long-polls waiting for it. */
+export interface Notifier {
+  /** Returns an unsubscribe function. */
+  subscribe(channel: string, listener: (message: string) => void): Promise<() => Promise<void>>;
+  publish(channel: string, message: string): Promise<void>;
+  close(): Promise<void>;
+}
+
+export function deviceChannel(address: Address): string {
+  return `device:${address.userId}:${address.deviceId}`;
+}
+
+/** Decoded size of a standard base64 string. */
+export function base64Bytes(b64: string): number {
+  const pad = b64.endsWith('==') ? 2 : b64.endsWith('=') ? 1 : 0;
+  return (b64.length / 4) * 3 - pad;
+}

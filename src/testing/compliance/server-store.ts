@@ -1,0 +1,187 @@
+import { randomUUID } from 'node:crypto';
+import type { ExecutionContext, TestFn } from 'ava';
+import type { DeviceCredential, EnqueueInput, ServerStore } from '../../storage/server-store.js';
+
+export interface ServerStoreFactory {
+  /** Returns a fresh, opened store. */
+  setup(): Promise<ServerStore>;
+  teardown(store: ServerStore): Promise<void>;
+}
+
+const cred = (n = 1): DeviceCredential => ({
+  serial: `0${n}`.padStart(4, 'a'),
+  publicKeyPem: `-----BEGIN PUBLIC KEY-----\n${n}\n-----END PUBLIC KEY-----`,
+  expiresAt: 10_000_000,
+});
+
+const limits = { maxMessages: 100, maxBytes: 1_000_000 };
+
+function msg(over: Partial<EnqueueInput> = {}): EnqueueInput {
+  return {
+    clientId: randomUUID(),
+    digest: 'd1',
+    from: { userId: randomUUID(), deviceId: 1 },
+    type: 0,
+    payload: Buffer.from('hello').toString('base64'),
+    sentAt: 1000,
+    expiresAt: 5000,
+    ...over,
+  };
+}
+
+/** The behaviour every ServerStore backend must show. Each backend's test file runs this. */
+export function serverStoreComplianceTests(test: TestFn, name: string, factory: ServerStoreFactory): void {
+  const withStore = (title: string, fn: (t: ExecutionContext, s: ServerStore) => Promise<void>) =>
+    test(`${name}: ${title}`, async (t) => {
+      const store = await factory.setup();
+      try {
+        await fn(t, store);
+      } finally {
+        await factory.teardown(store);
+      }
+    });
+
+  withStore('accounts are created once and found by name and by user id', async (t, s) => {
+    const userId = randomUUID();
+    const account = { name: 'alice', userId, role: 'user' as const, passwordHash: 'h', createdAt: 1 };
+    await s.createAccount(account);
+    t.deepEqual(await s.getAccount('alice'), account);
+    t.deepEqual(await s.getAccountByUserId(userId), account);
+    t.is(await s.getAccount('bob'), undefined);
+    await t.throwsAsync(s.createAccount({ ...account, userId: randomUUID() }), { code: 'LA_ERR_ACCOUNT_EXISTS' } as never);
+    t.is((await s.getAccount('alice'))?.userId, userId, 'the first account is kept');
+  });
+
+  withStore('devices get the lowest free id, revoked ids are reused, 127 at most', async (t, s) => {
+    const u = randomUUID();
+    t.is((await s.putDevice(u, cred(1), 10)).deviceId, 1);
+    t.is((await s.putDevice(u, cred(2), 11)).deviceId, 2);
+    t.true(await s.revokeDevice(u, 1, 12));
+    t.false(await s.revokeDevice(u, 1, 13), 'revoking twice reports nothing to revoke');
+    t.is((await s.getDevice(u, 1))?.revokedAt, 12);
+    t.deepEqual((await s.listDevices(u)).map((d) => d.deviceId), [2]);
+    t.is((await s.putDevice(u, cred(3), 14)).deviceId, 1);
+    for (let i = 3; i <= 127; i++) await s.putDevice(u, cred(i), 15);
+    t.is((await s.listDevices(u)).length, 127);
+    await t.throwsAsync(s.putDevice(u, cred(200), 16), { code: 'LA_ERR_DEVICE_LIMIT' } as never);
+  });
+
+  withStore('a device credential can be renewed in place', async (t, s) => {
+    const u = randomUUID();
+    await s.putDevice(u, cred(1), 10);
+    const renewed = await s.putDevice(u, { ...cred(9), serial: 'beef' }, 20, 1);
+    t.is(renewed.deviceId, 1);
+    t.is(renewed.createdAt, 10);
+    t.is((await s.getDevice(u, 1))?.serial, 'beef');
+    await t.throwsAsync(s.putDevice(u, cred(2), 21, 5), { code: 'LA_ERR_DEVICE_NOT_FOUND' } as never);
+  });
+
+  withStore('a nonce is accepted once until it expires, also under concurrency', async (t, s) => {
+    const results = await Promise.all(Array.from({ length: 20 }, () => s.claimNonce('dev1:abc', 120_000)));
+    t.is(results.filter(Boolean).length, 1);
+    t.false(await s.claimNonce('dev1:abc', 120_000));
+    t.true(await s.claimNonce('dev1:other', 120_000));
+    await s.expire(400_000);
+    t.true(await s.claimNonce('dev1:abc', 500_000), 'an expired nonce is forgotten');
+  });
+
+  withStore('token buckets refuse when empty and say when to retry', async (t, s) => {
+    const policy = { capacity: 3, refillPerSecond: 1 };
+    for (let i = 0; i < 3; i++) t.deepEqual(await s.takeTokens('k', 1, policy, 1000), { ok: true });
+    const refused = await s.takeTokens('k', 1, policy, 1000);
+    t.false(refused.ok);
+    t.is(refused.ok ? 0 : refused.retryAfterMs, 1000);
+    t.deepEqual(await s.takeTokens('k', 1, policy, 2000), { ok: true }, 'refilled after a second');
+    t.deepEqual(await s.takeTokens('other', 3, policy, 2000), { ok: true }, 'buckets are per key');
+    const tooBig = await s.takeTokens('big', 4, policy, 2000);
+    t.false(tooBig.ok);
+  });
+
+  withStore('messages come back in send order, in batches, until acked', async (t, s) => {
+    const to = { userId: randomUUID(), deviceId: 1 };
+    const sender = { userId: randomUUID(), deviceId: 2 };
+    for (let i = 0; i < 5; i++) {
+      await s.enqueue([to], msg({ from: sender, payload: Buffer.from(`m${i}`).toString('base64'), sentAt: i }), limits);
+    }
+    const first = await s.fetch(to, 3);
+    t.true(first.more);
+    t.deepEqual(first.messages.map((m) => Buffer.from(m.payload, 'base64').toString()), ['m0', 'm1', 'm2']);
+    t.deepEqual(first.messages[0]!.from, sender);
+    t.is(new Set(first.messages.map((m) => m.id)).size, 3);
+    t.is(await s.ack(to, [first.messages[0]!.id, first.messages[2]!.id, 'unknown']), 2);
+    t.is(await s.ack(to, [first.messages[0]!.id]), 0, 'acking twice deletes nothing more');
+    const rest = await s.fetch(to, 10);
+    t.false(rest.more);
+    t.deepEqual(rest.messages.map((m) => Buffer.from(m.payload, 'base64').toString()), ['m1', 'm3', 'm4']);
+    t.deepEqual(await s.queueStats(to), { count: 3, bytes: 6 });
+    const other = { userId: to.userId, deviceId: 2 };
+    t.deepEqual((await s.fetch(other, 10)).messages, [], 'queues are per device');
+    t.is(await s.ack(other, [rest.messages[0]!.id]), 0, 'another device cannot ack this queue');
+  });
+
+  withStore('a resent client id is a duplicate; with other content a conflict', async (t, s) => {
+    const to = { userId: randomUUID(), deviceId: 1 };
+    const m = msg();
+    t.deepEqual(await s.enqueue([to], m, limits), { status: 'queued' });
+    t.deepEqual(await s.enqueue([to], m, limits), { status: 'duplicate' });
+    await t.throwsAsync(s.enqueue([to], { ...m, digest: 'other' }, limits), { code: 'LA_ERR_MESSAGE_ID_CONFLICT' } as never);
+    const sameIdOtherSender = { ...m, from: { userId: randomUUID(), deviceId: 1 } };
+    t.deepEqual(await s.enqueue([to], sameIdOtherSender, limits), { status: 'queued' }, 'ids are per sender');
+    t.is((await s.fetch(to, 10)).messages.length, 2);
+    const [first] = (await s.fetch(to, 10)).messages;
+    await s.ack(to, [first!.id]);
+    t.deepEqual(await s.enqueue([to], m, limits), { status: 'duplicate' }, 'still a duplicate after the ack');
+  });
+
+  withStore('a full queue refuses the whole send and keeps what it holds', async (t, s) => {
+    const a = { userId: randomUUID(), deviceId: 1 };
+    const b = { userId: a.userId, deviceId: 2 };
+    const small = { maxMessages: 2, maxBytes: 1000 };
+    await s.enqueue([a], msg(), small);
+    await s.enqueue([a], msg(), small);
+    await t.throwsAsync(s.enqueue([a, b], msg(), small), { code: 'LA_ERR_QUEUE_FULL' } as never);
+    t.is((await s.fetch(b, 10)).messages.length, 0, 'nothing stored for the other device either');
+    t.is((await s.fetch(a, 10)).messages.length, 2, 'held messages are never dropped');
+    const big = Buffer.alloc(600).toString('base64');
+    await s.enqueue([b], msg({ payload: big }), small);
+    await t.throwsAsync(s.enqueue([b], msg({ payload: big }), small), { code: 'LA_ERR_QUEUE_FULL' } as never);
+    t.deepEqual(await s.queueStats(b), { count: 1, bytes: 600 });
+  });
+
+  withStore('concurrent sends to one queue are all stored and counted', async (t, s) => {
+    const to = { userId: randomUUID(), deviceId: 1 };
+    await Promise.all(Array.from({ length: 200 }, (_, i) => s.enqueue([to], msg({ sentAt: i }), { maxMessages: 1000, maxBytes: 1e6 })));
+    const got = await s.fetch(to, 500);
+    t.is(got.messages.length, 200);
+    t.deepEqual(await s.queueStats(to), { count: 200, bytes: 1000 });
+    const full = { maxMessages: 210, maxBytes: 1e6 };
+    const results = await Promise.allSettled(Array.from({ length: 20 }, () => s.enqueue([to], msg(), full)));
+    t.is(results.filter((r) => r.status === 'fulfilled').length, 10, 'the cap holds under concurrency');
+  });
+
+  withStore('undelivered messages expire; fresh ones stay', async (t, s) => {
+    const to = { userId: randomUUID(), deviceId: 1 };
+    await s.enqueue([to], msg({ expiresAt: 5000 }), limits);
+    await s.enqueue([to], msg({ expiresAt: 9000, payload: Buffer.from('late').toString('base64') }), limits);
+    t.deepEqual(await s.expire(4999), { messages: 0 });
+    t.deepEqual(await s.expire(5000), { messages: 1 });
+    const left = await s.fetch(to, 10);
+    t.deepEqual(left.messages.map((m) => Buffer.from(m.payload, 'base64').toString()), ['late']);
+    t.deepEqual(await s.queueStats(to), { count: 1, bytes: 4 });
+    await s.ack(to, [left.messages[0]!.id]);
+    t.deepEqual(await s.expire(10_000), { messages: 0 }, 'acked messages are not counted again');
+    t.deepEqual(await s.queueStats(to), { count: 0, bytes: 0 });
+  });
+
+  withStore('revoking a device deletes its queue', async (t, s) => {
+    const u = randomUUID();
+    await s.putDevice(u, cred(1), 1);
+    const to = { userId: u, deviceId: 1 };
+    const m = msg();
+    await s.enqueue([to], m, limits);
+    t.true(await s.revokeDevice(u, 1, 2));
+    t.deepEqual((await s.fetch(to, 10)).messages, []);
+    t.deepEqual(await s.queueStats(to), { count: 0, bytes: 0 });
+    t.deepEqual(await s.enqueue([to], m, limits), { status: 'queued' }, 'dedupe records went with the queue');
+  });
+}

@@ -129,6 +129,15 @@ export class LevelServerStore implements ServerStore {
     return name === undefined ? undefined : this.getAccount(name);
   }
 
+  async disableAccount(name: string, now: number): Promise<boolean> {
+    return this.#locks.run('accounts', async () => {
+      const a = await this.getAccount(name);
+      if (!a) return false;
+      await this.#writer.write([{ type: 'put', key: `a!${name}`, value: { ...a, disabledAt: a.disabledAt ?? now } }]);
+      return true;
+    });
+  }
+
   async putDevice(userId: string, credential: DeviceCredential, now: number, deviceId?: number): Promise<DeviceRecord> {
     return this.#locks.run(`user:${userId}`, async () => {
       const existing = new Map(

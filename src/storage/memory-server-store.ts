@@ -72,6 +72,14 @@ export class MemoryServerStore implements ServerStore {
     return name === undefined ? undefined : this.getAccount(name);
   }
 
+  async disableAccount(name: string, now: number): Promise<boolean> {
+    this.#check();
+    const a = this.#accounts.get(name);
+    if (!a) return false;
+    a.disabledAt ??= now;
+    return true;
+  }
+
   async putDevice(userId: string, credential: DeviceCredential, now: number, deviceId?: number): Promise<DeviceRecord> {
     this.#check();
     let devices = this.#devices.get(userId);

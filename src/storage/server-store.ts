@@ -8,6 +8,8 @@ export interface AccountRecord {
   /** `scrypt$N$r$p$salt$hash`, see crypto/password.ts. */
   passwordHash: string;
   createdAt: number;
+  /** Set by `account revoke NAME`: the account can no longer log in. */
+  disabledAt?: number;
 }
 
 export interface DeviceCredential {
@@ -87,6 +89,8 @@ export interface ServerStore {
   createAccount(account: AccountRecord, options?: StoreCallOptions): Promise<void>;
   getAccount(name: string, options?: StoreCallOptions): Promise<AccountRecord | undefined>;
   getAccountByUserId(userId: string, options?: StoreCallOptions): Promise<AccountRecord | undefined>;
+  /** Marks the account disabled; false if there is no such account. */
+  disableAccount(name: string, now: number): Promise<boolean>;
 
   /**
    * Adds a device with the lowest free id in 1..127 (revoked ids are free again), or replaces the

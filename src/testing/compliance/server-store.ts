@@ -50,6 +50,9 @@ export function serverStoreComplianceTests(test: TestFn, name: string, factory: 
     t.is(await s.getAccount('bob'), undefined);
     await t.throwsAsync(s.createAccount({ ...account, userId: randomUUID() }), { code: 'LA_ERR_ACCOUNT_EXISTS' } as never);
     t.is((await s.getAccount('alice'))?.userId, userId, 'the first account is kept');
+    t.true(await s.disableAccount('alice', 7));
+    t.is((await s.getAccount('alice'))?.disabledAt, 7);
+    t.false(await s.disableAccount('nobody', 7));
   });
 
   withStore('devices get the lowest free id, revoked ids are reused, 127 at most', async (t, s) => {

@@ -1,0 +1,110 @@
+import { readFile } from 'node:fs/promises';
+import { Command } from 'commander';
+import { systemClock } from '../../core/clock.js';
+import { LanternError } from '../../core/errors.js';
+import { createCsr, describeCertificate, generateDeviceKey } from '../../crypto/x509/device-key.js';
+import { ApiClient } from '../../net/api-client.js';
+import { loadCredential, saveCredential } from '../../storage/credential-store.js';
+import { withKeystore } from '../agent-home.js';
+import { resolveHome } from '../config.js';
+import { readPassword, writeJson, writeLine, type Io } from '../io.js';
+
+interface LoginFlags {
+  server: string;
+  user: string;
+  passwordStdin?: boolean;
+  register?: boolean;
+  home?: string;
+  ca?: string;
+  json?: boolean;
+}
+
+export function loginCommand(io: Io, done: (code: number) => void): Command {
+  return new Command('login')
+    .description('Log in: make a device key here, send a CSR, store the issued credential in the home')
+    .requiredOption('--server <url>', 'server base URL, e.g. https://127.0.0.1:8443')
+    .requiredOption('--user <name>', 'account name')
+    .option('--password-stdin', 'read the password from stdin (required)')
+    .option('--register', 'create the account first (server must run with --open-registration)')
+    .option('--home <dir>', 'agent home (default $LANTERN_HOME, else ~/.lantern-agent)')
+    .option('--ca <file>', "CA certificate (PEM) to trust for the server's TLS, e.g. DATA_DIR/ca.pem")
+    .option('--json', 'print the result as JSON')
+    .action(async (flags: LoginFlags) => {
+      if (!flags.passwordStdin) throw new LanternError('LA_ERR_USAGE', 'pass the password on stdin with --password-stdin');
+      let server: URL;
+      try {
+        server = new URL(flags.server);
+        if (server.protocol !== 'http:' && server.protocol !== 'https:') throw new Error('scheme');
+      } catch {
+        throw new LanternError('LA_ERR_USAGE', '--server must be an http:// or https:// URL');
+      }
+      const password = await readPassword(io.stdin);
+      const tlsCaPem = flags.ca ? await readFile(flags.ca, 'utf8') : undefined;
+      const home = resolveHome(flags.home, io.env);
+      const serverUrl = server.origin;
+      const result = await withKeystore(home, async (keystore) => {
+        const previous = await loadCredential(keystore);
+        const renew = previous && previous.server === serverUrl && previous.user === flags.user ? previous.deviceId : undefined;
+        const key = await generateDeviceKey();
+        const api = new ApiClient({ clock: systemClock }, { server: serverUrl, ...(tlsCaPem ? { ca: tlsCaPem } : {}) });
+        try {
+          const body = { user: flags.user, password, csr: createCsr(key), ...(flags.register ? { register: true } : {}) };
+          let answer;
+          try {
+            answer = await api.login({ ...body, ...(renew !== undefined ? { deviceId: renew } : {}) });
+          } catch (err) {
+            // The device this home had was revoked or removed: become a new device.
+            if (renew === undefined || !LanternError.is(err, 'LA_ERR_DEVICE_NOT_FOUND')) throw err;
+            answer = await api.login(body);
+          }
+          const credential = {
+            server: serverUrl,
+            user: flags.user,
+            userId: answer.userId,
+            deviceId: answer.deviceId,
+            role: answer.role,
+            certificatePem: answer.certificate,
+            serial: describeCertificate(answer.certificate).serial,
+            privateKeyPem: key.privateKeyPem,
+            caCertificatePem: answer.caCertificate,
+            ...(tlsCaPem ? { tlsCaPem } : {}),
+            expiresAt: answer.expiresAt,
+          };
+          await saveCredential(keystore, credential);
+          return credential;
+        } finally {
+          await api.close();
+        }
+      });
+      const summary = {
+        userId: result.userId,
+        deviceId: result.deviceId,
+        role: result.role,
+        server: result.server,
+        certificateExpires: new Date(result.expiresAt).toISOString(),
+      };
+      if (flags.json) writeJson(io.stdout, summary);
+      else writeLine(io.stdout, `logged in as ${flags.user}: user ${summary.userId}, device ${summary.deviceId}`);
+      done(0);
+    });
+}
+
+export function whoamiCommand(io: Io, done: (code: number) => void): Command {
+  return new Command('whoami')
+    .description("Show this home's identity: user id, device id, server, certificate expiry")
+    .option('--home <dir>', 'agent home (default $LANTERN_HOME, else ~/.lantern-agent)')
+    .option('--json', 'print JSON')
+    .action(async (flags: { home?: string; json?: boolean }) => {
+      const credential = await withKeystore(resolveHome(flags.home, io.env), loadCredential);
+      if (!credential) throw new LanternError('LA_ERR_NOT_LOGGED_IN');
+      const out = {
+        userId: credential.userId,
+        deviceId: credential.deviceId,
+        server: credential.server,
+        certificateExpires: new Date(credential.expiresAt).toISOString(),
+      };
+      if (flags.json) writeJson(io.stdout, out);
+      else writeLine(io.stdout, `user ${out.userId} device ${out.deviceId} on ${out.server} (certificate expires ${out.certificateExpires})`);
+      done(0);
+    });
+}

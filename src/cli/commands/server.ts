@@ -1,0 +1,130 @@
+import { readFile } from 'node:fs/promises';
+import { Command, Option } from 'commander';
+import { systemClock } from '../../core/clock.js';
+import { LanternError } from '../../core/errors.js';
+import { createLogger } from '../../core/logger.js';
+import { dataDirPaths, ensureDataDir, loadOrCreateCa, loadOrCreateSelfSignedTls } from '../../roles/server/data-dir.js';
+import { LanternServer } from '../../roles/server/lantern-server.js';
+import { defaultServerOptions, type ServerOptions } from '../../roles/server/options.js';
+import { LevelServerStore } from '../../storage/level-server-store.js';
+import { MemoryNotifier } from '../../storage/memory-notifier.js';
+import { parseDuration, parseListen, parsePositiveInt, parseRate } from '../config.js';
+import { writeJson, writeLine, type Io } from '../io.js';
+
+interface ServerFlags {
+  listen: { host: string; port: number };
+  dataDir: string;
+  tlsCert?: string;
+  tlsKey?: string;
+  tlsSelfSigned?: boolean;
+  json?: boolean;
+  openRegistration?: boolean;
+  retention: number;
+  expireInterval: number;
+  queueMaxMessages: number;
+  queueMaxBytes: number;
+  certLifetime: number;
+  ratePair: ServerOptions['rate']['pair'];
+  rateRecipientBytes: ServerOptions['rate']['pair'];
+  rateLoginAddress: ServerOptions['rate']['pair'];
+  rateLoginAccount: ServerOptions['rate']['pair'];
+  fsync: boolean;
+  logLevel: string;
+  unsafeLogging?: boolean;
+}
+
+const rateText = (r: { capacity: number; refillPerSecond: number }) => `${r.capacity}/${r.refillPerSecond}`;
+
+export function serverCommand(io: Io, done: (code: number) => void): Command {
+  const d = defaultServerOptions;
+  return new Command('server')
+    .description('Run the signaling server: login, credentials, store-and-forward messages')
+    .requiredOption('--listen <host:port>', 'address to listen on (port 0 picks a free port)', parseListen)
+    .requiredOption('--data-dir <dir>', 'directory for the LevelDB store and the CA')
+    .option('--tls-cert <file>', 'TLS certificate (PEM)')
+    .option('--tls-key <file>', 'TLS private key (PEM)')
+    .option('--tls-self-signed', 'serve TLS with a certificate signed by the server CA (ca.pem in the data dir)')
+    .option('--json', 'print NDJSON events on stdout')
+    .option('--open-registration', 'let `login --register` create accounts')
+    .option('--retention <duration>', 'delete undelivered messages after', parseDuration, d.retentionMs)
+    .option('--expire-interval <duration>', 'how often the retention job runs', parseDuration, d.expireIntervalMs)
+    .option('--queue-max-messages <n>', 'messages a device queue holds at most', parsePositiveInt, d.queue.maxMessages)
+    .option('--queue-max-bytes <n>', 'payload bytes a device queue holds at most', parsePositiveInt, d.queue.maxBytes)
+    .option('--cert-lifetime <duration>', 'lifetime of device certificates', parseDuration, d.certificateLifetimeMs)
+    .addOption(new Option('--rate-pair <burst/per-s>', 'messages per sender device -> recipient').argParser(parseRate).default(d.rate.pair, rateText(d.rate.pair)))
+    .addOption(
+      new Option('--rate-recipient-bytes <burst/per-s>', 'payload bytes per recipient').argParser(parseRate).default(d.rate.recipientBytes, rateText(d.rate.recipientBytes)),
+    )
+    .addOption(
+      new Option('--rate-login-address <burst/per-s>', 'login attempts per client address').argParser(parseRate).default(d.rate.loginPerAddress, rateText(d.rate.loginPerAddress)),
+    )
+    .addOption(
+      new Option('--rate-login-account <burst/per-s>', 'login attempts per account').argParser(parseRate).default(d.rate.loginPerAccount, rateText(d.rate.loginPerAccount)),
+    )
+    .option('--no-fsync', 'do not fsync write batches (survives a crash of the process, not of the machine)')
+    .option('--log-level <level>', 'log level (stderr, JSON)', 'info')
+    .option('--unsafe-logging', 'keep IP addresses in logs')
+    .action(async (flags: ServerFlags) => done(await runServer(io, flags)));
+}
+
+async function runServer(io: Io, flags: ServerFlags): Promise<number> {
+  if (Boolean(flags.tlsCert) !== Boolean(flags.tlsKey)) throw new LanternError('LA_ERR_USAGE', '--tls-cert and --tls-key go together');
+  if (flags.tlsCert && flags.tlsSelfSigned) throw new LanternError('LA_ERR_USAGE', 'use either --tls-cert/--tls-key or --tls-self-signed');
+  const logger = createLogger({ level: flags.logLevel, unsafeLogging: flags.unsafeLogging === true });
+  const emit = (event: Record<string, unknown>) => {
+    if (flags.json) writeJson(io.stdout, event);
+  };
+  await ensureDataDir(flags.dataDir);
+  const paths = dataDirPaths(flags.dataDir);
+  const ca = await loadOrCreateCa(flags.dataDir);
+  let tls: { certificatePem: string; privateKeyPem: string } | undefined;
+  if (flags.tlsCert && flags.tlsKey) {
+    try {
+      tls = { certificatePem: await readFile(flags.tlsCert, 'utf8'), privateKeyPem: await readFile(flags.tlsKey, 'utf8') };
+    } catch (err) {
+      throw new LanternError('LA_ERR_TLS_CONFIG', `Cannot read TLS files: ${(err as Error).message}`, { cause: err });
+    }
+  } else if (flags.tlsSelfSigned) {
+    tls = await loadOrCreateSelfSignedTls(flags.dataDir, ca, [flags.listen.host, 'localhost', '127.0.0.1', '::1']);
+  }
+  const store = new LevelServerStore({ location: paths.store, sync: flags.fsync });
+  await store.open();
+  const notifier = new MemoryNotifier();
+  const options: ServerOptions = {
+    openRegistration: flags.openRegistration === true,
+    retentionMs: flags.retention,
+    expireIntervalMs: flags.expireInterval,
+    queue: { maxMessages: flags.queueMaxMessages, maxBytes: flags.queueMaxBytes },
+    rate: {
+      pair: flags.ratePair,
+      recipientBytes: flags.rateRecipientBytes,
+      loginPerAddress: flags.rateLoginAddress,
+      loginPerAccount: flags.rateLoginAccount,
+    },
+    certificateLifetimeMs: flags.certLifetime,
+    maxPollWaitSeconds: 60,
+  };
+  const server = new LanternServer(
+    { store, notifier, clock: systemClock, logger: logger.child({ component: 'server' }), ca },
+    options,
+    { host: flags.listen.host, port: flags.listen.port, ...(tls ? { tls } : {}), controlSocketPath: paths.control },
+  );
+  try {
+    await server.start();
+  } catch (err) {
+    await store.close();
+    if (LanternError.is(err)) throw err;
+    throw new LanternError('LA_ERR_CONFIG', `Cannot listen on ${flags.listen.host}:${flags.listen.port}: ${(err as Error).message}`, { cause: err });
+  }
+  emit({ event: 'listening', url: server.url });
+  if (!flags.json) writeLine(io.stderr, `lantern-agent server listening on ${server.url}`);
+  logger.info({ url: server.url, tls: tls !== undefined }, 'listening');
+  const signal = await io.stopSignal;
+  emit({ event: 'stopping', signal });
+  await server.stop();
+  await notifier.close();
+  await store.close();
+  emit({ event: 'stopped' });
+  logger.flush();
+  return 0;
+}

@@ -1,0 +1,44 @@
+import { homedir } from 'node:os';
+import { join } from 'node:path';
+import { InvalidArgumentError } from 'commander';
+import { parseHostPort } from '../net/listen.js';
+import type { BucketPolicy } from '../storage/server-store.js';
+
+const UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3600_000, d: 86_400_000 };
+
+/** "30d", "2s", "1500ms", "10m", "1h" -> milliseconds. */
+export function parseDuration(value: string): number {
+  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)$/.exec(value.trim());
+  if (!m) throw new InvalidArgumentError('expected a duration such as 500ms, 30s, 10m, 12h or 30d');
+  return Math.round(Number(m[1]) * UNITS[m[2]!]!);
+}
+
+export function parsePositiveInt(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError('expected a positive integer');
+  return n;
+}
+
+export function parseSeconds(value: string): number {
+  const n = Number(value);
+  if (!Number.isFinite(n) || n < 0 || n > 60) throw new InvalidArgumentError('expected seconds between 0 and 60');
+  return n;
+}
+
+/** "BURST/PER_SECOND", e.g. "200/20". */
+export function parseRate(value: string): BucketPolicy {
+  const m = /^(\d+(?:\.\d+)?)\/(\d+(?:\.\d+)?)$/.exec(value.trim());
+  if (!m || Number(m[1]) <= 0) throw new InvalidArgumentError('expected BURST/PER_SECOND, e.g. 200/20');
+  return { capacity: Number(m[1]), refillPerSecond: Number(m[2]) };
+}
+
+export function parseListen(value: string): { host: string; port: number } {
+  const hp = parseHostPort(value);
+  if (!hp) throw new InvalidArgumentError('expected HOST:PORT, e.g. 127.0.0.1:8443 or [::1]:0');
+  return hp;
+}
+
+/** The agent's home: --home, else $LANTERN_HOME, else ~/.lantern-agent. */
+export function resolveHome(flag: string | undefined, env: Record<string, string | undefined>): string {
+  return flag ?? env['LANTERN_HOME'] ?? join(homedir(), '.lantern-agent');
+}

@@ -1,0 +1,38 @@
+import type { Readable, Writable } from 'node:stream';
+
+/** The process surface a command may use; tests pass their own. */
+export interface Io {
+  stdout: Writable;
+  stderr: Writable;
+  stdin: Readable;
+  env: Record<string, string | undefined>;
+  /** Resolves when the process is asked to stop (SIGINT/SIGTERM). */
+  stopSignal: Promise<string>;
+}
+
+export function processIo(): Io {
+  const stopSignal = new Promise<string>((resolve) => {
+    process.once('SIGINT', () => resolve('SIGINT'));
+    process.once('SIGTERM', () => resolve('SIGTERM'));
+  });
+  return { stdout: process.stdout, stderr: process.stderr, stdin: process.stdin, env: process.env, stopSignal };
+}
+
+export async function readAll(stream: Readable): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of stream) chunks.push(Buffer.isBuffer(chunk) ? chunk : Buffer.from(String(chunk)));
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+/** Password from stdin: the first line, without its line ending. */
+export async function readPassword(stream: Readable): Promise<string> {
+  return (await readAll(stream)).split(/\r?\n/)[0] ?? '';
+}
+
+export function writeLine(stream: Writable, text: string): void {
+  stream.write(`${text}\n`);
+}
+
+export function writeJson(stream: Writable, value: unknown): void {
+  stream.write(`${JSON.stringify(value)}\n`);
+}

@@ -1,0 +1,61 @@
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { LanternError } from '../../core/errors.js';
+import { CertificateAuthority, type CaMaterial } from '../../crypto/x509/certificate-authority.js';
+
+/**
+ * The server's data directory:
+ *   store/          LevelDB (ServerStore)
+ *   ca.pem          CA certificate (made on first start, reused after)
+ *   ca-key.pem      CA private key (mode 0600)
+ *   tls-cert.pem    self-signed TLS certificate and key, with --tls-self-signed
+ *   control.sock    control socket of the running server
+ */
+export const dataDirPaths = (dir: string) => ({
+  store: join(dir, 'store'),
+  caCert: join(dir, 'ca.pem'),
+  caKey: join(dir, 'ca-key.pem'),
+  tlsCert: join(dir, 'tls-cert.pem'),
+  tlsKey: join(dir, 'tls-key.pem'),
+  control: join(dir, 'control.sock'),
+});
+
+async function readIfExists(path: string): Promise<string | undefined> {
+  try {
+    return await readFile(path, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw err;
+  }
+}
+
+export async function ensureDataDir(dir: string): Promise<void> {
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+}
+
+/** Loads the CA of this data dir, creating it on first start. */
+export async function loadOrCreateCa(dir: string): Promise<CertificateAuthority> {
+  const p = dataDirPaths(dir);
+  const [cert, key] = await Promise.all([readIfExists(p.caCert), readIfExists(p.caKey)]);
+  if (cert && key) return new CertificateAuthority({ certificatePem: cert, privateKeyPem: key });
+  if (cert || key) throw new LanternError('LA_ERR_STORE_CORRUPT', `Only one of ca.pem and ca-key.pem exists in ${dir}`);
+  const material: CaMaterial = await CertificateAuthority.create();
+  await writeFile(p.caKey, material.privateKeyPem, { mode: 0o600, flag: 'wx' });
+  await writeFile(p.caCert, material.certificatePem, { mode: 0o644, flag: 'wx' });
+  return new CertificateAuthority(material);
+}
+
+/** A TLS certificate signed by the server CA for `hosts`, kept in the data dir and reused. */
+export async function loadOrCreateSelfSignedTls(
+  dir: string,
+  ca: CertificateAuthority,
+  hosts: string[],
+): Promise<{ certificatePem: string; privateKeyPem: string }> {
+  const p = dataDirPaths(dir);
+  const [cert, key] = await Promise.all([readIfExists(p.tlsCert), readIfExists(p.tlsKey)]);
+  if (cert && key) return { certificatePem: cert, privateKeyPem: key };
+  const made = await ca.issueTls(hosts);
+  await writeFile(p.tlsKey, made.privateKeyPem, { mode: 0o600 });
+  await writeFile(p.tlsCert, made.certificatePem, { mode: 0o644 });
+  return made;
+}

@@ -1,0 +1,72 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { LanternError } from '../../core/errors.js';
+import type { ErrorBody } from '../../protocol/messages.js';
+
+/** Largest request body the API reads (key uploads with 100 Kyber prekeys are ~220 KB of JSON). */
+export const MAX_BODY_BYTES = 512 * 1024;
+
+/** Reads the whole body up to `limit` bytes; LA_ERR_BODY_TOO_LARGE beyond (checked before reading when declared). */
+export function readBody(req: IncomingMessage, limit = MAX_BODY_BYTES): Promise<Buffer> {
+  const declared = Number(req.headers['content-length']);
+  if (Number.isFinite(declared) && declared > limit) {
+    return Promise.reject(new LanternError('LA_ERR_BODY_TOO_LARGE', `Request body exceeds ${limit} bytes`));
+  }
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const onData = (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > limit) {
+        req.off('data', onData);
+        req.resume();
+        reject(new LanternError('LA_ERR_BODY_TOO_LARGE', `Request body exceeds ${limit} bytes`));
+        return;
+      }
+      chunks.push(chunk);
+    };
+    req.on('data', onData);
+    req.once('end', () => resolve(Buffer.concat(chunks, size)));
+    req.once('error', reject);
+  });
+}
+
+export function parseJson(body: Buffer): unknown {
+  if (body.length === 0) throw new LanternError('LA_ERR_MALFORMED_JSON', 'Request body is empty; a JSON object is expected');
+  try {
+    return JSON.parse(body.toString('utf8'));
+  } catch (err) {
+    throw new LanternError('LA_ERR_MALFORMED_JSON', undefined, { cause: err });
+  }
+}
+
+/** Every answer is complete (Content-Length, never chunked) and never cached, so CDNs pass it through. */
+export function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
+  if (res.headersSent || res.destroyed) return;
+  const text = body === undefined ? '' : JSON.stringify(body);
+  res.writeHead(status, {
+    'content-type': 'application/json; charset=utf-8',
+    'content-length': Buffer.byteLength(text),
+    'cache-control': 'no-store',
+    ...headers,
+  });
+  res.end(text);
+}
+
+export function sendEmpty(res: ServerResponse, status = 204): void {
+  if (res.headersSent || res.destroyed) return;
+  res.writeHead(status, { 'cache-control': 'no-store', 'content-length': 0 });
+  res.end();
+}
+
+export function errorBody(err: LanternError): ErrorBody {
+  return {
+    error: { code: err.code, message: err.message, ...(err.details ? { details: err.details } : {}) },
+  };
+}
+
+export function sendError(res: ServerResponse, err: LanternError): void {
+  const headers: Record<string, string> = {};
+  const retry = err.details?.['retryAfterMs'];
+  if (typeof retry === 'number') headers['retry-after'] = String(Math.max(1, Math.ceil(retry / 1000)));
+  sendJson(res, err.status, errorBody(err), headers);
+}

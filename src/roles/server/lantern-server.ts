@@ -1,0 +1,236 @@
+import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
+import type { Clock } from '../../core/clock.js';
+import { LanternError } from '../../core/errors.js';
+import type { Logger } from '../../core/logger.js';
+import type { Startable } from '../../core/lifecycle.js';
+import type { CertificateAuthority } from '../../crypto/x509/certificate-authority.js';
+import { formatUrl, listen } from '../../net/listen.js';
+import { AckRequest, LoginRequest, PollQuery, SendRequest } from '../../protocol/messages.js';
+import { parseMessage } from '../../protocol/validate.js';
+import { PROTOCOL_VERSION, VERSION_HEADER } from '../../protocol/version.js';
+import type { Notifier, ServerStore } from '../../storage/server-store.js';
+import { AccountService } from './accounts.js';
+import { Authenticator, type AuthContext } from './authenticator.js';
+import { ControlSocket } from './control-socket.js';
+import { parseJson, readBody, sendEmpty, sendError, sendJson } from './http-kit.js';
+import { Mailbox } from './mailbox.js';
+import type { ServerOptions } from './options.js';
+
+export interface ServerComponents {
+  store: ServerStore;
+  notifier: Notifier;
+  clock: Clock;
+  logger: Logger;
+  ca: CertificateAuthority;
+}
+
+export interface ListenOptions {
+  host: string;
+  port: number;
+  tls?: { certificatePem: string; privateKeyPem: string };
+  /** Path of the control socket for `account` commands; none when absent. */
+  controlSocketPath?: string;
+}
+
+interface RequestInfo {
+  req: IncomingMessage;
+  res: ServerResponse;
+  url: URL;
+  body: Buffer;
+  auth: AuthContext | undefined;
+}
+
+interface Route {
+  auth: boolean;
+  handle(r: RequestInfo): Promise<void>;
+}
+
+/** The server role: HTTP API v1 (login, whoami, messages), the retention job and the control socket. */
+export class LanternServer implements Startable {
+  readonly #c: ServerComponents;
+  readonly #options: ServerOptions;
+  readonly #listen: ListenOptions;
+  readonly accounts: AccountService;
+  readonly #auth: Authenticator;
+  readonly #mailbox: Mailbox;
+  readonly #routes: Map<string, Map<string, Route>>;
+  #http: Server | undefined;
+  #control: ControlSocket | undefined;
+  #expireTimer: ReturnType<typeof setInterval> | undefined;
+  #url: string | undefined;
+  #stopped: Promise<void> | undefined;
+
+  constructor(components: ServerComponents, options: ServerOptions, listenOptions: ListenOptions) {
+    this.#c = components;
+    this.#options = options;
+    this.#listen = listenOptions;
+    this.accounts = new AccountService(components);
+    this.#auth = new Authenticator(components);
+    this.#mailbox = new Mailbox(components, options);
+    this.#routes = this.#buildRoutes();
+  }
+
+  /** Base URL once started, with the real port. */
+  get url(): string {
+    if (!this.#url) throw new Error('server is not started');
+    return this.#url;
+  }
+
+  get heldPolls(): number {
+    return this.#mailbox.heldPolls;
+  }
+
+  async start(): Promise<void> {
+    const handler = (req: IncomingMessage, res: ServerResponse) => void this.#handle(req, res);
+    const tls = this.#listen.tls;
+    const server = tls ? createHttpsServer({ cert: tls.certificatePem, key: tls.privateKeyPem }, handler) : createHttpServer(handler);
+    server.keepAliveTimeout = 65_000;
+    server.headersTimeout = 70_000;
+    server.requestTimeout = 0;
+    server.on('clientError', (_err, socket) => {
+      if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n');
+      else socket.destroy();
+    });
+    const addr = await listen(server, this.#listen.host, this.#listen.port);
+    this.#http = server;
+    this.#url = formatUrl(tls ? 'https' : 'http', addr.host, addr.port);
+    if (this.#listen.controlSocketPath) {
+      this.#control = new ControlSocket({ accounts: this.accounts, logger: this.#c.logger }, this.#listen.controlSocketPath);
+      await this.#control.start();
+    }
+    this.#expireTimer = setInterval(() => void this.runRetention(), this.#options.expireIntervalMs);
+    this.#expireTimer.unref();
+    void this.runRetention();
+  }
+
+  /** One pass of the retention job (also run on a timer). */
+  async runRetention(): Promise<number> {
+    try {
+      const { messages } = await this.#c.store.expire(this.#c.clock.now());
+      if (messages > 0) this.#c.logger.info({ messages }, 'expired undelivered messages');
+      return messages;
+    } catch (err) {
+      this.#c.logger.warn({ err }, 'retention job failed');
+      return 0;
+    }
+  }
+
+  /** Stops accepting, answers held polls, waits for requests in flight. Idempotent. */
+  stop(): Promise<void> {
+    this.#stopped ??= (async () => {
+      if (this.#expireTimer) clearInterval(this.#expireTimer);
+      const server = this.#http;
+      const closed = server ? new Promise<void>((resolve) => server.close(() => resolve())) : Promise.resolve();
+      this.#mailbox.releaseAll();
+      server?.closeIdleConnections();
+      const force = setTimeout(() => server?.closeAllConnections(), 5000);
+      await closed;
+      clearTimeout(force);
+      await this.#control?.stop();
+    })();
+    return this.#stopped;
+  }
+
+  #buildRoutes(): Map<string, Map<string, Route>> {
+    const routes = new Map<string, Map<string, Route>>();
+    const add = (method: string, path: string, route: Route) => {
+      if (!routes.has(path)) routes.set(path, new Map());
+      routes.get(path)!.set(method, route);
+    };
+    add('GET', '/v1/health', {
+      auth: false,
+      handle: async ({ res }) => sendJson(res, 200, { ok: true, version: PROTOCOL_VERSION }),
+    });
+    add('POST', '/v1/login', {
+      auth: false,
+      handle: async ({ req, res, body }) => {
+        const login = parseMessage(LoginRequest, parseJson(body));
+        await this.#limit(`login-addr:${req.socket.remoteAddress ?? '?'}`, this.#options.rate.loginPerAddress);
+        await this.#limit(`login-name:${login.user}`, this.#options.rate.loginPerAccount);
+        const answer = await this.accounts.login(login, { ca: this.#c.ca, options: this.#options });
+        sendJson(res, 200, answer);
+      },
+    });
+    add('GET', '/v1/whoami', {
+      auth: true,
+      handle: async ({ res, auth }) => {
+        const account = await this.#c.store.getAccountByUserId(auth!.userId);
+        sendJson(res, 200, {
+          userId: auth!.userId,
+          deviceId: auth!.deviceId,
+          role: account?.role ?? 'user',
+          certificateExpires: auth!.certificateExpires,
+        });
+      },
+    });
+    add('POST', '/v1/messages', {
+      auth: true,
+      handle: async ({ res, body, auth }) => {
+        const send = parseMessage(SendRequest, parseJson(body));
+        sendJson(res, 200, await this.#mailbox.send(auth!, send));
+      },
+    });
+    add('GET', '/v1/messages', {
+      auth: true,
+      handle: async ({ req, res, url, auth }) => {
+        const q = parseMessage(PollQuery, Object.fromEntries(url.searchParams));
+        const closed = new Promise<void>((resolve) => res.once('close', () => resolve()));
+        const device = { userId: auth!.userId, deviceId: auth!.deviceId };
+        const batch = await this.#mailbox.poll(device, q.wait, q.limit, closed);
+        if (batch) sendJson(res, 200, batch);
+        else sendEmpty(res, 204);
+        void req;
+      },
+    });
+    add('POST', '/v1/messages/ack', {
+      auth: true,
+      handle: async ({ res, body, auth }) => {
+        const ack = parseMessage(AckRequest, parseJson(body));
+        const acked = await this.#mailbox.ack({ userId: auth!.userId, deviceId: auth!.deviceId }, ack.ids);
+        sendJson(res, 200, { acked });
+      },
+    });
+    return routes;
+  }
+
+  async #limit(key: string, policy: ServerOptions['rate']['pair']): Promise<void> {
+    const r = await this.#c.store.takeTokens(key, 1, policy, this.#c.clock.now());
+    if (!r.ok) throw new LanternError('LA_ERR_RATE_LIMITED', undefined, { details: { retryAfterMs: r.retryAfterMs } });
+  }
+
+  async #handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    try {
+      const url = new URL(req.url ?? '/', 'http://server.invalid');
+      const byMethod = this.#routes.get(url.pathname);
+      if (!byMethod) throw new LanternError('LA_ERR_NOT_FOUND');
+      const route = byMethod.get(req.method ?? 'GET');
+      if (!route) throw new LanternError('LA_ERR_METHOD_NOT_ALLOWED', `Use ${[...byMethod.keys()].join(' or ')}`);
+      const version = req.headers[VERSION_HEADER];
+      if (url.pathname !== '/v1/health' && version !== String(PROTOCOL_VERSION)) {
+        throw new LanternError(
+          'LA_ERR_VERSION_MISMATCH',
+          `This server speaks protocol ${PROTOCOL_VERSION}; send ${VERSION_HEADER}: ${PROTOCOL_VERSION}`,
+        );
+      }
+      const body = await readBody(req);
+      const auth = route.auth
+        ? await this.#auth.authenticate({
+            method: req.method ?? 'GET',
+            path: req.url ?? '/',
+            authorization: req.headers.authorization,
+            body,
+          })
+        : undefined;
+      await route.handle({ req, res, url, body, auth });
+    } catch (err) {
+      if (LanternError.is(err)) {
+        if (err.code.startsWith('LA_ERR_STORE')) this.#c.logger.error({ err }, 'storage failure');
+        sendError(res, err);
+      } else {
+        this.#c.logger.error({ err }, 'request failed');
+        sendError(res, new LanternError('LA_ERR_INTERNAL'));
+      }
+    }
+  }
+}

@@ -1,0 +1,43 @@
+import type { BucketPolicy, QueueLimits } from '../../storage/server-store.js';
+
+export interface RateLimits {
+  /** Messages per (sender device -> recipient user). */
+  pair: BucketPolicy;
+  /** Payload bytes per recipient user. */
+  recipientBytes: BucketPolicy;
+  /** Login attempts per client address. */
+  loginPerAddress: BucketPolicy;
+  /** Login attempts per account name. */
+  loginPerAccount: BucketPolicy;
+}
+
+export interface ServerOptions {
+  openRegistration: boolean;
+  /** Undelivered messages are deleted this long after they were sent. */
+  retentionMs: number;
+  /** How often the retention job runs. */
+  expireIntervalMs: number;
+  queue: QueueLimits;
+  rate: RateLimits;
+  /** Lifetime of device certificates. */
+  certificateLifetimeMs: number;
+  /** Longest a poll is held (seconds, at most 60). */
+  maxPollWaitSeconds: number;
+}
+
+const DAY = 24 * 3600_000;
+
+export const defaultServerOptions: ServerOptions = {
+  openRegistration: false,
+  retentionMs: 30 * DAY,
+  expireIntervalMs: 60_000,
+  queue: { maxMessages: 10_000, maxBytes: 64 * 1024 * 1024 },
+  rate: {
+    pair: { capacity: 200, refillPerSecond: 20 },
+    recipientBytes: { capacity: 32 * 1024 * 1024, refillPerSecond: 1024 * 1024 },
+    loginPerAddress: { capacity: 20, refillPerSecond: 0.2 },
+    loginPerAccount: { capacity: 10, refillPerSecond: 0.1 },
+  },
+  certificateLifetimeMs: 90 * DAY,
+  maxPollWaitSeconds: 60,
+};

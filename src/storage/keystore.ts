@@ -1,0 +1,14 @@
+/**
+ * The agent's local store (identity, credentials, received messages; later the Signal stores).
+ * Values are JSON. Keys are strings; `list(prefix)` returns entries in key order.
+ */
+export interface Keystore {
+  open(): Promise<void>;
+  close(): Promise<void>;
+  get<T>(key: string): Promise<T | undefined>;
+  put(key: string, value: unknown): Promise<void>;
+  del(key: string): Promise<void>;
+  /** Writes several keys atomically. */
+  batch(ops: Array<{ type: 'put'; key: string; value: unknown } | { type: 'del'; key: string }>): Promise<void>;
+  list<T>(prefix: string, options?: { limit?: number }): Promise<Array<[string, T]>>;
+}

@@ -1,0 +1,30 @@
+import type { TestFn } from 'ava';
+import type { Keystore } from '../../storage/keystore.js';
+
+/** The behaviour every Keystore backend must show. */
+export function keystoreComplianceTests(test: TestFn, name: string, factory: { setup(): Promise<Keystore>; teardown(k: Keystore): Promise<void> }): void {
+  test(`${name}: put, get, del, batch and prefix listing`, async (t) => {
+    const k = await factory.setup();
+    try {
+      t.is(await k.get('missing'), undefined);
+      await k.put('a', { x: 1 });
+      t.deepEqual(await k.get('a'), { x: 1 });
+      await k.batch([
+        { type: 'put', key: 'msg!2', value: 'two' },
+        { type: 'put', key: 'msg!1', value: 'one' },
+        { type: 'put', key: 'msh', value: 'not in prefix' },
+        { type: 'del', key: 'a' },
+      ]);
+      t.is(await k.get('a'), undefined);
+      t.deepEqual(await k.list('msg!'), [
+        ['msg!1', 'one'],
+        ['msg!2', 'two'],
+      ]);
+      t.deepEqual(await k.list('msg!', { limit: 1 }), [['msg!1', 'one']]);
+      await k.del('msg!1');
+      t.deepEqual((await k.list('msg!')).map(([key]) => key), ['msg!2']);
+    } finally {
+      await factory.teardown(k);
+    }
+  });
+}

@@ -1,0 +1,41 @@
+import { join } from 'node:path';
+import { signedClient, withKeystore } from '../../cli/agent-home.js';
+import type { ApiClient } from '../../net/api-client.js';
+import { loadCredential, type StoredCredential } from '../../storage/credential-store.js';
+import { runCli, type RunningServer } from './cli.js';
+
+export interface TestAgent {
+  name: string;
+  home: string;
+  userId: string;
+  deviceId: number;
+  credential: StoredCredential;
+  /** An API client signing with this home's credential (close it after use). */
+  api(): ApiClient;
+}
+
+export async function readHomeCredential(home: string): Promise<StoredCredential> {
+  const credential = await withKeystore(home, loadCredential);
+  if (!credential) throw new Error(`no credential in ${home}`);
+  return credential;
+}
+
+/** `account add` (unless `existing`) and `login` through the real CLI; the home is DIR/home-NAME[-suffix]. */
+export async function addAgent(
+  server: RunningServer,
+  dir: string,
+  name: string,
+  options: { existing?: boolean; homeSuffix?: string; password?: string } = {},
+): Promise<TestAgent> {
+  const password = options.password ?? `pw-${name}-secret`;
+  if (!options.existing) {
+    const added = await runCli(['account', 'add', name, '--data-dir', server.dataDir, '--password-stdin'], { stdin: `${password}\n` });
+    if (added.code !== 0) throw new Error(`account add failed: ${added.stderr}`);
+  }
+  const home = join(dir, `home-${name}${options.homeSuffix ?? ''}`);
+  const ca = server.url.startsWith('https:') ? ['--ca', join(server.dataDir, 'ca.pem')] : [];
+  const login = await runCli(['login', '--server', server.url, '--user', name, '--password-stdin', '--home', home, ...ca], { stdin: `${password}\n` });
+  if (login.code !== 0) throw new Error(`login failed: ${login.stderr}`);
+  const credential = await readHomeCredential(home);
+  return { name, home, userId: credential.userId, deviceId: credential.deviceId, credential, api: () => signedClient(credential) };
+}

@@ -1,0 +1,216 @@
+import { randomUUID } from 'node:crypto';
+import test from 'ava';
+import { request } from 'undici';
+import { LanternError } from '../core/errors.js';
+import { addAgent } from '../testing/helpers/agents.js';
+import { runCli, startServer } from '../testing/helpers/cli.js';
+import { tempDir } from '../testing/helpers/temp-dir.js';
+
+// Whole-binary tests of retention, caps, rate limits, credentials' lifetime, TLS and shutdown; each
+// starts its own server (built CLI, port 0) with the limits it needs.
+
+const b64 = (s: string) => Buffer.from(s).toString('base64');
+
+async function withServer(t: { teardown(fn: () => Promise<unknown>): void }, extra: string[] = []) {
+  const dir = await tempDir('lantern-e2e-');
+  const server = await startServer(`${dir.path}/data`, extra);
+  t.teardown(async () => {
+    await server.stop();
+    await dir.remove();
+  });
+  return { dir: dir.path, server };
+}
+
+test('undelivered messages expire by the retention job', async (t) => {
+  const { dir, server } = await withServer(t, ['--retention', '1s', '--expire-interval', '200ms']);
+  const a = await addAgent(server, dir, 'a');
+  const b = await addAgent(server, dir, 'b');
+  t.is((await runCli(['send', '--home', a.home, '--to', b.userId, '--raw', 'short-lived'])).code, 0);
+  await new Promise((r) => setTimeout(r, 2000));
+  const inbox = await runCli(['inbox', '--home', b.home, '--json']);
+  t.is(inbox.code, 0);
+  t.is(inbox.stdout, '', 'the message expired before anyone polled');
+  t.is((await runCli(['send', '--home', a.home, '--to', b.userId, '--raw', 'fresh'])).code, 0);
+  t.regex((await runCli(['inbox', '--home', b.home, '--json'])).stdout, /fresh/);
+});
+
+test('a full queue refuses sends with LA_ERR_QUEUE_FULL and keeps what it holds', async (t) => {
+  const { dir, server } = await withServer(t, ['--queue-max-messages', '2']);
+  const a = await addAgent(server, dir, 'a');
+  const b = await addAgent(server, dir, 'b');
+  for (const text of ['first', 'second']) t.is((await runCli(['send', '--home', a.home, '--to', b.userId, '--raw', text])).code, 0);
+  const full = await runCli(['send', '--home', a.home, '--to', b.userId, '--raw', 'third']);
+  t.is(full.code, 5);
+  t.regex(full.stderr, /LA_ERR_QUEUE_FULL/);
+  const inbox = await runCli(['inbox', '--home', b.home, '--json']);
+  t.deepEqual(inbox.stdout.trim().split('\n').map((l) => (JSON.parse(l) as { text: string }).text), ['first', 'second']);
+  t.is((await runCli(['send', '--home', a.home, '--to', b.userId, '--raw', 'after ack'])).code, 0, 'acks make room again');
+});
+
+test('sends beyond the per-pair rate get 429 with Retry-After', async (t) => {
+  const { dir, server } = await withServer(t, ['--rate-pair', '3/0.5']);
+  const a = await addAgent(server, dir, 'a');
+  const b = await addAgent(server, dir, 'b');
+  const c = await addAgent(server, dir, 'c');
+  const api = a.api();
+  t.teardown(() => api.close());
+  for (let i = 0; i < 3; i++) await api.send({ id: randomUUID(), to: b.userId, type: 0, payload: b64(`m${i}`) });
+  const err = await t.throwsAsync(api.send({ id: randomUUID(), to: b.userId, type: 0, payload: b64('too many') }));
+  t.true(LanternError.is(err, 'LA_ERR_RATE_LIMITED'));
+  t.is((err as LanternError).details?.['status'], 429);
+  t.true(Number((err as LanternError).details?.['retryAfterMs']) >= 1000, 'Retry-After is sent');
+  // Another recipient has its own bucket.
+  await api.send({ id: randomUUID(), to: c.userId, type: 0, payload: b64('fine') });
+  const cli = await runCli(['send', '--home', a.home, '--to', b.userId, '--raw', 'cli too']);
+  t.is(cli.code, 5);
+  t.regex(cli.stderr, /LA_ERR_RATE_LIMITED/);
+});
+
+test('inbound bytes per recipient are rate limited', async (t) => {
+  const { dir, server } = await withServer(t, ['--rate-recipient-bytes', '100000/10']);
+  const a = await addAgent(server, dir, 'a');
+  const b = await addAgent(server, dir, 'b');
+  const api = a.api();
+  t.teardown(() => api.close());
+  const chunk = Buffer.alloc(60_000).toString('base64');
+  await api.send({ id: randomUUID(), to: b.userId, type: 0, payload: chunk });
+  await t.throwsAsync(api.send({ id: randomUUID(), to: b.userId, type: 0, payload: chunk }), { code: 'LA_ERR_RATE_LIMITED' } as never);
+});
+
+test('login attempts are rate limited per account', async (t) => {
+  const { dir, server } = await withServer(t, ['--rate-login-account', '2/0.01']);
+  await addAgent(server, dir, 'a');
+  const attempt = () =>
+    runCli(['login', '--server', server.url, '--user', 'a', '--password-stdin', '--home', `${dir}/h2`], { stdin: 'wrong-password\n' });
+  t.regex((await attempt()).stderr, /LA_ERR_LOGIN_FAILED/);
+  const limited = await attempt();
+  t.is(limited.code, 5);
+  t.regex(limited.stderr, /LA_ERR_RATE_LIMITED/);
+});
+
+test('an expired credential is refused until the device logs in again', async (t) => {
+  const { dir, server } = await withServer(t, ['--cert-lifetime', '6s']);
+  const a = await addAgent(server, dir, 'a');
+  t.is((await runCli(['inbox', '--home', a.home])).code, 0);
+  await new Promise((r) => setTimeout(r, Math.max(0, a.credential.expiresAt - Date.now()) + 300));
+  const expired = await runCli(['inbox', '--home', a.home]);
+  t.is(expired.code, 4);
+  t.regex(expired.stderr, /LA_ERR_AUTH_EXPIRED/);
+  const again = await addAgent(server, dir, 'a', { existing: true });
+  t.is(again.deviceId, a.deviceId, 'logging in again from the same home renews the same device');
+  t.is((await runCli(['inbox', '--home', a.home])).code, 0);
+});
+
+test('open registration lets login --register create the account', async (t) => {
+  const { dir, server } = await withServer(t, ['--open-registration']);
+  const home = `${dir}/reg`;
+  const reg = await runCli(['login', '--server', server.url, '--user', 'newbie', '--register', '--password-stdin', '--home', home, '--json'], {
+    stdin: 'newbie-password\n',
+  });
+  t.is(reg.code, 0, reg.stderr);
+  t.is((JSON.parse(reg.stdout) as { deviceId: number }).deviceId, 1);
+  const second = await runCli(['login', '--server', server.url, '--user', 'newbie', '--register', '--password-stdin', '--home', `${dir}/reg2`, '--json'], {
+    stdin: 'newbie-password\n',
+  });
+  t.is((JSON.parse(second.stdout) as { deviceId: number }).deviceId, 2, 'registering again with the password adds a device');
+  const taken = await runCli(['login', '--server', server.url, '--user', 'newbie', '--register', '--password-stdin', '--home', `${dir}/reg3`], {
+    stdin: 'someone-else\n',
+  });
+  t.regex(taken.stderr, /LA_ERR_LOGIN_FAILED/);
+});
+
+test('TLS with a self-signed certificate from the server CA, and the CA survives restarts', async (t) => {
+  const dir = await tempDir('lantern-e2e-');
+  t.teardown(() => dir.remove());
+  const first = await startServer(`${dir.path}/data`, ['--tls-self-signed']);
+  t.regex(first.url, /^https:\/\/127\.0\.0\.1:\d+$/);
+  const a = await addAgent(first, dir.path, 'a');
+  const b = await addAgent(first, dir.path, 'b');
+  t.is((await runCli(['send', '--home', a.home, '--to', b.userId, '--raw', 'over tls'])).code, 0);
+  t.is(await first.stop(), 0);
+  const second = await startServer(`${dir.path}/data`, ['--tls-self-signed', '--listen', first.url.replace('https://', '')]);
+  t.teardown(() => second.stop());
+  const inbox = await runCli(['inbox', '--home', b.home, '--json']);
+  t.is(inbox.code, 0, inbox.stderr);
+  t.regex(inbox.stdout, /over tls/, 'same CA and credentials after a restart; the message was kept');
+  const untrusted = await runCli(['login', '--server', second.url, '--user', 'a', '--password-stdin', '--home', `${dir.path}/x`], { stdin: 'pw-a-secret\n' });
+  t.is(untrusted.code, 3, 'without --ca the self-signed certificate is not trusted');
+  t.regex(untrusted.stderr, /LA_ERR_SERVER_UNREACHABLE/);
+});
+
+test('SIGTERM answers held polls, closes the store and exits 0', async (t) => {
+  const dir = await tempDir('lantern-e2e-');
+  t.teardown(() => dir.remove());
+  const server = await startServer(`${dir.path}/data`);
+  const a = await addAgent(server, dir.path, 'a');
+  const api = a.api();
+  t.teardown(() => api.close());
+  const started = Date.now();
+  const held = api.poll(50);
+  await new Promise((r) => setTimeout(r, 500));
+  const exit = await server.stop('SIGTERM');
+  t.is(await held, undefined, 'the held poll got its 204');
+  t.true(Date.now() - started < 10_000);
+  t.is(exit, 0);
+  t.deepEqual(server.events.map((e) => e['event']), ['listening', 'stopping', 'stopped']);
+  // The store was closed cleanly: the data dir opens again at once.
+  const again = await startServer(`${dir.path}/data`);
+  await again.stop();
+});
+
+test('kill -9 during a send load loses no answered message', async (t) => {
+  const dir = await tempDir('lantern-e2e-');
+  t.teardown(() => dir.remove());
+  const data = `${dir.path}/data`;
+  const server = await startServer(data, ['--rate-pair', '100000/100000']);
+  const a = await addAgent(server, dir.path, 'a');
+  const b = await addAgent(server, dir.path, 'b');
+  const api = a.api();
+  t.teardown(() => api.close());
+  const answered = new Set<string>();
+  let failed = 0;
+  let stop = false;
+  const worker = async () => {
+    for (let i = 0; i < 2000 && !stop; i++) {
+      const id = randomUUID();
+      try {
+        await api.send({ id, to: b.userId, type: 0, payload: b64(id) });
+        answered.add(id);
+      } catch {
+        failed++;
+        return;
+      }
+    }
+  };
+  const load = Promise.all(Array.from({ length: 16 }, worker));
+  while (answered.size < 300) await new Promise((r) => setTimeout(r, 20));
+  server.child.kill('SIGKILL');
+  await load;
+  stop = true;
+  t.true(failed > 0, 'some sends were cut off by the kill');
+  t.log(`answered before kill -9: ${answered.size}`);
+  const restarted = await startServer(data);
+  t.teardown(() => restarted.stop());
+  const { signedClient } = await import('../cli/agent-home.js');
+  const bapi = signedClient({ ...b.credential, server: restarted.url });
+  t.teardown(() => bapi.close());
+  const delivered = new Set<string>();
+  for (let round = 0; round < 100; round++) {
+    const batch = await bapi.poll(0, 500);
+    if (!batch) break;
+    for (const m of batch.messages) delivered.add(Buffer.from(m.payload, 'base64').toString());
+    await bapi.ack(batch.messages.map((m) => m.id));
+  }
+  const lost = [...answered].filter((id) => !delivered.has(id));
+  t.deepEqual(lost, [], 'every answered send is delivered after the restart');
+});
+
+test('the server refuses a data dir that another server holds', async (t) => {
+  const { server } = await withServer(t);
+  const second = await runCli(['server', '--listen', '127.0.0.1:0', '--data-dir', server.dataDir, '--json']);
+  t.is(second.code, 1);
+  t.regex(second.stderr, /LA_ERR_STORE_LOCKED/);
+  const res = await request(`${server.url}/v1/health`);
+  t.is(res.statusCode, 200, 'the first server keeps serving');
+  await res.body.dump();
+});

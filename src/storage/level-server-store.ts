@@ -69,6 +69,8 @@ export class LevelServerStore implements ServerStore {
   readonly #locks = new KeyedMutex();
   readonly #meta = new Map<string, QueueMeta>();
   readonly #recentNonces = new Map<string, number>();
+  /** Dedupe records submitted to the group commit but not yet written. */
+  readonly #pendingDedupe = new Map<string, { digest: string; written: Promise<void> }>();
   readonly #buckets = new Map<string, BucketState & { policy: BucketPolicy }>();
   #expirySeq = 0;
   readonly #instance = randomUUID().slice(0, 8);
@@ -202,7 +204,9 @@ export class LevelServerStore implements ServerStore {
     this.#recentNonces.set(key, expiresAt);
     const dbKey = `n!${pad(Math.floor(expiresAt / 60_000), 12)}!${key}`;
     if ((await this.#get(dbKey)) !== undefined) return false;
-    await this.#writer.write([{ type: 'put', key: dbKey, value: 1 }]);
+    // Not awaited: while this process lives the in-memory claim guards the nonce; the record only
+    // has to outlive a restart, and it reaches the OS with the next batch, within milliseconds.
+    this.#writer.write([{ type: 'put', key: dbKey, value: 1 }]).catch(() => undefined);
     return true;
   }
 
@@ -231,13 +235,20 @@ export class LevelServerStore implements ServerStore {
   async enqueue(recipients: readonly Address[], message: EnqueueInput, limits: QueueLimits): Promise<EnqueueResult> {
     const bytes = base64Bytes(message.payload);
     const sender = `${message.from.userId}:${message.from.deviceId}`;
-    return this.#locks.runAll(
+    const dedupeKeys = recipients.map((r) => `k!${dev(r)}!${sender}!${message.clientId}`);
+    // The device locks cover checks and the reservation in memory, and the write is submitted to the
+    // group commit before they are released (so writes keep lock order); the fsync is awaited outside
+    // them, so one device's sends share fsyncs instead of waiting for each other's.
+    const outcome = await this.#locks.runAll(
       recipients.map((r) => `dev:${dev(r)}`),
       async () => {
-        const dedupeKeys = recipients.map((r) => `k!${dev(r)}!${sender}!${message.clientId}`);
-        const seen = await Promise.all(dedupeKeys.map((k) => this.#get<{ digest: string }>(k)));
+        const seen = await Promise.all(
+          dedupeKeys.map(async (k) => this.#pendingDedupe.get(k) ?? (await this.#get<{ digest: string }>(k))),
+        );
         if (seen.some((s) => s && s.digest !== message.digest)) throw new LanternError('LA_ERR_MESSAGE_ID_CONFLICT');
-        if (seen.every((s) => s !== undefined)) return { status: 'duplicate' } as const;
+        if (seen.every((s) => s !== undefined)) {
+          return { status: 'duplicate' as const, written: Promise.all(seen.map((s) => (s as { written?: Promise<void> }).written)) };
+        }
         const metas = await Promise.all(recipients.map((r) => this.#loadMeta(r)));
         recipients.forEach((r, i) => {
           const m = metas[i]!;
@@ -246,11 +257,10 @@ export class LevelServerStore implements ServerStore {
           }
         });
         const ops: LevelOp[] = [];
-        const next: QueueMeta[] = [];
+        const reserved: Array<{ key: string; meta: QueueMeta }> = [];
         recipients.forEach((r, i) => {
-          const m = metas[i]!;
-          next.push(m);
           if (seen[i] !== undefined) return;
+          const m = metas[i]!;
           const seq = m.seq + 1;
           const id = randomUUID();
           const stored: LevelMessage = {
@@ -262,23 +272,38 @@ export class LevelServerStore implements ServerStore {
             expiresAt: message.expiresAt,
             bytes,
           };
-          const after = { count: m.count + 1, bytes: m.bytes + bytes, seq };
-          next[i] = after;
+          m.count += 1;
+          m.bytes += bytes;
+          m.seq = seq;
+          reserved.push({ key: dev(r), meta: m });
           const entry: ExpiryEntry = { kind: 'm', addr: r, seq };
           ops.push(
             { type: 'put', key: `m!${dev(r)}!${pad(seq, 16)}`, value: stored },
             { type: 'put', key: `i!${dev(r)}!${id}`, value: seq },
-            { type: 'put', key: `q!${dev(r)}`, value: after },
+            { type: 'put', key: `q!${dev(r)}`, value: { ...m } },
             { type: 'put', key: dedupeKeys[i]!, value: { digest: message.digest, expiresAt: message.expiresAt } },
             { type: 'put', key: this.#expiryKey(message.expiresAt), value: entry },
             { type: 'put', key: this.#expiryKey(message.expiresAt), value: { kind: 'k', key: dedupeKeys[i]! } satisfies ExpiryEntry },
           );
         });
-        await this.#writer.write(ops);
-        recipients.forEach((r, i) => this.#meta.set(dev(r), next[i]!));
-        return { status: 'queued' } as const;
+        const written = this.#writer.write(ops).catch((err: unknown) => {
+          for (const { meta } of reserved) {
+            meta.count -= 1;
+            meta.bytes -= bytes;
+          }
+          throw err;
+        });
+        const pending = { digest: message.digest, written };
+        dedupeKeys.forEach((k, i) => seen[i] === undefined && this.#pendingDedupe.set(k, pending));
+        void written.then(
+          () => dedupeKeys.forEach((k) => this.#pendingDedupe.get(k) === pending && this.#pendingDedupe.delete(k)),
+          () => dedupeKeys.forEach((k) => this.#pendingDedupe.get(k) === pending && this.#pendingDedupe.delete(k)),
+        );
+        return { status: 'queued' as const, written };
       },
     );
+    await outcome.written;
+    return { status: outcome.status };
   }
 
   async fetch(address: Address, limit: number): Promise<{ messages: StoredMessage[]; more: boolean }> {
@@ -288,32 +313,28 @@ export class LevelServerStore implements ServerStore {
   }
 
   async ack(address: Address, ids: readonly string[]): Promise<number> {
-    return this.#locks.run(`dev:${dev(address)}`, async () => {
+    const outcome = await this.#locks.run(`dev:${dev(address)}`, async () => {
       const unique = [...new Set(ids)];
       const seqs = await Promise.all(unique.map((id) => this.#get<number>(`i!${dev(address)}!${id}`)));
+      const found = await Promise.all(
+        seqs.map((seq) => (seq === undefined ? undefined : this.#get<LevelMessage>(`m!${dev(address)}!${pad(seq, 16)}`))),
+      );
       const meta = await this.#loadMeta(address);
       const ops: LevelOp[] = [];
-      let count = meta.count;
-      let bytes = meta.bytes;
       let acked = 0;
-      for (let i = 0; i < unique.length; i++) {
-        const seq = seqs[i];
-        if (seq === undefined) continue;
-        const key = `m!${dev(address)}!${pad(seq, 16)}`;
-        const msg = await this.#get<LevelMessage>(key);
-        if (!msg) continue;
-        ops.push({ type: 'del', key }, { type: 'del', key: `i!${dev(address)}!${unique[i]}` });
-        count -= 1;
-        bytes -= msg.bytes;
+      found.forEach((msg, i) => {
+        if (!msg) return;
+        ops.push({ type: 'del', key: `m!${dev(address)}!${pad(seqs[i]!, 16)}` }, { type: 'del', key: `i!${dev(address)}!${unique[i]}` });
+        meta.count -= 1;
+        meta.bytes -= msg.bytes;
         acked += 1;
-      }
-      if (acked === 0) return 0;
-      const after = { count, bytes, seq: meta.seq };
-      ops.push({ type: 'put', key: `q!${dev(address)}`, value: after });
-      await this.#writer.write(ops);
-      this.#meta.set(dev(address), after);
-      return acked;
+      });
+      if (acked === 0) return { acked, written: Promise.resolve() };
+      ops.push({ type: 'put', key: `q!${dev(address)}`, value: { ...meta } });
+      return { acked, written: this.#writer.write(ops) };
     });
+    await outcome.written;
+    return outcome.acked;
   }
 
   async queueStats(address: Address): Promise<QueueStats> {
@@ -344,15 +365,20 @@ export class LevelServerStore implements ServerStore {
         const removed = await this.#locks.run(`dev:${dev(entry.addr)}`, async () => {
           const mkey = `m!${dev(entry.addr)}!${pad(entry.seq, 16)}`;
           const msg = await this.#get<LevelMessage>(mkey);
-          if (!msg) return false;
+          if (!msg) return undefined;
           const meta = await this.#loadMeta(entry.addr);
-          const after = { count: meta.count - 1, bytes: meta.bytes - msg.bytes, seq: meta.seq };
-          await this.#writer.write([
-            { type: 'del', key: mkey },
-            { type: 'del', key: `i!${dev(entry.addr)}!${msg.id}` },
-            { type: 'put', key: `q!${dev(entry.addr)}`, value: after },
-          ]);
-          this.#meta.set(dev(entry.addr), after);
+          meta.count -= 1;
+          meta.bytes -= msg.bytes;
+          return {
+            written: this.#writer.write([
+              { type: 'del', key: mkey },
+              { type: 'del', key: `i!${dev(entry.addr)}!${msg.id}` },
+              { type: 'put', key: `q!${dev(entry.addr)}`, value: { ...meta } },
+            ]),
+          };
+        }).then(async (r) => {
+          if (!r) return false;
+          await r.written;
           return true;
         });
         if (removed) messages++;

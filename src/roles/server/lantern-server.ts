@@ -173,14 +173,13 @@ export class LanternServer implements Startable {
     });
     add('GET', '/v1/messages', {
       auth: true,
-      handle: async ({ req, res, url, auth }) => {
+      handle: async ({ res, url, auth }) => {
         const q = parseMessage(PollQuery, Object.fromEntries(url.searchParams));
         const closed = new Promise<void>((resolve) => res.once('close', () => resolve()));
         const device = { userId: auth!.userId, deviceId: auth!.deviceId };
         const batch = await this.#mailbox.poll(device, q.wait, q.limit, closed);
         if (batch) sendJson(res, 200, batch);
         else sendEmpty(res, 204);
-        void req;
       },
     });
     add('POST', '/v1/messages/ack', {

@@ -1,0 +1,13 @@
+// `npm run bench -- NAME`: runs one benchmark and prints its numbers.
+const benches: Record<string, () => Promise<void>> = {
+  signaling: async () => (await import('./signaling.js')).run(),
+};
+
+const name = process.argv[2];
+const bench = name ? benches[name] : undefined;
+if (!bench) {
+  console.error(`usage: npm run bench -- <${Object.keys(benches).join('|')}>`);
+  process.exitCode = 2;
+} else {
+  await bench();
+}

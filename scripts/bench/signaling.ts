@@ -1,0 +1,168 @@
+// Signaling benchmark: delivery latency at a fixed rate, durable send->deliver->ack throughput, and
+// how many idle long-polls one server process holds (RSS per poll). The server is the built CLI in
+// its own process on loopback; its devices are written straight into its LevelDB store first, so
+// the run does not spend minutes on logins (scrypt + CSR per device).
+import { spawn } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import { connect } from 'node:net';
+import { createInterface } from 'node:readline';
+import { Agent } from 'undici';
+import { systemClock } from '../../src/core/clock.js';
+import { generateDeviceKey } from '../../src/crypto/x509/device-key.js';
+import { RequestSigner } from '../../src/crypto/request-signature.js';
+import { randomSerial } from '../../src/crypto/x509/certificate-authority.js';
+import { ApiClient } from '../../src/net/api-client.js';
+import { dataDirPaths, ensureDataDir, loadOrCreateCa } from '../../src/roles/server/data-dir.js';
+import { LevelServerStore } from '../../src/storage/level-server-store.js';
+import { tempDir } from '../../src/testing/helpers/temp-dir.js';
+import { CLI } from '../../src/testing/helpers/cli.js';
+
+const env = (k: string, d: number) => Number(process.env[k] ?? d);
+const RATE = env('BENCH_RATE', 2000);
+const SECONDS = env('BENCH_SECONDS', 10);
+const IDLE_POLLS = env('BENCH_IDLE_POLLS', 19_000);
+
+interface Device {
+  userId: string;
+  deviceId: number;
+  signer: RequestSigner;
+}
+
+function percentile(sorted: number[], p: number): number {
+  return sorted.length === 0 ? NaN : sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
+}
+
+async function rssKb(pid: number): Promise<number> {
+  const status = await readFile(`/proc/${pid}/status`, 'utf8');
+  return Number(/VmRSS:\s+(\d+)/.exec(status)![1]);
+}
+
+async function makeDevices(store: LevelServerStore, count: number, privateKeyPem: string, publicKeyPem: string): Promise<Device[]> {
+  const devices: Device[] = [];
+  let userId = randomUUID();
+  for (let i = 0; i < count; i++) {
+    if (i % 127 === 0) userId = randomUUID();
+    const serial = randomSerial();
+    const d = await store.putDevice(userId, { serial, publicKeyPem, expiresAt: Date.now() + 86_400_000 }, Date.now());
+    devices.push({ userId, deviceId: d.deviceId, signer: new RequestSigner({ userId, deviceId: d.deviceId, serial, privateKeyPem }) });
+  }
+  return devices;
+}
+
+function client(url: string, dispatcher: Agent, d: Device): ApiClient {
+  return new ApiClient({ clock: systemClock, authorize: (m, p, b, now) => d.signer.authorize(m, p, b, now) }, { server: url, dispatcher });
+}
+
+export async function run(): Promise<void> {
+  const dir = await tempDir('lantern-bench-');
+  const data = `${dir.path}/data`;
+  await ensureDataDir(data);
+  await loadOrCreateCa(data);
+  const key = await generateDeviceKey();
+  const store = new LevelServerStore({ location: dataDirPaths(data).store, sync: false });
+  await store.open();
+  const receivers = await makeDevices(store, 20, key.privateKeyPem, key.publicKeyPem);
+  const senders = await makeDevices(store, 20, key.privateKeyPem, key.publicKeyPem);
+  const idle = await makeDevices(store, IDLE_POLLS, key.privateKeyPem, key.publicKeyPem);
+  await store.close();
+
+  const nodeArgs = (process.env['BENCH_SERVER_NODE_ARGS'] ?? '').split(' ').filter(Boolean);
+  const child = spawn(process.execPath, [...nodeArgs, CLI, 'server', '--listen', '127.0.0.1:0', '--data-dir', data, '--json', '--log-level', 'warn',
+    '--rate-pair', '1000000000/1000000000', '--rate-recipient-bytes', '1000000000000/1000000000000', '--queue-max-messages', '1000000', ...(process.env['BENCH_NO_FSYNC'] ? ['--no-fsync'] : [])], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  const url = await new Promise<string>((resolve) =>
+    createInterface({ input: child.stdout! }).once('line', (l) => resolve(String((JSON.parse(l) as { url: string }).url))),
+  );
+  const dispatcher = new Agent({ connections: 128, keepAliveTimeout: 60_000 });
+  console.log(`signaling benchmark: server pid ${child.pid} at ${url} (fsynced group commit)`);
+
+  // Receivers: long-poll, record latency from the timestamp in the payload, ack each batch.
+  let running = true;
+  let received = 0;
+  let latencies: number[] = [];
+  const pollLoops = receivers.map(async (d) => {
+    const api = client(url, dispatcher, d);
+    while (running) {
+      const batch = await api.poll(2, 500).catch(() => undefined);
+      if (!batch) continue;
+      const now = performance.now();
+      for (const m of batch.messages) latencies.push(now - Number(Buffer.from(m.payload, 'base64').toString()));
+      received += batch.messages.length;
+      await api.ack(batch.messages.map((m) => m.id));
+    }
+  });
+  const senderApis = senders.map((d) => client(url, dispatcher, d));
+  const send = (i: number) =>
+    senderApis[i % senderApis.length]!.send({
+      id: randomUUID(),
+      to: receivers[i % receivers.length]!.userId,
+      deviceId: 1,
+      type: 0,
+      payload: Buffer.from(String(performance.now())).toString('base64'),
+    });
+
+  // 1. Fixed rate: message i is sent at t0 + i/RATE.
+  const total = RATE * SECONDS;
+  const t0 = performance.now();
+  const inflight: Promise<unknown>[] = [];
+  let lateSends = 0;
+  for (let i = 0; i < total; i++) {
+    const due = t0 + (i * 1000) / RATE;
+    const wait = due - performance.now();
+    if (wait > 1) await new Promise((r) => setTimeout(r, wait));
+    else if (wait < -50) lateSends++;
+    inflight.push(send(i));
+  }
+  await Promise.all(inflight);
+  const deadline = performance.now() + 10_000;
+  while (received < total && performance.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+  const sorted = latencies.sort((a, b) => a - b);
+  console.log(`fixed rate ${RATE} msg/s for ${SECONDS} s: delivered ${received}/${total}, latency send->long-poll receive p50 ${percentile(sorted, 50).toFixed(1)} ms, p99 ${percentile(sorted, 99).toFixed(1)} ms (sends issued >50 ms late: ${lateSends})`);
+
+  // 2. Durable throughput: closed loop of 128 concurrent senders; counts messages received and acked.
+  received = 0;
+  latencies = [];
+  const start = performance.now();
+  let sent = 0;
+  const until = start + SECONDS * 1000;
+  await Promise.all(
+    Array.from({ length: 128 }, async () => {
+      while (performance.now() < until) await send(sent++);
+    }),
+  );
+  const drainUntil = performance.now() + 10_000;
+  while (received < sent && performance.now() < drainUntil) await new Promise((r) => setTimeout(r, 20));
+  const elapsed = (performance.now() - start) / 1000;
+  console.log(`durable send->deliver->ack: ${sent} messages in ${elapsed.toFixed(1)} s = ${(received / elapsed).toFixed(0)} msg/s (one signed HTTP request per send, 128 concurrent)`);
+  running = false;
+  await Promise.all(pollLoops);
+
+  // 3. Idle long-polls: one raw socket per device, each holding GET /v1/messages?wait=60.
+  const before = await rssKb(child.pid!);
+  const { port } = new URL(url);
+  const sockets: ReturnType<typeof connect>[] = [];
+  let answered = 0;
+  for (let i = 0; i < idle.length; i++) {
+    const d = idle[i]!;
+    const path = '/v1/messages?wait=60&limit=100';
+    const auth = d.signer.authorize('GET', path, '', Date.now());
+    const s = connect({ host: '127.0.0.1', port: Number(port) });
+    s.on('error', () => {});
+    s.once('data', () => answered++);
+    s.write(`GET ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Lantern-Version: 1\r\nAuthorization: ${auth}\r\n\r\n`);
+    sockets.push(s);
+    if (i % 500 === 499) await new Promise((r) => setTimeout(r, 10));
+  }
+  await new Promise((r) => setTimeout(r, 5000));
+  const after = await rssKb(child.pid!);
+  const held = sockets.length - answered;
+  console.log(`idle long-polls: ${held} held (${answered} answered early), server RSS ${(before / 1024).toFixed(0)} -> ${(after / 1024).toFixed(0)} MiB, ${(((after - before) * 1024) / Math.max(1, held) / 1000).toFixed(1)} KB per poll`);
+  console.log(`  (the process file-descriptor limit here is 20000 and cannot be raised, so one process holds at most ~19,900 sockets)`);
+  for (const s of sockets) s.destroy();
+  child.kill('SIGTERM');
+  await new Promise((r) => child.once('exit', r));
+  await dispatcher.close();
+  await dir.remove();
+}

@@ -51,7 +51,7 @@ async function makeDevices(store: LevelServerStore, count: number, privateKeyPem
 }
 
 function client(url: string, dispatcher: Agent, d: Device): ApiClient {
-  return new ApiClient({ clock: systemClock, authorize: (m, p, b, now) => d.signer.authorize(m, p, b, now) }, { server: url, dispatcher });
+  return new ApiClient({ clock: systemClock, auth: d.signer }, { server: url, dispatcher });
 }
 
 export async function run(): Promise<void> {

@@ -4,7 +4,7 @@ import { systemClock } from '../core/clock.js';
 import { LanternError } from '../core/errors.js';
 import { RequestSigner } from '../crypto/request-signature.js';
 import { ApiClient } from '../net/api-client.js';
-import { loadCredential, type StoredCredential } from '../storage/credential-store.js';
+import { loadCredential, loadSession, saveSession, type StoredCredential } from '../storage/credential-store.js';
 import type { Keystore } from '../storage/keystore.js';
 import { LevelKeystore } from '../storage/level-keystore.js';
 
@@ -26,16 +26,25 @@ export async function requireCredential(keystore: Keystore): Promise<StoredCrede
   return credential;
 }
 
-/** An API client that signs every request with this home's credential. */
-export function signedClient(credential: StoredCredential): ApiClient {
+/**
+ * An API client authenticated with this home's credential. With a keystore, the LA1S session is
+ * kept there between runs, so a command does not open a new session each time.
+ */
+export async function signedClient(credential: StoredCredential, keystore?: Keystore): Promise<ApiClient> {
   const signer = new RequestSigner({
     userId: credential.userId,
     deviceId: credential.deviceId,
     serial: credential.serial,
     privateKeyPem: credential.privateKeyPem,
   });
+  const session = keystore ? await loadSession(keystore, credential) : undefined;
   return new ApiClient(
-    { clock: systemClock, authorize: (method, path, body, now) => signer.authorize(method, path, body, now) },
+    {
+      clock: systemClock,
+      auth: signer,
+      ...(session ? { session } : {}),
+      ...(keystore ? { onSession: (s) => saveSession(keystore, credential, s) } : {}),
+    },
     { server: credential.server, ...(credential.tlsCaPem ? { ca: credential.tlsCaPem } : {}) },
   );
 }

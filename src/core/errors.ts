@@ -23,6 +23,7 @@ export const errorCatalogue = {
   LA_ERR_AUTH_BAD_SIGNATURE: { status: 401, exit: 4, message: 'Request signature does not verify' },
   LA_ERR_AUTH_UNKNOWN_CREDENTIAL: { status: 401, exit: 4, message: 'Credential was not issued by this server' },
   LA_ERR_AUTH_EXPIRED: { status: 401, exit: 4, message: 'Credential has expired; log in again' },
+  LA_ERR_AUTH_SESSION_EXPIRED: { status: 401, exit: 4, message: 'Session is unknown or has ended; open a new one' },
   LA_ERR_AUTH_REVOKED: { status: 401, exit: 4, message: 'Credential has been revoked' },
   LA_ERR_AUTH_REPLAYED: { status: 401, exit: 4, message: 'Request was already seen (replay refused)' },
   LA_ERR_AUTH_CLOCK_SKEW: { status: 401, exit: 4, message: 'Request timestamp is outside the accepted window' },

@@ -1,5 +1,26 @@
-import { createHash, createPrivateKey, createPublicKey, randomBytes, sign, verify, type KeyObject } from 'node:crypto';
-import { canonicalRequest, formatAuthHeader } from '../protocol/request-auth.js';
+import {
+  createHash,
+  createHmac,
+  createPrivateKey,
+  createPublicKey,
+  diffieHellman,
+  generateKeyPairSync,
+  hkdfSync,
+  randomBytes,
+  sign,
+  timingSafeEqual,
+  verify,
+  type KeyObject,
+} from 'node:crypto';
+import {
+  AUTH_SCHEME,
+  SESSION_AUTH_SCHEME,
+  SESSION_KEY_INFO,
+  canonicalRequest,
+  deviceIdentity,
+  formatAuthHeader,
+  formatSessionAuthHeader,
+} from '../protocol/request-auth.js';
 
 export function sha256Hex(data: Uint8Array | string): string {
   return createHash('sha256').update(data).digest('hex');
@@ -12,7 +33,16 @@ export interface SigningIdentity {
   privateKeyPem: string;
 }
 
-/** Signs requests for one device; caches the parsed key. */
+/** An LA1S session as the client keeps it (the key is base64). */
+export interface SessionSecret {
+  id: string;
+  key: string;
+  expiresAt: number;
+}
+
+const nonce = () => randomBytes(16).toString('base64url');
+
+/** Signs requests for one device (LA1, RSA) and under its sessions (LA1S, HMAC). */
 export class RequestSigner {
   readonly #id: SigningIdentity;
   readonly #key: KeyObject;
@@ -22,19 +52,70 @@ export class RequestSigner {
     this.#key = createPrivateKey(identity.privateKeyPem);
   }
 
-  /** The Authorization header value for this request. */
+  /** The LA1 Authorization header for this request, signed with the device key. */
   authorize(method: string, path: string, body: Uint8Array | string, now: number): string {
-    const n = randomBytes(16).toString('base64url');
-    const base = { u: this.#id.userId, d: this.#id.deviceId, s: this.#id.serial, t: now, n };
-    const text = canonicalRequest({ method, path, bodySha256Hex: sha256Hex(body), ...base });
-    const sig = sign('sha256', Buffer.from(text), this.#key).toString('base64url');
-    return formatAuthHeader({ ...base, sig });
+    const { userId: u, deviceId: d, serial: s } = this.#id;
+    const n = nonce();
+    const text = canonicalRequest({ scheme: AUTH_SCHEME, method, path, t: now, n, bodySha256Hex: sha256Hex(body), identity: deviceIdentity(u, d, s) });
+    return formatAuthHeader({ u, d, s, t: now, n, sig: sign('sha256', Buffer.from(text), this.#key).toString('base64url') });
   }
+
+  /** Starts a session handshake: our ephemeral X25519 public key and how to derive the key. */
+  beginSession(): { publicKey: string; finish(serverPublicKey: string, id: string, expiresAt: number): SessionSecret } {
+    const pair = generateKeyPairSync('x25519');
+    return {
+      publicKey: rawX25519(pair.publicKey),
+      finish: (serverPublicKey, id, expiresAt) => ({
+        id,
+        key: deriveSessionKey(pair.privateKey, serverPublicKey, id).toString('base64'),
+        expiresAt,
+      }),
+    };
+  }
+
+  /** The LA1S Authorization header for this request under `session`. */
+  authorizeWithSession(session: SessionSecret, method: string, path: string, body: Uint8Array | string, now: number): string {
+    const n = nonce();
+    const text = canonicalRequest({ scheme: SESSION_AUTH_SCHEME, method, path, t: now, n, bodySha256Hex: sha256Hex(body), identity: session.id });
+    return formatSessionAuthHeader({ id: session.id, t: now, n, mac: hmac(Buffer.from(session.key, 'base64'), text) });
+  }
+}
+
+const X25519_SPKI_PREFIX = Buffer.from('302a300506032b656e032100', 'hex');
+
+function rawX25519(key: KeyObject): string {
+  return key.export({ type: 'spki', format: 'der' }).subarray(X25519_SPKI_PREFIX.length).toString('base64');
+}
+
+function x25519FromRaw(b64: string): KeyObject {
+  return createPublicKey({ key: Buffer.concat([X25519_SPKI_PREFIX, Buffer.from(b64, 'base64')]), format: 'der', type: 'spki' });
+}
+
+function deriveSessionKey(ours: KeyObject, theirsB64: string, sessionId: string): Buffer {
+  const shared = diffieHellman({ privateKey: ours, publicKey: x25519FromRaw(theirsB64) });
+  return Buffer.from(hkdfSync('sha256', shared, Buffer.from(sessionId), Buffer.from(SESSION_KEY_INFO), 32));
+}
+
+function hmac(key: Buffer, text: string): string {
+  return createHmac('sha256', key).update(text).digest('base64url');
+}
+
+/** Server side of the handshake: its ephemeral public key and the derived session key (base64). */
+export function acceptSession(clientPublicKey: string, sessionId: string): { publicKey: string; key: string } {
+  const pair = generateKeyPairSync('x25519');
+  return { publicKey: rawX25519(pair.publicKey), key: deriveSessionKey(pair.privateKey, clientPublicKey, sessionId).toString('base64') };
+}
+
+/** Constant-time check of an LA1S MAC. */
+export function verifySessionMac(keyB64: string, canonical: string, macB64url: string): boolean {
+  const expected = Buffer.from(hmac(Buffer.from(keyB64, 'base64'), canonical), 'base64url');
+  const actual = Buffer.from(macB64url, 'base64url');
+  return actual.length === expected.length && timingSafeEqual(actual, expected);
 }
 
 const publicKeys = new Map<string, KeyObject>();
 
-/** Verifies a request signature against the device's SPKI PEM (parsed keys are cached). */
+/** Verifies an LA1 signature against the device's SPKI PEM (parsed keys are cached). */
 export function verifyRequestSignature(publicKeyPem: string, canonical: string, signatureB64url: string): boolean {
   let key = publicKeys.get(publicKeyPem);
   if (!key) {

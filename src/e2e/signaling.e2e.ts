@@ -63,8 +63,8 @@ test('two accounts log in with anonymized ids, send, long-poll and ack through t
 test('unacked messages are delivered again; each is acked once by its owner only', async (t) => {
   const carol = await addAgent(server, dir.path, 'carol');
   const dave = await addAgent(server, dir.path, 'dave');
-  const api = carol.api();
-  const dapi = dave.api();
+  const api = await carol.api();
+  const dapi = await dave.api();
   t.teardown(() => Promise.all([api.close(), dapi.close()]));
   for (const text of ['one', 'two', 'three']) {
     await api.send({ id: randomUUID(), to: dave.userId, type: 0, payload: b64(text) });
@@ -88,8 +88,8 @@ test('unacked messages are delivered again; each is acked once by its owner only
 test('a retried send with the same id is stored once', async (t) => {
   const erin = await addAgent(server, dir.path, 'erin');
   const frank = await addAgent(server, dir.path, 'frank');
-  const api = erin.api();
-  const fapi = frank.api();
+  const api = await erin.api();
+  const fapi = await frank.api();
   t.teardown(() => Promise.all([api.close(), fapi.close()]));
   const req = { id: randomUUID(), to: frank.userId, type: 0, payload: b64('once') };
   await api.send(req);
@@ -150,7 +150,7 @@ test('a credential from another server is refused', async (t) => {
   await addAgent(server, dir.path, 'judy', { homeSuffix: '-main' });
   // Judy's home from the other server, pointed at this one.
   const { signedClient } = await import('../cli/agent-home.js');
-  const foreign = signedClient({ ...judy.credential, server: server.url });
+  const foreign = await signedClient({ ...judy.credential, server: server.url });
   t.teardown(() => foreign.close());
   await t.throwsAsync(foreign.poll(0), { code: 'LA_ERR_AUTH_UNKNOWN_CREDENTIAL' } as never);
 });
@@ -229,8 +229,8 @@ test('malformed, oversized and wrongly typed bodies get a 4xx with a code; the s
 
 test('a newer poll of the same device releases the older one', async (t) => {
   const nina = await addAgent(server, dir.path, 'nina');
-  const a = nina.api();
-  const b = nina.api();
+  const a = await nina.api();
+  const b = await nina.api();
   t.teardown(() => Promise.all([a.close(), b.close()]));
   const started = Date.now();
   const older = a.poll(30);
@@ -239,4 +239,41 @@ test('a newer poll of the same device releases the older one', async (t) => {
   t.is(await older, undefined);
   t.true(Date.now() - started < 10_000, 'the older poll was answered early');
   t.is(await newer, undefined);
+});
+
+test('LA1S sessions: opened with the device key, MACed requests, replays and forgeries refused', async (t) => {
+  const olga = await addAgent(server, dir.path, 'olga');
+  const c = olga.credential;
+  const signer = new RequestSigner({ userId: c.userId, deviceId: c.deviceId, serial: c.serial, privateKeyPem: c.privateKeyPem });
+  const api = await olga.api();
+  t.teardown(() => api.close());
+  const session = await api.session();
+  t.regex(session.id, /^[0-9a-f-]{36}$/);
+  t.true(session.expiresAt <= c.expiresAt, 'a session never outlives the certificate');
+  const path = '/v1/whoami';
+  const headers = { 'x-lantern-version': '1', authorization: signer.authorizeWithSession(session, 'GET', path, '', Date.now()) };
+  const ok = await request(`${server.url}${path}`, { headers });
+  t.is(ok.statusCode, 200);
+  t.like(await ok.body.json(), { userId: olga.userId, deviceId: olga.deviceId });
+  const replay = await request(`${server.url}${path}`, { headers });
+  t.is(((await replay.body.json()) as { error: { code: string } }).error.code, 'LA_ERR_AUTH_REPLAYED');
+  const forged = signer.authorizeWithSession({ ...session, key: Buffer.alloc(32, 7).toString('base64') }, 'GET', path, '', Date.now());
+  const bad = await request(`${server.url}${path}`, { headers: { ...headers, authorization: forged } });
+  t.is(((await bad.body.json()) as { error: { code: string } }).error.code, 'LA_ERR_AUTH_BAD_SIGNATURE');
+  const unknown = signer.authorizeWithSession({ ...session, id: randomUUID() }, 'GET', path, '', Date.now());
+  const gone = await request(`${server.url}${path}`, { headers: { ...headers, authorization: unknown } });
+  t.is(((await gone.body.json()) as { error: { code: string } }).error.code, 'LA_ERR_AUTH_SESSION_EXPIRED');
+  // A session cannot open further sessions: that takes the device key.
+  const offer = signer.beginSession();
+  const body = JSON.stringify({ publicKey: offer.publicKey });
+  const nested = await request(`${server.url}/v1/session`, {
+    method: 'POST',
+    headers: { 'x-lantern-version': '1', authorization: signer.authorizeWithSession(session, 'POST', '/v1/session', body, Date.now()) },
+    body,
+  });
+  t.is(nested.statusCode, 401);
+  t.is(((await nested.body.json()) as { error: { code: string } }).error.code, 'LA_ERR_AUTH_REQUIRED');
+  // Revoking the device ends the session; the client's next request finds out.
+  t.is((await runCli(['account', 'revoke', 'olga', '--data-dir', server.dataDir, '--device', String(olga.deviceId)])).code, 0);
+  await t.throwsAsync(api.poll(0), { code: 'LA_ERR_AUTH_REVOKED' } as never);
 });

@@ -8,14 +8,40 @@ import {
   LoginResponse,
   PollResponse,
   SendResponse,
+  SessionResponse,
   WhoamiResponse,
   type LoginRequest,
   type SendRequest,
 } from '../protocol/messages.js';
 import { PROTOCOL_VERSION, VERSION_HEADER } from '../protocol/version.js';
 
-/** Produces the Authorization header for a request (see crypto/request-signature.ts). */
-export type Authorize = (method: string, path: string, body: string, now: number) => string;
+/** An LA1S session as the client keeps it (key base64). */
+export interface ClientSession {
+  id: string;
+  key: string;
+  expiresAt: number;
+}
+
+/** Request authentication (implemented by crypto/request-signature.ts RequestSigner). */
+export interface ClientAuth {
+  /** LA1 header, signed with the device key. */
+  authorize(method: string, path: string, body: string, now: number): string;
+  /** Starts a session handshake. */
+  beginSession(): { publicKey: string; finish(serverPublicKey: string, id: string, expiresAt: number): ClientSession };
+  /** LA1S header under a session. */
+  authorizeWithSession(session: ClientSession, method: string, path: string, body: string, now: number): string;
+}
+
+export interface ApiClientComponents {
+  clock: Clock;
+  auth?: ClientAuth;
+  /** A session kept from an earlier run, reused while it lasts. */
+  session?: ClientSession;
+  /** Called with each new session (to keep it for the next run). */
+  onSession?: (session: ClientSession) => void | Promise<void>;
+  /** Sign every request with the device key instead of opening a session (default false). */
+  deviceSignatures?: boolean;
+}
 
 export interface ApiClientOptions {
   /** Base URL of the server, e.g. https://signal.example:8443 */
@@ -40,12 +66,15 @@ export class ApiClient {
   readonly #dispatcher: Dispatcher;
   readonly #ownsDispatcher: boolean;
   readonly #clock: Clock;
-  readonly #authorize: Authorize | undefined;
+  readonly #c: ApiClientComponents;
+  #session: ClientSession | undefined;
+  #opening: Promise<ClientSession> | undefined;
 
-  constructor(components: { clock: Clock; authorize?: Authorize }, options: ApiClientOptions) {
+  constructor(components: ApiClientComponents, options: ApiClientOptions) {
     this.server = options.server.replace(/\/+$/, '');
     this.#clock = components.clock;
-    this.#authorize = components.authorize;
+    this.#c = components;
+    this.#session = components.session;
     this.#ownsDispatcher = options.dispatcher === undefined;
     this.#dispatcher = options.dispatcher ?? createDispatcher(options.ca ? { ca: options.ca } : {});
   }
@@ -55,7 +84,28 @@ export class ApiClient {
   }
 
   login(body: LoginRequest): Promise<LoginResponse> {
-    return this.#call('POST', '/v1/login', body, LoginResponse, { signed: false });
+    return this.#call('POST', '/v1/login', body, LoginResponse, { auth: 'none' });
+  }
+
+  /** The session requests are MACed with, opened (LA1-signed handshake) when missing or ending. */
+  session(): Promise<ClientSession> {
+    const current = this.#session;
+    if (current && current.expiresAt - this.#clock.now() > 60_000) return Promise.resolve(current);
+    this.#opening ??= (async () => {
+      try {
+        const auth = this.#c.auth;
+        if (!auth) throw new LanternError('LA_ERR_NOT_LOGGED_IN');
+        const offer = auth.beginSession();
+        const answer = await this.#call('POST', '/v1/session', { publicKey: offer.publicKey }, SessionResponse, { auth: 'device' });
+        const session = offer.finish(answer.publicKey, answer.sessionId, answer.expiresAt);
+        this.#session = session;
+        await this.#c.onSession?.(session);
+        return session;
+      } finally {
+        this.#opening = undefined;
+      }
+    })();
+    return this.#opening;
   }
 
   whoami(): Promise<z.infer<typeof WhoamiResponse>> {
@@ -83,14 +133,38 @@ export class ApiClient {
     path: string,
     body: unknown,
     schema: S,
-    opts: { signed?: boolean; timeoutMs?: number; signal?: AbortSignal } = {},
+    opts: { auth?: 'none' | 'device' | 'default'; timeoutMs?: number; signal?: AbortSignal } = {},
+  ): Promise<z.output<S>> {
+    const mode = opts.auth ?? 'default';
+    const useSession = mode === 'default' && !this.#c.deviceSignatures;
+    try {
+      return await this.#send(method, path, body, schema, opts, useSession ? await this.session() : undefined);
+    } catch (err) {
+      // The server forgot the session (expired, device renewed): open a new one and try once more.
+      if (!useSession || !LanternError.is(err, 'LA_ERR_AUTH_SESSION_EXPIRED')) throw err;
+      this.#session = undefined;
+      return this.#send(method, path, body, schema, opts, await this.session());
+    }
+  }
+
+  async #send<S extends z.ZodType>(
+    method: string,
+    path: string,
+    body: unknown,
+    schema: S,
+    opts: { auth?: 'none' | 'device' | 'default'; timeoutMs?: number; signal?: AbortSignal },
+    session: ClientSession | undefined,
   ): Promise<z.output<S>> {
     const text = body === undefined ? '' : JSON.stringify(body);
     const headers: Record<string, string> = { [VERSION_HEADER]: String(PROTOCOL_VERSION) };
     if (body !== undefined) headers['content-type'] = 'application/json';
-    if (opts.signed !== false) {
-      if (!this.#authorize) throw new LanternError('LA_ERR_NOT_LOGGED_IN');
-      headers['authorization'] = this.#authorize(method, path, text, this.#clock.now());
+    if (opts.auth !== 'none') {
+      const auth = this.#c.auth;
+      if (!auth) throw new LanternError('LA_ERR_NOT_LOGGED_IN');
+      const now = this.#clock.now();
+      headers['authorization'] = session
+        ? auth.authorizeWithSession(session, method, path, text, now)
+        : auth.authorize(method, path, text, now);
     }
     let res: Dispatcher.ResponseData;
     try {

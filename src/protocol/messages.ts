@@ -133,3 +133,11 @@ export const ControlResponse = z.union([
   z.strictObject({ ok: z.literal(true), result: z.record(z.string(), z.unknown()) }),
   ErrorBody,
 ]);
+
+const X25519PublicKey = z.base64().length(44);
+
+/** POST /v1/session (LA1-signed) — opens an LA1S session; see request-auth.ts. */
+export const SessionRequest = z.strictObject({ publicKey: X25519PublicKey });
+export type SessionRequest = z.infer<typeof SessionRequest>;
+export const SessionResponse = z.strictObject({ sessionId: z.uuid(), publicKey: X25519PublicKey, expiresAt: z.int() });
+export type SessionResponse = z.infer<typeof SessionResponse>;

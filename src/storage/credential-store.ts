@@ -25,5 +25,28 @@ export async function loadCredential(keystore: Keystore): Promise<StoredCredenti
 }
 
 export async function saveCredential(keystore: Keystore, credential: StoredCredential): Promise<void> {
-  await keystore.put(KEY, credential);
+  await keystore.batch([
+    { type: 'put', key: KEY, value: credential },
+    { type: 'del', key: 'session' },
+  ]);
+}
+
+/** An LA1S session kept between runs, bound to the credential that opened it. */
+export interface StoredSession {
+  serial: string;
+  id: string;
+  key: string;
+  expiresAt: number;
+}
+
+const SESSION_KEY = 'session';
+
+export async function loadSession(keystore: Keystore, credential: StoredCredential): Promise<Omit<StoredSession, 'serial'> | undefined> {
+  const s = await keystore.get<StoredSession>(SESSION_KEY);
+  if (!s || s.serial !== credential.serial) return undefined;
+  return { id: s.id, key: s.key, expiresAt: s.expiresAt };
+}
+
+export async function saveSession(keystore: Keystore, credential: StoredCredential, session: Omit<StoredSession, 'serial'>): Promise<void> {
+  await keystore.put(SESSION_KEY, { serial: credential.serial, ...session });
 }

@@ -18,6 +18,7 @@ import {
   type QueueLimits,
   type QueueStats,
   type ServerStore,
+  type SessionRecord,
   type StoredMessage,
   type TakeResult,
 } from './server-store.js';
@@ -34,9 +35,11 @@ import { pruneFullBuckets, takeFromBucket, type BucketState } from './token-buck
  *   k!<userId>!<ddd>!<sender>!<clientId>   dedupe record {digest, expiresAt}
  *   x!<expiresAt15>!<n>               expiry index entry -> the key it retires
  *   n!<minute12>!<key>                one-time nonce, bucketed by expiry minute
+ *   s!<sessionId>                     LA1S session
+ *   S!<userId>!<ddd>!<sessionId>      sessions of a device (to end them on revoke/renew)
  *
  * LevelDB admits one process per directory, so this backend may keep derived state (queue meta,
- * recent nonces, rate-limit buckets) in memory: no other process can see the store at all. The
+ * recent nonces, sessions, rate-limit buckets) in memory: no other process can see the store at all. The
  * shared backend for several server processes is Redis.
  */
 
@@ -54,7 +57,10 @@ interface LevelMessage extends StoredMessage {
   bytes: number;
 }
 
-type ExpiryEntry = { kind: 'm'; addr: Address; seq: number } | { kind: 'k'; key: string };
+type ExpiryEntry =
+  | { kind: 'm'; addr: Address; seq: number }
+  | { kind: 'k'; key: string }
+  | { kind: 's'; id: string; addr: Address };
 
 export interface LevelServerStoreOptions {
   /** Directory of the LevelDB database. */
@@ -69,6 +75,7 @@ export class LevelServerStore implements ServerStore {
   readonly #locks = new KeyedMutex();
   readonly #meta = new Map<string, QueueMeta>();
   readonly #recentNonces = new Map<string, number>();
+  readonly #sessions = new Map<string, SessionRecord>();
   /** Dedupe records submitted to the group commit but not yet written. */
   readonly #pendingDedupe = new Map<string, { digest: string; written: Promise<void> }>();
   readonly #buckets = new Map<string, BucketState & { policy: BucketPolicy }>();
@@ -163,7 +170,9 @@ export class LevelServerStore implements ServerStore {
         deviceId: id,
         createdAt: deviceId !== undefined && prev ? prev.createdAt : now,
       };
-      await this.#writer.write([{ type: 'put', key: `d!${dev({ userId, deviceId: id })}`, value: record }]);
+      const ops: LevelOp[] = [{ type: 'put', key: `d!${dev({ userId, deviceId: id })}`, value: record }];
+      if (deviceId !== undefined) ops.push(...(await this.#endSessionsOps({ userId, deviceId: id })));
+      await this.#writer.write(ops);
       return record;
     });
   }
@@ -189,12 +198,41 @@ export class LevelServerStore implements ServerStore {
             ops.push({ type: 'del', key });
           }
         }
-        ops.push({ type: 'del', key: `q!${dev(addr)}` });
+        ops.push({ type: 'del', key: `q!${dev(addr)}` }, ...(await this.#endSessionsOps(addr)));
         this.#meta.delete(dev(addr));
         await this.#writer.write(ops);
         return true;
       }),
     );
+  }
+
+  async #endSessionsOps(addr: Address): Promise<LevelOp[]> {
+    const ops: LevelOp[] = [];
+    for (const [key] of await this.#range(`S!${dev(addr)}!`, `S!${dev(addr)}!~`)) {
+      const id = key.slice(key.lastIndexOf('!') + 1);
+      this.#sessions.delete(id);
+      ops.push({ type: 'del', key }, { type: 'del', key: `s!${id}` });
+    }
+    return ops;
+  }
+
+  async putSession(session: SessionRecord): Promise<void> {
+    const addr = { userId: session.userId, deviceId: session.deviceId };
+    await this.#writer.write([
+      { type: 'put', key: `s!${session.id}`, value: session },
+      { type: 'put', key: `S!${dev(addr)}!${session.id}`, value: 1 },
+      { type: 'put', key: this.#expiryKey(session.expiresAt), value: { kind: 's', id: session.id, addr } satisfies ExpiryEntry },
+    ]);
+    this.#sessions.set(session.id, session);
+  }
+
+  async getSession(id: string, now: number): Promise<SessionRecord | undefined> {
+    let session = this.#sessions.get(id);
+    if (!session) {
+      session = await this.#get<SessionRecord>(`s!${id}`);
+      if (session) this.#sessions.set(id, session);
+    }
+    return session && session.expiresAt > now ? session : undefined;
   }
 
   async claimNonce(key: string, expiresAt: number): Promise<boolean> {
@@ -360,6 +398,11 @@ export class LevelServerStore implements ServerStore {
         ops.push({ type: 'del', key });
         if (entry.kind === 'k') {
           ops.push({ type: 'del', key: entry.key });
+          continue;
+        }
+        if (entry.kind === 's') {
+          this.#sessions.delete(entry.id);
+          ops.push({ type: 'del', key: `s!${entry.id}` }, { type: 'del', key: `S!${dev(entry.addr)}!${entry.id}` });
           continue;
         }
         const removed = await this.#locks.run(`dev:${dev(entry.addr)}`, async () => {

@@ -14,6 +14,7 @@ import {
   type QueueLimits,
   type QueueStats,
   type ServerStore,
+  type SessionRecord,
   type StoredMessage,
   type TakeResult,
 } from './server-store.js';
@@ -39,6 +40,7 @@ export class MemoryServerStore implements ServerStore {
   #queues = new Map<string, Map<string, QueuedMessage>>();
   #dedupe = new Map<string, DedupeEntry>();
   #nonces = new Map<string, number>();
+  #sessions = new Map<string, SessionRecord>();
   #buckets = new Map<string, BucketState & { policy: BucketPolicy }>();
   #open = false;
 
@@ -99,6 +101,7 @@ export class MemoryServerStore implements ServerStore {
       if (id === undefined) throw new LanternError('LA_ERR_DEVICE_LIMIT');
     }
     const prev = devices.get(id);
+    if (deviceId !== undefined) this.#endSessions(userId, id);
     const record: DeviceRecord = {
       ...credential,
       userId,
@@ -128,10 +131,26 @@ export class MemoryServerStore implements ServerStore {
     const d = this.#devices.get(userId)?.get(deviceId);
     if (!d || d.revokedAt !== undefined) return false;
     d.revokedAt = now;
+    this.#endSessions(userId, deviceId);
     this.#queues.delete(addrKey({ userId, deviceId }));
     const prefix = `${userId}:${deviceId}|`;
     for (const key of this.#dedupe.keys()) if (key.startsWith(prefix)) this.#dedupe.delete(key);
     return true;
+  }
+
+  #endSessions(userId: string, deviceId: number): void {
+    for (const [id, s] of this.#sessions) if (s.userId === userId && s.deviceId === deviceId) this.#sessions.delete(id);
+  }
+
+  async putSession(session: SessionRecord): Promise<void> {
+    this.#check();
+    this.#sessions.set(session.id, structuredClone(session));
+  }
+
+  async getSession(id: string, now: number): Promise<SessionRecord | undefined> {
+    this.#check();
+    const s = this.#sessions.get(id);
+    return s && s.expiresAt > now ? structuredClone(s) : undefined;
   }
 
   async claimNonce(key: string, expiresAt: number): Promise<boolean> {
@@ -224,6 +243,7 @@ export class MemoryServerStore implements ServerStore {
     }
     for (const [k, d] of this.#dedupe) if (d.expiresAt <= now) this.#dedupe.delete(k);
     for (const [k, exp] of this.#nonces) if (exp <= now) this.#nonces.delete(k);
+    for (const [k, sess] of this.#sessions) if (sess.expiresAt <= now) this.#sessions.delete(k);
     return { messages };
   }
 }

@@ -27,6 +27,16 @@ export interface DeviceRecord extends DeviceCredential {
   revokedAt?: number;
 }
 
+/** An LA1S session (see protocol/request-auth.ts). Revoking or renewing the device ends it. */
+export interface SessionRecord {
+  id: string;
+  userId: string;
+  deviceId: number;
+  /** HMAC key, base64. */
+  key: string;
+  expiresAt: number;
+}
+
 export interface StoredMessage {
   /** Server-assigned id, unique per recipient device. */
   id: string;
@@ -94,15 +104,21 @@ export interface ServerStore {
 
   /**
    * Adds a device with the lowest free id in 1..127 (revoked ids are free again), or replaces the
-   * credential of `deviceId` when given (renewal; LA_ERR_DEVICE_NOT_FOUND if it is not active).
+   * credential of `deviceId` when given (renewal, which ends its sessions; LA_ERR_DEVICE_NOT_FOUND if
+   * it is not active).
    * LA_ERR_DEVICE_LIMIT when all 127 are active.
    */
   putDevice(userId: string, credential: DeviceCredential, now: number, deviceId?: number): Promise<DeviceRecord>;
   getDevice(userId: string, deviceId: number, options?: StoreCallOptions): Promise<DeviceRecord | undefined>;
   /** Active (not revoked) devices, by id. */
   listDevices(userId: string, options?: StoreCallOptions): Promise<DeviceRecord[]>;
-  /** Marks the device revoked and deletes its queue. Returns false if there was no active device. */
+  /** Marks the device revoked and deletes its queue and sessions. False if there was no active device. */
   revokeDevice(userId: string, deviceId: number, now: number): Promise<boolean>;
+
+  /** Stores a session of an active device. */
+  putSession(session: SessionRecord): Promise<void>;
+  /** A session that has not expired by `now`, if any. */
+  getSession(id: string, now: number): Promise<SessionRecord | undefined>;
 
   /** Records a one-time value until `expiresAt`; false if it was already recorded (a replay). */
   claimNonce(key: string, expiresAt: number): Promise<boolean>;
@@ -122,7 +138,7 @@ export interface ServerStore {
   /** Deletes the given messages of this queue; returns how many existed. */
   ack(address: Address, ids: readonly string[]): Promise<number>;
   queueStats(address: Address): Promise<QueueStats>;
-  /** Deletes messages, dedupe records and nonces whose time has passed. */
+  /** Deletes messages, dedupe records, sessions and nonces whose time has passed. */
   expire(now: number): Promise<ExpireResult>;
 }
 

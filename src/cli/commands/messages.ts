@@ -35,28 +35,33 @@ export function sendCommand(io: Io, done: (code: number) => void): Command {
       const to = parseRecipient(flags.to);
       const body = flags.stdin ? await readAll(io.stdin) : text;
       if (body === undefined || (text !== undefined && flags.stdin)) throw new LanternError('LA_ERR_USAGE', 'give the text as an argument or with --stdin (not both)');
-      const credential = await withKeystore(resolveHome(flags.home, io.env), requireCredential);
-      const api = signedClient(credential);
       const id = randomUUID();
-      try {
-        const request = { id, to: to.userId, ...(to.deviceId !== undefined ? { deviceId: to.deviceId } : {}), type: 0, payload: Buffer.from(body, 'utf8').toString('base64') };
-        // The id makes a retry after a lost answer harmless: the server stores the message once.
-        let answer;
-        for (let attempt = 1; ; attempt++) {
-          try {
-            answer = await api.send(request);
-            break;
-          } catch (err) {
-            if (attempt >= 3 || !LanternError.is(err, 'LA_ERR_SERVER_UNREACHABLE')) throw err;
-            await new Promise((r) => setTimeout(r, 250 * attempt));
+      const request = {
+        id,
+        to: to.userId,
+        ...(to.deviceId !== undefined ? { deviceId: to.deviceId } : {}),
+        type: 0,
+        payload: Buffer.from(body, 'utf8').toString('base64'),
+      };
+      const answer = await withKeystore(resolveHome(flags.home, io.env), async (keystore) => {
+        const api = await signedClient(await requireCredential(keystore), keystore);
+        try {
+          // The id makes a retry after a lost answer harmless: the server stores the message once.
+          for (let attempt = 1; ; attempt++) {
+            try {
+              return await api.send(request);
+            } catch (err) {
+              if (attempt >= 3 || !LanternError.is(err, 'LA_ERR_SERVER_UNREACHABLE')) throw err;
+              await new Promise((r) => setTimeout(r, 250 * attempt));
+            }
           }
+        } finally {
+          await api.close();
         }
-        if (!flags.raw) writeLine(io.stderr, 'warning: sent without end-to-end encryption (not yet available)');
-        if (flags.json) writeJson(io.stdout, { id, devices: answer.devices });
-        else writeLine(io.stdout, `queued ${id} for device(s) ${answer.devices.join(', ') || 'none'}`);
-      } finally {
-        await api.close();
-      }
+      });
+      if (!flags.raw) writeLine(io.stderr, 'warning: sent without end-to-end encryption (not yet available)');
+      if (flags.json) writeJson(io.stdout, { id, devices: answer.devices });
+      else writeLine(io.stdout, `queued ${id} for device(s) ${answer.devices.join(', ') || 'none'}`);
       done(0);
     });
 }
@@ -78,7 +83,7 @@ export function inboxCommand(io: Io, done: (code: number) => void): Command {
       const logger = createLogger({ level: 'warn' });
       await withKeystore(resolveHome(flags.home, io.env), async (keystore) => {
         const credential = await requireCredential(keystore);
-        const api = signedClient(credential);
+        const api = await signedClient(credential, keystore);
         const inbox = new Inbox({ api, keystore, logger });
         const abort = new AbortController();
         void io.stopSignal.then(() => abort.abort());

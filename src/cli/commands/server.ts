@@ -24,6 +24,7 @@ interface ServerFlags {
   queueMaxMessages: number;
   queueMaxBytes: number;
   certLifetime: number;
+  sessionLifetime: number;
   ratePair: ServerOptions['rate']['pair'];
   rateRecipientBytes: ServerOptions['rate']['pair'];
   rateLoginAddress: ServerOptions['rate']['pair'];
@@ -51,6 +52,7 @@ export function serverCommand(io: Io, done: (code: number) => void): Command {
     .option('--queue-max-messages <n>', 'messages a device queue holds at most', parsePositiveInt, d.queue.maxMessages)
     .option('--queue-max-bytes <n>', 'payload bytes a device queue holds at most', parsePositiveInt, d.queue.maxBytes)
     .option('--cert-lifetime <duration>', 'lifetime of device certificates', parseDuration, d.certificateLifetimeMs)
+    .option('--session-lifetime <duration>', 'lifetime of request-signing sessions (LA1S)', parseDuration, d.sessionLifetimeMs)
     .addOption(new Option('--rate-pair <burst/per-s>', 'messages per sender device -> recipient').argParser(parseRate).default(d.rate.pair, rateText(d.rate.pair)))
     .addOption(
       new Option('--rate-recipient-bytes <burst/per-s>', 'payload bytes per recipient').argParser(parseRate).default(d.rate.recipientBytes, rateText(d.rate.recipientBytes)),
@@ -102,6 +104,7 @@ async function runServer(io: Io, flags: ServerFlags): Promise<number> {
       loginPerAccount: flags.rateLoginAccount,
     },
     certificateLifetimeMs: flags.certLifetime,
+    sessionLifetimeMs: flags.sessionLifetime,
     maxPollWaitSeconds: 60,
   };
   const server = new LanternServer(

@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { Clock } from '../../core/clock.js';
@@ -6,7 +7,9 @@ import type { Logger } from '../../core/logger.js';
 import type { Startable } from '../../core/lifecycle.js';
 import type { CertificateAuthority } from '../../crypto/x509/certificate-authority.js';
 import { formatUrl, listen } from '../../net/listen.js';
-import { AckRequest, LoginRequest, PollQuery, SendRequest } from '../../protocol/messages.js';
+import { acceptSession } from '../../crypto/request-signature.js';
+import { AckRequest, LoginRequest, PollQuery, SendRequest, SessionRequest } from '../../protocol/messages.js';
+import { AUTH_SCHEME } from '../../protocol/request-auth.js';
 import { parseMessage } from '../../protocol/validate.js';
 import { PROTOCOL_VERSION, VERSION_HEADER } from '../../protocol/version.js';
 import type { Notifier, ServerStore } from '../../storage/server-store.js';
@@ -42,7 +45,8 @@ interface RequestInfo {
 }
 
 interface Route {
-  auth: boolean;
+  /** false: open; true: LA1 or LA1S; 'device': LA1 only (signed with the device key). */
+  auth: boolean | 'device';
   handle(r: RequestInfo): Promise<void>;
 }
 
@@ -152,6 +156,17 @@ export class LanternServer implements Startable {
         sendJson(res, 200, answer);
       },
     });
+    add('POST', '/v1/session', {
+      auth: 'device',
+      handle: async ({ res, body, auth }) => {
+        const offer = parseMessage(SessionRequest, parseJson(body));
+        const id = randomUUID();
+        const { publicKey, key } = acceptSession(offer.publicKey, id);
+        const expiresAt = Math.min(auth!.certificateExpires, this.#c.clock.now() + this.#options.sessionLifetimeMs);
+        await this.#c.store.putSession({ id, userId: auth!.userId, deviceId: auth!.deviceId, key, expiresAt });
+        sendJson(res, 200, { sessionId: id, publicKey, expiresAt });
+      },
+    });
     add('GET', '/v1/whoami', {
       auth: true,
       handle: async ({ res, auth }) => {
@@ -221,6 +236,9 @@ export class LanternServer implements Startable {
             body,
           })
         : undefined;
+      if (route.auth === 'device' && auth?.scheme !== AUTH_SCHEME) {
+        throw new LanternError('LA_ERR_AUTH_REQUIRED', 'This request must be signed with the device key (LA1)');
+      }
       await route.handle({ req, res, url, body, auth });
     } catch (err) {
       if (LanternError.is(err)) {

@@ -21,6 +21,8 @@ export interface ServerOptions {
   rate: RateLimits;
   /** Lifetime of device certificates. */
   certificateLifetimeMs: number;
+  /** Lifetime of LA1S sessions (never beyond the certificate's). */
+  sessionLifetimeMs: number;
   /** Longest a poll is held (seconds, at most 60). */
   maxPollWaitSeconds: number;
 }
@@ -39,5 +41,6 @@ export const defaultServerOptions: ServerOptions = {
     loginPerAccount: { capacity: 10, refillPerSecond: 0.1 },
   },
   certificateLifetimeMs: 90 * DAY,
+  sessionLifetimeMs: DAY,
   maxPollWaitSeconds: 60,
 };

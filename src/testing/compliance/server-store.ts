@@ -79,6 +79,26 @@ export function serverStoreComplianceTests(test: TestFn, name: string, factory: 
     await t.throwsAsync(s.putDevice(u, cred(2), 21, 5), { code: 'LA_ERR_DEVICE_NOT_FOUND' } as never);
   });
 
+  withStore('sessions are found until they expire, and end when their device is revoked or renewed', async (t, s) => {
+    const u = randomUUID();
+    await s.putDevice(u, cred(1), 1);
+    await s.putDevice(u, cred(2), 1);
+    const session = (id: string, deviceId: number, expiresAt = 10_000) => ({ id, userId: u, deviceId, key: 'a2V5', expiresAt });
+    await s.putSession(session('s1', 1));
+    await s.putSession(session('s2', 1, 500));
+    await s.putSession(session('s3', 2));
+    t.deepEqual(await s.getSession('s1', 100), session('s1', 1));
+    t.is(await s.getSession('s2', 500), undefined, 'expired at its time');
+    t.is(await s.getSession('nope', 100), undefined);
+    await s.expire(600);
+    t.is(await s.getSession('s2', 100), undefined, 'swept');
+    await s.putDevice(u, cred(3), 700, 1);
+    t.is(await s.getSession('s1', 800), undefined, 'renewing the credential ends its sessions');
+    t.truthy(await s.getSession('s3', 800));
+    await s.revokeDevice(u, 2, 900);
+    t.is(await s.getSession('s3', 900), undefined, 'revoking the device ends its sessions');
+  });
+
   withStore('a nonce is accepted once until it expires, also under concurrency', async (t, s) => {
     const results = await Promise.all(Array.from({ length: 20 }, () => s.claimNonce('dev1:abc', 120_000)));
     t.is(results.filter(Boolean).length, 1);

@@ -11,7 +11,7 @@ export interface TestAgent {
   deviceId: number;
   credential: StoredCredential;
   /** An API client signing with this home's credential (close it after use). */
-  api(): ApiClient;
+  api(): Promise<ApiClient>;
 }
 
 export async function readHomeCredential(home: string): Promise<StoredCredential> {

@@ -277,3 +277,27 @@ test('LA1S sessions: opened with the device key, MACed requests, replays and for
   t.is((await runCli(['account', 'revoke', 'olga', '--data-dir', server.dataDir, '--device', String(olga.deviceId)])).code, 0);
   await t.throwsAsync(api.poll(0), { code: 'LA_ERR_AUTH_REVOKED' } as never);
 });
+
+test('a batch send answers each message on its own', async (t) => {
+  const pia = await addAgent(server, dir.path, 'pia');
+  const quinn = await addAgent(server, dir.path, 'quinn');
+  const api = await pia.api();
+  const qapi = await quinn.api();
+  t.teardown(() => Promise.all([api.close(), qapi.close()]));
+  const first = { id: randomUUID(), to: quinn.userId, type: 0, payload: b64('one') };
+  const { results } = await api.sendBatch([
+    first,
+    { id: randomUUID(), to: quinn.userId, deviceId: 7, type: 0, payload: b64('no such device') },
+    { id: randomUUID(), to: randomUUID(), type: 0, payload: b64('no such user') },
+    first,
+    { id: randomUUID(), to: quinn.userId, type: 0, payload: b64('two') },
+  ]);
+  t.deepEqual(
+    results.map((r) => ('error' in r ? r.error.code : r.devices)),
+    [[1], 'LA_ERR_RECIPIENT_NOT_FOUND', 'LA_ERR_RECIPIENT_NOT_FOUND', [1], [1]],
+  );
+  const got = await qapi.poll(0);
+  t.deepEqual(got!.messages.map((m) => Buffer.from(m.payload, 'base64').toString()), ['one', 'two'], 'the repeated id was stored once');
+  const tooMany = Array.from({ length: 101 }, () => ({ id: randomUUID(), to: quinn.userId, type: 0, payload: b64('x') }));
+  await t.throwsAsync(api.sendBatch(tooMany), { code: 'LA_ERR_INVALID_REQUEST' } as never);
+});

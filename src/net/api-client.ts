@@ -7,6 +7,7 @@ import {
   ErrorBody,
   LoginResponse,
   PollResponse,
+  SendBatchResponse,
   SendResponse,
   SessionResponse,
   WhoamiResponse,
@@ -114,6 +115,11 @@ export class ApiClient {
 
   send(body: SendRequest): Promise<SendResponse> {
     return this.#call('POST', '/v1/messages', body, SendResponse);
+  }
+
+  /** Several sends in one request; one result per message, in order. */
+  sendBatch(messages: SendRequest[]): Promise<SendBatchResponse> {
+    return this.#call('POST', '/v1/messages/batch', { messages }, SendBatchResponse);
   }
 
   /** Long-poll; `undefined` when the wait ended with nothing (204). */

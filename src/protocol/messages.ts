@@ -74,6 +74,24 @@ export type SendRequest = z.infer<typeof SendRequest>;
 export const SendResponse = z.strictObject({ devices: z.array(DeviceId) });
 export type SendResponse = z.infer<typeof SendResponse>;
 
+/** Most messages one batch send carries (the body limit applies too). */
+export const MAX_SEND_BATCH = 100;
+
+/**
+ * POST /v1/messages/batch — several sends in one request (an outbox flushed after being offline,
+ * an availability ad to many contacts). Each message succeeds or fails on its own; the answer lists
+ * one result per message, in order.
+ */
+export const SendBatchRequest = z.strictObject({ messages: z.array(SendRequest).min(1).max(MAX_SEND_BATCH) });
+export type SendBatchRequest = z.infer<typeof SendBatchRequest>;
+export const SendResult = z.union([
+  z.strictObject({ id: MessageId, devices: z.array(DeviceId) }),
+  z.strictObject({ id: MessageId, error: z.strictObject({ code: z.string(), message: z.string() }) }),
+]);
+export type SendResult = z.infer<typeof SendResult>;
+export const SendBatchResponse = z.strictObject({ results: z.array(SendResult) });
+export type SendBatchResponse = z.infer<typeof SendBatchResponse>;
+
 /** One queued message as delivered. `sentAt` is the server's time of acceptance (ms). */
 export const DeliveredMessage = z.strictObject({
   id: z.string().min(1).max(64),

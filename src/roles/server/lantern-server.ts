@@ -8,7 +8,7 @@ import type { Startable } from '../../core/lifecycle.js';
 import type { CertificateAuthority } from '../../crypto/x509/certificate-authority.js';
 import { formatUrl, listen } from '../../net/listen.js';
 import { acceptSession } from '../../crypto/request-signature.js';
-import { AckRequest, LoginRequest, PollQuery, SendRequest, SessionRequest } from '../../protocol/messages.js';
+import { AckRequest, LoginRequest, PollQuery, SendBatchRequest, SendRequest, SessionRequest } from '../../protocol/messages.js';
 import { AUTH_SCHEME } from '../../protocol/request-auth.js';
 import { parseMessage } from '../../protocol/validate.js';
 import { PROTOCOL_VERSION, VERSION_HEADER } from '../../protocol/version.js';
@@ -184,6 +184,24 @@ export class LanternServer implements Startable {
       handle: async ({ res, body, auth }) => {
         const send = parseMessage(SendRequest, parseJson(body));
         sendJson(res, 200, await this.#mailbox.send(auth!, send));
+      },
+    });
+    add('POST', '/v1/messages/batch', {
+      auth: true,
+      handle: async ({ res, body, auth }) => {
+        const batch = parseMessage(SendBatchRequest, parseJson(body));
+        const results = await Promise.all(
+          batch.messages.map((m) =>
+            this.#mailbox.send(auth!, m).then(
+              (r) => ({ id: m.id, devices: r.devices }),
+              (err: unknown) => {
+                if (!LanternError.is(err) || err.code.startsWith('LA_ERR_STORE')) throw err;
+                return { id: m.id, error: { code: err.code, message: err.message } };
+              },
+            ),
+          ),
+        );
+        sendJson(res, 200, { results });
       },
     });
     add('GET', '/v1/messages', {

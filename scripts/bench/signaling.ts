@@ -7,6 +7,7 @@ import { randomUUID } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
 import { Agent } from 'undici';
 import { systemClock } from '../../src/core/clock.js';
 import { generateDeviceKey } from '../../src/crypto/x509/device-key.js';
@@ -33,7 +34,10 @@ function percentile(sorted: number[], p: number): number {
   return sorted.length === 0 ? NaN : sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
 }
 
+/** RSS of the server after a full GC (see gc-on-signal.cjs). */
 async function rssKb(pid: number): Promise<number> {
+  process.kill(pid, 'SIGUSR2');
+  await new Promise((r) => setTimeout(r, 1000));
   const status = await readFile(`/proc/${pid}/status`, 'utf8');
   return Number(/VmRSS:\s+(\d+)/.exec(status)![1]);
 }
@@ -67,7 +71,8 @@ export async function run(): Promise<void> {
   const idle = await makeDevices(store, IDLE_POLLS, key.privateKeyPem, key.publicKeyPem);
   await store.close();
 
-  const nodeArgs = (process.env['BENCH_SERVER_NODE_ARGS'] ?? '').split(' ').filter(Boolean);
+  const gcPreload = fileURLToPath(new URL('./gc-on-signal.cjs', import.meta.url));
+  const nodeArgs = ['--expose-gc', '--require', gcPreload, ...(process.env['BENCH_SERVER_NODE_ARGS'] ?? '').split(' ').filter(Boolean)];
   const child = spawn(process.execPath, [...nodeArgs, CLI, 'server', '--listen', '127.0.0.1:0', '--data-dir', data, '--json', '--log-level', 'warn',
     '--rate-pair', '1000000000/1000000000', '--rate-recipient-bytes', '1000000000000/1000000000000', '--queue-max-messages', '1000000', ...(process.env['BENCH_NO_FSYNC'] ? ['--no-fsync'] : [])], {
     stdio: ['ignore', 'pipe', 'inherit'],
@@ -164,15 +169,22 @@ export async function run(): Promise<void> {
   running = false;
   await Promise.all(pollLoops);
 
-  // 3. Idle long-polls: one raw socket per device, each holding GET /v1/messages?wait=60.
+  // 3. Idle long-polls: one raw socket per device, each holding GET /v1/messages?wait=60, MACed
+  // with the device's LA1S session as a real client does (sessions are opened first).
+  const sessions: Array<{ d: Device; session: Awaited<ReturnType<ApiClient['session']>> }> = [];
+  for (let i = 0; i < idle.length; i += 100) {
+    await Promise.all(
+      idle.slice(i, i + 100).map(async (d) => sessions.push({ d, session: await client(url, dispatcher, d).session() })),
+    );
+  }
   const before = await rssKb(child.pid!);
   const { port } = new URL(url);
   const sockets: ReturnType<typeof connect>[] = [];
   let answered = 0;
-  for (let i = 0; i < idle.length; i++) {
-    const d = idle[i]!;
+  for (let i = 0; i < sessions.length; i++) {
+    const { d, session } = sessions[i]!;
     const path = '/v1/messages?wait=60&limit=100';
-    const auth = d.signer.authorize('GET', path, '', Date.now());
+    const auth = d.signer.authorizeWithSession(session, 'GET', path, '', Date.now());
     const s = connect({ host: '127.0.0.1', port: Number(port) });
     s.on('error', () => {});
     s.once('data', () => answered++);

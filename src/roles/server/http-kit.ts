@@ -5,6 +5,13 @@ import type { ErrorBody } from '../../protocol/messages.js';
 /** Largest request body the API reads (key uploads with 100 Kyber prekeys are ~220 KB of JSON). */
 export const MAX_BODY_BYTES = 512 * 1024;
 
+export const EMPTY_BODY = Buffer.alloc(0);
+
+/** Whether a request carries a body at all (a GET usually does not; then nothing is read). */
+export function hasBody(req: IncomingMessage): boolean {
+  return req.headers['transfer-encoding'] !== undefined || (req.headers['content-length'] !== undefined && req.headers['content-length'] !== '0');
+}
+
 /** Reads the whole body up to `limit` bytes; LA_ERR_BODY_TOO_LARGE beyond (checked before reading when declared). */
 export function readBody(req: IncomingMessage, limit = MAX_BODY_BYTES): Promise<Buffer> {
   const declared = Number(req.headers['content-length']);

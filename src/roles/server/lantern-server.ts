@@ -16,7 +16,7 @@ import type { Notifier, ServerStore } from '../../storage/server-store.js';
 import { AccountService } from './accounts.js';
 import { Authenticator, type AuthContext } from './authenticator.js';
 import { ControlSocket } from './control-socket.js';
-import { parseJson, readBody, sendEmpty, sendError, sendJson } from './http-kit.js';
+import { EMPTY_BODY, hasBody, parseJson, readBody, sendEmpty, sendError, sendJson } from './http-kit.js';
 import { Mailbox } from './mailbox.js';
 import type { ServerOptions } from './options.js';
 
@@ -208,11 +208,13 @@ export class LanternServer implements Startable {
       auth: true,
       handle: async ({ res, url, auth }) => {
         const q = parseMessage(PollQuery, Object.fromEntries(url.searchParams));
-        const closed = new Promise<void>((resolve) => res.once('close', () => resolve()));
         const device = { userId: auth!.userId, deviceId: auth!.deviceId };
-        const batch = await this.#mailbox.poll(device, q.wait, q.limit, closed);
-        if (batch) sendJson(res, 200, batch);
-        else sendEmpty(res, 204);
+        const held = await this.#mailbox.poll(device, q.wait, q.limit, (batch, error) => {
+          if (error !== undefined) this.#fail(res, error);
+          else if (batch) sendJson(res, 200, batch);
+          else sendEmpty(res, 204);
+        });
+        res.once('close', held.cancel);
       },
     });
     add('POST', '/v1/messages/ack', {
@@ -245,7 +247,7 @@ export class LanternServer implements Startable {
           `This server speaks protocol ${PROTOCOL_VERSION}; send ${VERSION_HEADER}: ${PROTOCOL_VERSION}`,
         );
       }
-      const body = await readBody(req);
+      const body = hasBody(req) ? await readBody(req) : EMPTY_BODY;
       const auth = route.auth
         ? await this.#auth.authenticate({
             method: req.method ?? 'GET',
@@ -259,13 +261,17 @@ export class LanternServer implements Startable {
       }
       await route.handle({ req, res, url, body, auth });
     } catch (err) {
-      if (LanternError.is(err)) {
-        if (err.code.startsWith('LA_ERR_STORE')) this.#c.logger.error({ err }, 'storage failure');
-        sendError(res, err);
-      } else {
-        this.#c.logger.error({ err }, 'request failed');
-        sendError(res, new LanternError('LA_ERR_INTERNAL'));
-      }
+      this.#fail(res, err);
+    }
+  }
+
+  #fail(res: ServerResponse, err: unknown): void {
+    if (LanternError.is(err)) {
+      if (err.code.startsWith('LA_ERR_STORE')) this.#c.logger.error({ err }, 'storage failure');
+      sendError(res, err);
+    } else {
+      this.#c.logger.error({ err }, 'request failed');
+      sendError(res, new LanternError('LA_ERR_INTERNAL'));
     }
   }
 }

@@ -15,8 +15,95 @@ export interface MailboxComponents {
   logger: Logger;
 }
 
-/** Why a held poll ended without messages. */
-export type PollEnd = 'timeout' | 'superseded' | 'shutdown' | 'closed';
+/** Receives the outcome of a poll: a batch, nothing (204), or an error. */
+export type PollResponder = (batch: PollResponse | undefined, error?: unknown) => void;
+
+/**
+ * One held long-poll. A single object per poll (no promise chain stays alive while it waits), so a
+ * server holds tens of thousands of them cheaply. It ends with a batch when a wake-up finds
+ * messages, or with nothing on its deadline, when a newer poll of the device starts (on any server
+ * process), on revocation or on shutdown; `cancel` ends it silently when the client goes away.
+ */
+class HeldPoll {
+  readonly #mailbox: Mailbox;
+  readonly #c: MailboxComponents;
+  readonly #device: Address;
+  readonly #id = randomUUID();
+  readonly #limit: number;
+  readonly #respond: PollResponder;
+  #timer: ClockTimer | undefined;
+  #unsubscribe: (() => Promise<void>) | undefined;
+  #fetching = false;
+  #fetchAgain = false;
+  #done = false;
+
+  constructor(mailbox: Mailbox, components: MailboxComponents, device: Address, limit: number, respond: PollResponder) {
+    this.#mailbox = mailbox;
+    this.#c = components;
+    this.#device = device;
+    this.#limit = limit;
+    this.#respond = respond;
+  }
+
+  async start(waitMs: number): Promise<void> {
+    const channel = deviceChannel(this.#device);
+    // Subscribe before announcing and before the first fetch, so no wake-up falls in between.
+    this.#unsubscribe = await this.#c.notifier.subscribe(channel, this.#onNotify);
+    this.#mailbox[kHeld].add(this);
+    await this.#c.notifier.publish(channel, `poll:${this.#id}`);
+    await this.#check();
+    if (this.#done) return;
+    if (waitMs <= 0) return this.finish(undefined);
+    this.#timer = this.#c.clock.setTimeout(() => this.finish(undefined), waitMs);
+    this.#timer.unref?.();
+  }
+
+  readonly #onNotify = (message: string): void => {
+    if (message === 'message') void this.#check();
+    else if (message === 'revoked' || (message.startsWith('poll:') && message !== `poll:${this.#id}`)) this.finish(undefined);
+  };
+
+  async #check(): Promise<void> {
+    if (this.#done) return;
+    if (this.#fetching) {
+      this.#fetchAgain = true;
+      return;
+    }
+    this.#fetching = true;
+    try {
+      do {
+        this.#fetchAgain = false;
+        const batch = await this.#c.store.fetch(this.#device, this.#limit);
+        if (batch.messages.length > 0) return this.finish(batch);
+      } while (this.#fetchAgain && !this.#done);
+    } catch (err) {
+      this.finish(undefined, err);
+    } finally {
+      this.#fetching = false;
+    }
+  }
+
+  /** Ends the poll with this outcome (once). */
+  finish(batch: PollResponse | undefined, error?: unknown): void {
+    if (this.#end()) this.#respond(batch, error);
+  }
+
+  /** Ends the poll without answering (the client is gone). */
+  readonly cancel = (): void => {
+    this.#end();
+  };
+
+  #end(): boolean {
+    if (this.#done) return false;
+    this.#done = true;
+    if (this.#timer) this.#c.clock.clearTimeout(this.#timer);
+    this.#mailbox[kHeld].delete(this);
+    void this.#unsubscribe?.().catch((err: unknown) => this.#c.logger.warn({ err }, 'unsubscribe failed'));
+    return true;
+  }
+}
+
+const kHeld = Symbol('held polls');
 
 /**
  * Store-and-forward transport: sends are queued durably per recipient device, polls return the
@@ -26,7 +113,7 @@ export type PollEnd = 'timeout' | 'superseded' | 'shutdown' | 'closed';
 export class Mailbox {
   readonly #c: MailboxComponents;
   readonly #options: ServerOptions;
-  readonly #held = new Set<(end: PollEnd) => void>();
+  readonly [kHeld] = new Set<HeldPoll>();
   #stopping = false;
 
   constructor(components: MailboxComponents, options: ServerOptions) {
@@ -35,7 +122,7 @@ export class Mailbox {
   }
 
   get heldPolls(): number {
-    return this.#held.size;
+    return this[kHeld].size;
   }
 
   async send(sender: AuthContext, req: SendRequest): Promise<SendResponse> {
@@ -81,47 +168,20 @@ export class Mailbox {
   }
 
   /**
-   * Returns queued messages at once, or waits up to `waitSeconds` for one. A newer poll of the same
-   * device (on any server process) ends this one with `undefined` (the HTTP layer answers 204).
-   * `closed` resolves when the client goes away.
+   * Answers with queued messages at once, or holds the poll up to `waitSeconds` for one (see
+   * HeldPoll). Resolves once the poll is answered or held; `respond` gets the outcome. Call the
+   * returned `cancel` when the client goes away.
    */
-  async poll(device: Address, waitSeconds: number, limit: number, closed: Promise<void>): Promise<PollResponse | undefined> {
-    const { store, notifier, clock } = this.#c;
+  async poll(device: Address, waitSeconds: number, limit: number, respond: PollResponder): Promise<{ cancel(): void }> {
     if (this.#stopping) throw new LanternError('LA_ERR_SHUTTING_DOWN');
-    const channel = deviceChannel(device);
-    const pollId = randomUUID();
-    let wake: (() => void) | undefined;
-    let end: ((why: PollEnd) => void) | undefined;
-    const ended = new Promise<PollEnd>((resolve) => (end = resolve));
-    const unsubscribe = await notifier.subscribe(channel, (message) => {
-      if (message === 'message') wake?.();
-      else if (message === 'revoked') end?.('superseded');
-      else if (message.startsWith('poll:') && message !== `poll:${pollId}`) end?.('superseded');
-    });
-    this.#held.add(end!);
-    let timer: ClockTimer | undefined;
+    const held = new HeldPoll(this, this.#c, device, limit, respond);
     try {
-      await notifier.publish(channel, `poll:${pollId}`);
-      const wait = Math.min(waitSeconds, this.#options.maxPollWaitSeconds) * 1000;
-      const deadline = clock.now() + wait;
-      if (wait > 0) {
-        timer = clock.setTimeout(() => end?.('timeout'), wait);
-        timer.unref?.();
-      }
-      void closed.then(() => end?.('closed'));
-      for (;;) {
-        const woken = new Promise<'wake'>((resolve) => (wake = () => resolve('wake')));
-        const batch = await store.fetch(device, limit);
-        if (batch.messages.length > 0) return batch;
-        if (wait <= 0 || clock.now() >= deadline) return undefined;
-        const why = await Promise.race([woken, ended]);
-        if (why !== 'wake') return undefined;
-      }
-    } finally {
-      if (timer) clock.clearTimeout(timer);
-      this.#held.delete(end!);
-      await unsubscribe();
+      await held.start(Math.min(waitSeconds, this.#options.maxPollWaitSeconds) * 1000);
+    } catch (err) {
+      held.cancel();
+      throw err;
     }
+    return held;
   }
 
   ack(device: Address, ids: readonly string[]): Promise<number> {
@@ -131,6 +191,6 @@ export class Mailbox {
   /** Answers every held poll (204) and refuses new ones. */
   releaseAll(): void {
     this.#stopping = true;
-    for (const end of this.#held) end('shutdown');
+    for (const held of this[kHeld]) held.finish(undefined);
   }
 }

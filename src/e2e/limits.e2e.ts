@@ -22,16 +22,21 @@ async function withServer(t: { teardown(fn: () => Promise<unknown>): void }, ext
 }
 
 test('undelivered messages expire by the retention job', async (t) => {
-  const { dir, server } = await withServer(t, ['--retention', '1s', '--expire-interval', '200ms']);
+  const { dir, server } = await withServer(t, ['--retention', '3s', '--expire-interval', '200ms']);
   const a = await addAgent(server, dir, 'a');
   const b = await addAgent(server, dir, 'b');
-  t.is((await runCli(['send', '--home', a.home, '--to', b.userId, '--raw', 'short-lived'])).code, 0);
-  await new Promise((r) => setTimeout(r, 2000));
+  const sender = await a.api();
+  const receiver = await b.api();
+  t.teardown(() => Promise.all([sender.close(), receiver.close()]));
+  const sentAt = Date.now();
+  await sender.send({ id: randomUUID(), to: b.userId, type: 0, payload: b64('short-lived') });
+  await new Promise((r) => setTimeout(r, Math.max(0, sentAt + 4000 - Date.now())));
   const inbox = await runCli(['inbox', '--home', b.home, '--json']);
   t.is(inbox.code, 0);
   t.is(inbox.stdout, '', 'the message expired before anyone polled');
-  t.is((await runCli(['send', '--home', a.home, '--to', b.userId, '--raw', 'fresh'])).code, 0);
-  t.regex((await runCli(['inbox', '--home', b.home, '--json'])).stdout, /fresh/);
+  await sender.send({ id: randomUUID(), to: b.userId, type: 0, payload: b64('fresh') });
+  const fresh = await receiver.poll(0);
+  t.deepEqual(fresh?.messages.map((m) => Buffer.from(m.payload, 'base64').toString()), ['fresh'], 'the job removes only expired messages');
 });
 
 test('a full queue refuses sends with LA_ERR_QUEUE_FULL and keeps what it holds', async (t) => {

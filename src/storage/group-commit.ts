@@ -43,7 +43,15 @@ export class GroupCommit {
       const group = this.#pending;
       this.#pending = [];
       try {
-        await this.#db.batch(group.flatMap((p) => p.ops) as never, { sync: this.#sync } as never);
+        // A chained batch costs a third of an array batch per operation in abstract-level.
+        const batch = this.#db.batch();
+        for (const p of group) {
+          for (const op of p.ops) {
+            if (op.type === 'put') batch.put(op.key, op.value);
+            else batch.del(op.key);
+          }
+        }
+        await batch.write({ sync: this.#sync } as never);
         for (const p of group) p.resolve();
       } catch (err) {
         const wrapped = levelError(err, 'write');

@@ -4,6 +4,7 @@ import { LanternError } from '../core/errors.js';
 import { KeyedMutex } from '../core/keyed-mutex.js';
 import type { Address } from '../protocol/messages.js';
 import { MAX_DEVICE_ID, MIN_DEVICE_ID } from '../protocol/version.js';
+import { BloomFilter } from './bloom-filter.js';
 import { GroupCommit, type LevelOp } from './group-commit.js';
 import { levelError } from './level-errors.js';
 import {
@@ -79,6 +80,8 @@ export class LevelServerStore implements ServerStore {
   readonly #deviceCache = new Map<string, DeviceRecord | null>();
   /** Dedupe records submitted to the group commit but not yet written. */
   readonly #pendingDedupe = new Map<string, { digest: string; written: Promise<void> }>();
+  /** Every dedupe key in the store (built at open): most sends carry a new id and skip the lookup. */
+  readonly #dedupeFilter = new BloomFilter();
   readonly #buckets = new Map<string, BucketState & { policy: BucketPolicy }>();
   #expirySeq = 0;
   readonly #instance = randomUUID().slice(0, 8);
@@ -91,6 +94,7 @@ export class LevelServerStore implements ServerStore {
   async open(): Promise<void> {
     try {
       await this.#db.open();
+      for await (const key of this.#db.keys({ gte: 'k!', lt: 'k!~' })) this.#dedupeFilter.add(key);
     } catch (err) {
       throw levelError(err, 'open server store');
     }
@@ -305,7 +309,9 @@ export class LevelServerStore implements ServerStore {
       recipients.map((r) => `dev:${dev(r)}`),
       async () => {
         const seen = await Promise.all(
-          dedupeKeys.map(async (k) => this.#pendingDedupe.get(k) ?? (await this.#get<{ digest: string }>(k))),
+          dedupeKeys.map(async (k) =>
+            this.#pendingDedupe.get(k) ?? (this.#dedupeFilter.has(k) ? await this.#get<{ digest: string }>(k) : undefined),
+          ),
         );
         if (seen.some((s) => s && s.digest !== message.digest)) throw new LanternError('LA_ERR_MESSAGE_ID_CONFLICT');
         if (seen.every((s) => s !== undefined)) {
@@ -353,7 +359,11 @@ export class LevelServerStore implements ServerStore {
           throw err;
         });
         const pending = { digest: message.digest, written };
-        dedupeKeys.forEach((k, i) => seen[i] === undefined && this.#pendingDedupe.set(k, pending));
+        dedupeKeys.forEach((k, i) => {
+          if (seen[i] !== undefined) return;
+          this.#pendingDedupe.set(k, pending);
+          this.#dedupeFilter.add(k);
+        });
         void written.then(
           () => dedupeKeys.forEach((k) => this.#pendingDedupe.get(k) === pending && this.#pendingDedupe.delete(k)),
           () => dedupeKeys.forEach((k) => this.#pendingDedupe.get(k) === pending && this.#pendingDedupe.delete(k)),

@@ -15,7 +15,10 @@ const IPV6 = /(?<![\w:])(?:[0-9a-f]{0,4}:){2,7}[0-9a-f]{0,4}(?![\w:])/gi;
 
 /** Replaces IPv4 and IPv6 literals in a string. */
 export function scrubAddresses(text: string): string {
-  return text.replace(IPV4, '[addr]').replace(IPV6, (m) => (/[0-9a-f]/i.test(m) || m === '::' ? '[addr]' : m));
+  // An IPv6 literal has eight groups, or fewer with one "::" (so "12:30:45" is a time, not an address).
+  return text
+    .replace(IPV4, '[addr]')
+    .replace(IPV6, (m) => (m.includes('::') || m.split(':').length === 8 ? '[addr]' : m));
 }
 
 function scrubValue(value: unknown, depth = 0): unknown {

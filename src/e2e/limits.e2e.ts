@@ -219,3 +219,56 @@ test('the server refuses a data dir that another server holds', async (t) => {
   t.is(res.statusCode, 200, 'the first server keeps serving');
   await res.body.dump();
 });
+
+test('account commands work on a data dir no server runs on, and the server then uses them', async (t) => {
+  const dir = await tempDir('lantern-e2e-');
+  t.teardown(() => dir.remove());
+  const data = `${dir.path}/data`;
+  const add = await runCli(['account', 'add', 'offline', '--data-dir', data, '--role', 'verifier', '--password-stdin', '--json'], { stdin: 'offline-password\n' });
+  t.is(add.code, 0, add.stderr);
+  t.like(JSON.parse(add.stdout), { name: 'offline', role: 'verifier' });
+  const server = await startServer(data);
+  const agent = await addAgent(server, dir.path, 'offline', { existing: true, password: 'offline-password' });
+  const api = await agent.api();
+  t.is((await api.whoami()).role, 'verifier');
+  await api.close();
+  t.is(await server.stop(), 0);
+  const revoke = await runCli(['account', 'revoke', 'offline', '--data-dir', data, '--device', '1']);
+  t.is(revoke.code, 0, revoke.stderr);
+  const again = await startServer(data);
+  t.teardown(() => again.stop());
+  const { signedClient } = await import('../cli/agent-home.js');
+  const stale = await signedClient({ ...agent.credential, server: again.url });
+  t.teardown(() => stale.close());
+  await t.throwsAsync(stale.poll(0), { code: 'LA_ERR_AUTH_REVOKED' } as never);
+  const noPassword = await runCli(['account', 'add', 'x', '--data-dir', data]);
+  t.is(noPassword.code, 2);
+  t.regex(noPassword.stderr, /LA_ERR_USAGE/);
+});
+
+test('TLS from --tls-cert/--tls-key files', async (t) => {
+  const dir = await tempDir('lantern-e2e-');
+  t.teardown(() => dir.remove());
+  const { CertificateAuthority } = await import('../crypto/x509/certificate-authority.js');
+  const { writeFile } = await import('node:fs/promises');
+  const ca = new CertificateAuthority(await CertificateAuthority.create('test TLS CA'));
+  const tls = await ca.issueTls(['127.0.0.1', 'localhost']);
+  await writeFile(`${dir.path}/cert.pem`, tls.certificatePem);
+  await writeFile(`${dir.path}/key.pem`, tls.privateKeyPem);
+  await writeFile(`${dir.path}/tls-ca.pem`, ca.certificatePem);
+  const server = await startServer(`${dir.path}/data`, ['--tls-cert', `${dir.path}/cert.pem`, '--tls-key', `${dir.path}/key.pem`]);
+  t.teardown(() => server.stop());
+  t.regex(server.url, /^https:/);
+  await runCli(['account', 'add', 'tls', '--data-dir', server.dataDir, '--password-stdin'], { stdin: 'tls-password\n' });
+  const login = await runCli(['login', '--server', server.url, '--user', 'tls', '--password-stdin', '--home', `${dir.path}/h`, '--ca', `${dir.path}/tls-ca.pem`], {
+    stdin: 'tls-password\n',
+  });
+  t.is(login.code, 0, login.stderr);
+  t.is((await runCli(['inbox', '--home', `${dir.path}/h`])).code, 0);
+  const missing = await runCli(['server', '--listen', '127.0.0.1:0', '--data-dir', `${dir.path}/d2`, '--tls-cert', `${dir.path}/nope.pem`, '--tls-key', `${dir.path}/key.pem`]);
+  t.is(missing.code, 2);
+  t.regex(missing.stderr, /LA_ERR_TLS_CONFIG/);
+  const half = await runCli(['server', '--listen', '127.0.0.1:0', '--data-dir', `${dir.path}/d3`, '--tls-cert', `${dir.path}/cert.pem`]);
+  t.is(half.code, 2);
+  t.regex(half.stderr, /LA_ERR_USAGE/);
+});

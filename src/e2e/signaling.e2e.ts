@@ -301,3 +301,32 @@ test('a batch send answers each message on its own', async (t) => {
   const tooMany = Array.from({ length: 101 }, () => ({ id: randomUUID(), to: quinn.userId, type: 0, payload: b64('x') }));
   await t.throwsAsync(api.sendBatch(tooMany), { code: 'LA_ERR_INVALID_REQUEST' } as never);
 });
+
+test('every answer is complete and uncacheable: Content-Length, no chunking, Cache-Control no-store', async (t) => {
+  const rita = await addAgent(server, dir.path, 'rita');
+  const c = rita.credential;
+  const signer = new RequestSigner({ userId: c.userId, deviceId: c.deviceId, serial: c.serial, privateKeyPem: c.privateKeyPem });
+  const get = async (path: string) => {
+    const res = await request(`${server.url}${path}`, { headers: { 'x-lantern-version': '1', authorization: signer.authorize('GET', path, '', Date.now()) } });
+    await res.body.dump();
+    return res;
+  };
+  const stdinSend = await runCli(['send', '--home', rita.home, '--to', `${rita.userId}:${rita.deviceId}`, '--stdin', '--raw'], { stdin: 'from stdin' });
+  t.is(stdinSend.code, 0, stdinSend.stderr);
+  for (const [path, status] of [
+    ['/v1/messages?wait=1', 200],
+    ['/v1/messages?wait=0', 200],
+    ['/v1/messages?wait=99', 400],
+  ] as const) {
+    const res = await get(path);
+    t.is(res.statusCode, status, path);
+    t.is(res.headers['cache-control'], 'no-store', path);
+    t.truthy(res.headers['content-length'], path);
+    t.is(res.headers['transfer-encoding'], undefined, path);
+  }
+  const inbox = await runCli(['inbox', '--home', rita.home, '--json']);
+  t.regex(inbox.stdout, /from stdin/);
+  const empty = await get('/v1/messages?wait=1');
+  t.is(empty.statusCode, 204);
+  t.is(empty.headers['cache-control'], 'no-store');
+});

@@ -53,7 +53,7 @@ test('a full queue refuses sends with LA_ERR_QUEUE_FULL and keeps what it holds'
 });
 
 test('sends beyond the per-pair rate get 429 with Retry-After', async (t) => {
-  const { dir, server } = await withServer(t, ['--rate-pair', '3/0.5']);
+  const { dir, server } = await withServer(t, ['--rate-pair', '3/0.05']);
   const a = await addAgent(server, dir, 'a');
   const b = await addAgent(server, dir, 'b');
   const c = await addAgent(server, dir, 'c');
@@ -94,7 +94,7 @@ test('login attempts are rate limited per account', async (t) => {
 });
 
 test('an expired credential is refused until the device logs in again', async (t) => {
-  const { dir, server } = await withServer(t, ['--cert-lifetime', '6s']);
+  const { dir, server } = await withServer(t, ['--cert-lifetime', '12s']);
   const a = await addAgent(server, dir, 'a');
   t.is((await runCli(['inbox', '--home', a.home])).code, 0);
   await new Promise((r) => setTimeout(r, Math.max(0, a.credential.expiresAt - Date.now()) + 300));

@@ -13,7 +13,8 @@ let server: RunningServer;
 
 test.before(async () => {
   dir = await tempDir('lantern-e2e-');
-  server = await startServer(`${dir.path}/data`);
+  // Every test here logs in from 127.0.0.1; the login limits have their own test in limits.e2e.ts.
+  server = await startServer(`${dir.path}/data`, ['--rate-login-address', '1000/100']);
 });
 
 test.after.always(async () => {

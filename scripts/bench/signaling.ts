@@ -34,12 +34,11 @@ function percentile(sorted: number[], p: number): number {
   return sorted.length === 0 ? NaN : sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
 }
 
-/** RSS of the server after a full GC (see gc-on-signal.cjs). */
-async function rssKb(pid: number): Promise<number> {
+/** The server's memory after a full GC (see gc-on-signal.cjs). */
+async function serverMemory(pid: number, file: string): Promise<NodeJS.MemoryUsage> {
   process.kill(pid, 'SIGUSR2');
   await new Promise((r) => setTimeout(r, 1000));
-  const status = await readFile(`/proc/${pid}/status`, 'utf8');
-  return Number(/VmRSS:\s+(\d+)/.exec(status)![1]);
+  return JSON.parse(await readFile(file, 'utf8')) as NodeJS.MemoryUsage;
 }
 
 async function makeDevices(store: LevelServerStore, count: number, privateKeyPem: string, publicKeyPem: string): Promise<Device[]> {
@@ -71,11 +70,13 @@ export async function run(): Promise<void> {
   const idle = await makeDevices(store, IDLE_POLLS, key.privateKeyPem, key.publicKeyPem);
   await store.close();
 
+  const memFile = `${dir.path}/server-memory.json`;
   const gcPreload = fileURLToPath(new URL('./gc-on-signal.cjs', import.meta.url));
   const nodeArgs = ['--expose-gc', '--require', gcPreload, ...(process.env['BENCH_SERVER_NODE_ARGS'] ?? '').split(' ').filter(Boolean)];
   const child = spawn(process.execPath, [...nodeArgs, CLI, 'server', '--listen', '127.0.0.1:0', '--data-dir', data, '--json', '--log-level', 'warn',
     '--rate-pair', '1000000000/1000000000', '--rate-recipient-bytes', '1000000000000/1000000000000', '--queue-max-messages', '1000000', ...(process.env['BENCH_NO_FSYNC'] ? ['--no-fsync'] : [])], {
     stdio: ['ignore', 'pipe', 'inherit'],
+    env: { ...process.env, BENCH_MEM_FILE: memFile },
   });
   const url = await new Promise<string>((resolve) =>
     createInterface({ input: child.stdout! }).once('line', (l) => resolve(String((JSON.parse(l) as { url: string }).url))),
@@ -177,7 +178,7 @@ export async function run(): Promise<void> {
       idle.slice(i, i + 100).map(async (d) => sessions.push({ d, session: await client(url, dispatcher, d).session() })),
     );
   }
-  const before = await rssKb(child.pid!);
+  const before = await serverMemory(child.pid!, memFile);
   const { port } = new URL(url);
   const sockets: ReturnType<typeof connect>[] = [];
   let answered = 0;
@@ -193,9 +194,13 @@ export async function run(): Promise<void> {
     if (i % 500 === 499) await new Promise((r) => setTimeout(r, 10));
   }
   await new Promise((r) => setTimeout(r, 5000));
-  const after = await rssKb(child.pid!);
+  const after = await serverMemory(child.pid!, memFile);
   const held = sockets.length - answered;
-  console.log(`idle long-polls: ${held} held (${answered} answered early), server RSS ${(before / 1024).toFixed(0)} -> ${(after / 1024).toFixed(0)} MiB, ${(((after - before) * 1024) / Math.max(1, held) / 1000).toFixed(1)} KB per poll`);
+  console.log('  memory delta per poll (KiB):', Object.fromEntries(Object.keys(after).map((k) => [k, ((after[k as keyof NodeJS.MemoryUsage] - before[k as keyof NodeJS.MemoryUsage]) / Math.max(1, held) / 1024).toFixed(2)])));
+  const per = (k: 'rss' | 'heapUsed') => ((after[k] - before[k]) / Math.max(1, held) / 1024).toFixed(1);
+  console.log(
+    `idle long-polls: ${held} held (${answered} answered early), server RSS ${(before.rss / 2 ** 20).toFixed(0)} -> ${(after.rss / 2 ** 20).toFixed(0)} MiB after GC: ${per('rss')} KiB RSS, ${per('heapUsed')} KiB of JS heap per poll`,
+  );
   console.log(`  (the process file-descriptor limit here is 20000 and cannot be raised, so one process holds at most ~19,900 sockets)`);
   for (const s of sockets) s.destroy();
   child.kill('SIGTERM');

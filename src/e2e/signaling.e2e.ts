@@ -1,7 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import test from 'ava';
 import { request } from 'undici';
-import { RequestSigner } from '../crypto/request-signature.js';
 import { addAgent } from '../testing/helpers/agents.js';
 import { runCli, startServer, type RunningServer } from '../testing/helpers/cli.js';
 import { tempDir } from '../testing/helpers/temp-dir.js';
@@ -125,8 +124,7 @@ test('a second device of the same account gets its own id, queue and copy of eve
 
 test('a replayed request is refused, and a tampered one does not verify', async (t) => {
   const ivan = await addAgent(server, dir.path, 'ivan');
-  const c = ivan.credential;
-  const signer = new RequestSigner({ userId: c.userId, deviceId: c.deviceId, serial: c.serial, privateKeyPem: c.privateKeyPem });
+  const signer = ivan.signer;
   const body = JSON.stringify({ id: randomUUID(), to: ivan.userId, type: 0, deviceId: 1, payload: b64('replay me') });
   const headers = { 'x-lantern-version': '1', 'content-type': 'application/json', authorization: signer.authorize('POST', '/v1/messages', body, Date.now()) };
   const first = await request(`${server.url}/v1/messages`, { method: 'POST', headers, body });
@@ -194,8 +192,7 @@ test('wrong passwords fail without saying which part was wrong; self-registratio
 
 test('malformed, oversized and wrongly typed bodies get a 4xx with a code; the server keeps serving', async (t) => {
   const mia = await addAgent(server, dir.path, 'mia');
-  const c = mia.credential;
-  const signer = new RequestSigner({ userId: c.userId, deviceId: c.deviceId, serial: c.serial, privateKeyPem: c.privateKeyPem });
+  const signer = mia.signer;
   const post = async (path: string, body: string, extra: Record<string, string> = {}) => {
     const res = await request(`${server.url}${path}`, {
       method: 'POST',
@@ -244,13 +241,12 @@ test('a newer poll of the same device releases the older one', async (t) => {
 
 test('LA1S sessions: opened with the device key, MACed requests, replays and forgeries refused', async (t) => {
   const olga = await addAgent(server, dir.path, 'olga');
-  const c = olga.credential;
-  const signer = new RequestSigner({ userId: c.userId, deviceId: c.deviceId, serial: c.serial, privateKeyPem: c.privateKeyPem });
+  const signer = olga.signer;
   const api = await olga.api();
   t.teardown(() => api.close());
   const session = await api.session();
   t.regex(session.id, /^[0-9a-f-]{36}$/);
-  t.true(session.expiresAt <= c.expiresAt, 'a session never outlives the certificate');
+  t.true(session.expiresAt <= olga.credential.expiresAt, 'a session never outlives the certificate');
   const path = '/v1/whoami';
   const headers = { 'x-lantern-version': '1', authorization: signer.authorizeWithSession(session, 'GET', path, '', Date.now()) };
   const ok = await request(`${server.url}${path}`, { headers });
@@ -305,8 +301,7 @@ test('a batch send answers each message on its own', async (t) => {
 
 test('every answer is complete and uncacheable: Content-Length, no chunking, Cache-Control no-store', async (t) => {
   const rita = await addAgent(server, dir.path, 'rita');
-  const c = rita.credential;
-  const signer = new RequestSigner({ userId: c.userId, deviceId: c.deviceId, serial: c.serial, privateKeyPem: c.privateKeyPem });
+  const signer = rita.signer;
   const get = async (path: string) => {
     const res = await request(`${server.url}${path}`, { headers: { 'x-lantern-version': '1', authorization: signer.authorize('GET', path, '', Date.now()) } });
     await res.body.dump();

@@ -1,5 +1,6 @@
 import { join } from 'node:path';
 import { signedClient, withKeystore } from '../../cli/agent-home.js';
+import { RequestSigner } from '../../crypto/request-signature.js';
 import type { ApiClient } from '../../net/api-client.js';
 import { loadCredential, type StoredCredential } from '../../storage/credential-store.js';
 import { runCli, type RunningServer } from './cli.js';
@@ -10,6 +11,8 @@ export interface TestAgent {
   userId: string;
   deviceId: number;
   credential: StoredCredential;
+  /** Signs raw requests with this home's device key (for tests that craft requests by hand). */
+  signer: RequestSigner;
   /** An API client signing with this home's credential (close it after use). */
   api(): Promise<ApiClient>;
 }
@@ -37,5 +40,7 @@ export async function addAgent(
   const login = await runCli(['login', '--server', server.url, '--user', name, '--password-stdin', '--home', home, ...ca], { stdin: `${password}\n` });
   if (login.code !== 0) throw new Error(`login failed: ${login.stderr}`);
   const credential = await readHomeCredential(home);
-  return { name, home, userId: credential.userId, deviceId: credential.deviceId, credential, api: () => signedClient(credential) };
+  const { userId, deviceId, serial, privateKeyPem } = credential;
+  const signer = new RequestSigner({ userId, deviceId, serial, privateKeyPem });
+  return { name, home, userId, deviceId, credential, signer, api: () => signedClient(credential) };
 }

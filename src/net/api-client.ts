@@ -4,13 +4,16 @@ import type { Clock } from '../core/clock.js';
 import { LanternError, isErrorCode } from '../core/errors.js';
 import {
   AckResponse,
+  BundlesResponse,
   ErrorBody,
+  KeyCounts,
   LoginResponse,
   PollResponse,
   SendBatchResponse,
   SendResponse,
   SessionResponse,
   WhoamiResponse,
+  type KeysUpload,
   type LoginRequest,
   type SendRequest,
 } from '../protocol/messages.js';
@@ -115,6 +118,20 @@ export class ApiClient {
 
   send(body: SendRequest): Promise<SendResponse> {
     return this.#call('POST', '/v1/messages', body, SendResponse);
+  }
+
+  /** Uploads this device's keys; answers the one-time key counts. */
+  putKeys(keys: KeysUpload): Promise<KeyCounts> {
+    return this.#call('PUT', '/v1/keys', keys, KeyCounts);
+  }
+
+  keyCounts(): Promise<KeyCounts> {
+    return this.#call('GET', '/v1/keys/count', undefined, KeyCounts);
+  }
+
+  /** Bundles of every registered device of `userId` (or one device), each popping one-time keys. */
+  bundles(userId: string, deviceId?: number): Promise<BundlesResponse> {
+    return this.#call('GET', `/v1/keys/${userId}${deviceId === undefined ? '' : `/${deviceId}`}`, undefined, BundlesResponse);
   }
 
   /** Several sends in one request; one result per message, in order. */

@@ -18,6 +18,8 @@ export const Password = z.string().min(8, 'at least 8 characters').max(1024);
 export const Role = z.enum(['user', 'verifier']);
 export type Role = z.infer<typeof Role>;
 export const MessageId = z.uuid();
+/** Signal registration id: 14-bit, non-zero, as libsignal generates them. */
+export const RegistrationId = z.int().min(1).max(16380);
 
 const Pem = (label: string) =>
   z.string().max(16 * 1024).refine((s) => s.includes(`-----BEGIN ${label}-----`), `must be a PEM ${label}`);
@@ -61,13 +63,39 @@ export const Payload = z
  * with the same content is a no-op that answers the same. Without `deviceId` the payload goes to
  * every current device of `to`. `type` is opaque to the server (0 = plaintext, used by --raw).
  */
-export const SendRequest = z.strictObject({
+export const PlainSendRequest = z.strictObject({
   id: MessageId,
   to: UserId,
   deviceId: DeviceId.optional(),
   type: z.int().min(0).max(255),
   payload: Payload,
 });
+export type PlainSendRequest = z.infer<typeof PlainSendRequest>;
+
+/** One device's ciphertext in a per-device send, with the registration id the sender encrypted for. */
+export const DeviceMessage = z.strictObject({
+  deviceId: DeviceId,
+  registrationId: RegistrationId,
+  type: z.int().min(0).max(255),
+  payload: Payload,
+});
+export type DeviceMessage = z.infer<typeof DeviceMessage>;
+
+/**
+ * The end-to-end encrypted form of POST /v1/messages: one ciphertext per registered device of
+ * `to` (when sending to oneself, every device but the sender), all or nothing. A missing or
+ * unknown device gets 409 LA_ERR_DEVICE_MISMATCH with `{missingDevices, extraDevices}`; a
+ * registration id that changed gets 410 LA_ERR_STALE_DEVICES with `{staleDevices}`; then nothing
+ * is stored.
+ */
+export const DeviceSendRequest = z.strictObject({
+  id: MessageId,
+  to: UserId,
+  messages: z.array(DeviceMessage).min(1).max(127),
+});
+export type DeviceSendRequest = z.infer<typeof DeviceSendRequest>;
+
+export const SendRequest = z.union([PlainSendRequest, DeviceSendRequest]);
 export type SendRequest = z.infer<typeof SendRequest>;
 
 /** Minimal answer to a send: the devices the message was queued for. */
@@ -159,3 +187,60 @@ export const SessionRequest = z.strictObject({ publicKey: X25519PublicKey });
 export type SessionRequest = z.infer<typeof SessionRequest>;
 export const SessionResponse = z.strictObject({ sessionId: z.uuid(), publicKey: X25519PublicKey, expiresAt: z.int() });
 export type SessionResponse = z.infer<typeof SessionResponse>;
+
+// ---- Signal key distribution (the server stores key material as opaque bytes; see
+// ../shared/notes/libsignal.md §4.2). Keys are libsignal serializations in standard base64.
+
+const b64Bytes = (bytes: number) => z.base64().length(Math.ceil(bytes / 3) * 4);
+export const KeyId = z.int().min(0).max(2 ** 31 - 1);
+/** libsignal PublicKey.serialize(): 33 bytes. */
+export const EcPublicKey = b64Bytes(33);
+/** libsignal KEMPublicKey.serialize() (Kyber1024): 1569 bytes. */
+export const KyberPublicKey = b64Bytes(1569);
+/** XEdDSA signature by the identity key: 64 bytes. */
+export const KeySignature = b64Bytes(64);
+
+export const PreKeyUpload = z.strictObject({ keyId: KeyId, publicKey: EcPublicKey });
+export type PreKeyUpload = z.infer<typeof PreKeyUpload>;
+export const SignedPreKeyUpload = z.strictObject({ keyId: KeyId, publicKey: EcPublicKey, signature: KeySignature });
+export type SignedPreKeyUpload = z.infer<typeof SignedPreKeyUpload>;
+export const KyberPreKeyUpload = z.strictObject({ keyId: KeyId, publicKey: KyberPublicKey, signature: KeySignature });
+export type KyberPreKeyUpload = z.infer<typeof KyberPreKeyUpload>;
+
+/**
+ * PUT /v1/keys — the authenticated device's own keys (the device comes from the credential, never
+ * from the body). A new signed key replaces the old one; a non-empty one-time list replaces the
+ * stored one. Every signature is checked against the identity key (422 when one does not verify).
+ * A different identity key or registration id is a re-registration: the old one-time keys go.
+ */
+export const KeysUpload = z.strictObject({
+  identityKey: EcPublicKey,
+  registrationId: RegistrationId,
+  signedPreKey: SignedPreKeyUpload,
+  kyberLastResort: KyberPreKeyUpload,
+  preKeys: z.array(PreKeyUpload).max(200).optional(),
+  kyberPreKeys: z.array(KyberPreKeyUpload).max(100).optional(),
+});
+export type KeysUpload = z.infer<typeof KeysUpload>;
+
+/** GET /v1/keys/count — how many one-time keys the caller's device has left. */
+export const KeyCounts = z.strictObject({ preKeys: z.int().min(0), kyberPreKeys: z.int().min(0) });
+export type KeyCounts = z.infer<typeof KeyCounts>;
+
+/** One device's bundle; `preKey` is absent when none is left, `kyberPreKey` may be the last-resort key. */
+export const DeviceBundle = z.strictObject({
+  deviceId: DeviceId,
+  registrationId: RegistrationId,
+  identityKey: EcPublicKey,
+  signedPreKey: SignedPreKeyUpload,
+  kyberPreKey: KyberPreKeyUpload,
+  preKey: PreKeyUpload.optional(),
+});
+export type DeviceBundle = z.infer<typeof DeviceBundle>;
+
+/**
+ * GET /v1/keys/<userId>[/<deviceId>] — one bundle per registered device (or the one asked for),
+ * each popping one one-time EC prekey and one one-time Kyber prekey: no key is served twice.
+ */
+export const BundlesResponse = z.strictObject({ userId: UserId, devices: z.array(DeviceBundle) });
+export type BundlesResponse = z.infer<typeof BundlesResponse>;

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { Level } from 'level';
 import { LanternError } from '../core/errors.js';
 import { KeyedMutex } from '../core/keyed-mutex.js';
-import type { Address } from '../protocol/messages.js';
+import type { Address, DeviceBundle, KeyCounts, KeysUpload, KyberPreKeyUpload, PreKeyUpload } from '../protocol/messages.js';
 import { MAX_DEVICE_ID, MIN_DEVICE_ID } from '../protocol/version.js';
 import { BloomFilter } from './bloom-filter.js';
 import { GroupCommit, type LevelOp } from './group-commit.js';
@@ -18,6 +18,8 @@ import {
   type ExpireResult,
   type QueueLimits,
   type QueueStats,
+  type Recipient,
+  type Registration,
   type ServerStore,
   type SessionRecord,
   type StoredMessage,
@@ -34,6 +36,9 @@ import { pruneFullBuckets, takeFromBucket, type BucketState } from './token-buck
  *   k!<userId>!<ddd>!<sender>!<clientId>   dedupe record {digest, expiresAt}
  *   x!<expiresAt15>!<n>               expiry index entry -> the keys it retires
  *   n!<minute12>!<key>                one-time nonce, bucketed by expiry minute
+ *   K!<userId>!<ddd>                  Signal keys: identity, registration id, signed EC + last-resort Kyber
+ *   P!<userId>!<ddd>!<keyId10>        one-time EC prekey
+ *   Y!<userId>!<ddd>!<keyId10>        one-time Kyber prekey
  *   s!<sessionId>                     LA1S session
  *   S!<userId>!<ddd>!<sessionId>      sessions of a device (to end them on revoke/renew)
  *
@@ -82,6 +87,9 @@ export class LevelServerStore implements ServerStore {
   readonly #pendingDedupe = new Map<string, { digest: string; written: Promise<void> }>();
   /** Every dedupe key in the store (built at open): most sends carry a new id and skip the lookup. */
   readonly #dedupeFilter = new BloomFilter();
+  /** One-time prekeys handed out whose deletion is not written yet. */
+  readonly #popped = new Set<string>();
+  readonly #poppedWritten: string[] = [];
   readonly #buckets = new Map<string, BucketState & { policy: BucketPolicy }>();
   #expirySeq = 0;
   readonly #instance = randomUUID().slice(0, 8);
@@ -216,7 +224,8 @@ export class LevelServerStore implements ServerStore {
         const revoked = { ...d, revokedAt: now };
         this.#cacheDevice(dev(addr), revoked);
         const ops: LevelOp[] = [{ type: 'put', key: `d!${dev(addr)}`, value: revoked }];
-        for (const prefix of ['m', 'k']) {
+        ops.push({ type: 'del', key: `K!${dev(addr)}` });
+        for (const prefix of ['m', 'k', 'P', 'Y']) {
           for (const [key] of await this.#range(`${prefix}!${dev(addr)}!`, `${prefix}!${dev(addr)}!~`)) {
             ops.push({ type: 'del', key });
           }
@@ -256,6 +265,81 @@ export class LevelServerStore implements ServerStore {
       if (session) this.#sessions.set(id, session);
     }
     return session && session.expiresAt > now ? session : undefined;
+  }
+
+  async putKeys(address: Address, keys: KeysUpload): Promise<void> {
+    const d = dev(address);
+    await this.#locks.run(`keys:${d}`, async () => {
+      const { preKeys, kyberPreKeys, ...base } = keys;
+      const prev = await this.#get<KeysUpload>(`K!${d}`);
+      const same = prev !== undefined && prev.identityKey === base.identityKey && prev.registrationId === base.registrationId;
+      const ops: LevelOp[] = [{ type: 'put', key: `K!${d}`, value: base }];
+      const replace = async (prefix: string, list: Array<{ keyId: number }> | undefined) => {
+        if (same && !list?.length) return;
+        for (const [key] of await this.#range(`${prefix}!${d}!`, `${prefix}!${d}!~`)) ops.push({ type: 'del', key });
+        for (const k of list ?? []) ops.push({ type: 'put', key: `${prefix}!${d}!${pad(k.keyId, 10)}`, value: k });
+      };
+      await replace('P', preKeys);
+      await replace('Y', kyberPreKeys);
+      await this.#writer.write(ops);
+    });
+  }
+
+  async keyCounts(address: Address): Promise<KeyCounts> {
+    const d = dev(address);
+    const count = async (prefix: string) => {
+      try {
+        return (await this.#db.keys({ gte: `${prefix}!${d}!`, lt: `${prefix}!${d}!~` }).all()).length;
+      } catch (err) {
+        throw levelError(err, 'read');
+      }
+    };
+    return { preKeys: await count('P'), kyberPreKeys: await count('Y') };
+  }
+
+  async takeBundle(address: Address): Promise<DeviceBundle | undefined> {
+    const d = dev(address);
+    const taken = await this.#locks.run(`keys:${d}`, async () => {
+      const base = await this.#get<Omit<KeysUpload, 'preKeys' | 'kyberPreKeys'>>(`K!${d}`);
+      if (!base) return undefined;
+      // Keys popped by earlier calls may not be deleted on disk yet: skip them. A key leaves that set
+      // only here, before the next read starts, once its deletion is written (an iterator opened
+      // earlier could still see it).
+      for (const key of this.#poppedWritten.splice(0)) this.#popped.delete(key);
+      const first = async <T>(prefix: string) =>
+        (await this.#range<T>(`${prefix}!${d}!`, `${prefix}!${d}!~`, this.#popped.size + 1)).find(([key]) => !this.#popped.has(key));
+      const pre = await first<PreKeyUpload>('P');
+      const kyber = await first<KyberPreKeyUpload>('Y');
+      const ops: LevelOp[] = [];
+      if (pre) ops.push({ type: 'del', key: pre[0] });
+      if (kyber) ops.push({ type: 'del', key: kyber[0] });
+      for (const op of ops) this.#popped.add(op.key);
+      const bundle: DeviceBundle = {
+        deviceId: address.deviceId,
+        registrationId: base.registrationId,
+        identityKey: base.identityKey,
+        signedPreKey: base.signedPreKey,
+        kyberPreKey: kyber ? kyber[1] : base.kyberLastResort,
+        ...(pre ? { preKey: pre[1] } : {}),
+      };
+      // If the deletion fails the keys stay in `#popped`: never served again by this process.
+      const written = this.#writer.write(ops).then(() => {
+        for (const op of ops) this.#poppedWritten.push(op.key);
+      });
+      return { bundle, written };
+    });
+    if (!taken) return undefined;
+    await taken.written;
+    return taken.bundle;
+  }
+
+  async registrations(userId: string): Promise<Registration[]> {
+    const out: Registration[] = [];
+    for (const d of await this.listDevices(userId)) {
+      const keys = await this.#get<KeysUpload>(`K!${dev({ userId, deviceId: d.deviceId })}`);
+      if (keys) out.push({ deviceId: d.deviceId, registrationId: keys.registrationId });
+    }
+    return out;
   }
 
   async claimNonce(key: string, expiresAt: number): Promise<boolean> {
@@ -298,8 +382,8 @@ export class LevelServerStore implements ServerStore {
     return `x!${pad(expiresAt, 15)}!${this.#instance}${pad(this.#expirySeq, 9)}`;
   }
 
-  async enqueue(recipients: readonly Address[], message: EnqueueInput, limits: QueueLimits): Promise<EnqueueResult> {
-    const bytes = base64Bytes(message.payload);
+  async enqueue(recipients: readonly Recipient[], message: EnqueueInput, limits: QueueLimits): Promise<EnqueueResult> {
+    const sizes = recipients.map((r) => base64Bytes(r.payload ?? message.payload));
     const sender = `${message.from.userId}:${message.from.deviceId}`;
     const dedupeKeys = recipients.map((r) => `k!${dev(r)}!${sender}!${message.clientId}`);
     // The device locks cover checks and the reservation in memory, and the write is submitted to the
@@ -320,12 +404,12 @@ export class LevelServerStore implements ServerStore {
         const metas = await Promise.all(recipients.map((r) => this.#loadMeta(r)));
         recipients.forEach((r, i) => {
           const m = metas[i]!;
-          if (seen[i] === undefined && (m.count + 1 > limits.maxMessages || m.bytes + bytes > limits.maxBytes)) {
+          if (seen[i] === undefined && (m.count + 1 > limits.maxMessages || m.bytes + sizes[i]! > limits.maxBytes)) {
             throw new LanternError('LA_ERR_QUEUE_FULL', undefined, { details: { deviceId: r.deviceId } });
           }
         });
         const ops: LevelOp[] = [];
-        const reserved: Array<{ key: string; meta: QueueMeta }> = [];
+        const reserved: Array<{ meta: QueueMeta; bytes: number }> = [];
         recipients.forEach((r, i) => {
           if (seen[i] !== undefined) return;
           const m = metas[i]!;
@@ -335,15 +419,15 @@ export class LevelServerStore implements ServerStore {
             id,
             from: message.from,
             sentAt: message.sentAt,
-            type: message.type,
-            payload: message.payload,
+            type: r.type ?? message.type,
+            payload: r.payload ?? message.payload,
             expiresAt: message.expiresAt,
-            bytes,
+            bytes: sizes[i]!,
           };
           m.count += 1;
-          m.bytes += bytes;
+          m.bytes += sizes[i]!;
           m.seq = seq;
-          reserved.push({ key: dev(r), meta: m });
+          reserved.push({ meta: m, bytes: sizes[i]! });
           const entry: ExpiryEntry = { kind: 'm', addr: r, seq, id, dedupe: dedupeKeys[i]! };
           ops.push(
             { type: 'put', key: `m!${dev(r)}!${pad(seq, 16)}`, value: stored },
@@ -352,7 +436,7 @@ export class LevelServerStore implements ServerStore {
           );
         });
         const written = this.#writer.write(ops).catch((err: unknown) => {
-          for (const { meta } of reserved) {
+          for (const { meta, bytes } of reserved) {
             meta.count -= 1;
             meta.bytes -= bytes;
           }

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { LanternError } from '../core/errors.js';
-import type { Address } from '../protocol/messages.js';
+import type { Address, DeviceBundle, KeyCounts, KeysUpload, KyberPreKeyUpload, PreKeyUpload } from '../protocol/messages.js';
 import { MAX_DEVICE_ID, MIN_DEVICE_ID } from '../protocol/version.js';
 import {
   base64Bytes,
@@ -13,6 +13,8 @@ import {
   type ExpireResult,
   type QueueLimits,
   type QueueStats,
+  type Recipient,
+  type Registration,
   type ServerStore,
   type SessionRecord,
   type StoredMessage,
@@ -32,6 +34,12 @@ interface DedupeEntry {
 
 const addrKey = (a: Address) => `${a.userId}:${a.deviceId}`;
 
+interface StoredKeys {
+  base: Omit<KeysUpload, 'preKeys' | 'kyberPreKeys'>;
+  preKeys: PreKeyUpload[];
+  kyberPreKeys: KyberPreKeyUpload[];
+}
+
 /** ServerStore in process memory: for tests and throwaway servers. Nothing survives a restart. */
 export class MemoryServerStore implements ServerStore {
   #accounts = new Map<string, AccountRecord>();
@@ -41,6 +49,7 @@ export class MemoryServerStore implements ServerStore {
   #dedupe = new Map<string, DedupeEntry>();
   #nonces = new Map<string, number>();
   #sessions = new Map<string, SessionRecord>();
+  #keys = new Map<string, StoredKeys>();
   #buckets = new Map<string, BucketState & { policy: BucketPolicy }>();
   #open = false;
 
@@ -132,6 +141,7 @@ export class MemoryServerStore implements ServerStore {
     if (!d || d.revokedAt !== undefined) return false;
     d.revokedAt = now;
     this.#endSessions(userId, deviceId);
+    this.#keys.delete(addrKey({ userId, deviceId }));
     this.#queues.delete(addrKey({ userId, deviceId }));
     const prefix = `${userId}:${deviceId}|`;
     for (const key of this.#dedupe.keys()) if (key.startsWith(prefix)) this.#dedupe.delete(key);
@@ -153,6 +163,48 @@ export class MemoryServerStore implements ServerStore {
     return s && s.expiresAt > now ? structuredClone(s) : undefined;
   }
 
+  async putKeys(address: Address, keys: KeysUpload): Promise<void> {
+    this.#check();
+    const { preKeys, kyberPreKeys, ...base } = structuredClone(keys);
+    const prev = this.#keys.get(addrKey(address));
+    const same = prev && prev.base.identityKey === base.identityKey && prev.base.registrationId === base.registrationId;
+    this.#keys.set(addrKey(address), {
+      base,
+      preKeys: preKeys?.length ? preKeys : same ? prev.preKeys : [],
+      kyberPreKeys: kyberPreKeys?.length ? kyberPreKeys : same ? prev.kyberPreKeys : [],
+    });
+  }
+
+  async keyCounts(address: Address): Promise<KeyCounts> {
+    this.#check();
+    const k = this.#keys.get(addrKey(address));
+    return { preKeys: k?.preKeys.length ?? 0, kyberPreKeys: k?.kyberPreKeys.length ?? 0 };
+  }
+
+  async takeBundle(address: Address): Promise<DeviceBundle | undefined> {
+    this.#check();
+    const k = this.#keys.get(addrKey(address));
+    if (!k) return undefined;
+    const preKey = k.preKeys.shift();
+    const kyberPreKey = k.kyberPreKeys.shift() ?? k.base.kyberLastResort;
+    return structuredClone({
+      deviceId: address.deviceId,
+      registrationId: k.base.registrationId,
+      identityKey: k.base.identityKey,
+      signedPreKey: k.base.signedPreKey,
+      kyberPreKey,
+      ...(preKey ? { preKey } : {}),
+    });
+  }
+
+  async registrations(userId: string): Promise<Registration[]> {
+    this.#check();
+    return (await this.listDevices(userId)).flatMap((d) => {
+      const k = this.#keys.get(addrKey({ userId, deviceId: d.deviceId }));
+      return k ? [{ deviceId: d.deviceId, registrationId: k.base.registrationId }] : [];
+    });
+  }
+
   async claimNonce(key: string, expiresAt: number): Promise<boolean> {
     this.#check();
     if (this.#nonces.has(key)) return false;
@@ -168,22 +220,22 @@ export class MemoryServerStore implements ServerStore {
     return result;
   }
 
-  async enqueue(recipients: readonly Address[], message: EnqueueInput, limits: QueueLimits): Promise<EnqueueResult> {
+  async enqueue(recipients: readonly Recipient[], message: EnqueueInput, limits: QueueLimits): Promise<EnqueueResult> {
     this.#check();
-    const bytes = base64Bytes(message.payload);
+    const sizes = recipients.map((r) => base64Bytes(r.payload ?? message.payload));
     const dedupeKeys = recipients.map(
       (r) => `${addrKey(r)}|${message.from.userId}:${message.from.deviceId}|${message.clientId}`,
     );
     const seen = dedupeKeys.map((k) => this.#dedupe.get(k));
     if (seen.some((s) => s && s.digest !== message.digest)) throw new LanternError('LA_ERR_MESSAGE_ID_CONFLICT');
     if (seen.every((s) => s !== undefined)) return { status: 'duplicate' };
-    const fresh = recipients.filter((_, i) => seen[i] === undefined);
-    for (const r of fresh) {
+    recipients.forEach((r, i) => {
+      if (seen[i] !== undefined) return;
       const stats = this.#stats(r);
-      if (stats.count + 1 > limits.maxMessages || stats.bytes + bytes > limits.maxBytes) {
+      if (stats.count + 1 > limits.maxMessages || stats.bytes + sizes[i]! > limits.maxBytes) {
         throw new LanternError('LA_ERR_QUEUE_FULL', undefined, { details: { deviceId: r.deviceId } });
       }
-    }
+    });
     recipients.forEach((r, i) => {
       if (seen[i] !== undefined) return;
       let q = this.#queues.get(addrKey(r));
@@ -193,10 +245,10 @@ export class MemoryServerStore implements ServerStore {
         id,
         from: { ...message.from },
         sentAt: message.sentAt,
-        type: message.type,
-        payload: message.payload,
+        type: r.type ?? message.type,
+        payload: r.payload ?? message.payload,
         expiresAt: message.expiresAt,
-        bytes,
+        bytes: sizes[i]!,
       });
       this.#dedupe.set(dedupeKeys[i]!, { digest: message.digest, expiresAt: message.expiresAt });
     });

@@ -1,4 +1,4 @@
-import type { Address, Role } from '../protocol/messages.js';
+import type { Address, DeviceBundle, KeyCounts, KeysUpload, Role } from '../protocol/messages.js';
 
 export interface AccountRecord {
   name: string;
@@ -59,6 +59,18 @@ export interface EnqueueInput {
   expiresAt: number;
 }
 
+/** A recipient of an enqueue; `type`/`payload` override the message's for this device (per-device ciphertexts). */
+export interface Recipient extends Address {
+  type?: number;
+  payload?: string;
+}
+
+/** A device that has uploaded keys, with its current registration id. */
+export interface Registration {
+  deviceId: number;
+  registrationId: number;
+}
+
 export interface QueueLimits {
   maxMessages: number;
   maxBytes: number;
@@ -112,13 +124,28 @@ export interface ServerStore {
   getDevice(userId: string, deviceId: number, options?: StoreCallOptions): Promise<DeviceRecord | undefined>;
   /** Active (not revoked) devices, by id. */
   listDevices(userId: string, options?: StoreCallOptions): Promise<DeviceRecord[]>;
-  /** Marks the device revoked and deletes its queue and sessions. False if there was no active device. */
+  /** Marks the device revoked and deletes its queue, keys and sessions. False if there was no active device. */
   revokeDevice(userId: string, deviceId: number, now: number): Promise<boolean>;
 
   /** Stores a session of an active device. */
   putSession(session: SessionRecord): Promise<void>;
   /** A session that has not expired by `now`, if any. */
   getSession(id: string, now: number): Promise<SessionRecord | undefined>;
+
+  /**
+   * Stores a device's keys (see protocol KeysUpload for the replace semantics; signatures are
+   * checked by the caller). A new identity key or registration id drops the old one-time keys.
+   */
+  putKeys(address: Address, keys: KeysUpload): Promise<void>;
+  /** One-time keys left for the device. */
+  keyCounts(address: Address): Promise<KeyCounts>;
+  /**
+   * The device's bundle, atomically popping one one-time EC prekey and one one-time Kyber prekey
+   * (else the last-resort Kyber key): no key is ever served twice. Undefined when it has no keys.
+   */
+  takeBundle(address: Address): Promise<DeviceBundle | undefined>;
+  /** Active devices of the user that have uploaded keys, by id. */
+  registrations(userId: string): Promise<Registration[]>;
 
   /** Records a one-time value until `expiresAt`; false if it was already recorded (a replay). */
   claimNonce(key: string, expiresAt: number): Promise<boolean>;
@@ -132,7 +159,7 @@ export interface ServerStore {
    * recipients is a duplicate (nothing stored again); seen with another digest, LA_ERR_MESSAGE_ID_CONFLICT.
    * Once this resolves the messages are durable.
    */
-  enqueue(recipients: readonly Address[], message: EnqueueInput, limits: QueueLimits): Promise<EnqueueResult>;
+  enqueue(recipients: readonly Recipient[], message: EnqueueInput, limits: QueueLimits): Promise<EnqueueResult>;
   /** The oldest `limit` messages of a queue, in send order; `more` when others follow. */
   fetch(address: Address, limit: number): Promise<{ messages: StoredMessage[]; more: boolean }>;
   /** Deletes the given messages of this queue; returns how many existed. */

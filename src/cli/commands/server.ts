@@ -29,6 +29,7 @@ interface ServerFlags {
   rateRecipientBytes: ServerOptions['rate']['pair'];
   rateLoginAddress: ServerOptions['rate']['pair'];
   rateLoginAccount: ServerOptions['rate']['pair'];
+  ratePrekeyFetch: ServerOptions['rate']['pair'];
   fsync: boolean;
   logLevel: string;
   unsafeLogging?: boolean;
@@ -62,6 +63,9 @@ export function serverCommand(io: Io, done: (code: number) => void): Command {
     )
     .addOption(
       new Option('--rate-login-account <burst/per-s>', 'login attempts per account').argParser(parseRate).default(d.rate.loginPerAccount, rateText(d.rate.loginPerAccount)),
+    )
+    .addOption(
+      new Option('--rate-prekey-fetch <burst/per-s>', 'prekey bundle fetches per requester device -> target device').argParser(parseRate).default(d.rate.prekeyFetch, rateText(d.rate.prekeyFetch)),
     )
     .option('--no-fsync', 'do not fsync write batches (survives a crash of the process, not of the machine)')
     .option('--log-level <level>', 'log level (stderr, JSON)', 'info')
@@ -102,6 +106,7 @@ async function runServer(io: Io, flags: ServerFlags): Promise<number> {
       recipientBytes: flags.rateRecipientBytes,
       loginPerAddress: flags.rateLoginAddress,
       loginPerAccount: flags.rateLoginAccount,
+      prekeyFetch: flags.ratePrekeyFetch,
     },
     certificateLifetimeMs: flags.certLifetime,
     sessionLifetimeMs: flags.sessionLifetime,

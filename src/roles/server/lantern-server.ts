@@ -8,7 +8,8 @@ import type { Startable } from '../../core/lifecycle.js';
 import type { CertificateAuthority } from '../../crypto/x509/certificate-authority.js';
 import { formatUrl, listen } from '../../net/listen.js';
 import { acceptSession } from '../../crypto/request-signature.js';
-import { AckRequest, LoginRequest, PollQuery, SendBatchRequest, SendRequest, SessionRequest } from '../../protocol/messages.js';
+import { checkKeysUpload } from '../../crypto/signal/key-signatures.js';
+import { AckRequest, DeviceId, KeysUpload, LoginRequest, PollQuery, SendBatchRequest, SendRequest, SessionRequest, UserId } from '../../protocol/messages.js';
 import { AUTH_SCHEME } from '../../protocol/request-auth.js';
 import { parseMessage } from '../../protocol/validate.js';
 import { PROTOCOL_VERSION, VERSION_HEADER } from '../../protocol/version.js';
@@ -40,6 +41,8 @@ interface RequestInfo {
   req: IncomingMessage;
   res: ServerResponse;
   url: URL;
+  /** Values of the `:name` segments of the route's path. */
+  params: Record<string, string>;
   body: Buffer;
   auth: AuthContext | undefined;
 }
@@ -59,6 +62,8 @@ export class LanternServer implements Startable {
   readonly #auth: Authenticator;
   readonly #mailbox: Mailbox;
   readonly #routes: Map<string, Map<string, Route>>;
+  /** Routes with `:param` segments, tried when no exact path matches. */
+  readonly #patterns: Array<{ segments: string[]; byMethod: Map<string, Route> }> = [];
   #http: Server | undefined;
   #control: ControlSocket | undefined;
   #expireTimer: ReturnType<typeof setInterval> | undefined;
@@ -139,6 +144,13 @@ export class LanternServer implements Startable {
   #buildRoutes(): Map<string, Map<string, Route>> {
     const routes = new Map<string, Map<string, Route>>();
     const add = (method: string, path: string, route: Route) => {
+      if (path.includes('/:')) {
+        const segments = path.split('/');
+        let entry = this.#patterns.find((p) => p.segments.join('/') === path);
+        if (!entry) this.#patterns.push((entry = { segments, byMethod: new Map() }));
+        entry.byMethod.set(method, route);
+        return;
+      }
       if (!routes.has(path)) routes.set(path, new Map());
       routes.get(path)!.set(method, route);
     };
@@ -167,6 +179,48 @@ export class LanternServer implements Startable {
         sendJson(res, 200, { sessionId: id, publicKey, expiresAt });
       },
     });
+    add('PUT', '/v1/keys', {
+      auth: true,
+      handle: async ({ res, body, auth }) => {
+        const upload = parseMessage(KeysUpload, parseJson(body));
+        checkKeysUpload(upload);
+        // The device comes from the credential, never from the body.
+        await this.#c.store.putKeys({ userId: auth!.userId, deviceId: auth!.deviceId }, upload);
+        sendJson(res, 200, await this.#c.store.keyCounts({ userId: auth!.userId, deviceId: auth!.deviceId }));
+      },
+    });
+    add('GET', '/v1/keys/count', {
+      auth: true,
+      handle: async ({ res, auth }) => sendJson(res, 200, await this.#c.store.keyCounts({ userId: auth!.userId, deviceId: auth!.deviceId })),
+    });
+    const bundles = async ({ res, params, auth }: RequestInfo) => {
+      const userId = parseMessage(UserId, params['userId']);
+      const only = params['deviceId'] === undefined ? undefined : parseMessage(DeviceId, Number(params['deviceId']));
+      const targets =
+        only !== undefined
+          ? [only]
+          : (await this.#c.store.registrations(userId))
+              .map((r) => r.deviceId)
+              .filter((d) => !(userId === auth!.userId && d === auth!.deviceId));
+      if (only === undefined && targets.length === 0 && (await this.#c.store.listDevices(userId)).length === 0) {
+        throw new LanternError('LA_ERR_RECIPIENT_NOT_FOUND', 'No such user');
+      }
+      const now = this.#c.clock.now();
+      for (const deviceId of targets) {
+        const r = await this.#c.store.takeTokens(`prekeys:${auth!.userId}:${auth!.deviceId}>${userId}:${deviceId}`, 1, this.#options.rate.prekeyFetch, now);
+        if (!r.ok) throw new LanternError('LA_ERR_RATE_LIMITED', 'Too many key fetches for this device', { details: { retryAfterMs: r.retryAfterMs } });
+      }
+      const devices = [];
+      for (const deviceId of targets) {
+        const device = await this.#c.store.getDevice(userId, deviceId);
+        const bundle = device && device.revokedAt === undefined ? await this.#c.store.takeBundle({ userId, deviceId }) : undefined;
+        if (bundle) devices.push(bundle);
+        else if (only !== undefined) throw new LanternError('LA_ERR_NO_KEYS');
+      }
+      sendJson(res, 200, { userId, devices });
+    };
+    add('GET', '/v1/keys/:userId', { auth: true, handle: bundles });
+    add('GET', '/v1/keys/:userId/:deviceId', { auth: true, handle: bundles });
     add('GET', '/v1/whoami', {
       auth: true,
       handle: async ({ res, auth }) => {
@@ -236,7 +290,8 @@ export class LanternServer implements Startable {
   async #handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     try {
       const url = new URL(req.url ?? '/', 'http://server.invalid');
-      const byMethod = this.#routes.get(url.pathname);
+      const params: Record<string, string> = {};
+      const byMethod = this.#routes.get(url.pathname) ?? this.#matchPattern(url.pathname, params);
       if (!byMethod) throw new LanternError('LA_ERR_NOT_FOUND');
       const route = byMethod.get(req.method ?? 'GET');
       if (!route) throw new LanternError('LA_ERR_METHOD_NOT_ALLOWED', `Use ${[...byMethod.keys()].join(' or ')}`);
@@ -259,10 +314,32 @@ export class LanternServer implements Startable {
       if (route.auth === 'device' && auth?.scheme !== AUTH_SCHEME) {
         throw new LanternError('LA_ERR_AUTH_REQUIRED', 'This request must be signed with the device key (LA1)');
       }
-      await route.handle({ req, res, url, body, auth });
+      await route.handle({ req, res, url, params, body, auth });
     } catch (err) {
       this.#fail(res, err);
     }
+  }
+
+  #matchPattern(pathname: string, params: Record<string, string>): Map<string, Route> | undefined {
+    const parts = pathname.split('/');
+    for (const { segments, byMethod } of this.#patterns) {
+      if (segments.length !== parts.length) continue;
+      const found: Record<string, string> = {};
+      const matches = segments.every((seg, i) => {
+        if (!seg.startsWith(':')) return seg === parts[i];
+        try {
+          found[seg.slice(1)] = decodeURIComponent(parts[i]!);
+        } catch {
+          return false;
+        }
+        return parts[i] !== '';
+      });
+      if (matches) {
+        Object.assign(params, found);
+        return byMethod;
+      }
+    }
+    return undefined;
   }
 
   #fail(res: ServerResponse, err: unknown): void {

@@ -3,8 +3,8 @@ import type { Clock, ClockTimer } from '../../core/clock.js';
 import { LanternError } from '../../core/errors.js';
 import type { Logger } from '../../core/logger.js';
 import { sha256Hex } from '../../crypto/request-signature.js';
-import type { Address, PollResponse, SendRequest, SendResponse } from '../../protocol/messages.js';
-import { base64Bytes, deviceChannel, type Notifier, type ServerStore } from '../../storage/server-store.js';
+import type { Address, DeviceSendRequest, PlainSendRequest, PollResponse, SendRequest, SendResponse } from '../../protocol/messages.js';
+import { base64Bytes, deviceChannel, type Notifier, type Recipient, type ServerStore } from '../../storage/server-store.js';
 import type { AuthContext } from './authenticator.js';
 import type { ServerOptions } from './options.js';
 
@@ -130,34 +130,22 @@ export class Mailbox {
     const now = clock.now();
     const pair = await store.takeTokens(`pair:${sender.userId}:${sender.deviceId}>${req.to}`, 1, this.#options.rate.pair, now);
     if (!pair.ok) throw new LanternError('LA_ERR_RATE_LIMITED', 'Too many messages to this user', { details: { retryAfterMs: pair.retryAfterMs } });
-    let recipients: Address[];
-    if (req.deviceId !== undefined) {
-      const device = await store.getDevice(req.to, req.deviceId);
-      if (!device || device.revokedAt !== undefined) throw new LanternError('LA_ERR_RECIPIENT_NOT_FOUND', 'No such device');
-      recipients = [{ userId: req.to, deviceId: req.deviceId }];
-    } else {
-      const devices = await store.listDevices(req.to);
-      if (devices.length === 0) throw new LanternError('LA_ERR_RECIPIENT_NOT_FOUND', 'No such user');
-      recipients = devices
-        .map((d) => ({ userId: req.to, deviceId: d.deviceId }))
-        // A fan-out to one's own user reaches one's other devices, not the sender.
-        .filter((a) => !(a.userId === sender.userId && a.deviceId === sender.deviceId));
-      if (recipients.length === 0) return { devices: [] };
-    }
-    const bytes = base64Bytes(req.payload) * recipients.length;
+    const recipients = 'messages' in req ? await this.#deviceRecipients(sender, req) : await this.#plainRecipients(sender, req);
+    if (recipients.length === 0) return { devices: [] };
+    const bytes = recipients.reduce((sum, r) => sum + base64Bytes(r.payload), 0);
     const quota = await store.takeTokens(`bytes:${req.to}`, bytes, this.#options.rate.recipientBytes, now);
     if (!quota.ok) {
       throw new LanternError('LA_ERR_RATE_LIMITED', 'Recipient is receiving too much data', { details: { retryAfterMs: quota.retryAfterMs } });
     }
-    const digest = sha256Hex(`${req.type}\n${req.deviceId ?? '*'}\n${req.payload}`);
+    const digest = sha256Hex(recipients.map((r) => `${r.deviceId}:${r.type}:${r.payload}`).join('\n'));
     await store.enqueue(
       recipients,
       {
         clientId: req.id,
         digest,
         from: { userId: sender.userId, deviceId: sender.deviceId },
-        type: req.type,
-        payload: req.payload,
+        type: 0,
+        payload: '',
         sentAt: now,
         expiresAt: now + this.#options.retentionMs,
       },
@@ -182,6 +170,45 @@ export class Mailbox {
       throw err;
     }
     return held;
+  }
+
+  /** One payload for one device, or for every active device of the user (but the sender). */
+  async #plainRecipients(sender: AuthContext, req: PlainSendRequest): Promise<Array<Required<Recipient>>> {
+    const { store } = this.#c;
+    const one = (deviceId: number) => ({ userId: req.to, deviceId, type: req.type, payload: req.payload });
+    if (req.deviceId !== undefined) {
+      const device = await store.getDevice(req.to, req.deviceId);
+      if (!device || device.revokedAt !== undefined) throw new LanternError('LA_ERR_RECIPIENT_NOT_FOUND', 'No such device');
+      return [one(req.deviceId)];
+    }
+    const devices = await store.listDevices(req.to);
+    if (devices.length === 0) throw new LanternError('LA_ERR_RECIPIENT_NOT_FOUND', 'No such user');
+    // A fan-out to one's own user reaches one's other devices, not the sender.
+    return devices.filter((d) => !(req.to === sender.userId && d.deviceId === sender.deviceId)).map((d) => one(d.deviceId));
+  }
+
+  /**
+   * Per-device ciphertexts: the set must be exactly the user's registered devices (but the sender's
+   * own), each for its current registration id; else 409 or 410 and nothing is stored.
+   */
+  async #deviceRecipients(sender: AuthContext, req: DeviceSendRequest): Promise<Array<Required<Recipient>>> {
+    const registered = (await this.#c.store.registrations(req.to)).filter(
+      (r) => !(req.to === sender.userId && r.deviceId === sender.deviceId),
+    );
+    if (registered.length === 0 && (await this.#c.store.listDevices(req.to)).length === 0) {
+      throw new LanternError('LA_ERR_RECIPIENT_NOT_FOUND', 'No such user');
+    }
+    const given = new Map(req.messages.map((m) => [m.deviceId, m]));
+    if (given.size !== req.messages.length) throw new LanternError('LA_ERR_INVALID_REQUEST', 'A device appears twice');
+    const current = new Map(registered.map((r) => [r.deviceId, r.registrationId]));
+    const missingDevices = [...current.keys()].filter((id) => !given.has(id));
+    const extraDevices = [...given.keys()].filter((id) => !current.has(id)).sort((a, b) => a - b);
+    if (missingDevices.length > 0 || extraDevices.length > 0) {
+      throw new LanternError('LA_ERR_DEVICE_MISMATCH', undefined, { details: { missingDevices, extraDevices } });
+    }
+    const staleDevices = req.messages.filter((m) => current.get(m.deviceId) !== m.registrationId).map((m) => m.deviceId);
+    if (staleDevices.length > 0) throw new LanternError('LA_ERR_STALE_DEVICES', undefined, { details: { staleDevices } });
+    return req.messages.map((m) => ({ userId: req.to, deviceId: m.deviceId, type: m.type, payload: m.payload }));
   }
 
   ack(device: Address, ids: readonly string[]): Promise<number> {

@@ -9,6 +9,8 @@ export interface RateLimits {
   loginPerAddress: BucketPolicy;
   /** Login attempts per account name. */
   loginPerAccount: BucketPolicy;
+  /** Prekey bundle fetches per requester device -> target device (fails closed). */
+  prekeyFetch: BucketPolicy;
 }
 
 export interface ServerOptions {
@@ -39,6 +41,7 @@ export const defaultServerOptions: ServerOptions = {
     recipientBytes: { capacity: 32 * 1024 * 1024, refillPerSecond: 1024 * 1024 },
     loginPerAddress: { capacity: 20, refillPerSecond: 0.2 },
     loginPerAccount: { capacity: 10, refillPerSecond: 0.1 },
+    prekeyFetch: { capacity: 20, refillPerSecond: 0.5 },
   },
   certificateLifetimeMs: 90 * DAY,
   sessionLifetimeMs: DAY,

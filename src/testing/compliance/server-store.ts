@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { ExecutionContext, TestFn } from 'ava';
+import type { KeysUpload } from '../../protocol/messages.js';
 import type { DeviceCredential, EnqueueInput, ServerStore } from '../../storage/server-store.js';
 
 export interface ServerStoreFactory {
@@ -25,6 +26,21 @@ function msg(over: Partial<EnqueueInput> = {}): EnqueueInput {
     payload: Buffer.from('hello').toString('base64'),
     sentAt: 1000,
     expiresAt: 5000,
+    ...over,
+  };
+}
+
+const b64 = (bytes: number, fill: number) => Buffer.alloc(bytes, fill).toString('base64');
+
+/** Opaque key material of the right sizes (the store never parses it). */
+function keys(over: Partial<KeysUpload> = {}, tag = 1): KeysUpload {
+  return {
+    identityKey: b64(33, tag),
+    registrationId: 1000 + tag,
+    signedPreKey: { keyId: 1, publicKey: b64(33, 2), signature: b64(64, 3) },
+    kyberLastResort: { keyId: 9999, publicKey: b64(1569, 4), signature: b64(64, 5) },
+    preKeys: Array.from({ length: 100 }, (_, i) => ({ keyId: i + 1, publicKey: b64(33, i % 250) })),
+    kyberPreKeys: Array.from({ length: 100 }, (_, i) => ({ keyId: i + 1, publicKey: b64(1569, i % 250), signature: b64(64, 6) })),
     ...over,
   };
 }
@@ -194,6 +210,65 @@ export function serverStoreComplianceTests(test: TestFn, name: string, factory: 
     await s.ack(to, [left.messages[0]!.id]);
     t.deepEqual(await s.expire(10_000), { messages: 0 }, 'acked messages are not counted again');
     t.deepEqual(await s.queueStats(to), { count: 0, bytes: 0 });
+  });
+
+  withStore('1,000 concurrent bundle fetches never serve a one-time key twice', async (t, s) => {
+    const to = { userId: randomUUID(), deviceId: 1 };
+    await s.putDevice(to.userId, cred(1), 1);
+    await s.putKeys(to, keys());
+    t.deepEqual(await s.keyCounts(to), { preKeys: 100, kyberPreKeys: 100 });
+    const bundles = await Promise.all(Array.from({ length: 1000 }, () => s.takeBundle(to)));
+    const ec = bundles.flatMap((b) => (b?.preKey ? [b.preKey.keyId] : []));
+    const kyber = bundles.map((b) => b!.kyberPreKey.keyId);
+    t.is(ec.length, 100, 'every one-time EC key served once, then none');
+    t.is(new Set(ec).size, 100);
+    const oneTimeKyber = kyber.filter((id) => id !== 9999);
+    t.is(oneTimeKyber.length, 100);
+    t.is(new Set(oneTimeKyber).size, 100, 'no one-time Kyber key twice');
+    t.is(kyber.filter((id) => id === 9999).length, 900, 'then the last-resort Kyber key');
+    t.deepEqual(await s.keyCounts(to), { preKeys: 0, kyberPreKeys: 0 });
+    const empty = await s.takeBundle(to);
+    t.is(empty!.preKey, undefined, 'a bundle without a one-time EC key is still a bundle');
+    t.is(empty!.signedPreKey.keyId, 1);
+    t.is(await s.takeBundle({ ...to, deviceId: 2 }), undefined, 'no keys, no bundle');
+  });
+
+  withStore('key uploads replace signed keys and non-empty one-time lists; re-registration drops old ones', async (t, s) => {
+    const to = { userId: randomUUID(), deviceId: 1 };
+    await s.putDevice(to.userId, cred(1), 1);
+    await s.putDevice(to.userId, cred(2), 1);
+    await s.putKeys(to, keys());
+    await s.putKeys(to, keys({ signedPreKey: { keyId: 2, publicKey: b64(33, 7), signature: b64(64, 8) }, preKeys: [], kyberPreKeys: undefined }));
+    t.deepEqual(await s.keyCounts(to), { preKeys: 100, kyberPreKeys: 100 }, 'empty lists keep the stored ones');
+    t.is((await s.takeBundle(to))!.signedPreKey.keyId, 2, 'the new signed key replaced the old one');
+    await s.putKeys(to, keys({ preKeys: [{ keyId: 500, publicKey: b64(33, 9) }], kyberPreKeys: [] }));
+    t.deepEqual(await s.keyCounts(to), { preKeys: 1, kyberPreKeys: 99 }, 'a non-empty list replaces the whole list');
+    t.is((await s.takeBundle(to))!.preKey!.keyId, 500);
+    t.deepEqual(await s.registrations(to.userId), [{ deviceId: 1, registrationId: 1001 }], 'only devices with keys count');
+    await s.putKeys(to, keys({ preKeys: undefined, kyberPreKeys: undefined }, 2));
+    t.deepEqual(await s.keyCounts(to), { preKeys: 0, kyberPreKeys: 0 }, 'a new identity drops the old one-time keys');
+    t.deepEqual(await s.registrations(to.userId), [{ deviceId: 1, registrationId: 1002 }]);
+    await s.revokeDevice(to.userId, 1, 2);
+    t.is(await s.takeBundle(to), undefined, 'revoking a device deletes its keys');
+    t.deepEqual(await s.registrations(to.userId), []);
+  });
+
+  withStore('per-recipient payloads are stored for their own device', async (t, s) => {
+    const u = randomUUID();
+    const m = msg({ payload: '' });
+    await s.enqueue(
+      [
+        { userId: u, deviceId: 1, type: 3, payload: Buffer.from('for one').toString('base64') },
+        { userId: u, deviceId: 2, type: 2, payload: Buffer.from('for two!').toString('base64') },
+      ],
+      m,
+      limits,
+    );
+    const one = (await s.fetch({ userId: u, deviceId: 1 }, 10)).messages[0]!;
+    const two = (await s.fetch({ userId: u, deviceId: 2 }, 10)).messages[0]!;
+    t.deepEqual([one.type, Buffer.from(one.payload, 'base64').toString()], [3, 'for one']);
+    t.deepEqual([two.type, Buffer.from(two.payload, 'base64').toString()], [2, 'for two!']);
+    t.deepEqual(await s.queueStats({ userId: u, deviceId: 2 }), { count: 1, bytes: 8 });
   });
 
   withStore('revoking a device deletes its queue', async (t, s) => {

@@ -3,6 +3,9 @@ import { join } from 'node:path';
 import { systemClock } from '../core/clock.js';
 import { LanternError } from '../core/errors.js';
 import { RequestSigner } from '../crypto/request-signature.js';
+import { DeviceKeys } from '../crypto/signal/device-keys.js';
+import { SignalCipher } from '../crypto/signal/signal-cipher.js';
+import { signalStores } from '../crypto/signal/stores.js';
 import { ApiClient } from '../net/api-client.js';
 import { loadCredential, loadSession, saveSession, type StoredCredential } from '../storage/credential-store.js';
 import type { Keystore } from '../storage/keystore.js';
@@ -47,4 +50,15 @@ export async function signedClient(credential: StoredCredential, keystore?: Keys
     },
     { server: credential.server, ...(credential.tlsCaPem ? { ca: credential.tlsCaPem } : {}) },
   );
+}
+
+/** The signed client plus the Signal machinery of this home (keystore must stay open while used). */
+export async function openAgent(keystore: Keystore, credential: StoredCredential) {
+  const api = await signedClient(credential, keystore);
+  const deviceKeys = new DeviceKeys(keystore);
+  const hasIdentity = (await deviceKeys.identity()) !== undefined;
+  const cipher = hasIdentity
+    ? new SignalCipher({ stores: signalStores(keystore), keystore }, { userId: credential.userId, deviceId: credential.deviceId })
+    : undefined;
+  return { api, deviceKeys, cipher };
 }

@@ -52,6 +52,9 @@ export const errorCatalogue = {
   LA_ERR_SERVER_UNREACHABLE: { status: 502, exit: 3, message: 'Cannot reach the server' },
   LA_ERR_SERVER_RESPONSE: { status: 502, exit: 3, message: 'Server answered with an unexpected response' },
   LA_ERR_NOT_LOGGED_IN: { status: 401, exit: 4, message: 'This home has no credential; run `lantern-agent login`' },
+  LA_ERR_IDENTITY_CHANGED: { status: 409, exit: 4, message: "A contact's identity key changed; compare the safety number and trust it" },
+  LA_ERR_DECRYPT_FAILED: { status: 422, exit: 1, message: 'A message could not be decrypted' },
+  LA_ERR_DUPLICATE_MESSAGE: { status: 409, exit: 1, message: 'The message was already decrypted once' },
   LA_ERR_TLS_CONFIG: { status: 500, exit: 2, message: 'TLS certificate or key cannot be used' },
 } as const satisfies Record<string, { status: number; exit: number; message: string }>;
 

@@ -94,11 +94,9 @@ test('bundle fetches are rate limited per requester and target device', async (t
 test('per-device sends are all or nothing: 409 for missing or extra devices, 410 for stale ones', async (t) => {
   const gus = await addAgent(server, dir.path, 'gus');
   const gus2 = await addAgent(server, dir.path, 'gus', { existing: true, homeSuffix: '-2' });
-  const gus3 = await addAgent(server, dir.path, 'gus', { existing: true, homeSuffix: '-3' });
   const hal = await addAgent(server, dir.path, 'hal');
   const r1 = await register(gus);
   const r2 = await register(gus2);
-  // gus3 has not uploaded keys: it does not count as a registered device.
   const api = await hal.api();
   t.teardown(() => api.close());
   const msg = (deviceId: number, registrationId: number, text: string) => ({ deviceId, registrationId, type: 1, payload: b64(text) });
@@ -120,7 +118,6 @@ test('per-device sends are all or nothing: 409 for missing or extra devices, 410
   };
   t.deepEqual(await texts(gus), ['1:for one'], 'nothing from the refused sends, then its own ciphertext');
   t.deepEqual(await texts(gus2), ['1:for two']);
-  t.deepEqual(await texts(gus3), []);
   // To oneself: every registered device but the sender.
   const own = await gus.api();
   t.teardown(() => own.close());

@@ -117,7 +117,7 @@ test('a second device of the same account gets its own id, queue and copy of eve
   const self = await runCli(['send', '--home', gina.home, '--to', gina.userId, '--json', '--raw', 'note to self']);
   t.deepEqual((JSON.parse(self.stdout) as { devices: number[] }).devices, [2]);
   // A device that does not exist is refused.
-  const nobody = await runCli(['send', '--home', hank.home, '--to', `${gina.userId}:9`, 'x']);
+  const nobody = await runCli(['send', '--home', hank.home, '--to', `${gina.userId}:9`, '--raw', 'x']);
   t.is(nobody.code, 6);
   t.regex(nobody.stderr, /LA_ERR_RECIPIENT_NOT_FOUND/);
 });

@@ -5,7 +5,8 @@ import { LanternError } from '../../core/errors.js';
 import { createCsr, describeCertificate, generateDeviceKey } from '../../crypto/x509/device-key.js';
 import { ApiClient } from '../../net/api-client.js';
 import { loadCredential, saveCredential } from '../../storage/credential-store.js';
-import { withKeystore } from '../agent-home.js';
+import { DeviceKeys } from '../../crypto/signal/device-keys.js';
+import { signedClient, withKeystore } from '../agent-home.js';
 import { resolveHome } from '../config.js';
 import { readPassword, writeJson, writeLine, type Io } from '../io.js';
 
@@ -16,6 +17,7 @@ interface LoginFlags {
   register?: boolean;
   home?: string;
   ca?: string;
+  resetKeys?: boolean;
   json?: boolean;
 }
 
@@ -28,6 +30,7 @@ export function loginCommand(io: Io, done: (code: number) => void): Command {
     .option('--register', 'create the account first (server must run with --open-registration)')
     .option('--home <dir>', 'agent home (default $LANTERN_HOME, else ~/.lantern-agent)')
     .option('--ca <file>', "CA certificate (PEM) to trust for the server's TLS, e.g. DATA_DIR/ca.pem")
+    .option('--reset-keys', 'register again with a new registration id and new prekeys (the identity key stays)')
     .option('--json', 'print the result as JSON')
     .action(async (flags: LoginFlags) => {
       if (!flags.passwordStdin) throw new LanternError('LA_ERR_USAGE', 'pass the password on stdin with --password-stdin');
@@ -71,6 +74,15 @@ export function loginCommand(io: Io, done: (code: number) => void): Command {
             expiresAt: answer.expiresAt,
           };
           await saveCredential(keystore, credential);
+          // Signal keys: the identity is made once per home; each login uploads fresh one-time keys.
+          const deviceKeys = new DeviceKeys(keystore);
+          await deviceKeys.ensureIdentity({ resetRegistration: flags.resetKeys === true });
+          const signed = await signedClient(credential, keystore);
+          try {
+            await signed.putKeys(await deviceKeys.upload());
+          } finally {
+            await signed.close();
+          }
           return credential;
         } finally {
           await api.close();

@@ -5,7 +5,8 @@ import { createLogger } from '../../core/logger.js';
 import { UserId } from '../../protocol/messages.js';
 import { MAX_DEVICE_ID } from '../../protocol/version.js';
 import { Inbox, type ReceivedMessage } from '../../roles/get/inbox.js';
-import { requireCredential, signedClient, withKeystore } from '../agent-home.js';
+import { Messenger } from '../../roles/get/messenger.js';
+import { openAgent, requireCredential, withKeystore } from '../agent-home.js';
 import { parsePositiveInt, parseSeconds, resolveHome } from '../config.js';
 import { readAll, writeJson, writeLine, type Io } from '../io.js';
 
@@ -28,47 +29,63 @@ export function sendCommand(io: Io, done: (code: number) => void): Command {
     .argument('[text]', 'message text (or --stdin)')
     .requiredOption('--to <userId[:device]>', 'recipient')
     .option('--stdin', 'read the message from stdin')
-    .option('--raw', 'send the text unencrypted (debugging; until end-to-end encryption lands every send is raw)')
+    .option('--raw', 'send the text WITHOUT end-to-end encryption (debugging); allows USERID:DEVICE')
     .option('--home <dir>', 'agent home (default $LANTERN_HOME, else ~/.lantern-agent)')
     .option('--json', 'print the result as JSON')
     .action(async (text: string | undefined, flags: { to: string; stdin?: boolean; raw?: boolean; home?: string; json?: boolean }) => {
       const to = parseRecipient(flags.to);
       const body = flags.stdin ? await readAll(io.stdin) : text;
       if (body === undefined || (text !== undefined && flags.stdin)) throw new LanternError('LA_ERR_USAGE', 'give the text as an argument or with --stdin (not both)');
-      const id = randomUUID();
-      const request = {
-        id,
-        to: to.userId,
-        ...(to.deviceId !== undefined ? { deviceId: to.deviceId } : {}),
-        type: 0,
-        payload: Buffer.from(body, 'utf8').toString('base64'),
-      };
-      const answer = await withKeystore(resolveHome(flags.home, io.env), async (keystore) => {
-        const api = await signedClient(await requireCredential(keystore), keystore);
+      const logger = createLogger({ level: 'warn' });
+      const result = await withKeystore(resolveHome(flags.home, io.env), async (keystore) => {
+        const credential = await requireCredential(keystore);
+        const { api, cipher } = await openAgent(keystore, credential);
         try {
-          // The id makes a retry after a lost answer harmless: the server stores the message once.
-          for (let attempt = 1; ; attempt++) {
-            try {
-              return await api.send(request);
-            } catch (err) {
-              if (attempt >= 3 || !LanternError.is(err, 'LA_ERR_SERVER_UNREACHABLE')) throw err;
-              await new Promise((r) => setTimeout(r, 250 * attempt));
+          if (flags.raw) {
+            const id = randomUUID();
+            const request = {
+              id,
+              to: to.userId,
+              ...(to.deviceId !== undefined ? { deviceId: to.deviceId } : {}),
+              type: 0,
+              payload: Buffer.from(body, 'utf8').toString('base64'),
+            };
+            // The id makes a retry after a lost answer harmless: the server stores the message once.
+            for (let attempt = 1; ; attempt++) {
+              try {
+                return { id, devices: (await api.send(request)).devices, encrypted: false };
+              } catch (err) {
+                if (attempt >= 3 || !LanternError.is(err, 'LA_ERR_SERVER_UNREACHABLE')) throw err;
+                await new Promise((r) => setTimeout(r, 250 * attempt));
+              }
             }
           }
+          if (to.deviceId !== undefined) throw new LanternError('LA_ERR_USAGE', 'USERID:DEVICE works with --raw only; encrypted messages go to every device');
+          if (!cipher) throw new LanternError('LA_ERR_NOT_LOGGED_IN', 'This home has no Signal identity; run `lantern-agent login` again');
+          const messenger = new Messenger({ api, keystore, cipher, logger }, { userId: credential.userId, deviceId: credential.deviceId });
+          const sent = await messenger.send(to.userId, body);
+          return { id: sent.id, devices: sent.devices, ownDevices: sent.ownDevices, encrypted: true };
         } finally {
           await api.close();
         }
       });
-      if (!flags.raw) writeLine(io.stderr, 'warning: sent without end-to-end encryption (not yet available)');
-      if (flags.json) writeJson(io.stdout, { id, devices: answer.devices });
-      else writeLine(io.stdout, `queued ${id} for device(s) ${answer.devices.join(', ') || 'none'}`);
+      if (!result.encrypted) writeLine(io.stderr, 'warning: --raw: sent WITHOUT end-to-end encryption');
+      if (flags.json) writeJson(io.stdout, result);
+      else writeLine(io.stdout, `${result.encrypted ? 'sent encrypted' : 'queued'} ${result.id} for device(s) ${result.devices.join(', ') || 'none'}`);
       done(0);
     });
 }
 
 function show(io: Io, json: boolean | undefined, m: ReceivedMessage): void {
-  if (json) writeJson(io.stdout, { id: m.id, from: m.from, sentAt: new Date(m.sentAt).toISOString(), text: m.text });
-  else writeLine(io.stdout, `[${new Date(m.sentAt).toISOString()}] ${m.from.userId}:${m.from.deviceId}: ${m.text}`);
+  const sentAt = new Date(m.sentAt).toISOString();
+  if (m.error) {
+    // Kept in the keystore with its ciphertext; reported, never dropped.
+    if (json) writeJson(io.stdout, { id: m.id, from: m.from, sentAt, encrypted: true, error: m.error });
+    writeLine(io.stderr, `error ${m.error.code}: message ${m.id} from ${m.from.userId}:${m.from.deviceId} could not be decrypted (kept; the session is rebuilt): ${m.error.message}`);
+    return;
+  }
+  if (json) writeJson(io.stdout, { id: m.id, from: m.from, sentAt, encrypted: m.encrypted, text: m.text });
+  else writeLine(io.stdout, `[${sentAt}] ${m.from.userId}:${m.from.deviceId}${m.encrypted ? '' : ' (unencrypted)'}: ${m.text}`);
 }
 
 export function inboxCommand(io: Io, done: (code: number) => void): Command {
@@ -83,8 +100,8 @@ export function inboxCommand(io: Io, done: (code: number) => void): Command {
       const logger = createLogger({ level: 'warn' });
       await withKeystore(resolveHome(flags.home, io.env), async (keystore) => {
         const credential = await requireCredential(keystore);
-        const api = await signedClient(credential, keystore);
-        const inbox = new Inbox({ api, keystore, logger });
+        const { api, cipher, deviceKeys } = await openAgent(keystore, credential);
+        const inbox = new Inbox({ api, keystore, logger, deviceKeys, ...(cipher ? { cipher } : {}) });
         const abort = new AbortController();
         void io.stopSignal.then(() => abort.abort());
         try {

@@ -1,7 +1,12 @@
+import { LanternError } from '../../core/errors.js';
 import type { Logger } from '../../core/logger.js';
+import type { DeviceKeys } from '../../crypto/signal/device-keys.js';
+import { ONE_TIME_KEYS } from '../../crypto/signal/device-keys.js';
+import { MESSAGE_TYPE, type SignalCipher } from '../../crypto/signal/signal-cipher.js';
 import type { ApiClient } from '../../net/api-client.js';
 import type { Address, DeliveredMessage } from '../../protocol/messages.js';
 import type { Keystore } from '../../storage/keystore.js';
+import type { Envelope } from './messenger.js';
 
 /** A message as kept in the keystore and shown to the user. */
 export interface ReceivedMessage {
@@ -9,53 +14,110 @@ export interface ReceivedMessage {
   from: Address;
   sentAt: number;
   type: number;
-  text: string;
+  /** Whether it came end-to-end encrypted (false for --raw sends). */
+  encrypted: boolean;
+  text?: string;
+  /** Set when it could not be decrypted; the ciphertext is kept in `payload`. */
+  error?: { code: string; message: string };
+  payload?: string;
 }
 
 const key = (id: string) => `inbox!${id}`;
 
-/** Decodes a delivered message; until end-to-end encryption exists, payloads are the text itself. */
-function decode(m: DeliveredMessage): ReceivedMessage {
-  return { id: m.id, from: m.from, sentAt: m.sentAt, type: m.type, text: Buffer.from(m.payload, 'base64').toString('utf8') };
+export interface InboxComponents {
+  api: ApiClient;
+  keystore: Keystore;
+  logger: Logger;
+  /** Decrypts ciphertexts; without it only plaintext (type 0) messages are readable. */
+  cipher?: SignalCipher;
+  /** Tops up one-time keys after prekey messages used some. */
+  deviceKeys?: DeviceKeys;
 }
 
 /**
- * Receives one batch: long-polls, stores each new message durably in the keystore, then acks the
- * whole batch. A message already stored (a redelivery after a lost ack) is acked again but not
- * returned, so the caller shows each message once.
+ * Receives one batch: long-polls, decrypts, stores each new message durably in the keystore, then
+ * acks the whole batch. A redelivered message (same id, or a ciphertext libsignal has already
+ * decrypted) is acked again but not returned. A message that cannot be decrypted is stored with its
+ * ciphertext and returned with its error (never silently dropped), and the session with that
+ * device is rebuilt from a fresh bundle.
  */
 export class Inbox {
-  readonly #api: ApiClient;
-  readonly #keystore: Keystore;
-  readonly #logger: Logger;
+  readonly #c: InboxComponents;
 
-  constructor(components: { api: ApiClient; keystore: Keystore; logger: Logger }) {
-    this.#api = components.api;
-    this.#keystore = components.keystore;
-    this.#logger = components.logger;
+  constructor(components: InboxComponents) {
+    this.#c = components;
   }
 
   async receive(waitSeconds: number, limit = 100, signal?: AbortSignal): Promise<{ messages: ReceivedMessage[]; more: boolean } | undefined> {
-    const batch = await this.#api.poll(waitSeconds, limit, signal);
+    const { api, keystore, logger } = this.#c;
+    const batch = await api.poll(waitSeconds, limit, signal);
     if (!batch) return undefined;
     const fresh: ReceivedMessage[] = [];
-    const ops: Array<{ type: 'put'; key: string; value: unknown }> = [];
+    let usedPreKeys = false;
     for (const m of batch.messages) {
-      if ((await this.#keystore.get(key(m.id))) !== undefined || fresh.some((f) => f.id === m.id)) continue;
-      const received = decode(m);
+      if ((await keystore.get(key(m.id))) !== undefined || fresh.some((f) => f.id === m.id)) continue;
+      const received = await this.#open(m);
+      if (!received) continue;
+      usedPreKeys ||= m.type === MESSAGE_TYPE.preKey;
+      // Stored before the ack (one write per message: the ratchet state moved with the decryption).
+      await keystore.put(key(m.id), received);
       fresh.push(received);
-      ops.push({ type: 'put', key: key(m.id), value: received });
     }
-    await this.#keystore.batch(ops);
-    await this.#api.ack(batch.messages.map((m) => m.id));
-    if (fresh.length < batch.messages.length) {
-      this.#logger.debug({ duplicates: batch.messages.length - fresh.length }, 'dropped redelivered messages');
-    }
+    await api.ack(batch.messages.map((m) => m.id));
+    if (fresh.length < batch.messages.length) logger.debug({ duplicates: batch.messages.length - fresh.length }, 'dropped redelivered messages');
+    if (usedPreKeys) await this.#topUp();
     return { messages: fresh, more: batch.more };
+  }
+
+  async #open(m: DeliveredMessage): Promise<ReceivedMessage | undefined> {
+    const base = { id: m.id, from: m.from, sentAt: m.sentAt, type: m.type };
+    if (m.type === MESSAGE_TYPE.plaintext) {
+      return { ...base, encrypted: false, text: Buffer.from(m.payload, 'base64').toString('utf8') };
+    }
+    try {
+      if (!this.#c.cipher) throw new LanternError('LA_ERR_DECRYPT_FAILED', 'This home has no Signal identity; log in again');
+      const plain = await this.#c.cipher.decrypt(m.from, m.type, m.payload);
+      const envelope = JSON.parse(new TextDecoder().decode(plain)) as Envelope;
+      if (envelope.v !== 1 || typeof envelope.text !== 'string') throw new LanternError('LA_ERR_DECRYPT_FAILED', 'Unknown envelope');
+      return { ...base, encrypted: true, text: envelope.text };
+    } catch (err) {
+      if (LanternError.is(err, 'LA_ERR_DUPLICATE_MESSAGE')) return undefined;
+      const e = LanternError.is(err) ? err : new LanternError('LA_ERR_DECRYPT_FAILED', (err as Error).message, { cause: err });
+      this.#c.logger.warn({ code: e.code, from: m.from }, 'message could not be decrypted; rebuilding the session');
+      await this.#rebuild(m.from);
+      return { ...base, encrypted: true, error: { code: e.code, message: e.message }, payload: m.payload };
+    }
+  }
+
+  /** Forgets the session with a device and builds a new one from a fresh bundle. */
+  async #rebuild(remote: Address): Promise<void> {
+    const cipher = this.#c.cipher;
+    if (!cipher) return;
+    try {
+      await cipher.dropSession(remote);
+      const { devices } = await this.#c.api.bundles(remote.userId, remote.deviceId);
+      for (const bundle of devices) await cipher.processBundle(remote.userId, bundle);
+    } catch (err) {
+      this.#c.logger.warn({ err }, 'could not rebuild the session');
+    }
+  }
+
+  async #topUp(): Promise<void> {
+    const keys = this.#c.deviceKeys;
+    if (!keys) return;
+    try {
+      const counts = await this.#c.api.keyCounts();
+      if (counts.preKeys < ONE_TIME_KEYS.lowWater || counts.kyberPreKeys < ONE_TIME_KEYS.lowWater / 4) {
+        await this.#c.api.putKeys(await keys.upload());
+        this.#c.logger.info(counts, 'one-time keys topped up');
+      }
+    } catch (err) {
+      this.#c.logger.warn({ err }, 'could not top up one-time keys');
+    }
   }
 
   /** Messages kept in the keystore, oldest id order. */
   async stored(): Promise<ReceivedMessage[]> {
-    return (await this.#keystore.list<ReceivedMessage>('inbox!')).map(([, m]) => m);
+    return (await this.#c.keystore.list<ReceivedMessage>('inbox!')).map(([, m]) => m);
   }
 }

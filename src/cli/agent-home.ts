@@ -58,7 +58,7 @@ export async function openAgent(keystore: Keystore, credential: StoredCredential
   const deviceKeys = new DeviceKeys(keystore);
   const hasIdentity = (await deviceKeys.identity()) !== undefined;
   const cipher = hasIdentity
-    ? new SignalCipher({ stores: signalStores(keystore), keystore }, { userId: credential.userId, deviceId: credential.deviceId })
+    ? new SignalCipher({ stores: signalStores(keystore) }, { userId: credential.userId, deviceId: credential.deviceId })
     : undefined;
   return { api, deviceKeys, cipher };
 }

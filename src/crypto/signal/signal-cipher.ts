@@ -16,8 +16,7 @@ import {
 import { LanternError } from '../../core/errors.js';
 import { KeyedMutex } from '../../core/keyed-mutex.js';
 import type { Address, DeviceBundle } from '../../protocol/messages.js';
-import { sessionKey, type SignalStores } from './stores.js';
-import type { Keystore } from '../../storage/keystore.js';
+import type { SignalStores } from './stores.js';
 
 const bytes = (text: string) => new Uint8Array(Buffer.from(text, 'base64'));
 const addr = (a: Address) => ProtocolAddress.new(a.userId, a.deviceId);
@@ -42,13 +41,11 @@ function wrap(err: unknown, remote: Address, what: string): LanternError {
  */
 export class SignalCipher {
   readonly #stores: SignalStores;
-  readonly #keystore: Keystore;
   readonly #local: ProtocolAddress;
   readonly #locks = new KeyedMutex();
 
-  constructor(components: { stores: SignalStores; keystore: Keystore }, local: Address) {
+  constructor(components: { stores: SignalStores }, local: Address) {
     this.#stores = components.stores;
-    this.#keystore = components.keystore;
     this.#local = addr(local);
   }
 
@@ -79,7 +76,15 @@ export class SignalCipher {
           KEMPublicKey.deserialize(bytes(bundle.kyberPreKey.publicKey)),
           bytes(bundle.kyberPreKey.signature),
         );
-        await processPreKeyBundle(b, addr(remote), this.#local, this.#stores.session, this.#stores.identity);
+        try {
+          await processPreKeyBundle(b, addr(remote), this.#local, this.#stores.session, this.#stores.identity);
+        } catch (err) {
+          // Remember the new key as pending, so `trust` can accept it after the user compared numbers.
+          if (err instanceof LibSignalErrorBase && err.is(ErrorCode.UntrustedIdentity)) {
+            await this.#stores.identity.saveIdentity(addr(remote), b.identityKey());
+          }
+          throw err;
+        }
       } catch (err) {
         throw wrap(err, remote, 'Building a session');
       }
@@ -115,8 +120,16 @@ export class SignalCipher {
     });
   }
 
-  /** Forgets the session with a device (it is rebuilt from a fresh bundle). */
+  /**
+   * Retires the current session with a device, to be rebuilt from a fresh bundle. The state is
+   * archived, not deleted: messages the other side already encrypted with it still decrypt.
+   */
   dropSession(remote: Address): Promise<void> {
-    return this.#lock(remote, () => this.#keystore.del(sessionKey(remote.userId, remote.deviceId)));
+    return this.#lock(remote, async () => {
+      const record = await this.#stores.session.getSession(addr(remote));
+      if (!record) return;
+      record.archiveCurrentState();
+      await this.#stores.session.saveSession(addr(remote), record);
+    });
   }
 }

@@ -1,6 +1,7 @@
 // `npm run bench -- NAME`: runs one benchmark and prints its numbers.
 const benches: Record<string, () => Promise<void>> = {
   signaling: async () => (await import('./signaling.js')).run(),
+  e2ee: async () => (await import('./e2ee.js')).run(),
 };
 
 const name = process.argv[2];

@@ -2,8 +2,8 @@ import { Fingerprint, IdentityKeyPair, PublicKey } from '@signalapp/libsignal-cl
 import type { Address } from '../../protocol/messages.js';
 import type { Keystore } from '../../storage/keystore.js';
 import { IDENTITY_KEY, sessionKey, type PeerIdentity, type StoredIdentity } from './stores.js';
+import { fromBase64, toBase64 } from './encoding.js';
 
-const bytes = (text: string) => new Uint8Array(Buffer.from(text, 'base64'));
 const FINGERPRINT_ITERATIONS = 5200;
 const FINGERPRINT_VERSION = 2;
 
@@ -50,10 +50,10 @@ export class ContactIdentities {
   async safetyNumbers(self: Address, userId: string): Promise<Array<{ deviceId: number; safetyNumber: string; changed: boolean }>> {
     const own = await this.#keystore.get<StoredIdentity>(IDENTITY_KEY);
     if (!own) return [];
-    const ownKey = IdentityKeyPair.deserialize(bytes(own.identityKeyPair)).publicKey;
+    const ownKey = IdentityKeyPair.deserialize(fromBase64(own.identityKeyPair)).publicKey;
     const localId = new TextEncoder().encode(`${self.userId}.${self.deviceId}`);
     return (await this.devices(userId)).map((d) => {
-      const key = PublicKey.deserialize(bytes(d.pending ?? d.key));
+      const key = PublicKey.deserialize(fromBase64(d.pending ?? d.key));
       const fp = Fingerprint.new(FINGERPRINT_ITERATIONS, FINGERPRINT_VERSION, localId, ownKey, new TextEncoder().encode(`${userId}.${d.deviceId}`), key);
       return { deviceId: d.deviceId, safetyNumber: fp.displayableFingerprint().toString(), changed: d.pending !== undefined };
     });

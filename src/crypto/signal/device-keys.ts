@@ -3,9 +3,8 @@ import type { KeysUpload } from '../../protocol/messages.js';
 import type { Keystore } from '../../storage/keystore.js';
 import { generateIdentity, generateKyberPreKey, generatePreKeys, generateSignedPreKey } from './key-generation.js';
 import { IDENTITY_KEY, type StoredIdentity } from './stores.js';
+import { fromBase64, toBase64 } from './encoding.js';
 
-const b64 = (bytes: Uint8Array) => Buffer.from(bytes).toString('base64');
-const bytes = (text: string) => new Uint8Array(Buffer.from(text, 'base64'));
 
 interface KeyMeta {
   nextPreKeyId: number;
@@ -42,10 +41,10 @@ export class DeviceKeys {
     if (existing && !options.resetRegistration) return existing;
     const fresh = generateIdentity();
     const identity: StoredIdentity = {
-      identityKeyPair: existing?.identityKeyPair ?? b64(fresh.identity.serialize()),
+      identityKeyPair: existing?.identityKeyPair ?? toBase64(fresh.identity.serialize()),
       registrationId: fresh.registrationId === existing?.registrationId ? (fresh.registrationId % 16380) + 1 : fresh.registrationId,
     };
-    const pair = IdentityKeyPair.deserialize(bytes(identity.identityKeyPair));
+    const pair = IdentityKeyPair.deserialize(fromBase64(identity.identityKeyPair));
     const meta = (await this.#keystore.get<KeyMeta>(META)) ?? { nextPreKeyId: 1, nextKyberId: 1, signedPreKeyId: 0, lastResortId: 0 };
     const signed = generateSignedPreKey(pair, meta.signedPreKeyId + 1);
     const lastResort = generateKyberPreKey(pair, meta.nextKyberId, true);
@@ -62,13 +61,13 @@ export class DeviceKeys {
   /** An upload with the current signed keys and fresh one-time keys (their private halves stored first). */
   async upload(counts: { preKeys: number; kyberPreKeys: number } = ONE_TIME_KEYS): Promise<KeysUpload> {
     const identity = await this.ensureIdentity();
-    const pair = IdentityKeyPair.deserialize(bytes(identity.identityKeyPair));
+    const pair = IdentityKeyPair.deserialize(fromBase64(identity.identityKeyPair));
     const meta = (await this.#keystore.get<KeyMeta>(META))!;
     const pre = generatePreKeys(meta.nextPreKeyId, counts.preKeys);
     const kyber = Array.from({ length: counts.kyberPreKeys }, (_, i) => generateKyberPreKey(pair, meta.nextKyberId + i, false));
-    const signedRecord = SignedPreKeyRecord.deserialize(bytes((await this.#keystore.get<string>(`sig!signed!${meta.signedPreKeyId}`))!));
+    const signedRecord = SignedPreKeyRecord.deserialize(fromBase64((await this.#keystore.get<string>(`sig!signed!${meta.signedPreKeyId}`))!));
     const lastResortRecord = KyberPreKeyRecord.deserialize(
-      bytes((await this.#keystore.get<{ record: string }>(`sig!kyber!${meta.lastResortId}`))!.record),
+      fromBase64((await this.#keystore.get<{ record: string }>(`sig!kyber!${meta.lastResortId}`))!.record),
     );
     await this.#keystore.batch([
       ...pre.secrets.map((s) => ({ type: 'put' as const, key: `sig!prekey!${s.keyId}`, value: s.record })),
@@ -80,13 +79,13 @@ export class DeviceKeys {
       },
     ]);
     return {
-      identityKey: b64(pair.publicKey.serialize()),
+      identityKey: toBase64(pair.publicKey.serialize()),
       registrationId: identity.registrationId,
-      signedPreKey: { keyId: signedRecord.id(), publicKey: b64(signedRecord.publicKey().serialize()), signature: b64(signedRecord.signature()) },
+      signedPreKey: { keyId: signedRecord.id(), publicKey: toBase64(signedRecord.publicKey().serialize()), signature: toBase64(signedRecord.signature()) },
       kyberLastResort: {
         keyId: lastResortRecord.id(),
-        publicKey: b64(lastResortRecord.publicKey().serialize()),
-        signature: b64(lastResortRecord.signature()),
+        publicKey: toBase64(lastResortRecord.publicKey().serialize()),
+        signature: toBase64(lastResortRecord.signature()),
       },
       ...(pre.upload.length ? { preKeys: pre.upload } : {}),
       ...(kyber.length ? { kyberPreKeys: kyber.map((k) => k.upload) } : {}),

@@ -1,8 +1,8 @@
 import { randomInt } from 'node:crypto';
 import { IdentityKeyPair, KEMKeyPair, KyberPreKeyRecord, PreKeyRecord, PrivateKey, SignedPreKeyRecord } from '@signalapp/libsignal-client';
 import type { KeysUpload, KyberPreKeyUpload, PreKeyUpload } from '../../protocol/messages.js';
+import { fromBase64, toBase64 } from './encoding.js';
 
-const b64 = (bytes: Uint8Array) => Buffer.from(bytes).toString('base64');
 
 /** Private records to keep in the device's keystore, serialized (base64), by key id. */
 export interface GeneratedSecrets {
@@ -22,8 +22,8 @@ export function generatePreKeys(firstId: number, count: number): { upload: PreKe
   for (let i = 0; i < count; i++) {
     const keyId = firstId + i;
     const priv = PrivateKey.generate();
-    upload.push({ keyId, publicKey: b64(priv.getPublicKey().serialize()) });
-    secrets.push({ keyId, record: b64(PreKeyRecord.new(keyId, priv.getPublicKey(), priv).serialize()) });
+    upload.push({ keyId, publicKey: toBase64(priv.getPublicKey().serialize()) });
+    secrets.push({ keyId, record: toBase64(PreKeyRecord.new(keyId, priv.getPublicKey(), priv).serialize()) });
   }
   return { upload, secrets };
 }
@@ -32,8 +32,8 @@ export function generatePreKeys(firstId: number, count: number): { upload: PreKe
 export function generateKyberPreKey(identity: IdentityKeyPair, keyId: number, lastResort: boolean, now = Date.now()) {
   const pair = KEMKeyPair.generate();
   const signature = identity.privateKey.sign(pair.getPublicKey().serialize());
-  const upload: KyberPreKeyUpload = { keyId, publicKey: b64(pair.getPublicKey().serialize()), signature: b64(signature) };
-  return { upload, secret: { keyId, record: b64(KyberPreKeyRecord.new(keyId, now, pair, signature).serialize()), lastResort } };
+  const upload: KyberPreKeyUpload = { keyId, publicKey: toBase64(pair.getPublicKey().serialize()), signature: toBase64(signature) };
+  return { upload, secret: { keyId, record: toBase64(KyberPreKeyRecord.new(keyId, now, pair, signature).serialize()), lastResort } };
 }
 
 /** A signed EC prekey. */
@@ -41,8 +41,8 @@ export function generateSignedPreKey(identity: IdentityKeyPair, keyId: number, n
   const priv = PrivateKey.generate();
   const signature = identity.privateKey.sign(priv.getPublicKey().serialize());
   return {
-    upload: { keyId, publicKey: b64(priv.getPublicKey().serialize()), signature: b64(signature) },
-    secret: { keyId, record: b64(SignedPreKeyRecord.new(keyId, now, priv.getPublicKey(), priv, signature).serialize()) },
+    upload: { keyId, publicKey: toBase64(priv.getPublicKey().serialize()), signature: toBase64(signature) },
+    secret: { keyId, record: toBase64(SignedPreKeyRecord.new(keyId, now, priv.getPublicKey(), priv, signature).serialize()) },
   };
 }
 
@@ -59,7 +59,7 @@ export function generateKeysUpload(
   const kyber = Array.from({ length: options.kyberPreKeys }, (_, i) => generateKyberPreKey(identity, first + 1 + i, false));
   return {
     upload: {
-      identityKey: b64(identity.publicKey.serialize()),
+      identityKey: toBase64(identity.publicKey.serialize()),
       registrationId,
       signedPreKey: signed.upload,
       kyberLastResort: lastResort.upload,

@@ -1,12 +1,12 @@
 import { KEMPublicKey, PublicKey } from '@signalapp/libsignal-client';
 import { LanternError } from '../../core/errors.js';
 import type { KeysUpload } from '../../protocol/messages.js';
+import { fromBase64, toBase64 } from './encoding.js';
 
-const bytes = (b64: string) => new Uint8Array(Buffer.from(b64, 'base64'));
 
 function ecKey(b64: string, what: string): PublicKey {
   try {
-    return PublicKey.deserialize(bytes(b64));
+    return PublicKey.deserialize(fromBase64(b64));
   } catch (err) {
     throw new LanternError('LA_ERR_INVALID_KEY', `${what} is not a valid EC public key`, { cause: err });
   }
@@ -14,7 +14,7 @@ function ecKey(b64: string, what: string): PublicKey {
 
 function kyberKey(b64: string, what: string): void {
   try {
-    KEMPublicKey.deserialize(bytes(b64));
+    KEMPublicKey.deserialize(fromBase64(b64));
   } catch (err) {
     throw new LanternError('LA_ERR_INVALID_KEY', `${what} is not a valid Kyber public key`, { cause: err });
   }
@@ -28,7 +28,7 @@ function kyberKey(b64: string, what: string): void {
 export function checkKeysUpload(upload: KeysUpload): void {
   const identity = ecKey(upload.identityKey, 'identityKey');
   const verify = (publicKey: string, signature: string, what: string) => {
-    if (!identity.verify(bytes(publicKey), bytes(signature))) {
+    if (!identity.verify(fromBase64(publicKey), fromBase64(signature))) {
       throw new LanternError('LA_ERR_BAD_KEY_SIGNATURE', `The signature of ${what} does not verify against the identity key`);
     }
   };

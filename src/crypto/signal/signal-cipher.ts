@@ -17,8 +17,8 @@ import { LanternError } from '../../core/errors.js';
 import { KeyedMutex } from '../../core/keyed-mutex.js';
 import type { Address, DeviceBundle } from '../../protocol/messages.js';
 import type { SignalStores } from './stores.js';
+import { fromBase64, toBase64 } from './encoding.js';
 
-const bytes = (text: string) => new Uint8Array(Buffer.from(text, 'base64'));
 const addr = (a: Address) => ProtocolAddress.new(a.userId, a.deviceId);
 
 /** Wire type codes of ciphertexts (libsignal's), next to 0 for plaintext. */
@@ -67,14 +67,14 @@ export class SignalCipher {
           bundle.registrationId,
           bundle.deviceId,
           bundle.preKey?.keyId ?? null,
-          bundle.preKey ? PublicKey.deserialize(bytes(bundle.preKey.publicKey)) : null,
+          bundle.preKey ? PublicKey.deserialize(fromBase64(bundle.preKey.publicKey)) : null,
           bundle.signedPreKey.keyId,
-          PublicKey.deserialize(bytes(bundle.signedPreKey.publicKey)),
-          bytes(bundle.signedPreKey.signature),
-          PublicKey.deserialize(bytes(bundle.identityKey)),
+          PublicKey.deserialize(fromBase64(bundle.signedPreKey.publicKey)),
+          fromBase64(bundle.signedPreKey.signature),
+          PublicKey.deserialize(fromBase64(bundle.identityKey)),
           bundle.kyberPreKey.keyId,
-          KEMPublicKey.deserialize(bytes(bundle.kyberPreKey.publicKey)),
-          bytes(bundle.kyberPreKey.signature),
+          KEMPublicKey.deserialize(fromBase64(bundle.kyberPreKey.publicKey)),
+          fromBase64(bundle.kyberPreKey.signature),
         );
         try {
           await processPreKeyBundle(b, addr(remote), this.#local, this.#stores.session, this.#stores.identity);
@@ -94,9 +94,10 @@ export class SignalCipher {
   async encrypt(remote: Address, plaintext: Uint8Array): Promise<{ type: number; payload: string; registrationId: number }> {
     return this.#lock(remote, async () => {
       try {
-        const message = await signalEncrypt(new Uint8Array(plaintext), addr(remote), this.#local, this.#stores.session, this.#stores.identity);
+        const message = await signalEncrypt(plaintext as Uint8Array<ArrayBuffer>, addr(remote), this.#local, this.#stores.session, this.#stores.identity);
         const session = await this.#stores.session.getSession(addr(remote));
-        return { type: message.type(), payload: Buffer.from(message.serialize()).toString('base64'), registrationId: session!.remoteRegistrationId() };
+        const wire = message.serialize();
+        return { type: message.type(), payload: toBase64(wire), registrationId: session!.remoteRegistrationId() };
       } catch (err) {
         throw wrap(err, remote, 'Encryption');
       }
@@ -108,10 +109,10 @@ export class SignalCipher {
       try {
         if (type === MESSAGE_TYPE.preKey) {
           const s = this.#stores;
-          return await signalDecryptPreKey(PreKeySignalMessage.deserialize(bytes(payload)), addr(remote), this.#local, s.session, s.identity, s.preKey, s.signedPreKey, s.kyberPreKey);
+          return await signalDecryptPreKey(PreKeySignalMessage.deserialize(fromBase64(payload)), addr(remote), this.#local, s.session, s.identity, s.preKey, s.signedPreKey, s.kyberPreKey);
         }
         if (type === MESSAGE_TYPE.whisper) {
-          return await signalDecrypt(SignalMessage.deserialize(bytes(payload)), addr(remote), this.#local, this.#stores.session, this.#stores.identity);
+          return await signalDecrypt(SignalMessage.deserialize(fromBase64(payload)), addr(remote), this.#local, this.#stores.session, this.#stores.identity);
         }
         throw new LanternError('LA_ERR_DECRYPT_FAILED', `Unknown message type ${type}`);
       } catch (err) {

@@ -1,0 +1,168 @@
+// E2EE benchmark: encrypt+decrypt pairs per second for 1 KiB messages between two devices, through
+// this project's client code (SignalCipher over the Keystore adapters) and through libsignal
+// called directly with minimal in-memory stores, in the same run. Also the same through the real
+// LevelDB keystore (every record write fsynced), which is what the CLI uses.
+import {
+  Direction,
+  IdentityChange,
+  IdentityKeyPair,
+  IdentityKeyStore,
+  KEMPublicKey,
+  KyberPreKeyRecord,
+  KyberPreKeyStore,
+  PreKeyBundle,
+  PreKeyRecord,
+  PreKeySignalMessage,
+  PreKeyStore,
+  PrivateKey,
+  ProtocolAddress,
+  PublicKey,
+  SessionRecord,
+  SessionStore,
+  SignalMessage,
+  SignedPreKeyRecord,
+  SignedPreKeyStore,
+  processPreKeyBundle,
+  signalDecrypt,
+  signalDecryptPreKey,
+  signalEncrypt,
+  CiphertextMessageType,
+} from '@signalapp/libsignal-client';
+import { randomUUID } from 'node:crypto';
+import { DeviceKeys } from '../../src/crypto/signal/device-keys.js';
+import { SignalCipher } from '../../src/crypto/signal/signal-cipher.js';
+import { signalStores } from '../../src/crypto/signal/stores.js';
+import type { Keystore } from '../../src/storage/keystore.js';
+import { LevelKeystore } from '../../src/storage/level-keystore.js';
+import { MemoryKeystore } from '../../src/storage/memory-keystore.js';
+import { tempDir } from '../../src/testing/helpers/temp-dir.js';
+
+const SECONDS = Number(process.env['BENCH_SECONDS'] ?? 5);
+const message = new Uint8Array(1024).fill(42);
+
+async function timed(label: string, step: () => Promise<void>): Promise<number> {
+  for (let i = 0; i < 200; i++) await step(); // warm-up
+  let n = 0;
+  const start = performance.now();
+  const until = start + SECONDS * 1000;
+  while (performance.now() < until) {
+    for (let i = 0; i < 50; i++) await step();
+    n += 50;
+  }
+  const rate = n / ((performance.now() - start) / 1000);
+  console.log(`${label}: ${rate.toFixed(0)} encrypt+decrypt pairs/s (1 KiB)`);
+  return rate;
+}
+
+/** Two devices through our client code over the given keystores; a ping-pong so both ratchets turn. */
+async function ours(makeKeystore: () => Promise<Keystore>) {
+  const a = { userId: randomUUID(), deviceId: 1 };
+  const b = { userId: randomUUID(), deviceId: 1 };
+  const ka = await makeKeystore();
+  const kb = await makeKeystore();
+  const cipherA = new SignalCipher({ stores: signalStores(ka) }, a);
+  const cipherB = new SignalCipher({ stores: signalStores(kb) }, b);
+  await new DeviceKeys(ka).ensureIdentity();
+  const upload = await new DeviceKeys(kb).upload({ preKeys: 1, kyberPreKeys: 1 });
+  await cipherA.processBundle(b.userId, {
+    deviceId: 1,
+    registrationId: upload.registrationId,
+    identityKey: upload.identityKey,
+    signedPreKey: upload.signedPreKey,
+    kyberPreKey: upload.kyberPreKeys![0]!,
+    preKey: upload.preKeys![0]!,
+  });
+  let flip = false;
+  return async () => {
+    flip = !flip;
+    const [from, to, cf, ct] = flip ? [a, b, cipherA, cipherB] : [b, a, cipherB, cipherA];
+    const c = await cf.encrypt(to, message);
+    await ct.decrypt(from, c.type, c.payload);
+  };
+}
+
+/** Minimal in-memory stores for calling libsignal directly. */
+class MemSession extends SessionStore {
+  m = new Map<string, SessionRecord>();
+  async saveSession(a: ProtocolAddress, r: SessionRecord) { this.m.set(a.toString(), r); }
+  async getSession(a: ProtocolAddress) { return this.m.get(a.toString()) ?? null; }
+  async getExistingSessions(as: ProtocolAddress[]) { return as.map((a) => this.m.get(a.toString())!); }
+}
+class MemIdentity extends IdentityKeyStore {
+  m = new Map<string, PublicKey>();
+  constructor(private id: IdentityKeyPair, private reg: number) { super(); }
+  async getIdentityKey() { return this.id.privateKey; }
+  async getLocalRegistrationId() { return this.reg; }
+  async saveIdentity(a: ProtocolAddress, k: PublicKey) { this.m.set(a.toString(), k); return IdentityChange.NewOrUnchanged; }
+  async isTrustedIdentity(_a: ProtocolAddress, _k: PublicKey, _d: Direction) { return true; }
+  async getIdentity(a: ProtocolAddress) { return this.m.get(a.toString()) ?? null; }
+}
+class MemPreKeys extends PreKeyStore {
+  m = new Map<number, PreKeyRecord>();
+  async savePreKey(id: number, r: PreKeyRecord) { this.m.set(id, r); }
+  async getPreKey(id: number) { return this.m.get(id)!; }
+  async removePreKey(id: number) { this.m.delete(id); }
+}
+class MemSigned extends SignedPreKeyStore {
+  m = new Map<number, SignedPreKeyRecord>();
+  async saveSignedPreKey(id: number, r: SignedPreKeyRecord) { this.m.set(id, r); }
+  async getSignedPreKey(id: number) { return this.m.get(id)!; }
+}
+class MemKyber extends KyberPreKeyStore {
+  m = new Map<number, KyberPreKeyRecord>();
+  async saveKyberPreKey(id: number, r: KyberPreKeyRecord) { this.m.set(id, r); }
+  async getKyberPreKey(id: number) { return this.m.get(id)!; }
+  async markKyberPreKeyUsed() {}
+}
+
+async function direct() {
+  const party = (name: string) => {
+    const id = IdentityKeyPair.generate();
+    return { addr: ProtocolAddress.new(name, 1), id, session: new MemSession(), identity: new MemIdentity(id, 7), pre: new MemPreKeys(), signed: new MemSigned(), kyber: new MemKyber() };
+  };
+  const a = party(randomUUID());
+  const b = party(randomUUID());
+  const pre = PrivateKey.generate();
+  const spk = PrivateKey.generate();
+  const spkSig = b.id.privateKey.sign(spk.getPublicKey().serialize());
+  const { KEMKeyPair } = await import('@signalapp/libsignal-client');
+  const kem = KEMKeyPair.generate();
+  const kemSig = b.id.privateKey.sign(kem.getPublicKey().serialize());
+  await b.pre.savePreKey(1, PreKeyRecord.new(1, pre.getPublicKey(), pre));
+  await b.signed.saveSignedPreKey(1, SignedPreKeyRecord.new(1, Date.now(), spk.getPublicKey(), spk, spkSig));
+  await b.kyber.saveKyberPreKey(1, KyberPreKeyRecord.new(1, Date.now(), kem, kemSig));
+  const bundle = PreKeyBundle.new(7, 1, 1, pre.getPublicKey(), 1, spk.getPublicKey(), spkSig, b.id.publicKey, 1, KEMPublicKey.deserialize(kem.getPublicKey().serialize()), kemSig);
+  await processPreKeyBundle(bundle, b.addr, a.addr, a.session, a.identity);
+  let flip = false;
+  return async () => {
+    flip = !flip;
+    const [from, to] = flip ? [a, b] : [b, a];
+    const c = await signalEncrypt(message, to.addr, from.addr, from.session, from.identity);
+    if (c.type() === CiphertextMessageType.PreKey) {
+      await signalDecryptPreKey(PreKeySignalMessage.deserialize(c.serialize()), from.addr, to.addr, to.session, to.identity, to.pre, to.signed, to.kyber);
+    } else {
+      await signalDecrypt(SignalMessage.deserialize(c.serialize()), from.addr, to.addr, to.session, to.identity);
+    }
+  };
+}
+
+export async function run(): Promise<void> {
+  console.log(`e2ee benchmark: ${SECONDS} s per case, ping-pong between two devices in one process`);
+  const base = await timed('libsignal directly (in-memory stores)', await direct());
+  const memory = async () => {
+    const k = new MemoryKeystore();
+    await k.open();
+    return k;
+  };
+  const ourRate = await timed('our client code (SignalCipher + adapters, MemoryKeystore)', await ours(memory));
+  console.log(`  our overhead: ${((base / ourRate - 1) * 100).toFixed(1)} % (target <= 20 %)`);
+  const dir = await tempDir('lantern-bench-');
+  let n = 0;
+  const level = async () => {
+    const k = new LevelKeystore(`${dir.path}/k${n++}`);
+    await k.open();
+    return k;
+  };
+  await timed('our client code on the LevelDB keystore (fsynced writes, as the CLI runs)', await ours(level));
+  await dir.remove().catch(() => undefined);
+}

@@ -3,25 +3,13 @@ import test from 'ava';
 import { openAgent, requireCredential, withKeystore } from '../cli/agent-home.js';
 import { MESSAGE_TYPE } from '../crypto/signal/signal-cipher.js';
 import { addAgent, type TestAgent } from '../testing/helpers/agents.js';
-import { runCli, startServer, type RunningServer } from '../testing/helpers/cli.js';
-import { tempDir } from '../testing/helpers/temp-dir.js';
+import { runCli, sharedServer } from '../testing/helpers/cli.js';
 
 // End-to-end encryption through the built CLI and server (libsignal 0.103 on both ends). Where a
 // test must reorder or corrupt what the server delivers, it drives this project's client classes
 // over the home's own keystore, between CLI runs.
 
-let dir: { path: string; remove(): Promise<void> };
-let server: RunningServer;
-
-test.before(async () => {
-  dir = await tempDir('lantern-e2e-');
-  server = await startServer(`${dir.path}/data`, ['--rate-login-address', '1000/100', '--rate-prekey-fetch', '1000/100']);
-});
-
-test.after.always(async () => {
-  await server?.stop();
-  await dir?.remove();
-});
+const ctx = sharedServer(test, ['--rate-login-address', '1000/100', '--rate-prekey-fetch', '1000/100']);
 
 type Line = { id: string; text?: string; encrypted?: boolean; from: { userId: string; deviceId: number }; error?: { code: string } };
 
@@ -37,9 +25,9 @@ async function send(from: TestAgent, to: TestAgent, text: string) {
 }
 
 test('two users, three devices: a conversation both ways, one batch decrypted out of order', async (t) => {
-  const alice = await addAgent(server, dir.path, 'alice');
-  const bob = await addAgent(server, dir.path, 'bob');
-  const bob2 = await addAgent(server, dir.path, 'bob', { existing: true, homeSuffix: '-phone' });
+  const alice = await addAgent(ctx.server, ctx.dir, 'alice');
+  const bob = await addAgent(ctx.server, ctx.dir, 'bob');
+  const bob2 = await addAgent(ctx.server, ctx.dir, 'bob', { existing: true, homeSuffix: '-phone' });
   for (const text of ['m1', 'm2', 'm3']) {
     const sent = await send(alice, bob, text);
     t.is(sent.code, 0, sent.stderr);
@@ -75,8 +63,8 @@ test('two users, three devices: a conversation both ways, one batch decrypted ou
 });
 
 test('a device with no one-time prekeys left is still reached, then tops its keys up', async (t) => {
-  const carol = await addAgent(server, dir.path, 'carol');
-  const dave = await addAgent(server, dir.path, 'dave');
+  const carol = await addAgent(ctx.server, ctx.dir, 'carol');
+  const dave = await addAgent(ctx.server, ctx.dir, 'dave');
   const api = await dave.api();
   t.teardown(() => api.close());
   for (let i = 0; i < 101; i++) await api.bundles(carol.userId);
@@ -90,17 +78,17 @@ test('a device with no one-time prekeys left is still reached, then tops its key
 });
 
 test('a device added mid-conversation gets later messages (409), a re-registered one too (410)', async (t) => {
-  const erin = await addAgent(server, dir.path, 'erin');
-  const frank = await addAgent(server, dir.path, 'frank');
+  const erin = await addAgent(ctx.server, ctx.dir, 'erin');
+  const frank = await addAgent(ctx.server, ctx.dir, 'frank');
   t.is((await send(erin, frank, 'before')).code, 0);
   t.deepEqual((await inbox(frank)).map((m) => m.text), ['before']);
-  const frank2 = await addAgent(server, dir.path, 'frank', { existing: true, homeSuffix: '-laptop' });
+  const frank2 = await addAgent(ctx.server, ctx.dir, 'frank', { existing: true, homeSuffix: '-laptop' });
   const after = await send(erin, frank, 'after the new device');
   t.deepEqual(after.json?.devices, [1, 2], 'the 409 answer added the new device');
   t.deepEqual((await inbox(frank2)).map((m) => m.text), ['after the new device']);
   t.deepEqual((await inbox(frank)).map((m) => m.text), ['after the new device']);
   // Frank's laptop registers again (new registration id and prekeys, same identity key).
-  const reset = await runCli(['login', '--server', server.url, '--user', 'frank', '--password-stdin', '--home', frank2.home, '--reset-keys'], {
+  const reset = await runCli(['login', '--server', ctx.server.url, '--user', 'frank', '--password-stdin', '--home', frank2.home, '--reset-keys'], {
     stdin: 'pw-frank-secret\n',
   });
   t.is(reset.code, 0, reset.stderr);
@@ -110,8 +98,8 @@ test('a device added mid-conversation gets later messages (409), a re-registered
 });
 
 test('an identity change is refused until trusted; safety numbers match on both sides', async (t) => {
-  const ivy = await addAgent(server, dir.path, 'ivy');
-  const jon = await addAgent(server, dir.path, 'jon');
+  const ivy = await addAgent(ctx.server, ctx.dir, 'ivy');
+  const jon = await addAgent(ctx.server, ctx.dir, 'jon');
   t.is((await send(ivy, jon, 'hello jon')).code, 0);
   await inbox(jon);
   const ivySees = JSON.parse((await runCli(['safety-number', '--home', ivy.home, jon.userId, '--json'])).stdout) as { devices: Array<{ safetyNumber: string }> };
@@ -121,8 +109,8 @@ test('an identity change is refused until trusted; safety numbers match on both 
   t.regex(ivySees.devices[0]!.safetyNumber, /^\d{60}$/);
   t.is(ivySees.devices[0]!.safetyNumber, jonSees.devices[0]!.safetyNumber);
   // Jon's device is replaced by a new install with a new identity key on the same device id.
-  t.is((await runCli(['account', 'revoke', 'jon', '--data-dir', server.dataDir, '--device', '1'])).code, 0);
-  const newJon = await addAgent(server, dir.path, 'jon', { existing: true, homeSuffix: '-new' });
+  t.is((await runCli(['account', 'revoke', 'jon', '--data-dir', ctx.server.dataDir, '--device', '1'])).code, 0);
+  const newJon = await addAgent(ctx.server, ctx.dir, 'jon', { existing: true, homeSuffix: '-new' });
   t.is(newJon.deviceId, 1);
   const refused = await send(ivy, jon, 'are you still jon?');
   t.is(refused.code, 4);
@@ -138,8 +126,8 @@ test('an identity change is refused until trusted; safety numbers match on both 
 });
 
 test('the server never holds the plaintext; a --raw message, for contrast, does', async (t) => {
-  const kim = await addAgent(server, dir.path, 'kim');
-  const leo = await addAgent(server, dir.path, 'leo');
+  const kim = await addAgent(ctx.server, ctx.dir, 'kim');
+  const leo = await addAgent(ctx.server, ctx.dir, 'leo');
   const secret = `secret-${randomUUID()}`;
   t.is((await send(kim, leo, secret)).code, 0);
   t.is((await runCli(['send', '--home', kim.home, '--to', leo.userId, '--raw', 'plain-control'])).code, 0);
@@ -153,8 +141,8 @@ test('the server never holds the plaintext; a --raw message, for contrast, does'
 });
 
 test('a corrupted ciphertext is reported and kept, not lost; the conversation goes on', async (t) => {
-  const max = await addAgent(server, dir.path, 'max');
-  const nia = await addAgent(server, dir.path, 'nia');
+  const max = await addAgent(ctx.server, ctx.dir, 'max');
+  const nia = await addAgent(ctx.server, ctx.dir, 'nia');
   t.is((await send(max, nia, 'first')).code, 0);
   t.deepEqual((await inbox(nia)).map((m) => m.text), ['first']);
   t.is((await send(nia, max, 'got it')).code, 0);

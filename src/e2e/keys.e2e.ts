@@ -3,23 +3,11 @@ import test from 'ava';
 import { LanternError } from '../core/errors.js';
 import { generateIdentity, generateKeysUpload } from '../crypto/signal/key-generation.js';
 import { addAgent, type TestAgent } from '../testing/helpers/agents.js';
-import { startServer, type RunningServer } from '../testing/helpers/cli.js';
-import { tempDir } from '../testing/helpers/temp-dir.js';
+import { sharedServer } from '../testing/helpers/cli.js';
 
 // Signal key distribution and per-device sends against the built server, with keys made by libsignal.
 
-let dir: { path: string; remove(): Promise<void> };
-let server: RunningServer;
-
-test.before(async () => {
-  dir = await tempDir('lantern-e2e-');
-  server = await startServer(`${dir.path}/data`, ['--rate-login-address', '1000/100', '--rate-prekey-fetch', '5/0.01']);
-});
-
-test.after.always(async () => {
-  await server?.stop();
-  await dir?.remove();
-});
+const ctx = sharedServer(test, ['--rate-login-address', '1000/100', '--rate-prekey-fetch', '5/0.01']);
 
 const b64 = (s: string) => Buffer.from(s).toString('base64');
 
@@ -35,9 +23,9 @@ async function register(agent: TestAgent, preKeys = 3, kyberPreKeys = 2) {
 }
 
 test('devices upload their own keys; bundles pop one-time keys and fall back to the last-resort Kyber key', async (t) => {
-  const bob = await addAgent(server, dir.path, 'bob');
-  const bob2 = await addAgent(server, dir.path, 'bob', { existing: true, homeSuffix: '-2' });
-  const alice = await addAgent(server, dir.path, 'alice');
+  const bob = await addAgent(ctx.server, ctx.dir, 'bob');
+  const bob2 = await addAgent(ctx.server, ctx.dir, 'bob', { existing: true, homeSuffix: '-2' });
+  const alice = await addAgent(ctx.server, ctx.dir, 'alice');
   const b1 = await register(bob, 2, 1);
   const b2 = await register(bob2, 0, 0);
   t.deepEqual(b1.counts, { preKeys: 2, kyberPreKeys: 1 });
@@ -63,7 +51,7 @@ test('devices upload their own keys; bundles pop one-time keys and fall back to 
 });
 
 test('uploads with a bad signature or an unreadable key get 422 and change nothing', async (t) => {
-  const carol = await addAgent(server, dir.path, 'carol');
+  const carol = await addAgent(ctx.server, ctx.dir, 'carol');
   const good = await register(carol, 3, 0);
   const api = await carol.api();
   t.teardown(() => api.close());
@@ -80,8 +68,8 @@ test('uploads with a bad signature or an unreadable key get 422 and change nothi
 });
 
 test('bundle fetches are rate limited per requester and target device', async (t) => {
-  const dave = await addAgent(server, dir.path, 'dave');
-  const erin = await addAgent(server, dir.path, 'erin');
+  const dave = await addAgent(ctx.server, ctx.dir, 'dave');
+  const erin = await addAgent(ctx.server, ctx.dir, 'erin');
   await register(dave, 10, 0);
   const api = await erin.api();
   t.teardown(() => api.close());
@@ -92,9 +80,9 @@ test('bundle fetches are rate limited per requester and target device', async (t
 });
 
 test('per-device sends are all or nothing: 409 for missing or extra devices, 410 for stale ones', async (t) => {
-  const gus = await addAgent(server, dir.path, 'gus');
-  const gus2 = await addAgent(server, dir.path, 'gus', { existing: true, homeSuffix: '-2' });
-  const hal = await addAgent(server, dir.path, 'hal');
+  const gus = await addAgent(ctx.server, ctx.dir, 'gus');
+  const gus2 = await addAgent(ctx.server, ctx.dir, 'gus', { existing: true, homeSuffix: '-2' });
+  const hal = await addAgent(ctx.server, ctx.dir, 'hal');
   const r1 = await register(gus);
   const r2 = await register(gus2);
   const api = await hal.api();

@@ -2,30 +2,18 @@ import { randomUUID } from 'node:crypto';
 import test from 'ava';
 import { request } from 'undici';
 import { addAgent } from '../testing/helpers/agents.js';
-import { runCli, startServer, type RunningServer } from '../testing/helpers/cli.js';
-import { tempDir } from '../testing/helpers/temp-dir.js';
+import { runCli, sharedServer, startServer } from '../testing/helpers/cli.js';
 
 // Whole-binary tests: every server is the built CLI on port 0 with a LevelDB data dir.
 
-let dir: { path: string; remove(): Promise<void> };
-let server: RunningServer;
-
-test.before(async () => {
-  dir = await tempDir('lantern-e2e-');
-  // Every test here logs in from 127.0.0.1; the login limits have their own test in limits.e2e.ts.
-  server = await startServer(`${dir.path}/data`, ['--rate-login-address', '1000/100']);
-});
-
-test.after.always(async () => {
-  await server?.stop();
-  await dir?.remove();
-});
+// Every test here logs in from 127.0.0.1; the login limits have their own test in limits.e2e.ts.
+const ctx = sharedServer(test, ['--rate-login-address', '1000/100']);
 
 const b64 = (s: string) => Buffer.from(s).toString('base64');
 
 test('two accounts log in with anonymized ids, send, long-poll and ack through the CLI', async (t) => {
-  const alice = await addAgent(server, dir.path, 'alice');
-  const bob = await addAgent(server, dir.path, 'bob');
+  const alice = await addAgent(ctx.server, ctx.dir, 'alice');
+  const bob = await addAgent(ctx.server, ctx.dir, 'bob');
   t.regex(alice.userId, /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
   t.false(alice.userId.includes('alice'));
   t.not(alice.userId, bob.userId);
@@ -36,7 +24,7 @@ test('two accounts log in with anonymized ids, send, long-poll and ack through t
   const whoJson = JSON.parse(who.stdout) as Record<string, unknown>;
   t.deepEqual(Object.keys(whoJson).sort(), ['certificateExpires', 'deviceId', 'server', 'userId']);
   t.is(whoJson['userId'], bob.userId);
-  t.is(whoJson['server'], server.url);
+  t.is(whoJson['server'], ctx.server.url);
 
   // Bob waits first; Alice's send wakes the held poll.
   const started = Date.now();
@@ -61,8 +49,8 @@ test('two accounts log in with anonymized ids, send, long-poll and ack through t
 });
 
 test('unacked messages are delivered again; each is acked once by its owner only', async (t) => {
-  const carol = await addAgent(server, dir.path, 'carol');
-  const dave = await addAgent(server, dir.path, 'dave');
+  const carol = await addAgent(ctx.server, ctx.dir, 'carol');
+  const dave = await addAgent(ctx.server, ctx.dir, 'dave');
   const api = await carol.api();
   const dapi = await dave.api();
   t.teardown(() => Promise.all([api.close(), dapi.close()]));
@@ -86,8 +74,8 @@ test('unacked messages are delivered again; each is acked once by its owner only
 });
 
 test('a retried send with the same id is stored once', async (t) => {
-  const erin = await addAgent(server, dir.path, 'erin');
-  const frank = await addAgent(server, dir.path, 'frank');
+  const erin = await addAgent(ctx.server, ctx.dir, 'erin');
+  const frank = await addAgent(ctx.server, ctx.dir, 'frank');
   const api = await erin.api();
   const fapi = await frank.api();
   t.teardown(() => Promise.all([api.close(), fapi.close()]));
@@ -100,9 +88,9 @@ test('a retried send with the same id is stored once', async (t) => {
 });
 
 test('a second device of the same account gets its own id, queue and copy of every message', async (t) => {
-  const gina = await addAgent(server, dir.path, 'gina');
-  const gina2 = await addAgent(server, dir.path, 'gina', { existing: true, homeSuffix: '-laptop' });
-  const hank = await addAgent(server, dir.path, 'hank');
+  const gina = await addAgent(ctx.server, ctx.dir, 'gina');
+  const gina2 = await addAgent(ctx.server, ctx.dir, 'gina', { existing: true, homeSuffix: '-laptop' });
+  const hank = await addAgent(ctx.server, ctx.dir, 'hank');
   t.is(gina2.userId, gina.userId);
   t.is(gina2.deviceId, 2);
   const sent = await runCli(['send', '--home', hank.home, '--to', gina.userId, '--json', '--raw', 'to all of gina']);
@@ -123,78 +111,78 @@ test('a second device of the same account gets its own id, queue and copy of eve
 });
 
 test('a replayed request is refused, and a tampered one does not verify', async (t) => {
-  const ivan = await addAgent(server, dir.path, 'ivan');
+  const ivan = await addAgent(ctx.server, ctx.dir, 'ivan');
   const signer = ivan.signer;
   const body = JSON.stringify({ id: randomUUID(), to: ivan.userId, type: 0, deviceId: 1, payload: b64('replay me') });
   const headers = { 'x-lantern-version': '1', 'content-type': 'application/json', authorization: signer.authorize('POST', '/v1/messages', body, Date.now()) };
-  const first = await request(`${server.url}/v1/messages`, { method: 'POST', headers, body });
+  const first = await request(`${ctx.server.url}/v1/messages`, { method: 'POST', headers, body });
   t.is(first.statusCode, 200);
   await first.body.dump();
-  const replay = await request(`${server.url}/v1/messages`, { method: 'POST', headers, body });
+  const replay = await request(`${ctx.server.url}/v1/messages`, { method: 'POST', headers, body });
   t.is(replay.statusCode, 401);
   t.is(((await replay.body.json()) as { error: { code: string } }).error.code, 'LA_ERR_AUTH_REPLAYED');
   const freshHeaders = { ...headers, authorization: signer.authorize('POST', '/v1/messages', body, Date.now()) };
-  const tampered = await request(`${server.url}/v1/messages`, { method: 'POST', headers: freshHeaders, body: body.replace('"type":0', '"type":1') });
+  const tampered = await request(`${ctx.server.url}/v1/messages`, { method: 'POST', headers: freshHeaders, body: body.replace('"type":0', '"type":1') });
   t.is(tampered.statusCode, 401);
   t.is(((await tampered.body.json()) as { error: { code: string } }).error.code, 'LA_ERR_AUTH_BAD_SIGNATURE');
   const stale = { ...headers, authorization: signer.authorize('POST', '/v1/messages', body, Date.now() - 10 * 60_000) };
-  const old = await request(`${server.url}/v1/messages`, { method: 'POST', headers: stale, body });
+  const old = await request(`${ctx.server.url}/v1/messages`, { method: 'POST', headers: stale, body });
   t.is(((await old.body.json()) as { error: { code: string } }).error.code, 'LA_ERR_AUTH_CLOCK_SKEW');
 });
 
 test('a credential from another server is refused', async (t) => {
-  const other = await startServer(`${dir.path}/other-data`);
+  const other = await startServer(`${ctx.dir}/other-data`);
   t.teardown(() => other.stop());
-  const judy = await addAgent(other, dir.path, 'judy');
-  await addAgent(server, dir.path, 'judy', { homeSuffix: '-main' });
+  const judy = await addAgent(other, ctx.dir, 'judy');
+  await addAgent(ctx.server, ctx.dir, 'judy', { homeSuffix: '-main' });
   // Judy's home from the other server, pointed at this one.
   const { signedClient } = await import('../cli/agent-home.js');
-  const foreign = await signedClient({ ...judy.credential, server: server.url });
+  const foreign = await signedClient({ ...judy.credential, server: ctx.server.url });
   t.teardown(() => foreign.close());
   await t.throwsAsync(foreign.poll(0), { code: 'LA_ERR_AUTH_UNKNOWN_CREDENTIAL' } as never);
 });
 
 test('revoked devices and accounts are refused; the server keeps running during account commands', async (t) => {
-  const kate = await addAgent(server, dir.path, 'kate');
-  const kate2 = await addAgent(server, dir.path, 'kate', { existing: true, homeSuffix: '-2' });
-  const revokeOne = await runCli(['account', 'revoke', 'kate', '--data-dir', server.dataDir, '--device', '2', '--json']);
+  const kate = await addAgent(ctx.server, ctx.dir, 'kate');
+  const kate2 = await addAgent(ctx.server, ctx.dir, 'kate', { existing: true, homeSuffix: '-2' });
+  const revokeOne = await runCli(['account', 'revoke', 'kate', '--data-dir', ctx.server.dataDir, '--device', '2', '--json']);
   t.is(revokeOne.code, 0, revokeOne.stderr);
   t.deepEqual(JSON.parse(revokeOne.stdout), { name: 'kate', revokedDevices: [2] });
   const refused = await runCli(['inbox', '--home', kate2.home]);
   t.is(refused.code, 4);
   t.regex(refused.stderr, /LA_ERR_AUTH_REVOKED/);
   t.is((await runCli(['inbox', '--home', kate.home])).code, 0, 'the other device still works');
-  t.is((await runCli(['account', 'revoke', 'kate', '--data-dir', server.dataDir])).code, 0);
+  t.is((await runCli(['account', 'revoke', 'kate', '--data-dir', ctx.server.dataDir])).code, 0);
   t.regex((await runCli(['inbox', '--home', kate.home])).stderr, /LA_ERR_AUTH_REVOKED/);
-  const relogin = await runCli(['login', '--server', server.url, '--user', 'kate', '--password-stdin', '--home', kate.home], { stdin: 'pw-kate-secret\n' });
+  const relogin = await runCli(['login', '--server', ctx.server.url, '--user', 'kate', '--password-stdin', '--home', kate.home], { stdin: 'pw-kate-secret\n' });
   t.is(relogin.code, 4);
   t.regex(relogin.stderr, /LA_ERR_AUTH_REVOKED/);
-  const missing = await runCli(['account', 'revoke', 'nobody', '--data-dir', server.dataDir]);
+  const missing = await runCli(['account', 'revoke', 'nobody', '--data-dir', ctx.server.dataDir]);
   t.is(missing.code, 6);
   t.regex(missing.stderr, /LA_ERR_ACCOUNT_NOT_FOUND/);
 });
 
 test('wrong passwords fail without saying which part was wrong; self-registration is closed here', async (t) => {
-  await addAgent(server, dir.path, 'leo');
-  const home = `${dir.path}/home-leo-bad`;
-  const wrong = await runCli(['login', '--server', server.url, '--user', 'leo', '--password-stdin', '--home', home], { stdin: 'not-the-password\n' });
+  await addAgent(ctx.server, ctx.dir, 'leo');
+  const home = `${ctx.dir}/home-leo-bad`;
+  const wrong = await runCli(['login', '--server', ctx.server.url, '--user', 'leo', '--password-stdin', '--home', home], { stdin: 'not-the-password\n' });
   t.is(wrong.code, 4);
   t.regex(wrong.stderr, /LA_ERR_LOGIN_FAILED/);
-  const unknown = await runCli(['login', '--server', server.url, '--user', 'nobody-here', '--password-stdin', '--home', home], { stdin: 'whatever-password\n' });
+  const unknown = await runCli(['login', '--server', ctx.server.url, '--user', 'nobody-here', '--password-stdin', '--home', home], { stdin: 'whatever-password\n' });
   t.regex(unknown.stderr, /LA_ERR_LOGIN_FAILED/);
-  const register = await runCli(['login', '--server', server.url, '--user', 'mallory', '--register', '--password-stdin', '--home', home], { stdin: 'mallory-password\n' });
+  const register = await runCli(['login', '--server', ctx.server.url, '--user', 'mallory', '--register', '--password-stdin', '--home', home], { stdin: 'mallory-password\n' });
   t.is(register.code, 4);
   t.regex(register.stderr, /LA_ERR_REGISTRATION_CLOSED/);
-  const dup = await runCli(['account', 'add', 'leo', '--data-dir', server.dataDir, '--password-stdin'], { stdin: 'another-password\n' });
+  const dup = await runCli(['account', 'add', 'leo', '--data-dir', ctx.server.dataDir, '--password-stdin'], { stdin: 'another-password\n' });
   t.is(dup.code, 6);
   t.regex(dup.stderr, /LA_ERR_ACCOUNT_EXISTS/);
 });
 
 test('malformed, oversized and wrongly typed bodies get a 4xx with a code; the server keeps serving', async (t) => {
-  const mia = await addAgent(server, dir.path, 'mia');
+  const mia = await addAgent(ctx.server, ctx.dir, 'mia');
   const signer = mia.signer;
   const post = async (path: string, body: string, extra: Record<string, string> = {}) => {
-    const res = await request(`${server.url}${path}`, {
+    const res = await request(`${ctx.server.url}${path}`, {
       method: 'POST',
       headers: { 'x-lantern-version': '1', 'content-type': 'application/json', authorization: signer.authorize('POST', path, body, Date.now()), ...extra },
       body,
@@ -213,10 +201,10 @@ test('malformed, oversized and wrongly typed bodies get a 4xx with a code; the s
   t.like(await post('/v1/messages', 'x'.repeat(2 * 1024 * 1024)), { status: 413, code: 'LA_ERR_BODY_TOO_LARGE' });
   t.like(await post('/v1/login', '{"user": 5}'), { status: 400, code: 'LA_ERR_INVALID_REQUEST' });
   t.like(await post('/v1/messages', '{}', { 'x-lantern-version': '2' }), { status: 426, code: 'LA_ERR_VERSION_MISMATCH' });
-  const unsigned = await request(`${server.url}/v1/messages?wait=0`, { headers: { 'x-lantern-version': '1' } });
+  const unsigned = await request(`${ctx.server.url}/v1/messages?wait=0`, { headers: { 'x-lantern-version': '1' } });
   t.is(unsigned.statusCode, 401);
   t.is(((await unsigned.body.json()) as { error: { code: string } }).error.code, 'LA_ERR_AUTH_REQUIRED');
-  const nowhere = await request(`${server.url}/v1/nothing`, { headers: { 'x-lantern-version': '1' } });
+  const nowhere = await request(`${ctx.server.url}/v1/nothing`, { headers: { 'x-lantern-version': '1' } });
   t.is(nowhere.statusCode, 404);
   await nowhere.body.dump();
   // Still serving, and the valid message is there.
@@ -226,7 +214,7 @@ test('malformed, oversized and wrongly typed bodies get a 4xx with a code; the s
 });
 
 test('a newer poll of the same device releases the older one', async (t) => {
-  const nina = await addAgent(server, dir.path, 'nina');
+  const nina = await addAgent(ctx.server, ctx.dir, 'nina');
   const a = await nina.api();
   const b = await nina.api();
   t.teardown(() => Promise.all([a.close(), b.close()]));
@@ -240,7 +228,7 @@ test('a newer poll of the same device releases the older one', async (t) => {
 });
 
 test('LA1S sessions: opened with the device key, MACed requests, replays and forgeries refused', async (t) => {
-  const olga = await addAgent(server, dir.path, 'olga');
+  const olga = await addAgent(ctx.server, ctx.dir, 'olga');
   const signer = olga.signer;
   const api = await olga.api();
   t.teardown(() => api.close());
@@ -249,21 +237,21 @@ test('LA1S sessions: opened with the device key, MACed requests, replays and for
   t.true(session.expiresAt <= olga.credential.expiresAt, 'a session never outlives the certificate');
   const path = '/v1/whoami';
   const headers = { 'x-lantern-version': '1', authorization: signer.authorizeWithSession(session, 'GET', path, '', Date.now()) };
-  const ok = await request(`${server.url}${path}`, { headers });
+  const ok = await request(`${ctx.server.url}${path}`, { headers });
   t.is(ok.statusCode, 200);
   t.like(await ok.body.json(), { userId: olga.userId, deviceId: olga.deviceId });
-  const replay = await request(`${server.url}${path}`, { headers });
+  const replay = await request(`${ctx.server.url}${path}`, { headers });
   t.is(((await replay.body.json()) as { error: { code: string } }).error.code, 'LA_ERR_AUTH_REPLAYED');
   const forged = signer.authorizeWithSession({ ...session, key: Buffer.alloc(32, 7).toString('base64') }, 'GET', path, '', Date.now());
-  const bad = await request(`${server.url}${path}`, { headers: { ...headers, authorization: forged } });
+  const bad = await request(`${ctx.server.url}${path}`, { headers: { ...headers, authorization: forged } });
   t.is(((await bad.body.json()) as { error: { code: string } }).error.code, 'LA_ERR_AUTH_BAD_SIGNATURE');
   const unknown = signer.authorizeWithSession({ ...session, id: randomUUID() }, 'GET', path, '', Date.now());
-  const gone = await request(`${server.url}${path}`, { headers: { ...headers, authorization: unknown } });
+  const gone = await request(`${ctx.server.url}${path}`, { headers: { ...headers, authorization: unknown } });
   t.is(((await gone.body.json()) as { error: { code: string } }).error.code, 'LA_ERR_AUTH_SESSION_EXPIRED');
   // A session cannot open further sessions: that takes the device key.
   const offer = signer.beginSession();
   const body = JSON.stringify({ publicKey: offer.publicKey });
-  const nested = await request(`${server.url}/v1/session`, {
+  const nested = await request(`${ctx.server.url}/v1/session`, {
     method: 'POST',
     headers: { 'x-lantern-version': '1', authorization: signer.authorizeWithSession(session, 'POST', '/v1/session', body, Date.now()) },
     body,
@@ -271,13 +259,13 @@ test('LA1S sessions: opened with the device key, MACed requests, replays and for
   t.is(nested.statusCode, 401);
   t.is(((await nested.body.json()) as { error: { code: string } }).error.code, 'LA_ERR_AUTH_REQUIRED');
   // Revoking the device ends the session; the client's next request finds out.
-  t.is((await runCli(['account', 'revoke', 'olga', '--data-dir', server.dataDir, '--device', String(olga.deviceId)])).code, 0);
+  t.is((await runCli(['account', 'revoke', 'olga', '--data-dir', ctx.server.dataDir, '--device', String(olga.deviceId)])).code, 0);
   await t.throwsAsync(api.poll(0), { code: 'LA_ERR_AUTH_REVOKED' } as never);
 });
 
 test('a batch send answers each message on its own', async (t) => {
-  const pia = await addAgent(server, dir.path, 'pia');
-  const quinn = await addAgent(server, dir.path, 'quinn');
+  const pia = await addAgent(ctx.server, ctx.dir, 'pia');
+  const quinn = await addAgent(ctx.server, ctx.dir, 'quinn');
   const api = await pia.api();
   const qapi = await quinn.api();
   t.teardown(() => Promise.all([api.close(), qapi.close()]));
@@ -300,10 +288,10 @@ test('a batch send answers each message on its own', async (t) => {
 });
 
 test('every answer is complete and uncacheable: Content-Length, no chunking, Cache-Control no-store', async (t) => {
-  const rita = await addAgent(server, dir.path, 'rita');
+  const rita = await addAgent(ctx.server, ctx.dir, 'rita');
   const signer = rita.signer;
   const get = async (path: string) => {
-    const res = await request(`${server.url}${path}`, { headers: { 'x-lantern-version': '1', authorization: signer.authorize('GET', path, '', Date.now()) } });
+    const res = await request(`${ctx.server.url}${path}`, { headers: { 'x-lantern-version': '1', authorization: signer.authorize('GET', path, '', Date.now()) } });
     await res.body.dump();
     return res;
   };

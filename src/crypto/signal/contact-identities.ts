@@ -1,7 +1,7 @@
 import { Fingerprint, IdentityKeyPair, PublicKey } from '@signalapp/libsignal-client';
 import type { Address } from '../../protocol/messages.js';
 import type { Keystore } from '../../storage/keystore.js';
-import { IDENTITY_KEY, sessionKey, type PeerIdentity, type StoredIdentity } from './stores.js';
+import { IDENTITY_KEY, sessionKey, type PeerIdentity, type SignalStores, type StoredIdentity } from './stores.js';
 import { fromBase64, toBase64 } from './encoding.js';
 
 const FINGERPRINT_ITERATIONS = 5200;
@@ -18,9 +18,12 @@ export interface ContactDevice {
 /** The identities of a contact's devices, as this home has seen them, and what the user accepted. */
 export class ContactIdentities {
   readonly #keystore: Keystore;
+  readonly #stores: SignalStores | undefined;
 
-  constructor(keystore: Keystore) {
+  /** Pass the stores a cipher in this process uses, so their caches learn of what `trust` changes. */
+  constructor(keystore: Keystore, stores?: SignalStores) {
     this.#keystore = keystore;
+    this.#stores = stores;
   }
 
   async devices(userId: string): Promise<ContactDevice[]> {
@@ -40,6 +43,10 @@ export class ContactIdentities {
         { type: 'del' as const, key: sessionKey(userId, d.deviceId) },
       ]),
     );
+    for (const d of changed) {
+      this.#stores?.identity.forget(userId, d.deviceId);
+      this.#stores?.session.forget(userId, d.deviceId);
+    }
     return changed.map((d) => d.deviceId);
   }
 

@@ -124,6 +124,11 @@ export class KeystoreIdentityStore extends IdentityKeyStore {
     this.#peers.set(key, value);
   }
 
+  /** Forgets what this process cached of a contact device (after a change made elsewhere). */
+  forget(userId: string, deviceId: number): void {
+    this.#peers.delete(`${userId}.${deviceId}`);
+  }
+
   async getIdentityKey(): Promise<PrivateKey> {
     return (await this.#ownIdentity()).pair.privateKey;
   }

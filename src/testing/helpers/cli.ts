@@ -76,3 +76,26 @@ export async function startServer(dataDir: string, extra: string[] = []): Promis
     },
   };
 }
+
+/**
+ * One server (built CLI, port 0, its own temp dir) shared by the tests of a file: started before
+ * them, stopped after. Read `ctx.server` and `ctx.dir` inside tests.
+ */
+export function sharedServer(
+  test: { before(fn: () => Promise<void>): void; after: { always(fn: () => Promise<void>): void } },
+  extra: string[] = [],
+): { server: RunningServer; dir: string } {
+  const ctx = {} as { server: RunningServer; dir: string; remove?: () => Promise<void> };
+  test.before(async () => {
+    const { tempDir } = await import('./temp-dir.js');
+    const dir = await tempDir('lantern-e2e-');
+    ctx.dir = dir.path;
+    ctx.remove = dir.remove;
+    ctx.server = await startServer(`${dir.path}/data`, extra);
+  });
+  test.after.always(async () => {
+    await ctx.server?.stop();
+    await ctx.remove?.();
+  });
+  return ctx;
+}

@@ -19,7 +19,7 @@ test('every code is LA_ERR_*, unique, with an HTTP status and an exit code', (t)
 
 test('the README lists exactly the catalogue', async (t) => {
   const readme = await readFile(new URL('../../README.md', import.meta.url), 'utf8');
-  t.true(readme.includes(errorsTable()), 'README error table differs; regenerate it with `npx tsx scripts/errors-table.ts`');
+  t.true(readme.includes(errorsTable()), 'README error table differs; regenerate it with `npx tsx scripts/errors-table.ts --write`');
   const listed = [...readme.matchAll(/`(LA_ERR_[A-Z0-9_]+)`/g)].map((m) => m[1]);
   for (const code of listed) t.true(isErrorCode(code), `${code} is in the README but not in the catalogue`);
 });

@@ -55,6 +55,11 @@ export const errorCatalogue = {
   LA_ERR_IDENTITY_CHANGED: { status: 409, exit: 4, message: "A contact's identity key changed; compare the safety number and trust it" },
   LA_ERR_DECRYPT_FAILED: { status: 422, exit: 1, message: 'A message could not be decrypted' },
   LA_ERR_DUPLICATE_MESSAGE: { status: 409, exit: 1, message: 'The message was already decrypted once' },
+  LA_ERR_TICKET_INVALID: { status: 407, exit: 4, message: 'Proxy ticket is missing, malformed or not signed by the server' },
+  LA_ERR_TICKET_EXPIRED: { status: 407, exit: 4, message: 'Proxy ticket has expired' },
+  LA_ERR_DESTINATION_FORBIDDEN: { status: 403, exit: 4, message: 'Destination is in a private, loopback, link-local or multicast range' },
+  LA_ERR_DESTINATION_UNREACHABLE: { status: 502, exit: 3, message: 'Cannot connect to the destination' },
+  LA_ERR_PROXY_BUSY: { status: 503, exit: 3, message: 'The proxy serves its maximum number of clients' },
   LA_ERR_TLS_CONFIG: { status: 500, exit: 2, message: 'TLS certificate or key cannot be used' },
 } as const satisfies Record<string, { status: number; exit: number; message: string }>;
 

@@ -17,6 +17,7 @@ import {
   type LoginRequest,
   type SendRequest,
 } from '../protocol/messages.js';
+import { TicketKeyResponse, TicketResponse } from '../protocol/ticket.js';
 import { PROTOCOL_VERSION, VERSION_HEADER } from '../protocol/version.js';
 
 /** An LA1S session as the client keeps it (key base64). */
@@ -132,6 +133,16 @@ export class ApiClient {
   /** Bundles of every registered device of `userId` (or one device), each popping one-time keys. */
   bundles(userId: string, deviceId?: number): Promise<BundlesResponse> {
     return this.#call('GET', `/v1/keys/${userId}${deviceId === undefined ? '' : `/${deviceId}`}`, undefined, BundlesResponse);
+  }
+
+  /** A short-lived proxy ticket for give peers. */
+  ticket(): Promise<TicketResponse> {
+    return this.#call('POST', '/v1/tickets', undefined, TicketResponse);
+  }
+
+  /** The server's ticket public key (SPKI PEM), which give peers check tickets against. */
+  async ticketKey(): Promise<string> {
+    return (await this.#call('GET', '/v1/tickets/key', undefined, TicketKeyResponse, { auth: 'none' })).publicKey;
   }
 
   /** Several sends in one request; one result per message, in order. */

@@ -3,7 +3,7 @@ import { Command, Option } from 'commander';
 import { systemClock } from '../../core/clock.js';
 import { LanternError } from '../../core/errors.js';
 import { createLogger } from '../../core/logger.js';
-import { dataDirPaths, ensureDataDir, loadOrCreateCa, loadOrCreateSelfSignedTls } from '../../roles/server/data-dir.js';
+import { dataDirPaths, ensureDataDir, loadOrCreateCa, loadOrCreateSelfSignedTls, loadOrCreateTicketIssuer } from '../../roles/server/data-dir.js';
 import { LanternServer } from '../../roles/server/lantern-server.js';
 import { defaultServerOptions, type ServerOptions } from '../../roles/server/options.js';
 import { LevelServerStore } from '../../storage/level-server-store.js';
@@ -25,6 +25,7 @@ interface ServerFlags {
   queueMaxBytes: number;
   certLifetime: number;
   sessionLifetime: number;
+  ticketLifetime: number;
   ratePair: ServerOptions['rate']['pair'];
   rateRecipientBytes: ServerOptions['rate']['pair'];
   rateLoginAddress: ServerOptions['rate']['pair'];
@@ -53,6 +54,7 @@ export function serverCommand(io: Io, done: (code: number) => void): Command {
     .option('--queue-max-messages <n>', 'messages a device queue holds at most', parsePositiveInt, d.queue.maxMessages)
     .option('--queue-max-bytes <n>', 'payload bytes a device queue holds at most', parsePositiveInt, d.queue.maxBytes)
     .option('--cert-lifetime <duration>', 'lifetime of device certificates', parseDuration, d.certificateLifetimeMs)
+    .option('--ticket-lifetime <duration>', 'lifetime of proxy tickets', parseDuration, d.ticketLifetimeMs)
     .option('--session-lifetime <duration>', 'lifetime of request-signing sessions (LA1S)', parseDuration, d.sessionLifetimeMs)
     .addOption(new Option('--rate-pair <burst/per-s>', 'messages per sender device -> recipient').argParser(parseRate).default(d.rate.pair, rateText(d.rate.pair)))
     .addOption(
@@ -83,6 +85,7 @@ async function runServer(io: Io, flags: ServerFlags): Promise<number> {
   await ensureDataDir(flags.dataDir);
   const paths = dataDirPaths(flags.dataDir);
   const ca = await loadOrCreateCa(flags.dataDir);
+  const tickets = await loadOrCreateTicketIssuer(flags.dataDir);
   let tls: { certificatePem: string; privateKeyPem: string } | undefined;
   if (flags.tlsCert && flags.tlsKey) {
     try {
@@ -110,10 +113,11 @@ async function runServer(io: Io, flags: ServerFlags): Promise<number> {
     },
     certificateLifetimeMs: flags.certLifetime,
     sessionLifetimeMs: flags.sessionLifetime,
+    ticketLifetimeMs: flags.ticketLifetime,
     maxPollWaitSeconds: 60,
   };
   const server = new LanternServer(
-    { store, notifier, clock: systemClock, logger: logger.child({ component: 'server' }), ca },
+    { store, notifier, clock: systemClock, logger: logger.child({ component: 'server' }), ca, tickets },
     options,
     { host: flags.listen.host, port: flags.listen.port, ...(tls ? { tls } : {}), controlSocketPath: paths.control },
   );

@@ -1,6 +1,7 @@
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { LanternError } from '../../core/errors.js';
+import { generateTicketKey, TicketIssuer } from '../../crypto/tickets.js';
 import { CertificateAuthority, type CaMaterial } from '../../crypto/x509/certificate-authority.js';
 
 /**
@@ -10,6 +11,7 @@ import { CertificateAuthority, type CaMaterial } from '../../crypto/x509/certifi
  *   ca-key.pem      CA private key (mode 0600)
  *   tls-cert.pem    self-signed TLS certificate and key, with --tls-self-signed
  *   control.sock    control socket of the running server
+ *   ticket-key.pem  Ed25519 key that signs proxy tickets (mode 0600)
  */
 export const dataDirPaths = (dir: string) => ({
   store: join(dir, 'store'),
@@ -18,6 +20,7 @@ export const dataDirPaths = (dir: string) => ({
   tlsCert: join(dir, 'tls-cert.pem'),
   tlsKey: join(dir, 'tls-key.pem'),
   control: join(dir, 'control.sock'),
+  ticketKey: join(dir, 'ticket-key.pem'),
 });
 
 async function readIfExists(path: string): Promise<string | undefined> {
@@ -58,4 +61,15 @@ export async function loadOrCreateSelfSignedTls(
   await writeFile(p.tlsKey, made.privateKeyPem, { mode: 0o600 });
   await writeFile(p.tlsCert, made.certificatePem, { mode: 0o644 });
   return made;
+}
+
+/** The proxy-ticket signing key of this data dir, made on first start. */
+export async function loadOrCreateTicketIssuer(dir: string): Promise<TicketIssuer> {
+  const path = dataDirPaths(dir).ticketKey;
+  let pem = await readIfExists(path);
+  if (!pem) {
+    pem = generateTicketKey().privateKeyPem;
+    await writeFile(path, pem, { mode: 0o600, flag: 'wx' });
+  }
+  return new TicketIssuer(pem);
 }

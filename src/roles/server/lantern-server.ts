@@ -5,6 +5,7 @@ import type { Clock } from '../../core/clock.js';
 import { LanternError } from '../../core/errors.js';
 import type { Logger } from '../../core/logger.js';
 import type { Startable } from '../../core/lifecycle.js';
+import type { TicketIssuer } from '../../crypto/tickets.js';
 import type { CertificateAuthority } from '../../crypto/x509/certificate-authority.js';
 import { formatUrl, listen } from '../../net/listen.js';
 import { acceptSession } from '../../crypto/request-signature.js';
@@ -27,6 +28,7 @@ export interface ServerComponents {
   clock: Clock;
   logger: Logger;
   ca: CertificateAuthority;
+  tickets: TicketIssuer;
 }
 
 export interface ListenOptions {
@@ -221,6 +223,17 @@ export class LanternServer implements Startable {
     };
     add('GET', '/v1/keys/:userId', { auth: true, handle: bundles });
     add('GET', '/v1/keys/:userId/:deviceId', { auth: true, handle: bundles });
+    add('POST', '/v1/tickets', {
+      auth: true,
+      handle: async ({ res, auth }) => {
+        const expiresAt = Math.min(this.#c.clock.now() + this.#options.ticketLifetimeMs, auth!.certificateExpires);
+        sendJson(res, 200, { ticket: this.#c.tickets.issue({ v: 1, sub: auth!.userId, exp: expiresAt }), expiresAt });
+      },
+    });
+    add('GET', '/v1/tickets/key', {
+      auth: false,
+      handle: async ({ res }) => sendJson(res, 200, { publicKey: this.#c.tickets.publicKeyPem }),
+    });
     add('GET', '/v1/whoami', {
       auth: true,
       handle: async ({ res, auth }) => {

@@ -25,6 +25,8 @@ export interface ServerOptions {
   certificateLifetimeMs: number;
   /** Lifetime of LA1S sessions (never beyond the certificate's). */
   sessionLifetimeMs: number;
+  /** Lifetime of proxy tickets. */
+  ticketLifetimeMs: number;
   /** Longest a poll is held (seconds, at most 60). */
   maxPollWaitSeconds: number;
 }
@@ -45,5 +47,6 @@ export const defaultServerOptions: ServerOptions = {
   },
   certificateLifetimeMs: 90 * DAY,
   sessionLifetimeMs: DAY,
+  ticketLifetimeMs: 3600_000,
   maxPollWaitSeconds: 60,
 };

@@ -1,0 +1,59 @@
+import { createPrivateKey, createPublicKey, generateKeyPairSync, sign, verify, type KeyObject } from 'node:crypto';
+import { LanternError } from '../core/errors.js';
+import { TicketClaims } from '../protocol/ticket.js';
+
+/** Makes a new Ed25519 ticket key pair (PEM). */
+export function generateTicketKey(): { privateKeyPem: string; publicKeyPem: string } {
+  const { privateKey, publicKey } = generateKeyPairSync('ed25519');
+  return {
+    privateKeyPem: privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(),
+    publicKeyPem: publicKey.export({ type: 'spki', format: 'pem' }).toString(),
+  };
+}
+
+/** The server side: signs tickets. */
+export class TicketIssuer {
+  readonly #key: KeyObject;
+  readonly publicKeyPem: string;
+
+  constructor(privateKeyPem: string) {
+    this.#key = createPrivateKey(privateKeyPem);
+    this.publicKeyPem = createPublicKey(this.#key).export({ type: 'spki', format: 'pem' }).toString();
+  }
+
+  issue(claims: TicketClaims): string {
+    const body = Buffer.from(JSON.stringify(claims)).toString('base64url');
+    return `${body}.${sign(null, Buffer.from(body), this.#key).toString('base64url')}`;
+  }
+}
+
+/** The give side: checks tickets offline. */
+export class TicketVerifier {
+  readonly #key: KeyObject;
+
+  constructor(publicKeyPem: string) {
+    this.#key = createPublicKey(publicKeyPem);
+  }
+
+  /** The claims of a valid, unexpired ticket; LA_ERR_TICKET_INVALID or LA_ERR_TICKET_EXPIRED otherwise. */
+  verify(ticket: string, now: number): TicketClaims {
+    const dot = ticket.indexOf('.');
+    if (dot <= 0 || ticket.length > 255) throw new LanternError('LA_ERR_TICKET_INVALID');
+    const body = ticket.slice(0, dot);
+    let ok = false;
+    try {
+      ok = verify(null, Buffer.from(body), this.#key, Buffer.from(ticket.slice(dot + 1), 'base64url'));
+    } catch {
+      ok = false;
+    }
+    if (!ok) throw new LanternError('LA_ERR_TICKET_INVALID');
+    let claims: TicketClaims;
+    try {
+      claims = TicketClaims.parse(JSON.parse(Buffer.from(body, 'base64url').toString('utf8')));
+    } catch (err) {
+      throw new LanternError('LA_ERR_TICKET_INVALID', undefined, { cause: err });
+    }
+    if (claims.exp <= now) throw new LanternError('LA_ERR_TICKET_EXPIRED');
+    return claims;
+  }
+}

@@ -1,0 +1,139 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { once } from 'node:events';
+import { createServer, get as httpGet, type Server } from 'node:http';
+import { connect } from 'node:net';
+import test from 'ava';
+import { SocksProxyAgent } from 'socks-proxy-agent';
+import { ProxyAgent, request } from 'undici';
+import { systemClock } from '../../core/clock.js';
+import { silentLogger } from '../../core/logger.js';
+import { generateTicketKey, TicketIssuer, TicketVerifier } from '../../crypto/tickets.js';
+import { listen } from '../../net/listen.js';
+import { GiveProxy, type GiveProxyOptions } from './give-proxy.js';
+
+const FILE = randomBytes(2 * 1024 * 1024);
+const FILE_SHA = createHash('sha256').update(FILE).digest('hex');
+
+async function origin(): Promise<{ url: string; server: Server }> {
+  const server = createServer((req, res) => {
+    if (req.url === '/file') {
+      res.writeHead(200, { 'content-length': FILE.length });
+      res.end(FILE);
+    } else {
+      res.writeHead(200, { 'content-type': 'text/plain' });
+      res.end(`${req.method} ${req.url} auth=${req.headers['proxy-authorization'] ?? 'none'}`);
+    }
+  });
+  const a = await listen(server, '127.0.0.1', 0);
+  return { url: `http://127.0.0.1:${a.port}`, server };
+}
+
+async function setup(t: { teardown(fn: () => unknown): void }, options: Partial<GiveProxyOptions> = {}) {
+  const key = generateTicketKey();
+  const issuer = new TicketIssuer(key.privateKeyPem);
+  const proxy = new GiveProxy(
+    { tickets: new TicketVerifier(key.publicKeyPem), clock: systemClock, logger: silentLogger() },
+    { host: '127.0.0.1', port: 0, allowPrivateDestinations: true, maxClients: 100, ...options },
+  );
+  await proxy.start();
+  const o = await origin();
+  t.teardown(async () => {
+    await proxy.stop(0);
+    o.server.close();
+  });
+  const ticket = issuer.issue({ v: 1, sub: '9b1e6f2c-3a4d-4e5f-8a7b-1c2d3e4f5a6b', exp: Date.now() + 60_000 });
+  const basic = `Basic ${Buffer.from(`ticket:${ticket}`).toString('base64')}`;
+  return { proxy, origin: o.url, ticket, basic, issuer };
+}
+
+const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+
+function socksGet(proxyUrl: string, target: string): Promise<{ status: number; body: Buffer }> {
+  return new Promise((resolve, reject) => {
+    httpGet(target, { agent: new SocksProxyAgent(proxyUrl) }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks) }));
+    }).on('error', reject);
+  });
+}
+
+async function raw(port: number, data: Buffer | string): Promise<string> {
+  const s = connect(port, '127.0.0.1');
+  await once(s, 'connect');
+  s.write(data);
+  const chunks: Buffer[] = [];
+  s.on('data', (c: Buffer) => chunks.push(c));
+  await Promise.race([once(s, 'close'), new Promise((r) => setTimeout(r, 2000))]);
+  s.destroy();
+  return Buffer.concat(chunks).toString('latin1');
+}
+
+test('a ticket holder fetches a file through CONNECT, HTTP forward and SOCKS5', async (t) => {
+  const { proxy, origin: o, ticket, basic } = await setup(t);
+  const viaConnect = await request(`${o}/file`, { dispatcher: new ProxyAgent({ uri: proxy.url, token: basic }) });
+  t.is(sha(Buffer.from(await viaConnect.body.arrayBuffer())), FILE_SHA);
+  const viaForward = await request(`${o}/file`, { dispatcher: new ProxyAgent({ uri: proxy.url, token: basic, proxyTunnel: false }) });
+  t.is(sha(Buffer.from(await viaForward.body.arrayBuffer())), FILE_SHA);
+  const echo = await request(`${o}/echo`, { dispatcher: new ProxyAgent({ uri: proxy.url, token: basic, proxyTunnel: false }) });
+  t.is(await echo.body.text(), 'GET /echo auth=none', 'the ticket is not passed on to the destination');
+  const viaSocks = await socksGet(`socks5://ticket:${encodeURIComponent(ticket)}@${proxy.address.host}:${proxy.address.port}`, `${o}/file`);
+  t.is(sha(viaSocks.body), FILE_SHA);
+  const stats = proxy.stats();
+  t.is(stats.tunnelsServed >= 3, true);
+  t.true(stats.bytesRelayed >= 3 * FILE.length);
+});
+
+test('without a valid ticket every protocol gets the decoy 404 of an ordinary web server', async (t) => {
+  const { proxy, origin: o, issuer } = await setup(t);
+  const port = proxy.address.port;
+  const plainGet = await raw(port, 'GET / HTTP/1.1\r\nHost: example.org\r\n\r\n');
+  t.regex(plainGet, /^HTTP\/1\.1 404 Not Found/);
+  t.regex(plainGet, /<center>nginx<\/center>/);
+  t.notRegex(plainGet, /proxy/i);
+  t.regex(await raw(port, `CONNECT ${o.slice(7)} HTTP/1.1\r\nHost: x\r\n\r\n`), /^HTTP\/1\.1 404 Not Found/);
+  t.regex(await raw(port, `GET ${o}/file HTTP/1.1\r\nHost: x\r\n\r\n`), /^HTTP\/1\.1 404 Not Found/);
+  t.regex(await raw(port, Buffer.from([5, 1, 0])), /^HTTP\/1\.1 404 Not Found/, 'SOCKS5 without username/password');
+  const forged = new TicketIssuer(generateTicketKey().privateKeyPem).issue({ v: 1, sub: '9b1e6f2c-3a4d-4e5f-8a7b-1c2d3e4f5a6b', exp: Date.now() + 60_000 });
+  const expired = issuer.issue({ v: 1, sub: '9b1e6f2c-3a4d-4e5f-8a7b-1c2d3e4f5a6b', exp: Date.now() - 1 });
+  for (const bad of [forged, expired]) {
+    const token = `Basic ${Buffer.from(`ticket:${bad}`).toString('base64')}`;
+    t.regex(await raw(port, `CONNECT ${o.slice(7)} HTTP/1.1\r\nHost: x\r\nProxy-Authorization: ${token}\r\n\r\n`), /^HTTP\/1\.1 404 Not Found/);
+    const socks = await socksGet(`socks5://ticket:${encodeURIComponent(bad)}@127.0.0.1:${port}`, `${o}/file`).catch((e: Error) => e);
+    t.true(socks instanceof Error, 'SOCKS5 with a bad ticket gets nothing usable');
+  }
+  t.true(proxy.stats().refused >= 6);
+});
+
+test('private destinations are refused unless allowed', async (t) => {
+  const { proxy, origin: o, basic, ticket } = await setup(t, { allowPrivateDestinations: false });
+  const port = proxy.address.port;
+  t.regex(await raw(port, `CONNECT ${o.slice(7)} HTTP/1.1\r\nHost: x\r\nProxy-Authorization: ${basic}\r\n\r\n`), /^HTTP\/1\.1 403/);
+  t.regex(await raw(port, `CONNECT localhost:${o.split(':')[2]} HTTP/1.1\r\nHost: x\r\nProxy-Authorization: ${basic}\r\n\r\n`), /^HTTP\/1\.1 403/, 'names that resolve to loopback too');
+  const fwd = await request(`${o}/file`, { dispatcher: new ProxyAgent({ uri: proxy.url, token: basic, proxyTunnel: false }) });
+  t.is(fwd.statusCode, 403);
+  await fwd.body.dump();
+  const socks = await socksGet(`socks5://ticket:${encodeURIComponent(ticket)}@127.0.0.1:${port}`, `${o}/file`).catch((e: Error) => e);
+  t.true(socks instanceof Error);
+  for (const addr of ['10.1.2.3:80', '[::1]:80', '169.254.1.1:80', '224.0.0.1:80', '[fe80::1]:80']) {
+    t.regex(await raw(port, `CONNECT ${addr} HTTP/1.1\r\nHost: x\r\nProxy-Authorization: ${basic}\r\n\r\n`), /^HTTP\/1\.1 403/, addr);
+  }
+});
+
+test('max clients and the shared bandwidth cap hold', async (t) => {
+  const { proxy, origin: o, basic } = await setup(t, { maxMbps: 8 });
+  const started = performance.now();
+  const res = await request(`${o}/file`, { dispatcher: new ProxyAgent({ uri: proxy.url, token: basic }) });
+  const body = Buffer.from(await res.body.arrayBuffer());
+  const seconds = (performance.now() - started) / 1000;
+  t.is(sha(body), FILE_SHA);
+  const mbps = (body.length * 8) / seconds / 1e6;
+  t.true(mbps <= 8 * 1.1 && mbps >= 8 * 0.7, `measured ${mbps.toFixed(2)} Mbit/s against a cap of 8`);
+  const busy = await setup(t, { maxClients: 1 });
+  const held = connect(busy.proxy.address.port, '127.0.0.1');
+  await once(held, 'connect');
+  held.write(`CONNECT ${busy.origin.slice(7)} HTTP/1.1\r\nHost: x\r\nProxy-Authorization: ${busy.basic}\r\n\r\n`);
+  await once(held, 'data');
+  t.regex(await raw(busy.proxy.address.port, `CONNECT ${busy.origin.slice(7)} HTTP/1.1\r\nHost: x\r\nProxy-Authorization: ${busy.basic}\r\n\r\n`), /^HTTP\/1\.1 503/);
+  held.destroy();
+});

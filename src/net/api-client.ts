@@ -7,6 +7,8 @@ import {
   BundlesResponse,
   ErrorBody,
   KeyCounts,
+  PeerInfo,
+  UnregisterPeerResponse,
   LoginResponse,
   PollResponse,
   SendBatchResponse,
@@ -14,6 +16,7 @@ import {
   SessionResponse,
   WhoamiResponse,
   type KeysUpload,
+  type PeerRegistration,
   type LoginRequest,
   type SendRequest,
 } from '../protocol/messages.js';
@@ -133,6 +136,23 @@ export class ApiClient {
   /** Bundles of every registered device of `userId` (or one device), each popping one-time keys. */
   bundles(userId: string, deviceId?: number): Promise<BundlesResponse> {
     return this.#call('GET', `/v1/keys/${userId}${deviceId === undefined ? '' : `/${deviceId}`}`, undefined, BundlesResponse);
+  }
+
+  /** Registers this device's give proxy (the server takes the address from the connection). */
+  registerPeer(registration: PeerRegistration): Promise<PeerInfo> {
+    return this.#call('POST', '/v1/peers', registration, PeerInfo);
+  }
+
+  heartbeatPeer(): Promise<PeerInfo> {
+    return this.#call('POST', '/v1/peers/heartbeat', undefined, PeerInfo);
+  }
+
+  peerSelf(): Promise<PeerInfo> {
+    return this.#call('GET', '/v1/peers/self', undefined, PeerInfo);
+  }
+
+  async unregisterPeer(): Promise<boolean> {
+    return (await this.#call('DELETE', '/v1/peers', undefined, UnregisterPeerResponse)).unregistered;
   }
 
   /** A short-lived proxy ticket for give peers. */

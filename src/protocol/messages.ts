@@ -244,3 +244,39 @@ export type DeviceBundle = z.infer<typeof DeviceBundle>;
  */
 export const BundlesResponse = z.strictObject({ userId: UserId, devices: z.array(DeviceBundle) });
 export type BundlesResponse = z.infer<typeof BundlesResponse>;
+
+// ---- Give peer registry (see LEP 007: peers register, verifiers admit them to the round robin).
+
+export const ProxyProtocol = z.enum(['connect', 'http', 'socks5']);
+export type ProxyProtocol = z.infer<typeof ProxyProtocol>;
+
+/**
+ * POST /v1/peers — a give peer registers (or re-registers) the proxy of the signing device. The
+ * server takes the address from the connection, never from the body or a header: `port` is where
+ * the proxy listens and `publicAddr` (HOST:PORT) only a hint, recorded as such.
+ */
+export const PeerRegistration = z.strictObject({
+  port: z.int().min(1).max(65535),
+  publicAddr: z.string().max(300).optional(),
+  protocols: z.array(ProxyProtocol).min(1).max(3),
+});
+export type PeerRegistration = z.infer<typeof PeerRegistration>;
+
+export const PeerState = z.enum(['candidate', 'verified', 'paused']);
+export type PeerState = z.infer<typeof PeerState>;
+
+/** A registered peer as the server keeps it. */
+export const PeerInfo = z.strictObject({
+  peerId: z.uuid(),
+  host: z.string(),
+  port: z.int(),
+  protocols: z.array(ProxyProtocol),
+  publicAddrHint: z.string().optional(),
+  state: PeerState,
+  registeredAt: z.int(),
+  expiresAt: z.int(),
+});
+export type PeerInfo = z.infer<typeof PeerInfo>;
+
+/** DELETE /v1/peers answer. */
+export const UnregisterPeerResponse = z.strictObject({ unregistered: z.boolean() });

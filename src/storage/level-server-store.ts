@@ -17,6 +17,8 @@ import {
   type EnqueueResult,
   type ExpireResult,
   type QueueLimits,
+  type PeerRecord,
+  type PeerRegistrationInput,
   type QueueStats,
   type Recipient,
   type Registration,
@@ -39,6 +41,7 @@ import { pruneFullBuckets, takeFromBucket, type BucketState } from './token-buck
  *   K!<userId>!<ddd>                  Signal keys: identity, registration id, signed EC + last-resort Kyber
  *   P!<userId>!<ddd>!<keyId10>        one-time EC prekey
  *   Y!<userId>!<ddd>!<keyId10>        one-time Kyber prekey
+ *   g!<userId>!<ddd>                  give peer registration
  *   s!<sessionId>                     LA1S session
  *   S!<userId>!<ddd>!<sessionId>      sessions of a device (to end them on revoke/renew)
  *
@@ -224,7 +227,7 @@ export class LevelServerStore implements ServerStore {
         const revoked = { ...d, revokedAt: now };
         this.#cacheDevice(dev(addr), revoked);
         const ops: LevelOp[] = [{ type: 'put', key: `d!${dev(addr)}`, value: revoked }];
-        ops.push({ type: 'del', key: `K!${dev(addr)}` });
+        ops.push({ type: 'del', key: `K!${dev(addr)}` }, { type: 'del', key: `g!${dev(addr)}` });
         for (const prefix of ['m', 'k', 'P', 'Y']) {
           for (const [key] of await this.#range(`${prefix}!${dev(addr)}!`, `${prefix}!${dev(addr)}!~`)) {
             ops.push({ type: 'del', key });
@@ -340,6 +343,53 @@ export class LevelServerStore implements ServerStore {
       if (keys) out.push({ deviceId: d.deviceId, registrationId: keys.registrationId });
     }
     return out;
+  }
+
+  async registerPeer(input: PeerRegistrationInput, now: number, ttlMs: number): Promise<PeerRecord> {
+    const key = `g!${dev(input)}`;
+    return this.#locks.run(key, async () => {
+      const prev = await this.#get<PeerRecord>(key);
+      const live = prev && prev.expiresAt > now ? prev : undefined;
+      const sameAddress = live && live.host === input.host && live.port === input.port;
+      const record: PeerRecord = {
+        peerId: live?.peerId ?? randomUUID(),
+        userId: input.userId,
+        deviceId: input.deviceId,
+        host: input.host,
+        port: input.port,
+        protocols: [...input.protocols],
+        ...(input.publicAddrHint ? { publicAddrHint: input.publicAddrHint } : {}),
+        state: sameAddress && live.state === 'verified' ? 'verified' : 'candidate',
+        registeredAt: live?.registeredAt ?? now,
+        expiresAt: now + ttlMs,
+      };
+      await this.#writer.write([{ type: 'put', key, value: record }]);
+      return record;
+    });
+  }
+
+  async heartbeatPeer(address: Address, now: number, ttlMs: number): Promise<PeerRecord | undefined> {
+    const key = `g!${dev(address)}`;
+    return this.#locks.run(key, async () => {
+      const p = await this.#get<PeerRecord>(key);
+      if (!p || p.expiresAt <= now) return undefined;
+      const next = { ...p, expiresAt: now + ttlMs };
+      await this.#writer.write([{ type: 'put', key, value: next }]);
+      return next;
+    });
+  }
+
+  async unregisterPeer(address: Address): Promise<boolean> {
+    const key = `g!${dev(address)}`;
+    return this.#locks.run(key, async () => {
+      if ((await this.#get(key)) === undefined) return false;
+      await this.#writer.write([{ type: 'del', key }]);
+      return true;
+    });
+  }
+
+  async listPeers(now: number): Promise<PeerRecord[]> {
+    return (await this.#range<PeerRecord>('g!', 'g!~')).map(([, p]) => p).filter((p) => p.expiresAt > now);
   }
 
   async claimNonce(key: string, expiresAt: number): Promise<boolean> {

@@ -12,6 +12,8 @@ import {
   type EnqueueResult,
   type ExpireResult,
   type QueueLimits,
+  type PeerRecord,
+  type PeerRegistrationInput,
   type QueueStats,
   type Recipient,
   type Registration,
@@ -50,6 +52,7 @@ export class MemoryServerStore implements ServerStore {
   #nonces = new Map<string, number>();
   #sessions = new Map<string, SessionRecord>();
   #keys = new Map<string, StoredKeys>();
+  #peers = new Map<string, PeerRecord>();
   #buckets = new Map<string, BucketState & { policy: BucketPolicy }>();
   #open = false;
 
@@ -142,6 +145,7 @@ export class MemoryServerStore implements ServerStore {
     d.revokedAt = now;
     this.#endSessions(userId, deviceId);
     this.#keys.delete(addrKey({ userId, deviceId }));
+    this.#peers.delete(addrKey({ userId, deviceId }));
     this.#queues.delete(addrKey({ userId, deviceId }));
     const prefix = `${userId}:${deviceId}|`;
     for (const key of this.#dedupe.keys()) if (key.startsWith(prefix)) this.#dedupe.delete(key);
@@ -203,6 +207,46 @@ export class MemoryServerStore implements ServerStore {
       const k = this.#keys.get(addrKey({ userId, deviceId: d.deviceId }));
       return k ? [{ deviceId: d.deviceId, registrationId: k.base.registrationId }] : [];
     });
+  }
+
+  async registerPeer(input: PeerRegistrationInput, now: number, ttlMs: number): Promise<PeerRecord> {
+    this.#check();
+    const key = addrKey(input);
+    const prev = this.#peers.get(key);
+    const live = prev && prev.expiresAt > now ? prev : undefined;
+    const sameAddress = live && live.host === input.host && live.port === input.port;
+    const record: PeerRecord = {
+      peerId: live?.peerId ?? randomUUID(),
+      userId: input.userId,
+      deviceId: input.deviceId,
+      host: input.host,
+      port: input.port,
+      protocols: [...input.protocols],
+      ...(input.publicAddrHint ? { publicAddrHint: input.publicAddrHint } : {}),
+      state: sameAddress && live.state === 'verified' ? 'verified' : 'candidate',
+      registeredAt: live?.registeredAt ?? now,
+      expiresAt: now + ttlMs,
+    };
+    this.#peers.set(key, record);
+    return structuredClone(record);
+  }
+
+  async heartbeatPeer(address: Address, now: number, ttlMs: number): Promise<PeerRecord | undefined> {
+    this.#check();
+    const p = this.#peers.get(addrKey(address));
+    if (!p || p.expiresAt <= now) return undefined;
+    p.expiresAt = now + ttlMs;
+    return structuredClone(p);
+  }
+
+  async unregisterPeer(address: Address): Promise<boolean> {
+    this.#check();
+    return this.#peers.delete(addrKey(address));
+  }
+
+  async listPeers(now: number): Promise<PeerRecord[]> {
+    this.#check();
+    return [...this.#peers.values()].filter((p) => p.expiresAt > now).map((p) => structuredClone(p));
   }
 
   async claimNonce(key: string, expiresAt: number): Promise<boolean> {

@@ -1,4 +1,4 @@
-import type { Address, DeviceBundle, KeyCounts, KeysUpload, Role } from '../protocol/messages.js';
+import type { Address, DeviceBundle, KeyCounts, KeysUpload, PeerInfo, ProxyProtocol, Role } from '../protocol/messages.js';
 
 export interface AccountRecord {
   name: string;
@@ -69,6 +69,21 @@ export interface Recipient extends Address {
 export interface Registration {
   deviceId: number;
   registrationId: number;
+}
+
+/** A give peer's registration: one per device. */
+export interface PeerRecord extends PeerInfo {
+  userId: string;
+  deviceId: number;
+}
+
+export interface PeerRegistrationInput {
+  userId: string;
+  deviceId: number;
+  host: string;
+  port: number;
+  protocols: ProxyProtocol[];
+  publicAddrHint?: string;
 }
 
 export interface QueueLimits {
@@ -146,6 +161,17 @@ export interface ServerStore {
   takeBundle(address: Address): Promise<DeviceBundle | undefined>;
   /** Active devices of the user that have uploaded keys, by id. */
   registrations(userId: string): Promise<Registration[]>;
+
+  /**
+   * Registers the device's proxy, or updates its registration (same peer id, state kept unless
+   * the address changed, which makes it a candidate again). Alive until `now + ttlMs`.
+   */
+  registerPeer(input: PeerRegistrationInput, now: number, ttlMs: number): Promise<PeerRecord>;
+  /** Extends a registration; undefined when there is none (or it expired). */
+  heartbeatPeer(address: Address, now: number, ttlMs: number): Promise<PeerRecord | undefined>;
+  unregisterPeer(address: Address): Promise<boolean>;
+  /** Registrations not expired at `now`. */
+  listPeers(now: number): Promise<PeerRecord[]>;
 
   /** Records a one-time value until `expiresAt`; false if it was already recorded (a replay). */
   claimNonce(key: string, expiresAt: number): Promise<boolean>;

@@ -10,7 +10,19 @@ import type { CertificateAuthority } from '../../crypto/x509/certificate-authori
 import { formatUrl, listen } from '../../net/listen.js';
 import { acceptSession } from '../../crypto/request-signature.js';
 import { checkKeysUpload } from '../../crypto/signal/key-signatures.js';
-import { AckRequest, DeviceId, KeysUpload, LoginRequest, PollQuery, SendBatchRequest, SendRequest, SessionRequest, UserId } from '../../protocol/messages.js';
+import {
+  AckRequest,
+  DeviceId,
+  KeysUpload,
+  LoginRequest,
+  PeerRegistration,
+  PollQuery,
+  SendBatchRequest,
+  SendRequest,
+  SessionRequest,
+  UserId,
+} from '../../protocol/messages.js';
+import type { PeerRecord } from '../../storage/server-store.js';
 import { AUTH_SCHEME } from '../../protocol/request-auth.js';
 import { parseMessage } from '../../protocol/validate.js';
 import { PROTOCOL_VERSION, VERSION_HEADER } from '../../protocol/version.js';
@@ -233,6 +245,43 @@ export class LanternServer implements Startable {
     add('GET', '/v1/tickets/key', {
       auth: false,
       handle: async ({ res }) => sendJson(res, 200, { publicKey: this.#c.tickets.publicKeyPem }),
+    });
+    const peerInfo = ({ userId: _u, deviceId: _d, ...info }: PeerRecord) => info;
+    const self = (auth: AuthContext | undefined) => ({ userId: auth!.userId, deviceId: auth!.deviceId });
+    add('POST', '/v1/peers', {
+      auth: true,
+      handle: async ({ req, res, body, auth }) => {
+        const reg = parseMessage(PeerRegistration, parseJson(body));
+        // The address is the connection's, never a header's: a registration cannot point elsewhere.
+        const host = (req.socket.remoteAddress ?? '').replace(/^::ffff:(?=\d+\.)/, '');
+        const record = await this.#c.store.registerPeer(
+          { ...self(auth), host, port: reg.port, protocols: reg.protocols, ...(reg.publicAddr ? { publicAddrHint: reg.publicAddr } : {}) },
+          this.#c.clock.now(),
+          this.#options.peerTtlMs,
+        );
+        this.#c.logger.info({ peerId: record.peerId }, 'give peer registered');
+        sendJson(res, 200, peerInfo(record));
+      },
+    });
+    add('POST', '/v1/peers/heartbeat', {
+      auth: true,
+      handle: async ({ res, auth }) => {
+        const record = await this.#c.store.heartbeatPeer(self(auth), this.#c.clock.now(), this.#options.peerTtlMs);
+        if (!record) throw new LanternError('LA_ERR_PEER_NOT_REGISTERED');
+        sendJson(res, 200, peerInfo(record));
+      },
+    });
+    add('GET', '/v1/peers/self', {
+      auth: true,
+      handle: async ({ res, auth }) => {
+        const mine = (await this.#c.store.listPeers(this.#c.clock.now())).find((p) => p.userId === auth!.userId && p.deviceId === auth!.deviceId);
+        if (!mine) throw new LanternError('LA_ERR_PEER_NOT_REGISTERED');
+        sendJson(res, 200, peerInfo(mine));
+      },
+    });
+    add('DELETE', '/v1/peers', {
+      auth: true,
+      handle: async ({ res, auth }) => sendJson(res, 200, { unregistered: await this.#c.store.unregisterPeer(self(auth)) }),
     });
     add('GET', '/v1/whoami', {
       auth: true,

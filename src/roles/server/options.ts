@@ -27,6 +27,8 @@ export interface ServerOptions {
   sessionLifetimeMs: number;
   /** Lifetime of proxy tickets. */
   ticketLifetimeMs: number;
+  /** A give peer registration lives this long after its last heartbeat. */
+  peerTtlMs: number;
   /** Longest a poll is held (seconds, at most 60). */
   maxPollWaitSeconds: number;
 }
@@ -48,5 +50,6 @@ export const defaultServerOptions: ServerOptions = {
   certificateLifetimeMs: 90 * DAY,
   sessionLifetimeMs: DAY,
   ticketLifetimeMs: 3600_000,
+  peerTtlMs: 90_000,
   maxPollWaitSeconds: 60,
 };

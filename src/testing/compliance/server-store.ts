@@ -250,6 +250,10 @@ export function serverStoreComplianceTests(test: TestFn, name: string, factory: 
     t.deepEqual(await s.registrations(to.userId), [{ deviceId: 1, registrationId: 1002 }]);
     await s.revokeDevice(to.userId, 1, 2);
     t.is(await s.takeBundle(to), undefined, 'revoking a device deletes its keys');
+    await s.putDevice(to.userId, cred(5), 3);
+    await s.registerPeer({ userId: to.userId, deviceId: 2, host: '203.0.113.9', port: 1, protocols: ['connect'] }, 3, 1000);
+    await s.revokeDevice(to.userId, 2, 4);
+    t.deepEqual(await s.listPeers(5), [], 'and its peer registration');
     t.deepEqual(await s.registrations(to.userId), []);
   });
 
@@ -269,6 +273,26 @@ export function serverStoreComplianceTests(test: TestFn, name: string, factory: 
     t.deepEqual([one.type, Buffer.from(one.payload, 'base64').toString()], [3, 'for one']);
     t.deepEqual([two.type, Buffer.from(two.payload, 'base64').toString()], [2, 'for two!']);
     t.deepEqual(await s.queueStats({ userId: u, deviceId: 2 }), { count: 1, bytes: 8 });
+  });
+
+  withStore('give peers register once per device, heartbeat, expire and unregister', async (t, s) => {
+    const a = { userId: randomUUID(), deviceId: 1 };
+    const first = await s.registerPeer({ ...a, host: '203.0.113.5', port: 8443, protocols: ['connect', 'socks5'] }, 1000, 30_000);
+    t.is(first.state, 'candidate');
+    t.is(first.expiresAt, 31_000);
+    const again = await s.registerPeer({ ...a, host: '203.0.113.5', port: 8443, protocols: ['connect'], publicAddrHint: 'proxy.example:443' }, 2000, 30_000);
+    t.is(again.peerId, first.peerId, 'a re-registration keeps the peer id');
+    t.is(again.registeredAt, 1000);
+    t.is(again.publicAddrHint, 'proxy.example:443');
+    t.deepEqual((await s.listPeers(2000)).map((p) => p.peerId), [first.peerId]);
+    t.is((await s.heartbeatPeer(a, 20_000, 30_000))?.expiresAt, 50_000);
+    t.deepEqual(await s.listPeers(50_000), [], 'expired registrations are not listed');
+    t.is(await s.heartbeatPeer(a, 50_000, 30_000), undefined, 'an expired registration must register again');
+    const b = { userId: randomUUID(), deviceId: 2 };
+    await s.registerPeer({ ...b, host: '198.51.100.7', port: 1080, protocols: ['socks5'] }, 60_000, 30_000);
+    t.true(await s.unregisterPeer(b));
+    t.false(await s.unregisterPeer(b));
+    t.deepEqual(await s.listPeers(60_000), []);
   });
 
   withStore('revoking a device deletes its queue', async (t, s) => {

@@ -40,31 +40,44 @@ export interface RunningServer {
   stop(signal?: NodeJS.Signals): Promise<number | null>;
 }
 
-/** Spawns `lantern-agent server --listen 127.0.0.1:0 --json` and waits for its listening event. */
-export async function startServer(dataDir: string, extra: string[] = []): Promise<RunningServer> {
-  const child = spawn(process.execPath, [CLI, 'server', '--listen', '127.0.0.1:0', '--data-dir', dataDir, '--json', '--log-level', 'warn', ...extra], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+export interface RunningRole {
+  url: string;
+  child: ChildProcess;
+  /** NDJSON events printed so far. */
+  events: Array<Record<string, unknown>>;
+  stderr(): string;
+  /** Signals the process (SIGTERM by default) and waits for it to exit; returns the exit code. */
+  stop(signal?: NodeJS.Signals): Promise<number | null>;
+}
+
+export interface RunningServer extends RunningRole {
+  dataDir: string;
+}
+
+/** Spawns a long-running CLI role with `--json` and waits for `readyEvent` (which carries `url`). */
+export async function startRole(args: string[], readyEvent = 'listening'): Promise<RunningRole> {
+  const child = spawn(process.execPath, [CLI, ...args, '--json', '--log-level', 'warn'], { stdio: ['ignore', 'pipe', 'pipe'] });
   let stderr = '';
   child.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d));
   const events: Array<Record<string, unknown>> = [];
   const lines = createInterface({ input: child.stdout! });
   const exited = once(child, 'exit');
-  const url = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`server did not start: ${stderr}`)), 20_000);
+  let url = '';
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`${args[0]} did not get ready: ${stderr}`)), 20_000);
     lines.on('line', (line) => {
       const event = JSON.parse(line) as Record<string, unknown>;
       events.push(event);
-      if (event['event'] === 'listening') {
+      if (event['event'] === 'listening') url = String(event['url']);
+      if (event['event'] === readyEvent) {
         clearTimeout(timer);
-        resolve(String(event['url']));
+        resolve();
       }
     });
-    void exited.then(() => reject(new Error(`server exited early: ${stderr}`)));
+    void exited.then(() => reject(new Error(`${args[0]} exited early: ${stderr}`)));
   });
   return {
     url,
-    dataDir,
     child,
     events,
     stderr: () => stderr,
@@ -75,6 +88,12 @@ export async function startServer(dataDir: string, extra: string[] = []): Promis
       return code;
     },
   };
+}
+
+/** Spawns `lantern-agent server --listen 127.0.0.1:0 --json` and waits for its listening event. */
+export async function startServer(dataDir: string, extra: string[] = []): Promise<RunningServer> {
+  const role = await startRole(['server', '--listen', '127.0.0.1:0', '--data-dir', dataDir, ...extra]);
+  return { ...role, dataDir };
 }
 
 /**

@@ -1,0 +1,102 @@
+import { Command } from 'commander';
+import { systemClock } from '../../core/clock.js';
+import { createLogger } from '../../core/logger.js';
+import { TicketVerifier } from '../../crypto/tickets.js';
+import { GiveProxy } from '../../roles/give/give-proxy.js';
+import { PeerRegistrar } from '../../roles/give/peer-registration.js';
+import { requireCredential, signedClient, withKeystore } from '../agent-home.js';
+import { parseListen, parsePositiveInt, resolveHome } from '../config.js';
+import { writeJson, writeLine, type Io } from '../io.js';
+
+interface GiveFlags {
+  listen: { host: string; port: number };
+  home?: string;
+  allowPrivateDestinations?: boolean;
+  maxClients: number;
+  maxMbps?: number;
+  publicAddr?: string;
+  register: boolean;
+  json?: boolean;
+  logLevel: string;
+  unsafeLogging?: boolean;
+}
+
+export function giveCommand(io: Io, done: (code: number) => void): Command {
+  return new Command('give')
+    .description('Share this connection: a proxy (HTTP CONNECT, HTTP forward, SOCKS5) for holders of server tickets')
+    .requiredOption('--listen <host:port>', 'address to listen on (port 0 picks a free port)', parseListen)
+    .option('--home <dir>', 'agent home (default $LANTERN_HOME, else ~/.lantern-agent); must be logged in')
+    .option('--allow-private-destinations', 'also connect to private, loopback and link-local addresses (tests, demos)')
+    .option('--max-clients <n>', 'tunnels and requests served at once', parsePositiveInt, 64)
+    .option('--max-mbps <n>', 'shared bandwidth cap in megabits per second', parsePositiveInt)
+    .option('--public-addr <host:port>', 'how the world reaches this proxy (a hint: the server uses the connection address)')
+    .option('--no-register', 'do not register with the server (serve only peers that were told the address)')
+    .option('--json', 'print NDJSON events on stdout')
+    .option('--log-level <level>', 'log level (stderr, JSON)', 'info')
+    .option('--unsafe-logging', 'keep IP addresses in logs')
+    .action(async (flags: GiveFlags) => done(await runGive(io, flags)));
+}
+
+async function runGive(io: Io, flags: GiveFlags): Promise<number> {
+  const logger = createLogger({ level: flags.logLevel, unsafeLogging: flags.unsafeLogging === true }).child({ component: 'give' });
+  // The credential is read once; the keystore is not held, so other commands keep using the home.
+  const credential = await withKeystore(resolveHome(flags.home, io.env), requireCredential);
+  const api = await signedClient(credential);
+  // The ticket key comes from the server this home is logged in to; tickets are then checked offline.
+  const publicKey = await api.ticketKey();
+  const proxy = new GiveProxy(
+    { tickets: new TicketVerifier(publicKey), clock: systemClock, logger },
+    {
+      host: flags.listen.host,
+      port: flags.listen.port,
+      allowPrivateDestinations: flags.allowPrivateDestinations === true,
+      maxClients: flags.maxClients,
+      ...(flags.maxMbps ? { maxMbps: flags.maxMbps } : {}),
+    },
+  );
+  await proxy.start();
+  if (flags.json) writeJson(io.stdout, { event: 'listening', url: proxy.url });
+  else writeLine(io.stderr, `lantern-agent give: proxy listening on ${proxy.url}`);
+  const registrar = new PeerRegistrar(
+    { api, clock: systemClock, logger },
+    { port: proxy.address.port, protocols: ['connect', 'http', 'socks5'], ...(flags.publicAddr ? { publicAddr: flags.publicAddr } : {}) },
+  );
+  if (flags.register) {
+    try {
+      await registrar.start();
+      if (flags.json) writeJson(io.stdout, { event: 'registered', ...registrar.info });
+    } catch (err) {
+      await proxy.stop(0);
+      await api.close();
+      throw err;
+    }
+  }
+  const signal = await io.stopSignal;
+  if (flags.json) writeJson(io.stdout, { event: 'stopping', signal });
+  // Out of the registry first, so no new client is sent here, then drain the tunnels.
+  if (flags.register) await registrar.stop();
+  await proxy.stop();
+  await api.close();
+  if (flags.json) writeJson(io.stdout, { event: 'stopped', ...proxy.stats() });
+  return 0;
+}
+
+export function ticketCommand(io: Io, done: (code: number) => void): Command {
+  return new Command('ticket')
+    .description('Get a short-lived proxy ticket from the server (for give peers; e.g. curl --proxy-user ticket:TICKET)')
+    .option('--home <dir>', 'agent home (default $LANTERN_HOME, else ~/.lantern-agent)')
+    .option('--json', 'print JSON {ticket, expiresAt}')
+    .action(async (flags: { home?: string; json?: boolean }) => {
+      const answer = await withKeystore(resolveHome(flags.home, io.env), async (keystore) => {
+        const api = await signedClient(await requireCredential(keystore), keystore);
+        try {
+          return await api.ticket();
+        } finally {
+          await api.close();
+        }
+      });
+      if (flags.json) writeJson(io.stdout, { ticket: answer.ticket, expiresAt: new Date(answer.expiresAt).toISOString() });
+      else writeLine(io.stdout, answer.ticket);
+      done(0);
+    });
+}

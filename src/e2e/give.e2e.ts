@@ -1,0 +1,73 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { createServer, get as httpGet } from 'node:http';
+import test from 'ava';
+import { SocksProxyAgent } from 'socks-proxy-agent';
+import { ProxyAgent, request } from 'undici';
+import { listen } from '../net/listen.js';
+import { addAgent } from '../testing/helpers/agents.js';
+import { runCli, sharedServer, startRole } from '../testing/helpers/cli.js';
+
+// The give role as a whole binary: tickets from the server, the proxy on port 0, registration.
+
+const ctx = sharedServer(test, ['--rate-login-address', '1000/100', '--peer-ttl', '60s']);
+const FILE = randomBytes(1024 * 1024);
+const FILE_SHA = createHash('sha256').update(FILE).digest('hex');
+const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+
+async function origin(t: { teardown(fn: () => void): void }): Promise<string> {
+  const server = createServer((_req, res) => {
+    res.writeHead(200, { 'content-length': FILE.length });
+    res.end(FILE);
+  });
+  const a = await listen(server, '127.0.0.1', 0);
+  t.teardown(() => server.close());
+  return `http://127.0.0.1:${a.port}/file`;
+}
+
+test('a give peer registers, serves ticket holders over CONNECT, forward and SOCKS5, and unregisters on SIGTERM', async (t) => {
+  const target = await origin(t);
+  const giver = await addAgent(ctx.server, ctx.dir, 'giver');
+  const getter = await addAgent(ctx.server, ctx.dir, 'getter');
+  const give = await startRole(['give', '--listen', '127.0.0.1:0', '--home', giver.home, '--allow-private-destinations', '--public-addr', 'proxy.example:443'], 'registered');
+  t.teardown(() => give.stop('SIGKILL'));
+  const registered = give.events.find((e) => e['event'] === 'registered')!;
+  const port = Number(new URL(give.url).port);
+  t.like(registered, { host: '127.0.0.1', port, state: 'candidate', publicAddrHint: 'proxy.example:443' });
+
+  const ticketRun = await runCli(['ticket', '--home', getter.home, '--json']);
+  t.is(ticketRun.code, 0, ticketRun.stderr);
+  const { ticket } = JSON.parse(ticketRun.stdout) as { ticket: string };
+  const basic = `Basic ${Buffer.from(`ticket:${ticket}`).toString('base64')}`;
+  for (const proxyTunnel of [true, false]) {
+    const res = await request(target, { dispatcher: new ProxyAgent({ uri: give.url, token: basic, proxyTunnel }) });
+    t.is(sha(Buffer.from(await res.body.arrayBuffer())), FILE_SHA, proxyTunnel ? 'CONNECT' : 'HTTP forward');
+  }
+  const socks = await new Promise<Buffer>((resolve, reject) => {
+    httpGet(target, { agent: new SocksProxyAgent(`socks5://ticket:${encodeURIComponent(ticket)}@127.0.0.1:${port}`) }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => resolve(Buffer.concat(chunks)));
+    }).on('error', reject);
+  });
+  t.is(sha(socks), FILE_SHA, 'SOCKS5');
+  const noTicket = await request(target, { dispatcher: new ProxyAgent({ uri: give.url }) }).catch((e: Error) => e);
+  t.true(noTicket instanceof Error || noTicket.statusCode === 404, 'no ticket, no proxy');
+
+  // The home is not locked while give runs: other commands work on it.
+  const who = await runCli(['whoami', '--home', giver.home, '--json']);
+  t.is(who.code, 0, who.stderr);
+  t.is((await runCli(['inbox', '--home', giver.home])).code, 0);
+  const api = await giver.api();
+  t.teardown(() => api.close());
+  t.is((await api.peerSelf()).peerId, String(registered['peerId']));
+
+  t.is(await give.stop('SIGTERM'), 0);
+  t.like(give.events.at(-1), { event: 'stopped' });
+  await t.throwsAsync(api.peerSelf(), { code: 'LA_ERR_PEER_NOT_REGISTERED' } as never);
+});
+
+test('give without a login says so', async (t) => {
+  const r = await runCli(['give', '--listen', '127.0.0.1:0', '--home', `${ctx.dir}/nobody`]);
+  t.is(r.code, 4);
+  t.regex(r.stderr, /LA_ERR_NOT_LOGGED_IN/);
+});

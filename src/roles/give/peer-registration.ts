@@ -1,0 +1,61 @@
+import type { Clock, ClockTimer } from '../../core/clock.js';
+import { LanternError } from '../../core/errors.js';
+import type { Logger } from '../../core/logger.js';
+import type { Startable } from '../../core/lifecycle.js';
+import type { ApiClient } from '../../net/api-client.js';
+import type { PeerInfo, PeerRegistration } from '../../protocol/messages.js';
+
+/**
+ * Keeps a give peer registered: registers at start, heartbeats at a third of the registration's
+ * remaining life (registering again if the server forgot it), unregisters at stop. Failures to
+ * reach the server are logged and retried at the next beat; the proxy keeps serving meanwhile.
+ */
+export class PeerRegistrar implements Startable {
+  readonly #c: { api: ApiClient; clock: Clock; logger: Logger };
+  readonly #registration: PeerRegistration;
+  #timer: ClockTimer | undefined;
+  #info: PeerInfo | undefined;
+  #stopped = false;
+
+  constructor(components: { api: ApiClient; clock: Clock; logger: Logger }, registration: PeerRegistration) {
+    this.#c = components;
+    this.#registration = registration;
+  }
+
+  /** The last registration the server confirmed. */
+  get info(): PeerInfo | undefined {
+    return this.#info;
+  }
+
+  async start(): Promise<void> {
+    this.#info = await this.#c.api.registerPeer(this.#registration);
+    this.#schedule();
+  }
+
+  #schedule(): void {
+    if (this.#stopped) return;
+    const left = this.#info ? this.#info.expiresAt - this.#c.clock.now() : 30_000;
+    this.#timer = this.#c.clock.setTimeout(() => void this.#beat(), Math.max(1000, left / 3));
+    this.#timer.unref?.();
+  }
+
+  async #beat(): Promise<void> {
+    try {
+      this.#info = await this.#c.api.heartbeatPeer();
+    } catch (err) {
+      if (LanternError.is(err, 'LA_ERR_PEER_NOT_REGISTERED')) {
+        this.#info = await this.#c.api.registerPeer(this.#registration).catch(() => undefined);
+      } else {
+        this.#c.logger.warn({ code: (err as LanternError).code }, 'heartbeat failed; retrying');
+      }
+    }
+    this.#schedule();
+  }
+
+  async stop(): Promise<void> {
+    if (this.#stopped) return;
+    this.#stopped = true;
+    if (this.#timer) this.#c.clock.clearTimeout(this.#timer);
+    await this.#c.api.unregisterPeer().catch((err: unknown) => this.#c.logger.warn({ err }, 'could not unregister'));
+  }
+}

@@ -27,9 +27,13 @@ export class TicketIssuer {
   }
 }
 
-/** The give side: checks tickets offline. */
+/**
+ * The give side: checks tickets offline. A client presents the same ticket on every connection,
+ * so signatures already verified are remembered (expiry is still checked each time).
+ */
 export class TicketVerifier {
   readonly #key: KeyObject;
+  readonly #verified = new Map<string, TicketClaims>();
 
   constructor(publicKeyPem: string) {
     this.#key = createPublicKey(publicKeyPem);
@@ -37,6 +41,21 @@ export class TicketVerifier {
 
   /** The claims of a valid, unexpired ticket; LA_ERR_TICKET_INVALID or LA_ERR_TICKET_EXPIRED otherwise. */
   verify(ticket: string, now: number): TicketClaims {
+    const known = this.#verified.get(ticket);
+    if (known) {
+      if (known.exp <= now) {
+        this.#verified.delete(ticket);
+        throw new LanternError('LA_ERR_TICKET_EXPIRED');
+      }
+      return known;
+    }
+    const claims = this.#check(ticket, now);
+    if (this.#verified.size >= 10_000) this.#verified.clear();
+    this.#verified.set(ticket, claims);
+    return claims;
+  }
+
+  #check(ticket: string, now: number): TicketClaims {
     const dot = ticket.indexOf('.');
     if (dot <= 0 || ticket.length > 255) throw new LanternError('LA_ERR_TICKET_INVALID');
     const body = ticket.slice(0, dot);

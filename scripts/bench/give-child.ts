@@ -1,0 +1,20 @@
+// A give proxy in its own process for the proxy benchmark (memory is read from it after a GC).
+// Env: TICKET_PUBLIC_KEY (PEM). Prints {"url": ...} when listening; SIGUSR2 prints memoryUsage after GC.
+import { systemClock } from '../../src/core/clock.js';
+import { silentLogger } from '../../src/core/logger.js';
+import { TicketVerifier } from '../../src/crypto/tickets.js';
+import { GiveProxy } from '../../src/roles/give/give-proxy.js';
+
+const proxy = new GiveProxy(
+  { tickets: new TicketVerifier(process.env['TICKET_PUBLIC_KEY']!), clock: systemClock, logger: silentLogger() },
+  { host: '127.0.0.1', port: 0, allowPrivateDestinations: true, maxClients: 100_000 },
+);
+await proxy.start();
+process.on('SIGUSR2', () => {
+  const gc = (globalThis as { gc?: () => void }).gc;
+  gc?.();
+  gc?.();
+  console.log(JSON.stringify({ memory: process.memoryUsage(), stats: proxy.stats() }));
+});
+process.on('SIGTERM', () => void proxy.stop(0).then(() => process.exit(0)));
+console.log(JSON.stringify({ url: proxy.url }));

@@ -61,9 +61,35 @@ test('a give peer registers, serves ticket holders over CONNECT, forward and SOC
   t.teardown(() => api.close());
   t.is((await api.peerSelf()).peerId, String(registered['peerId']));
 
+  // status answers "is my proxy reachable and used?" from the running instance.
+  const status = JSON.parse((await runCli(['status', '--home', giver.home, '--json'])).stdout) as Record<string, unknown>;
+  t.like(status, { role: 'give', url: give.url, paused: false, registration: { host: '127.0.0.1', port, state: 'candidate' } });
+  t.is(typeof status['activeTunnels'], 'number');
+  t.true((status['tunnelsServed'] as number) >= 3);
+  t.true((status['bytesRelayed'] as number) >= 3 * FILE.length);
+  // Paused without a restart: out of the registry, and ticket holders get the decoy too.
+  t.is((await runCli(['give', '--pause', '--home', giver.home])).code, 0);
+  await t.throwsAsync(api.peerSelf(), { code: 'LA_ERR_PEER_NOT_REGISTERED' } as never);
+  const paused = await request(target, { dispatcher: new ProxyAgent({ uri: give.url, token: basic, proxyTunnel: false }) });
+  t.is(paused.statusCode, 404);
+  await paused.body.dump();
+  t.like(JSON.parse((await runCli(['status', '--home', giver.home, '--json'])).stdout), { paused: true, registration: null });
+  t.is((await runCli(['give', '--resume', '--home', giver.home])).code, 0);
+  t.is((await api.peerSelf()).port, port, 'registered again');
+  const resumed = await request(target, { dispatcher: new ProxyAgent({ uri: give.url, token: basic }) });
+  t.is(sha(Buffer.from(await resumed.body.arrayBuffer())), FILE_SHA);
+
   t.is(await give.stop('SIGTERM'), 0);
   t.like(give.events.at(-1), { event: 'stopped' });
   await t.throwsAsync(api.peerSelf(), { code: 'LA_ERR_PEER_NOT_REGISTERED' } as never);
+});
+
+test('status and pause without a running give peer say so', async (t) => {
+  const idle = await addAgent(ctx.server, ctx.dir, 'idle');
+  t.like(JSON.parse((await runCli(['status', '--home', idle.home, '--json'])).stdout), { running: false });
+  const pause = await runCli(['give', '--pause', '--home', idle.home]);
+  t.is(pause.code, 2);
+  t.regex(pause.stderr, /no give peer runs/);
 });
 
 test('give without a login says so', async (t) => {

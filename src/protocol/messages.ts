@@ -175,10 +175,15 @@ export const ControlRequest = z.discriminatedUnion('op', [
   z.strictObject({ op: z.literal('account.revoke'), name: AccountName, deviceId: DeviceId.optional() }),
 ]);
 export type ControlRequest = z.infer<typeof ControlRequest>;
-export const ControlResponse = z.union([
+/** Every answer on a local control socket. */
+export const ControlAnswer = z.union([
   z.strictObject({ ok: z.literal(true), result: z.record(z.string(), z.unknown()) }),
   ErrorBody,
 ]);
+
+/** Requests to a running give peer's control socket (HOME/give.sock). */
+export const GiveControlRequest = z.strictObject({ op: z.enum(['status', 'pause', 'resume']) });
+export type GiveControlRequest = z.infer<typeof GiveControlRequest>;
 
 const X25519PublicKey = z.base64().length(44);
 

@@ -1,43 +1,19 @@
-import { createConnection } from 'node:net';
 import { Command, Option } from 'commander';
 import { systemClock } from '../../core/clock.js';
-import { LanternError, isErrorCode } from '../../core/errors.js';
+import { LanternError } from '../../core/errors.js';
 import { createLogger } from '../../core/logger.js';
-import { ControlResponse, type ControlRequest, type Role } from '../../protocol/messages.js';
+import { controlRequest } from '../../net/control-socket.js';
+import type { ControlRequest, Role } from '../../protocol/messages.js';
 import { AccountService } from '../../roles/server/accounts.js';
 import { dataDirPaths } from '../../roles/server/data-dir.js';
 import { LevelServerStore } from '../../storage/level-server-store.js';
 import { parsePositiveInt } from '../config.js';
 import { readPassword, writeJson, writeLine, type Io } from '../io.js';
 
-/** Sends one request over the control socket; `undefined` when no server is listening there. */
-async function viaControlSocket(path: string, request: ControlRequest): Promise<Record<string, unknown> | undefined> {
-  const answer = await new Promise<string | undefined>((resolve, reject) => {
-    const socket = createConnection(path);
-    let buf = '';
-    socket.setEncoding('utf8');
-    socket.on('connect', () => socket.write(`${JSON.stringify(request)}\n`));
-    socket.on('data', (chunk: string) => (buf += chunk));
-    socket.on('end', () => resolve(buf));
-    socket.on('error', (err: NodeJS.ErrnoException) => {
-      if (err.code === 'ENOENT' || err.code === 'ECONNREFUSED') resolve(undefined);
-      else reject(err);
-    });
-  });
-  if (answer === undefined) return undefined;
-  const parsed = ControlResponse.safeParse(JSON.parse(answer));
-  if (!parsed.success) throw new LanternError('LA_ERR_SERVER_RESPONSE', 'Unreadable answer on the control socket');
-  if ('error' in parsed.data) {
-    const { code, message } = parsed.data.error;
-    throw new LanternError(isErrorCode(code) ? code : 'LA_ERR_INTERNAL', message);
-  }
-  return parsed.data.result;
-}
-
 /** Runs an account operation through the running server, or directly on the data dir when none runs. */
 async function runAccountOp(dataDir: string, request: ControlRequest): Promise<Record<string, unknown>> {
   const paths = dataDirPaths(dataDir);
-  const viaServer = await viaControlSocket(paths.control, request);
+  const viaServer = await controlRequest(paths.control, request);
   if (viaServer) return viaServer;
   const store = new LevelServerStore({ location: paths.store });
   await store.open();

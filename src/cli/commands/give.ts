@@ -1,4 +1,9 @@
+import { join } from 'node:path';
 import { Command } from 'commander';
+import { LanternError } from '../../core/errors.js';
+import { ControlSocketServer, controlRequest } from '../../net/control-socket.js';
+import { GiveControlRequest } from '../../protocol/messages.js';
+import { parseMessage } from '../../protocol/validate.js';
 import { systemClock } from '../../core/clock.js';
 import { createLogger } from '../../core/logger.js';
 import { TicketVerifier } from '../../crypto/tickets.js';
@@ -9,7 +14,9 @@ import { parseListen, parsePositiveInt, resolveHome } from '../config.js';
 import { writeJson, writeLine, type Io } from '../io.js';
 
 interface GiveFlags {
-  listen: { host: string; port: number };
+  listen?: { host: string; port: number };
+  pause?: boolean;
+  resume?: boolean;
   home?: string;
   allowPrivateDestinations?: boolean;
   maxClients: number;
@@ -24,7 +31,9 @@ interface GiveFlags {
 export function giveCommand(io: Io, done: (code: number) => void): Command {
   return new Command('give')
     .description('Share this connection: a proxy (HTTP CONNECT, HTTP forward, SOCKS5) for holders of server tickets')
-    .requiredOption('--listen <host:port>', 'address to listen on (port 0 picks a free port)', parseListen)
+    .option('--listen <host:port>', 'address to listen on (port 0 picks a free port)', parseListen)
+    .option('--pause', 'pause the give peer running on this home (leaves the registry, refuses clients)')
+    .option('--resume', 'resume the paused give peer running on this home')
     .option('--home <dir>', 'agent home (default $LANTERN_HOME, else ~/.lantern-agent); must be logged in')
     .option('--allow-private-destinations', 'also connect to private, loopback and link-local addresses (tests, demos)')
     .option('--max-clients <n>', 'tunnels and requests served at once', parsePositiveInt, 64)
@@ -37,18 +46,32 @@ export function giveCommand(io: Io, done: (code: number) => void): Command {
     .action(async (flags: GiveFlags) => done(await runGive(io, flags)));
 }
 
+/** The control socket of a give peer running on a home. */
+export const giveSocketPath = (home: string) => join(home, 'give.sock');
+
 async function runGive(io: Io, flags: GiveFlags): Promise<number> {
+  const home = resolveHome(flags.home, io.env);
+  if (flags.pause || flags.resume) {
+    if (flags.pause && flags.resume) throw new LanternError('LA_ERR_USAGE', 'use --pause or --resume');
+    const result = await controlRequest(giveSocketPath(home), { op: flags.pause ? 'pause' : 'resume' });
+    if (!result) throw new LanternError('LA_ERR_USAGE', 'no give peer runs on this home');
+    if (flags.json) writeJson(io.stdout, result);
+    else writeLine(io.stdout, `give peer ${result['paused'] ? 'paused' : 'resumed'}`);
+    return 0;
+  }
+  if (!flags.listen) throw new LanternError('LA_ERR_USAGE', '--listen HOST:PORT is required to run a give peer');
+  const listenAt = flags.listen;
   const logger = createLogger({ level: flags.logLevel, unsafeLogging: flags.unsafeLogging === true }).child({ component: 'give' });
   // The credential is read once; the keystore is not held, so other commands keep using the home.
-  const credential = await withKeystore(resolveHome(flags.home, io.env), requireCredential);
+  const credential = await withKeystore(home, requireCredential);
   const api = await signedClient(credential);
   // The ticket key comes from the server this home is logged in to; tickets are then checked offline.
   const publicKey = await api.ticketKey();
   const proxy = new GiveProxy(
     { tickets: new TicketVerifier(publicKey), clock: systemClock, logger },
     {
-      host: flags.listen.host,
-      port: flags.listen.port,
+      host: listenAt.host,
+      port: listenAt.port,
       allowPrivateDestinations: flags.allowPrivateDestinations === true,
       maxClients: flags.maxClients,
       ...(flags.maxMbps ? { maxMbps: flags.maxMbps } : {}),
@@ -71,9 +94,23 @@ async function runGive(io: Io, flags: GiveFlags): Promise<number> {
       throw err;
     }
   }
+  // `status` and `give --pause|--resume` reach this process through a socket in the home.
+  const control = new ControlSocketServer({ logger }, giveSocketPath(home), async (value) => {
+    const { op } = parseMessage(GiveControlRequest, value);
+    if (op === 'pause' && !proxy.stats().paused) {
+      proxy.setPaused(true);
+      if (flags.register) await registrar.pause();
+    } else if (op === 'resume' && proxy.stats().paused) {
+      proxy.setPaused(false);
+      if (flags.register) await registrar.resume();
+    }
+    return { role: 'give', url: proxy.url, registration: registrar.info ?? null, lastVerdict: null, ...proxy.stats() };
+  });
+  await control.start();
   const signal = await io.stopSignal;
   if (flags.json) writeJson(io.stdout, { event: 'stopping', signal });
   // Out of the registry first, so no new client is sent here, then drain the tunnels.
+  await control.stop();
   if (flags.register) await registrar.stop();
   await proxy.stop();
   await api.close();
@@ -97,6 +134,27 @@ export function ticketCommand(io: Io, done: (code: number) => void): Command {
       });
       if (flags.json) writeJson(io.stdout, { ticket: answer.ticket, expiresAt: new Date(answer.expiresAt).toISOString() });
       else writeLine(io.stdout, answer.ticket);
+      done(0);
+    });
+}
+
+export function statusCommand(io: Io, done: (code: number) => void): Command {
+  return new Command('status')
+    .description('Is my proxy reachable and used? Asks the give peer running on this home')
+    .option('--home <dir>', 'agent home (default $LANTERN_HOME, else ~/.lantern-agent)')
+    .option('--json', 'print JSON')
+    .action(async (flags: { home?: string; json?: boolean }) => {
+      const result = (await controlRequest(giveSocketPath(resolveHome(flags.home, io.env)), { op: 'status' })) ?? { role: null, running: false };
+      if (flags.json) writeJson(io.stdout, result);
+      else if (result['role'] !== 'give') writeLine(io.stdout, 'no give peer runs on this home');
+      else {
+        const reg = result['registration'] as { state: string; host: string; port: number } | null;
+        writeLine(
+          io.stdout,
+          `give peer at ${String(result['url'])}${result['paused'] ? ' (PAUSED)' : ''}: ${reg ? `registered as ${reg.host}:${reg.port}, ${reg.state}` : 'not registered'}; ` +
+            `${String(result['activeTunnels'])} active tunnel(s), ${String(result['tunnelsServed'])} served, ${String(result['bytesRelayed'])} bytes relayed`,
+        );
+      }
       done(0);
     });
 }

@@ -52,10 +52,21 @@ export class PeerRegistrar implements Startable {
     this.#schedule();
   }
 
-  async stop(): Promise<void> {
-    if (this.#stopped) return;
+  /** Leaves the registry until `resume` (sharing paused). */
+  async pause(): Promise<void> {
     this.#stopped = true;
     if (this.#timer) this.#c.clock.clearTimeout(this.#timer);
+    this.#info = undefined;
     await this.#c.api.unregisterPeer().catch((err: unknown) => this.#c.logger.warn({ err }, 'could not unregister'));
+  }
+
+  async resume(): Promise<void> {
+    this.#stopped = false;
+    await this.start();
+  }
+
+  async stop(): Promise<void> {
+    if (this.#stopped) return;
+    await this.pause();
   }
 }

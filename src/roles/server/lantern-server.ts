@@ -29,7 +29,8 @@ import { PROTOCOL_VERSION, VERSION_HEADER } from '../../protocol/version.js';
 import type { Notifier, ServerStore } from '../../storage/server-store.js';
 import { AccountService } from './accounts.js';
 import { Authenticator, type AuthContext } from './authenticator.js';
-import { ControlSocket } from './control-socket.js';
+import { ControlSocketServer } from '../../net/control-socket.js';
+import { ControlRequest } from '../../protocol/messages.js';
 import { EMPTY_BODY, hasBody, parseJson, readBody, sendEmpty, sendError, sendJson } from './http-kit.js';
 import { Mailbox } from './mailbox.js';
 import type { ServerOptions } from './options.js';
@@ -79,7 +80,7 @@ export class LanternServer implements Startable {
   /** Routes with `:param` segments, tried when no exact path matches. */
   readonly #patterns: Array<{ segments: string[]; byMethod: Map<string, Route> }> = [];
   #http: Server | undefined;
-  #control: ControlSocket | undefined;
+  #control: ControlSocketServer | undefined;
   #expireTimer: ReturnType<typeof setInterval> | undefined;
   #url: string | undefined;
   #stopped: Promise<void> | undefined;
@@ -119,7 +120,10 @@ export class LanternServer implements Startable {
     this.#http = server;
     this.#url = formatUrl(tls ? 'https' : 'http', addr.host, addr.port);
     if (this.#listen.controlSocketPath) {
-      this.#control = new ControlSocket({ accounts: this.accounts, logger: this.#c.logger }, this.#listen.controlSocketPath);
+      this.#control = new ControlSocketServer({ logger: this.#c.logger }, this.#listen.controlSocketPath, async (value) => {
+        const req = parseMessage(ControlRequest, value);
+        return req.op === 'account.add' ? this.accounts.add(req.name, req.role, req.password) : this.accounts.revoke(req.name, req.deviceId);
+      });
       await this.#control.start();
     }
     this.#expireTimer = setInterval(() => void this.runRetention(), this.#options.expireIntervalMs);

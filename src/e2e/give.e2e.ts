@@ -97,3 +97,34 @@ test('give without a login says so', async (t) => {
   t.is(r.code, 4);
   t.regex(r.stderr, /LA_ERR_NOT_LOGGED_IN/);
 });
+
+test('availability ads reach contacts who were offline; strangers are ignored; expired ads are dropped', async (t) => {
+  const owner = await addAgent(ctx.server, ctx.dir, 'owner');
+  const friend = await addAgent(ctx.server, ctx.dir, 'friend');
+  const late = await addAgent(ctx.server, ctx.dir, 'late');
+  const stranger = await addAgent(ctx.server, ctx.dir, 'stranger');
+  for (const a of [friend, late]) t.is((await runCli(['contacts', 'add', owner.userId, '--home', a.home, '--name', 'owner'])).code, 0);
+  // Nobody is polling: the ads wait on the server, end-to-end encrypted.
+  const give = await startRole(
+    ['give', '--listen', '127.0.0.1:0', '--home', owner.home, '--allow-private-destinations', '--advertise-to', friend.userId, late.userId, stranger.userId, '--ad-lifetime', '5s'],
+    'advertised',
+  );
+  t.teardown(() => give.stop('SIGKILL'));
+  const port = Number(new URL(give.url).port);
+  t.like(give.events.find((e) => e['event'] === 'advertised'), { sentTo: [friend.userId, late.userId, stranger.userId], failed: [] });
+  const adLine = async (home: string) => JSON.parse((await runCli(['inbox', '--home', home, '--json'])).stdout.trim()) as Record<string, unknown>;
+  t.like(await adLine(friend.home), { adStatus: 'accepted', ad: { host: '127.0.0.1', port, protocols: ['connect', 'http', 'socks5'] } });
+  const kept = JSON.parse((await runCli(['ads', '--home', friend.home, '--json'])).stdout) as Array<Record<string, unknown>>;
+  t.is(kept.length, 1);
+  t.like(kept[0], { host: '127.0.0.1', port, from: { userId: owner.userId, deviceId: owner.deviceId } });
+  t.like(await adLine(stranger.home), { adStatus: 'not-a-contact' });
+  t.deepEqual(JSON.parse((await runCli(['ads', '--home', stranger.home, '--json'])).stdout), []);
+  const expiresAt = (kept[0]!['expiresAt'] as number) + 200;
+  await new Promise((r) => setTimeout(r, Math.max(0, expiresAt - Date.now())));
+  t.like(await adLine(late.home), { adStatus: 'expired' }, 'an ad read after its expiry is not kept');
+  t.deepEqual(JSON.parse((await runCli(['ads', '--home', friend.home, '--json'])).stdout), [], 'an expired ad is dropped');
+  t.deepEqual(
+    (JSON.parse((await runCli(['contacts', 'list', '--home', friend.home, '--json'])).stdout) as Array<{ userId: string }>).map((c) => c.userId),
+    [owner.userId],
+  );
+});

@@ -285,3 +285,21 @@ export type PeerInfo = z.infer<typeof PeerInfo>;
 
 /** DELETE /v1/peers answer. */
 export const UnregisterPeerResponse = z.strictObject({ unregistered: z.boolean() });
+
+// ---- Inside end-to-end encrypted messages (the server never sees these).
+
+/** A give peer's availability advertisement (kaleidoscope), sent to the owner's contacts. */
+export const Advertisement = z.strictObject({
+  host: z.string().min(1).max(255),
+  port: z.int().min(1).max(65535),
+  protocols: z.array(ProxyProtocol).min(1).max(3),
+  expiresAt: z.int(),
+});
+export type Advertisement = z.infer<typeof Advertisement>;
+
+/** The plaintext of every encrypted message: a text, or an advertisement. */
+export const Envelope = z.union([
+  z.strictObject({ v: z.literal(1), text: z.string().max(64 * 1024) }),
+  z.strictObject({ v: z.literal(1), ad: Advertisement }),
+]);
+export type Envelope = z.infer<typeof Envelope>;

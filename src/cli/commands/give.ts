@@ -9,8 +9,9 @@ import { createLogger } from '../../core/logger.js';
 import { TicketVerifier } from '../../crypto/tickets.js';
 import { GiveProxy } from '../../roles/give/give-proxy.js';
 import { PeerRegistrar } from '../../roles/give/peer-registration.js';
-import { requireCredential, signedClient, withKeystore } from '../agent-home.js';
-import { parseListen, parsePositiveInt, resolveHome } from '../config.js';
+import { Messenger } from '../../messaging/messenger.js';
+import { openAgent, requireCredential, signedClient, withKeystore } from '../agent-home.js';
+import { parseDuration, parseListen, parsePositiveInt, resolveHome } from '../config.js';
 import { writeJson, writeLine, type Io } from '../io.js';
 
 interface GiveFlags {
@@ -23,6 +24,8 @@ interface GiveFlags {
   maxMbps?: number;
   publicAddr?: string;
   register: boolean;
+  advertiseTo?: string[];
+  adLifetime: number;
   json?: boolean;
   logLevel: string;
   unsafeLogging?: boolean;
@@ -40,6 +43,8 @@ export function giveCommand(io: Io, done: (code: number) => void): Command {
     .option('--max-mbps <n>', 'shared bandwidth cap in megabits per second', parsePositiveInt)
     .option('--public-addr <host:port>', 'how the world reaches this proxy (a hint: the server uses the connection address)')
     .option('--no-register', 'do not register with the server (serve only peers that were told the address)')
+    .option('--advertise-to <userIds...>', "send an availability ad to these users (store-and-forward, end-to-end encrypted)")
+    .option('--ad-lifetime <duration>', 'how long ads stay valid', parseDuration, 3600_000)
     .option('--json', 'print NDJSON events on stdout')
     .option('--log-level <level>', 'log level (stderr, JSON)', 'info')
     .option('--unsafe-logging', 'keep IP addresses in logs')
@@ -94,6 +99,10 @@ async function runGive(io: Io, flags: GiveFlags): Promise<number> {
       throw err;
     }
   }
+  if (flags.advertiseTo?.length) {
+    const sent = await advertise(home, flags, proxy, registrar.info, logger);
+    if (flags.json) writeJson(io.stdout, { event: 'advertised', ...sent });
+  }
   // `status` and `give --pause|--resume` reach this process through a socket in the home.
   const control = new ControlSocketServer({ logger }, giveSocketPath(home), async (value) => {
     const { op } = parseMessage(GiveControlRequest, value);
@@ -116,6 +125,46 @@ async function runGive(io: Io, flags: GiveFlags): Promise<number> {
   await api.close();
   if (flags.json) writeJson(io.stdout, { event: 'stopped', ...proxy.stats() });
   return 0;
+}
+
+/**
+ * Sends an availability ad (address, port, protocols, expiry) to each user, end-to-end encrypted
+ * and stored by the server until they come online. The address is --public-addr if given, else the
+ * one the server saw at registration, else the listening address.
+ */
+async function advertise(
+  home: string,
+  flags: GiveFlags,
+  proxy: GiveProxy,
+  registration: { host: string; port: number } | undefined,
+  logger: ReturnType<typeof createLogger>,
+): Promise<{ sentTo: string[]; failed: Array<{ userId: string; code: string }> }> {
+  const hint = flags.publicAddr ? parseListen(flags.publicAddr) : undefined;
+  const where = hint ?? registration ?? proxy.address;
+  const ad = { host: where.host, port: where.port, protocols: ['connect', 'http', 'socks5'] as Array<'connect' | 'http' | 'socks5'>, expiresAt: Date.now() + flags.adLifetime };
+  const sentTo: string[] = [];
+  const failed: Array<{ userId: string; code: string }> = [];
+  // The keystore is held only while the ads are encrypted and sent.
+  await withKeystore(home, async (keystore) => {
+    const credential = await requireCredential(keystore);
+    const { api, cipher } = await openAgent(keystore, credential);
+    try {
+      if (!cipher) throw new LanternError('LA_ERR_NOT_LOGGED_IN', 'This home has no Signal identity; run `lantern-agent login` again');
+      const messenger = new Messenger({ api, keystore, cipher, logger }, { userId: credential.userId, deviceId: credential.deviceId });
+      for (const userId of flags.advertiseTo ?? []) {
+        try {
+          await messenger.sendEnvelope(userId, { v: 1, ad }, { copyToOwnDevices: false });
+          sentTo.push(userId);
+        } catch (err) {
+          failed.push({ userId, code: LanternError.is(err) ? err.code : 'LA_ERR_INTERNAL' });
+          logger.warn({ code: (err as LanternError).code }, 'could not send an availability ad');
+        }
+      }
+    } finally {
+      await api.close();
+    }
+  });
+  return { sentTo, failed };
 }
 
 export function ticketCommand(io: Io, done: (code: number) => void): Command {

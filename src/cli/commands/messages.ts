@@ -4,8 +4,9 @@ import { LanternError } from '../../core/errors.js';
 import { createLogger } from '../../core/logger.js';
 import { UserId } from '../../protocol/messages.js';
 import { MAX_DEVICE_ID } from '../../protocol/version.js';
-import { Inbox, type ReceivedMessage } from '../../roles/get/inbox.js';
-import { Messenger } from '../../roles/get/messenger.js';
+import { Contacts } from '../../messaging/contacts.js';
+import { Inbox, type ReceivedMessage } from '../../messaging/inbox.js';
+import { Messenger } from '../../messaging/messenger.js';
 import { openAgent, requireCredential, withKeystore } from '../agent-home.js';
 import { parsePositiveInt, parseSeconds, resolveHome } from '../config.js';
 import { readAll, writeJson, writeLine, type Io } from '../io.js';
@@ -84,6 +85,11 @@ function show(io: Io, json: boolean | undefined, m: ReceivedMessage): void {
     writeLine(io.stderr, `error ${m.error.code}: message ${m.id} from ${m.from.userId}:${m.from.deviceId} could not be decrypted (kept; the session is rebuilt): ${m.error.message}`);
     return;
   }
+  if (m.ad) {
+    if (json) writeJson(io.stdout, { id: m.id, from: m.from, sentAt, encrypted: true, ad: m.ad, adStatus: m.adStatus });
+    else writeLine(io.stdout, `[${sentAt}] ${m.from.userId}:${m.from.deviceId}: availability ad ${m.ad.host}:${m.ad.port} (${m.adStatus === 'accepted' ? 'kept' : `ignored: ${m.adStatus}`})`);
+    return;
+  }
   if (json) writeJson(io.stdout, { id: m.id, from: m.from, sentAt, encrypted: m.encrypted, text: m.text });
   else writeLine(io.stdout, `[${sentAt}] ${m.from.userId}:${m.from.deviceId}${m.encrypted ? '' : ' (unencrypted)'}: ${m.text}`);
 }
@@ -101,7 +107,7 @@ export function inboxCommand(io: Io, done: (code: number) => void): Command {
       await withKeystore(resolveHome(flags.home, io.env), async (keystore) => {
         const credential = await requireCredential(keystore);
         const { api, cipher, deviceKeys } = await openAgent(keystore, credential);
-        const inbox = new Inbox({ api, keystore, logger, deviceKeys, ...(cipher ? { cipher } : {}) });
+        const inbox = new Inbox({ api, keystore, logger, deviceKeys, contacts: new Contacts(keystore), ...(cipher ? { cipher } : {}) });
         const abort = new AbortController();
         void io.stopSignal.then(() => abort.abort());
         try {

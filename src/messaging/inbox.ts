@@ -1,12 +1,12 @@
-import { LanternError } from '../../core/errors.js';
-import type { Logger } from '../../core/logger.js';
-import type { DeviceKeys } from '../../crypto/signal/device-keys.js';
-import { ONE_TIME_KEYS } from '../../crypto/signal/device-keys.js';
-import { MESSAGE_TYPE, type SignalCipher } from '../../crypto/signal/signal-cipher.js';
-import type { ApiClient } from '../../net/api-client.js';
-import type { Address, DeliveredMessage } from '../../protocol/messages.js';
-import type { Keystore } from '../../storage/keystore.js';
-import type { Envelope } from './messenger.js';
+import { LanternError } from '../core/errors.js';
+import type { Logger } from '../core/logger.js';
+import type { DeviceKeys } from '../crypto/signal/device-keys.js';
+import { ONE_TIME_KEYS } from '../crypto/signal/device-keys.js';
+import { MESSAGE_TYPE, type SignalCipher } from '../crypto/signal/signal-cipher.js';
+import type { ApiClient } from '../net/api-client.js';
+import { Envelope, type Address, type Advertisement, type DeliveredMessage } from '../protocol/messages.js';
+import type { Keystore } from '../storage/keystore.js';
+import type { Contacts } from './contacts.js';
 
 /** A message as kept in the keystore and shown to the user. */
 export interface ReceivedMessage {
@@ -17,6 +17,9 @@ export interface ReceivedMessage {
   /** Whether it came end-to-end encrypted (false for --raw sends). */
   encrypted: boolean;
   text?: string;
+  /** An availability ad, and what became of it (kept only from contacts, and only unexpired). */
+  ad?: Advertisement;
+  adStatus?: 'accepted' | 'not-a-contact' | 'expired';
   /** Set when it could not be decrypted; the ciphertext is kept in `payload`. */
   error?: { code: string; message: string };
   payload?: string;
@@ -32,6 +35,9 @@ export interface InboxComponents {
   cipher?: SignalCipher;
   /** Tops up one-time keys after prekey messages used some. */
   deviceKeys?: DeviceKeys;
+  /** Decides which availability ads to keep. Without it ads are reported and not kept. */
+  contacts?: Contacts;
+  now?: () => number;
 }
 
 /**
@@ -77,9 +83,13 @@ export class Inbox {
     try {
       if (!this.#c.cipher) throw new LanternError('LA_ERR_DECRYPT_FAILED', 'This home has no Signal identity; log in again');
       const plain = await this.#c.cipher.decrypt(m.from, m.type, m.payload);
-      const envelope = JSON.parse(new TextDecoder().decode(plain)) as Envelope;
-      if (envelope.v !== 1 || typeof envelope.text !== 'string') throw new LanternError('LA_ERR_DECRYPT_FAILED', 'Unknown envelope');
-      return { ...base, encrypted: true, text: envelope.text };
+      const parsed = Envelope.safeParse(JSON.parse(new TextDecoder().decode(plain)));
+      if (!parsed.success) throw new LanternError('LA_ERR_DECRYPT_FAILED', 'Unknown envelope');
+      const envelope = parsed.data;
+      if ('text' in envelope) return { ...base, encrypted: true, text: envelope.text };
+      const now = this.#c.now?.() ?? Date.now();
+      const adStatus = this.#c.contacts ? await this.#c.contacts.acceptAd(m.from, envelope.ad, now) : 'not-a-contact';
+      return { ...base, encrypted: true, ad: envelope.ad, adStatus };
     } catch (err) {
       if (LanternError.is(err, 'LA_ERR_DUPLICATE_MESSAGE')) return undefined;
       const e = LanternError.is(err) ? err : new LanternError('LA_ERR_DECRYPT_FAILED', (err as Error).message, { cause: err });

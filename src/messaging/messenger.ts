@@ -1,16 +1,11 @@
 import { randomUUID } from 'node:crypto';
-import { LanternError } from '../../core/errors.js';
-import type { Logger } from '../../core/logger.js';
-import type { SignalCipher } from '../../crypto/signal/signal-cipher.js';
-import type { ApiClient } from '../../net/api-client.js';
-import type { Address, DeviceMessage } from '../../protocol/messages.js';
-import type { Keystore } from '../../storage/keystore.js';
+import { LanternError } from '../core/errors.js';
+import type { Logger } from '../core/logger.js';
+import type { SignalCipher } from '../crypto/signal/signal-cipher.js';
+import type { ApiClient } from '../net/api-client.js';
+import type { Address, DeviceMessage, Envelope } from '../protocol/messages.js';
+import type { Keystore } from '../storage/keystore.js';
 
-/** The plaintext inside every ciphertext (versioned, so later fields can be added). */
-export interface Envelope {
-  v: 1;
-  text: string;
-}
 
 const devicesKey = (userId: string) => `sig!devices!${userId}`;
 const MAX_ATTEMPTS = 4;
@@ -36,11 +31,17 @@ export class Messenger {
   }
 
   /** Sends `text` to every device of `userId` (and a copy to our other devices); returns the devices reached. */
-  async send(userId: string, text: string): Promise<{ id: string; devices: number[]; ownDevices: number[] }> {
-    const plaintext = new TextEncoder().encode(JSON.stringify({ v: 1, text } satisfies Envelope));
+  send(userId: string, text: string): Promise<{ id: string; devices: number[]; ownDevices: number[] }> {
+    return this.sendEnvelope(userId, { v: 1, text });
+  }
+
+  /** Sends any envelope (a text, an availability ad) the same way. */
+  async sendEnvelope(userId: string, envelope: Envelope, options: { copyToOwnDevices?: boolean } = {}) {
+    const plaintext = new TextEncoder().encode(JSON.stringify(envelope));
     const id = randomUUID();
     const devices = await this.#sendToUser(id, userId, plaintext);
-    const ownDevices = userId === this.#self.userId ? [] : await this.#sendToUser(randomUUID(), this.#self.userId, plaintext);
+    const copy = options.copyToOwnDevices ?? true;
+    const ownDevices = !copy || userId === this.#self.userId ? [] : await this.#sendToUser(randomUUID(), this.#self.userId, plaintext);
     return { id, devices, ownDevices };
   }
 

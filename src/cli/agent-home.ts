@@ -11,11 +11,24 @@ import { loadCredential, loadSession, saveSession, type StoredCredential } from 
 import type { Keystore } from '../storage/keystore.js';
 import { LevelKeystore } from '../storage/level-keystore.js';
 
-/** Opens the LevelDB keystore of an agent home, runs `fn`, closes it. */
+/**
+ * Opens the LevelDB keystore of an agent home, runs `fn`, closes it. Long-running roles open it
+ * only briefly, so when another command holds it, opening is retried for a few seconds instead of
+ * failing on the lock.
+ */
 export async function withKeystore<T>(home: string, fn: (keystore: Keystore) => Promise<T>): Promise<T> {
   await mkdir(home, { recursive: true, mode: 0o700 });
-  const keystore = new LevelKeystore(join(home, 'keystore'));
-  await keystore.open();
+  let keystore: LevelKeystore;
+  for (let attempt = 1; ; attempt++) {
+    keystore = new LevelKeystore(join(home, 'keystore'));
+    try {
+      await keystore.open();
+      break;
+    } catch (err) {
+      if (!LanternError.is(err, 'LA_ERR_STORE_LOCKED') || attempt >= 100) throw err;
+      await new Promise((r) => setTimeout(r, 50 + Math.random() * 100));
+    }
+  }
   try {
     return await fn(keystore);
   } finally {

@@ -128,3 +128,46 @@ test('availability ads reach contacts who were offline; strangers are ignored; e
     [owner.userId],
   );
 });
+
+test('get tunnels through contacts\' give peers, fails over when one is killed, and inbox keeps working', async (t) => {
+  const target = await origin(t);
+  const a = await addAgent(ctx.server, ctx.dir, 'peer-a');
+  const b = await addAgent(ctx.server, ctx.dir, 'peer-b');
+  const user = await addAgent(ctx.server, ctx.dir, 'user');
+  for (const p of [a, b]) t.is((await runCli(['contacts', 'add', p.userId, '--home', user.home])).code, 0);
+  const gives = [];
+  for (const p of [a, b]) {
+    const g = await startRole(['give', '--listen', '127.0.0.1:0', '--home', p.home, '--allow-private-destinations', '--advertise-to', user.userId], 'advertised');
+    t.teardown(() => g.stop('SIGKILL'));
+    gives.push(g);
+  }
+  const get = await startRole(['get', '--listen', '127.0.0.1:0', '--home', user.home]);
+  t.teardown(() => get.stop('SIGKILL'));
+  // The ads arrive through get's own background inbox; wait until both peers are known.
+  for (let i = 0; i < 100 && get.events.filter((e) => e['event'] === 'message' && e['adStatus'] === 'accepted').length < 2; i++) {
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  await new Promise((r) => setTimeout(r, 300));
+  const fetchVia = async (proxyTunnel: boolean) => {
+    const res = await request(target, { dispatcher: new ProxyAgent({ uri: get.url, proxyTunnel }) });
+    return sha(Buffer.from(await res.body.arrayBuffer()));
+  };
+  t.is(await fetchVia(true), FILE_SHA, 'CONNECT through get');
+  t.is(await fetchVia(false), FILE_SHA, 'HTTP forward through get');
+  const socks = await new Promise<Buffer>((resolve, reject) => {
+    httpGet(target, { agent: new SocksProxyAgent(`socks5://${new URL(get.url).host}`) }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => resolve(Buffer.concat(chunks)));
+    }).on('error', reject);
+  });
+  t.is(sha(socks), FILE_SHA, 'SOCKS5 through get');
+  // One give peer dies: every request still succeeds through the other.
+  await gives[0]!.stop('SIGKILL');
+  for (let i = 0; i < 4; i++) t.is(await fetchVia(true), FILE_SHA, `after the kill, request ${i + 1}`);
+  // Other commands on the same home keep working while get runs.
+  const inbox = await runCli(['inbox', '--home', user.home]);
+  t.is(inbox.code, 0, inbox.stderr);
+  t.is((await runCli(['send', '--home', a.home, '--to', user.userId, 'hello user'])).code, 0);
+  t.is(await get.stop('SIGTERM'), 0);
+});

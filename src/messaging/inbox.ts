@@ -4,7 +4,7 @@ import type { DeviceKeys } from '../crypto/signal/device-keys.js';
 import { ONE_TIME_KEYS } from '../crypto/signal/device-keys.js';
 import { MESSAGE_TYPE, type SignalCipher } from '../crypto/signal/signal-cipher.js';
 import type { ApiClient } from '../net/api-client.js';
-import { Envelope, type Address, type Advertisement, type DeliveredMessage } from '../protocol/messages.js';
+import { Envelope, type Address, type Advertisement, type DeliveredMessage, type PollResponse } from '../protocol/messages.js';
 import type { Keystore } from '../storage/keystore.js';
 import type { Contacts } from './contacts.js';
 
@@ -55,9 +55,13 @@ export class Inbox {
   }
 
   async receive(waitSeconds: number, limit = 100, signal?: AbortSignal): Promise<{ messages: ReceivedMessage[]; more: boolean } | undefined> {
+    const batch = await this.#c.api.poll(waitSeconds, limit, signal);
+    return batch && this.handle(batch);
+  }
+
+  /** Decrypts, stores and acks one polled batch (for callers that poll themselves). */
+  async handle(batch: PollResponse): Promise<{ messages: ReceivedMessage[]; more: boolean }> {
     const { api, keystore, logger } = this.#c;
-    const batch = await api.poll(waitSeconds, limit, signal);
-    if (!batch) return undefined;
     const fresh: ReceivedMessage[] = [];
     let usedPreKeys = false;
     for (const m of batch.messages) {

@@ -8,6 +8,7 @@ import {
   ErrorBody,
   KeyCounts,
   PeerInfo,
+  RoundRobinResponse,
   UnregisterPeerResponse,
   LoginResponse,
   PollResponse,
@@ -145,6 +146,11 @@ export class ApiClient {
 
   heartbeatPeer(): Promise<PeerInfo> {
     return this.#call('POST', '/v1/peers/heartbeat', undefined, PeerInfo);
+  }
+
+  /** The verified round robin. */
+  async roundRobin(): Promise<Array<{ host: string; port: number }>> {
+    return (await this.#call('GET', '/v1/peers/round-robin', undefined, RoundRobinResponse)).peers;
   }
 
   peerSelf(): Promise<PeerInfo> {

@@ -283,6 +283,11 @@ export const PeerInfo = z.strictObject({
 });
 export type PeerInfo = z.infer<typeof PeerInfo>;
 
+/** GET /v1/peers/round-robin — the verified give peers (what get clients may use). */
+export const RoundRobinResponse = z.strictObject({
+  peers: z.array(z.strictObject({ host: z.string(), port: z.int(), protocols: z.array(ProxyProtocol) })),
+});
+
 /** DELETE /v1/peers answer. */
 export const UnregisterPeerResponse = z.strictObject({ unregistered: z.boolean() });
 

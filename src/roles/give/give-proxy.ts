@@ -9,6 +9,7 @@ import type { Logger } from '../../core/logger.js';
 import type { Startable } from '../../core/lifecycle.js';
 import type { TicketVerifier } from '../../crypto/tickets.js';
 import { formatUrl, listen } from '../../net/listen.js';
+import { readExact, readGreeting, readRequest, SOCKS, SOCKS_REPLY, socksReply } from '../../net/socks5.js';
 import { TICKET_USERNAME } from '../../protocol/ticket.js';
 import { ByteBudget, relay } from './bandwidth.js';
 import { checkLiteralDestination, guardedLookup } from './destination-policy.js';
@@ -51,8 +52,6 @@ const HOP_BY_HOP = new Set([
   'host',
 ]);
 
-const SOCKS = { version: 5, userPass: 2, noAcceptable: 0xff, connect: 1, ipv4: 1, domain: 3, ipv6: 4 } as const;
-const SOCKS_REPLY = { ok: 0, failure: 1, notAllowed: 2, hostUnreachable: 4, refused: 5, commandNotSupported: 7, addressNotSupported: 8 } as const;
 
 /**
  * The give-mode proxy: one port that serves HTTP CONNECT, plain HTTP forward proxying and SOCKS5
@@ -268,8 +267,7 @@ export class GiveProxy implements Startable {
 
   async #socks(socket: Socket): Promise<void> {
     try {
-      const [version, count] = await readExact(socket, 2);
-      const methods = await readExact(socket, count!);
+      const { version, methods } = await readGreeting(socket);
       if (version !== SOCKS.version || !methods.includes(SOCKS.userPass) || this.#paused) return this.#decoy(socket);
       socket.write(Buffer.from([SOCKS.version, SOCKS.userPass]));
       const [, ulen] = await readExact(socket, 2);
@@ -278,14 +276,9 @@ export class GiveProxy implements Startable {
       const ticket = (await readExact(socket, plen!)).toString('utf8');
       if (user !== TICKET_USERNAME || !this.#ticketOk(ticket)) return this.#decoy(socket);
       socket.write(Buffer.from([1, 0]));
-      const [, cmd, , atyp] = await readExact(socket, 4);
-      let host: string;
-      if (atyp === SOCKS.ipv4) host = [...(await readExact(socket, 4))].join('.');
-      else if (atyp === SOCKS.domain) host = (await readExact(socket, (await readExact(socket, 1))[0]!)).toString('utf8');
-      else if (atyp === SOCKS.ipv6) host = (await readExact(socket, 16)).toString('hex').replace(/(.{4})(?!$)/g, '$1:');
-      else return void socket.end(socksReply(SOCKS_REPLY.addressNotSupported));
-      const port = (await readExact(socket, 2)).readUInt16BE(0);
-      if (cmd !== SOCKS.connect) return void socket.end(socksReply(SOCKS_REPLY.commandNotSupported));
+      const target = await readRequest(socket);
+      if ('refuse' in target) return void socket.end(socksReply(target.refuse));
+      const { host, port } = target;
       if (!this.#enter()) return void socket.end(socksReply(SOCKS_REPLY.failure));
       let upstream: Socket;
       try {
@@ -299,21 +292,5 @@ export class GiveProxy implements Startable {
     } catch {
       socket.destroy();
     }
-  }
-}
-
-function socksReply(code: number): Buffer {
-  return Buffer.from([SOCKS.version, code, 0, SOCKS.ipv4, 0, 0, 0, 0, 0, 0]);
-}
-
-/** Reads exactly n bytes from a paused socket (SOCKS handshake), with a 10 s limit. */
-async function readExact(socket: Socket, n: number): Promise<Buffer> {
-  if (n === 0) return Buffer.alloc(0);
-  const deadline = Date.now() + 10_000;
-  for (;;) {
-    const chunk = socket.read(n) as Buffer | null;
-    if (chunk) return chunk;
-    if (socket.readableEnded || socket.destroyed || Date.now() > deadline) throw new Error('short read');
-    await Promise.race([once(socket, 'readable'), once(socket, 'close'), new Promise((r) => setTimeout(r, 1000))]);
   }
 }

@@ -283,6 +283,14 @@ export class LanternServer implements Startable {
         sendJson(res, 200, peerInfo(mine));
       },
     });
+    add('GET', '/v1/peers/round-robin', {
+      auth: true,
+      handle: async ({ res }) => {
+        // Get clients only ever receive verified peers.
+        const verified = (await this.#c.store.listPeers(this.#c.clock.now())).filter((p) => p.state === 'verified');
+        sendJson(res, 200, { peers: verified.map(({ host, port, protocols }) => ({ host, port, protocols })) });
+      },
+    });
     add('DELETE', '/v1/peers', {
       auth: true,
       handle: async ({ res, auth }) => sendJson(res, 200, { unregistered: await this.#c.store.unregisterPeer(self(auth)) }),

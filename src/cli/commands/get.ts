@@ -1,0 +1,118 @@
+import { Command } from 'commander';
+import { systemClock } from '../../core/clock.js';
+import { LanternError } from '../../core/errors.js';
+import { createLogger, type Logger } from '../../core/logger.js';
+import { Contacts } from '../../messaging/contacts.js';
+import { Inbox } from '../../messaging/inbox.js';
+import type { ApiClient } from '../../net/api-client.js';
+import type { Upstream } from '../../net/tunnel.js';
+import { LocalProxy } from '../../roles/get/local-proxy.js';
+import { UpstreamPool, type UpstreamSource } from '../../roles/get/upstream-pool.js';
+import { openAgent, requireCredential, signedClient, withKeystore } from '../agent-home.js';
+import { parseListen, resolveHome } from '../config.js';
+import { writeJson, writeLine, type Io } from '../io.js';
+
+interface GetFlags {
+  listen: { host: string; port: number };
+  home?: string;
+  json?: boolean;
+  logLevel: string;
+  unsafeLogging?: boolean;
+}
+
+const REFRESH_MS = 5000;
+
+/**
+ * Where get's upstreams come from: the server's verified round robin and the unexpired ads of
+ * contacts (read from the keystore, which is opened only briefly so other commands keep working).
+ */
+class Upstreams implements UpstreamSource {
+  #peers: Upstream[] = [];
+  #ticket: { ticket: string; expiresAt: number } | undefined;
+
+  constructor(
+    private readonly api: ApiClient,
+    private readonly home: string,
+    private readonly logger: Logger,
+  ) {}
+
+  upstreams(): Upstream[] {
+    return this.#peers;
+  }
+
+  async ticket(): Promise<string> {
+    if (!this.#ticket || this.#ticket.expiresAt - Date.now() < 60_000) this.#ticket = await this.api.ticket();
+    return this.#ticket.ticket;
+  }
+
+  async refresh(): Promise<void> {
+    const verified = await this.api.roundRobin().catch((err: unknown) => {
+      this.logger.warn({ code: (err as LanternError).code }, 'round robin unavailable');
+      return [];
+    });
+    const ads = await withKeystore(this.home, (k) => new Contacts(k).ads(Date.now()));
+    const seen = new Set<string>();
+    this.#peers = [...verified, ...ads]
+      .map(({ host, port }) => ({ host, port }))
+      .filter((p) => !seen.has(`${p.host}:${p.port}`) && seen.add(`${p.host}:${p.port}`));
+  }
+}
+
+export function getCommand(io: Io, done: (code: number) => void): Command {
+  return new Command('get')
+    .description('Run the local proxy (HTTP CONNECT, HTTP forward, SOCKS5) that tunnels through give peers, and receive messages meanwhile')
+    .option('--listen <host:port>', 'local address for the proxy', parseListen, { host: '127.0.0.1', port: 8118 })
+    .option('--home <dir>', 'agent home (default $LANTERN_HOME, else ~/.lantern-agent); must be logged in')
+    .option('--json', 'print NDJSON events on stdout')
+    .option('--log-level <level>', 'log level (stderr, JSON)', 'info')
+    .option('--unsafe-logging', 'keep IP addresses in logs')
+    .action(async (flags: GetFlags) => done(await runGet(io, flags)));
+}
+
+async function runGet(io: Io, flags: GetFlags): Promise<number> {
+  const logger = createLogger({ level: flags.logLevel, unsafeLogging: flags.unsafeLogging === true }).child({ component: 'get' });
+  const home = resolveHome(flags.home, io.env);
+  const credential = await withKeystore(home, requireCredential);
+  const api = await signedClient(credential);
+  const source = new Upstreams(api, home, logger);
+  await source.refresh();
+  const proxy = new LocalProxy({ pool: new UpstreamPool({ source, logger }), logger }, flags.listen);
+  await proxy.start();
+  if (flags.json) writeJson(io.stdout, { event: 'listening', url: proxy.url, upstreams: source.upstreams().length });
+  else writeLine(io.stderr, `lantern-agent get: local proxy on ${proxy.url} (${source.upstreams().length} give peer(s) known)`);
+  const refresher = setInterval(() => void source.refresh().catch((err: unknown) => logger.warn({ err }, 'refresh failed')), REFRESH_MS);
+  // Messages keep arriving while get runs: long-poll without holding the keystore, open it per batch.
+  const abort = new AbortController();
+  const receiving = (async () => {
+    while (!abort.signal.aborted) {
+      try {
+        const batch = await api.poll(30, 100, abort.signal);
+        if (!batch) continue;
+        const got = await withKeystore(home, async (keystore) => {
+          const agent = await openAgent(keystore, credential);
+          try {
+            const inbox = new Inbox({ api: agent.api, keystore, logger, deviceKeys: agent.deviceKeys, contacts: new Contacts(keystore), ...(agent.cipher ? { cipher: agent.cipher } : {}) });
+            return await inbox.handle(batch);
+          } finally {
+            await agent.api.close();
+          }
+        });
+        if (flags.json) for (const m of got.messages) writeJson(io.stdout, { event: 'message', id: m.id, from: m.from, ...(m.ad ? { ad: m.ad, adStatus: m.adStatus } : { text: m.text }) });
+        if (got.messages.some((m) => m.adStatus === 'accepted')) await source.refresh();
+      } catch (err) {
+        if (abort.signal.aborted) break;
+        logger.warn({ code: (err as LanternError).code }, 'receiving failed; retrying');
+        await new Promise((r) => setTimeout(r, 1000));
+      }
+    }
+  })();
+  const signal = await io.stopSignal;
+  if (flags.json) writeJson(io.stdout, { event: 'stopping', signal });
+  clearInterval(refresher);
+  abort.abort();
+  await receiving;
+  await proxy.stop();
+  await api.close();
+  if (flags.json) writeJson(io.stdout, { event: 'stopped' });
+  return 0;
+}

@@ -171,3 +171,52 @@ test('get tunnels through contacts\' give peers, fails over when one is killed, 
   t.is((await runCli(['send', '--home', a.home, '--to', user.userId, 'hello user'])).code, 0);
   t.is(await get.stop('SIGTERM'), 0);
 });
+
+test('the give binary: decoy without a ticket on all three protocols, forged and expired tickets, private destinations, bandwidth cap', async (t) => {
+  const target = await origin(t);
+  const targetHost = new URL(target).host;
+  const owner = await addAgent(ctx.server, ctx.dir, 'strict');
+  const user = await addAgent(ctx.server, ctx.dir, 'strict-user');
+  const strict = await startRole(['give', '--listen', '127.0.0.1:0', '--home', owner.home, '--no-register'], 'listening');
+  t.teardown(() => strict.stop('SIGKILL'));
+  const port = Number(new URL(strict.url).port);
+  const { ticket } = JSON.parse((await runCli(['ticket', '--home', user.home, '--json'])).stdout) as { ticket: string };
+  const raw = async (data: Buffer | string) => {
+    const { connect } = await import('node:net');
+    const s = connect(port, '127.0.0.1');
+    s.write(data);
+    const chunks: Buffer[] = [];
+    s.on('data', (c: Buffer) => chunks.push(c));
+    await new Promise((r) => s.once('close', r));
+    return Buffer.concat(chunks).toString('latin1');
+  };
+  const auth = (tk: string) => `Proxy-Authorization: Basic ${Buffer.from(`ticket:${tk}`).toString('base64')}\r\n`;
+  t.regex(await raw(`CONNECT ${targetHost} HTTP/1.1\r\nHost: x\r\n\r\n`), /^HTTP\/1\.1 404 Not Found[\s\S]*nginx/);
+  t.regex(await raw(`GET ${target} HTTP/1.1\r\nHost: x\r\n\r\n`), /^HTTP\/1\.1 404 Not Found/);
+  t.regex(await raw(Buffer.from([5, 1, 0])), /^HTTP\/1\.1 404 Not Found/);
+  const [body, sig] = ticket.split('.');
+  const forged = `${body}.${Buffer.from(sig!, 'base64url').reverse().toString('base64url')}`;
+  t.regex(await raw(`CONNECT ${targetHost} HTTP/1.1\r\nHost: x\r\n${auth(forged)}\r\n`), /^HTTP\/1\.1 404 Not Found/, 'forged ticket');
+  // Without --allow-private-destinations, loopback targets are refused even with a good ticket.
+  t.regex(await raw(`CONNECT ${targetHost} HTTP/1.1\r\nHost: x\r\n${auth(ticket)}\r\n`), /^HTTP\/1\.1 403/);
+  await strict.stop('SIGTERM');
+
+  // An expired ticket, from a server issuing 1 s tickets.
+  const shortLived = await startRole(['server', '--listen', '127.0.0.1:0', '--data-dir', `${ctx.dir}/short-data`, '--ticket-lifetime', '1s']);
+  t.teardown(() => shortLived.stop('SIGKILL'));
+  const sOwner = await addAgent({ ...shortLived, dataDir: `${ctx.dir}/short-data` }, ctx.dir, 'short-owner');
+  const sUser = await addAgent({ ...shortLived, dataDir: `${ctx.dir}/short-data` }, ctx.dir, 'short-user');
+  const capped = await startRole(['give', '--listen', '127.0.0.1:0', '--home', sOwner.home, '--allow-private-destinations', '--no-register', '--max-mbps', '8'], 'listening');
+  t.teardown(() => capped.stop('SIGKILL'));
+  const expiring = (JSON.parse((await runCli(['ticket', '--home', sUser.home, '--json'])).stdout) as { ticket: string }).ticket;
+  const basic = `Basic ${Buffer.from(`ticket:${expiring}`).toString('base64')}`;
+  const started = performance.now();
+  const res = await request(target, { dispatcher: new ProxyAgent({ uri: capped.url, token: basic }) });
+  const got = Buffer.from(await res.body.arrayBuffer());
+  const mbps = (got.length * 8) / ((performance.now() - started) / 1000) / 1e6;
+  t.is(sha(got), FILE_SHA);
+  t.true(mbps <= 8.8, `the 8 Mbit/s cap holds: ${mbps.toFixed(2)}`);
+  await new Promise((r) => setTimeout(r, 1200));
+  const late = await request(target, { dispatcher: new ProxyAgent({ uri: capped.url, token: basic }) }).catch((e: Error) => e);
+  t.true(late instanceof Error || late.statusCode === 404, 'an expired ticket gets the decoy');
+});

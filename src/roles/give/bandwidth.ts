@@ -12,8 +12,9 @@ export class ByteBudget {
 
   constructor(bytesPerSecond: number) {
     this.#rate = bytesPerSecond;
-    // A tenth of a second of burst keeps the cap tight over short windows.
-    this.#burst = Math.max(64 * 1024, bytesPerSecond / 10);
+    // A fiftieth of a second of burst keeps the cap tight even over short transfers; larger chunks
+    // go through and put the budget in debt, which the next ones wait out.
+    this.#burst = Math.max(16 * 1024, bytesPerSecond / 50);
     this.#tokens = this.#burst;
   }
 

@@ -1,8 +1,8 @@
 import { once } from 'node:events';
 import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
 import { connect, createServer, type Server, type Socket } from 'node:net';
-import { pipeline } from 'node:stream/promises';
-import { Agent, request } from 'undici';
+import { Writable } from 'node:stream';
+import { Agent } from 'undici';
 import type { Clock } from '../../core/clock.js';
 import { LanternError } from '../../core/errors.js';
 import type { Logger } from '../../core/logger.js';
@@ -30,6 +30,26 @@ export interface GiveProxyStats {
   bytesRelayed: number;
   refused: number;
   paused: boolean;
+}
+
+/** Passes bytes on to the client's response, counting them. */
+class CountingWritable extends Writable {
+  constructor(
+    private readonly res: ServerResponse,
+    private readonly count: (n: number) => void,
+  ) {
+    super();
+  }
+
+  override _write(chunk: Buffer, _enc: BufferEncoding, done: (err?: Error | null) => void): void {
+    this.count(chunk.length);
+    if (this.res.write(chunk)) done();
+    else this.res.once('drain', () => done());
+  }
+
+  override _final(done: (err?: Error | null) => void): void {
+    this.res.end(() => done());
+  }
 }
 
 /** What a web server that is not a proxy answers (nginx's own 404 page). */
@@ -243,17 +263,16 @@ export class GiveProxy implements Startable {
       const headers: Record<string, string | string[]> = {};
       for (const [k, v] of Object.entries(req.headers)) if (v !== undefined && !HOP_BY_HOP.has(k)) headers[k] = v;
       const hasBody = req.headers['content-length'] !== undefined || req.headers['transfer-encoding'] !== undefined;
-      const upstream = await request(target, {
-        method: req.method as 'GET',
-        headers,
-        body: hasBody ? req : null,
-        dispatcher: this.#upstream,
-      });
-      const out: Record<string, string | string[]> = {};
-      for (const [k, v] of Object.entries(upstream.headers)) if (v !== undefined && !HOP_BY_HOP.has(k)) out[k] = v;
-      res.writeHead(upstream.statusCode, out);
-      upstream.body.on('data', (chunk: Buffer) => this.#count(chunk.length));
-      await pipeline(upstream.body, res);
+      // stream() writes the answer straight into our response, without an intermediate Readable.
+      await this.#upstream.stream(
+        { origin: target.origin, path: `${target.pathname}${target.search}`, method: req.method as 'GET', headers, body: hasBody ? req : null },
+        ({ statusCode, headers: upstreamHeaders }) => {
+          const out: Record<string, string | string[]> = {};
+          for (const [k, v] of Object.entries(upstreamHeaders)) if (v !== undefined && !HOP_BY_HOP.has(k)) out[k] = v;
+          res.writeHead(statusCode, out);
+          return new CountingWritable(res, this.#count);
+        },
+      );
     } catch (err) {
       const forbidden = LanternError.is(err, 'LA_ERR_DESTINATION_FORBIDDEN') || LanternError.is((err as { cause?: unknown }).cause, 'LA_ERR_DESTINATION_FORBIDDEN');
       if (!res.headersSent) {

@@ -42,3 +42,17 @@ export async function readRequest(socket: Socket): Promise<{ host: string; port:
   if (cmd !== SOCKS.connect) return { refuse: SOCKS_REPLY.commandNotSupported };
   return { host, port };
 }
+
+/**
+ * Tells SOCKS5 from HTTP on a port that serves both: a SOCKS5 greeting starts with byte 5, an HTTP
+ * request with a method name. The byte is put back before the connection is handed on.
+ */
+export function sniffProtocol(socket: Socket, handlers: { socks(socket: Socket): void; http(socket: Socket): void }): void {
+  socket.once('readable', () => {
+    const first = socket.read(1) as Buffer | null;
+    if (!first) return;
+    socket.unshift(first);
+    if (first[0] === SOCKS.version) handlers.socks(socket);
+    else handlers.http(socket);
+  });
+}

@@ -9,6 +9,7 @@ import { GroupCommit, type LevelOp } from './group-commit.js';
 import { levelError } from './level-errors.js';
 import {
   base64Bytes,
+  nextPeerRecord,
   type AccountRecord,
   type BucketPolicy,
   type DeviceCredential,
@@ -349,20 +350,7 @@ export class LevelServerStore implements ServerStore {
     const key = `g!${dev(input)}`;
     return this.#locks.run(key, async () => {
       const prev = await this.#get<PeerRecord>(key);
-      const live = prev && prev.expiresAt > now ? prev : undefined;
-      const sameAddress = live && live.host === input.host && live.port === input.port;
-      const record: PeerRecord = {
-        peerId: live?.peerId ?? randomUUID(),
-        userId: input.userId,
-        deviceId: input.deviceId,
-        host: input.host,
-        port: input.port,
-        protocols: [...input.protocols],
-        ...(input.publicAddrHint ? { publicAddrHint: input.publicAddrHint } : {}),
-        state: sameAddress && live.state === 'verified' ? 'verified' : 'candidate',
-        registeredAt: live?.registeredAt ?? now,
-        expiresAt: now + ttlMs,
-      };
+      const record = nextPeerRecord(prev, input, now, ttlMs, randomUUID);
       await this.#writer.write([{ type: 'put', key, value: record }]);
       return record;
     });

@@ -4,6 +4,7 @@ import type { Address, DeviceBundle, KeyCounts, KeysUpload, KyberPreKeyUpload, P
 import { MAX_DEVICE_ID, MIN_DEVICE_ID } from '../protocol/version.js';
 import {
   base64Bytes,
+  nextPeerRecord,
   type AccountRecord,
   type BucketPolicy,
   type DeviceCredential,
@@ -213,20 +214,7 @@ export class MemoryServerStore implements ServerStore {
     this.#check();
     const key = addrKey(input);
     const prev = this.#peers.get(key);
-    const live = prev && prev.expiresAt > now ? prev : undefined;
-    const sameAddress = live && live.host === input.host && live.port === input.port;
-    const record: PeerRecord = {
-      peerId: live?.peerId ?? randomUUID(),
-      userId: input.userId,
-      deviceId: input.deviceId,
-      host: input.host,
-      port: input.port,
-      protocols: [...input.protocols],
-      ...(input.publicAddrHint ? { publicAddrHint: input.publicAddrHint } : {}),
-      state: sameAddress && live.state === 'verified' ? 'verified' : 'candidate',
-      registeredAt: live?.registeredAt ?? now,
-      expiresAt: now + ttlMs,
-    };
+    const record = nextPeerRecord(prev, input, now, ttlMs, randomUUID);
     this.#peers.set(key, record);
     return structuredClone(record);
   }

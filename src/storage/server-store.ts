@@ -212,3 +212,24 @@ export function base64Bytes(b64: string): number {
   const pad = b64.endsWith('==') ? 2 : b64.endsWith('=') ? 1 : 0;
   return (b64.length / 4) * 3 - pad;
 }
+
+/**
+ * The registration that results from (re-)registering: a live registration keeps its peer id and
+ * start time, and its verified state only if the address is unchanged. Shared by the backends.
+ */
+export function nextPeerRecord(prev: PeerRecord | undefined, input: PeerRegistrationInput, now: number, ttlMs: number, newId: () => string): PeerRecord {
+  const live = prev && prev.expiresAt > now ? prev : undefined;
+  const sameAddress = live !== undefined && live.host === input.host && live.port === input.port;
+  return {
+    peerId: live?.peerId ?? newId(),
+    userId: input.userId,
+    deviceId: input.deviceId,
+    host: input.host,
+    port: input.port,
+    protocols: [...input.protocols],
+    ...(input.publicAddrHint ? { publicAddrHint: input.publicAddrHint } : {}),
+    state: sameAddress && live.state === 'verified' ? 'verified' : 'candidate',
+    registeredAt: live?.registeredAt ?? now,
+    expiresAt: now + ttlMs,
+  };
+}

@@ -4,7 +4,7 @@ import type { Duplex } from 'node:stream';
 import type { Logger } from '../../core/logger.js';
 import type { Startable } from '../../core/lifecycle.js';
 import { formatUrl, listen } from '../../net/listen.js';
-import { readGreeting, readRequest, SOCKS, SOCKS_REPLY, socksReply } from '../../net/socks5.js';
+import { readGreeting, readRequest, sniffProtocol, SOCKS, SOCKS_REPLY, socksReply } from '../../net/socks5.js';
 import type { UpstreamPool } from './upstream-pool.js';
 
 /**
@@ -35,13 +35,7 @@ export class LocalProxy implements Startable {
       this.#sockets.add(socket);
       socket.once('close', () => this.#sockets.delete(socket));
       socket.on('error', () => socket.destroy());
-      socket.once('readable', () => {
-        const first = socket.read(1) as Buffer | null;
-        if (!first) return;
-        socket.unshift(first);
-        if (first[0] === SOCKS.version) void this.#socks(socket);
-        else this.#http.emit('connection', socket);
-      });
+      sniffProtocol(socket, { socks: (s) => void this.#socks(s), http: (s) => this.#http.emit('connection', s) });
     });
     const a = await listen(server, this.options.host, this.options.port);
     this.#server = server;

@@ -9,7 +9,7 @@ import type { Logger } from '../../core/logger.js';
 import type { Startable } from '../../core/lifecycle.js';
 import type { TicketVerifier } from '../../crypto/tickets.js';
 import { formatUrl, listen } from '../../net/listen.js';
-import { readExact, readGreeting, readRequest, SOCKS, SOCKS_REPLY, socksReply } from '../../net/socks5.js';
+import { readExact, readGreeting, readRequest, sniffProtocol, SOCKS, SOCKS_REPLY, socksReply } from '../../net/socks5.js';
 import { TICKET_USERNAME } from '../../protocol/ticket.js';
 import { ByteBudget, relay } from './bandwidth.js';
 import { checkLiteralDestination, guardedLookup } from './destination-policy.js';
@@ -150,13 +150,7 @@ export class GiveProxy implements Startable {
     socket.once('close', () => this.#sockets.delete(socket));
     socket.on('error', () => socket.destroy());
     socket.setNoDelay(true);
-    socket.once('readable', () => {
-      const first = socket.read(1) as Buffer | null;
-      if (!first) return;
-      socket.unshift(first);
-      if (first[0] === SOCKS.version) void this.#socks(socket);
-      else this.#http.emit('connection', socket);
-    });
+    sniffProtocol(socket, { socks: (s) => void this.#socks(s), http: (s) => this.#http.emit('connection', s) });
   }
 
   #decoy(socket: Socket): void {

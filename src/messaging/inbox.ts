@@ -66,11 +66,15 @@ export class Inbox {
     let usedPreKeys = false;
     for (const m of batch.messages) {
       if ((await keystore.get(key(m.id))) !== undefined || fresh.some((f) => f.id === m.id)) continue;
-      const received = await this.#open(m);
+      // The message and the ratchet state its decryption produced are written together: a crash in
+      // between would otherwise lose the message (libsignal then calls the redelivery a duplicate).
+      const received = await keystore.transaction(async () => {
+        const r = await this.#open(m);
+        if (r) await keystore.put(key(m.id), r);
+        return r;
+      });
       if (!received) continue;
       usedPreKeys ||= m.type === MESSAGE_TYPE.preKey;
-      // Stored before the ack (one write per message: the ratchet state moved with the decryption).
-      await keystore.put(key(m.id), received);
       fresh.push(received);
     }
     await api.ack(batch.messages.map((m) => m.id));

@@ -11,4 +11,10 @@ export interface Keystore {
   /** Writes several keys atomically. */
   batch(ops: Array<{ type: 'put'; key: string; value: unknown } | { type: 'del'; key: string }>): Promise<void>;
   list<T>(prefix: string, options?: { limit?: number }): Promise<Array<[string, T]>>;
+  /**
+   * Runs `fn` with every write it makes (through this keystore) buffered and visible to its reads,
+   * then writes them in one atomic batch; nothing is written if `fn` throws. For instance a
+   * decrypted message and the ratchet state that decrypting it produced.
+   */
+  transaction<T>(fn: () => Promise<T>): Promise<T>;
 }

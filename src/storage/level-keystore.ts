@@ -1,10 +1,12 @@
 import { Level } from 'level';
+import { BufferedWrites } from './buffered-writes.js';
 import type { Keystore } from './keystore.js';
 import { levelError } from './level-errors.js';
 
 /** Keystore in LevelDB under the agent's home (one process at a time). Writes are fsynced. */
 export class LevelKeystore implements Keystore {
   readonly #db: Level<string, unknown>;
+  readonly #tx = new BufferedWrites();
 
   constructor(location: string) {
     this.#db = new Level<string, unknown>(location, { valueEncoding: 'json' });
@@ -27,6 +29,8 @@ export class LevelKeystore implements Keystore {
   }
 
   async get<T>(key: string): Promise<T | undefined> {
+    const buffered = this.#tx.read(key);
+    if (buffered) return 'value' in buffered ? (buffered.value as T) : undefined;
     try {
       return (await this.#db.get(key)) as T | undefined;
     } catch (err) {
@@ -35,6 +39,7 @@ export class LevelKeystore implements Keystore {
   }
 
   async put(key: string, value: unknown): Promise<void> {
+    if (this.#tx.active) return this.#tx.record([{ type: 'put', key, value }]);
     try {
       await this.#db.put(key, value, { sync: true } as never);
     } catch (err) {
@@ -43,6 +48,7 @@ export class LevelKeystore implements Keystore {
   }
 
   async del(key: string): Promise<void> {
+    if (this.#tx.active) return this.#tx.record([{ type: 'del', key }]);
     try {
       await this.#db.del(key, { sync: true } as never);
     } catch (err) {
@@ -51,6 +57,11 @@ export class LevelKeystore implements Keystore {
   }
 
   async batch(ops: Parameters<Keystore['batch']>[0]): Promise<void> {
+    if (this.#tx.active) return this.#tx.record(ops);
+    await this.#write(ops);
+  }
+
+  async #write(ops: Parameters<Keystore['batch']>[0]): Promise<void> {
     try {
       await this.#db.batch(ops as never, { sync: true } as never);
     } catch (err) {
@@ -60,9 +71,14 @@ export class LevelKeystore implements Keystore {
 
   async list<T>(prefix: string, options: { limit?: number } = {}): Promise<Array<[string, T]>> {
     try {
-      return (await this.#db.iterator({ gte: prefix, lt: `${prefix}\uffff`, limit: options.limit ?? -1 }).all()) as Array<[string, T]>;
+      const listed = (await this.#db.iterator({ gte: prefix, lt: `${prefix}\uffff`, limit: this.#tx.active ? -1 : (options.limit ?? -1) }).all()) as Array<[string, T]>;
+      return this.#tx.overlay(prefix, listed, options.limit);
     } catch (err) {
       throw levelError(err, 'keystore read');
     }
+  }
+
+  transaction<T>(fn: () => Promise<T>): Promise<T> {
+    return this.#tx.run(fn, (ops) => this.#write(ops));
   }
 }

@@ -1,10 +1,12 @@
 import { LanternError } from '../core/errors.js';
+import { BufferedWrites } from './buffered-writes.js';
 import type { Keystore } from './keystore.js';
 
 /** Keystore in memory, for tests. */
 export class MemoryKeystore implements Keystore {
   #data = new Map<string, string>();
   #open = false;
+  readonly #tx = new BufferedWrites();
 
   async open(): Promise<void> {
     this.#open = true;
@@ -20,22 +22,27 @@ export class MemoryKeystore implements Keystore {
 
   async get<T>(key: string): Promise<T | undefined> {
     this.#check();
+    const buffered = this.#tx.read(key);
+    if (buffered) return 'value' in buffered ? (buffered.value as T) : undefined;
     const v = this.#data.get(key);
     return v === undefined ? undefined : (JSON.parse(v) as T);
   }
 
   async put(key: string, value: unknown): Promise<void> {
     this.#check();
+    if (this.#tx.active) return this.#tx.record([{ type: 'put', key, value }]);
     this.#data.set(key, JSON.stringify(value));
   }
 
   async del(key: string): Promise<void> {
     this.#check();
+    if (this.#tx.active) return this.#tx.record([{ type: 'del', key }]);
     this.#data.delete(key);
   }
 
   async batch(ops: Parameters<Keystore['batch']>[0]): Promise<void> {
     this.#check();
+    if (this.#tx.active) return this.#tx.record(ops);
     for (const op of ops) {
       if (op.type === 'put') this.#data.set(op.key, JSON.stringify(op.value));
       else this.#data.delete(op.key);
@@ -45,6 +52,17 @@ export class MemoryKeystore implements Keystore {
   async list<T>(prefix: string, options: { limit?: number } = {}): Promise<Array<[string, T]>> {
     this.#check();
     const keys = [...this.#data.keys()].filter((k) => k.startsWith(prefix)).sort();
-    return keys.slice(0, options.limit ?? keys.length).map((k) => [k, JSON.parse(this.#data.get(k)!) as T]);
+    const listed = keys.map((k): [string, T] => [k, JSON.parse(this.#data.get(k)!) as T]);
+    const out = this.#tx.overlay(prefix, listed, options.limit);
+    return options.limit === undefined ? out : out.slice(0, options.limit);
+  }
+
+  transaction<T>(fn: () => Promise<T>): Promise<T> {
+    return this.#tx.run(fn, async (ops) => {
+      for (const op of ops) {
+        if (op.type === 'put') this.#data.set(op.key, JSON.stringify(op.value));
+        else this.#data.delete(op.key);
+      }
+    });
   }
 }

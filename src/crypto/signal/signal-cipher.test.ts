@@ -84,3 +84,19 @@ test('a changed identity is refused for sending until trusted; garbage is a decr
     code: 'LA_ERR_DECRYPT_FAILED',
   } as never);
 });
+
+test('a crash between decrypting and storing loses nothing when both are in one keystore transaction', async (t) => {
+  const a = await device();
+  const b = await device();
+  await a.cipher.processBundle(b.address.userId, bundleOf(b.upload));
+  const c = await a.cipher.encrypt(b.address, text('survives'));
+  await t.throwsAsync(
+    b.keystore.transaction(async () => {
+      t.is(str(await b.cipher.decrypt(a.address, c.type, c.payload)), 'survives');
+      throw new Error('crash before the message was stored');
+    }),
+  );
+  // A new process over the same keystore: the ratchet did not move on disk, so the redelivery decrypts.
+  const restarted = new SignalCipher({ stores: signalStores(b.keystore) }, b.address);
+  t.is(str(await restarted.decrypt(a.address, c.type, c.payload)), 'survives');
+});

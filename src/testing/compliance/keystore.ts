@@ -27,4 +27,31 @@ export function keystoreComplianceTests(test: TestFn, name: string, factory: { s
       await factory.teardown(k);
     }
   });
+
+  test(`${name}: a transaction writes all of its writes at its end, or none if it throws`, async (t) => {
+    const k = await factory.setup();
+    try {
+      await k.put('keep', 1);
+      const seenInside = await k.transaction(async () => {
+        await k.put('tx!a', 'A');
+        await k.batch([{ type: 'put', key: 'tx!b', value: 'B' }, { type: 'del', key: 'keep' }]);
+        return { a: await k.get('tx!a'), keep: await k.get('keep'), list: await k.list('tx!') };
+      });
+      t.deepEqual(seenInside, { a: 'A', keep: undefined, list: [['tx!a', 'A'], ['tx!b', 'B']] }, 'reads inside see the buffered writes');
+      t.deepEqual(await k.list('tx!'), [['tx!a', 'A'], ['tx!b', 'B']]);
+      t.is(await k.get('keep'), undefined);
+      await t.throwsAsync(
+        k.transaction(async () => {
+          await k.put('tx!c', 'C');
+          await k.del('tx!a');
+          throw new Error('crash before the end');
+        }),
+        { message: 'crash before the end' },
+      );
+      t.is(await k.get('tx!c'), undefined, 'nothing of a failed transaction is written');
+      t.is(await k.get('tx!a'), 'A');
+    } finally {
+      await factory.teardown(k);
+    }
+  });
 }

@@ -4,6 +4,7 @@ import { accountCommand } from './commands/account.js';
 import { loginCommand, whoamiCommand } from './commands/login.js';
 import { adsCommand, contactsCommand } from './commands/contacts.js';
 import { getCommand } from './commands/get.js';
+import { peersCommand } from './commands/peers.js';
 import { giveCommand, statusCommand, ticketCommand } from './commands/give.js';
 import { safetyNumberCommand, trustCommand } from './commands/identity.js';
 import { inboxCommand, sendCommand } from './commands/messages.js';
@@ -21,7 +22,7 @@ export function buildProgram(io: Io, done: (code: number) => void): Command {
       writeErr: (s) => io.stderr.write(s),
     })
     .exitOverride();
-  for (const make of [serverCommand, accountCommand, loginCommand, whoamiCommand, sendCommand, inboxCommand, trustCommand, safetyNumberCommand, giveCommand, ticketCommand, statusCommand, contactsCommand, adsCommand, getCommand]) {
+  for (const make of [serverCommand, accountCommand, loginCommand, whoamiCommand, sendCommand, inboxCommand, trustCommand, safetyNumberCommand, giveCommand, ticketCommand, statusCommand, contactsCommand, adsCommand, getCommand, peersCommand]) {
     const cmd = make(io, done);
     cmd.exitOverride();
     for (const sub of cmd.commands) sub.exitOverride();

@@ -220,3 +220,29 @@ test('the give binary: decoy without a ticket on all three protocols, forged and
   const late = await request(target, { dispatcher: new ProxyAgent({ uri: capped.url, token: basic }) }).catch((e: Error) => e);
   t.true(late instanceof Error || late.statusCode === 404, 'an expired ticket gets the decoy');
 });
+
+test('only verifiers post verdicts; get clients only ever receive verified peers; status shows the last verdict', async (t) => {
+  const owner = await addAgent(ctx.server, ctx.dir, 'vowner');
+  const user = await addAgent(ctx.server, ctx.dir, 'vuser');
+  const added = await runCli(['account', 'add', 'checker', '--data-dir', ctx.server.dataDir, '--role', 'verifier', '--password-stdin'], { stdin: 'pw-checker-secret\n' });
+  t.is(added.code, 0, added.stderr);
+  const verifier = await addAgent(ctx.server, ctx.dir, 'checker', { existing: true });
+  const give = await startRole(['give', '--listen', '127.0.0.1:0', '--home', owner.home, '--allow-private-destinations'], 'registered');
+  t.teardown(() => give.stop('SIGKILL'));
+  const peerId = String(give.events.find((e) => e['event'] === 'registered')!['peerId']);
+  const userApi = await user.api();
+  const vApi = await verifier.api();
+  t.teardown(() => Promise.all([userApi.close(), vApi.close()]));
+  await t.throwsAsync(userApi.verdict(peerId, { ok: true, status: 'ok' }), { code: 'LA_ERR_FORBIDDEN' } as never);
+  await t.throwsAsync(userApi.peers(), { code: 'LA_ERR_FORBIDDEN' } as never);
+  t.deepEqual(await userApi.roundRobin(), [], 'a candidate is not handed to get clients');
+  t.like(await vApi.verdict(peerId, { ok: true, status: 'ok', latencyMs: 3 }), { state: 'verified' });
+  t.deepEqual(await userApi.roundRobin(), [{ host: '127.0.0.1', port: Number(new URL(give.url).port), protocols: ['connect', 'http', 'socks5'] }]);
+  const listed = JSON.parse((await runCli(['peers', '--home', verifier.home, '--json'])).stdout) as { peers: Array<Record<string, unknown>>; verified: number };
+  t.true(listed.peers.some((p) => p['peerId'] === peerId && p['state'] === 'verified'));
+  t.like(await vApi.verdict(peerId, { ok: false, status: 'timeout' }), { state: 'candidate', lastVerdict: { ok: false, status: 'timeout' } });
+  t.deepEqual(await userApi.roundRobin(), [], 'one failure takes it out');
+  const ownerApi = await owner.api();
+  t.teardown(() => ownerApi.close());
+  t.like(await ownerApi.heartbeatPeer(), { lastVerdict: { ok: false, status: 'timeout' } }, 'the give peer learns its verdict with its heartbeat');
+});

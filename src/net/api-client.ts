@@ -8,6 +8,8 @@ import {
   ErrorBody,
   KeyCounts,
   PeerInfo,
+  PeersResponse,
+  type VerdictRequest,
   RoundRobinResponse,
   UnregisterPeerResponse,
   LoginResponse,
@@ -151,6 +153,16 @@ export class ApiClient {
   /** The verified round robin. */
   async roundRobin(): Promise<Array<{ host: string; port: number }>> {
     return (await this.#call('GET', '/v1/peers/round-robin', undefined, RoundRobinResponse)).peers;
+  }
+
+  /** Every live registration (verifier accounts only). */
+  async peers(): Promise<PeerInfo[]> {
+    return (await this.#call('GET', '/v1/peers', undefined, PeersResponse)).peers;
+  }
+
+  /** Posts a verification verdict about a peer (verifier accounts only). */
+  verdict(peerId: string, verdict: VerdictRequest): Promise<PeerInfo> {
+    return this.#call('POST', `/v1/peers/${peerId}/verdict`, verdict, PeerInfo);
   }
 
   peerSelf(): Promise<PeerInfo> {

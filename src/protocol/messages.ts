@@ -270,6 +270,18 @@ export type PeerRegistration = z.infer<typeof PeerRegistration>;
 export const PeerState = z.enum(['candidate', 'verified', 'paused']);
 export type PeerState = z.infer<typeof PeerState>;
 
+/** A verifier's finding about one peer (see LEP 007). `status` says what failed, e.g. `refused`. */
+export const VerdictRequest = z.strictObject({
+  ok: z.boolean(),
+  status: z.string().min(1).max(64),
+  latencyMs: z.number().min(0).optional(),
+  throughputMbps: z.number().min(0).optional(),
+});
+export type VerdictRequest = z.infer<typeof VerdictRequest>;
+
+export const Verdict = VerdictRequest.extend({ at: z.int() });
+export type Verdict = z.infer<typeof Verdict>;
+
 /** A registered peer as the server keeps it. */
 export const PeerInfo = z.strictObject({
   peerId: z.uuid(),
@@ -280,8 +292,14 @@ export const PeerInfo = z.strictObject({
   state: PeerState,
   registeredAt: z.int(),
   expiresAt: z.int(),
+  lastVerdict: Verdict.optional(),
+  /** Since when it has failed without a pass in between. */
+  failingSince: z.int().optional(),
 });
 export type PeerInfo = z.infer<typeof PeerInfo>;
+
+/** GET /v1/peers (verifiers only): every live registration with its state and last verdict. */
+export const PeersResponse = z.strictObject({ peers: z.array(PeerInfo) });
 
 /** GET /v1/peers/round-robin — the verified give peers (what get clients may use). */
 export const RoundRobinResponse = z.strictObject({

@@ -2,13 +2,14 @@ import { randomUUID } from 'node:crypto';
 import { Level } from 'level';
 import { LanternError } from '../core/errors.js';
 import { KeyedMutex } from '../core/keyed-mutex.js';
-import type { Address, DeviceBundle, KeyCounts, KeysUpload, KyberPreKeyUpload, PreKeyUpload } from '../protocol/messages.js';
+import type { Address, DeviceBundle, KeyCounts, KeysUpload, KyberPreKeyUpload, PreKeyUpload, Verdict } from '../protocol/messages.js';
 import { MAX_DEVICE_ID, MIN_DEVICE_ID } from '../protocol/version.js';
 import { BloomFilter } from './bloom-filter.js';
 import { GroupCommit, type LevelOp } from './group-commit.js';
 import { levelError } from './level-errors.js';
 import {
   base64Bytes,
+  applyVerdict,
   nextPeerRecord,
   type AccountRecord,
   type BucketPolicy,
@@ -378,6 +379,19 @@ export class LevelServerStore implements ServerStore {
 
   async listPeers(now: number): Promise<PeerRecord[]> {
     return (await this.#range<PeerRecord>('g!', 'g!~')).map(([, p]) => p).filter((p) => p.expiresAt > now);
+  }
+
+  async recordVerdict(peerId: string, verdict: Verdict, now: number, pauseAfterMs: number): Promise<PeerRecord | undefined> {
+    const found = (await this.listPeers(now)).find((p) => p.peerId === peerId);
+    if (!found) return undefined;
+    const key = `g!${dev(found)}`;
+    return this.#locks.run(key, async () => {
+      const p = await this.#get<PeerRecord>(key);
+      if (!p || p.peerId !== peerId || p.expiresAt <= now) return undefined;
+      const next = applyVerdict(p, verdict, pauseAfterMs);
+      await this.#writer.write([{ type: 'put', key, value: next }]);
+      return next;
+    });
   }
 
   async claimNonce(key: string, expiresAt: number): Promise<boolean> {

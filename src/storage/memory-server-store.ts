@@ -1,9 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import { LanternError } from '../core/errors.js';
-import type { Address, DeviceBundle, KeyCounts, KeysUpload, KyberPreKeyUpload, PreKeyUpload } from '../protocol/messages.js';
+import type { Address, DeviceBundle, KeyCounts, KeysUpload, KyberPreKeyUpload, PreKeyUpload, Verdict } from '../protocol/messages.js';
 import { MAX_DEVICE_ID, MIN_DEVICE_ID } from '../protocol/version.js';
 import {
   base64Bytes,
+  applyVerdict,
   nextPeerRecord,
   type AccountRecord,
   type BucketPolicy,
@@ -235,6 +236,17 @@ export class MemoryServerStore implements ServerStore {
   async listPeers(now: number): Promise<PeerRecord[]> {
     this.#check();
     return [...this.#peers.values()].filter((p) => p.expiresAt > now).map((p) => structuredClone(p));
+  }
+
+  async recordVerdict(peerId: string, verdict: Verdict, now: number, pauseAfterMs: number): Promise<PeerRecord | undefined> {
+    this.#check();
+    for (const [key, p] of this.#peers) {
+      if (p.peerId !== peerId || p.expiresAt <= now) continue;
+      const next = applyVerdict(p, verdict, pauseAfterMs);
+      this.#peers.set(key, next);
+      return structuredClone(next);
+    }
+    return undefined;
   }
 
   async claimNonce(key: string, expiresAt: number): Promise<boolean> {

@@ -1,4 +1,4 @@
-import type { Address, DeviceBundle, KeyCounts, KeysUpload, PeerInfo, ProxyProtocol, Role } from '../protocol/messages.js';
+import type { Address, DeviceBundle, KeyCounts, KeysUpload, PeerInfo, ProxyProtocol, Role, Verdict } from '../protocol/messages.js';
 
 export interface AccountRecord {
   name: string;
@@ -172,6 +172,11 @@ export interface ServerStore {
   unregisterPeer(address: Address): Promise<boolean>;
   /** Registrations not expired at `now`. */
   listPeers(now: number): Promise<PeerRecord[]>;
+  /**
+   * Applies a verifier's verdict (see applyVerdict). Undefined when no live peer has that id.
+   * Verdicts are idempotent: several verifiers may post them.
+   */
+  recordVerdict(peerId: string, verdict: Verdict, now: number, pauseAfterMs: number): Promise<PeerRecord | undefined>;
 
   /** Records a one-time value until `expiresAt`; false if it was already recorded (a replay). */
   claimNonce(key: string, expiresAt: number): Promise<boolean>;
@@ -231,5 +236,20 @@ export function nextPeerRecord(prev: PeerRecord | undefined, input: PeerRegistra
     state: sameAddress && live.state === 'verified' ? 'verified' : 'candidate',
     registeredAt: live?.registeredAt ?? now,
     expiresAt: now + ttlMs,
+    ...(sameAddress && live.lastVerdict ? { lastVerdict: live.lastVerdict } : {}),
+    ...(sameAddress && live.state !== 'paused' && live.failingSince !== undefined ? { failingSince: live.failingSince } : {}),
   };
+}
+
+/**
+ * Admission and eviction (LEP 007): a pass makes a peer verified (it enters the round robin); one
+ * failure takes it out (a candidate again, re-admitted on its next pass); failing for `pauseAfterMs`
+ * without a pass pauses it until it registers again. A paused peer stays paused whatever comes.
+ */
+export function applyVerdict(peer: PeerRecord, verdict: Verdict, pauseAfterMs: number): PeerRecord {
+  const { failingSince: _f, ...rest } = peer;
+  if (peer.state === 'paused') return { ...peer, lastVerdict: verdict };
+  if (verdict.ok) return { ...rest, state: 'verified', lastVerdict: verdict };
+  const failingSince = peer.failingSince ?? verdict.at;
+  return { ...rest, failingSince, state: verdict.at - failingSince >= pauseAfterMs ? 'paused' : 'candidate', lastVerdict: verdict };
 }

@@ -113,7 +113,7 @@ async function runGive(io: Io, flags: GiveFlags): Promise<number> {
       proxy.setPaused(false);
       if (flags.register) await registrar.resume();
     }
-    return { role: 'give', url: proxy.url, registration: registrar.info ?? null, lastVerdict: null, ...proxy.stats() };
+    return { role: 'give', url: proxy.url, registration: registrar.info ?? null, lastVerdict: registrar.info?.lastVerdict ?? null, ...proxy.stats() };
   });
   await control.start();
   const signal = await io.stopSignal;

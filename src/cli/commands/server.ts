@@ -27,6 +27,7 @@ interface ServerFlags {
   sessionLifetime: number;
   ticketLifetime: number;
   peerTtl: number;
+  peerPauseAfter: number;
   ratePair: ServerOptions['rate']['pair'];
   rateRecipientBytes: ServerOptions['rate']['pair'];
   rateLoginAddress: ServerOptions['rate']['pair'];
@@ -56,6 +57,7 @@ export function serverCommand(io: Io, done: (code: number) => void): Command {
     .option('--queue-max-bytes <n>', 'payload bytes a device queue holds at most', parsePositiveInt, d.queue.maxBytes)
     .option('--cert-lifetime <duration>', 'lifetime of device certificates', parseDuration, d.certificateLifetimeMs)
     .option('--peer-ttl <duration>', 'a give peer registration lives this long after its last heartbeat', parseDuration, d.peerTtlMs)
+    .option('--peer-pause-after <duration>', 'pause a peer that fails verification this long', parseDuration, d.peerPauseAfterMs)
     .option('--ticket-lifetime <duration>', 'lifetime of proxy tickets', parseDuration, d.ticketLifetimeMs)
     .option('--session-lifetime <duration>', 'lifetime of request-signing sessions (LA1S)', parseDuration, d.sessionLifetimeMs)
     .addOption(new Option('--rate-pair <burst/per-s>', 'messages per sender device -> recipient').argParser(parseRate).default(d.rate.pair, rateText(d.rate.pair)))
@@ -117,6 +119,7 @@ async function runServer(io: Io, flags: ServerFlags): Promise<number> {
     sessionLifetimeMs: flags.sessionLifetime,
     ticketLifetimeMs: flags.ticketLifetime,
     peerTtlMs: flags.peerTtl,
+    peerPauseAfterMs: flags.peerPauseAfter,
     maxPollWaitSeconds: 60,
   };
   const server = new LanternServer(

@@ -21,6 +21,7 @@ import {
   SendRequest,
   SessionRequest,
   UserId,
+  VerdictRequest,
 } from '../../protocol/messages.js';
 import type { PeerRecord } from '../../storage/server-store.js';
 import { AUTH_SCHEME } from '../../protocol/request-auth.js';
@@ -291,6 +292,24 @@ export class LanternServer implements Startable {
         sendJson(res, 200, { peers: verified.map(({ host, port, protocols }) => ({ host, port, protocols })) });
       },
     });
+    add('GET', '/v1/peers', {
+      auth: true,
+      handle: async ({ res, auth }) => {
+        await this.#requireVerifier(auth!);
+        sendJson(res, 200, { peers: (await this.#c.store.listPeers(this.#c.clock.now())).map(peerInfo) });
+      },
+    });
+    add('POST', '/v1/peers/:peerId/verdict', {
+      auth: true,
+      handle: async ({ res, params, body, auth }) => {
+        await this.#requireVerifier(auth!);
+        const verdict = parseMessage(VerdictRequest, parseJson(body));
+        const now = this.#c.clock.now();
+        const record = await this.#c.store.recordVerdict(params['peerId']!, { ...verdict, at: now }, now, this.#options.peerPauseAfterMs);
+        if (!record) throw new LanternError('LA_ERR_PEER_NOT_REGISTERED', 'No live peer with that id');
+        sendJson(res, 200, peerInfo(record));
+      },
+    });
     add('DELETE', '/v1/peers', {
       auth: true,
       handle: async ({ res, auth }) => sendJson(res, 200, { unregistered: await this.#c.store.unregisterPeer(self(auth)) }),
@@ -354,6 +373,12 @@ export class LanternServer implements Startable {
       },
     });
     return routes;
+  }
+
+  /** Only verifier accounts may read candidates and post verdicts. */
+  async #requireVerifier(auth: AuthContext): Promise<void> {
+    const account = await this.#c.store.getAccountByUserId(auth.userId);
+    if (account?.role !== 'verifier') throw new LanternError('LA_ERR_FORBIDDEN', 'Only verifier accounts may do this');
   }
 
   async #limit(key: string, policy: ServerOptions['rate']['pair']): Promise<void> {

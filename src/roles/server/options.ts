@@ -29,6 +29,8 @@ export interface ServerOptions {
   ticketLifetimeMs: number;
   /** A give peer registration lives this long after its last heartbeat. */
   peerTtlMs: number;
+  /** A peer failing verification this long without a pass is paused until it registers again. */
+  peerPauseAfterMs: number;
   /** Longest a poll is held (seconds, at most 60). */
   maxPollWaitSeconds: number;
 }
@@ -51,5 +53,6 @@ export const defaultServerOptions: ServerOptions = {
   sessionLifetimeMs: DAY,
   ticketLifetimeMs: 3600_000,
   peerTtlMs: 90_000,
+  peerPauseAfterMs: 600_000,
   maxPollWaitSeconds: 60,
 };

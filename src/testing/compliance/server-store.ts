@@ -295,6 +295,32 @@ export function serverStoreComplianceTests(test: TestFn, name: string, factory: 
     t.deepEqual(await s.listPeers(60_000), []);
   });
 
+  withStore('verdicts admit, evict on one failure, pause after failing long, and registering again resumes', async (t, s) => {
+    const a = { userId: randomUUID(), deviceId: 1 };
+    const peer = await s.registerPeer({ ...a, host: '203.0.113.5', port: 8443, protocols: ['connect'] }, 0, 3_600_000);
+    const v = (ok: boolean, at: number) => ({ ok, status: ok ? 'ok' : 'refused', at });
+    const pause = 600_000;
+    t.is((await s.recordVerdict(peer.peerId, v(true, 1000), 1000, pause))?.state, 'verified');
+    t.is((await s.recordVerdict(peer.peerId, v(true, 1000), 1000, pause))?.state, 'verified', 'the same verdict twice changes nothing');
+    const failed = await s.recordVerdict(peer.peerId, v(false, 2000), 2000, pause);
+    t.is(failed?.state, 'candidate', 'one failure takes it out of the round robin');
+    t.is(failed?.failingSince, 2000);
+    t.like(failed?.lastVerdict, { ok: false, status: 'refused' });
+    t.is((await s.recordVerdict(peer.peerId, v(true, 3000), 3000, pause))?.state, 'verified', 're-admitted on the next pass');
+    await s.recordVerdict(peer.peerId, v(false, 10_000), 10_000, pause);
+    t.is((await s.recordVerdict(peer.peerId, v(false, 10_000 + pause - 1), 10_000, pause))?.state, 'candidate');
+    t.is((await s.recordVerdict(peer.peerId, v(false, 10_000 + pause), 10_000, pause))?.state, 'paused', 'failing for the pause time pauses it');
+    t.is((await s.recordVerdict(peer.peerId, v(true, 700_000), 700_000, pause))?.state, 'paused', 'a paused peer stays paused');
+    const again = await s.registerPeer({ ...a, host: '203.0.113.5', port: 8443, protocols: ['connect'] }, 800_000, 3_600_000);
+    t.is(again.state, 'candidate', 'until it registers again');
+    t.is(again.peerId, peer.peerId);
+    t.is(await s.recordVerdict(randomUUID(), v(true, 1), 1, pause), undefined);
+    // A re-registration at the same address keeps a verified peer verified; at another it must pass again.
+    await s.recordVerdict(peer.peerId, v(true, 900_000), 900_000, pause);
+    t.is((await s.registerPeer({ ...a, host: '203.0.113.5', port: 8443, protocols: ['connect'] }, 900_001, 3_600_000)).state, 'verified');
+    t.is((await s.registerPeer({ ...a, host: '203.0.113.6', port: 8443, protocols: ['connect'] }, 900_002, 3_600_000)).state, 'candidate');
+  });
+
   withStore('revoking a device deletes its queue', async (t, s) => {
     const u = randomUUID();
     await s.putDevice(u, cred(1), 1);

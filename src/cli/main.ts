@@ -5,6 +5,7 @@ import { loginCommand, whoamiCommand } from './commands/login.js';
 import { adsCommand, contactsCommand } from './commands/contacts.js';
 import { getCommand } from './commands/get.js';
 import { peersCommand } from './commands/peers.js';
+import { verifyCommand } from './commands/verify.js';
 import { giveCommand, statusCommand, ticketCommand } from './commands/give.js';
 import { safetyNumberCommand, trustCommand } from './commands/identity.js';
 import { inboxCommand, sendCommand } from './commands/messages.js';
@@ -22,7 +23,7 @@ export function buildProgram(io: Io, done: (code: number) => void): Command {
       writeErr: (s) => io.stderr.write(s),
     })
     .exitOverride();
-  for (const make of [serverCommand, accountCommand, loginCommand, whoamiCommand, sendCommand, inboxCommand, trustCommand, safetyNumberCommand, giveCommand, ticketCommand, statusCommand, contactsCommand, adsCommand, getCommand, peersCommand]) {
+  for (const make of [serverCommand, accountCommand, loginCommand, whoamiCommand, sendCommand, inboxCommand, trustCommand, safetyNumberCommand, giveCommand, ticketCommand, statusCommand, contactsCommand, adsCommand, getCommand, peersCommand, verifyCommand]) {
     const cmd = make(io, done);
     cmd.exitOverride();
     for (const sub of cmd.commands) sub.exitOverride();

@@ -9,6 +9,7 @@ import {
   KeyCounts,
   PeerInfo,
   PeersResponse,
+  CanaryResponse,
   type VerdictRequest,
   RoundRobinResponse,
   UnregisterPeerResponse,
@@ -153,6 +154,11 @@ export class ApiClient {
   /** The verified round robin. */
   async roundRobin(): Promise<Array<{ host: string; port: number }>> {
     return (await this.#call('GET', '/v1/peers/round-robin', undefined, RoundRobinResponse)).peers;
+  }
+
+  /** A fresh canary to fetch through a peer (verifier accounts only). */
+  canary(): Promise<CanaryResponse> {
+    return this.#call('POST', '/v1/canary', undefined, CanaryResponse);
   }
 
   /** Every live registration (verifier accounts only). */

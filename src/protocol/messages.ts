@@ -326,3 +326,16 @@ export const Envelope = z.union([
   z.strictObject({ v: z.literal(1), ad: Advertisement }),
 ]);
 export type Envelope = z.infer<typeof Envelope>;
+
+/**
+ * POST /v1/canary (verifiers only) — a fresh canary: content the server serves at `path` (GET,
+ * public, so it can be fetched through a give peer) whose length and sha256 only the server and the
+ * verifier know in advance (HMAC of the nonce with a server secret), so a peer cannot fake it.
+ */
+export const CanaryResponse = z.strictObject({
+  nonce: z.string().regex(/^[0-9a-f]{32}$/),
+  path: z.string(),
+  length: z.int().positive(),
+  sha256: z.string().regex(/^[0-9a-f]{64}$/),
+});
+export type CanaryResponse = z.infer<typeof CanaryResponse>;

@@ -3,7 +3,15 @@ import { Command, Option } from 'commander';
 import { systemClock } from '../../core/clock.js';
 import { LanternError } from '../../core/errors.js';
 import { createLogger } from '../../core/logger.js';
-import { dataDirPaths, ensureDataDir, loadOrCreateCa, loadOrCreateSelfSignedTls, loadOrCreateTicketIssuer } from '../../roles/server/data-dir.js';
+import { CanaryMaker } from '../../crypto/canary.js';
+import {
+  dataDirPaths,
+  ensureDataDir,
+  loadOrCreateCa,
+  loadOrCreateCanarySecret,
+  loadOrCreateSelfSignedTls,
+  loadOrCreateTicketIssuer,
+} from '../../roles/server/data-dir.js';
 import { LanternServer } from '../../roles/server/lantern-server.js';
 import { defaultServerOptions, type ServerOptions } from '../../roles/server/options.js';
 import { LevelServerStore } from '../../storage/level-server-store.js';
@@ -90,6 +98,7 @@ async function runServer(io: Io, flags: ServerFlags): Promise<number> {
   const paths = dataDirPaths(flags.dataDir);
   const ca = await loadOrCreateCa(flags.dataDir);
   const tickets = await loadOrCreateTicketIssuer(flags.dataDir);
+  const canary = new CanaryMaker(await loadOrCreateCanarySecret(flags.dataDir));
   let tls: { certificatePem: string; privateKeyPem: string } | undefined;
   if (flags.tlsCert && flags.tlsKey) {
     try {
@@ -123,7 +132,7 @@ async function runServer(io: Io, flags: ServerFlags): Promise<number> {
     maxPollWaitSeconds: 60,
   };
   const server = new LanternServer(
-    { store, notifier, clock: systemClock, logger: logger.child({ component: 'server' }), ca, tickets },
+    { store, notifier, clock: systemClock, logger: logger.child({ component: 'server' }), ca, tickets, canary },
     options,
     { host: flags.listen.host, port: flags.listen.port, ...(tls ? { tls } : {}), controlSocketPath: paths.control },
   );

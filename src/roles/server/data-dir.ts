@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { LanternError } from '../../core/errors.js';
@@ -21,6 +22,7 @@ export const dataDirPaths = (dir: string) => ({
   tlsKey: join(dir, 'tls-key.pem'),
   control: join(dir, 'control.sock'),
   ticketKey: join(dir, 'ticket-key.pem'),
+  canarySecret: join(dir, 'canary-secret'),
 });
 
 async function readIfExists(path: string): Promise<string | undefined> {
@@ -72,4 +74,14 @@ export async function loadOrCreateTicketIssuer(dir: string): Promise<TicketIssue
     await writeFile(path, pem, { mode: 0o600, flag: 'wx' });
   }
   return new TicketIssuer(pem);
+}
+
+/** The secret canary content is derived from, made on first start (mode 0600). */
+export async function loadOrCreateCanarySecret(dir: string): Promise<Buffer> {
+  const path = dataDirPaths(dir).canarySecret;
+  const hex = await readIfExists(path);
+  if (hex) return Buffer.from(hex.trim(), 'hex');
+  const secret = randomBytes(32);
+  await writeFile(path, secret.toString('hex'), { mode: 0o600, flag: 'wx' });
+  return secret;
 }

@@ -1,10 +1,11 @@
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { Clock } from '../../core/clock.js';
 import { LanternError } from '../../core/errors.js';
 import type { Logger } from '../../core/logger.js';
 import type { Startable } from '../../core/lifecycle.js';
+import { CanaryMaker } from '../../crypto/canary.js';
 import type { TicketIssuer } from '../../crypto/tickets.js';
 import type { CertificateAuthority } from '../../crypto/x509/certificate-authority.js';
 import { formatUrl, listen } from '../../net/listen.js';
@@ -43,6 +44,7 @@ export interface ServerComponents {
   logger: Logger;
   ca: CertificateAuthority;
   tickets: TicketIssuer;
+  canary: CanaryMaker;
 }
 
 export interface ListenOptions {
@@ -292,6 +294,24 @@ export class LanternServer implements Startable {
         sendJson(res, 200, { peers: verified.map(({ host, port, protocols }) => ({ host, port, protocols })) });
       },
     });
+    add('POST', '/v1/canary', {
+      auth: true,
+      handle: async ({ res, auth }) => {
+        await this.#requireVerifier(auth!);
+        const nonce = CanaryMaker.newNonce();
+        const content = this.#c.canary.content(nonce);
+        sendJson(res, 200, { nonce, path: `/v1/canary/${nonce}`, length: content.length, sha256: createHash('sha256').update(content).digest('hex') });
+      },
+    });
+    add('GET', '/v1/canary/:nonce', {
+      auth: false,
+      handle: async ({ res, params }) => {
+        if (!/^[0-9a-f]{32}$/.test(params['nonce']!)) throw new LanternError('LA_ERR_NOT_FOUND');
+        const content = this.#c.canary.content(params['nonce']!);
+        res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': content.length, 'cache-control': 'no-store' });
+        res.end(content);
+      },
+    });
     add('GET', '/v1/peers', {
       auth: true,
       handle: async ({ res, auth }) => {
@@ -395,7 +415,8 @@ export class LanternServer implements Startable {
       const route = byMethod.get(req.method ?? 'GET');
       if (!route) throw new LanternError('LA_ERR_METHOD_NOT_ALLOWED', `Use ${[...byMethod.keys()].join(' or ')}`);
       const version = req.headers[VERSION_HEADER];
-      if (url.pathname !== '/v1/health' && version !== String(PROTOCOL_VERSION)) {
+      // Health and canaries are plain public resources (canaries are fetched through give peers).
+      if (url.pathname !== '/v1/health' && !url.pathname.startsWith('/v1/canary/') && version !== String(PROTOCOL_VERSION)) {
         throw new LanternError(
           'LA_ERR_VERSION_MISMATCH',
           `This server speaks protocol ${PROTOCOL_VERSION}; send ${VERSION_HEADER}: ${PROTOCOL_VERSION}`,

@@ -1,0 +1,90 @@
+import { createHash } from 'node:crypto';
+import { once } from 'node:events';
+import { request as httpRequest } from 'node:http';
+import { connect, type Socket } from 'node:net';
+import { connect as tlsConnect } from 'node:tls';
+import type { Duplex } from 'node:stream';
+import { openTunnel, type Upstream } from '../../net/tunnel.js';
+import type { CanaryResponse, VerdictRequest } from '../../protocol/messages.js';
+
+export interface ProbeOptions {
+  /** Ticket the verifier presents, as a get client would. */
+  ticket: string;
+  /** The server, as give peers reach it (the canary is fetched from there through the peer). */
+  server: { host: string; port: number; tls: boolean; ca?: string };
+  canary: CanaryResponse;
+  timeoutMs: number;
+  maxLatencyMs: number;
+  minMbps: number;
+}
+
+/** A plain TCP dial first, so "refused" and "timed out" are different, actionable statuses. */
+async function dial(peer: Upstream, timeoutMs: number): Promise<'ok' | 'refused' | 'timeout' | 'unreachable'> {
+  const socket = connect({ host: peer.host, port: peer.port });
+  const timer = setTimeout(() => socket.destroy(new Error('timeout')), timeoutMs);
+  try {
+    await once(socket, 'connect');
+    return 'ok';
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    return code === 'ECONNREFUSED' ? 'refused' : (err as Error).message === 'timeout' ? 'timeout' : 'unreachable';
+  } finally {
+    clearTimeout(timer);
+    socket.destroy();
+  }
+}
+
+/**
+ * Verifies one give peer end to end, as a get client uses it: dial, then a tunnel through it with
+ * the get role's own tunnel code, then a real fetch of a fresh canary through that tunnel, checked
+ * for length and sha256, a latency ceiling and a throughput floor.
+ */
+export async function probePeer(peer: Upstream, o: ProbeOptions): Promise<VerdictRequest> {
+  const dialed = await dial(peer, o.timeoutMs);
+  if (dialed !== 'ok') return { ok: false, status: dialed };
+  let tunnel: Duplex;
+  try {
+    tunnel = await openTunnel(peer, o.ticket, { host: o.server.host, port: o.server.port }, o.timeoutMs);
+  } catch {
+    return { ok: false, status: 'tunnel-failed' };
+  }
+  const socket: Duplex = o.server.tls ? tlsConnect({ socket: tunnel as Socket, servername: o.server.host, ...(o.server.ca ? { ca: o.server.ca } : {}) }) : tunnel;
+  const started = performance.now();
+  try {
+    const { body, firstByteMs } = await new Promise<{ body: Buffer; firstByteMs: number }>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error('timeout')), o.timeoutMs);
+      const req = httpRequest(
+        { method: 'GET', path: o.canary.path, headers: { host: `${o.server.host}:${o.server.port}`, connection: 'close' }, createConnection: () => socket as Socket },
+        (res) => {
+          const firstByteMs = performance.now() - started;
+          const chunks: Buffer[] = [];
+          res.on('data', (c: Buffer) => chunks.push(c));
+          res.on('end', () => {
+            clearTimeout(timer);
+            resolve({ body: Buffer.concat(chunks), firstByteMs });
+          });
+          res.on('error', reject);
+        },
+      );
+      req.on('error', (err) => {
+        clearTimeout(timer);
+        reject(err);
+      });
+      req.end();
+    });
+    const seconds = (performance.now() - started) / 1000;
+    const mbps = (body.length * 8) / seconds / 1e6;
+    const measured = { latencyMs: Math.round(firstByteMs * 10) / 10, throughputMbps: Math.round(mbps * 10) / 10 };
+    if (body.length !== o.canary.length || createHash('sha256').update(body).digest('hex') !== o.canary.sha256) {
+      return { ok: false, status: 'bad-content', ...measured };
+    }
+    if (firstByteMs > o.maxLatencyMs) return { ok: false, status: 'slow', ...measured };
+    if (mbps < o.minMbps) return { ok: false, status: 'low-throughput', ...measured };
+    return { ok: true, status: 'ok', ...measured };
+  } catch (err) {
+    return { ok: false, status: (err as Error).message === 'timeout' ? 'timeout' : 'fetch-failed' };
+  } finally {
+    socket.destroy();
+    tunnel.destroy();
+  }
+}

@@ -1,0 +1,55 @@
+import type { Logger } from '../../core/logger.js';
+import type { ApiClient } from '../../net/api-client.js';
+import type { PeerInfo, VerdictRequest } from '../../protocol/messages.js';
+import { probePeer, type ProbeOptions } from './probe.js';
+
+export interface VerifierOptions {
+  server: ProbeOptions['server'];
+  concurrency: number;
+  timeoutMs: number;
+  maxLatencyMs: number;
+  minMbps: number;
+}
+
+export interface VerdictReport extends VerdictRequest {
+  peerId: string;
+  host: string;
+  port: number;
+  state: PeerInfo['state'];
+}
+
+/** One verification pass over every live candidate and verified peer, verdicts posted as it goes. */
+export class Verifier {
+  readonly #api: ApiClient;
+  readonly #logger: Logger;
+  readonly #o: VerifierOptions;
+
+  constructor(components: { api: ApiClient; logger: Logger }, options: VerifierOptions) {
+    this.#api = components.api;
+    this.#logger = components.logger;
+    this.#o = options;
+  }
+
+  async pass(onVerdict?: (r: VerdictReport) => void): Promise<VerdictReport[]> {
+    const peers = (await this.#api.peers()).filter((p) => p.state !== 'paused');
+    const { ticket } = await this.#api.ticket();
+    const queue = [...peers];
+    const reports: VerdictReport[] = [];
+    const worker = async () => {
+      for (let peer = queue.shift(); peer; peer = queue.shift()) {
+        const canary = await this.#api.canary();
+        const verdict = await probePeer(peer, { ticket, canary, server: this.#o.server, timeoutMs: this.#o.timeoutMs, maxLatencyMs: this.#o.maxLatencyMs, minMbps: this.#o.minMbps });
+        try {
+          const after = await this.#api.verdict(peer.peerId, verdict);
+          const report = { peerId: peer.peerId, host: peer.host, port: peer.port, state: after.state, ...verdict };
+          reports.push(report);
+          onVerdict?.(report);
+        } catch (err) {
+          this.#logger.warn({ code: (err as { code?: string }).code }, 'verdict not recorded (peer gone?)');
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: Math.max(1, this.#o.concurrency) }, worker));
+    return reports;
+  }
+}

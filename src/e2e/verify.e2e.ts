@@ -1,4 +1,5 @@
-import { createServer } from 'node:net';
+import { createServer as createHttpServer, type IncomingMessage } from 'node:http';
+import { connect, createServer, type Socket } from 'node:net';
 import test from 'ava';
 import { listen } from '../net/listen.js';
 import { addAgent } from '../testing/helpers/agents.js';
@@ -27,6 +28,22 @@ test('verify --once admits a working give peer, never a candidate that does not 
   const userApi = await user.api();
   t.teardown(() => Promise.all([liarApi.close(), ghostApi.close(), userApi.close()]));
   await liarApi.registerPeer({ port: mutePort, protocols: ['connect'] });
+  // A candidate that relays CONNECT but has no working SOCKS5 side, while it registers one.
+  const half = createHttpServer((_req, res) => res.end());
+  half.on('connect', (req: IncomingMessage, client: Socket) => {
+    const [host, port] = (req.url ?? '').split(':');
+    const upstream = connect(Number(port), host!, () => {
+      client.write('HTTP/1.1 200 Connection Established\r\n\r\n');
+      upstream.pipe(client).pipe(upstream);
+    });
+    upstream.on('error', () => client.destroy());
+  });
+  const halfPort = (await listen(half, '127.0.0.1', 0)).port;
+  t.teardown(() => half.close());
+  const halfOwner = await addAgent(ctx.server, ctx.dir, 'half');
+  const halfApi = await halfOwner.api();
+  t.teardown(() => halfApi.close());
+  await halfApi.registerPeer({ port: halfPort, protocols: ['connect', 'socks5'] });
   const closed = createServer();
   const deadPort = (await listen(closed, '127.0.0.1', 0)).port;
   await new Promise((r) => closed.close(r));
@@ -41,6 +58,7 @@ test('verify --once admits a working give peer, never a candidate that does not 
   t.true((byPort.get(givePort)?.latencyMs ?? -1) >= 0);
   t.like(byPort.get(mutePort), { ok: false, state: 'candidate' }, 'accepting TCP is not enough');
   t.like(byPort.get(deadPort), { ok: false, status: 'refused', state: 'candidate' });
+  t.like(byPort.get(halfPort), { ok: false, status: 'socks5-failed', state: 'candidate' }, 'every protocol it registers must work');
   t.deepEqual((await userApi.roundRobin()).map((p) => p.port), [givePort], 'get clients only receive the verified peer');
 
   await give.stop('SIGKILL');

@@ -1,13 +1,17 @@
 import { createHash } from 'node:crypto';
 import { once } from 'node:events';
-import { request as httpRequest } from 'node:http';
+import { get as httpGet, request as httpRequest } from 'node:http';
 import { connect, type Socket } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import type { Duplex } from 'node:stream';
+import { SocksProxyAgent } from 'socks-proxy-agent';
 import { openTunnel, type Upstream } from '../../net/tunnel.js';
+import { TICKET_USERNAME } from '../../protocol/ticket.js';
 import type { CanaryResponse, VerdictRequest } from '../../protocol/messages.js';
 
 export interface ProbeOptions {
+  /** A second canary, fetched over SOCKS5 (socks-proxy-agent) once the CONNECT fetch passed. */
+  socksCanary?: CanaryResponse;
   /** Ticket the verifier presents, as a get client would. */
   ticket: string;
   /** The server, as give peers reach it (the canary is fetched from there through the peer). */
@@ -80,11 +84,41 @@ export async function probePeer(peer: Upstream, o: ProbeOptions): Promise<Verdic
     }
     if (firstByteMs > o.maxLatencyMs) return { ok: false, status: 'slow', ...measured };
     if (mbps < o.minMbps) return { ok: false, status: 'low-throughput', ...measured };
+    if (o.socksCanary && !o.server.tls && !(await fetchOverSocks(peer, o, o.socksCanary))) return { ok: false, status: 'socks5-failed', ...measured };
     return { ok: true, status: 'ok', ...measured };
   } catch (err) {
     return { ok: false, status: (err as Error).message === 'timeout' ? 'timeout' : 'fetch-failed' };
   } finally {
     socket.destroy();
     tunnel.destroy();
+  }
+}
+
+/** The same kind of fetch over the peer's SOCKS5 side, through socks-proxy-agent as clients use it. */
+async function fetchOverSocks(peer: Upstream, o: ProbeOptions, canary: CanaryResponse): Promise<boolean> {
+  const host = peer.host.includes(':') ? `[${peer.host}]` : peer.host;
+  const agent = new SocksProxyAgent(`socks5://${TICKET_USERNAME}:${encodeURIComponent(o.ticket)}@${host}:${peer.port}`, { timeout: o.timeoutMs });
+  const serverHost = o.server.host.includes(':') ? `[${o.server.host}]` : o.server.host;
+  try {
+    const body = await new Promise<Buffer>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error('timeout')), o.timeoutMs);
+      httpGet(`http://${serverHost}:${o.server.port}${canary.path}`, { agent }, (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => {
+          clearTimeout(timer);
+          resolve(Buffer.concat(chunks));
+        });
+        res.on('error', reject);
+      }).on('error', (err) => {
+        clearTimeout(timer);
+        reject(err);
+      });
+    });
+    return body.length === canary.length && createHash('sha256').update(body).digest('hex') === canary.sha256;
+  } catch {
+    return false;
+  } finally {
+    agent.destroy();
   }
 }

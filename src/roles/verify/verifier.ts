@@ -38,7 +38,8 @@ export class Verifier {
     const worker = async () => {
       for (let peer = queue.shift(); peer; peer = queue.shift()) {
         const canary = await this.#api.canary();
-        const verdict = await probePeer(peer, { ticket, canary, server: this.#o.server, timeoutMs: this.#o.timeoutMs, maxLatencyMs: this.#o.maxLatencyMs, minMbps: this.#o.minMbps });
+        const socksCanary = peer.protocols.includes('socks5') ? await this.#api.canary() : undefined;
+        const verdict = await probePeer(peer, { ticket, canary, ...(socksCanary ? { socksCanary } : {}), server: this.#o.server, timeoutMs: this.#o.timeoutMs, maxLatencyMs: this.#o.maxLatencyMs, minMbps: this.#o.minMbps });
         try {
           const after = await this.#api.verdict(peer.peerId, verdict);
           const report = { peerId: peer.peerId, host: peer.host, port: peer.port, state: after.state, ...verdict };

@@ -75,3 +75,17 @@ export async function openAgent(keystore: Keystore, credential: StoredCredential
     : undefined;
   return { api, deviceKeys, cipher };
 }
+
+/**
+ * Runs `fn` with an API client for this home's credential, without holding the keystore (the
+ * credential is read once; the session lives in memory), and closes the client after.
+ */
+export async function withApi<T>(home: string, fn: (api: ApiClient, credential: StoredCredential) => Promise<T>): Promise<T> {
+  const credential = await withKeystore(home, requireCredential);
+  const api = await signedClient(credential);
+  try {
+    return await fn(api, credential);
+  } finally {
+    await api.close();
+  }
+}

@@ -10,7 +10,7 @@ import { TicketVerifier } from '../../crypto/tickets.js';
 import { GiveProxy } from '../../roles/give/give-proxy.js';
 import { PeerRegistrar } from '../../roles/give/peer-registration.js';
 import { Messenger } from '../../messaging/messenger.js';
-import { openAgent, requireCredential, signedClient, withKeystore } from '../agent-home.js';
+import { openAgent, requireCredential, signedClient, withApi, withKeystore } from '../agent-home.js';
 import { parseDuration, parseListen, parsePositiveInt, resolveHome } from '../config.js';
 import { writeJson, writeLine, type Io } from '../io.js';
 
@@ -173,14 +173,7 @@ export function ticketCommand(io: Io, done: (code: number) => void): Command {
     .option('--home <dir>', 'agent home (default $LANTERN_HOME, else ~/.lantern-agent)')
     .option('--json', 'print JSON {ticket, expiresAt}')
     .action(async (flags: { home?: string; json?: boolean }) => {
-      const answer = await withKeystore(resolveHome(flags.home, io.env), async (keystore) => {
-        const api = await signedClient(await requireCredential(keystore), keystore);
-        try {
-          return await api.ticket();
-        } finally {
-          await api.close();
-        }
-      });
+      const answer = await withApi(resolveHome(flags.home, io.env), (api) => api.ticket());
       if (flags.json) writeJson(io.stdout, { ticket: answer.ticket, expiresAt: new Date(answer.expiresAt).toISOString() });
       else writeLine(io.stdout, answer.ticket);
       done(0);

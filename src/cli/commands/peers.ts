@@ -1,5 +1,5 @@
 import { Command } from 'commander';
-import { requireCredential, signedClient, withKeystore } from '../agent-home.js';
+import { withApi } from '../agent-home.js';
 import { resolveHome } from '../config.js';
 import { writeJson, writeLine, type Io } from '../io.js';
 
@@ -9,9 +9,7 @@ export function peersCommand(io: Io, done: (code: number) => void): Command {
     .option('--home <dir>', 'agent home (default $LANTERN_HOME, else ~/.lantern-agent)')
     .option('--json', 'print JSON')
     .action(async (flags: { home?: string; json?: boolean }) => {
-      const credential = await withKeystore(resolveHome(flags.home, io.env), requireCredential);
-      const api = await signedClient(credential);
-      try {
+      await withApi(resolveHome(flags.home, io.env), async (api) => {
         const peers = await api.peers();
         if (flags.json) writeJson(io.stdout, { peers, verified: peers.filter((p) => p.state === 'verified').length });
         else {
@@ -20,9 +18,7 @@ export function peersCommand(io: Io, done: (code: number) => void): Command {
             writeLine(io.stdout, `${p.peerId} ${p.host}:${p.port} ${p.state.padEnd(9)} ${v}`);
           }
         }
-      } finally {
-        await api.close();
-      }
+      });
       done(0);
     });
 }

@@ -1,7 +1,7 @@
 import { Command } from 'commander';
 import { createLogger } from '../../core/logger.js';
 import { Verifier, type VerdictReport } from '../../roles/verify/verifier.js';
-import { requireCredential, signedClient, withKeystore } from '../agent-home.js';
+import { withApi } from '../agent-home.js';
 import { parseDuration, parsePositiveInt, resolveHome } from '../config.js';
 import { writeJson, writeLine, type Io } from '../io.js';
 
@@ -31,29 +31,27 @@ export function verifyCommand(io: Io, done: (code: number) => void): Command {
     .option('--log-level <level>', 'log level (stderr, JSON)', 'warn')
     .action(async (flags: VerifyFlags) => {
       const logger = createLogger({ level: flags.logLevel }).child({ component: 'verify' });
-      const credential = await withKeystore(resolveHome(flags.home, io.env), requireCredential);
-      const api = await signedClient(credential);
-      const server = new URL(credential.server);
-      const verifier = new Verifier(
-        { api, logger },
-        {
-          server: {
-            host: server.hostname.replace(/^\[|\]$/g, ''),
-            port: Number(server.port || (server.protocol === 'https:' ? 443 : 80)),
-            tls: server.protocol === 'https:',
-            ...(credential.tlsCaPem ? { ca: credential.tlsCaPem } : {}),
+      await withApi(resolveHome(flags.home, io.env), async (api, credential) => {
+        const server = new URL(credential.server);
+        const verifier = new Verifier(
+          { api, logger },
+          {
+            server: {
+              host: server.hostname.replace(/^\[|\]$/g, ''),
+              port: Number(server.port || (server.protocol === 'https:' ? 443 : 80)),
+              tls: server.protocol === 'https:',
+              ...(credential.tlsCaPem ? { ca: credential.tlsCaPem } : {}),
+            },
+            concurrency: flags.concurrency,
+            timeoutMs: flags.timeout,
+            maxLatencyMs: flags.maxLatency,
+            minMbps: flags.minMbps,
           },
-          concurrency: flags.concurrency,
-          timeoutMs: flags.timeout,
-          maxLatencyMs: flags.maxLatency,
-          minMbps: flags.minMbps,
-        },
-      );
-      const show = (r: VerdictReport) => {
-        if (flags.json) writeJson(io.stdout, r);
-        else writeLine(io.stderr, `${r.ok ? 'pass' : 'FAIL'} ${r.host}:${r.port} ${r.status}${r.latencyMs !== undefined ? ` ${r.latencyMs} ms` : ''} -> ${r.state}`);
-      };
-      try {
+        );
+        const show = (r: VerdictReport) => {
+          if (flags.json) writeJson(io.stdout, r);
+          else writeLine(io.stderr, `${r.ok ? 'pass' : 'FAIL'} ${r.host}:${r.port} ${r.status}${r.latencyMs !== undefined ? ` ${r.latencyMs} ms` : ''} -> ${r.state}`);
+        };
         if (flags.once) {
           const reports = await verifier.pass(show);
           const passed = reports.filter((r) => r.ok).length;
@@ -65,9 +63,7 @@ export function verifyCommand(io: Io, done: (code: number) => void): Command {
             if (await Promise.race([stop, new Promise<false>((r) => setTimeout(() => r(false), flags.interval))])) break;
           }
         }
-      } finally {
-        await api.close();
-      }
+      });
       done(0);
     });
 }

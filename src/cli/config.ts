@@ -19,6 +19,12 @@ export function parsePositiveInt(value: string): number {
   return n;
 }
 
+export function parsePort(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1 || n > 65535) throw new InvalidArgumentError('expected a port between 1 and 65535');
+  return n;
+}
+
 export function parseSeconds(value: string): number {
   const n = Number(value);
   if (!Number.isFinite(n) || n < 0 || n > 60) throw new InvalidArgumentError('expected seconds between 0 and 60');

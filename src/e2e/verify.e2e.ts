@@ -1,7 +1,9 @@
 import { createServer as createHttpServer, type IncomingMessage } from 'node:http';
 import { connect, createServer, type Socket } from 'node:net';
 import test from 'ava';
+import { PeerIdentity } from '../crypto/peer-identity.js';
 import { listen } from '../net/listen.js';
+import { CHALLENGE_HEADER, PEER_PROOF_HEADER } from '../net/tunnel.js';
 import { addAgent } from '../testing/helpers/agents.js';
 import { runCli, sharedServer, startRole } from '../testing/helpers/cli.js';
 
@@ -27,13 +29,15 @@ test('verify --once admits a working give peer, never a candidate that does not 
   const ghostApi = await ghost.api();
   const userApi = await user.api();
   t.teardown(() => Promise.all([liarApi.close(), ghostApi.close(), userApi.close()]));
-  await liarApi.registerPeer({ port: mutePort, protocols: ['connect'] });
-  // A candidate that relays CONNECT but has no working SOCKS5 side, while it registers one.
+  await liarApi.registerPeer({ port: mutePort, protocols: ['connect'], identityKey: new PeerIdentity().publicKey });
+  // A candidate that relays CONNECT (and proves its identity) but has no working SOCKS5 side, while it registers one.
+  const halfIdentity = new PeerIdentity();
+  let halfPeerId = '';
   const half = createHttpServer((_req, res) => res.end());
   half.on('connect', (req: IncomingMessage, client: Socket) => {
     const [host, port] = (req.url ?? '').split(':');
     const upstream = connect(Number(port), host!, () => {
-      client.write('HTTP/1.1 200 Connection Established\r\n\r\n');
+      client.write(`HTTP/1.1 200 Connection Established\r\n${PEER_PROOF_HEADER}: ${halfIdentity.prove(halfPeerId, String(req.headers[CHALLENGE_HEADER]))}\r\n\r\n`);
       upstream.pipe(client).pipe(upstream);
     });
     upstream.on('error', () => client.destroy());
@@ -43,11 +47,11 @@ test('verify --once admits a working give peer, never a candidate that does not 
   const halfOwner = await addAgent(ctx.server, ctx.dir, 'half');
   const halfApi = await halfOwner.api();
   t.teardown(() => halfApi.close());
-  await halfApi.registerPeer({ port: halfPort, protocols: ['connect', 'socks5'] });
+  halfPeerId = (await halfApi.registerPeer({ port: halfPort, protocols: ['connect', 'socks5'], identityKey: halfIdentity.publicKey })).peerId;
   const closed = createServer();
   const deadPort = (await listen(closed, '127.0.0.1', 0)).port;
   await new Promise((r) => closed.close(r));
-  await ghostApi.registerPeer({ port: deadPort, protocols: ['connect'] });
+  await ghostApi.registerPeer({ port: deadPort, protocols: ['connect'], identityKey: new PeerIdentity().publicKey });
 
   const run = await runCli(['verify', '--once', '--json', '--home', verifier.home, '--timeout', '2s']);
   t.is(run.code, 0, run.stderr);
@@ -69,4 +73,44 @@ test('verify --once admits a working give peer, never a candidate that does not 
   const denied = await runCli(['verify', '--once', '--home', user.home]);
   t.is(denied.code, 4);
   t.regex(denied.stderr, /LA_ERR_FORBIDDEN/);
+});
+
+test("a registration pointing at another peer's proxy, or at a plain proxy, fails the identity check", async (t) => {
+  const verifier = await addAgent(ctx.server, ctx.dir, 'verifier-2', { role: 'verifier' });
+  const alice = await addAgent(ctx.server, ctx.dir, 'alice-give');
+  const mallory = await addAgent(ctx.server, ctx.dir, 'mallory-give');
+  const plain = await addAgent(ctx.server, ctx.dir, 'plain-proxy');
+  const good = await startRole(['give', '--listen', '127.0.0.1:0', '--home', alice.home, '--allow-private-destinations'], 'registered');
+  t.teardown(() => good.stop('SIGKILL'));
+  const alicePort = Number(new URL(good.url).port);
+  // Mallory's own give peer registers, claiming (as if a router forwarded it) Alice's port.
+  const claimed = await startRole(['give', '--listen', '127.0.0.1:0', '--home', mallory.home, '--allow-private-destinations', '--public-port', String(alicePort)], 'registered');
+  t.teardown(() => claimed.stop('SIGKILL'));
+  t.is((claimed.events.find((e) => e['event'] === 'registered') as { port: number }).port, alicePort);
+  // A stock CONNECT proxy that relays fine but is no give peer: it cannot answer the challenge.
+  const stock = createHttpServer((_req, res) => res.end());
+  stock.on('connect', (req: IncomingMessage, client: Socket) => {
+    const [host, port] = (req.url ?? '').split(':');
+    const upstream = connect(Number(port), host!, () => {
+      client.write('HTTP/1.1 200 Connection Established\r\n\r\n');
+      upstream.pipe(client).pipe(upstream);
+    });
+    upstream.on('error', () => client.destroy());
+  });
+  const stockPort = (await listen(stock, '127.0.0.1', 0)).port;
+  t.teardown(() => stock.close());
+  const plainApi = await plain.api();
+  t.teardown(() => plainApi.close());
+  const plainId = (await plainApi.registerPeer({ port: stockPort, protocols: ['connect'], identityKey: new PeerIdentity().publicKey })).peerId;
+  const malloryId = (claimed.events.find((e) => e['event'] === 'registered') as { peerId: string }).peerId;
+  const aliceId = (good.events.find((e) => e['event'] === 'registered') as { peerId: string } | undefined)?.peerId;
+
+  const run = await runCli(['verify', '--once', '--json', '--home', verifier.home, '--timeout', '2s']);
+  t.is(run.code, 0, run.stderr);
+  const verdicts = new Map(run.stdout.trim().split('\n').map((l) => JSON.parse(l) as { peerId: string; port: number; ok: boolean; status: string; state: string }).map((v) => [v.peerId, v]));
+  t.like(verdicts.get(malloryId), { ok: false, status: 'identity-mismatch', state: 'candidate' }, "Alice's proxy does not answer for Mallory");
+  t.like(verdicts.get(plainId), { ok: false, status: 'no-identity-proof', state: 'candidate' });
+  const alice2 = [...verdicts.values()].find((v) => v.port === alicePort && v.peerId !== malloryId);
+  t.like(alice2, { ok: true, status: 'ok', state: 'verified' });
+  if (aliceId) t.is(alice2?.peerId, aliceId);
 });

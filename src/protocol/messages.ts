@@ -258,12 +258,16 @@ export type ProxyProtocol = z.infer<typeof ProxyProtocol>;
 /**
  * POST /v1/peers — a give peer registers (or re-registers) the proxy of the signing device. The
  * server takes the address from the connection, never from the body or a header: `port` is where
- * the proxy listens and `publicAddr` (HOST:PORT) only a hint, recorded as such.
+ * the proxy is reached (its listening port, or the one a router forwards to it) and `publicAddr`
+ * (HOST:PORT) only a hint, recorded as such. `identityKey` is the peer's Ed25519 identity key (raw,
+ * base64url): verifiers check that the proxy at the address proves it holds it.
  */
+export const PeerIdentityKey = z.string().regex(/^[A-Za-z0-9_-]{43}$/, 'an Ed25519 public key, base64url');
 export const PeerRegistration = z.strictObject({
   port: z.int().min(1).max(65535),
   publicAddr: z.string().max(300).optional(),
   protocols: z.array(ProxyProtocol).min(1).max(3),
+  identityKey: PeerIdentityKey,
 });
 export type PeerRegistration = z.infer<typeof PeerRegistration>;
 
@@ -289,6 +293,7 @@ export const PeerInfo = z.strictObject({
   port: z.int(),
   protocols: z.array(ProxyProtocol),
   publicAddrHint: z.string().optional(),
+  identityKey: PeerIdentityKey,
   state: PeerState,
   registeredAt: z.int(),
   expiresAt: z.int(),

@@ -84,6 +84,7 @@ export interface PeerRegistrationInput {
   port: number;
   protocols: ProxyProtocol[];
   publicAddrHint?: string;
+  identityKey: string;
 }
 
 export interface QueueLimits {
@@ -224,7 +225,8 @@ export function base64Bytes(b64: string): number {
  */
 export function nextPeerRecord(prev: PeerRecord | undefined, input: PeerRegistrationInput, now: number, ttlMs: number, newId: () => string): PeerRecord {
   const live = prev && prev.expiresAt > now ? prev : undefined;
-  const sameAddress = live !== undefined && live.host === input.host && live.port === input.port;
+  // Verification holds for one proxy: the same address answering for the same identity key.
+  const sameAddress = live !== undefined && live.host === input.host && live.port === input.port && live.identityKey === input.identityKey;
   return {
     peerId: live?.peerId ?? newId(),
     userId: input.userId,
@@ -233,6 +235,7 @@ export function nextPeerRecord(prev: PeerRecord | undefined, input: PeerRegistra
     port: input.port,
     protocols: [...input.protocols],
     ...(input.publicAddrHint ? { publicAddrHint: input.publicAddrHint } : {}),
+    identityKey: input.identityKey,
     state: sameAddress && live.state === 'verified' ? 'verified' : 'candidate',
     registeredAt: live?.registeredAt ?? now,
     expiresAt: now + ttlMs,

@@ -6,12 +6,13 @@ import { GiveControlRequest } from '../../protocol/messages.js';
 import { parseMessage } from '../../protocol/validate.js';
 import { systemClock } from '../../core/clock.js';
 import { createLogger } from '../../core/logger.js';
+import { PeerIdentity } from '../../crypto/peer-identity.js';
 import { TicketVerifier } from '../../crypto/tickets.js';
 import { GiveProxy } from '../../roles/give/give-proxy.js';
 import { PeerRegistrar } from '../../roles/give/peer-registration.js';
 import { Messenger } from '../../messaging/messenger.js';
 import { openAgent, requireCredential, signedClient, withApi, withKeystore } from '../agent-home.js';
-import { parseDuration, parseListen, parsePositiveInt, resolveHome } from '../config.js';
+import { parseDuration, parseListen, parsePort, parsePositiveInt, resolveHome } from '../config.js';
 import { writeJson, writeLine, type Io } from '../io.js';
 
 interface GiveFlags {
@@ -23,6 +24,7 @@ interface GiveFlags {
   maxClients: number;
   maxMbps?: number;
   publicAddr?: string;
+  publicPort?: number;
   register: boolean;
   advertiseTo?: string[];
   adLifetime: number;
@@ -42,6 +44,7 @@ export function giveCommand(io: Io, done: (code: number) => void): Command {
     .option('--max-clients <n>', 'tunnels and requests served at once', parsePositiveInt, 64)
     .option('--max-mbps <n>', 'shared bandwidth cap in megabits per second', parsePositiveInt)
     .option('--public-addr <host:port>', 'how the world reaches this proxy (a hint: the server uses the connection address)')
+    .option('--public-port <n>', 'the port the world reaches this proxy on, when a router forwards another port to it', parsePort)
     .option('--no-register', 'do not register with the server (serve only peers that were told the address)')
     .option('--advertise-to <userIds...>', "send an availability ad to these users (store-and-forward, end-to-end encrypted)")
     .option('--ad-lifetime <duration>', 'how long ads stay valid', parseDuration, 3600_000)
@@ -72,6 +75,9 @@ async function runGive(io: Io, flags: GiveFlags): Promise<number> {
   const api = await signedClient(credential);
   // The ticket key comes from the server this home is logged in to; tickets are then checked offline.
   const publicKey = await api.ticketKey();
+  // A fresh identity key each run; verifiers check that the proxy at the registered address holds it.
+  const identity = new PeerIdentity();
+  let registrar: PeerRegistrar | undefined;
   const proxy = new GiveProxy(
     { tickets: new TicketVerifier(publicKey), clock: systemClock, logger },
     {
@@ -80,14 +86,23 @@ async function runGive(io: Io, flags: GiveFlags): Promise<number> {
       allowPrivateDestinations: flags.allowPrivateDestinations === true,
       maxClients: flags.maxClients,
       ...(flags.maxMbps ? { maxMbps: flags.maxMbps } : {}),
+      proveIdentity: (challenge) => {
+        const peerId = registrar?.info?.peerId;
+        return peerId ? identity.prove(peerId, challenge) : undefined;
+      },
     },
   );
   await proxy.start();
   if (flags.json) writeJson(io.stdout, { event: 'listening', url: proxy.url });
   else writeLine(io.stderr, `lantern-agent give: proxy listening on ${proxy.url}`);
-  const registrar = new PeerRegistrar(
+  registrar = new PeerRegistrar(
     { api, clock: systemClock, logger },
-    { port: proxy.address.port, protocols: ['connect', 'http', 'socks5'], ...(flags.publicAddr ? { publicAddr: flags.publicAddr } : {}) },
+    {
+      port: flags.publicPort ?? proxy.address.port,
+      protocols: ['connect', 'http', 'socks5'],
+      identityKey: identity.publicKey,
+      ...(flags.publicAddr ? { publicAddr: flags.publicAddr } : {}),
+    },
   );
   if (flags.register) {
     try {

@@ -7,8 +7,10 @@ import type { Clock } from '../../core/clock.js';
 import { LanternError } from '../../core/errors.js';
 import type { Logger } from '../../core/logger.js';
 import type { Startable } from '../../core/lifecycle.js';
+import { CHALLENGE_PATTERN } from '../../crypto/peer-identity.js';
 import type { TicketVerifier } from '../../crypto/tickets.js';
 import { formatUrl, listen } from '../../net/listen.js';
+import { CHALLENGE_HEADER, PEER_PROOF_HEADER } from '../../net/tunnel.js';
 import { readExact, readGreeting, readRequest, sniffProtocol, SOCKS, SOCKS_REPLY, socksReply } from '../../net/socks5.js';
 import { TICKET_USERNAME } from '../../protocol/ticket.js';
 import { ByteBudget, relay } from './bandwidth.js';
@@ -22,6 +24,11 @@ export interface GiveProxyOptions {
   maxClients: number;
   /** Shared cap on relayed bytes, in megabits per second. */
   maxMbps?: number;
+  /**
+   * Answers a verifier's challenge (sent with a CONNECT by a ticket holder) with a proof that this
+   * proxy is the registered peer; undefined while not registered.
+   */
+  proveIdentity?: (challenge: string) => string | undefined;
 }
 
 export interface GiveProxyStats {
@@ -236,8 +243,14 @@ export class GiveProxy implements Startable {
       const status = LanternError.is(err, 'LA_ERR_DESTINATION_FORBIDDEN') ? '403 Forbidden' : '502 Bad Gateway';
       return void socket.end(`HTTP/1.1 ${status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n`);
     }
-    socket.write('HTTP/1.1 200 Connection Established\r\n\r\n');
+    socket.write(`HTTP/1.1 200 Connection Established\r\n${this.#proofHeader(req.headers[CHALLENGE_HEADER])}\r\n`);
     this.#tunnel(socket, upstream, head);
+  }
+
+  #proofHeader(challenge: string | string[] | undefined): string {
+    if (typeof challenge !== 'string' || !CHALLENGE_PATTERN.test(challenge)) return '';
+    const proof = this.#o.proveIdentity?.(challenge);
+    return proof ? `${PEER_PROOF_HEADER}: ${proof}\r\n` : '';
   }
 
   async #forward(req: IncomingMessage, res: ServerResponse): Promise<void> {

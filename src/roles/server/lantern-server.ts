@@ -262,7 +262,7 @@ export class LanternServer implements Startable {
         // The address is the connection's, never a header's: a registration cannot point elsewhere.
         const host = (req.socket.remoteAddress ?? '').replace(/^::ffff:(?=\d+\.)/, '');
         const record = await this.#c.store.registerPeer(
-          { ...self(auth), host, port: reg.port, protocols: reg.protocols, ...(reg.publicAddr ? { publicAddrHint: reg.publicAddr } : {}) },
+          { ...self(auth), host, port: reg.port, protocols: reg.protocols, identityKey: reg.identityKey, ...(reg.publicAddr ? { publicAddrHint: reg.publicAddr } : {}) },
           this.#c.clock.now(),
           this.#options.peerTtlMs,
         );

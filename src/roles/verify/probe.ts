@@ -1,13 +1,17 @@
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { get as httpGet, request as httpRequest } from 'node:http';
 import { connect, type Socket } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import type { Duplex } from 'node:stream';
 import { SocksProxyAgent } from 'socks-proxy-agent';
-import { openTunnel, type Upstream } from '../../net/tunnel.js';
+import { checkPeerProof } from '../../crypto/peer-identity.js';
+import { connectTunnel, type Upstream } from '../../net/tunnel.js';
 import { TICKET_USERNAME } from '../../protocol/ticket.js';
-import type { CanaryResponse, VerdictRequest } from '../../protocol/messages.js';
+import type { CanaryResponse, PeerInfo, VerdictRequest } from '../../protocol/messages.js';
+
+/** What the verifier knows of a candidate: where it is and the identity key it registered. */
+export type Candidate = Upstream & Pick<PeerInfo, 'peerId' | 'identityKey'>;
 
 export interface ProbeOptions {
   /** A second canary, fetched over SOCKS5 (socks-proxy-agent) once the CONNECT fetch passed. */
@@ -17,6 +21,7 @@ export interface ProbeOptions {
   /** The server, as give peers reach it (the canary is fetched from there through the peer). */
   server: { host: string; port: number; tls: boolean; ca?: string };
   canary: CanaryResponse;
+  /** The whole probe (dial, tunnel, identity, fetches) ends within this. */
   timeoutMs: number;
   maxLatencyMs: number;
   minMbps: number;
@@ -40,23 +45,34 @@ async function dial(peer: Upstream, timeoutMs: number): Promise<'ok' | 'refused'
 
 /**
  * Verifies one give peer end to end, as a get client uses it: dial, then a tunnel through it with
- * the get role's own tunnel code, then a real fetch of a fresh canary through that tunnel, checked
- * for length and sha256, a latency ceiling and a throughput floor.
+ * the get role's own tunnel code, carrying a fresh challenge the proxy must answer with a proof for
+ * the registered identity key and peer id, then a real fetch of a fresh canary through that tunnel,
+ * checked for length and sha256, a latency ceiling and a throughput floor. All within `timeoutMs`.
  */
-export async function probePeer(peer: Upstream, o: ProbeOptions): Promise<VerdictRequest> {
-  const dialed = await dial(peer, o.timeoutMs);
+export async function probePeer(peer: Candidate, o: ProbeOptions): Promise<VerdictRequest> {
+  const deadline = performance.now() + o.timeoutMs;
+  const left = () => Math.max(1, Math.round(deadline - performance.now()));
+  const dialed = await dial(peer, left());
   if (dialed !== 'ok') return { ok: false, status: dialed };
+  const challenge = randomBytes(18).toString('base64url');
   let tunnel: Duplex;
   try {
-    tunnel = await openTunnel(peer, o.ticket, { host: o.server.host, port: o.server.port }, o.timeoutMs);
+    const opened = await connectTunnel(peer, o.ticket, { host: o.server.host, port: o.server.port }, left(), challenge);
+    tunnel = opened.socket;
+    const identity = checkPeerProof(peer.identityKey, peer.peerId, challenge, opened.proof);
+    if (identity !== 'ok') {
+      tunnel.destroy();
+      // Someone else's proxy (or no give peer at all) answers at the registered address.
+      return { ok: false, status: identity === 'missing' ? 'no-identity-proof' : 'identity-mismatch' };
+    }
   } catch {
-    return { ok: false, status: 'tunnel-failed' };
+    return { ok: false, status: performance.now() >= deadline ? 'timeout' : 'tunnel-failed' };
   }
   const socket: Duplex = o.server.tls ? tlsConnect({ socket: tunnel as Socket, servername: o.server.host, ...(o.server.ca ? { ca: o.server.ca } : {}) }) : tunnel;
   const started = performance.now();
   try {
     const { body, firstByteMs } = await new Promise<{ body: Buffer; firstByteMs: number }>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error('timeout')), o.timeoutMs);
+      const timer = setTimeout(() => reject(new Error('timeout')), left());
       const req = httpRequest(
         { method: 'GET', path: o.canary.path, headers: { host: `${o.server.host}:${o.server.port}`, connection: 'close' }, createConnection: () => socket as Socket },
         (res) => {
@@ -84,7 +100,7 @@ export async function probePeer(peer: Upstream, o: ProbeOptions): Promise<Verdic
     }
     if (firstByteMs > o.maxLatencyMs) return { ok: false, status: 'slow', ...measured };
     if (mbps < o.minMbps) return { ok: false, status: 'low-throughput', ...measured };
-    if (o.socksCanary && !o.server.tls && !(await fetchOverSocks(peer, o, o.socksCanary))) return { ok: false, status: 'socks5-failed', ...measured };
+    if (o.socksCanary && !o.server.tls && !(await fetchOverSocks(peer, o.ticket, o.server, o.socksCanary, left()))) return { ok: false, status: 'socks5-failed', ...measured };
     return { ok: true, status: 'ok', ...measured };
   } catch (err) {
     return { ok: false, status: (err as Error).message === 'timeout' ? 'timeout' : 'fetch-failed' };
@@ -95,14 +111,14 @@ export async function probePeer(peer: Upstream, o: ProbeOptions): Promise<Verdic
 }
 
 /** The same kind of fetch over the peer's SOCKS5 side, through socks-proxy-agent as clients use it. */
-async function fetchOverSocks(peer: Upstream, o: ProbeOptions, canary: CanaryResponse): Promise<boolean> {
+async function fetchOverSocks(peer: Upstream, ticket: string, server: Upstream, canary: CanaryResponse, timeoutMs: number): Promise<boolean> {
   const host = peer.host.includes(':') ? `[${peer.host}]` : peer.host;
-  const agent = new SocksProxyAgent(`socks5://${TICKET_USERNAME}:${encodeURIComponent(o.ticket)}@${host}:${peer.port}`, { timeout: o.timeoutMs });
-  const serverHost = o.server.host.includes(':') ? `[${o.server.host}]` : o.server.host;
+  const agent = new SocksProxyAgent(`socks5://${TICKET_USERNAME}:${encodeURIComponent(ticket)}@${host}:${peer.port}`, { timeout: timeoutMs });
+  const serverHost = server.host.includes(':') ? `[${server.host}]` : server.host;
   try {
     const body = await new Promise<Buffer>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error('timeout')), o.timeoutMs);
-      httpGet(`http://${serverHost}:${o.server.port}${canary.path}`, { agent }, (res) => {
+      const timer = setTimeout(() => reject(new Error('timeout')), timeoutMs);
+      httpGet(`http://${serverHost}:${server.port}${canary.path}`, { agent }, (res) => {
         const chunks: Buffer[] = [];
         res.on('data', (c: Buffer) => chunks.push(c));
         res.on('end', () => {

@@ -16,6 +16,9 @@ const cred = (n = 1): DeviceCredential => ({
 });
 
 const limits = { maxMessages: 100, maxBytes: 1_000_000 };
+/** Two peer identity keys (raw Ed25519, base64url). */
+const KEY_A = Buffer.alloc(32, 1).toString('base64url');
+const KEY_B = Buffer.alloc(32, 2).toString('base64url');
 
 function msg(over: Partial<EnqueueInput> = {}): EnqueueInput {
   return {
@@ -251,7 +254,7 @@ export function serverStoreComplianceTests(test: TestFn, name: string, factory: 
     await s.revokeDevice(to.userId, 1, 2);
     t.is(await s.takeBundle(to), undefined, 'revoking a device deletes its keys');
     await s.putDevice(to.userId, cred(5), 3);
-    await s.registerPeer({ userId: to.userId, deviceId: 2, host: '203.0.113.9', port: 1, protocols: ['connect'] }, 3, 1000);
+    await s.registerPeer({ userId: to.userId, deviceId: 2, host: '203.0.113.9', port: 1, protocols: ['connect'], identityKey: KEY_A }, 3, 1000);
     await s.revokeDevice(to.userId, 2, 4);
     t.deepEqual(await s.listPeers(5), [], 'and its peer registration');
     t.deepEqual(await s.registrations(to.userId), []);
@@ -277,10 +280,10 @@ export function serverStoreComplianceTests(test: TestFn, name: string, factory: 
 
   withStore('give peers register once per device, heartbeat, expire and unregister', async (t, s) => {
     const a = { userId: randomUUID(), deviceId: 1 };
-    const first = await s.registerPeer({ ...a, host: '203.0.113.5', port: 8443, protocols: ['connect', 'socks5'] }, 1000, 30_000);
+    const first = await s.registerPeer({ ...a, host: '203.0.113.5', port: 8443, protocols: ['connect', 'socks5'], identityKey: KEY_A }, 1000, 30_000);
     t.is(first.state, 'candidate');
     t.is(first.expiresAt, 31_000);
-    const again = await s.registerPeer({ ...a, host: '203.0.113.5', port: 8443, protocols: ['connect'], publicAddrHint: 'proxy.example:443' }, 2000, 30_000);
+    const again = await s.registerPeer({ ...a, host: '203.0.113.5', port: 8443, protocols: ['connect'], identityKey: KEY_A, publicAddrHint: 'proxy.example:443' }, 2000, 30_000);
     t.is(again.peerId, first.peerId, 'a re-registration keeps the peer id');
     t.is(again.registeredAt, 1000);
     t.is(again.publicAddrHint, 'proxy.example:443');
@@ -289,7 +292,7 @@ export function serverStoreComplianceTests(test: TestFn, name: string, factory: 
     t.deepEqual(await s.listPeers(50_000), [], 'expired registrations are not listed');
     t.is(await s.heartbeatPeer(a, 50_000, 30_000), undefined, 'an expired registration must register again');
     const b = { userId: randomUUID(), deviceId: 2 };
-    await s.registerPeer({ ...b, host: '198.51.100.7', port: 1080, protocols: ['socks5'] }, 60_000, 30_000);
+    await s.registerPeer({ ...b, host: '198.51.100.7', port: 1080, protocols: ['socks5'], identityKey: KEY_B }, 60_000, 30_000);
     t.true(await s.unregisterPeer(b));
     t.false(await s.unregisterPeer(b));
     t.deepEqual(await s.listPeers(60_000), []);
@@ -297,7 +300,7 @@ export function serverStoreComplianceTests(test: TestFn, name: string, factory: 
 
   withStore('verdicts admit, evict on one failure, pause after failing long, and registering again resumes', async (t, s) => {
     const a = { userId: randomUUID(), deviceId: 1 };
-    const peer = await s.registerPeer({ ...a, host: '203.0.113.5', port: 8443, protocols: ['connect'] }, 0, 3_600_000);
+    const peer = await s.registerPeer({ ...a, host: '203.0.113.5', port: 8443, protocols: ['connect'], identityKey: KEY_A }, 0, 3_600_000);
     const v = (ok: boolean, at: number) => ({ ok, status: ok ? 'ok' : 'refused', at });
     const pause = 600_000;
     t.is((await s.recordVerdict(peer.peerId, v(true, 1000), 1000, pause))?.state, 'verified');
@@ -311,14 +314,18 @@ export function serverStoreComplianceTests(test: TestFn, name: string, factory: 
     t.is((await s.recordVerdict(peer.peerId, v(false, 10_000 + pause - 1), 10_000, pause))?.state, 'candidate');
     t.is((await s.recordVerdict(peer.peerId, v(false, 10_000 + pause), 10_000, pause))?.state, 'paused', 'failing for the pause time pauses it');
     t.is((await s.recordVerdict(peer.peerId, v(true, 700_000), 700_000, pause))?.state, 'paused', 'a paused peer stays paused');
-    const again = await s.registerPeer({ ...a, host: '203.0.113.5', port: 8443, protocols: ['connect'] }, 800_000, 3_600_000);
+    const again = await s.registerPeer({ ...a, host: '203.0.113.5', port: 8443, protocols: ['connect'], identityKey: KEY_A }, 800_000, 3_600_000);
     t.is(again.state, 'candidate', 'until it registers again');
     t.is(again.peerId, peer.peerId);
     t.is(await s.recordVerdict(randomUUID(), v(true, 1), 1, pause), undefined);
     // A re-registration at the same address keeps a verified peer verified; at another it must pass again.
     await s.recordVerdict(peer.peerId, v(true, 900_000), 900_000, pause);
-    t.is((await s.registerPeer({ ...a, host: '203.0.113.5', port: 8443, protocols: ['connect'] }, 900_001, 3_600_000)).state, 'verified');
-    t.is((await s.registerPeer({ ...a, host: '203.0.113.6', port: 8443, protocols: ['connect'] }, 900_002, 3_600_000)).state, 'candidate');
+    t.is((await s.registerPeer({ ...a, host: '203.0.113.5', port: 8443, protocols: ['connect'], identityKey: KEY_A }, 900_001, 3_600_000)).state, 'verified');
+    t.is((await s.registerPeer({ ...a, host: '203.0.113.6', port: 8443, protocols: ['connect'], identityKey: KEY_A }, 900_002, 3_600_000)).state, 'candidate');
+    await s.recordVerdict(peer.peerId, v(true, 900_003), 900_003, pause);
+    const rekeyed = await s.registerPeer({ ...a, host: '203.0.113.6', port: 8443, protocols: ['connect'], identityKey: KEY_B }, 900_004, 3_600_000);
+    t.is(rekeyed.state, 'candidate', 'a new identity key at the same address must pass again');
+    t.is(rekeyed.identityKey, KEY_B);
   });
 
   withStore('revoking a device deletes its queue', async (t, s) => {

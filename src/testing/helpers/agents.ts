@@ -28,11 +28,11 @@ export async function addAgent(
   server: RunningServer,
   dir: string,
   name: string,
-  options: { existing?: boolean; homeSuffix?: string; password?: string } = {},
+  options: { existing?: boolean; homeSuffix?: string; password?: string; role?: 'user' | 'verifier' } = {},
 ): Promise<TestAgent> {
   const password = options.password ?? `pw-${name}-secret`;
   if (!options.existing) {
-    const added = await runCli(['account', 'add', name, '--data-dir', server.dataDir, '--password-stdin'], { stdin: `${password}\n` });
+    const added = await runCli(['account', 'add', name, '--data-dir', server.dataDir, ...(options.role ? ['--role', options.role] : []), '--password-stdin'], { stdin: `${password}\n` });
     if (added.code !== 0) throw new Error(`account add failed: ${added.stderr}`);
   }
   const home = join(dir, `home-${name}${options.homeSuffix ?? ''}`);

@@ -36,3 +36,8 @@ export function writeLine(stream: Writable, text: string): void {
 export function writeJson(stream: Writable, value: unknown): void {
   stream.write(`${JSON.stringify(value)}\n`);
 }
+
+/** Is this stream a terminal (progress lines may be redrawn in place)? */
+export function isTerminal(stream: Writable): boolean {
+  return (stream as Writable & { isTTY?: boolean }).isTTY === true;
+}

@@ -92,6 +92,8 @@ export class LevelServerStore implements ServerStore {
   readonly #pendingDedupe = new Map<string, { digest: string; written: Promise<void> }>();
   /** Every dedupe key in the store (built at open): most sends carry a new id and skip the lookup. */
   readonly #dedupeFilter = new BloomFilter();
+  /** Peer id -> its registration's key (a verdict names the peer by id); stale entries are harmless. */
+  readonly #peerKeys = new Map<string, string>();
   /** One-time prekeys handed out whose deletion is not written yet. */
   readonly #popped = new Set<string>();
   readonly #poppedWritten: string[] = [];
@@ -108,6 +110,7 @@ export class LevelServerStore implements ServerStore {
     try {
       await this.#db.open();
       for await (const key of this.#db.keys({ gte: 'k!', lt: 'k!~' })) this.#dedupeFilter.add(key);
+      for (const [key, p] of await this.#range<PeerRecord>('g!', 'g!~')) this.#peerKeys.set(p.peerId, key);
     } catch (err) {
       throw levelError(err, 'open server store');
     }
@@ -353,6 +356,8 @@ export class LevelServerStore implements ServerStore {
       const prev = await this.#get<PeerRecord>(key);
       const record = nextPeerRecord(prev, input, now, ttlMs, randomUUID);
       await this.#writer.write([{ type: 'put', key, value: record }]);
+      if (prev && prev.peerId !== record.peerId) this.#peerKeys.delete(prev.peerId);
+      this.#peerKeys.set(record.peerId, key);
       return record;
     });
   }
@@ -371,8 +376,10 @@ export class LevelServerStore implements ServerStore {
   async unregisterPeer(address: Address): Promise<boolean> {
     const key = `g!${dev(address)}`;
     return this.#locks.run(key, async () => {
-      if ((await this.#get(key)) === undefined) return false;
+      const p = await this.#get<PeerRecord>(key);
+      if (p === undefined) return false;
       await this.#writer.write([{ type: 'del', key }]);
+      this.#peerKeys.delete(p.peerId);
       return true;
     });
   }
@@ -382,9 +389,8 @@ export class LevelServerStore implements ServerStore {
   }
 
   async recordVerdict(peerId: string, verdict: Verdict, now: number, pauseAfterMs: number): Promise<PeerRecord | undefined> {
-    const found = (await this.listPeers(now)).find((p) => p.peerId === peerId);
-    if (!found) return undefined;
-    const key = `g!${dev(found)}`;
+    const key = this.#peerKeys.get(peerId);
+    if (!key) return undefined;
     return this.#locks.run(key, async () => {
       const p = await this.#get<PeerRecord>(key);
       if (!p || p.peerId !== peerId || p.expiresAt <= now) return undefined;

@@ -12,11 +12,15 @@ import {
   loadOrCreateSelfSignedTls,
   loadOrCreateTicketIssuer,
 } from '../../roles/server/data-dir.js';
+import { normalizeZone } from '../../roles/server/dns-answer.js';
+import { DnsServer } from '../../roles/server/dns-server.js';
 import { LanternServer } from '../../roles/server/lantern-server.js';
+import { MetricsServer, ServerMetrics } from '../../roles/server/metrics.js';
+import { RotationMonitor } from '../../roles/server/rotation-monitor.js';
 import { defaultServerOptions, type ServerOptions } from '../../roles/server/options.js';
 import { LevelServerStore } from '../../storage/level-server-store.js';
 import { MemoryNotifier } from '../../storage/memory-notifier.js';
-import { parseDuration, parseListen, parsePositiveInt, parseRate } from '../config.js';
+import { parseCount, parseDuration, parseListen, parsePositiveInt, parseRate } from '../config.js';
 import { writeJson, writeLine, type Io } from '../io.js';
 
 interface ServerFlags {
@@ -42,6 +46,11 @@ interface ServerFlags {
   rateLoginAccount: ServerOptions['rate']['pair'];
   ratePrekeyFetch: ServerOptions['rate']['pair'];
   fsync: boolean;
+  dnsListen?: { host: string; port: number };
+  zone?: string;
+  dnsTtl: number;
+  minRotation: number;
+  metricsListen?: { host: string; port: number };
   logLevel: string;
   unsafeLogging?: boolean;
 }
@@ -81,6 +90,11 @@ export function serverCommand(io: Io, done: (code: number) => void): Command {
     .addOption(
       new Option('--rate-prekey-fetch <burst/per-s>', 'prekey bundle fetches per requester device -> target device').argParser(parseRate).default(d.rate.prekeyFetch, rateText(d.rate.prekeyFetch)),
     )
+    .option('--dns-listen <host:port>', 'also answer DNS (UDP and TCP) for the round robin zone here', parseListen)
+    .option('--zone <zone>', 'the DNS zone: roundrobin.ZONE (verified peers), <peer-id>.peers.ZONE (each registered peer)')
+    .option('--dns-ttl <duration>', 'TTL of DNS answers', parseDuration, 30_000)
+    .option('--min-rotation <n>', 'warn (log line and metric) when fewer verified peers are in the round robin', parseCount, 0)
+    .option('--metrics-listen <host:port>', 'serve Prometheus metrics at http://HOST:PORT/metrics', parseListen)
     .option('--no-fsync', 'do not fsync write batches (survives a crash of the process, not of the machine)')
     .option('--log-level <level>', 'log level (stderr, JSON)', 'info')
     .option('--unsafe-logging', 'keep IP addresses in logs')
@@ -90,6 +104,11 @@ export function serverCommand(io: Io, done: (code: number) => void): Command {
 async function runServer(io: Io, flags: ServerFlags): Promise<number> {
   if (Boolean(flags.tlsCert) !== Boolean(flags.tlsKey)) throw new LanternError('LA_ERR_USAGE', '--tls-cert and --tls-key go together');
   if (flags.tlsCert && flags.tlsSelfSigned) throw new LanternError('LA_ERR_USAGE', 'use either --tls-cert/--tls-key or --tls-self-signed');
+  if (Boolean(flags.dnsListen) !== Boolean(flags.zone)) throw new LanternError('LA_ERR_USAGE', '--dns-listen and --zone go together');
+  const zone = flags.zone ? normalizeZone(flags.zone) : undefined;
+  if (zone !== undefined && !/^(?=.{1,200}$)([a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?\.)*[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?$/.test(zone)) {
+    throw new LanternError('LA_ERR_USAGE', `--zone ${flags.zone}: expected a DNS name such as peers.example.org`);
+  }
   const logger = createLogger({ level: flags.logLevel, unsafeLogging: flags.unsafeLogging === true });
   const emit = (event: Record<string, unknown>) => {
     if (flags.json) writeJson(io.stdout, event);
@@ -131,8 +150,13 @@ async function runServer(io: Io, flags: ServerFlags): Promise<number> {
     peerPauseAfterMs: flags.peerPauseAfter,
     maxPollWaitSeconds: 60,
   };
+  const metrics = new ServerMetrics();
+  const rotation = new RotationMonitor(
+    { store, clock: systemClock, logger: logger.child({ component: 'rotation' }), metrics },
+    { minRotation: flags.minRotation, checkEveryMs: 5000, repeatWarningMs: 60_000 },
+  );
   const server = new LanternServer(
-    { store, notifier, clock: systemClock, logger: logger.child({ component: 'server' }), ca, tickets, canary },
+    { store, notifier, clock: systemClock, logger: logger.child({ component: 'server' }), ca, tickets, canary, metrics, onVerdict: () => rotation.poke() },
     options,
     { host: flags.listen.host, port: flags.listen.port, ...(tls ? { tls } : {}), controlSocketPath: paths.control },
   );
@@ -143,11 +167,42 @@ async function runServer(io: Io, flags: ServerFlags): Promise<number> {
     if (LanternError.is(err)) throw err;
     throw new LanternError('LA_ERR_CONFIG', `Cannot listen on ${flags.listen.host}:${flags.listen.port}: ${(err as Error).message}`, { cause: err });
   }
+  // The extra listeners: DNS round robin and metrics. Started after the API; undone if one fails.
+  const extras: Array<{ stop(): Promise<void> }> = [];
+  const more = async <T extends { start(): Promise<void>; stop(): Promise<void> }>(what: string, thing: T): Promise<T> => {
+    try {
+      await thing.start();
+    } catch (err) {
+      for (const e of extras.reverse()) await e.stop();
+      await server.stop();
+      await store.close();
+      throw new LanternError('LA_ERR_CONFIG', `Cannot start ${what}: ${(err as Error).message}`, { cause: err });
+    }
+    extras.push(thing);
+    return thing;
+  };
+  await more('the rotation monitor', rotation);
+  if (flags.dnsListen && zone) {
+    const dns = await more(
+      `DNS on ${flags.dnsListen.host}:${flags.dnsListen.port}`,
+      new DnsServer(
+        { store, clock: systemClock, logger: logger.child({ component: 'dns' }), onAnswer: (rcode) => metrics.dnsAnswers.inc({ rcode }) },
+        { host: flags.dnsListen.host, port: flags.dnsListen.port, zone, ttlSeconds: Math.round(flags.dnsTtl / 1000), maxAnswers: 16, snapshotMs: 1000 },
+      ),
+    );
+    emit({ event: 'dns-listening', host: dns.address.host, port: dns.address.port, zone });
+    logger.info({ ...dns.address, zone }, 'DNS listening');
+  }
+  if (flags.metricsListen) {
+    const m = await more(`metrics on ${flags.metricsListen.host}:${flags.metricsListen.port}`, new MetricsServer(metrics, flags.metricsListen));
+    emit({ event: 'metrics-listening', url: m.url });
+  }
   emit({ event: 'listening', url: server.url });
   if (!flags.json) writeLine(io.stderr, `lantern-agent server listening on ${server.url}`);
   logger.info({ url: server.url, tls: tls !== undefined }, 'listening');
   const signal = await io.stopSignal;
   emit({ event: 'stopping', signal });
+  for (const e of extras.reverse()) await e.stop();
   await server.stop();
   await notifier.close();
   await store.close();

@@ -3,7 +3,7 @@ import { createLogger } from '../../core/logger.js';
 import { Verifier, type VerdictReport } from '../../roles/verify/verifier.js';
 import { withApi } from '../agent-home.js';
 import { parseDuration, parsePositiveInt, resolveHome } from '../config.js';
-import { writeJson, writeLine, type Io } from '../io.js';
+import { isTerminal, writeJson, writeLine, type Io } from '../io.js';
 
 interface VerifyFlags {
   home?: string;
@@ -48,22 +48,54 @@ export function verifyCommand(io: Io, done: (code: number) => void): Command {
             minMbps: flags.minMbps,
           },
         );
-        const show = (r: VerdictReport) => {
-          if (flags.json) writeJson(io.stdout, r);
-          else writeLine(io.stderr, `${r.ok ? 'pass' : 'FAIL'} ${r.host}:${r.port} ${r.status}${r.latencyMs !== undefined ? ` ${r.latencyMs} ms` : ''} -> ${r.state}`);
-        };
+        const line = (r: VerdictReport) =>
+          `${r.ok ? 'pass' : 'FAIL'} ${r.peerId.slice(0, 8)} ${r.host}:${r.port} ${r.status}${r.latencyMs !== undefined ? ` ${r.latencyMs} ms` : ''} -> ${r.state}`;
         if (flags.once) {
-          const reports = await verifier.pass(show);
-          const passed = reports.filter((r) => r.ok).length;
-          if (!flags.json) writeLine(io.stdout, `verified ${reports.length} peer(s): ${passed} passed, ${reports.length - passed} failed`);
+          // On a terminal one progress line is redrawn in place, failures kept above it; otherwise a line per verdict.
+          const progress = !flags.json && isTerminal(io.stderr);
+          let total = 0;
+          let seen = 0;
+          let failed = 0;
+          const reports = await verifier.pass({
+            start: (n) => {
+              total = n;
+              if (progress) io.stderr.write(`verifying ${n} peer(s)…`);
+            },
+            verdict: (r) => {
+              seen++;
+              if (!r.ok) failed++;
+              if (flags.json) writeJson(io.stdout, r);
+              else if (!progress) writeLine(io.stderr, line(r));
+              else io.stderr.write(`\r\x1b[K${r.ok ? '' : `${line(r)}\n`}[${seen}/${total}] ${seen - failed} passed, ${failed} failed`);
+            },
+          });
+          if (progress) io.stderr.write('\n');
+          if (!flags.json) writeLine(io.stdout, summarize(reports));
         } else {
           const stop = io.stopSignal.then(() => true);
           for (;;) {
-            await verifier.pass(show).catch((err: unknown) => logger.warn({ err }, 'pass failed'));
-            if (await Promise.race([stop, new Promise<false>((r) => setTimeout(() => r(false), flags.interval))])) break;
+            // Passes start every --interval (from the start of the last), so a peer that dies is
+            // probed within the interval and evicted within interval + timeout.
+            const started = Date.now();
+            await verifier
+              .pass({ verdict: (r) => (flags.json ? writeJson(io.stdout, r) : writeLine(io.stderr, line(r))) })
+              .catch((err: unknown) => logger.warn({ code: (err as { code?: string }).code, err }, 'pass failed'));
+            const wait = Math.max(0, started + flags.interval - Date.now());
+            if (await Promise.race([stop, new Promise<false>((r) => setTimeout(() => r(false), wait))])) break;
           }
         }
       });
       done(0);
     });
+}
+
+/** "verified 5 peer(s): 3 passed, 2 failed (refused 1, identity-mismatch 1); median latency 4.2 ms" */
+export function summarize(reports: readonly VerdictReport[]): string {
+  const passed = reports.filter((r) => r.ok);
+  const reasons = new Map<string, number>();
+  for (const r of reports) if (!r.ok) reasons.set(r.status, (reasons.get(r.status) ?? 0) + 1);
+  const why = reasons.size ? ` (${[...reasons].map(([k, n]) => `${k} ${n}`).join(', ')})` : '';
+  const latencies = passed.map((r) => r.latencyMs ?? 0).sort((a, b) => a - b);
+  const median = latencies.length ? `; median latency ${latencies[Math.floor(latencies.length / 2)]} ms` : '';
+  return `verified ${reports.length} peer(s): ${passed.length} passed, ${reports.length - passed.length} failed${why}${median}`;
 }

@@ -35,6 +35,7 @@ import { ControlSocketServer } from '../../net/control-socket.js';
 import { ControlRequest } from '../../protocol/messages.js';
 import { EMPTY_BODY, hasBody, parseJson, readBody, sendEmpty, sendError, sendJson } from './http-kit.js';
 import { Mailbox } from './mailbox.js';
+import type { ServerMetrics } from './metrics.js';
 import type { ServerOptions } from './options.js';
 
 export interface ServerComponents {
@@ -45,6 +46,9 @@ export interface ServerComponents {
   ca: CertificateAuthority;
   tickets: TicketIssuer;
   canary: CanaryMaker;
+  metrics?: ServerMetrics;
+  /** Told of each recorded verdict, with the peer as it now is (the rotation monitor looks again). */
+  onVerdict?: (peer: PeerRecord) => void;
 }
 
 export interface ListenOptions {
@@ -327,6 +331,8 @@ export class LanternServer implements Startable {
         const now = this.#c.clock.now();
         const record = await this.#c.store.recordVerdict(params['peerId']!, { ...verdict, at: now }, now, this.#options.peerPauseAfterMs);
         if (!record) throw new LanternError('LA_ERR_PEER_NOT_REGISTERED', 'No live peer with that id');
+        this.#c.metrics?.verdicts.inc({ result: verdict.ok ? 'pass' : 'fail' });
+        this.#c.onVerdict?.(record);
         sendJson(res, 200, peerInfo(record));
       },
     });

@@ -30,8 +30,10 @@ export class Verifier {
     this.#o = options;
   }
 
-  async pass(onVerdict?: (r: VerdictReport) => void): Promise<VerdictReport[]> {
+  /** Probes every live candidate and verified peer; `on.start` hears how many, `on.verdict` each verdict. */
+  async pass(on: { start?: (total: number) => void; verdict?: (r: VerdictReport) => void } = {}): Promise<VerdictReport[]> {
     const peers = (await this.#api.peers()).filter((p) => p.state !== 'paused');
+    on.start?.(peers.length);
     const { ticket } = await this.#api.ticket();
     const queue = [...peers];
     const reports: VerdictReport[] = [];
@@ -44,7 +46,7 @@ export class Verifier {
           const after = await this.#api.verdict(peer.peerId, verdict);
           const report = { peerId: peer.peerId, host: peer.host, port: peer.port, state: after.state, ...verdict };
           reports.push(report);
-          onVerdict?.(report);
+          on.verdict?.(report);
         } catch (err) {
           this.#logger.warn({ code: (err as { code?: string }).code }, 'verdict not recorded (peer gone?)');
         }

@@ -54,8 +54,12 @@ export interface RunningServer extends RunningRole {
   dataDir: string;
 }
 
-/** Spawns a long-running CLI role with `--json` and waits for `readyEvent` (which carries `url`). */
-export async function startRole(args: string[], readyEvent = 'listening'): Promise<RunningRole> {
+/**
+ * Spawns a long-running CLI role with `--json` and waits for the NDJSON line `ready` names: an
+ * event name (`listening` carries `url`) or a test on each line.
+ */
+export async function startRole(args: string[], ready: string | ((line: Record<string, unknown>) => boolean) = 'listening'): Promise<RunningRole> {
+  const isReady = typeof ready === 'string' ? (e: Record<string, unknown>) => e['event'] === ready : ready;
   const child = spawn(process.execPath, [CLI, ...args, '--json', '--log-level', 'warn'], { stdio: ['ignore', 'pipe', 'pipe'] });
   let stderr = '';
   child.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d));
@@ -69,7 +73,7 @@ export async function startRole(args: string[], readyEvent = 'listening'): Promi
       const event = JSON.parse(line) as Record<string, unknown>;
       events.push(event);
       if (event['event'] === 'listening') url = String(event['url']);
-      if (event['event'] === readyEvent) {
+      if (isReady(event)) {
         clearTimeout(timer);
         resolve();
       }

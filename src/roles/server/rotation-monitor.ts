@@ -1,0 +1,84 @@
+import type { Clock, ClockTimer } from '../../core/clock.js';
+import type { Logger } from '../../core/logger.js';
+import type { Startable } from '../../core/lifecycle.js';
+import type { ServerStore } from '../../storage/server-store.js';
+import type { ServerMetrics } from './metrics.js';
+
+export interface RotationMonitorOptions {
+  /** Warn when fewer verified peers than this are in the round robin (0: never). */
+  minRotation: number;
+  checkEveryMs: number;
+  /** While below, the warning is repeated this often. */
+  repeatWarningMs: number;
+}
+
+/**
+ * Watches the size of the verified round robin: keeps the peer gauges current and logs a warning
+ * when it falls below --min-rotation (again every `repeatWarningMs` while it stays there), and a
+ * line when it recovers.
+ */
+export class RotationMonitor implements Startable {
+  readonly #c: { store: ServerStore; clock: Clock; logger: Logger; metrics: ServerMetrics };
+  readonly #o: RotationMonitorOptions;
+  #timer: ClockTimer | undefined;
+  #poked: ClockTimer | undefined;
+  #below = false;
+  #warnedAt = -Infinity;
+  #stopped = false;
+
+  constructor(components: { store: ServerStore; clock: Clock; logger: Logger; metrics: ServerMetrics }, options: RotationMonitorOptions) {
+    this.#c = components;
+    this.#o = options;
+  }
+
+  async start(): Promise<void> {
+    this.#c.metrics.roundRobinMin.set(this.#o.minRotation);
+    await this.check();
+    this.#schedule();
+  }
+
+  #schedule(): void {
+    if (this.#stopped) return;
+    this.#timer = this.#c.clock.setTimeout(() => void this.check().then(() => this.#schedule()), this.#o.checkEveryMs);
+    this.#timer.unref?.();
+  }
+
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    if (this.#timer) this.#c.clock.clearTimeout(this.#timer);
+    if (this.#poked) this.#c.clock.clearTimeout(this.#poked);
+  }
+
+  /** Something changed (a verdict): look again soon, once for a burst of changes. */
+  poke(): void {
+    if (this.#poked || this.#stopped) return;
+    this.#poked = this.#c.clock.setTimeout(() => {
+      this.#poked = undefined;
+      void this.check();
+    }, 250);
+    this.#poked.unref?.();
+  }
+
+  /** One look at the registry (run on a timer, and after changes such as verdicts). */
+  async check(): Promise<void> {
+    try {
+      const now = this.#c.clock.now();
+      const peers = await this.#c.store.listPeers(now);
+      const count = { candidate: 0, verified: 0, paused: 0 };
+      for (const p of peers) count[p.state]++;
+      for (const [state, n] of Object.entries(count)) this.#c.metrics.peers.set({ state }, n);
+      this.#c.metrics.roundRobinPeers.set(count.verified);
+      const below = count.verified < this.#o.minRotation;
+      this.#c.metrics.roundRobinBelowMin.set(below ? 1 : 0);
+      if (below && (!this.#below || now - this.#warnedAt >= this.#o.repeatWarningMs)) {
+        this.#c.logger.warn({ verified: count.verified, minRotation: this.#o.minRotation, candidates: count.candidate }, 'round robin below --min-rotation');
+        this.#warnedAt = now;
+      } else if (!below && this.#below) {
+        this.#c.logger.info({ verified: count.verified, minRotation: this.#o.minRotation }, 'round robin back at --min-rotation');
+      }
+      this.#below = below;
+    } catch (err) {
+      this.#c.logger.error({ err }, 'rotation check failed');
+    }
+  }
+}

@@ -10,25 +10,28 @@ import { giveCommand, statusCommand, ticketCommand } from './commands/give.js';
 import { safetyNumberCommand, trustCommand } from './commands/identity.js';
 import { inboxCommand, sendCommand } from './commands/messages.js';
 import { serverCommand } from './commands/server.js';
+import { demoCommand } from './commands/demo.js';
 import { processIo, writeLine, type Io } from './io.js';
 
 /** Builds the program; each command calls `done` with its exit code. */
 export function buildProgram(io: Io, done: (code: number) => void): Command {
+  const output = { writeOut: (s: string) => io.stdout.write(s), writeErr: (s: string) => io.stderr.write(s) };
   const program = new Command('lantern-agent')
     .description('Peer agent for a censorship-circumvention network: signaling server, give/get proxies, verifier')
     .version('0.1.0')
     .showHelpAfterError()
-    .configureOutput({
-      writeOut: (s) => io.stdout.write(s),
-      writeErr: (s) => io.stderr.write(s),
-    })
+    .configureOutput(output)
     .exitOverride();
-  for (const make of [serverCommand, accountCommand, loginCommand, whoamiCommand, sendCommand, inboxCommand, trustCommand, safetyNumberCommand, giveCommand, ticketCommand, statusCommand, contactsCommand, adsCommand, getCommand, peersCommand, verifyCommand]) {
-    const cmd = make(io, done);
-    cmd.exitOverride();
-    for (const sub of cmd.commands) sub.exitOverride();
+  // addCommand does not pass settings down: each command (and subcommand) gets them here.
+  const add = (cmd: Command) => {
+    for (const c of [cmd, ...cmd.commands]) c.exitOverride().configureOutput(output);
     program.addCommand(cmd);
+  };
+  for (const make of [serverCommand, accountCommand, loginCommand, whoamiCommand, sendCommand, inboxCommand, trustCommand, safetyNumberCommand, giveCommand, ticketCommand, statusCommand, contactsCommand, adsCommand, getCommand, peersCommand, verifyCommand]) {
+    add(make(io, done));
   }
+  // The demo runs the other commands in this process, each with its own Io.
+  add(demoCommand(io, done, (argv, subIo) => main(argv, subIo)));
   return program;
 }
 

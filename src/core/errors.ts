@@ -11,6 +11,7 @@ export const errorCatalogue = {
   LA_ERR_INTERNAL: { status: 500, exit: 1, message: 'Internal error' },
   LA_ERR_USAGE: { status: 400, exit: 2, message: 'Invalid command-line usage' },
   LA_ERR_CONFIG: { status: 400, exit: 2, message: 'Invalid configuration' },
+  LA_ERR_DEMO_FAILED: { status: 500, exit: 1, message: 'A step of `lantern-agent demo` failed' },
   LA_ERR_MALFORMED_JSON: { status: 400, exit: 2, message: 'Request body is not valid JSON' },
   LA_ERR_INVALID_REQUEST: { status: 400, exit: 2, message: 'Request does not match the protocol schema' },
   LA_ERR_BODY_TOO_LARGE: { status: 413, exit: 5, message: 'Request body is too large' },

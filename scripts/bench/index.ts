@@ -3,6 +3,7 @@ const benches: Record<string, () => Promise<void>> = {
   signaling: async () => (await import('./signaling.js')).run(),
   e2ee: async () => (await import('./e2ee.js')).run(),
   proxy: async () => (await import('./proxy.js')).run(),
+  verify: async () => (await import('./verify.js')).run(),
 };
 
 const name = process.argv[2];

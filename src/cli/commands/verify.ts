@@ -73,12 +73,14 @@ export function verifyCommand(io: Io, done: (code: number) => void): Command {
           if (!flags.json) writeLine(io.stdout, summarize(reports));
         } else {
           const stop = io.stopSignal.then(() => true);
+          const stopped = new AbortController();
+          void io.stopSignal.then(() => stopped.abort());
           for (;;) {
             // Passes start every --interval (from the start of the last), so a peer that dies is
             // probed within the interval and evicted within interval + timeout.
             const started = Date.now();
             await verifier
-              .pass({ verdict: (r) => (flags.json ? writeJson(io.stdout, r) : writeLine(io.stderr, line(r))) })
+              .pass({ signal: stopped.signal, verdict: (r) => (flags.json ? writeJson(io.stdout, r) : writeLine(io.stderr, line(r))) })
               .catch((err: unknown) => logger.warn({ code: (err as { code?: string }).code, err }, 'pass failed'));
             const wait = Math.max(0, started + flags.interval - Date.now());
             if (await Promise.race([stop, new Promise<false>((r) => setTimeout(() => r(false), wait))])) break;

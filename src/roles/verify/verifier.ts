@@ -31,14 +31,15 @@ export class Verifier {
   }
 
   /** Probes every live candidate and verified peer; `on.start` hears how many, `on.verdict` each verdict. */
-  async pass(on: { start?: (total: number) => void; verdict?: (r: VerdictReport) => void } = {}): Promise<VerdictReport[]> {
+  async pass(on: { start?: (total: number) => void; verdict?: (r: VerdictReport) => void; signal?: AbortSignal } = {}): Promise<VerdictReport[]> {
     const peers = (await this.#api.peers()).filter((p) => p.state !== 'paused');
     on.start?.(peers.length);
     const { ticket } = await this.#api.ticket();
     const queue = [...peers];
     const reports: VerdictReport[] = [];
     const worker = async () => {
-      for (let peer = queue.shift(); peer; peer = queue.shift()) {
+      // Once stopped, no new probe starts (those under way finish and post their verdicts).
+      for (let peer = queue.shift(); peer && !on.signal?.aborted; peer = queue.shift()) {
         const canary = await this.#api.canary();
         const socksCanary = peer.protocols.includes('socks5') ? await this.#api.canary() : undefined;
         const verdict = await probePeer(peer, { ticket, canary, ...(socksCanary ? { socksCanary } : {}), server: this.#o.server, timeoutMs: this.#o.timeoutMs, maxLatencyMs: this.#o.maxLatencyMs, minMbps: this.#o.minMbps });

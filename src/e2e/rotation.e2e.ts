@@ -90,3 +90,14 @@ test('a good give peer enters the round robin over DNS, is evicted within interv
   const listed = (JSON.parse(peers.stdout) as { peers: Array<{ peerId: string; state: string; lastVerdict?: { ok: boolean } }> }).peers;
   t.like(listed.find((p) => p.peerId === peerId), { state: 'verified', lastVerdict: { ok: true } });
 });
+
+test('DNS options are checked before anything starts', async (t) => {
+  const dir = await tempDir('lantern-rotation-usage-');
+  t.teardown(() => dir.remove());
+  const alone = await runCli(['server', '--listen', '127.0.0.1:0', '--data-dir', `${dir.path}/data`, '--zone', 'lantern.test']);
+  t.is(alone.code, 2);
+  t.regex(alone.stderr, /LA_ERR_USAGE: --dns-listen and --zone go together/);
+  const bad = await runCli(['server', '--listen', '127.0.0.1:0', '--data-dir', `${dir.path}/data`, '--dns-listen', '127.0.0.1:0', '--zone', 'bad..zone']);
+  t.is(bad.code, 2);
+  t.regex(bad.stderr, /LA_ERR_USAGE: --zone bad\.\.zone/);
+});

@@ -1,6 +1,8 @@
 import { createServer as createHttpServer, type IncomingMessage } from 'node:http';
 import { connect, createServer, type Socket } from 'node:net';
 import test from 'ava';
+import { PassThrough, Readable } from 'node:stream';
+import { main } from '../cli/main.js';
 import { PeerIdentity } from '../crypto/peer-identity.js';
 import { listen } from '../net/listen.js';
 import { CHALLENGE_HEADER, PEER_PROOF_HEADER } from '../net/tunnel.js';
@@ -113,4 +115,27 @@ test("a registration pointing at another peer's proxy, or at a plain proxy, fail
   const alice2 = [...verdicts.values()].find((v) => v.port === alicePort && v.peerId !== malloryId);
   t.like(alice2, { ok: true, status: 'ok', state: 'verified' });
   if (aliceId) t.is(alice2?.peerId, aliceId);
+
+  // On a terminal, --once redraws one progress line, keeps failures above it and ends with a summary.
+  const stdout = new PassThrough();
+  const stderr = Object.assign(new PassThrough(), { isTTY: true });
+  let out = '';
+  let err = '';
+  stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
+  stderr.setEncoding('utf8').on('data', (d: string) => (err += d));
+  const code = await main(['node', 'lantern-agent', 'verify', '--once', '--home', verifier.home, '--timeout', '2s'], {
+    stdout,
+    stderr,
+    stdin: Readable.from([]),
+    env: {},
+    stopSignal: new Promise(() => undefined),
+  });
+  t.is(code, 0, err);
+  t.regex(err, /^verifying \d+ peer\(s\)…/);
+  t.true(err.includes('\r\x1b[K'), 'the progress line is redrawn in place');
+  t.regex(err, /\[(\d+)\/\1\] \d+ passed, [1-9]\d* failed\n$/, 'it ends at N/N');
+  t.regex(err, new RegExp(`FAIL ${malloryId.slice(0, 8)} 127\\.0\\.0\\.1:${alicePort} identity-mismatch`), 'failures stay above the progress line');
+  t.regex(out, /^verified \d+ peer\(s\): \d+ passed, \d+ failed \(.+\); median latency [\d.]+ ms\n$/);
+  t.regex(out, /identity-mismatch 1/);
+  t.regex(out, /no-identity-proof 1/);
 });

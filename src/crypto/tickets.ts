@@ -1,6 +1,6 @@
 import { createPrivateKey, createPublicKey, generateKeyPairSync, sign, verify, type KeyObject } from 'node:crypto';
 import { LanternError } from '../core/errors.js';
-import { TicketClaims } from '../protocol/ticket.js';
+import { TicketClaims, type TicketAudience } from '../protocol/ticket.js';
 
 /** Makes a new Ed25519 ticket key pair (PEM). */
 export function generateTicketKey(): { privateKeyPem: string; publicKeyPem: string } {
@@ -39,19 +39,22 @@ export class TicketVerifier {
     this.#key = createPublicKey(publicKeyPem);
   }
 
-  /** The claims of a valid, unexpired ticket; LA_ERR_TICKET_INVALID or LA_ERR_TICKET_EXPIRED otherwise. */
-  verify(ticket: string, now: number): TicketClaims {
-    const known = this.#verified.get(ticket);
-    if (known) {
-      if (known.exp <= now) {
-        this.#verified.delete(ticket);
-        throw new LanternError('LA_ERR_TICKET_EXPIRED');
-      }
-      return known;
+  /**
+   * The claims of a valid, unexpired ticket for `audience`; LA_ERR_TICKET_INVALID (also for a ticket
+   * meant for something else) or LA_ERR_TICKET_EXPIRED otherwise.
+   */
+  verify(ticket: string, now: number, audience: TicketAudience = 'proxy'): TicketClaims {
+    let claims = this.#verified.get(ticket);
+    if (claims && claims.exp <= now) {
+      this.#verified.delete(ticket);
+      throw new LanternError('LA_ERR_TICKET_EXPIRED');
     }
-    const claims = this.#check(ticket, now);
-    if (this.#verified.size >= 10_000) this.#verified.clear();
-    this.#verified.set(ticket, claims);
+    if (!claims) {
+      claims = this.#check(ticket, now);
+      if (this.#verified.size >= 10_000) this.#verified.clear();
+      this.#verified.set(ticket, claims);
+    }
+    if ((claims.aud ?? 'proxy') !== audience) throw new LanternError('LA_ERR_TICKET_INVALID', `This ticket is for ${claims.aud ?? 'proxy'}, not ${audience}`);
     return claims;
   }
 

@@ -24,7 +24,7 @@ import {
   type LoginRequest,
   type SendRequest,
 } from '../protocol/messages.js';
-import { TicketKeyResponse, TicketResponse } from '../protocol/ticket.js';
+import { TicketKeyResponse, TicketResponse, type TicketAudience } from '../protocol/ticket.js';
 import { PROTOCOL_VERSION, VERSION_HEADER } from '../protocol/version.js';
 
 /** An LA1S session as the client keeps it (key base64). */
@@ -179,9 +179,9 @@ export class ApiClient {
     return (await this.#call('DELETE', '/v1/peers', undefined, UnregisterPeerResponse)).unregistered;
   }
 
-  /** A short-lived proxy ticket for give peers. */
-  ticket(): Promise<TicketResponse> {
-    return this.#call('POST', '/v1/tickets', undefined, TicketResponse);
+  /** A short-lived ticket: for give peers (default) or for registering an id with the PeerJS broker. */
+  ticket(aud?: TicketAudience): Promise<TicketResponse> {
+    return this.#call('POST', '/v1/tickets', aud ? { aud } : undefined, TicketResponse);
   }
 
   /** The server's ticket public key (SPKI PEM), which give peers check tickets against. */

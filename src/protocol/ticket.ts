@@ -19,8 +19,14 @@ export const TicketClaims = z.strictObject({
   sub: UserId,
   /** Expiry, ms since the epoch. */
   exp: z.int().positive(),
+  /** What it is good for: give proxies (when absent) or registering an id with the PeerJS broker. */
+  aud: z.enum(['proxy', 'peerjs']).optional(),
 });
 export type TicketClaims = z.infer<typeof TicketClaims>;
+export type TicketAudience = 'proxy' | 'peerjs';
+
+/** POST /v1/tickets body (optional): which kind of ticket. */
+export const TicketRequest = z.strictObject({ aud: z.enum(['proxy', 'peerjs']).optional() });
 
 /** POST /v1/tickets (signed) answer. */
 export const TicketResponse = z.strictObject({ ticket: z.string().max(255), expiresAt: z.int() });

@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import { Command } from 'commander';
+import { Command, Option } from 'commander';
 import { LanternError } from '../../core/errors.js';
 import { ControlSocketServer, controlRequest } from '../../net/control-socket.js';
 import { GiveControlRequest } from '../../protocol/messages.js';
@@ -186,9 +186,10 @@ export function ticketCommand(io: Io, done: (code: number) => void): Command {
   return new Command('ticket')
     .description('Get a short-lived proxy ticket from the server (for give peers; e.g. curl --proxy-user ticket:TICKET)')
     .option('--home <dir>', 'agent home (default $LANTERN_HOME, else ~/.lantern-agent)')
+    .addOption(new Option('--for <use>', 'proxy (give peers) or peerjs (registering an id with the PeerJS broker)').choices(['proxy', 'peerjs']).default('proxy'))
     .option('--json', 'print JSON {ticket, expiresAt}')
-    .action(async (flags: { home?: string; json?: boolean }) => {
-      const answer = await withApi(resolveHome(flags.home, io.env), (api) => api.ticket());
+    .action(async (flags: { home?: string; json?: boolean; for: 'proxy' | 'peerjs' }) => {
+      const answer = await withApi(resolveHome(flags.home, io.env), (api) => api.ticket(flags.for === 'peerjs' ? 'peerjs' : undefined));
       if (flags.json) writeJson(io.stdout, { ticket: answer.ticket, expiresAt: new Date(answer.expiresAt).toISOString() });
       else writeLine(io.stdout, answer.ticket);
       done(0);

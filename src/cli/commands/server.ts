@@ -16,11 +16,14 @@ import { normalizeZone } from '../../roles/server/dns-answer.js';
 import { DnsServer } from '../../roles/server/dns-server.js';
 import { LanternServer } from '../../roles/server/lantern-server.js';
 import { MetricsServer, ServerMetrics } from '../../roles/server/metrics.js';
+import { defaultPeerjsOptions, PeerjsBroker } from '../../roles/server/peerjs-broker.js';
+import { TicketVerifier } from '../../crypto/tickets.js';
 import { RotationMonitor } from '../../roles/server/rotation-monitor.js';
 import { defaultServerOptions, type ServerOptions } from '../../roles/server/options.js';
 import { LevelServerStore } from '../../storage/level-server-store.js';
 import { MemoryNotifier } from '../../storage/memory-notifier.js';
 import { parseCount, parseDuration, parseListen, parsePositiveInt, parseRate } from '../config.js';
+import { InvalidArgumentError } from 'commander';
 import { writeJson, writeLine, type Io } from '../io.js';
 
 interface ServerFlags {
@@ -51,8 +54,35 @@ interface ServerFlags {
   dnsTtl: number;
   minRotation: number;
   metricsListen?: { host: string; port: number };
+  peerjs: boolean;
+  peerjsPath: string;
+  peerjsKey: string;
+  peerjsExpireTimeout: number;
+  peerjsAliveTimeout: number;
+  peerjsConcurrentLimit: number;
+  peerjsAllowDiscovery?: boolean;
+  peerjsRequireAuth?: boolean;
   logLevel: string;
   unsafeLogging?: boolean;
+}
+
+/** The PeerJS client forces its path to start and end with `/`; so does the broker. */
+function parsePeerjsPath(value: string): string {
+  if (!/^[A-Za-z0-9._~/-]*$/.test(value)) throw new InvalidArgumentError('expected a URL path such as / or /signal/');
+  return `/${value}/`.replace(/\/{2,}/g, '/');
+}
+
+/** PeerJS tokens checked as our tickets (`aud: peerjs`), offline. */
+function ticketChecker(publicKeyPem: string): (token: string) => boolean {
+  const verifier = new TicketVerifier(publicKeyPem);
+  return (token) => {
+    try {
+      verifier.verify(token, Date.now(), 'peerjs');
+      return true;
+    } catch {
+      return false;
+    }
+  };
 }
 
 const rateText = (r: { capacity: number; refillPerSecond: number }) => `${r.capacity}/${r.refillPerSecond}`;
@@ -95,6 +125,14 @@ export function serverCommand(io: Io, done: (code: number) => void): Command {
     .option('--dns-ttl <duration>', 'TTL of DNS answers', parseDuration, 30_000)
     .option('--min-rotation <n>', 'warn (log line and metric) when fewer verified peers are in the round robin', parseCount, 0)
     .option('--metrics-listen <host:port>', 'serve Prometheus metrics at http://HOST:PORT/metrics', parseListen)
+    .option('--no-peerjs', 'do not run the PeerJS-compatible broker')
+    .option('--peerjs-path <path>', 'the PeerJS clients\' `path` (WebSocket at PATHpeerjs, GET PATHKEY/id)', parsePeerjsPath, '/')
+    .option('--peerjs-key <key>', 'the PeerJS API key clients must send', 'peerjs')
+    .option('--peerjs-expire-timeout <duration>', 'how long signaling for an absent id waits before EXPIRE', parseDuration, 5000)
+    .option('--peerjs-alive-timeout <duration>', 'close PeerJS clients silent (no HEARTBEAT) this long', parseDuration, 60_000)
+    .option('--peerjs-concurrent-limit <n>', 'PeerJS ids connected at once', parsePositiveInt, 5000)
+    .option('--peerjs-allow-discovery', 'answer GET PATHKEY/peers with every connected id')
+    .option('--peerjs-require-auth', 'only holders of a ticket (lantern-agent ticket --for peerjs, as the PeerJS token) may register an id')
     .option('--no-fsync', 'do not fsync write batches (survives a crash of the process, not of the machine)')
     .option('--log-level <level>', 'log level (stderr, JSON)', 'info')
     .option('--unsafe-logging', 'keep IP addresses in logs')
@@ -155,10 +193,25 @@ async function runServer(io: Io, flags: ServerFlags): Promise<number> {
     { store, clock: systemClock, logger: logger.child({ component: 'rotation' }), metrics },
     { minRotation: flags.minRotation, checkEveryMs: 5000, repeatWarningMs: 60_000 },
   );
+  const broker = flags.peerjs
+    ? new PeerjsBroker(
+        { logger: logger.child({ component: 'peerjs' }) },
+        {
+          ...defaultPeerjsOptions,
+          path: flags.peerjsPath,
+          key: flags.peerjsKey,
+          expireTimeoutMs: flags.peerjsExpireTimeout,
+          aliveTimeoutMs: flags.peerjsAliveTimeout,
+          concurrentLimit: flags.peerjsConcurrentLimit,
+          allowDiscovery: flags.peerjsAllowDiscovery === true,
+          ...(flags.peerjsRequireAuth ? { checkToken: ticketChecker(tickets.publicKeyPem) } : {}),
+        },
+      )
+    : undefined;
   const server = new LanternServer(
     { store, notifier, clock: systemClock, logger: logger.child({ component: 'server' }), ca, tickets, canary, metrics, onVerdict: () => rotation.poke() },
     options,
-    { host: flags.listen.host, port: flags.listen.port, ...(tls ? { tls } : {}), controlSocketPath: paths.control },
+    { host: flags.listen.host, port: flags.listen.port, ...(tls ? { tls } : {}), controlSocketPath: paths.control, attachments: broker ? [broker] : [] },
   );
   try {
     await server.start();

@@ -1,6 +1,7 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
+import type { Duplex } from 'node:stream';
 import type { Clock } from '../../core/clock.js';
 import { LanternError } from '../../core/errors.js';
 import type { Logger } from '../../core/logger.js';
@@ -25,6 +26,7 @@ import {
   VerdictRequest,
 } from '../../protocol/messages.js';
 import type { PeerRecord } from '../../storage/server-store.js';
+import { TicketRequest } from '../../protocol/ticket.js';
 import { AUTH_SCHEME } from '../../protocol/request-auth.js';
 import { parseMessage } from '../../protocol/validate.js';
 import { PROTOCOL_VERSION, VERSION_HEADER } from '../../protocol/version.js';
@@ -57,6 +59,16 @@ export interface ListenOptions {
   tls?: { certificatePem: string; privateKeyPem: string };
   /** Path of the control socket for `account` commands; none when absent. */
   controlSocketPath?: string;
+  /** Other services on the same listener (the PeerJS broker), asked first. */
+  attachments?: Attachment[];
+}
+
+/** A service sharing the API's listener: it takes the requests and upgrades that are its own. */
+export interface Attachment {
+  handleRequest(req: IncomingMessage, res: ServerResponse): boolean;
+  handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): boolean;
+  start(): void;
+  stop(): Promise<void>;
 }
 
 interface RequestInfo {
@@ -113,7 +125,11 @@ export class LanternServer implements Startable {
   }
 
   async start(): Promise<void> {
-    const handler = (req: IncomingMessage, res: ServerResponse) => void this.#handle(req, res);
+    const attachments = this.#listen.attachments ?? [];
+    const handler = (req: IncomingMessage, res: ServerResponse) => {
+      for (const a of attachments) if (a.handleRequest(req, res)) return;
+      void this.#handle(req, res);
+    };
     const tls = this.#listen.tls;
     const server = tls ? createHttpsServer({ cert: tls.certificatePem, key: tls.privateKeyPem }, handler) : createHttpServer(handler);
     server.keepAliveTimeout = 65_000;
@@ -123,7 +139,13 @@ export class LanternServer implements Startable {
       if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n');
       else socket.destroy();
     });
+    server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+      socket.on('error', () => socket.destroy());
+      for (const a of attachments) if (a.handleUpgrade(req, socket, head)) return;
+      socket.end('HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n');
+    });
     const addr = await listen(server, this.#listen.host, this.#listen.port);
+    for (const a of attachments) a.start();
     this.#http = server;
     this.#url = formatUrl(tls ? 'https' : 'http', addr.host, addr.port);
     if (this.#listen.controlSocketPath) {
@@ -154,6 +176,8 @@ export class LanternServer implements Startable {
   stop(): Promise<void> {
     this.#stopped ??= (async () => {
       if (this.#expireTimer) clearInterval(this.#expireTimer);
+      // WebSockets first: they would hold the listener open.
+      for (const a of this.#listen.attachments ?? []) await a.stop();
       const server = this.#http;
       const closed = server ? new Promise<void>((resolve) => server.close(() => resolve())) : Promise.resolve();
       this.#mailbox.releaseAll();
@@ -248,9 +272,10 @@ export class LanternServer implements Startable {
     add('GET', '/v1/keys/:userId/:deviceId', { auth: true, handle: bundles });
     add('POST', '/v1/tickets', {
       auth: true,
-      handle: async ({ res, auth }) => {
+      handle: async ({ res, auth, body }) => {
+        const { aud } = body.length ? parseMessage(TicketRequest, parseJson(body)) : {};
         const expiresAt = Math.min(this.#c.clock.now() + this.#options.ticketLifetimeMs, auth!.certificateExpires);
-        sendJson(res, 200, { ticket: this.#c.tickets.issue({ v: 1, sub: auth!.userId, exp: expiresAt }), expiresAt });
+        sendJson(res, 200, { ticket: this.#c.tickets.issue({ v: 1, sub: auth!.userId, exp: expiresAt, ...(aud === 'peerjs' ? { aud } : {}) }), expiresAt });
       },
     });
     add('GET', '/v1/tickets/key', {

@@ -1,0 +1,267 @@
+import { randomUUID } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { WebSocketServer, type RawData, type WebSocket } from 'ws';
+import type { Logger } from '../../core/logger.js';
+import {
+  errorFrame,
+  MAX_PEER_ID_LENGTH,
+  PEER_ID_PATTERN,
+  PEERJS_ERRORS,
+  PEERJS_TYPES,
+  parseClientFrame,
+  QUEUED_TYPES,
+  RELAYED_TYPES,
+  relayFrame,
+} from '../../protocol/peerjs.js';
+
+export interface PeerjsQueueLimits {
+  /** Messages waiting for one absent id. */
+  perIdMessages: number;
+  perIdBytes: number;
+  /** Absent ids with waiting messages, and their bytes, across the broker. */
+  totalIds: number;
+  totalBytes: number;
+}
+
+export interface PeerjsBrokerOptions {
+  /** Where the PeerJS client's `path` points: starts and ends with `/` (default `/`). */
+  path: string;
+  key: string;
+  /** Messages for an absent id wait this long; then each sender gets one EXPIRE. */
+  expireTimeoutMs: number;
+  /** A client without a HEARTBEAT for this long is closed. */
+  aliveTimeoutMs: number;
+  concurrentLimit: number;
+  allowDiscovery: boolean;
+  /** Larger frames get an ERROR and are dropped (the connection stays). */
+  maxFrameBytes: number;
+  queue: PeerjsQueueLimits;
+  /** When set, only tokens it accepts may register an id (our tickets, `aud: peerjs`). */
+  checkToken?: (token: string) => boolean;
+}
+
+export const defaultPeerjsOptions: PeerjsBrokerOptions = {
+  path: '/',
+  key: 'peerjs',
+  expireTimeoutMs: 5000,
+  aliveTimeoutMs: 60_000,
+  concurrentLimit: 5000,
+  allowDiscovery: false,
+  maxFrameBytes: 64 * 1024,
+  queue: { perIdMessages: 64, perIdBytes: 256 * 1024, totalIds: 10_000, totalBytes: 32 * 1024 * 1024 },
+};
+
+interface Client {
+  id: string;
+  token: string;
+  socket: WebSocket;
+  lastHeartbeat: number;
+}
+
+interface Queue {
+  createdAt: number;
+  frames: Array<{ src: string; frame: string }>;
+  bytes: number;
+}
+
+/** A client that reads nothing while this much waits in its socket's buffer is closed. */
+const MAX_BUFFERED = 4 * 1024 * 1024;
+const ALIVE_CHECK_MS = 300;
+const EXPIRE_CHECK_MS = 1000;
+
+/**
+ * A PeerJS-compatible signaling broker (wire-compatible with PeerJS 1.5.5 clients), attached to the
+ * server's HTTP(S) listener, so it is WSS whenever the server has TLS. It relays OFFER, ANSWER,
+ * CANDIDATE and LEAVE between client-chosen ids, with `src` set to the sender's id and `payload`
+ * untouched, and queues signaling for absent ids until EXPIRE. Unlike the official server: bounded
+ * queues, a frame cap, an ERROR (never a wedged socket) for a frame that is not JSON, OPEN again
+ * and the old socket closed on a reconnect with the same id and token, nothing delivered without
+ * a `dst`, nothing but signaling relayed, and optionally tickets required to register an id.
+ */
+export class PeerjsBroker {
+  readonly #o: PeerjsBrokerOptions;
+  readonly #logger: Logger;
+  readonly #wss: WebSocketServer;
+  readonly #clients = new Map<string, Client>();
+  readonly #queues = new Map<string, Queue>();
+  #queuedBytes = 0;
+  #timer: ReturnType<typeof setInterval> | undefined;
+  #ticks = 0;
+  /** Relayed frames, delivered or queued; frames refused (invalid, too large, over a limit). */
+  relayed = 0;
+  refused = 0;
+
+  constructor(components: { logger: Logger }, options: PeerjsBrokerOptions) {
+    this.#o = options;
+    this.#logger = components.logger;
+    // Frames beyond 1 MiB are cut off by ws (close 1009); up to that, our own cap answers with ERROR.
+    this.#wss = new WebSocketServer({ noServer: true, maxPayload: Math.max(options.maxFrameBytes * 16, 1024 * 1024), perMessageDeflate: false });
+  }
+
+  get clients(): number {
+    return this.#clients.size;
+  }
+
+  get queuedIds(): number {
+    return this.#queues.size;
+  }
+
+  start(): void {
+    this.#timer = setInterval(() => this.#sweep(Date.now()), ALIVE_CHECK_MS);
+    this.#timer.unref();
+  }
+
+  async stop(): Promise<void> {
+    if (this.#timer) clearInterval(this.#timer);
+    for (const client of this.#wss.clients) client.terminate();
+    this.#clients.clear();
+    this.#queues.clear();
+    await new Promise<void>((resolve) => this.#wss.close(() => resolve()));
+  }
+
+  /** The HTTP side: `GET {path}`, `GET {path}{key}/id`, `GET {path}{key}/peers`. False if not ours. */
+  handleRequest(req: IncomingMessage, res: ServerResponse): boolean {
+    const pathname = (req.url ?? '/').split('?')[0]!;
+    const { path, key } = this.#o;
+    const send = (status: number, type: string, body: string) => {
+      res.writeHead(status, {
+        'content-type': type,
+        'content-length': Buffer.byteLength(body),
+        'cache-control': 'no-store',
+        'access-control-allow-origin': '*',
+      });
+      res.end(req.method === 'HEAD' ? undefined : body);
+    };
+    if (req.method !== 'GET' && req.method !== 'HEAD') return false;
+    if (pathname === path) {
+      send(200, 'application/json', JSON.stringify({ name: 'PeerJS Server', description: 'A server side element to broker connections between PeerJS clients.', website: 'https://peerjs.com/' }));
+      return true;
+    }
+    if (pathname === `${path}${key}/id`) {
+      let id = randomUUID();
+      while (this.#clients.has(id)) id = randomUUID();
+      send(200, 'text/html', id);
+      return true;
+    }
+    if (pathname === `${path}${key}/peers`) {
+      if (this.#o.allowDiscovery) send(200, 'application/json', JSON.stringify([...this.#clients.keys()]));
+      else send(401, 'text/plain', 'Unauthorized');
+      return true;
+    }
+    return false;
+  }
+
+  /** The WebSocket side at `{path}peerjs`. False if the upgrade is for another path. */
+  handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): boolean {
+    const url = new URL(req.url ?? '/', 'http://broker.invalid');
+    if (url.pathname !== `${this.#o.path}peerjs`) return false;
+    this.#wss.handleUpgrade(req, socket, head, (ws) => this.#accept(ws, url.searchParams));
+    return true;
+  }
+
+  #accept(socket: WebSocket, params: URLSearchParams): void {
+    const id = params.get('id') ?? '';
+    const token = params.get('token') ?? '';
+    const key = params.get('key') ?? '';
+    const refuse = (frame: string) => {
+      this.refused++;
+      socket.send(frame, () => socket.close());
+    };
+    socket.on('error', () => socket.terminate());
+    if (!id || !token || !key) return refuse(errorFrame(PEERJS_ERRORS.missingParams));
+    if (key !== this.#o.key) return refuse(errorFrame(PEERJS_ERRORS.invalidKey));
+    if (id.length > MAX_PEER_ID_LENGTH || !PEER_ID_PATTERN.test(id)) return refuse(errorFrame(PEERJS_ERRORS.invalidId));
+    if (this.#o.checkToken && !this.#o.checkToken(token)) return refuse(errorFrame(PEERJS_ERRORS.invalidToken));
+    const existing = this.#clients.get(id);
+    if (existing && existing.token !== token) return refuse(JSON.stringify({ type: PEERJS_TYPES.idTaken, payload: { msg: PEERJS_ERRORS.idTaken } }));
+    if (!existing && this.#clients.size >= this.#o.concurrentLimit) return refuse(errorFrame(PEERJS_ERRORS.concurrentLimit));
+    const client: Client = { id, token, socket, lastHeartbeat: Date.now() };
+    this.#clients.set(id, client);
+    if (existing) {
+      // The same client reconnecting (same token): the new socket takes over, gets OPEN like any
+      // registration, and the old one is closed (closing it no longer affects the id).
+      existing.socket.close(1000, 'replaced by a new connection with the same id and token');
+    }
+    socket.on('message', (data: RawData, isBinary: boolean) => this.#onFrame(client, data, isBinary));
+    socket.on('close', () => {
+      if (this.#clients.get(id) === client) this.#clients.delete(id);
+    });
+    socket.send(JSON.stringify({ type: PEERJS_TYPES.open }));
+    const queued = this.#queues.get(id);
+    if (queued) {
+      this.#dropQueue(id, queued);
+      for (const { frame } of queued.frames) socket.send(frame);
+    }
+  }
+
+  #onFrame(client: Client, data: RawData, isBinary: boolean): void {
+    if (this.#clients.get(client.id) !== client) return; // replaced by a newer socket
+    const size = Array.isArray(data) ? data.reduce((n, b) => n + b.length, 0) : (data as Buffer | ArrayBuffer).byteLength;
+    if (size > this.#o.maxFrameBytes) return this.#reject(client, PEERJS_ERRORS.tooLarge);
+    const frame = isBinary ? undefined : parseClientFrame(data.toString());
+    if (!frame) return this.#reject(client, PEERJS_ERRORS.notJson);
+    if (frame.type === PEERJS_TYPES.heartbeat) {
+      client.lastHeartbeat = Date.now();
+      return;
+    }
+    // Not signaling (unknown types, a client's EXPIRE), or nowhere to go: nothing is delivered.
+    if (!RELAYED_TYPES.has(frame.type) || frame.dst === undefined) return;
+    const out = relayFrame(frame.type, client.id, frame.dst, frame.payload);
+    const dst = this.#clients.get(frame.dst);
+    if (dst && dst.socket.readyState === dst.socket.OPEN) {
+      if (dst.socket.bufferedAmount > MAX_BUFFERED) {
+        this.#logger.warn('PeerJS client is not reading; closing it');
+        dst.socket.terminate();
+        return;
+      }
+      this.relayed++;
+      dst.socket.send(out);
+      return;
+    }
+    if (QUEUED_TYPES.has(frame.type)) this.#enqueue(client.id, frame.dst, out);
+  }
+
+  #reject(client: Client, msg: string): void {
+    this.refused++;
+    client.socket.send(errorFrame(msg));
+  }
+
+  #enqueue(src: string, dst: string, frame: string): void {
+    const limits = this.#o.queue;
+    let queue = this.#queues.get(dst);
+    const bytes = Buffer.byteLength(frame);
+    if (!queue && this.#queues.size >= limits.totalIds) return void this.refused++;
+    if (queue && (queue.frames.length >= limits.perIdMessages || queue.bytes + bytes > limits.perIdBytes)) return void this.refused++;
+    if (this.#queuedBytes + bytes > limits.totalBytes) return void this.refused++;
+    if (!queue) this.#queues.set(dst, (queue = { createdAt: Date.now(), frames: [], bytes: 0 }));
+    queue.frames.push({ src, frame });
+    queue.bytes += bytes;
+    this.#queuedBytes += bytes;
+    this.relayed++;
+  }
+
+  #dropQueue(id: string, queue: Queue): void {
+    this.#queues.delete(id);
+    this.#queuedBytes -= queue.bytes;
+  }
+
+  #sweep(now: number): void {
+    for (const client of this.#clients.values()) {
+      if (now - client.lastHeartbeat >= this.#o.aliveTimeoutMs) {
+        this.#clients.delete(client.id);
+        client.socket.terminate();
+      }
+    }
+    if (++this.#ticks % Math.round(EXPIRE_CHECK_MS / ALIVE_CHECK_MS) !== 0) return;
+    for (const [dst, queue] of this.#queues) {
+      if (now - queue.createdAt < this.#o.expireTimeoutMs) continue;
+      this.#dropQueue(dst, queue);
+      // One EXPIRE per sender still connected.
+      for (const src of new Set(queue.frames.map((f) => f.src))) {
+        const sender = this.#clients.get(src);
+        if (sender?.socket.readyState === sender?.socket.OPEN) sender!.socket.send(JSON.stringify({ type: PEERJS_TYPES.expire, src: dst, dst: src }));
+      }
+    }
+  }
+}

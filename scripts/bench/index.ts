@@ -4,6 +4,7 @@ const benches: Record<string, () => Promise<void>> = {
   e2ee: async () => (await import('./e2ee.js')).run(),
   proxy: async () => (await import('./proxy.js')).run(),
   verify: async () => (await import('./verify.js')).run(),
+  peerjs: async () => (await import('./peerjs.js')).run(),
 };
 
 const name = process.argv[2];

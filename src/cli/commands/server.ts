@@ -250,7 +250,8 @@ async function runServer(io: Io, flags: ServerFlags): Promise<number> {
     const m = await more(`metrics on ${flags.metricsListen.host}:${flags.metricsListen.port}`, new MetricsServer(metrics, flags.metricsListen));
     emit({ event: 'metrics-listening', url: m.url });
   }
-  emit({ event: 'listening', url: server.url });
+  const peerjsUrl = broker ? `${server.url.replace(/^http/, 'ws')}${flags.peerjsPath}peerjs` : null;
+  emit({ event: 'listening', url: server.url, peerjs: peerjsUrl });
   if (!flags.json) writeLine(io.stderr, `lantern-agent server listening on ${server.url}`);
   logger.info({ url: server.url, tls: tls !== undefined }, 'listening');
   const signal = await io.stopSignal;

@@ -65,13 +65,16 @@ test('verify --once admits a working give peer, never a candidate that does not 
   t.like(byPort.get(mutePort), { ok: false, state: 'candidate' }, 'accepting TCP is not enough');
   t.like(byPort.get(deadPort), { ok: false, status: 'refused', state: 'candidate' });
   t.like(byPort.get(halfPort), { ok: false, status: 'socks5-failed', state: 'candidate' }, 'every protocol it registers must work');
-  t.deepEqual((await userApi.roundRobin()).map((p) => p.port), [givePort], 'get clients only receive the verified peer');
+  // (Other tests of this file share the server: look at this test's peers only.)
+  const rotation = (await userApi.roundRobin()).map((p) => p.port);
+  t.true(rotation.includes(givePort));
+  t.deepEqual(rotation.filter((p) => [mutePort, deadPort, halfPort].includes(p)), [], 'get clients only receive verified peers');
 
   await give.stop('SIGKILL');
   const again = await runCli(['verify', '--once', '--json', '--home', verifier.home, '--timeout', '2s']);
   const afterKill = again.stdout.trim().split('\n').map((l) => JSON.parse(l) as { port: number; ok: boolean; status: string });
   t.like(afterKill.find((v) => v.port === givePort), { ok: false, status: 'refused' });
-  t.deepEqual(await userApi.roundRobin(), [], 'a verified peer that dies is evicted on the next pass');
+  t.false((await userApi.roundRobin()).some((p) => p.port === givePort), 'a verified peer that dies is evicted on the next pass');
   const denied = await runCli(['verify', '--once', '--home', user.home]);
   t.is(denied.code, 4);
   t.regex(denied.stderr, /LA_ERR_FORBIDDEN/);

@@ -44,6 +44,7 @@ test('LevelServerStore: queued messages, meta and dedupe survive a reopen', asyn
   const { messages } = await second.fetch(to, 10);
   t.is(Buffer.from(messages[0]!.payload, 'base64').toString(), 'persist');
   t.deepEqual(await second.queueStats(to), { count: 1, bytes: 7 });
+  t.is(await second.queuedMessages(), 1, 'the total is counted again at open');
   t.deepEqual(await second.enqueue([to], input, { maxMessages: 10, maxBytes: 1000 }), { status: 'duplicate' });
 });
 

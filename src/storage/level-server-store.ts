@@ -92,6 +92,8 @@ export class LevelServerStore implements ServerStore {
   readonly #pendingDedupe = new Map<string, { digest: string; written: Promise<void> }>();
   /** Every dedupe key in the store (built at open): most sends carry a new id and skip the lookup. */
   readonly #dedupeFilter = new BloomFilter();
+  /** Messages in all queues: counted at open, then kept with every change. */
+  #queued = 0;
   /** Peer id -> its registration's key (a verdict names the peer by id); stale entries are harmless. */
   readonly #peerKeys = new Map<string, string>();
   /** One-time prekeys handed out whose deletion is not written yet. */
@@ -110,6 +112,7 @@ export class LevelServerStore implements ServerStore {
     try {
       await this.#db.open();
       for await (const key of this.#db.keys({ gte: 'k!', lt: 'k!~' })) this.#dedupeFilter.add(key);
+      for await (const _ of this.#db.keys({ gte: 'm!', lt: 'm!~' })) this.#queued++;
       for (const [key, p] of await this.#range<PeerRecord>('g!', 'g!~')) this.#peerKeys.set(p.peerId, key);
     } catch (err) {
       throw levelError(err, 'open server store');
@@ -236,6 +239,7 @@ export class LevelServerStore implements ServerStore {
         for (const prefix of ['m', 'k', 'P', 'Y']) {
           for (const [key] of await this.#range(`${prefix}!${dev(addr)}!`, `${prefix}!${dev(addr)}!~`)) {
             ops.push({ type: 'del', key });
+            if (prefix === 'm') this.#queued--;
           }
         }
         ops.push(...(await this.#endSessionsOps(addr)));
@@ -485,6 +489,7 @@ export class LevelServerStore implements ServerStore {
           m.count += 1;
           m.bytes += sizes[i]!;
           m.seq = seq;
+          this.#queued++;
           reserved.push({ meta: m, bytes: sizes[i]! });
           const entry: ExpiryEntry = { kind: 'm', addr: r, seq, id, dedupe: dedupeKeys[i]! };
           ops.push(
@@ -497,6 +502,7 @@ export class LevelServerStore implements ServerStore {
           for (const { meta, bytes } of reserved) {
             meta.count -= 1;
             meta.bytes -= bytes;
+            this.#queued--;
           }
           throw err;
         });
@@ -536,11 +542,16 @@ export class LevelServerStore implements ServerStore {
         ops.push({ type: 'del', key });
         meta.count -= 1;
         meta.bytes -= msg.bytes;
+        this.#queued--;
       }
       return { acked: ops.length, written: this.#writer.write(ops) };
     });
     await outcome.written;
     return outcome.acked;
+  }
+
+  async queuedMessages(): Promise<number> {
+    return this.#queued;
   }
 
   async queueStats(address: Address): Promise<QueueStats> {
@@ -578,6 +589,7 @@ export class LevelServerStore implements ServerStore {
           const meta = await this.#loadMeta(entry.addr);
           meta.count -= 1;
           meta.bytes -= msg.bytes;
+          this.#queued--;
           return { written: this.#writer.write([{ type: 'del', key: mkey }]) };
         }).then(async (r) => {
           if (!r) return false;

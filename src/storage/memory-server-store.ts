@@ -326,6 +326,13 @@ export class MemoryServerStore implements ServerStore {
     return this.#stats(address);
   }
 
+  async queuedMessages(): Promise<number> {
+    this.#check();
+    let n = 0;
+    for (const q of this.#queues.values()) n += q.size;
+    return n;
+  }
+
   async expire(now: number): Promise<ExpireResult> {
     this.#check();
     let messages = 0;

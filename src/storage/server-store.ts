@@ -197,6 +197,8 @@ export interface ServerStore {
   /** Deletes the given messages of this queue; returns how many existed. */
   ack(address: Address, ids: readonly string[]): Promise<number>;
   queueStats(address: Address): Promise<QueueStats>;
+  /** Messages waiting in all queues (for metrics). */
+  queuedMessages(): Promise<number>;
   /** Deletes messages, dedupe records, sessions and nonces whose time has passed. */
   expire(now: number): Promise<ExpireResult>;
 }

@@ -213,6 +213,7 @@ async function runServer(io: Io, flags: ServerFlags): Promise<number> {
     options,
     { host: flags.listen.host, port: flags.listen.port, ...(tls ? { tls } : {}), controlSocketPath: paths.control, attachments: broker ? [broker] : [] },
   );
+  metrics.observe({ heldPolls: () => server.heldPolls, queuedMessages: () => store.queuedMessages(), ...(broker ? { broker } : {}) });
   try {
     await server.start();
   } catch (err) {

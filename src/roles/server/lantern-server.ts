@@ -494,6 +494,9 @@ export class LanternServer implements Startable {
   }
 
   #fail(res: ServerResponse, err: unknown): void {
+    const code = LanternError.is(err) ? err.code : 'LA_ERR_INTERNAL';
+    this.#c.metrics?.errors.inc({ code });
+    if (code === 'LA_ERR_RATE_LIMITED') this.#c.metrics?.rateLimitHits.inc();
     if (LanternError.is(err)) {
       if (err.code.startsWith('LA_ERR_STORE')) this.#c.logger.error({ err }, 'storage failure');
       sendError(res, err);

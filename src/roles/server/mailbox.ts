@@ -6,6 +6,7 @@ import { sha256Hex } from '../../crypto/request-signature.js';
 import type { Address, DeviceSendRequest, PlainSendRequest, PollResponse, SendRequest, SendResponse } from '../../protocol/messages.js';
 import { base64Bytes, deviceChannel, type Notifier, type Recipient, type ServerStore } from '../../storage/server-store.js';
 import type { AuthContext } from './authenticator.js';
+import type { ServerMetrics } from './metrics.js';
 import type { ServerOptions } from './options.js';
 
 export interface MailboxComponents {
@@ -13,6 +14,7 @@ export interface MailboxComponents {
   notifier: Notifier;
   clock: Clock;
   logger: Logger;
+  metrics?: ServerMetrics;
 }
 
 /** Receives the outcome of a poll: a batch, nothing (204), or an error. */
@@ -85,7 +87,9 @@ class HeldPoll {
 
   /** Ends the poll with this outcome (once). */
   finish(batch: PollResponse | undefined, error?: unknown): void {
-    if (this.#end()) this.#respond(batch, error);
+    if (!this.#end()) return;
+    if (batch) this.#c.metrics?.messagesDelivered.inc(batch.messages.length);
+    this.#respond(batch, error);
   }
 
   /** Ends the poll without answering (the client is gone). */
@@ -138,7 +142,7 @@ export class Mailbox {
       throw new LanternError('LA_ERR_RATE_LIMITED', 'Recipient is receiving too much data', { details: { retryAfterMs: quota.retryAfterMs } });
     }
     const digest = sha256Hex(recipients.map((r) => `${r.deviceId}:${r.type}:${r.payload}`).join('\n'));
-    await store.enqueue(
+    const queued = await store.enqueue(
       recipients,
       {
         clientId: req.id,
@@ -151,6 +155,7 @@ export class Mailbox {
       },
       this.#options.queue,
     );
+    if (queued.status === 'queued') this.#c.metrics?.messagesAccepted.inc(recipients.length);
     await Promise.all(recipients.map((r) => notifier.publish(deviceChannel(r), 'message')));
     return { devices: recipients.map((r) => r.deviceId) };
   }
@@ -211,8 +216,10 @@ export class Mailbox {
     return req.messages.map((m) => ({ userId: req.to, deviceId: m.deviceId, type: m.type, payload: m.payload }));
   }
 
-  ack(device: Address, ids: readonly string[]): Promise<number> {
-    return this.#c.store.ack(device, ids);
+  async ack(device: Address, ids: readonly string[]): Promise<number> {
+    const acked = await this.#c.store.ack(device, ids);
+    this.#c.metrics?.messagesAcked.inc(acked);
+    return acked;
   }
 
   /** Answers every held poll (204) and refuses new ones. */

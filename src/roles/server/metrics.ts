@@ -3,9 +3,17 @@ import { Counter, Gauge, Registry } from 'prom-client';
 import type { Startable } from '../../core/lifecycle.js';
 import { formatUrl, listen } from '../../net/listen.js';
 
+/** Where the gauges read their values at scrape time. */
+export interface MetricSources {
+  heldPolls(): number;
+  queuedMessages(): Promise<number>;
+  broker?: { readonly clients: number; readonly queuedIds: number; readonly relayed: number; readonly refused: number };
+}
+
 /** The server's Prometheus metrics (prom-client), one registry per server. */
 export class ServerMetrics {
   readonly registry = new Registry();
+  #sources: MetricSources | undefined;
   readonly roundRobinPeers = new Gauge({ name: 'lantern_round_robin_peers', help: 'Verified give peers in the round robin', registers: [this.registry] });
   readonly roundRobinBelowMin = new Gauge({
     name: 'lantern_round_robin_below_min',
@@ -16,6 +24,71 @@ export class ServerMetrics {
   readonly peers = new Gauge({ name: 'lantern_peers', help: 'Live give peer registrations by state', labelNames: ['state'], registers: [this.registry] });
   readonly verdicts = new Counter({ name: 'lantern_peer_verdicts_total', help: 'Verdicts posted by verifiers', labelNames: ['result'], registers: [this.registry] });
   readonly dnsAnswers = new Counter({ name: 'lantern_dns_answers_total', help: 'DNS answers sent, by response code', labelNames: ['rcode'], registers: [this.registry] });
+  readonly messagesAccepted = new Counter({ name: 'lantern_messages_accepted_total', help: 'Message copies queued (one per recipient device)', registers: [this.registry] });
+  readonly messagesDelivered = new Counter({
+    name: 'lantern_messages_delivered_total',
+    help: 'Messages handed out in poll answers (one not acked is handed out again)',
+    registers: [this.registry],
+  });
+  readonly messagesAcked = new Counter({ name: 'lantern_messages_acked_total', help: 'Messages acked (deleted from their queue)', registers: [this.registry] });
+  readonly rateLimitHits = new Counter({ name: 'lantern_rate_limit_hits_total', help: 'Requests refused by a rate limit (429)', registers: [this.registry] });
+  readonly errors = new Counter({ name: 'lantern_errors_total', help: 'Error answers by LA_ERR code', labelNames: ['code'], registers: [this.registry] });
+
+  constructor() {
+    const sources = () => this.#sources;
+    new Gauge({
+      name: 'lantern_long_polls_held',
+      help: 'Long-polls this instance holds',
+      registers: [this.registry],
+      collect() {
+        this.set(sources()?.heldPolls() ?? 0);
+      },
+    });
+    new Gauge({
+      name: 'lantern_queued_messages',
+      help: 'Messages waiting in device queues (the whole store)',
+      registers: [this.registry],
+      async collect() {
+        this.set((await sources()?.queuedMessages()) ?? 0);
+      },
+    });
+    new Gauge({
+      name: 'lantern_peerjs_clients',
+      help: 'PeerJS ids connected to this instance',
+      registers: [this.registry],
+      collect() {
+        this.set(sources()?.broker?.clients ?? 0);
+      },
+    });
+    new Gauge({
+      name: 'lantern_peerjs_queued_ids',
+      help: 'Absent PeerJS ids with signaling waiting for them',
+      registers: [this.registry],
+      collect() {
+        this.set(sources()?.broker?.queuedIds ?? 0);
+      },
+    });
+    for (const [name, help, read] of [
+      ['lantern_peerjs_relayed_total', 'PeerJS frames relayed or queued', (b: NonNullable<MetricSources['broker']>) => b.relayed],
+      ['lantern_peerjs_refused_total', 'PeerJS frames and connections refused', (b: NonNullable<MetricSources['broker']>) => b.refused],
+    ] as const) {
+      new Counter({
+        name,
+        help,
+        registers: [this.registry],
+        collect() {
+          const broker = sources()?.broker;
+          this.reset();
+          if (broker) this.inc(read(broker));
+        },
+      });
+    }
+  }
+
+  /** Tells the gauges where to read (once the server parts exist). */
+  observe(sources: MetricSources): void {
+    this.#sources = sources;
+  }
 }
 
 /** GET /metrics in Prometheus text format, on its own listener (keep it off the public port). */

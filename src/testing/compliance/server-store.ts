@@ -328,6 +328,27 @@ export function serverStoreComplianceTests(test: TestFn, name: string, factory: 
     t.is(rekeyed.identityKey, KEY_B);
   });
 
+  withStore('queuedMessages counts what waits in every queue', async (t, s) => {
+    const u = randomUUID();
+    const [one, two] = [{ userId: u, deviceId: 1 }, { userId: u, deviceId: 2 }];
+    await s.putDevice(u, cred(1), 1);
+    await s.putDevice(u, cred(2), 1);
+    const before = await s.queuedMessages();
+    const m = msg();
+    await s.enqueue([one, two], m, limits);
+    await s.enqueue([one, two], m, limits);
+    t.is(await s.queuedMessages(), before + 2, 'one per recipient device; a duplicate adds nothing');
+    await s.enqueue([one], msg({ expiresAt: 5 }), limits);
+    t.is(await s.queuedMessages(), before + 3);
+    const [first] = (await s.fetch(one, 1)).messages;
+    await s.ack(one, [first!.id]);
+    t.is(await s.queuedMessages(), before + 2);
+    await s.expire(10);
+    t.is(await s.queuedMessages(), before + 1, 'expired messages leave the count');
+    await s.revokeDevice(u, 2, 11);
+    t.is(await s.queuedMessages(), before);
+  });
+
   withStore('revoking a device deletes its queue', async (t, s) => {
     const u = randomUUID();
     await s.putDevice(u, cred(1), 1);

@@ -60,7 +60,7 @@ export interface RunningServer extends RunningRole {
  */
 export async function startRole(args: string[], ready: string | ((line: Record<string, unknown>) => boolean) = 'listening'): Promise<RunningRole> {
   const isReady = typeof ready === 'string' ? (e: Record<string, unknown>) => e['event'] === ready : ready;
-  const child = spawn(process.execPath, [CLI, ...args, '--json', '--log-level', 'warn'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [CLI, ...args, '--json', ...(args.includes('--log-level') ? [] : ['--log-level', 'warn'])], { stdio: ['ignore', 'pipe', 'pipe'] });
   let stderr = '';
   child.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d));
   const events: Array<Record<string, unknown>> = [];

@@ -61,7 +61,7 @@ export async function signedClient(credential: StoredCredential, keystore?: Keys
       ...(session ? { session } : {}),
       ...(keystore ? { onSession: (s) => saveSession(keystore, credential, s) } : {}),
     },
-    { server: credential.server, ...(credential.tlsCaPem ? { ca: credential.tlsCaPem } : {}) },
+    { server: credential.server, ...(credential.tlsCaPem ? { ca: credential.tlsCaPem } : {}), ...(credential.front ? { front: credential.front } : {}) },
   );
 }
 

@@ -26,6 +26,8 @@ import {
 } from '../protocol/messages.js';
 import { TicketKeyResponse, TicketResponse, type TicketAudience } from '../protocol/ticket.js';
 import { PROTOCOL_VERSION, VERSION_HEADER } from '../protocol/version.js';
+import { isIP } from 'node:net';
+import { parseHostPort } from './listen.js';
 
 /** An LA1S session as the client keeps it (key base64). */
 export interface ClientSession {
@@ -60,6 +62,11 @@ export interface ApiClientOptions {
   server: string;
   /** Extra CA certificates (PEM) to trust for the server's TLS. */
   ca?: string;
+  /**
+   * Domain fronting: HOST[:PORT] to dial and to send TLS SNI (and check the certificate) for, while
+   * the Host header names `server`. A CDN in front routes by the Host header.
+   */
+  front?: string;
   dispatcher?: Dispatcher;
 }
 
@@ -75,6 +82,11 @@ export function createDispatcher(options: { ca?: string } = {}): Agent {
 /** Client of the server HTTP API v1. Every answer is validated against its schema. */
 export class ApiClient {
   readonly server: string;
+  /** Where requests go: the server, or the front. */
+  readonly #origin: string;
+  readonly #host: string | undefined;
+  /** TLS SNI when fronting (undici would otherwise take it from the Host header). */
+  readonly #servername: string | undefined;
   readonly #dispatcher: Dispatcher;
   readonly #ownsDispatcher: boolean;
   readonly #clock: Clock;
@@ -84,6 +96,19 @@ export class ApiClient {
 
   constructor(components: ApiClientComponents, options: ApiClientOptions) {
     this.server = options.server.replace(/\/+$/, '');
+    const url = new URL(this.server);
+    if (options.front) {
+      const front = parseHostPort(options.front) ?? (/^[A-Za-z0-9.-]+$/.test(options.front) ? { host: options.front, port: Number(url.port || (url.protocol === 'https:' ? 443 : 80)) } : undefined);
+      if (!front) throw new LanternError('LA_ERR_USAGE', `--front ${options.front}: expected HOST or HOST:PORT`);
+      this.#origin = `${url.protocol}//${front.host.includes(':') ? `[${front.host}]` : front.host}:${front.port}`;
+      this.#host = url.host;
+      // An IP address is never sent as SNI.
+      this.#servername = isIP(front.host) ? undefined : front.host;
+    } else {
+      this.#origin = this.server;
+      this.#host = undefined;
+      this.#servername = undefined;
+    }
     this.#clock = components.clock;
     this.#c = components;
     this.#session = components.session;
@@ -235,6 +260,7 @@ export class ApiClient {
   ): Promise<z.output<S>> {
     const text = body === undefined ? '' : JSON.stringify(body);
     const headers: Record<string, string> = { [VERSION_HEADER]: String(PROTOCOL_VERSION) };
+    if (this.#host) headers['host'] = this.#host;
     if (body !== undefined) headers['content-type'] = 'application/json';
     if (opts.auth !== 'none') {
       const auth = this.#c.auth;
@@ -246,18 +272,20 @@ export class ApiClient {
     }
     let res: Dispatcher.ResponseData;
     try {
-      res = await request(`${this.server}${path}`, {
+      res = await request(`${this.#origin}${path}`, {
         method: method as Dispatcher.HttpMethod,
         headers,
         body: body === undefined ? null : text,
         dispatcher: this.#dispatcher,
+        ...(this.#servername ? { servername: this.#servername } : {}),
         headersTimeout: opts.timeoutMs ?? 30_000,
         bodyTimeout: opts.timeoutMs ?? 30_000,
         ...(opts.signal ? { signal: opts.signal } : {}),
       });
     } catch (err) {
       if ((err as { name?: string }).name === 'AbortError') throw err;
-      throw new LanternError('LA_ERR_SERVER_UNREACHABLE', `Cannot reach ${this.server}: ${(err as Error).message}`, { cause: err });
+      const via = this.#host ? ` through ${this.#origin}` : '';
+      throw new LanternError('LA_ERR_SERVER_UNREACHABLE', `Cannot reach ${this.server}${via}: ${(err as Error).message}`, { cause: err });
     }
     const raw = await res.body.text().catch(() => '');
     if (res.statusCode === 204) return undefined as z.output<S>;

@@ -15,6 +15,8 @@ export interface StoredCredential {
   caCertificatePem: string;
   /** CA to trust for the server's TLS, when it was given at login (--ca). */
   tlsCaPem?: string;
+  /** Domain fronting (login --front): dial and send TLS SNI for this HOST[:PORT]; Host names `server`. */
+  front?: string;
   expiresAt: number;
 }
 

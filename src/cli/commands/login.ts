@@ -17,6 +17,7 @@ interface LoginFlags {
   register?: boolean;
   home?: string;
   ca?: string;
+  front?: string;
   resetKeys?: boolean;
   json?: boolean;
 }
@@ -30,6 +31,7 @@ export function loginCommand(io: Io, done: (code: number) => void): Command {
     .option('--register', 'create the account first (server must run with --open-registration)')
     .option('--home <dir>', 'agent home (default $LANTERN_HOME, else ~/.lantern-agent)')
     .option('--ca <file>', "CA certificate (PEM) to trust for the server's TLS, e.g. DATA_DIR/ca.pem")
+    .option('--front <host[:port]>', 'domain fronting: dial (and send TLS SNI for) this host, with --server only in the Host header; kept for every command of this home')
     .option('--reset-keys', 'register again with a new registration id and new prekeys (the identity key stays)')
     .option('--json', 'print the result as JSON')
     .action(async (flags: LoginFlags) => {
@@ -49,7 +51,7 @@ export function loginCommand(io: Io, done: (code: number) => void): Command {
         const previous = await loadCredential(keystore);
         const renew = previous && previous.server === serverUrl && previous.user === flags.user ? previous.deviceId : undefined;
         const key = await generateDeviceKey();
-        const api = new ApiClient({ clock: systemClock }, { server: serverUrl, ...(tlsCaPem ? { ca: tlsCaPem } : {}) });
+        const api = new ApiClient({ clock: systemClock }, { server: serverUrl, ...(tlsCaPem ? { ca: tlsCaPem } : {}), ...(flags.front ? { front: flags.front } : {}) });
         try {
           const body = { user: flags.user, password, csr: createCsr(key), ...(flags.register ? { register: true } : {}) };
           let answer;
@@ -71,6 +73,7 @@ export function loginCommand(io: Io, done: (code: number) => void): Command {
             privateKeyPem: key.privateKeyPem,
             caCertificatePem: answer.caCertificate,
             ...(tlsCaPem ? { tlsCaPem } : {}),
+            ...(flags.front ? { front: flags.front } : {}),
             expiresAt: answer.expiresAt,
           };
           await saveCredential(keystore, credential);

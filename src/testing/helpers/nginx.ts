@@ -1,0 +1,120 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { access, mkdir, readFile, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { connect } from 'node:net';
+import { dataDirPaths, ensureDataDir, loadOrCreateCa, loadOrCreateSelfSignedTls } from '../../roles/server/data-dir.js';
+
+export const NGINX = '/usr/sbin/nginx';
+
+export const nginxInstalled = () =>
+  access(NGINX).then(
+    () => true,
+    () => false,
+  );
+
+/** A server block: TLS on the shared port; `upstream` proxies to our server, else a static page. */
+export interface NginxSite {
+  serverName: string;
+  defaultServer?: boolean;
+  upstream?: number;
+  staticBody?: string;
+}
+
+export interface RunningNginx {
+  port: number;
+  /** Each server block logs `SNI HOST METHOD URI` per request to DIR/access-SERVERNAME.log. */
+  accessLog(serverName: string): Promise<string>;
+  /** PEM of the CA that signed nginx's certificate (for localhost, 127.0.0.1). */
+  ca: string;
+  child: ChildProcess;
+  stop(): Promise<void>;
+}
+
+async function freePort(): Promise<number> {
+  const s = createServer();
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', () => r()));
+  const { port } = s.address() as { port: number };
+  await new Promise((r) => s.close(r));
+  return port;
+}
+
+/**
+ * Debian's nginx as a CDN would stand in front of us: TLS-terminating, buffering requests and
+ * responses (`proxy_buffering on`), WebSocket upgrades passed, long reads allowed for long-polls.
+ * Started in the foreground from a config in `dir`, on a free port of 127.0.0.1.
+ */
+export async function startNginx(dir: string, sites: NginxSite[]): Promise<RunningNginx> {
+  await mkdir(dir, { recursive: true });
+  await ensureDataDir(`${dir}/tls`);
+  const ca = await loadOrCreateCa(`${dir}/tls`);
+  await loadOrCreateSelfSignedTls(`${dir}/tls`, ca, ['localhost', '127.0.0.1']);
+  const paths = dataDirPaths(`${dir}/tls`);
+  const port = await freePort();
+  const server = (site: NginxSite) => `
+  server {
+    listen 127.0.0.1:${port} ssl${site.defaultServer ? ' default_server' : ''};
+    server_name ${site.serverName};
+    ssl_certificate ${paths.tlsCert};
+    ssl_certificate_key ${paths.tlsKey};
+    access_log ${dir}/access-${site.serverName}.log sni;
+    location / {
+${
+  site.upstream
+    ? `      proxy_pass http://127.0.0.1:${site.upstream};
+      proxy_http_version 1.1;
+      proxy_buffering on;
+      proxy_request_buffering on;
+      proxy_set_header Host $host;
+      proxy_set_header Upgrade $http_upgrade;
+      proxy_set_header Connection $connection_upgrade;
+      proxy_read_timeout 120s;
+      proxy_send_timeout 120s;`
+    : `      default_type text/html;
+      return 200 '${site.staticBody ?? 'front'}';`
+}
+    }
+  }`;
+  const conf = `${process.getuid?.() === 0 ? 'user root;\n' : ''}worker_processes 1;
+pid ${dir}/nginx.pid;
+error_log ${dir}/error.log warn;
+events { worker_connections 1024; }
+http {
+  log_format sni '$ssl_server_name $host $request_method $uri';
+  client_body_temp_path ${dir}/body;
+  proxy_temp_path ${dir}/proxy;
+  fastcgi_temp_path ${dir}/fastcgi;
+  uwsgi_temp_path ${dir}/uwsgi;
+  scgi_temp_path ${dir}/scgi;
+  client_max_body_size 1m;
+  map $http_upgrade $connection_upgrade { default upgrade; '' close; }
+${sites.map(server).join('\n')}
+}
+`;
+  await writeFile(`${dir}/nginx.conf`, conf);
+  const child = spawn(NGINX, ['-p', dir, '-c', `${dir}/nginx.conf`, '-g', 'daemon off;'], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  child.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+  // Ready when the port accepts connections.
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    const up = await new Promise<boolean>((resolve) => {
+      const s = connect(port, '127.0.0.1', () => (s.destroy(), resolve(true)));
+      s.on('error', () => resolve(false));
+    });
+    if (up) break;
+    if (child.exitCode !== null || Date.now() > deadline) throw new Error(`nginx did not start: ${stderr}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return {
+    port,
+    accessLog: (serverName) => readFile(`${dir}/access-${serverName}.log`, 'utf8').catch(() => ''),
+    ca: ca.certificatePem,
+    child,
+    stop: async () => {
+      if (child.exitCode !== null) return;
+      const exited = new Promise((r) => child.once('exit', r));
+      child.kill('SIGQUIT');
+      await exited;
+    },
+  };
+}

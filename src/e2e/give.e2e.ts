@@ -201,14 +201,16 @@ test('the give binary: decoy without a ticket on all three protocols, forged and
   t.regex(await raw(`CONNECT ${targetHost} HTTP/1.1\r\nHost: x\r\n${auth(ticket)}\r\n`), /^HTTP\/1\.1 403/);
   await strict.stop('SIGTERM');
 
-  // An expired ticket, from a server issuing 1 s tickets.
-  const shortLived = await startRole(['server', '--listen', '127.0.0.1:0', '--data-dir', `${ctx.dir}/short-data`, '--ticket-lifetime', '1s']);
+  // An expired ticket, from a server issuing 4 s tickets (long enough for a loaded machine to use
+  // one before it expires).
+  const shortLived = await startRole(['server', '--listen', '127.0.0.1:0', '--data-dir', `${ctx.dir}/short-data`, '--ticket-lifetime', '4s']);
   t.teardown(() => shortLived.stop('SIGKILL'));
   const sOwner = await addAgent({ ...shortLived, dataDir: `${ctx.dir}/short-data` }, ctx.dir, 'short-owner');
   const sUser = await addAgent({ ...shortLived, dataDir: `${ctx.dir}/short-data` }, ctx.dir, 'short-user');
   const capped = await startRole(['give', '--listen', '127.0.0.1:0', '--home', sOwner.home, '--allow-private-destinations', '--no-register', '--max-mbps', '8'], 'listening');
   t.teardown(() => capped.stop('SIGKILL'));
-  const expiring = (JSON.parse((await runCli(['ticket', '--home', sUser.home, '--json'])).stdout) as { ticket: string }).ticket;
+  const issued = JSON.parse((await runCli(['ticket', '--home', sUser.home, '--json'])).stdout) as { ticket: string; expiresAt: string };
+  const expiring = issued.ticket;
   const basic = `Basic ${Buffer.from(`ticket:${expiring}`).toString('base64')}`;
   const started = performance.now();
   const res = await request(target, { dispatcher: new ProxyAgent({ uri: capped.url, token: basic }) });
@@ -216,7 +218,7 @@ test('the give binary: decoy without a ticket on all three protocols, forged and
   const mbps = (got.length * 8) / ((performance.now() - started) / 1000) / 1e6;
   t.is(sha(got), FILE_SHA);
   t.true(mbps <= 8.8, `the 8 Mbit/s cap holds: ${mbps.toFixed(2)}`);
-  await new Promise((r) => setTimeout(r, 1200));
+  await new Promise((r) => setTimeout(r, Math.max(0, Date.parse(issued.expiresAt) - Date.now()) + 200));
   const late = await request(target, { dispatcher: new ProxyAgent({ uri: capped.url, token: basic }) }).catch((e: Error) => e);
   t.true(late instanceof Error || late.statusCode === 404, 'an expired ticket gets the decoy');
 });

@@ -7,15 +7,27 @@ import type { ControlRequest, Role } from '../../protocol/messages.js';
 import { AccountService } from '../../roles/server/accounts.js';
 import { dataDirPaths } from '../../roles/server/data-dir.js';
 import { LevelServerStore } from '../../storage/level-server-store.js';
+import { RedisServerStore } from '../../storage/redis-server-store.js';
+import type { ServerStore } from '../../storage/server-store.js';
+import { parseStoreSpec, type StoreSpec } from '../store-spec.js';
 import { parsePositiveInt } from '../config.js';
 import { readPassword, writeJson, writeLine, type Io } from '../io.js';
 
-/** Runs an account operation through the running server, or directly on the data dir when none runs. */
-async function runAccountOp(dataDir: string, request: ControlRequest): Promise<Record<string, unknown>> {
-  const paths = dataDirPaths(dataDir);
-  const viaServer = await controlRequest(paths.control, request);
-  if (viaServer) return viaServer;
-  const store = new LevelServerStore({ location: paths.store });
+/**
+ * Runs an account operation: on Redis directly (shared by every server process), else through the
+ * server running on the data dir, or directly on its LevelDB when none runs.
+ */
+async function runAccountOp(flags: { dataDir?: string; store: StoreSpec }, request: ControlRequest): Promise<Record<string, unknown>> {
+  let store: ServerStore;
+  if (flags.store.kind === 'redis') {
+    store = new RedisServerStore({ url: flags.store.url });
+  } else {
+    if (!flags.dataDir) throw new LanternError('LA_ERR_USAGE', '--data-dir is required with the embedded store');
+    const paths = dataDirPaths(flags.dataDir);
+    const viaServer = await controlRequest(paths.control, request);
+    if (viaServer) return viaServer;
+    store = new LevelServerStore({ location: paths.store });
+  }
   await store.open();
   try {
     const accounts = new AccountService({ store, clock: systemClock, logger: createLogger({ level: 'warn' }) });
@@ -27,19 +39,22 @@ async function runAccountOp(dataDir: string, request: ControlRequest): Promise<R
   }
 }
 
+const storeOption = () => new Option('--store <store>', 'level (default) or redis://HOST:PORT[/DB], as the server runs').argParser(parseStoreSpec).default({ kind: 'level' }, 'level');
+
 export function accountCommand(io: Io, done: (code: number) => void): Command {
   const account = new Command('account').description('Manage accounts on a server data dir (works whether or not the server runs)');
   account
     .command('add <name>')
     .description('Create an account; the password is read from stdin')
-    .requiredOption('--data-dir <dir>', 'the server data dir')
+    .option('--data-dir <dir>', 'the server data dir (with the embedded store)')
+    .addOption(storeOption())
     .addOption(new Option('--role <role>', 'user or verifier').choices(['user', 'verifier']).default('user'))
     .option('--password-stdin', 'read the password from stdin (required)')
     .option('--json', 'print the result as JSON')
-    .action(async (name: string, flags: { dataDir: string; role: Role; passwordStdin?: boolean; json?: boolean }) => {
+    .action(async (name: string, flags: { dataDir?: string; store: StoreSpec; role: Role; passwordStdin?: boolean; json?: boolean }) => {
       if (!flags.passwordStdin) throw new LanternError('LA_ERR_USAGE', 'pass the password on stdin with --password-stdin');
       const password = await readPassword(io.stdin);
-      const result = await runAccountOp(flags.dataDir, { op: 'account.add', name, role: flags.role, password });
+      const result = await runAccountOp(flags, { op: 'account.add', name, role: flags.role, password });
       if (flags.json) writeJson(io.stdout, result);
       else writeLine(io.stdout, `account ${name} added (role ${flags.role}, user id ${String(result['userId'])})`);
       done(0);
@@ -47,11 +62,12 @@ export function accountCommand(io: Io, done: (code: number) => void): Command {
   account
     .command('revoke <name>')
     .description('Revoke one device (--device) or the whole account and all its devices')
-    .requiredOption('--data-dir <dir>', 'the server data dir')
+    .option('--data-dir <dir>', 'the server data dir (with the embedded store)')
+    .addOption(storeOption())
     .option('--device <n>', 'only this device', parsePositiveInt)
     .option('--json', 'print the result as JSON')
-    .action(async (name: string, flags: { dataDir: string; device?: number; json?: boolean }) => {
-      const result = await runAccountOp(flags.dataDir, {
+    .action(async (name: string, flags: { dataDir?: string; store: StoreSpec; device?: number; json?: boolean }) => {
+      const result = await runAccountOp(flags, {
         op: 'account.revoke',
         name,
         ...(flags.device !== undefined ? { deviceId: flags.device } : {}),

@@ -20,8 +20,7 @@ import { defaultPeerjsOptions, PeerjsBroker } from '../../roles/server/peerjs-br
 import { TicketVerifier } from '../../crypto/tickets.js';
 import { RotationMonitor } from '../../roles/server/rotation-monitor.js';
 import { defaultServerOptions, type ServerOptions } from '../../roles/server/options.js';
-import { LevelServerStore } from '../../storage/level-server-store.js';
-import { MemoryNotifier } from '../../storage/memory-notifier.js';
+import { openServerStore, parseStoreSpec, type StoreSpec } from '../store-spec.js';
 import { parseCount, parseDuration, parseListen, parsePositiveInt, parseRate } from '../config.js';
 import { InvalidArgumentError } from 'commander';
 import { writeJson, writeLine, type Io } from '../io.js';
@@ -49,6 +48,7 @@ interface ServerFlags {
   rateLoginAccount: ServerOptions['rate']['pair'];
   ratePrekeyFetch: ServerOptions['rate']['pair'];
   fsync: boolean;
+  store: StoreSpec;
   dnsListen?: { host: string; port: number };
   zone?: string;
   dnsTtl: number;
@@ -133,6 +133,11 @@ export function serverCommand(io: Io, done: (code: number) => void): Command {
     .option('--peerjs-concurrent-limit <n>', 'PeerJS ids connected at once', parsePositiveInt, 5000)
     .option('--peerjs-allow-discovery', 'answer GET PATHKEY/peers with every connected id')
     .option('--peerjs-require-auth', 'only holders of a ticket (lantern-agent ticket --for peerjs, as the PeerJS token) may register an id')
+    .addOption(
+      new Option('--store <store>', 'level (the embedded LevelDB in the data dir) or redis://HOST:PORT[/DB] (shared by several server processes)')
+        .argParser(parseStoreSpec)
+        .default({ kind: 'level' }, 'level'),
+    )
     .option('--no-fsync', 'do not fsync write batches (survives a crash of the process, not of the machine)')
     .option('--log-level <level>', 'log level (stderr, JSON)', 'info')
     .option('--unsafe-logging', 'keep IP addresses in logs')
@@ -166,9 +171,7 @@ async function runServer(io: Io, flags: ServerFlags): Promise<number> {
   } else if (flags.tlsSelfSigned) {
     tls = await loadOrCreateSelfSignedTls(flags.dataDir, ca, [flags.listen.host, 'localhost', '127.0.0.1', '::1']);
   }
-  const store = new LevelServerStore({ location: paths.store, sync: flags.fsync });
-  await store.open();
-  const notifier = new MemoryNotifier();
+  const { store, notifier } = await openServerStore(flags.store, flags.dataDir, { fsync: flags.fsync });
   const options: ServerOptions = {
     openRegistration: flags.openRegistration === true,
     retentionMs: flags.retention,
@@ -211,7 +214,7 @@ async function runServer(io: Io, flags: ServerFlags): Promise<number> {
   const server = new LanternServer(
     { store, notifier, clock: systemClock, logger: logger.child({ component: 'server' }), ca, tickets, canary, metrics, onVerdict: () => rotation.poke() },
     options,
-    { host: flags.listen.host, port: flags.listen.port, ...(tls ? { tls } : {}), controlSocketPath: paths.control, attachments: broker ? [broker] : [] },
+    { host: flags.listen.host, port: flags.listen.port, ...(tls ? { tls } : {}), ...(flags.store.kind === 'level' ? { controlSocketPath: paths.control } : {}), attachments: broker ? [broker] : [] },
   );
   metrics.observe({ heldPolls: () => server.heldPolls, queuedMessages: () => store.queuedMessages(), ...(broker ? { broker } : {}) });
   try {

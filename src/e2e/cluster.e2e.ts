@@ -1,0 +1,96 @@
+import test from 'ava';
+import { systemClock } from '../core/clock.js';
+import { ApiClient } from '../net/api-client.js';
+import { addAgent, type TestAgent } from '../testing/helpers/agents.js';
+import { runCli, startServer, type RunningServer } from '../testing/helpers/cli.js';
+import { redisInstalled, startRedis, type RunningRedis } from '../testing/helpers/redis.js';
+import { tempDir } from '../testing/helpers/temp-dir.js';
+
+// Several server processes on one Redis act as one server.
+
+interface Cluster {
+  redis: RunningRedis;
+  servers: RunningServer[];
+  dir: string;
+}
+
+const ctx = {} as { cluster?: Cluster; remove?: () => Promise<void> };
+
+test.before(async () => {
+  if (!(await redisInstalled())) return;
+  const dir = await tempDir('lantern-cluster-');
+  ctx.remove = dir.remove;
+  const redis = await startRedis(`${dir.path}/redis`);
+  const servers: RunningServer[] = [];
+  // One data dir for the CA, ticket key and canary secret every instance shares (the first makes them).
+  const extra = ['--store', redis.url, '--rate-pair', '5/0.001', '--rate-prekey-fetch', '1000/100'];
+  servers.push(await startServer(`${dir.path}/data`, extra));
+  servers.push(...(await Promise.all([startServer(`${dir.path}/data`, extra), startServer(`${dir.path}/data`, extra)])));
+  ctx.cluster = { redis, servers, dir: dir.path };
+});
+
+test.after.always(async () => {
+  for (const s of ctx.cluster?.servers ?? []) await s.stop();
+  await ctx.cluster?.redis.stop();
+  await ctx.remove?.();
+});
+
+/** An account made on Redis, logged in through instance `via`. */
+async function agent(c: Cluster, name: string, via: number): Promise<TestAgent> {
+  const added = await runCli(['account', 'add', name, '--store', c.redis.url, '--password-stdin'], { stdin: `pw-${name}-secret\n` });
+  if (added.code !== 0) throw new Error(added.stderr);
+  return addAgent(c.servers[via]!, c.dir, name, { existing: true });
+}
+
+/** The agent's device talking to another instance (its session lives in Redis, so it works there too). */
+const clientOn = (a: TestAgent, server: RunningServer) => new ApiClient({ clock: systemClock, auth: a.signer }, { server: server.url });
+
+test('a send on one instance wakes the long-poll another holds; a newer poll on a third releases it', async (t) => {
+  const c = ctx.cluster;
+  if (!c) return void (t.log('SKIPPED: redis-server is not installed (apt-get install -y redis-server)'), t.pass());
+  const alice = await agent(c, 'alice', 0);
+  const bob = await agent(c, 'bob', 1);
+  const waiting = runCli(['inbox', '--wait', '20', '--home', bob.home, '--json']);
+  await new Promise((r) => setTimeout(r, 1000));
+  const started = Date.now();
+  const sent = await runCli(['send', '--to', bob.userId, 'across instances', '--home', alice.home]);
+  t.is(sent.code, 0, sent.stderr);
+  const got = await waiting;
+  t.like(JSON.parse(got.stdout.trim()), { text: 'across instances', from: { userId: alice.userId } });
+  t.true(Date.now() - started < 5000, 'woken, not timed out');
+
+  // Bob's device holds a poll on instance 1; a newer poll on instance 2 ends it at once (204).
+  const [b1, b2] = [clientOn(bob, c.servers[1]!), clientOn(bob, c.servers[2]!)];
+  t.teardown(() => Promise.all([b1.close(), b2.close()]));
+  const older = b1.poll(20);
+  await new Promise((r) => setTimeout(r, 500));
+  const newer = b2.poll(2);
+  const releasedAt = Date.now();
+  t.is(await older, undefined, 'the older poll is answered with nothing');
+  t.true(Date.now() - releasedAt < 1500, `released after ${Date.now() - releasedAt} ms`);
+  t.is(await newer, undefined);
+});
+
+test('rate limits and prekey pops are shared by the instances', async (t) => {
+  const c = ctx.cluster;
+  if (!c) return void (t.log('SKIPPED: redis-server is not installed'), t.pass());
+  const carol = await agent(c, 'carol', 0);
+  const dave = await agent(c, 'dave', 2);
+  const apis = c.servers.map((s) => clientOn(carol, s));
+  t.teardown(() => Promise.all(apis.map((a) => a.close())));
+  // The pair limit is 5 messages, wherever they are sent.
+  const results = await Promise.allSettled(
+    Array.from({ length: 8 }, (_, i) =>
+      apis[i % 3]!.send({ id: crypto.randomUUID(), to: dave.userId, deviceId: 1, type: 0, payload: Buffer.from(`m${i}`).toString('base64') }),
+    ),
+  );
+  t.is(results.filter((r) => r.status === 'fulfilled').length, 5);
+  t.true(results.filter((r) => r.status === 'rejected').every((r) => (r as PromiseRejectedResult).reason.code === 'LA_ERR_RATE_LIMITED'));
+  // Each one-time prekey is handed out once, whichever instance is asked.
+  const before = await clientOn(dave, c.servers[2]!).keyCounts();
+  const bundles = await Promise.all(Array.from({ length: 9 }, (_, i) => apis[i % 3]!.bundles(dave.userId)));
+  const ids = bundles.map((b) => b.devices[0]!.preKey?.keyId);
+  t.is(new Set(ids).size, 9, 'no prekey served twice');
+  const after = await clientOn(dave, c.servers[0]!).keyCounts();
+  t.is(after.preKeys, before.preKeys - 9);
+});

@@ -1,0 +1,64 @@
+import { Redis } from 'ioredis';
+import { LanternError } from '../core/errors.js';
+import type { Notifier } from './server-store.js';
+
+/**
+ * Wake-ups across server processes through Redis pub/sub: a send on one instance wakes the
+ * long-poll another instance holds; a newer poll releases an older one wherever it is held. One
+ * connection publishes, one subscribes (a channel is subscribed while a listener wants it).
+ */
+export class RedisNotifier implements Notifier {
+  readonly #pub: Redis;
+  readonly #sub: Redis;
+  readonly #prefix: string;
+  readonly #listeners = new Map<string, Set<(message: string) => void>>();
+
+  constructor(options: { url: string; prefix?: string }) {
+    this.#prefix = `${options.prefix ?? 'la:'}ch:`;
+    this.#pub = new Redis(options.url, { lazyConnect: true, maxRetriesPerRequest: 2 });
+    this.#sub = new Redis(options.url, { lazyConnect: true });
+    for (const r of [this.#pub, this.#sub]) r.on('error', () => undefined);
+    this.#sub.on('message', (channel: string, message: string) => {
+      for (const listener of this.#listeners.get(channel) ?? []) listener(message);
+    });
+  }
+
+  async open(): Promise<void> {
+    try {
+      await Promise.all([this.#pub.connect(), this.#sub.connect()]);
+    } catch (err) {
+      throw new LanternError('LA_ERR_STORE_UNAVAILABLE', `Redis: ${(err as Error).message}`, { cause: err });
+    }
+  }
+
+  async subscribe(channel: string, listener: (message: string) => void): Promise<() => Promise<void>> {
+    const key = this.#prefix + channel;
+    let set = this.#listeners.get(key);
+    if (!set) {
+      this.#listeners.set(key, (set = new Set()));
+      await this.#sub.subscribe(key);
+    }
+    set.add(listener);
+    const mine = set;
+    return async () => {
+      mine.delete(listener);
+      if (mine.size === 0 && this.#listeners.get(key) === mine) {
+        this.#listeners.delete(key);
+        await this.#sub.unsubscribe(key);
+      }
+    };
+  }
+
+  async publish(channel: string, message: string): Promise<void> {
+    try {
+      await this.#pub.publish(this.#prefix + channel, message);
+    } catch (err) {
+      throw new LanternError('LA_ERR_STORE_UNAVAILABLE', `Redis: ${(err as Error).message}`, { cause: err });
+    }
+  }
+
+  async close(): Promise<void> {
+    this.#listeners.clear();
+    await Promise.all([this.#pub, this.#sub].map((r) => r.quit().catch(() => r.disconnect())));
+  }
+}

@@ -1,0 +1,237 @@
+/**
+ * The Lua scripts of the Redis store: each atomic step of ServerStore that touches more than one
+ * key is one script. Every key a script touches belongs to one user (hash tag `{userId}`), so the
+ * scripts also run on Redis Cluster. Keys a script derives (the dedupe key) start from a declared
+ * key, so they carry its prefix and tag.
+ */
+
+/**
+ * Queue one message to several devices of one user, all or nothing.
+ * KEYS per recipient (5): queue zset, message hash, bytes counter, seq counter, expiry zset; then
+ * the user's devices hash. ARGV: n, digest, expiresAt, maxMessages, maxBytes, fromUserId,
+ * fromDeviceId, sentAt (the time now), sender|clientId, time Redis may drop the dedupe record,
+ * then per recipient (5): size, type, payload, id suffix, deviceId. A dedupe record counts until the
+ * message's expiry. Dedupe records live under the device's incarnation (created/revoked times), so a
+ * revoked device's records are gone for it. Answers {'queued', added} | {'duplicate'} |
+ * {'conflict'} | {'full', i}.
+ */
+export const ENQUEUE = `
+local n = tonumber(ARGV[1])
+local digest = ARGV[2]
+local expiresAt = ARGV[3]
+local maxM = tonumber(ARGV[4])
+local maxB = tonumber(ARGV[5])
+local dedupe = {}
+local seen = {}
+local allSeen = true
+for i = 1, n do
+  local incarnation = '0'
+  local dev = redis.call('HGET', KEYS[n * 5 + 1], ARGV[11 + (i - 1) * 5 + 4])
+  if dev then
+    local r = cjson.decode(dev)
+    incarnation = tostring(r.createdAt) .. '-' .. tostring(r.revokedAt or '')
+  end
+  local k = KEYS[(i - 1) * 5 + 1] .. ':dedupe:' .. incarnation .. ':' .. ARGV[9]
+  dedupe[i] = k
+  local d = redis.call('GET', k)
+  if d then
+    local bar = string.find(d, '|', 1, true)
+    if tonumber(string.sub(d, bar + 1)) <= tonumber(ARGV[8]) then
+      d = false
+    elseif string.sub(d, 1, bar - 1) ~= digest then
+      return {'conflict'}
+    end
+  end
+  seen[i] = d and true or false
+  if not seen[i] then allSeen = false end
+end
+if allSeen then return {'duplicate'} end
+for i = 1, n do
+  if not seen[i] then
+    local b = (i - 1) * 5
+    local count = redis.call('ZCARD', KEYS[b + 1])
+    local bytes = tonumber(redis.call('GET', KEYS[b + 3]) or '0')
+    local size = tonumber(ARGV[11 + (i - 1) * 5])
+    if count + 1 > maxM or bytes + size > maxB then return {'full', i} end
+  end
+end
+local added = 0
+for i = 1, n do
+  if not seen[i] then
+    local b = (i - 1) * 5
+    local a = 11 + (i - 1) * 5
+    local seq = redis.call('INCR', KEYS[b + 4])
+    local id = string.format('%016d', seq) .. '-' .. ARGV[a + 3]
+    local msg = cjson.encode({ id = id, from = { userId = ARGV[6], deviceId = tonumber(ARGV[7]) }, sentAt = tonumber(ARGV[8]),
+      type = tonumber(ARGV[a + 1]), payload = ARGV[a + 2], expiresAt = tonumber(expiresAt), bytes = tonumber(ARGV[a]) })
+    redis.call('ZADD', KEYS[b + 1], seq, id)
+    redis.call('HSET', KEYS[b + 2], id, msg)
+    redis.call('INCRBY', KEYS[b + 3], ARGV[a])
+    redis.call('ZADD', KEYS[b + 5], expiresAt, id)
+    redis.call('SET', dedupe[i], digest .. '|' .. expiresAt, 'PXAT', ARGV[10])
+    added = added + 1
+  end
+end
+return {'queued', added}
+`;
+
+/** Deletes messages by id. KEYS: queue, messages, bytes, expiry. ARGV: ids. Answers the count. */
+export const ACK = `
+local n = 0
+for i = 1, #ARGV do
+  local id = ARGV[i]
+  if redis.call('ZREM', KEYS[1], id) == 1 then
+    local msg = redis.call('HGET', KEYS[2], id)
+    if msg then
+      redis.call('DECRBY', KEYS[3], cjson.decode(msg).bytes)
+      redis.call('HDEL', KEYS[2], id)
+    end
+    redis.call('ZREM', KEYS[4], id)
+    n = n + 1
+  end
+end
+return n
+`;
+
+/** Deletes messages expired by ARGV[1]. KEYS: queue, messages, bytes, expiry. Answers {deleted, left}. */
+export const EXPIRE_QUEUE = `
+local ids = redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', ARGV[1], 'LIMIT', 0, 1000)
+local n = 0
+for _, id in ipairs(ids) do
+  if redis.call('ZREM', KEYS[1], id) == 1 then
+    local msg = redis.call('HGET', KEYS[2], id)
+    if msg then
+      redis.call('DECRBY', KEYS[3], cjson.decode(msg).bytes)
+      redis.call('HDEL', KEYS[2], id)
+    end
+    n = n + 1
+  end
+  redis.call('ZREM', KEYS[4], id)
+end
+return {n, redis.call('ZCARD', KEYS[4])}
+`;
+
+/**
+ * Adds a device with the lowest free id, or renews `deviceId`. KEYS: devices hash.
+ * ARGV: record JSON (deviceId 0), now, deviceId or '', min id, max id.
+ * Answers the stored record JSON, or 'not-found' / 'limit'.
+ */
+export const PUT_DEVICE = `
+local record = cjson.decode(ARGV[1])
+local wanted = ARGV[3]
+local id
+if wanted ~= '' then
+  id = tonumber(wanted)
+  local prev = redis.call('HGET', KEYS[1], wanted)
+  if not prev then return 'not-found' end
+  local p = cjson.decode(prev)
+  if p.revokedAt then return 'not-found' end
+  record.createdAt = p.createdAt
+else
+  for candidate = tonumber(ARGV[4]), tonumber(ARGV[5]) do
+    local d = redis.call('HGET', KEYS[1], tostring(candidate))
+    if not d or cjson.decode(d).revokedAt then
+      id = candidate
+      break
+    end
+  end
+  if not id then return 'limit' end
+  record.createdAt = tonumber(ARGV[2])
+end
+record.deviceId = id
+local json = cjson.encode(record)
+redis.call('HSET', KEYS[1], tostring(id), json)
+return json
+`;
+
+/**
+ * Marks a device revoked and deletes its queue, keys, peer registration and dedupe records (by
+ * moving to a new dedupe epoch). KEYS: devices, queue, messages, bytes, expiry, keys, prekeys,
+ * kyber prekeys, peer. ARGV: deviceId, now. Answers the number of messages deleted, or -1.
+ */
+export const REVOKE_DEVICE = `
+local d = redis.call('HGET', KEYS[1], ARGV[1])
+if not d then return -1 end
+local rec = cjson.decode(d)
+if rec.revokedAt then return -1 end
+rec.revokedAt = tonumber(ARGV[2])
+redis.call('HSET', KEYS[1], ARGV[1], cjson.encode(rec))
+local n = redis.call('ZCARD', KEYS[2])
+redis.call('DEL', KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9])
+return n
+`;
+
+/**
+ * Stores a device's keys. KEYS: base, prekeys, kyber prekeys. ARGV: base JSON, identityKey,
+ * registrationId, number of prekeys, number of kyber prekeys, then the prekeys, then the kyber ones.
+ */
+export const PUT_KEYS = `
+local prev = redis.call('GET', KEYS[1])
+local same = false
+if prev then
+  local p = cjson.decode(prev)
+  same = p.identityKey == ARGV[2] and tostring(p.registrationId) == ARGV[3]
+end
+local np = tonumber(ARGV[4])
+local nk = tonumber(ARGV[5])
+redis.call('SET', KEYS[1], ARGV[1])
+if np > 0 or not same then
+  redis.call('DEL', KEYS[2])
+  for i = 1, np do redis.call('RPUSH', KEYS[2], ARGV[5 + i]) end
+end
+if nk > 0 or not same then
+  redis.call('DEL', KEYS[3])
+  for i = 1, nk do redis.call('RPUSH', KEYS[3], ARGV[5 + np + i]) end
+end
+return 1
+`;
+
+/** Pops one EC and one Kyber one-time prekey. KEYS: base, prekeys, kyber. Answers {base, pre, kyber} or nil. */
+export const TAKE_BUNDLE = `
+local base = redis.call('GET', KEYS[1])
+if not base then return nil end
+local pre = redis.call('LPOP', KEYS[2]) or ''
+local kyber = redis.call('LPOP', KEYS[3]) or ''
+return {base, pre, kyber}
+`;
+
+/**
+ * Token bucket. KEYS: bucket hash. ARGV: cost, capacity, refill per second, now.
+ * Answers {1} or {0, retryAfterMs}.
+ */
+export const TAKE_TOKENS = `
+local cost = tonumber(ARGV[1])
+local capacity = tonumber(ARGV[2])
+local refill = tonumber(ARGV[3])
+local now = tonumber(ARGV[4])
+local state = redis.call('HMGET', KEYS[1], 'tokens', 'updatedAt')
+local tokens = tonumber(state[1]) or capacity
+local updated = tonumber(state[2]) or now
+local elapsed = math.max(0, now - updated) / 1000
+tokens = math.min(capacity, tokens + elapsed * refill)
+local ttl = 60000
+if refill > 0 then ttl = math.ceil(capacity / refill * 1000) + 1000 end
+if tokens >= cost then
+  redis.call('HSET', KEYS[1], 'tokens', tostring(tokens - cost), 'updatedAt', tostring(now))
+  redis.call('PEXPIRE', KEYS[1], ttl)
+  return {1}
+end
+redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'updatedAt', tostring(now))
+redis.call('PEXPIRE', KEYS[1], ttl)
+if cost > capacity or refill <= 0 then return {0, -1} end
+return {0, math.ceil((cost - tokens) / refill * 1000)}
+`;
+
+/** Compare and set: KEYS[1] becomes ARGV[2] only if it is ARGV[1] ('' for absent). ARGV[3]: PXAT or ''. */
+export const COMPARE_AND_SET = `
+local cur = redis.call('GET', KEYS[1]) or ''
+if cur ~= ARGV[1] then return 0 end
+if ARGV[2] == '' then
+  redis.call('DEL', KEYS[1])
+elseif ARGV[3] ~= '' then
+  redis.call('SET', KEYS[1], ARGV[2], 'PXAT', ARGV[3])
+else
+  redis.call('SET', KEYS[1], ARGV[2])
+end
+return 1
+`;

@@ -1,0 +1,443 @@
+import { randomBytes, randomUUID } from 'node:crypto';
+import { Redis } from 'ioredis';
+import { LanternError } from '../core/errors.js';
+import type { Address, DeviceBundle, KeyCounts, KeysUpload, Verdict } from '../protocol/messages.js';
+import { MAX_DEVICE_ID, MIN_DEVICE_ID } from '../protocol/version.js';
+import { ACK, COMPARE_AND_SET, ENQUEUE, EXPIRE_QUEUE, PUT_DEVICE, PUT_KEYS, REVOKE_DEVICE, TAKE_BUNDLE, TAKE_TOKENS } from './redis-scripts.js';
+import {
+  applyVerdict,
+  base64Bytes,
+  nextPeerRecord,
+  type AccountRecord,
+  type BucketPolicy,
+  type DeviceCredential,
+  type DeviceRecord,
+  type EnqueueInput,
+  type EnqueueResult,
+  type ExpireResult,
+  type PeerRecord,
+  type PeerRegistrationInput,
+  type QueueLimits,
+  type QueueStats,
+  type Recipient,
+  type Registration,
+  type ServerStore,
+  type SessionRecord,
+  type StoredMessage,
+  type TakeResult,
+} from './server-store.js';
+
+export interface RedisStoreOptions {
+  /** redis://HOST:PORT[/DB] */
+  url: string;
+  /** Prefix of every key (several stores may share a database, as the tests do). */
+  prefix?: string;
+}
+
+interface RedisMessage extends StoredMessage {
+  expiresAt: number;
+  bytes: number;
+}
+
+type Scripts = Record<'enqueue' | 'ack' | 'expireQueue' | 'putDevice' | 'revokeDevice' | 'putKeys' | 'takeBundle' | 'takeTokens' | 'cas', (...args: Array<string | number>) => Promise<unknown>>;
+
+/** How many times a compare-and-set update is retried under contention. */
+const CAS_ATTEMPTS = 20;
+/** Expired peer registrations are kept this long (a re-registration then keeps its peer id). */
+const PEER_GRACE_MS = 24 * 3600_000;
+
+/**
+ * When Redis may drop a record that stops counting at `expiresAt`. The store's callers pass their
+ * own clock (tests pass logical times), so records are checked against that, and Redis' own expiry
+ * only collects garbage, never earlier than a day from now.
+ */
+const gcAt = (expiresAt: number) => Math.max(expiresAt, Date.now() + 24 * 3600_000);
+
+/**
+ * ServerStore on Redis, shared by several server processes (see DESIGN.md "Scale-out"): per-device
+ * queues (a sorted set of ids and a hash of messages), atomic steps as Lua scripts (send with dedupe
+ * and quota check, ack, prekey pop, token buckets, device ids), native expiry for sessions, nonces,
+ * dedupe records and buckets. All keys of a user share the hash tag `{userId}`, so the scripts run
+ * on Redis Cluster too. Wake-ups go through RedisNotifier (pub/sub).
+ */
+export class RedisServerStore implements ServerStore {
+  readonly #o: RedisStoreOptions;
+  readonly #redis: Redis;
+  readonly #s: Scripts;
+  readonly #p: string;
+
+  constructor(options: RedisStoreOptions) {
+    this.#o = options;
+    this.#p = options.prefix ?? 'la:';
+    this.#redis = new Redis(options.url, { lazyConnect: true, maxRetriesPerRequest: 2, enableOfflineQueue: true });
+    this.#redis.on('error', () => undefined); // surfaced per call as LA_ERR_STORE_UNAVAILABLE
+    // numberOfKeys given: the leading arguments are KEYS; without it (enqueue) the first argument says how many.
+    const define = (name: keyof Scripts, lua: string, numberOfKeys?: number) =>
+      this.#redis.defineCommand(name, { lua, ...(numberOfKeys !== undefined ? { numberOfKeys } : {}) });
+    define('enqueue', ENQUEUE);
+    define('ack', ACK, 4);
+    define('expireQueue', EXPIRE_QUEUE, 4);
+    define('putDevice', PUT_DEVICE, 1);
+    define('revokeDevice', REVOKE_DEVICE, 9);
+    define('putKeys', PUT_KEYS, 3);
+    define('takeBundle', TAKE_BUNDLE, 3);
+    define('takeTokens', TAKE_TOKENS, 1);
+    define('cas', COMPARE_AND_SET, 1);
+    this.#s = this.#redis as unknown as Scripts;
+  }
+
+  /** The connection URL (the notifier opens its own connections to the same server). */
+  get url(): string {
+    return this.#o.url;
+  }
+
+  async open(): Promise<void> {
+    await this.#run(() => this.#redis.connect());
+  }
+
+  async close(): Promise<void> {
+    await this.#redis.quit().catch(() => this.#redis.disconnect());
+  }
+
+  async #run<T>(fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (err) {
+      if (LanternError.is(err)) throw err;
+      throw new LanternError('LA_ERR_STORE_UNAVAILABLE', `Redis: ${(err as Error).message}`, { cause: err });
+    }
+  }
+
+  // ---- key names: everything of one user under the tag {userId}
+  #dev = (userId: string) => `${this.#p}dev:{${userId}}`;
+  #q = (a: Address, part: 'q' | 'm' | 'b' | 'seq' | 'x') => `${this.#p}${part}:{${a.userId}}:${a.deviceId}`;
+  #keys = (a: Address, part: 'k' | 'pk' | 'kpk') => `${this.#p}${part}:{${a.userId}}:${a.deviceId}`;
+  #peer = (a: Address) => `${this.#p}peer:{${a.userId}}:${a.deviceId}`;
+  #sess = (id: string) => `${this.#p}sess:${id}`;
+  #devSessions = (a: Address) => `${this.#p}dsess:{${a.userId}}:${a.deviceId}`;
+  #queueKeys = (a: Address) => [this.#q(a, 'q'), this.#q(a, 'm'), this.#q(a, 'b'), this.#q(a, 'x')];
+
+  async createAccount(account: AccountRecord): Promise<void> {
+    await this.#run(async () => {
+      const set = await this.#redis.set(`${this.#p}acct:${account.name}`, JSON.stringify(account), 'NX');
+      if (set !== 'OK') throw new LanternError('LA_ERR_ACCOUNT_EXISTS');
+      await this.#redis.set(`${this.#p}acctid:${account.userId}`, account.name);
+    });
+  }
+
+  async getAccount(name: string): Promise<AccountRecord | undefined> {
+    return this.#run(async () => parse<AccountRecord>(await this.#redis.get(`${this.#p}acct:${name}`)));
+  }
+
+  async getAccountByUserId(userId: string): Promise<AccountRecord | undefined> {
+    const name = await this.#run(() => this.#redis.get(`${this.#p}acctid:${userId}`));
+    return name === null ? undefined : this.getAccount(name);
+  }
+
+  async disableAccount(name: string, now: number): Promise<boolean> {
+    return this.#run(() =>
+      this.#update<AccountRecord>(`${this.#p}acct:${name}`, (a) => (a ? { ...a, disabledAt: a.disabledAt ?? now } : undefined)).then((a) => a !== undefined),
+    );
+  }
+
+  async putDevice(userId: string, credential: DeviceCredential, now: number, deviceId?: number): Promise<DeviceRecord> {
+    const template: DeviceRecord = { ...credential, userId, deviceId: 0, createdAt: now };
+    const out = await this.#run(
+      () => this.#s.putDevice(this.#dev(userId), JSON.stringify(template), now, deviceId ?? '', MIN_DEVICE_ID, MAX_DEVICE_ID) as Promise<string>,
+    );
+    if (out === 'not-found') throw new LanternError('LA_ERR_DEVICE_NOT_FOUND');
+    if (out === 'limit') throw new LanternError('LA_ERR_DEVICE_LIMIT');
+    const record = JSON.parse(out) as DeviceRecord;
+    if (deviceId !== undefined) await this.#endSessions({ userId, deviceId });
+    return record;
+  }
+
+  async getDevice(userId: string, deviceId: number): Promise<DeviceRecord | undefined> {
+    return this.#run(async () => parse<DeviceRecord>(await this.#redis.hget(this.#dev(userId), String(deviceId))));
+  }
+
+  async listDevices(userId: string): Promise<DeviceRecord[]> {
+    const all = await this.#run(() => this.#redis.hgetall(this.#dev(userId)));
+    return Object.values(all)
+      .map((v) => JSON.parse(v) as DeviceRecord)
+      .filter((d) => d.revokedAt === undefined)
+      .sort((a, b) => a.deviceId - b.deviceId);
+  }
+
+  async revokeDevice(userId: string, deviceId: number, now: number): Promise<boolean> {
+    const a = { userId, deviceId };
+    const deleted = Number(
+      await this.#run(() =>
+        this.#s.revokeDevice(this.#dev(userId), ...this.#queueKeys(a), this.#keys(a, 'k'), this.#keys(a, 'pk'), this.#keys(a, 'kpk'), this.#peer(a), deviceId, now),
+      ),
+    );
+    if (deleted < 0) return false;
+    if (deleted > 0) await this.#run(() => this.#redis.decrby(`${this.#p}stats:queued`, deleted));
+    await this.#endSessions(a);
+    return true;
+  }
+
+  async #endSessions(a: Address): Promise<void> {
+    await this.#run(async () => {
+      const ids = await this.#redis.smembers(this.#devSessions(a));
+      if (ids.length) await this.#redis.del(...ids.map((id) => this.#sess(id)));
+      await this.#redis.del(this.#devSessions(a));
+    });
+  }
+
+  async putSession(session: SessionRecord): Promise<void> {
+    await this.#run(async () => {
+      await this.#redis.set(this.#sess(session.id), JSON.stringify(session), 'PXAT', gcAt(session.expiresAt));
+      await this.#redis.sadd(this.#devSessions(session), session.id);
+      await this.#redis.zadd(`${this.#p}sessx`, session.expiresAt, session.id);
+    });
+  }
+
+  async getSession(id: string, now: number): Promise<SessionRecord | undefined> {
+    const s = await this.#run(async () => parse<SessionRecord>(await this.#redis.get(this.#sess(id))));
+    return s && s.expiresAt > now ? s : undefined;
+  }
+
+  async putKeys(address: Address, keys: KeysUpload): Promise<void> {
+    const { preKeys, kyberPreKeys, ...base } = keys;
+    const pre = (preKeys ?? []).map((k) => JSON.stringify(k));
+    const kyber = (kyberPreKeys ?? []).map((k) => JSON.stringify(k));
+    await this.#run(() =>
+      this.#s.putKeys(
+        this.#keys(address, 'k'),
+        this.#keys(address, 'pk'),
+        this.#keys(address, 'kpk'),
+        JSON.stringify(base),
+        base.identityKey,
+        base.registrationId,
+        pre.length,
+        kyber.length,
+        ...pre,
+        ...kyber,
+      ),
+    );
+  }
+
+  async keyCounts(address: Address): Promise<KeyCounts> {
+    const [pre, kyber] = await this.#run(() => Promise.all([this.#redis.llen(this.#keys(address, 'pk')), this.#redis.llen(this.#keys(address, 'kpk'))]));
+    return { preKeys: pre, kyberPreKeys: kyber };
+  }
+
+  async takeBundle(address: Address): Promise<DeviceBundle | undefined> {
+    const out = (await this.#run(() => this.#s.takeBundle(this.#keys(address, 'k'), this.#keys(address, 'pk'), this.#keys(address, 'kpk')))) as [string, string, string] | null;
+    if (!out) return undefined;
+    const base = JSON.parse(out[0]) as Omit<KeysUpload, 'preKeys' | 'kyberPreKeys'>;
+    return {
+      deviceId: address.deviceId,
+      registrationId: base.registrationId,
+      identityKey: base.identityKey,
+      signedPreKey: base.signedPreKey,
+      kyberPreKey: out[2] ? JSON.parse(out[2]) : base.kyberLastResort,
+      ...(out[1] ? { preKey: JSON.parse(out[1]) } : {}),
+    };
+  }
+
+  async registrations(userId: string): Promise<Registration[]> {
+    const devices = await this.listDevices(userId);
+    const bases = await this.#run(() => Promise.all(devices.map((d) => this.#redis.get(this.#keys({ userId, deviceId: d.deviceId }, 'k')))));
+    return devices.flatMap((d, i) => (bases[i] ? [{ deviceId: d.deviceId, registrationId: (JSON.parse(bases[i]) as { registrationId: number }).registrationId }] : []));
+  }
+
+  /** Read-modify-write of one JSON key with compare-and-set, retried under contention. */
+  async #update<T>(key: string, change: (prev: T | undefined) => T | undefined, pxat?: (next: T) => number): Promise<T | undefined> {
+    for (let attempt = 0; attempt < CAS_ATTEMPTS; attempt++) {
+      const raw = (await this.#redis.get(key)) ?? '';
+      const next = change(raw ? (JSON.parse(raw) as T) : undefined);
+      if (next === undefined) return undefined;
+      const json = JSON.stringify(next);
+      if (Number(await this.#s.cas(key, raw, json, pxat ? pxat(next) : ''))) return next;
+    }
+    throw new LanternError('LA_ERR_STORE_UNAVAILABLE', `Too much contention on ${key}`);
+  }
+
+  async registerPeer(input: PeerRegistrationInput, now: number, ttlMs: number): Promise<PeerRecord> {
+    const record = await this.#run(() =>
+      this.#update<PeerRecord>(this.#peer(input), (prev) => nextPeerRecord(prev, input, now, ttlMs, randomUUID), (p) => gcAt(p.expiresAt + PEER_GRACE_MS)),
+    );
+    await this.#run(async () => {
+      await this.#redis.sadd(`${this.#p}peers`, `${input.userId}:${input.deviceId}`);
+      await this.#redis.set(`${this.#p}peerid:${record!.peerId}`, `${input.userId}:${input.deviceId}`, 'PXAT', gcAt(record!.expiresAt + PEER_GRACE_MS));
+    });
+    return record!;
+  }
+
+  async heartbeatPeer(address: Address, now: number, ttlMs: number): Promise<PeerRecord | undefined> {
+    return this.#run(() =>
+      this.#update<PeerRecord>(this.#peer(address), (p) => (p && p.expiresAt > now ? { ...p, expiresAt: now + ttlMs } : undefined), (p) => gcAt(p.expiresAt + PEER_GRACE_MS)),
+    );
+  }
+
+  async unregisterPeer(address: Address): Promise<boolean> {
+    return this.#run(async () => {
+      const n = await this.#redis.del(this.#peer(address));
+      await this.#redis.srem(`${this.#p}peers`, `${address.userId}:${address.deviceId}`);
+      return n > 0;
+    });
+  }
+
+  async listPeers(now: number): Promise<PeerRecord[]> {
+    return this.#run(async () => {
+      const members = await this.#redis.smembers(`${this.#p}peers`);
+      const pipeline = this.#redis.pipeline();
+      const addresses = members.map((m) => {
+        const i = m.lastIndexOf(':');
+        return { userId: m.slice(0, i), deviceId: Number(m.slice(i + 1)) };
+      });
+      for (const a of addresses) pipeline.get(this.#peer(a));
+      const rows = (await pipeline.exec()) ?? [];
+      const out: PeerRecord[] = [];
+      const gone: string[] = [];
+      rows.forEach(([, raw], i) => {
+        if (typeof raw !== 'string') gone.push(members[i]!);
+        else {
+          const p = JSON.parse(raw) as PeerRecord;
+          if (p.expiresAt > now) out.push(p);
+        }
+      });
+      if (gone.length) await this.#redis.srem(`${this.#p}peers`, ...gone);
+      return out;
+    });
+  }
+
+  async recordVerdict(peerId: string, verdict: Verdict, now: number, pauseAfterMs: number): Promise<PeerRecord | undefined> {
+    return this.#run(async () => {
+      const where = await this.#redis.get(`${this.#p}peerid:${peerId}`);
+      if (!where) return undefined;
+      const i = where.lastIndexOf(':');
+      const address = { userId: where.slice(0, i), deviceId: Number(where.slice(i + 1)) };
+      return this.#update<PeerRecord>(
+        this.#peer(address),
+        (p) => (p && p.peerId === peerId && p.expiresAt > now ? applyVerdict(p, verdict, pauseAfterMs) : undefined),
+        (p) => gcAt(p.expiresAt + PEER_GRACE_MS),
+      );
+    });
+  }
+
+  async claimNonce(key: string, expiresAt: number): Promise<boolean> {
+    return this.#run(async () => {
+      if ((await this.#redis.set(`${this.#p}nonce:${key}`, '1', 'PXAT', gcAt(expiresAt), 'NX')) !== 'OK') return false;
+      await this.#redis.zadd(`${this.#p}noncex`, expiresAt, key);
+      return true;
+    });
+  }
+
+  async takeTokens(key: string, cost: number, policy: BucketPolicy, now: number): Promise<TakeResult> {
+    const [ok, retry] = (await this.#run(() => this.#s.takeTokens(`${this.#p}tb:${key}`, cost, policy.capacity, policy.refillPerSecond, now))) as [number, number?];
+    if (ok === 1) return { ok: true };
+    return { ok: false, retryAfterMs: retry === -1 || retry === undefined ? Number.MAX_SAFE_INTEGER : retry };
+  }
+
+  async enqueue(recipients: readonly Recipient[], message: EnqueueInput, limits: QueueLimits): Promise<EnqueueResult> {
+    if (recipients.length === 0) return { status: 'queued' };
+    const userIds = new Set(recipients.map((r) => r.userId));
+    if (userIds.size > 1) {
+      // One script runs in one hash slot: a send goes to the devices of one user.
+      throw new LanternError('LA_ERR_INTERNAL', 'The Redis store queues a message for one user at a time');
+    }
+    const keys: string[] = [];
+    const perRecipient: Array<string | number> = [];
+    for (const r of recipients) {
+      keys.push(this.#q(r, 'q'), this.#q(r, 'm'), this.#q(r, 'b'), this.#q(r, 'seq'), this.#q(r, 'x'));
+      perRecipient.push(base64Bytes(r.payload ?? message.payload), r.type ?? message.type, r.payload ?? message.payload, randomBytes(4).toString('hex'), r.deviceId);
+    }
+    keys.push(this.#dev(recipients[0]!.userId));
+    // Indexed for the retention job before the messages exist, so none can be missed.
+    await this.#run(() => this.#redis.sadd(`${this.#p}expq`, ...recipients.map((r) => `${r.userId}:${r.deviceId}`)));
+    const out = (await this.#run(() =>
+      this.#s.enqueue(
+        keys.length,
+        ...keys,
+        recipients.length,
+        message.digest,
+        message.expiresAt,
+        limits.maxMessages,
+        limits.maxBytes,
+        message.from.userId,
+        message.from.deviceId,
+        message.sentAt,
+        `${message.from.userId}:${message.from.deviceId}|${message.clientId}`,
+        gcAt(message.expiresAt),
+        ...perRecipient,
+      ),
+    )) as [string, number?];
+    if (out[0] === 'conflict') throw new LanternError('LA_ERR_MESSAGE_ID_CONFLICT');
+    if (out[0] === 'full') throw new LanternError('LA_ERR_QUEUE_FULL', undefined, { details: { deviceId: recipients[(out[1] ?? 1) - 1]!.deviceId } });
+    if (out[0] === 'duplicate') return { status: 'duplicate' };
+    await this.#run(() => this.#redis.incrby(`${this.#p}stats:queued`, out[1] ?? 0));
+    return { status: 'queued' };
+  }
+
+  async fetch(address: Address, limit: number): Promise<{ messages: StoredMessage[]; more: boolean }> {
+    return this.#run(async () => {
+      const ids = await this.#redis.zrange(this.#q(address, 'q'), 0, limit);
+      const wanted = ids.slice(0, limit);
+      const raws = wanted.length ? await this.#redis.hmget(this.#q(address, 'm'), ...wanted) : [];
+      const messages = raws.flatMap((raw) => {
+        if (!raw) return []; // acked meanwhile
+        const { expiresAt: _e, bytes: _b, ...m } = JSON.parse(raw) as RedisMessage;
+        return [m];
+      });
+      return { messages, more: ids.length > limit };
+    });
+  }
+
+  async ack(address: Address, ids: readonly string[]): Promise<number> {
+    if (ids.length === 0) return 0;
+    const n = Number(await this.#run(() => this.#s.ack(...this.#queueKeys(address), ...new Set(ids))));
+    if (n > 0) await this.#run(() => this.#redis.decrby(`${this.#p}stats:queued`, n));
+    return n;
+  }
+
+  async queueStats(address: Address): Promise<QueueStats> {
+    const [count, bytes] = await this.#run(() => Promise.all([this.#redis.zcard(this.#q(address, 'q')), this.#redis.get(this.#q(address, 'b'))]));
+    return { count, bytes: Number(bytes ?? 0) };
+  }
+
+  async queuedMessages(): Promise<number> {
+    return Math.max(0, Number((await this.#run(() => this.#redis.get(`${this.#p}stats:queued`))) ?? 0));
+  }
+
+  async expire(now: number): Promise<ExpireResult> {
+    // Sessions and nonces whose time has passed (by the caller's clock).
+    for (const [index, key] of [
+      [`${this.#p}sessx`, this.#sess],
+      [`${this.#p}noncex`, (k: string) => `${this.#p}nonce:${k}`],
+    ] as const) {
+      for (;;) {
+        const due = await this.#run(() => this.#redis.zrangebyscore(index, '-inf', now, 'LIMIT', 0, 1000));
+        if (due.length === 0) break;
+        await this.#run(async () => {
+          await this.#redis.del(...due.map((id) => key(id)));
+          await this.#redis.zrem(index, ...due);
+        });
+      }
+    }
+    let messages = 0;
+    const members = await this.#run(() => this.#redis.smembers(`${this.#p}expq`));
+    for (const member of members) {
+      const i = member.lastIndexOf(':');
+      const a = { userId: member.slice(0, i), deviceId: Number(member.slice(i + 1)) };
+      for (;;) {
+        const [deleted, left] = (await this.#run(() => this.#s.expireQueue(...this.#queueKeys(a), now))) as [number, number];
+        messages += deleted;
+        if (deleted > 0) await this.#run(() => this.#redis.decrby(`${this.#p}stats:queued`, deleted));
+        if (left === 0) {
+          // Out of the index; put back if a send indexed it meanwhile and its messages landed.
+          await this.#run(() => this.#redis.srem(`${this.#p}expq`, member));
+          if ((await this.#run(() => this.#redis.zcard(this.#q(a, 'x')))) > 0) await this.#run(() => this.#redis.sadd(`${this.#p}expq`, member));
+        }
+        if (deleted < 1000) break;
+      }
+    }
+    return { messages };
+  }
+}
+
+function parse<T>(raw: string | null): T | undefined {
+  return raw === null ? undefined : (JSON.parse(raw) as T);
+}

@@ -16,7 +16,8 @@ export const nginxInstalled = () =>
 export interface NginxSite {
   serverName: string;
   defaultServer?: boolean;
-  upstream?: number;
+  /** One server port, or several (a load-balanced group that skips failed members). */
+  upstream?: number | number[];
   staticBody?: string;
 }
 
@@ -50,7 +51,12 @@ export async function startNginx(dir: string, sites: NginxSite[]): Promise<Runni
   await loadOrCreateSelfSignedTls(`${dir}/tls`, ca, ['localhost', '127.0.0.1']);
   const paths = dataDirPaths(`${dir}/tls`);
   const port = await freePort();
-  const server = (site: NginxSite) => `
+  const groups = sites.flatMap((site, i) =>
+    Array.isArray(site.upstream)
+      ? [`  upstream group${i} {\n${site.upstream.map((p) => `    server 127.0.0.1:${p} max_fails=1 fail_timeout=30s;`).join('\n')}\n  }`]
+      : [],
+  );
+  const server = (site: NginxSite, i: number) => `
   server {
     listen 127.0.0.1:${port} ssl${site.defaultServer ? ' default_server' : ''};
     server_name ${site.serverName};
@@ -60,7 +66,10 @@ export async function startNginx(dir: string, sites: NginxSite[]): Promise<Runni
     location / {
 ${
   site.upstream
-    ? `      proxy_pass http://127.0.0.1:${site.upstream};
+    ? `      proxy_pass http://${Array.isArray(site.upstream) ? `group${i}` : `127.0.0.1:${site.upstream}`};
+      # Sends carry client-chosen ids (the server dedupes them), so retrying a POST elsewhere is safe.
+      proxy_next_upstream error timeout http_502 http_503 non_idempotent;
+      proxy_connect_timeout 2s;
       proxy_http_version 1.1;
       proxy_buffering on;
       proxy_request_buffering on;
@@ -87,6 +96,7 @@ http {
   scgi_temp_path ${dir}/scgi;
   client_max_body_size 1m;
   map $http_upgrade $connection_upgrade { default upgrade; '' close; }
+${groups.join('\n')}
 ${sites.map(server).join('\n')}
 }
 `;

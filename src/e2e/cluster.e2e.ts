@@ -3,6 +3,7 @@ import { systemClock } from '../core/clock.js';
 import { ApiClient } from '../net/api-client.js';
 import { addAgent, type TestAgent } from '../testing/helpers/agents.js';
 import { runCli, startServer, type RunningServer } from '../testing/helpers/cli.js';
+import { RawPeer } from '../testing/helpers/peerjs-client.js';
 import { redisInstalled, startRedis, type RunningRedis } from '../testing/helpers/redis.js';
 import { tempDir } from '../testing/helpers/temp-dir.js';
 
@@ -93,4 +94,43 @@ test('rate limits and prekey pops are shared by the instances', async (t) => {
   t.is(new Set(ids).size, 9, 'no prekey served twice');
   const after = await clientOn(dave, c.servers[0]!).keyCounts();
   t.is(after.preKeys, before.preKeys - 9);
+});
+
+test('PeerJS peers on different instances signal each other; ids are unique across instances; queued signaling follows an id online elsewhere', async (t) => {
+  const c = ctx.cluster;
+  if (!c) return void (t.log('SKIPPED: redis-server is not installed'), t.pass());
+  const ws = (i: number, id: string, token = `t-${id}`) => new RawPeer(`${c.servers[i]!.url.replace(/^http/, 'ws')}/peerjs?key=peerjs&id=${id}&token=${token}`);
+  const a = ws(0, 'cluster-a');
+  const b = ws(1, 'cluster-b');
+  t.teardown(() => (a.close(), b.close()));
+  await a.next((f) => f['type'] === 'OPEN');
+  await b.next((f) => f['type'] === 'OPEN');
+  a.send({ type: 'OFFER', dst: 'cluster-b', payload: { sdp: 'offer' } });
+  t.deepEqual(await b.next((f) => f['type'] === 'OFFER'), { type: 'OFFER', src: 'cluster-a', dst: 'cluster-b', payload: { sdp: 'offer' } });
+  b.send({ type: 'ANSWER', dst: 'cluster-a', payload: { sdp: 'answer' } });
+  t.like(await a.next((f) => f['type'] === 'ANSWER'), { src: 'cluster-b', payload: { sdp: 'answer' } });
+
+  // The id is taken on every instance, not only where it is connected.
+  const thief = ws(2, 'cluster-a', 'another-token');
+  t.like(await thief.next(() => true), { type: 'ID-TAKEN' });
+
+  // Signaling for an id that is nowhere waits on the sender's instance and follows it online on another.
+  a.send({ type: 'OFFER', dst: 'cluster-late', payload: 1 });
+  a.send({ type: 'CANDIDATE', dst: 'cluster-late', payload: 2 });
+  await new Promise((r) => setTimeout(r, 300));
+  const late = ws(2, 'cluster-late');
+  t.teardown(() => late.close());
+  await late.next((f) => f['payload'] === 2);
+  t.deepEqual(late.frames.map((f) => [f['type'], f['src'] ?? null, f['payload'] ?? null]), [['OPEN', null, null], ['OFFER', 'cluster-a', 1], ['CANDIDATE', 'cluster-a', 2]]);
+
+  // An id that never comes: EXPIRE to the sender, from its own instance.
+  b.send({ type: 'OFFER', dst: 'cluster-nobody', payload: 3 });
+  t.like(await b.next((f) => f['type'] === 'EXPIRE', 9000), { src: 'cluster-nobody', dst: 'cluster-b' });
+
+  // When a client goes away, its id is free on every instance.
+  a.close();
+  await new Promise((r) => setTimeout(r, 300));
+  const again = ws(2, 'cluster-a', 'another-token');
+  t.teardown(() => again.close());
+  t.deepEqual(await again.next(() => true), { type: 'OPEN' });
 });

@@ -12,8 +12,10 @@ export class MemoryNotifier implements Notifier {
     };
   }
 
-  async publish(channel: string, message: string): Promise<void> {
+  async publish(channel: string, message: string): Promise<number> {
+    const n = this.#emitter.listenerCount(channel);
     this.#emitter.emit(channel, message);
+    return n;
   }
 
   async close(): Promise<void> {

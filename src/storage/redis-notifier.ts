@@ -49,9 +49,10 @@ export class RedisNotifier implements Notifier {
     };
   }
 
-  async publish(channel: string, message: string): Promise<void> {
+  /** Answers how many subscribed connections got it (Redis counts connections, not listeners). */
+  async publish(channel: string, message: string): Promise<number> {
     try {
-      await this.#pub.publish(this.#prefix + channel, message);
+      return await this.#pub.publish(this.#prefix + channel, message);
     } catch (err) {
       throw new LanternError('LA_ERR_STORE_UNAVAILABLE', `Redis: ${(err as Error).message}`, { cause: err });
     }

@@ -207,7 +207,8 @@ export interface ServerStore {
 export interface Notifier {
   /** Returns an unsubscribe function. */
   subscribe(channel: string, listener: (message: string) => void): Promise<() => Promise<void>>;
-  publish(channel: string, message: string): Promise<void>;
+  /** Answers how many listeners (on any process) got it. */
+  publish(channel: string, message: string): Promise<number>;
   close(): Promise<void>;
 }
 

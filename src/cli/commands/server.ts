@@ -18,6 +18,7 @@ import { LanternServer } from '../../roles/server/lantern-server.js';
 import { MetricsServer, ServerMetrics } from '../../roles/server/metrics.js';
 import { defaultPeerjsOptions, PeerjsBroker } from '../../roles/server/peerjs-broker.js';
 import { TicketVerifier } from '../../crypto/tickets.js';
+import { RedisPeerjsDirectory } from '../../storage/peerjs-directory.js';
 import { RotationMonitor } from '../../roles/server/rotation-monitor.js';
 import { defaultServerOptions, type ServerOptions } from '../../roles/server/options.js';
 import { openServerStore, parseStoreSpec, type StoreSpec } from '../store-spec.js';
@@ -196,9 +197,12 @@ async function runServer(io: Io, flags: ServerFlags): Promise<number> {
     { store, clock: systemClock, logger: logger.child({ component: 'rotation' }), metrics },
     { minRotation: flags.minRotation, checkEveryMs: 5000, repeatWarningMs: 60_000 },
   );
+  // Several instances on Redis are one broker: ids claimed in Redis, frames over pub/sub.
+  const directory = flags.peerjs && flags.store.kind === 'redis' ? new RedisPeerjsDirectory({ url: flags.store.url }) : undefined;
+  await directory?.open();
   const broker = flags.peerjs
     ? new PeerjsBroker(
-        { logger: logger.child({ component: 'peerjs' }) },
+        { logger: logger.child({ component: 'peerjs' }), ...(directory ? { cluster: { notifier, directory } } : {}) },
         {
           ...defaultPeerjsOptions,
           path: flags.peerjsPath,
@@ -217,10 +221,15 @@ async function runServer(io: Io, flags: ServerFlags): Promise<number> {
     { host: flags.listen.host, port: flags.listen.port, ...(tls ? { tls } : {}), ...(flags.store.kind === 'level' ? { controlSocketPath: paths.control } : {}), attachments: broker ? [broker] : [] },
   );
   metrics.observe({ heldPolls: () => server.heldPolls, queuedMessages: () => store.queuedMessages(), ...(broker ? { broker } : {}) });
+  const closeStores = async () => {
+    await directory?.close();
+    await notifier.close();
+    await store.close();
+  };
   try {
     await server.start();
   } catch (err) {
-    await store.close();
+    await closeStores();
     if (LanternError.is(err)) throw err;
     throw new LanternError('LA_ERR_CONFIG', `Cannot listen on ${flags.listen.host}:${flags.listen.port}: ${(err as Error).message}`, { cause: err });
   }
@@ -232,7 +241,7 @@ async function runServer(io: Io, flags: ServerFlags): Promise<number> {
     } catch (err) {
       for (const e of extras.reverse()) await e.stop();
       await server.stop();
-      await store.close();
+      await closeStores();
       throw new LanternError('LA_ERR_CONFIG', `Cannot start ${what}: ${(err as Error).message}`, { cause: err });
     }
     extras.push(thing);
@@ -262,8 +271,7 @@ async function runServer(io: Io, flags: ServerFlags): Promise<number> {
   emit({ event: 'stopping', signal });
   for (const e of extras.reverse()) await e.stop();
   await server.stop();
-  await notifier.close();
-  await store.close();
+  await closeStores();
   emit({ event: 'stopped' });
   logger.flush();
   return 0;

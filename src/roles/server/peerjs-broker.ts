@@ -3,6 +3,8 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer, type RawData, type WebSocket } from 'ws';
 import type { Logger } from '../../core/logger.js';
+import type { PeerjsDirectory } from '../../storage/peerjs-directory.js';
+import type { Notifier } from '../../storage/server-store.js';
 import {
   errorFrame,
   MAX_PEER_ID_LENGTH,
@@ -57,7 +59,22 @@ interface Client {
   token: string;
   socket: WebSocket;
   lastHeartbeat: number;
+  /** Cluster mode: stops this instance hearing frames published for the id. */
+  unsubscribe?: () => Promise<void>;
 }
+
+/**
+ * Several server instances as one broker: ids are claimed in a shared directory (ID-TAKEN across
+ * instances), frames for an id connected elsewhere are published on its channel, and an id coming
+ * online is announced so that signaling queued for it on other instances is sent on.
+ */
+export interface PeerjsCluster {
+  notifier: Notifier;
+  directory: PeerjsDirectory;
+}
+
+const ONLINE_CHANNEL = 'peerjs-online';
+const idChannel = (id: string) => `peerjs:${id}`;
 
 interface Queue {
   createdAt: number;
@@ -82,6 +99,9 @@ const EXPIRE_CHECK_MS = 1000;
 export class PeerjsBroker {
   readonly #o: PeerjsBrokerOptions;
   readonly #logger: Logger;
+  readonly #cluster: PeerjsCluster | undefined;
+  readonly #instance = randomUUID();
+  #offline: (() => Promise<void>) | undefined;
   readonly #wss: WebSocketServer;
   readonly #clients = new Map<string, Client>();
   readonly #queues = new Map<string, Queue>();
@@ -92,9 +112,10 @@ export class PeerjsBroker {
   relayed = 0;
   refused = 0;
 
-  constructor(components: { logger: Logger }, options: PeerjsBrokerOptions) {
+  constructor(components: { logger: Logger; cluster?: PeerjsCluster }, options: PeerjsBrokerOptions) {
     this.#o = options;
     this.#logger = components.logger;
+    this.#cluster = components.cluster;
     // Frames beyond 1 MiB are cut off by ws (close 1009); up to that, our own cap answers with ERROR.
     this.#wss = new WebSocketServer({ noServer: true, maxPayload: Math.max(options.maxFrameBytes * 16, 1024 * 1024), perMessageDeflate: false });
   }
@@ -110,10 +131,16 @@ export class PeerjsBroker {
   start(): void {
     this.#timer = setInterval(() => this.#sweep(Date.now()), ALIVE_CHECK_MS);
     this.#timer.unref();
+    void this.#cluster?.notifier
+      .subscribe(ONLINE_CHANNEL, (message) => this.#onOnline(message))
+      .then((off) => (this.#offline = off))
+      .catch((err: unknown) => this.#logger.error({ err }, 'PeerJS: cannot follow the other instances'));
   }
 
   async stop(): Promise<void> {
     if (this.#timer) clearInterval(this.#timer);
+    await this.#offline?.().catch(() => undefined);
+    for (const client of this.#clients.values()) await this.#forget(client);
     for (const client of this.#wss.clients) client.terminate();
     this.#clients.clear();
     this.#queues.clear();
@@ -173,19 +200,52 @@ export class PeerjsBroker {
     if (key !== this.#o.key) return refuse(errorFrame(PEERJS_ERRORS.invalidKey));
     if (id.length > MAX_PEER_ID_LENGTH || !PEER_ID_PATTERN.test(id)) return refuse(errorFrame(PEERJS_ERRORS.invalidId));
     if (this.#o.checkToken && !this.#o.checkToken(token)) return refuse(errorFrame(PEERJS_ERRORS.invalidToken));
+    const taken = () => refuse(JSON.stringify({ type: PEERJS_TYPES.idTaken, payload: { msg: PEERJS_ERRORS.idTaken } }));
     const existing = this.#clients.get(id);
-    if (existing && existing.token !== token) return refuse(JSON.stringify({ type: PEERJS_TYPES.idTaken, payload: { msg: PEERJS_ERRORS.idTaken } }));
+    if (existing && existing.token !== token) return taken();
     if (!existing && this.#clients.size >= this.#o.concurrentLimit) return refuse(errorFrame(PEERJS_ERRORS.concurrentLimit));
     const client: Client = { id, token, socket, lastHeartbeat: Date.now() };
+    if (!this.#cluster) return this.#register(client, existing);
+    // Cluster: the id is claimed in the shared directory first; frames that arrive meanwhile wait.
+    const early: Array<[RawData, boolean]> = [];
+    const hold = (data: RawData, isBinary: boolean) => early.push([data, isBinary]);
+    socket.on('message', hold);
+    void (async () => {
+      try {
+        if (!(await this.#cluster!.directory.claim(id, token, this.#claimTtl()))) return taken();
+        if (socket.readyState !== socket.OPEN) return void (await this.#cluster!.directory.release(id, token));
+        client.unsubscribe = await this.#cluster!.notifier.subscribe(idChannel(id), (frame) => {
+          if (this.#clients.get(id) === client && socket.readyState === socket.OPEN) socket.send(frame);
+        });
+        const current = this.#clients.get(id);
+        if (current && current.token !== token) return taken();
+        socket.off('message', hold);
+        this.#register(client, current);
+        for (const [data, isBinary] of early) this.#onFrame(client, data, isBinary);
+        // Other instances: send on what waits for this id, and drop an older socket of it.
+        await this.#cluster!.notifier.publish(ONLINE_CHANNEL, `${this.#instance} ${id}`);
+      } catch (err) {
+        this.#logger.error({ err }, 'PeerJS: directory unavailable');
+        refuse(errorFrame('Broker unavailable, try again'));
+      }
+    })();
+  }
+
+  /** Registers an accepted client: OPEN, then whatever was queued for its id here. */
+  #register(client: Client, existing: Client | undefined): void {
+    const { id, socket } = client;
     this.#clients.set(id, client);
     if (existing) {
       // The same client reconnecting (same token): the new socket takes over, gets OPEN like any
       // registration, and the old one is closed (closing it no longer affects the id).
+      void existing.unsubscribe?.();
       existing.socket.close(1000, 'replaced by a new connection with the same id and token');
     }
     socket.on('message', (data: RawData, isBinary: boolean) => this.#onFrame(client, data, isBinary));
     socket.on('close', () => {
-      if (this.#clients.get(id) === client) this.#clients.delete(id);
+      if (this.#clients.get(id) !== client) return;
+      this.#clients.delete(id);
+      void this.#forget(client);
     });
     socket.send(JSON.stringify({ type: PEERJS_TYPES.open }));
     const queued = this.#queues.get(id);
@@ -193,6 +253,33 @@ export class PeerjsBroker {
       this.#dropQueue(id, queued);
       for (const { frame } of queued.frames) socket.send(frame);
     }
+  }
+
+  /** Cluster: gives up the id's channel and claim. */
+  async #forget(client: Client): Promise<void> {
+    if (!this.#cluster) return;
+    await client.unsubscribe?.().catch(() => undefined);
+    await this.#cluster.directory.release(client.id, client.token).catch(() => undefined);
+  }
+
+  #claimTtl(): number {
+    return this.#o.aliveTimeoutMs + 30_000;
+  }
+
+  /** Another instance registered `id`: send on what waits for it here; an older socket of it here goes. */
+  #onOnline(message: string): void {
+    const [instance, id] = message.split(' ') as [string, string];
+    if (instance === this.#instance) return;
+    const local = this.#clients.get(id);
+    if (local) {
+      this.#clients.delete(id);
+      void local.unsubscribe?.();
+      local.socket.close(1000, 'replaced by a new connection with the same id and token');
+    }
+    const queued = this.#queues.get(id);
+    if (!queued) return;
+    this.#dropQueue(id, queued);
+    for (const { frame } of queued.frames) void this.#cluster?.notifier.publish(idChannel(id), frame);
   }
 
   #onFrame(client: Client, data: RawData, isBinary: boolean): void {
@@ -203,6 +290,7 @@ export class PeerjsBroker {
     if (!frame) return this.#reject(client, PEERJS_ERRORS.notJson);
     if (frame.type === PEERJS_TYPES.heartbeat) {
       client.lastHeartbeat = Date.now();
+      if (this.#cluster) void this.#cluster.directory.claim(client.id, client.token, this.#claimTtl()).catch(() => undefined);
       return;
     }
     // Not signaling (unknown types, a client's EXPIRE), or nowhere to go: nothing is delivered.
@@ -217,6 +305,19 @@ export class PeerjsBroker {
       }
       this.relayed++;
       dst.socket.send(out);
+      return;
+    }
+    if (this.#cluster) {
+      // Connected to another instance? Publishes go out in order, so their answers come in order too.
+      const dstId = frame.dst;
+      const type = frame.type;
+      void this.#cluster.notifier.publish(idChannel(dstId), out).then(
+        (heard) => {
+          if (heard > 0) this.relayed++;
+          else if (QUEUED_TYPES.has(type)) this.#enqueue(client.id, dstId, out);
+        },
+        () => QUEUED_TYPES.has(type) && this.#enqueue(client.id, dstId, out),
+      );
       return;
     }
     if (QUEUED_TYPES.has(frame.type)) this.#enqueue(client.id, frame.dst, out);
@@ -250,6 +351,7 @@ export class PeerjsBroker {
     for (const client of this.#clients.values()) {
       if (now - client.lastHeartbeat >= this.#o.aliveTimeoutMs) {
         this.#clients.delete(client.id);
+        void this.#forget(client);
         client.socket.terminate();
       }
     }

@@ -1,0 +1,56 @@
+import { Redis } from 'ioredis';
+
+/**
+ * Which PeerJS ids are taken, shared by every server instance (so ID-TAKEN holds across them). A
+ * claim lives `ttlMs` unless renewed (on HEARTBEAT), so a crashed instance's ids come free.
+ */
+export interface PeerjsDirectory {
+  /** Takes `id` for `token`, or renews it if `token` holds it; false when another token holds it. */
+  claim(id: string, token: string, ttlMs: number): Promise<boolean>;
+  /** Frees `id` if `token` holds it. */
+  release(id: string, token: string): Promise<void>;
+  close(): Promise<void>;
+}
+
+const CLAIM = `
+local cur = redis.call('GET', KEYS[1])
+if cur and cur ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1
+`;
+
+const RELEASE = `
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+return 1
+`;
+
+export class RedisPeerjsDirectory implements PeerjsDirectory {
+  readonly #redis: Redis;
+  readonly #prefix: string;
+
+  constructor(options: { url: string; prefix?: string }) {
+    this.#prefix = `${options.prefix ?? 'la:'}peerjs:`;
+    this.#redis = new Redis(options.url, { lazyConnect: true, maxRetriesPerRequest: 2 });
+    this.#redis.on('error', () => undefined);
+    this.#redis.defineCommand('claimId', { lua: CLAIM, numberOfKeys: 1 });
+    this.#redis.defineCommand('releaseId', { lua: RELEASE, numberOfKeys: 1 });
+  }
+
+  async open(): Promise<void> {
+    await this.#redis.connect();
+  }
+
+  async claim(id: string, token: string, ttlMs: number): Promise<boolean> {
+    const r = this.#redis as unknown as { claimId(key: string, token: string, ttl: number): Promise<number> };
+    return (await r.claimId(this.#prefix + id, token, ttlMs)) === 1;
+  }
+
+  async release(id: string, token: string): Promise<void> {
+    const r = this.#redis as unknown as { releaseId(key: string, token: string): Promise<number> };
+    await r.releaseId(this.#prefix + id, token);
+  }
+
+  async close(): Promise<void> {
+    await this.#redis.quit().catch(() => this.#redis.disconnect());
+  }
+}

@@ -5,6 +5,7 @@ const benches: Record<string, () => Promise<void>> = {
   proxy: async () => (await import('./proxy.js')).run(),
   verify: async () => (await import('./verify.js')).run(),
   peerjs: async () => (await import('./peerjs.js')).run(),
+  cluster: async () => (await import('./cluster.js')).run(),
 };
 
 const name = process.argv[2];

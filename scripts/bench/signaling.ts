@@ -18,6 +18,7 @@ import { dataDirPaths, ensureDataDir, loadOrCreateCa } from '../../src/roles/ser
 import { LevelServerStore } from '../../src/storage/level-server-store.js';
 import { tempDir } from '../../src/testing/helpers/temp-dir.js';
 import { CLI } from '../../src/testing/helpers/cli.js';
+import { fixedRate, percentile, startReceiving, stampedPayload } from './delivery.js';
 
 const env = (k: string, d: number) => Number(process.env[k] ?? d);
 const RATE = env('BENCH_RATE', 2000);
@@ -30,10 +31,6 @@ interface Device {
   signer: RequestSigner;
 }
 
-function percentile(sorted: number[], p: number): number {
-  return sorted.length === 0 ? NaN : sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
-}
-
 /** The server's memory after a full GC (see gc-on-signal.cjs). */
 async function serverMemory(pid: number, file: string): Promise<NodeJS.MemoryUsage> {
   process.kill(pid, 'SIGUSR2');
@@ -41,11 +38,12 @@ async function serverMemory(pid: number, file: string): Promise<NodeJS.MemoryUsa
   return JSON.parse(await readFile(file, 'utf8')) as NodeJS.MemoryUsage;
 }
 
-async function makeDevices(store: LevelServerStore, count: number, privateKeyPem: string, publicKeyPem: string): Promise<Device[]> {
+/** `perUser` devices share a user (senders and receivers: one each, so every receiver has its own queue). */
+async function makeDevices(store: LevelServerStore, count: number, privateKeyPem: string, publicKeyPem: string, perUser = 127): Promise<Device[]> {
   const devices: Device[] = [];
   let userId = randomUUID();
   for (let i = 0; i < count; i++) {
-    if (i % 127 === 0) userId = randomUUID();
+    if (i % perUser === 0) userId = randomUUID();
     const serial = randomSerial();
     const d = await store.putDevice(userId, { serial, publicKeyPem, expiresAt: Date.now() + 86_400_000 }, Date.now());
     devices.push({ userId, deviceId: d.deviceId, signer: new RequestSigner({ userId, deviceId: d.deviceId, serial, privateKeyPem }) });
@@ -65,8 +63,8 @@ export async function run(): Promise<void> {
   const key = await generateDeviceKey();
   const store = new LevelServerStore({ location: dataDirPaths(data).store, sync: false });
   await store.open();
-  const receivers = await makeDevices(store, 20, key.privateKeyPem, key.publicKeyPem);
-  const senders = await makeDevices(store, 20, key.privateKeyPem, key.publicKeyPem);
+  const receivers = await makeDevices(store, 20, key.privateKeyPem, key.publicKeyPem, 1);
+  const senders = await makeDevices(store, 20, key.privateKeyPem, key.publicKeyPem, 1);
   const idle = await makeDevices(store, IDLE_POLLS, key.privateKeyPem, key.publicKeyPem);
   await store.close();
 
@@ -85,20 +83,7 @@ export async function run(): Promise<void> {
   console.log(`signaling benchmark: server pid ${child.pid} at ${url} (fsynced group commit)`);
 
   // Receivers: long-poll, record latency from the timestamp in the payload, ack each batch.
-  let running = true;
-  let received = 0;
-  let latencies: number[] = [];
-  const pollLoops = receivers.map(async (d) => {
-    const api = client(url, dispatcher, d);
-    while (running) {
-      const batch = await api.poll(2, 500).catch(() => undefined);
-      if (!batch) continue;
-      const now = performance.now();
-      for (const m of batch.messages) latencies.push(now - Number(Buffer.from(m.payload, 'base64').toString()));
-      received += batch.messages.length;
-      await api.ack(batch.messages.map((m) => m.id));
-    }
-  });
+  const receiving = startReceiving(receivers.map((d) => client(url, dispatcher, d)));
   const senderApis = senders.map((d) => client(url, dispatcher, d));
   const send = (i: number) =>
     senderApis[i % senderApis.length]!.send({
@@ -106,42 +91,24 @@ export async function run(): Promise<void> {
       to: receivers[i % receivers.length]!.userId,
       deviceId: 1,
       type: 0,
-      payload: Buffer.from(String(performance.now())).toString('base64'),
+      payload: stampedPayload(),
     });
 
   // Warm-up (not measured): sessions opened, connections made, code paths compiled.
   await Promise.all(senderApis.map((api) => api.session()));
   for (let i = 0; i < 2000; i += 50) await Promise.all(Array.from({ length: 50 }, (_, j) => send(i + j)));
-  while (received < 2000) await new Promise((r) => setTimeout(r, 20));
-  received = 0;
-  latencies = [];
+  while (receiving.received < 2000) await new Promise((r) => setTimeout(r, 20));
 
   // 1. Fixed rate: message i is sent at t0 + i/RATE.
-  const total = RATE * SECONDS;
-  const t0 = performance.now();
-  const inflight: Promise<unknown>[] = [];
-  const sendRtt: number[] = [];
-  let lateSends = 0;
-  for (let i = 0; i < total; i++) {
-    const due = t0 + (i * 1000) / RATE;
-    const wait = due - performance.now();
-    if (wait > 1) await new Promise((r) => setTimeout(r, wait));
-    else if (wait < -50) lateSends++;
-    const issued = performance.now();
-    inflight.push(send(i).then(() => sendRtt.push(performance.now() - issued)));
-  }
-  await Promise.all(inflight);
-  const deadline = performance.now() + 10_000;
-  while (received < total && performance.now() < deadline) await new Promise((r) => setTimeout(r, 20));
-  const sorted = latencies.sort((a, b) => a - b);
-  const rtt = sendRtt.sort((a, b) => a - b);
-  console.log(`  send round trip p50 ${percentile(rtt, 50).toFixed(1)} ms, p99 ${percentile(rtt, 99).toFixed(1)} ms`);
-  console.log(`fixed rate ${RATE} msg/s for ${SECONDS} s: delivered ${received}/${total}, latency send->long-poll receive p50 ${percentile(sorted, 50).toFixed(1)} ms, p99 ${percentile(sorted, 99).toFixed(1)} ms (sends issued >50 ms late: ${lateSends})`);
+  const fixed = await fixedRate(send, receiving, RATE, SECONDS);
+  console.log(`  send round trip p50 ${fixed.sendP50.toFixed(1)} ms, p99 ${fixed.sendP99.toFixed(1)} ms`);
+  console.log(
+    `fixed rate ${RATE} msg/s for ${SECONDS} s: delivered ${fixed.delivered}/${fixed.total}, latency send->long-poll receive p50 ${fixed.p50.toFixed(1)} ms, p99 ${fixed.p99.toFixed(1)} ms (sends issued >50 ms late: ${fixed.lateSends})`,
+  );
 
   // 2. Durable throughput: closed loop, BENCH_SENDERS (4) senders each sending batches of 50 messages
   // (POST /v1/messages/batch); counts messages received by long-poll and acked.
-  received = 0;
-  latencies = [];
+  receiving.reset();
   const start = performance.now();
   let sent = 0;
   const until = start + SECONDS * 1000;
@@ -155,7 +122,7 @@ export async function run(): Promise<void> {
           to: receivers[(base + j) % receivers.length]!.userId,
           deviceId: 1,
           type: 0,
-          payload: Buffer.from(String(performance.now())).toString('base64'),
+          payload: stampedPayload(),
         }));
         const { results } = await api.sendBatch(messages);
         if (results.some((r) => 'error' in r)) throw new Error(`batch send failed: ${JSON.stringify(results.find((r) => 'error' in r))}`);
@@ -163,12 +130,11 @@ export async function run(): Promise<void> {
     }),
   );
   const drainUntil = performance.now() + 10_000;
-  while (received < sent && performance.now() < drainUntil) await new Promise((r) => setTimeout(r, 20));
+  while (receiving.received < sent && performance.now() < drainUntil) await new Promise((r) => setTimeout(r, 20));
   const elapsed = (performance.now() - start) / 1000;
-  const lat = latencies.sort((a, b) => a - b);
-  console.log(`durable send->deliver->ack: ${received}/${sent} messages in ${elapsed.toFixed(1)} s = ${(received / elapsed).toFixed(0)} msg/s (batches of 50, ${env('BENCH_SENDERS', 4)} senders; delivery p50 ${percentile(lat, 50).toFixed(0)} ms)`);
-  running = false;
-  await Promise.all(pollLoops);
+  const lat = receiving.latencies.sort((a, b) => a - b);
+  console.log(`durable send->deliver->ack: ${receiving.received}/${sent} messages in ${elapsed.toFixed(1)} s = ${(receiving.received / elapsed).toFixed(0)} msg/s (batches of 50, ${env('BENCH_SENDERS', 4)} senders; delivery p50 ${percentile(lat, 50).toFixed(0)} ms)`);
+  await receiving.stop();
 
   // 3. Idle long-polls: one raw socket per device, each holding GET /v1/messages?wait=60, MACed
   // with the device's LA1S session as a real client does (sessions are opened first).

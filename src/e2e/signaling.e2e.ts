@@ -314,3 +314,19 @@ test('every answer is complete and uncacheable: Content-Length, no chunking, Cac
   t.is(empty.statusCode, 204);
   t.is(empty.headers['cache-control'], 'no-store');
 });
+
+test('a poll can carry the acks of the batch before it (one request per batch)', async (t) => {
+  const sender = await addAgent(ctx.server, ctx.dir, 'piggy-sender');
+  const receiver = await addAgent(ctx.server, ctx.dir, 'piggy-receiver');
+  const [s, r] = [await sender.api(), await receiver.api()];
+  t.teardown(() => Promise.all([s.close(), r.close()]));
+  for (const text of ['one', 'two']) {
+    await s.send({ id: randomUUID(), to: receiver.userId, deviceId: 1, type: 0, payload: Buffer.from(text).toString('base64') });
+  }
+  const first = await r.poll(0, 1);
+  t.is(first?.messages.length, 1);
+  const second = await r.poll(0, 10, undefined, first!.messages.map((m) => m.id));
+  t.deepEqual(second?.messages.map((m) => Buffer.from(m.payload, 'base64').toString()), ['two'], 'the acked one is gone');
+  t.is(await r.poll(0, 10, undefined, [...second!.messages.map((m) => m.id), 'not-a-message-id']), undefined, 'unknown ids are ignored');
+  await t.throwsAsync(r.poll(0, 10, undefined, ['x'.repeat(65)]), { code: 'LA_ERR_INVALID_REQUEST' } as never);
+});

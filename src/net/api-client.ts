@@ -220,8 +220,10 @@ export class ApiClient {
   }
 
   /** Long-poll; `undefined` when the wait ended with nothing (204). */
-  poll(waitSeconds: number, limit = 100, signal?: AbortSignal): Promise<PollResponse | undefined> {
-    return this.#call('GET', `/v1/messages?wait=${waitSeconds}&limit=${limit}`, undefined, PollResponse, {
+  /** Long-polls; `ack` (ids of the last batch, once stored) is acked first, in the same request. */
+  poll(waitSeconds: number, limit = 100, signal?: AbortSignal, ack: readonly string[] = []): Promise<PollResponse | undefined> {
+    const acks = ack.length ? `&ack=${ack.map(encodeURIComponent).join(',')}` : '';
+    return this.#call('GET', `/v1/messages?wait=${waitSeconds}&limit=${limit}${acks}`, undefined, PollResponse, {
       timeoutMs: (waitSeconds + 30) * 1000,
       ...(signal ? { signal } : {}),
     });

@@ -144,6 +144,16 @@ export type PollResponse = z.infer<typeof PollResponse>;
 export const PollQuery = z.strictObject({
   wait: z.coerce.number().min(0).max(60).default(0),
   limit: z.coerce.number().int().min(1).max(MAX_POLL_BATCH).default(100),
+  /**
+   * Comma-separated ids of messages the client has stored: acked before the poll, so a receiving
+   * client needs one request per batch instead of two (acks are idempotent, so a retried GET is safe).
+   */
+  ack: z
+    .string()
+    .max(MAX_POLL_BATCH * 65)
+    .transform((v) => v.split(',').filter(Boolean))
+    .pipe(z.array(z.string().min(1).max(64)).max(MAX_POLL_BATCH))
+    .optional(),
 });
 
 /** POST /v1/messages/ack — delete delivered messages from the caller's own queue. */

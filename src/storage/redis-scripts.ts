@@ -235,3 +235,12 @@ else
 end
 return 1
 `;
+
+/** The oldest ARGV[1] + 1 messages of a queue. KEYS: queue, messages. Answers the JSON of each (false if acked meanwhile). */
+export const FETCH = `
+local ids = redis.call('ZRANGE', KEYS[1], 0, tonumber(ARGV[1]))
+if #ids == 0 then return {} end
+local out = redis.call('HMGET', KEYS[2], unpack(ids))
+for i = 1, #out do if not out[i] then out[i] = '' end end
+return out
+`;

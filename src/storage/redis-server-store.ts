@@ -3,7 +3,7 @@ import { Redis } from 'ioredis';
 import { LanternError } from '../core/errors.js';
 import type { Address, DeviceBundle, KeyCounts, KeysUpload, Verdict } from '../protocol/messages.js';
 import { MAX_DEVICE_ID, MIN_DEVICE_ID } from '../protocol/version.js';
-import { ACK, COMPARE_AND_SET, ENQUEUE, EXPIRE_QUEUE, PUT_DEVICE, PUT_KEYS, REVOKE_DEVICE, TAKE_BUNDLE, TAKE_TOKENS } from './redis-scripts.js';
+import { ACK, COMPARE_AND_SET, ENQUEUE, EXPIRE_QUEUE, FETCH, PUT_DEVICE, PUT_KEYS, REVOKE_DEVICE, TAKE_BUNDLE, TAKE_TOKENS } from './redis-scripts.js';
 import {
   applyVerdict,
   base64Bytes,
@@ -39,7 +39,7 @@ interface RedisMessage extends StoredMessage {
   bytes: number;
 }
 
-type Scripts = Record<'enqueue' | 'ack' | 'expireQueue' | 'putDevice' | 'revokeDevice' | 'putKeys' | 'takeBundle' | 'takeTokens' | 'cas', (...args: Array<string | number>) => Promise<unknown>>;
+type Scripts = Record<'enqueue' | 'fetchQueue' | 'ack' | 'expireQueue' | 'putDevice' | 'revokeDevice' | 'putKeys' | 'takeBundle' | 'takeTokens' | 'cas', (...args: Array<string | number>) => Promise<unknown>>;
 
 /** How many times a compare-and-set update is retried under contention. */
 const CAS_ATTEMPTS = 20;
@@ -69,12 +69,14 @@ export class RedisServerStore implements ServerStore {
   constructor(options: RedisStoreOptions) {
     this.#o = options;
     this.#p = options.prefix ?? 'la:';
+    // Auto-pipelining: commands issued in the same tick by concurrent requests share one write.
     this.#redis = new Redis(options.url, { lazyConnect: true, maxRetriesPerRequest: 2, enableOfflineQueue: true });
     this.#redis.on('error', () => undefined); // surfaced per call as LA_ERR_STORE_UNAVAILABLE
     // numberOfKeys given: the leading arguments are KEYS; without it (enqueue) the first argument says how many.
     const define = (name: keyof Scripts, lua: string, numberOfKeys?: number) =>
       this.#redis.defineCommand(name, { lua, ...(numberOfKeys !== undefined ? { numberOfKeys } : {}) });
     define('enqueue', ENQUEUE);
+    define('fetchQueue', FETCH, 2);
     define('ack', ACK, 4);
     define('expireQueue', EXPIRE_QUEUE, 4);
     define('putDevice', PUT_DEVICE, 1);
@@ -320,9 +322,9 @@ export class RedisServerStore implements ServerStore {
 
   async claimNonce(key: string, expiresAt: number): Promise<boolean> {
     return this.#run(async () => {
-      if ((await this.#redis.set(`${this.#p}nonce:${key}`, '1', 'PXAT', gcAt(expiresAt), 'NX')) !== 'OK') return false;
-      await this.#redis.zadd(`${this.#p}noncex`, expiresAt, key);
-      return true;
+      // One round trip: the index entry is harmless when the nonce was already there (same key, same use).
+      const [claimed] = await Promise.all([this.#redis.set(`${this.#p}nonce:${key}`, '1', 'PXAT', gcAt(expiresAt), 'NX'), this.#redis.zadd(`${this.#p}noncex`, expiresAt, key)]);
+      return claimed === 'OK';
     });
   }
 
@@ -346,8 +348,10 @@ export class RedisServerStore implements ServerStore {
       perRecipient.push(base64Bytes(r.payload ?? message.payload), r.type ?? message.type, r.payload ?? message.payload, randomBytes(4).toString('hex'), r.deviceId);
     }
     keys.push(this.#dev(recipients[0]!.userId));
-    // Indexed for the retention job before the messages exist, so none can be missed.
-    await this.#run(() => this.#redis.sadd(`${this.#p}expq`, ...recipients.map((r) => `${r.userId}:${r.deviceId}`)));
+    // Indexed for the retention job before the messages exist (issued first on the same connection,
+    // so it lands first), so none can be missed.
+    const indexed = this.#redis.sadd(`${this.#p}expq`, ...recipients.map((r) => `${r.userId}:${r.deviceId}`));
+    indexed.catch(() => undefined); // awaited below; never an unhandled rejection
     const out = (await this.#run(() =>
       this.#s.enqueue(
         keys.length,
@@ -365,24 +369,24 @@ export class RedisServerStore implements ServerStore {
         ...perRecipient,
       ),
     )) as [string, number?];
+    await this.#run(() => indexed);
     if (out[0] === 'conflict') throw new LanternError('LA_ERR_MESSAGE_ID_CONFLICT');
     if (out[0] === 'full') throw new LanternError('LA_ERR_QUEUE_FULL', undefined, { details: { deviceId: recipients[(out[1] ?? 1) - 1]!.deviceId } });
     if (out[0] === 'duplicate') return { status: 'duplicate' };
-    await this.#run(() => this.#redis.incrby(`${this.#p}stats:queued`, out[1] ?? 0));
+    // The metric's counter: not awaited (it is not part of the send).
+    this.#redis.incrby(`${this.#p}stats:queued`, out[1] ?? 0).catch(() => undefined);
     return { status: 'queued' };
   }
 
   async fetch(address: Address, limit: number): Promise<{ messages: StoredMessage[]; more: boolean }> {
     return this.#run(async () => {
-      const ids = await this.#redis.zrange(this.#q(address, 'q'), 0, limit);
-      const wanted = ids.slice(0, limit);
-      const raws = wanted.length ? await this.#redis.hmget(this.#q(address, 'm'), ...wanted) : [];
-      const messages = raws.flatMap((raw) => {
+      const raws = (await this.#s.fetchQueue(this.#q(address, 'q'), this.#q(address, 'm'), limit)) as string[];
+      const messages = raws.slice(0, limit).flatMap((raw) => {
         if (!raw) return []; // acked meanwhile
         const { expiresAt: _e, bytes: _b, ...m } = JSON.parse(raw) as RedisMessage;
         return [m];
       });
-      return { messages, more: ids.length > limit };
+      return { messages, more: raws.length > limit };
     });
   }
 

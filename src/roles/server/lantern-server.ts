@@ -407,6 +407,7 @@ export class LanternServer implements Startable {
       handle: async ({ res, url, auth }) => {
         const q = parseMessage(PollQuery, Object.fromEntries(url.searchParams));
         const device = { userId: auth!.userId, deviceId: auth!.deviceId };
+        if (q.ack?.length) await this.#mailbox.ack(device, q.ack);
         const held = await this.#mailbox.poll(device, q.wait, q.limit, (batch, error) => {
           if (error !== undefined) this.#fail(res, error);
           else if (batch) sendJson(res, 200, batch);

@@ -132,9 +132,12 @@ export class Mailbox {
   async send(sender: AuthContext, req: SendRequest): Promise<SendResponse> {
     const { store, notifier, clock } = this.#c;
     const now = clock.now();
-    const pair = await store.takeTokens(`pair:${sender.userId}:${sender.deviceId}>${req.to}`, 1, this.#options.rate.pair, now);
+    // The pair limit and the recipients' devices are looked up together (one wait on a shared store).
+    const [pair, recipients] = await Promise.all([
+      store.takeTokens(`pair:${sender.userId}:${sender.deviceId}>${req.to}`, 1, this.#options.rate.pair, now),
+      'messages' in req ? this.#deviceRecipients(sender, req) : this.#plainRecipients(sender, req),
+    ]);
     if (!pair.ok) throw new LanternError('LA_ERR_RATE_LIMITED', 'Too many messages to this user', { details: { retryAfterMs: pair.retryAfterMs } });
-    const recipients = 'messages' in req ? await this.#deviceRecipients(sender, req) : await this.#plainRecipients(sender, req);
     if (recipients.length === 0) return { devices: [] };
     const bytes = recipients.reduce((sum, r) => sum + base64Bytes(r.payload), 0);
     const quota = await store.takeTokens(`bytes:${req.to}`, bytes, this.#options.rate.recipientBytes, now);

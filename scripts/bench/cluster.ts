@@ -1,0 +1,109 @@
+// Cluster benchmark: delivery latency (send -> long-poll receive) at a fixed rate across two server
+// instances on one Redis (senders on instance A, receivers polling instance B, so every wake-up
+// crosses Redis pub/sub), and the same on one instance with the embedded LevelDB store. Devices are
+// written straight into each store first, so the run does not spend minutes on logins.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { createInterface } from 'node:readline';
+import { Agent } from 'undici';
+import { systemClock } from '../../src/core/clock.js';
+import { RequestSigner } from '../../src/crypto/request-signature.js';
+import { randomSerial } from '../../src/crypto/x509/certificate-authority.js';
+import { generateDeviceKey } from '../../src/crypto/x509/device-key.js';
+import { ApiClient } from '../../src/net/api-client.js';
+import { dataDirPaths, ensureDataDir, loadOrCreateCa } from '../../src/roles/server/data-dir.js';
+import { LevelServerStore } from '../../src/storage/level-server-store.js';
+import { RedisServerStore } from '../../src/storage/redis-server-store.js';
+import type { ServerStore } from '../../src/storage/server-store.js';
+import { CLI } from '../../src/testing/helpers/cli.js';
+import { startRedis } from '../../src/testing/helpers/redis.js';
+import { tempDir } from '../../src/testing/helpers/temp-dir.js';
+import { fixedRate, stampedPayload, startReceiving } from './delivery.js';
+
+const env = (k: string, d: number) => Number(process.env[k] ?? d);
+const RATE = env('BENCH_RATE', 2000);
+const SECONDS = env('BENCH_SECONDS', 10);
+const PAIRS = 20;
+
+interface Device {
+  userId: string;
+  signer: RequestSigner;
+}
+
+async function makeDevices(store: ServerStore, count: number): Promise<Device[]> {
+  const key = await generateDeviceKey();
+  const out: Device[] = [];
+  for (let i = 0; i < count; i++) {
+    const userId = randomUUID();
+    const serial = randomSerial();
+    const d = await store.putDevice(userId, { serial, publicKeyPem: key.publicKeyPem, expiresAt: Date.now() + 86_400_000 }, Date.now());
+    out.push({ userId, signer: new RequestSigner({ userId, deviceId: d.deviceId, serial, privateKeyPem: key.privateKeyPem }) });
+  }
+  return out;
+}
+
+async function startInstance(data: string, extra: string[]): Promise<{ url: string; child: ChildProcess }> {
+  const child = spawn(process.execPath, [CLI, 'server', '--listen', '127.0.0.1:0', '--data-dir', data, '--json', '--log-level', 'warn', '--rate-pair', '1000000000/1000000000', '--rate-recipient-bytes', '1000000000000/1000000000000', ...extra], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  const url = await new Promise<string>((resolve) => createInterface({ input: child.stdout! }).once('line', (l) => resolve(String((JSON.parse(l) as { url: string }).url))));
+  return { url, child };
+}
+
+async function measure(label: string, senderUrl: string, receiverUrl: string, senders: Device[], receivers: Device[]): Promise<void> {
+  const dispatcher = new Agent({ connections: 128, keepAliveTimeout: 60_000 });
+  const api = (url: string, d: Device) => new ApiClient({ clock: systemClock, auth: d.signer }, { server: url, dispatcher });
+  const senderApis = senders.map((d) => api(senderUrl, d));
+  const receiving = startReceiving(receivers.map((d) => api(receiverUrl, d)));
+  const send = (i: number) => senderApis[i % senderApis.length]!.send({ id: randomUUID(), to: receivers[i % receivers.length]!.userId, deviceId: 1, type: 0, payload: stampedPayload() });
+  // Warm-up (not measured).
+  await Promise.all(senderApis.map((a) => a.session()));
+  for (let i = 0; i < 2000; i += 50) await Promise.all(Array.from({ length: 50 }, (_, j) => send(i + j)));
+  while (receiving.received < 2000) await new Promise((r) => setTimeout(r, 20));
+  const r = await fixedRate(send, receiving, RATE, SECONDS);
+  console.log(
+    `  ${label}: ${RATE} msg/s for ${SECONDS} s, delivered ${r.delivered}/${r.total}; send->receive p50 ${r.p50.toFixed(1)} ms, p99 ${r.p99.toFixed(1)} ms ` +
+      `(targets across instances: p50 <= 5 ms, p99 <= 30 ms); send round trip p50 ${r.sendP50.toFixed(1)} ms; sends issued >50 ms late: ${r.lateSends}`,
+  );
+  await receiving.stop();
+  await dispatcher.close();
+}
+
+export async function run(): Promise<void> {
+  const dir = await tempDir('lantern-bench-cluster-');
+  const children: ChildProcess[] = [];
+  const redis = await startRedis(`${dir.path}/redis`);
+  try {
+    console.log(`cluster benchmark: ${PAIRS} senders -> ${PAIRS} receivers, one signed request per send`);
+    // Two instances on Redis: senders talk to A, receivers long-poll B.
+    const shared = `${dir.path}/shared`;
+    await ensureDataDir(shared);
+    await loadOrCreateCa(shared);
+    const store = new RedisServerStore({ url: redis.url });
+    await store.open();
+    const [senders, receivers] = [await makeDevices(store, PAIRS), await makeDevices(store, PAIRS)];
+    await store.close();
+    const a = await startInstance(shared, ['--store', redis.url]);
+    const b = await startInstance(shared, ['--store', redis.url]);
+    children.push(a.child, b.child);
+    await measure('two instances on Redis (send on A, receive on B)', a.url, b.url, senders, receivers);
+    for (const c of children.splice(0)) c.kill('SIGTERM');
+
+    // One instance on the embedded LevelDB store, for comparison.
+    const data = `${dir.path}/level`;
+    await ensureDataDir(data);
+    await loadOrCreateCa(data);
+    const level = new LevelServerStore({ location: dataDirPaths(data).store, sync: false });
+    await level.open();
+    const [ls, lr] = [await makeDevices(level, PAIRS), await makeDevices(level, PAIRS)];
+    await level.close();
+    const one = await startInstance(data, []);
+    children.push(one.child);
+    await measure('one instance, embedded LevelDB (fsynced)', one.url, one.url, ls, lr);
+  } finally {
+    for (const c of children) c.kill('SIGTERM');
+    await new Promise((r) => setTimeout(r, 500));
+    await redis.stop();
+    await dir.remove();
+  }
+}

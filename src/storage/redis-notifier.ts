@@ -12,9 +12,13 @@ export class RedisNotifier implements Notifier {
   readonly #sub: Redis;
   readonly #prefix: string;
   readonly #listeners = new Map<string, Set<(message: string) => void>>();
+  /** Channels without listeners stay subscribed this long: a device polls again right after an answer. */
+  readonly #lingerMs: number;
+  readonly #lingering = new Map<string, ReturnType<typeof setTimeout>>();
 
-  constructor(options: { url: string; prefix?: string }) {
+  constructor(options: { url: string; prefix?: string; lingerMs?: number }) {
     this.#prefix = `${options.prefix ?? 'la:'}ch:`;
+    this.#lingerMs = options.lingerMs ?? 30_000;
     this.#pub = new Redis(options.url, { lazyConnect: true, maxRetriesPerRequest: 2 });
     this.#sub = new Redis(options.url, { lazyConnect: true });
     for (const r of [this.#pub, this.#sub]) r.on('error', () => undefined);
@@ -33,6 +37,11 @@ export class RedisNotifier implements Notifier {
 
   async subscribe(channel: string, listener: (message: string) => void): Promise<() => Promise<void>> {
     const key = this.#prefix + channel;
+    const lingering = this.#lingering.get(key);
+    if (lingering) {
+      clearTimeout(lingering);
+      this.#lingering.delete(key);
+    }
     let set = this.#listeners.get(key);
     if (!set) {
       this.#listeners.set(key, (set = new Set()));
@@ -42,10 +51,15 @@ export class RedisNotifier implements Notifier {
     const mine = set;
     return async () => {
       mine.delete(listener);
-      if (mine.size === 0 && this.#listeners.get(key) === mine) {
+      if (mine.size > 0 || this.#listeners.get(key) !== mine || this.#lingering.has(key)) return;
+      const timer = setTimeout(() => {
+        this.#lingering.delete(key);
+        if (this.#listeners.get(key) !== mine || mine.size > 0) return;
         this.#listeners.delete(key);
-        await this.#sub.unsubscribe(key);
-      }
+        this.#sub.unsubscribe(key).catch(() => undefined);
+      }, this.#lingerMs);
+      timer.unref();
+      this.#lingering.set(key, timer);
     };
   }
 
@@ -59,6 +73,8 @@ export class RedisNotifier implements Notifier {
   }
 
   async close(): Promise<void> {
+    for (const timer of this.#lingering.values()) clearTimeout(timer);
+    this.#lingering.clear();
     this.#listeners.clear();
     await Promise.all([this.#pub, this.#sub].map((r) => r.quit().catch(() => r.disconnect())));
   }

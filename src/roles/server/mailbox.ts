@@ -52,8 +52,8 @@ class HeldPoll {
     // Subscribe before announcing and before the first fetch, so no wake-up falls in between.
     this.#unsubscribe = await this.#c.notifier.subscribe(channel, this.#onNotify);
     this.#mailbox[kHeld].add(this);
-    // Releasing older polls of the device (on any instance) and the first fetch go together.
-    await Promise.all([this.#c.notifier.publish(channel, `poll:${this.#id}`), this.#check()]);
+    await this.#c.notifier.publish(channel, `poll:${this.#id}`);
+    await this.#check();
     if (this.#done) return;
     if (waitMs <= 0) return this.finish(undefined);
     this.#timer = this.#c.clock.setTimeout(() => this.finish(undefined), waitMs);

@@ -104,9 +104,10 @@ test('availability ads reach contacts who were offline; strangers are ignored; e
   const late = await addAgent(ctx.server, ctx.dir, 'late');
   const stranger = await addAgent(ctx.server, ctx.dir, 'stranger');
   for (const a of [friend, late]) t.is((await runCli(['contacts', 'add', owner.userId, '--home', a.home, '--name', 'owner'])).code, 0);
-  // Nobody is polling: the ads wait on the server, end-to-end encrypted.
+  // Nobody is polling: the ads wait on the server, end-to-end encrypted. (12 s ads: long enough for
+  // a loaded machine to read them before they expire; the test then waits for the expiry.)
   const give = await startRole(
-    ['give', '--listen', '127.0.0.1:0', '--home', owner.home, '--allow-private-destinations', '--advertise-to', friend.userId, late.userId, stranger.userId, '--ad-lifetime', '5s'],
+    ['give', '--listen', '127.0.0.1:0', '--home', owner.home, '--allow-private-destinations', '--advertise-to', friend.userId, late.userId, stranger.userId, '--ad-lifetime', '12s'],
     'advertised',
   );
   t.teardown(() => give.stop('SIGKILL'));

@@ -75,17 +75,20 @@ end
 return {'queued', added}
 `;
 
+/** Lua: drops message `id` from the message hash and the byte count (KEYS: queue, messages, bytes). */
+const DROP_MESSAGE = `
+    local msg = redis.call('HGET', KEYS[2], id)
+    if msg then
+      redis.call('DECRBY', KEYS[3], cjson.decode(msg).bytes)
+      redis.call('HDEL', KEYS[2], id)
+    end`;
+
 /** Deletes messages by id. KEYS: queue, messages, bytes, expiry. ARGV: ids. Answers the count. */
 export const ACK = `
 local n = 0
 for i = 1, #ARGV do
   local id = ARGV[i]
-  if redis.call('ZREM', KEYS[1], id) == 1 then
-    local msg = redis.call('HGET', KEYS[2], id)
-    if msg then
-      redis.call('DECRBY', KEYS[3], cjson.decode(msg).bytes)
-      redis.call('HDEL', KEYS[2], id)
-    end
+  if redis.call('ZREM', KEYS[1], id) == 1 then${DROP_MESSAGE}
     redis.call('ZREM', KEYS[4], id)
     n = n + 1
   end
@@ -98,12 +101,7 @@ export const EXPIRE_QUEUE = `
 local ids = redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', ARGV[1], 'LIMIT', 0, 1000)
 local n = 0
 for _, id in ipairs(ids) do
-  if redis.call('ZREM', KEYS[1], id) == 1 then
-    local msg = redis.call('HGET', KEYS[2], id)
-    if msg then
-      redis.call('DECRBY', KEYS[3], cjson.decode(msg).bytes)
-      redis.call('HDEL', KEYS[2], id)
-    end
+  if redis.call('ZREM', KEYS[1], id) == 1 then${DROP_MESSAGE}
     n = n + 1
   end
   redis.call('ZREM', KEYS[4], id)

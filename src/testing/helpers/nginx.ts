@@ -1,7 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { access, mkdir, readFile, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
-import { connect } from 'node:net';
+import { freePort, stopChild, waitForPort } from './processes.js';
 import { dataDirPaths, ensureDataDir, loadOrCreateCa, loadOrCreateSelfSignedTls } from '../../roles/server/data-dir.js';
 
 export const NGINX = '/usr/sbin/nginx';
@@ -29,14 +28,6 @@ export interface RunningNginx {
   ca: string;
   child: ChildProcess;
   stop(): Promise<void>;
-}
-
-async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', () => r()));
-  const { port } = s.address() as { port: number };
-  await new Promise((r) => s.close(r));
-  return port;
 }
 
 /**
@@ -105,26 +96,15 @@ ${sites.map(server).join('\n')}
   let stderr = '';
   child.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d));
   // Ready when the port accepts connections.
-  const deadline = Date.now() + 10_000;
-  for (;;) {
-    const up = await new Promise<boolean>((resolve) => {
-      const s = connect(port, '127.0.0.1', () => (s.destroy(), resolve(true)));
-      s.on('error', () => resolve(false));
-    });
-    if (up) break;
-    if (child.exitCode !== null || Date.now() > deadline) throw new Error(`nginx did not start: ${stderr}`);
-    await new Promise((r) => setTimeout(r, 50));
+  if (!(await waitForPort(port, child))) {
+    await stopChild(child, 'SIGKILL');
+    throw new Error(`nginx did not start: ${stderr}`);
   }
   return {
     port,
     accessLog: (serverName) => readFile(`${dir}/access-${serverName}.log`, 'utf8').catch(() => ''),
     ca: ca.certificatePem,
     child,
-    stop: async () => {
-      if (child.exitCode !== null) return;
-      const exited = new Promise((r) => child.once('exit', r));
-      child.kill('SIGQUIT');
-      await exited;
-    },
+    stop: () => stopChild(child, 'SIGQUIT'),
   };
 }

@@ -1,6 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import { stopChild } from './processes.js';
 
 /** Starts the official peer@1.0.2 server on 127.0.0.1 (port 0) in a child process. */
 export async function startOfficialPeerjs(options: Record<string, unknown>): Promise<{ port: number; child: ChildProcess; stop(): Promise<void> }> {
@@ -14,11 +15,6 @@ export async function startOfficialPeerjs(options: Record<string, unknown>): Pro
   return {
     port,
     child,
-    stop: async () => {
-      if (child.exitCode !== null) return;
-      const exited = new Promise((r) => child.once('exit', r));
-      child.kill('SIGTERM');
-      await exited;
-    },
+    stop: () => stopChild(child),
   };
 }

@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { access, mkdir } from 'node:fs/promises';
-import { connect, createServer } from 'node:net';
+import { freePort, stopChild, waitForPort } from './processes.js';
 
 export const REDIS_SERVER = '/usr/bin/redis-server';
 
@@ -17,14 +17,6 @@ export interface RunningRedis {
   stop(): Promise<void>;
 }
 
-async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', () => r()));
-  const { port } = s.address() as { port: number };
-  await new Promise((r) => s.close(r));
-  return port;
-}
-
 /** Debian's redis-server on a free port of 127.0.0.1, its files in `dir`, no snapshots. */
 export async function startRedis(dir: string): Promise<RunningRedis> {
   await mkdir(dir, { recursive: true });
@@ -35,16 +27,7 @@ export async function startRedis(dir: string): Promise<RunningRedis> {
     });
     let out = '';
     child.stdout!.setEncoding('utf8').on('data', (d: string) => (out += d));
-    const deadline = Date.now() + 10_000;
-    let up = false;
-    while (!up && child.exitCode === null && Date.now() < deadline) {
-      up = await new Promise<boolean>((resolve) => {
-        const s = connect(port, '127.0.0.1', () => (s.destroy(), resolve(true)));
-        s.on('error', () => resolve(false));
-      });
-      if (!up) await new Promise((r) => setTimeout(r, 50));
-    }
-    if (!up) {
+    if (!(await waitForPort(port, child))) {
       child.kill('SIGKILL');
       if (attempt < 3) continue;
       throw new Error(`redis-server did not start: ${out}`);
@@ -53,12 +36,7 @@ export async function startRedis(dir: string): Promise<RunningRedis> {
       url: `redis://127.0.0.1:${port}`,
       port,
       child,
-      stop: async () => {
-        if (child.exitCode !== null) return;
-        const exited = new Promise((r) => child.once('exit', r));
-        child.kill('SIGTERM');
-        await exited;
-      },
+      stop: () => stopChild(child),
     };
   }
 }

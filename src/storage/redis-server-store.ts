@@ -47,11 +47,13 @@ const CAS_ATTEMPTS = 20;
 const PEER_GRACE_MS = 24 * 3600_000;
 
 /**
- * When Redis may drop a record that stops counting at `expiresAt`. The store's callers pass their
- * own clock (tests pass logical times), so records are checked against that, and Redis' own expiry
- * only collects garbage, never earlier than a day from now.
+ * Records that stop counting at `expiresAt` (by the caller's clock) expire in Redis at that time.
+ * Callers may pass their own clock (tests pass logical times, long past by the wall clock): such a
+ * record is kept a day for the caller's own sweep (`expire(now)`, which finds it through an index)
+ * and checked against the caller's time meanwhile.
  */
-const gcAt = (expiresAt: number) => Math.max(expiresAt, Date.now() + 24 * 3600_000);
+const inPast = (expiresAt: number) => expiresAt <= Date.now();
+const gcAt = (expiresAt: number) => (inPast(expiresAt) ? Date.now() + 24 * 3600_000 : expiresAt);
 
 /**
  * ServerStore on Redis, shared by several server processes (see DESIGN.md "Scale-out"): per-device
@@ -65,6 +67,8 @@ export class RedisServerStore implements ServerStore {
   readonly #redis: Redis;
   readonly #s: Scripts;
   readonly #p: string;
+  #queuedDelta = 0;
+  #flushTimer: ReturnType<typeof setTimeout> | undefined;
 
   constructor(options: RedisStoreOptions) {
     this.#o = options;
@@ -98,7 +102,28 @@ export class RedisServerStore implements ServerStore {
   }
 
   async close(): Promise<void> {
+    if (this.#flushTimer) clearTimeout(this.#flushTimer);
+    await this.#flushQueued().catch(() => undefined);
     await this.#redis.quit().catch(() => this.#redis.disconnect());
+  }
+
+  /**
+   * The shared count of queued messages (a metric) changes with every send and ack; the changes are
+   * summed here and written once a second, so they cost no command per message.
+   */
+  #countQueued(delta: number): void {
+    if (delta === 0) return;
+    this.#queuedDelta += delta;
+    this.#flushTimer ??= setTimeout(() => void this.#flushQueued().catch(() => undefined), 1000);
+    this.#flushTimer.unref?.();
+  }
+
+  async #flushQueued(): Promise<void> {
+    if (this.#flushTimer) clearTimeout(this.#flushTimer);
+    this.#flushTimer = undefined;
+    const delta = this.#queuedDelta;
+    this.#queuedDelta = 0;
+    if (delta !== 0) await this.#redis.incrby(`${this.#p}stats:queued`, delta);
   }
 
   async #run<T>(fn: () => Promise<T>): Promise<T> {
@@ -174,7 +199,7 @@ export class RedisServerStore implements ServerStore {
       ),
     );
     if (deleted < 0) return false;
-    if (deleted > 0) await this.#run(() => this.#redis.decrby(`${this.#p}stats:queued`, deleted));
+    this.#countQueued(-deleted);
     await this.#endSessions(a);
     return true;
   }
@@ -191,7 +216,7 @@ export class RedisServerStore implements ServerStore {
     await this.#run(async () => {
       await this.#redis.set(this.#sess(session.id), JSON.stringify(session), 'PXAT', gcAt(session.expiresAt));
       await this.#redis.sadd(this.#devSessions(session), session.id);
-      await this.#redis.zadd(`${this.#p}sessx`, session.expiresAt, session.id);
+      if (inPast(session.expiresAt)) await this.#redis.zadd(`${this.#p}sessx`, session.expiresAt, session.id);
     });
   }
 
@@ -322,8 +347,11 @@ export class RedisServerStore implements ServerStore {
 
   async claimNonce(key: string, expiresAt: number): Promise<boolean> {
     return this.#run(async () => {
-      // One round trip: the index entry is harmless when the nonce was already there (same key, same use).
-      const [claimed] = await Promise.all([this.#redis.set(`${this.#p}nonce:${key}`, '1', 'PXAT', gcAt(expiresAt), 'NX'), this.#redis.zadd(`${this.#p}noncex`, expiresAt, key)]);
+      // A real nonce lives exactly its window in Redis: one command per request, nothing kept longer.
+      const [claimed] = await Promise.all([
+        this.#redis.set(`${this.#p}nonce:${key}`, '1', 'PXAT', gcAt(expiresAt), 'NX'),
+        inPast(expiresAt) ? this.#redis.zadd(`${this.#p}noncex`, expiresAt, key) : undefined,
+      ]);
       return claimed === 'OK';
     });
   }
@@ -373,8 +401,7 @@ export class RedisServerStore implements ServerStore {
     if (out[0] === 'conflict') throw new LanternError('LA_ERR_MESSAGE_ID_CONFLICT');
     if (out[0] === 'full') throw new LanternError('LA_ERR_QUEUE_FULL', undefined, { details: { deviceId: recipients[(out[1] ?? 1) - 1]!.deviceId } });
     if (out[0] === 'duplicate') return { status: 'duplicate' };
-    // The metric's counter: not awaited (it is not part of the send).
-    this.#redis.incrby(`${this.#p}stats:queued`, out[1] ?? 0).catch(() => undefined);
+    this.#countQueued(out[1] ?? 0);
     return { status: 'queued' };
   }
 
@@ -393,7 +420,7 @@ export class RedisServerStore implements ServerStore {
   async ack(address: Address, ids: readonly string[]): Promise<number> {
     if (ids.length === 0) return 0;
     const n = Number(await this.#run(() => this.#s.ack(...this.#queueKeys(address), ...new Set(ids))));
-    if (n > 0) await this.#run(() => this.#redis.decrby(`${this.#p}stats:queued`, n));
+    this.#countQueued(-n);
     return n;
   }
 
@@ -403,6 +430,7 @@ export class RedisServerStore implements ServerStore {
   }
 
   async queuedMessages(): Promise<number> {
+    await this.#flushQueued();
     return Math.max(0, Number((await this.#run(() => this.#redis.get(`${this.#p}stats:queued`))) ?? 0));
   }
 
@@ -429,7 +457,7 @@ export class RedisServerStore implements ServerStore {
       for (;;) {
         const [deleted, left] = (await this.#run(() => this.#s.expireQueue(...this.#queueKeys(a), now))) as [number, number];
         messages += deleted;
-        if (deleted > 0) await this.#run(() => this.#redis.decrby(`${this.#p}stats:queued`, deleted));
+        this.#countQueued(-deleted);
         if (left === 0) {
           // Out of the index; put back if a send indexed it meanwhile and its messages landed.
           await this.#run(() => this.#redis.srem(`${this.#p}expq`, member));

@@ -134,3 +134,19 @@ test('PeerJS peers on different instances signal each other; ids are unique acro
   t.teardown(() => again.close());
   t.deepEqual(await again.next(() => true), { type: 'OPEN' });
 });
+
+test('account revoke on Redis ends the revoked device\'s poll on whichever instance holds it', async (t) => {
+  const c = ctx.cluster;
+  if (!c) return void (t.log('SKIPPED: redis-server is not installed'), t.pass());
+  const erin = await agent(c, 'erin', 1);
+  const api = clientOn(erin, c.servers[2]!);
+  t.teardown(() => api.close());
+  const held = api.poll(20);
+  await new Promise((r) => setTimeout(r, 500));
+  const started = Date.now();
+  const revoked = await runCli(['account', 'revoke', 'erin', '--store', c.redis.url, '--json']);
+  t.is(revoked.code, 0, revoked.stderr);
+  t.is(await held, undefined, 'the held poll is answered (204)');
+  t.true(Date.now() - started < 5000, `ended after ${Date.now() - started} ms, not at its 20 s deadline`);
+  await t.throwsAsync(api.poll(0), { code: 'LA_ERR_AUTH_REVOKED' } as never);
+});

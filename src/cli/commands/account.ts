@@ -7,6 +7,7 @@ import type { ControlRequest, Role } from '../../protocol/messages.js';
 import { AccountService } from '../../roles/server/accounts.js';
 import { dataDirPaths } from '../../roles/server/data-dir.js';
 import { LevelServerStore } from '../../storage/level-server-store.js';
+import { RedisNotifier } from '../../storage/redis-notifier.js';
 import { RedisServerStore } from '../../storage/redis-server-store.js';
 import type { ServerStore } from '../../storage/server-store.js';
 import { parseStoreSpec, type StoreSpec } from '../store-spec.js';
@@ -19,8 +20,12 @@ import { readPassword, writeJson, writeLine, type Io } from '../io.js';
  */
 async function runAccountOp(flags: { dataDir?: string; store: StoreSpec }, request: ControlRequest): Promise<Record<string, unknown>> {
   let store: ServerStore;
+  // On Redis, a revocation is also announced over pub/sub, so whichever instance holds a poll of the
+  // revoked device ends it at once.
+  let notifier: RedisNotifier | undefined;
   if (flags.store.kind === 'redis') {
     store = new RedisServerStore({ url: flags.store.url });
+    if (request.op === 'account.revoke') notifier = new RedisNotifier({ url: flags.store.url });
   } else {
     if (!flags.dataDir) throw new LanternError('LA_ERR_USAGE', '--data-dir is required with the embedded store');
     const paths = dataDirPaths(flags.dataDir);
@@ -30,11 +35,13 @@ async function runAccountOp(flags: { dataDir?: string; store: StoreSpec }, reque
   }
   await store.open();
   try {
-    const accounts = new AccountService({ store, clock: systemClock, logger: createLogger({ level: 'warn' }) });
+    await notifier?.open();
+    const accounts = new AccountService({ store, clock: systemClock, logger: createLogger({ level: 'warn' }), ...(notifier ? { notifier } : {}) });
     return request.op === 'account.add'
       ? await accounts.add(request.name, request.role, request.password)
       : await accounts.revoke(request.name, request.deviceId);
   } finally {
+    await notifier?.close();
     await store.close();
   }
 }

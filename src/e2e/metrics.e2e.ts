@@ -2,25 +2,11 @@ import test from 'ava';
 import { addAgent } from '../testing/helpers/agents.js';
 import { runCli, startServer } from '../testing/helpers/cli.js';
 import { RawPeer } from '../testing/helpers/peerjs-client.js';
+import { scrape as read, until } from '../testing/helpers/observe.js';
 import { tempDir } from '../testing/helpers/temp-dir.js';
 
 // GET /metrics on its own listener, as an operator's Prometheus scrapes it, and the JSON logs.
 
-const read = async (url: string) => {
-  const text = await (await fetch(url)).text();
-  return (name: string) => {
-    const m = new RegExp(`^${name.replace(/[{}"]/g, (c) => `\\${c}`)} (\\S+)$`, 'm').exec(text);
-    return m ? Number(m[1]) : undefined;
-  };
-};
-
-async function until(what: string, probe: () => Promise<boolean>): Promise<void> {
-  const deadline = Date.now() + 10_000;
-  while (!(await probe())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 test('metrics follow messages, long-polls, rate limits and the PeerJS broker; logs scrub addresses', async (t) => {
   const dir = await tempDir('lantern-metrics-');
@@ -43,7 +29,7 @@ test('metrics follow messages, long-polls, rate limits and the PeerJS broker; lo
   const inbox = await runCli(['inbox', '--wait', '1', '--home', bob.home, '--json']);
   t.regex(inbox.stdout, /"text":"one"/);
   const waiting = runCli(['inbox', '--wait', '30', '--home', bob.home, '--json']);
-  await until('a held poll', async () => (await read(url))('lantern_long_polls_held') === 1).catch(async (err: unknown) => {
+  await until('a held poll', async () => ((await read(url))('lantern_long_polls_held') === 1 ? true : undefined)).catch(async (err: unknown) => {
     t.log(await waiting);
     throw err;
   });

@@ -4,6 +4,7 @@ import { promisify } from 'node:util';
 import test from 'ava';
 import { addAgent } from '../testing/helpers/agents.js';
 import { runCli, startRole, startServer } from '../testing/helpers/cli.js';
+import { scrape, until } from '../testing/helpers/observe.js';
 import { tempDir } from '../testing/helpers/temp-dir.js';
 
 // The verified round robin as operators and clients see it (API, DNS, metrics, warnings), driven by
@@ -12,21 +13,7 @@ import { tempDir } from '../testing/helpers/temp-dir.js';
 const INTERVAL_MS = 2000;
 const TIMEOUT_MS = 1000;
 
-async function until<T>(what: string, limitMs: number, probe: () => Promise<T | undefined>): Promise<T> {
-  const deadline = Date.now() + limitMs;
-  for (;;) {
-    const value = await probe().catch(() => undefined);
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
-const metric = async (url: string, name: string) => {
-  const text = await (await fetch(url)).text();
-  const m = new RegExp(`^${name} (\\S+)$`, 'm').exec(text);
-  return m ? Number(m[1]) : undefined;
-};
+const metric = async (url: string, name: string) => (await scrape(url))(name);
 
 test('a good give peer enters the round robin over DNS, is evicted within interval + timeout after it dies, and comes back after it recovers', async (t) => {
   const dir = await tempDir('lantern-rotation-');
@@ -59,7 +46,7 @@ test('a good give peer enters the round robin over DNS, is evicted within interv
   const verify = await startRole(['verify', '--home', verifier.home, '--interval', `${INTERVAL_MS}ms`, '--timeout', `${TIMEOUT_MS}ms`], (v) => v['peerId'] === peerId && v['ok'] === true);
   t.teardown(() => verify.stop());
   // The DNS answers come from a snapshot at most a second old.
-  t.deepEqual(await until('the peer in DNS', 3000, () => resolver.resolve4('roundrobin.lantern.test').then((a) => (a.length ? a : undefined))), ['127.0.0.1']);
+  t.deepEqual(await until('the peer in DNS', () => resolver.resolve4('roundrobin.lantern.test').then((a) => (a.length ? a : undefined)), 3000), ['127.0.0.1']);
   const srv = await resolver.resolveSrv('_proxy._tcp.roundrobin.lantern.test');
   t.deepEqual(srv.map((r) => [r.name, r.port]), [[`${peerId}.peers.lantern.test`, port]]);
   const dig = await promisify(execFile)('dig', ['@127.0.0.1', '-p', String(dnsPort), '+short', '+tries=1', 'roundrobin.lantern.test', 'A']).then(
@@ -68,23 +55,23 @@ test('a good give peer enters the round robin over DNS, is evicted within interv
   );
   if (dig === undefined) t.log('dig not installed (apt-get install -y dnsutils); checked with the Node resolver only');
   else t.is(dig, '127.0.0.1');
-  t.is(await until('the metric to recover', 2000, async () => ((await metric(metricsUrl, 'lantern_round_robin_below_min')) === 0 ? 0 : undefined)), 0);
+  t.is(await until('the metric to recover', async () => ((await metric(metricsUrl, 'lantern_round_robin_below_min')) === 0 ? 0 : undefined), 2000), 0);
   t.is(await metric(metricsUrl, 'lantern_round_robin_peers'), 1);
 
   await give.stop('SIGKILL');
   const killedAt = performance.now();
-  await until('eviction', INTERVAL_MS + TIMEOUT_MS + 2000, async () => ((await userApi.roundRobin()).length === 0 ? true : undefined));
+  await until('eviction', async () => ((await userApi.roundRobin()).length === 0 ? true : undefined), INTERVAL_MS + TIMEOUT_MS + 2000);
   const evictedAfter = performance.now() - killedAt;
   t.log(`evicted ${Math.round(evictedAfter)} ms after kill -9 (interval ${INTERVAL_MS} ms + timeout ${TIMEOUT_MS} ms)`);
   t.true(evictedAfter <= INTERVAL_MS + TIMEOUT_MS + 250, `evicted after ${Math.round(evictedAfter)} ms`);
-  await until('the warning again', 2000, async () => ((await metric(metricsUrl, 'lantern_round_robin_below_min')) === 1 ? true : undefined));
+  await until('the warning again', async () => ((await metric(metricsUrl, 'lantern_round_robin_below_min')) === 1 ? true : undefined), 2000);
 
   // The owner starts it again on the same port: a new identity key, so it must pass again, and does.
   const again = await startRole(giveArgs(port), 'registered');
   t.teardown(() => again.stop('SIGKILL'));
   t.is(again.events.find((e) => e['event'] === 'registered')?.['peerId'], peerId, 'the registration was still live');
   const restartedAt = performance.now();
-  await until('re-admission', INTERVAL_MS + TIMEOUT_MS + 2000, async () => ((await userApi.roundRobin()).some((p) => p.port === port) ? true : undefined));
+  await until('re-admission', async () => ((await userApi.roundRobin()).some((p) => p.port === port) ? true : undefined), INTERVAL_MS + TIMEOUT_MS + 2000);
   t.log(`re-admitted ${Math.round(performance.now() - restartedAt)} ms after it registered again`);
   const peers = await runCli(['peers', '--json', '--home', verifier.home]);
   const listed = (JSON.parse(peers.stdout) as { peers: Array<{ peerId: string; state: string; lastVerdict?: { ok: boolean } }> }).peers;

@@ -6,11 +6,7 @@ import { controlRequest } from '../../net/control-socket.js';
 import type { ControlRequest, Role } from '../../protocol/messages.js';
 import { AccountService } from '../../roles/server/accounts.js';
 import { dataDirPaths } from '../../roles/server/data-dir.js';
-import { LevelServerStore } from '../../storage/level-server-store.js';
-import { RedisNotifier } from '../../storage/redis-notifier.js';
-import { RedisServerStore } from '../../storage/redis-server-store.js';
-import type { ServerStore } from '../../storage/server-store.js';
-import { parseStoreSpec, type StoreSpec } from '../store-spec.js';
+import { openServerStore, parseStoreSpec, type StoreSpec } from '../store-spec.js';
 import { parsePositiveInt } from '../config.js';
 import { readPassword, writeJson, writeLine, type Io } from '../io.js';
 
@@ -19,29 +15,21 @@ import { readPassword, writeJson, writeLine, type Io } from '../io.js';
  * server running on the data dir, or directly on its LevelDB when none runs.
  */
 async function runAccountOp(flags: { dataDir?: string; store: StoreSpec }, request: ControlRequest): Promise<Record<string, unknown>> {
-  let store: ServerStore;
-  // On Redis, a revocation is also announced over pub/sub, so whichever instance holds a poll of the
-  // revoked device ends it at once.
-  let notifier: RedisNotifier | undefined;
-  if (flags.store.kind === 'redis') {
-    store = new RedisServerStore({ url: flags.store.url });
-    if (request.op === 'account.revoke') notifier = new RedisNotifier({ url: flags.store.url });
-  } else {
+  if (flags.store.kind === 'level') {
     if (!flags.dataDir) throw new LanternError('LA_ERR_USAGE', '--data-dir is required with the embedded store');
-    const paths = dataDirPaths(flags.dataDir);
-    const viaServer = await controlRequest(paths.control, request);
+    const viaServer = await controlRequest(dataDirPaths(flags.dataDir).control, request);
     if (viaServer) return viaServer;
-    store = new LevelServerStore({ location: paths.store });
   }
-  await store.open();
+  // The same store (and notifier) a server would open: on Redis a revocation is announced over
+  // pub/sub, so whichever instance holds a poll of the revoked device ends it at once.
+  const { store, notifier } = await openServerStore(flags.store, flags.dataDir ?? '');
   try {
-    await notifier?.open();
-    const accounts = new AccountService({ store, clock: systemClock, logger: createLogger({ level: 'warn' }), ...(notifier ? { notifier } : {}) });
+    const accounts = new AccountService({ store, notifier, clock: systemClock, logger: createLogger({ level: 'warn' }) });
     return request.op === 'account.add'
       ? await accounts.add(request.name, request.role, request.password)
       : await accounts.revoke(request.name, request.deviceId);
   } finally {
-    await notifier?.close();
+    await notifier.close();
     await store.close();
   }
 }

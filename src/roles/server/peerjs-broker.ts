@@ -238,8 +238,7 @@ export class PeerjsBroker {
     if (existing) {
       // The same client reconnecting (same token): the new socket takes over, gets OPEN like any
       // registration, and the old one is closed (closing it no longer affects the id).
-      void existing.unsubscribe?.();
-      existing.socket.close(1000, 'replaced by a new connection with the same id and token');
+      this.#replaced(existing);
     }
     socket.on('message', (data: RawData, isBinary: boolean) => this.#onFrame(client, data, isBinary));
     socket.on('close', () => {
@@ -253,6 +252,12 @@ export class PeerjsBroker {
       this.#dropQueue(id, queued);
       for (const { frame } of queued.frames) socket.send(frame);
     }
+  }
+
+  /** Closes a client whose id and token reconnected elsewhere (the claim stays with the new socket). */
+  #replaced(old: Client): void {
+    void old.unsubscribe?.();
+    old.socket.close(1000, 'replaced by a new connection with the same id and token');
   }
 
   /** Cluster: gives up the id's channel and claim. */
@@ -273,8 +278,7 @@ export class PeerjsBroker {
     const local = this.#clients.get(id);
     if (local) {
       this.#clients.delete(id);
-      void local.unsubscribe?.();
-      local.socket.close(1000, 'replaced by a new connection with the same id and token');
+      this.#replaced(local);
     }
     const queued = this.#queues.get(id);
     if (!queued) return;

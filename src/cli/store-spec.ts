@@ -2,9 +2,9 @@ import { InvalidArgumentError } from 'commander';
 import { dataDirPaths } from '../roles/server/data-dir.js';
 import { LevelServerStore } from '../storage/level-server-store.js';
 import { MemoryNotifier } from '../storage/memory-notifier.js';
-import { RedisNotifier } from '../storage/redis-notifier.js';
+import { RedisNotifier, redisChannelName } from '../storage/redis-notifier.js';
 import { RedisServerStore } from '../storage/redis-server-store.js';
-import type { Notifier, ServerStore } from '../storage/server-store.js';
+import { deviceChannel, type Notifier, type ServerStore } from '../storage/server-store.js';
 
 /** `--store`: `level` (the embedded LevelDB in the data dir) or `redis://HOST:PORT[/DB]`. */
 export type StoreSpec = { kind: 'level' } | { kind: 'redis'; url: string };
@@ -22,7 +22,8 @@ export async function openServerStore(spec: StoreSpec, dataDir: string, options:
     await store.open();
     return { store, notifier: new MemoryNotifier() };
   }
-  const store = new RedisServerStore({ url: spec.url });
+  // The store wakes polls in its send script, on the channels the notifier listens to.
+  const store = new RedisServerStore({ url: spec.url, wakeChannels: (a) => redisChannelName(deviceChannel(a)) });
   await store.open();
   const notifier = new RedisNotifier({ url: spec.url });
   try {

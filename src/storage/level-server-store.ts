@@ -15,7 +15,9 @@ import {
   type BucketPolicy,
   type DeviceCredential,
   type DeviceRecord,
+  checkBeforeEnqueue,
   type EnqueueInput,
+  type EnqueueOptions,
   type EnqueueResult,
   type ExpireResult,
   type QueueLimits,
@@ -279,6 +281,11 @@ export class LevelServerStore implements ServerStore {
     return session && session.expiresAt > now ? session : undefined;
   }
 
+  async claimSessionNonce(id: string, key: string, expiresAt: number, now: number): Promise<'claimed' | 'replayed' | 'ended'> {
+    if (!(await this.getSession(id, now))) return 'ended';
+    return (await this.claimNonce(key, expiresAt)) ? 'claimed' : 'replayed';
+  }
+
   async putKeys(address: Address, keys: KeysUpload): Promise<void> {
     const d = dev(address);
     await this.#locks.run(`keys:${d}`, async () => {
@@ -444,7 +451,7 @@ export class LevelServerStore implements ServerStore {
     return `x!${pad(expiresAt, 15)}!${this.#instance}${pad(this.#expirySeq, 9)}`;
   }
 
-  async enqueue(recipients: readonly Recipient[], message: EnqueueInput, limits: QueueLimits): Promise<EnqueueResult> {
+  async enqueue(recipients: readonly Recipient[], message: EnqueueInput, limits: QueueLimits, options?: EnqueueOptions): Promise<EnqueueResult> {
     const sizes = recipients.map((r) => base64Bytes(r.payload ?? message.payload));
     const sender = `${message.from.userId}:${message.from.deviceId}`;
     const dedupeKeys = recipients.map((r) => `k!${dev(r)}!${sender}!${message.clientId}`);
@@ -454,6 +461,9 @@ export class LevelServerStore implements ServerStore {
     const outcome = await this.#locks.runAll(
       recipients.map((r) => `dev:${dev(r)}`),
       async () => {
+        // Under the device locks, so a revocation cannot fall between the check and the write.
+        const limited = await checkBeforeEnqueue(this, recipients, options);
+        if (limited) return { outcome: limited, written: undefined };
         const seen = await Promise.all(
           dedupeKeys.map(async (k) =>
             this.#pendingDedupe.get(k) ?? (this.#dedupeFilter.has(k) ? await this.#get<{ digest: string }>(k) : undefined),
@@ -461,7 +471,7 @@ export class LevelServerStore implements ServerStore {
         );
         if (seen.some((s) => s && s.digest !== message.digest)) throw new LanternError('LA_ERR_MESSAGE_ID_CONFLICT');
         if (seen.every((s) => s !== undefined)) {
-          return { status: 'duplicate' as const, written: Promise.all(seen.map((s) => (s as { written?: Promise<void> }).written)) };
+          return { outcome: { status: 'duplicate' as const }, written: Promise.all(seen.map((s) => (s as { written?: Promise<void> }).written)) };
         }
         const metas = await Promise.all(recipients.map((r) => this.#loadMeta(r)));
         recipients.forEach((r, i) => {
@@ -516,11 +526,11 @@ export class LevelServerStore implements ServerStore {
           () => dedupeKeys.forEach((k) => this.#pendingDedupe.get(k) === pending && this.#pendingDedupe.delete(k)),
           () => dedupeKeys.forEach((k) => this.#pendingDedupe.get(k) === pending && this.#pendingDedupe.delete(k)),
         );
-        return { status: 'queued' as const, written };
+        return { outcome: { status: 'queued' as const }, written };
       },
     );
     await outcome.written;
-    return { status: outcome.status };
+    return outcome.outcome;
   }
 
   async fetch(address: Address, limit: number): Promise<{ messages: StoredMessage[]; more: boolean }> {

@@ -10,7 +10,9 @@ import {
   type BucketPolicy,
   type DeviceCredential,
   type DeviceRecord,
+  checkBeforeEnqueue,
   type EnqueueInput,
+  type EnqueueOptions,
   type EnqueueResult,
   type ExpireResult,
   type QueueLimits,
@@ -169,6 +171,11 @@ export class MemoryServerStore implements ServerStore {
     return s && s.expiresAt > now ? structuredClone(s) : undefined;
   }
 
+  async claimSessionNonce(id: string, key: string, expiresAt: number, now: number): Promise<'claimed' | 'replayed' | 'ended'> {
+    if (!(await this.getSession(id, now))) return 'ended';
+    return (await this.claimNonce(key, expiresAt)) ? 'claimed' : 'replayed';
+  }
+
   async putKeys(address: Address, keys: KeysUpload): Promise<void> {
     this.#check();
     const { preKeys, kyberPreKeys, ...base } = structuredClone(keys);
@@ -264,8 +271,10 @@ export class MemoryServerStore implements ServerStore {
     return result;
   }
 
-  async enqueue(recipients: readonly Recipient[], message: EnqueueInput, limits: QueueLimits): Promise<EnqueueResult> {
+  async enqueue(recipients: readonly Recipient[], message: EnqueueInput, limits: QueueLimits, options?: EnqueueOptions): Promise<EnqueueResult> {
     this.#check();
+    const limited = await checkBeforeEnqueue(this, recipients, options);
+    if (limited) return limited;
     const sizes = recipients.map((r) => base64Bytes(r.payload ?? message.payload));
     const dedupeKeys = recipients.map(
       (r) => `${addrKey(r)}|${message.from.userId}:${message.from.deviceId}|${message.clientId}`,

@@ -2,6 +2,11 @@ import { Redis } from 'ioredis';
 import { LanternError } from '../core/errors.js';
 import type { Notifier } from './server-store.js';
 
+/** The Redis channel of a notifier channel (a store that publishes wake-ups itself uses the same names). */
+export function redisChannelName(channel: string, prefix = 'la:'): string {
+  return `${prefix}ch:${channel}`;
+}
+
 /**
  * Wake-ups across server processes through Redis pub/sub: a send on one instance wakes the
  * long-poll another instance holds; a newer poll releases an older one wherever it is held. One
@@ -17,7 +22,7 @@ export class RedisNotifier implements Notifier {
   readonly #lingering = new Map<string, ReturnType<typeof setTimeout>>();
 
   constructor(options: { url: string; prefix?: string; lingerMs?: number }) {
-    this.#prefix = `${options.prefix ?? 'la:'}ch:`;
+    this.#prefix = redisChannelName('', options.prefix);
     this.#lingerMs = options.lingerMs ?? 30_000;
     this.#pub = new Redis(options.url, { lazyConnect: true, maxRetriesPerRequest: 2 });
     this.#sub = new Redis(options.url, { lazyConnect: true });

@@ -6,32 +6,77 @@
  */
 
 /**
- * Queue one message to several devices of one user, all or nothing.
- * KEYS per recipient (5): queue zset, message hash, bytes counter, seq counter, expiry zset; then
- * the user's devices hash. ARGV: n, digest, expiresAt, maxMessages, maxBytes, fromUserId,
- * fromDeviceId, sentAt (the time now), sender|clientId, time Redis may drop the dedupe record,
- * then per recipient (5): size, type, payload, id suffix, deviceId. A dedupe record counts until the
- * message's expiry. Dedupe records live under the device's incarnation (created/revoked times), so a
- * revoked device's records are gone for it. Answers {'queued', added} | {'duplicate'} |
- * {'conflict'} | {'full', i}.
+ * Lua: a token bucket step, `take(key, cost, capacity, refillPerSecond, now)` -> ok, retryAfterMs
+ * (-1: never). The bucket hash expires once it would be full again.
  */
-export const ENQUEUE = `
+const TAKE_FN = `
+local function take(key, cost, capacity, refill, now)
+  local state = redis.call('HMGET', key, 'tokens', 'updatedAt')
+  local tokens = tonumber(state[1]) or capacity
+  local updated = tonumber(state[2]) or now
+  local elapsed = math.max(0, now - updated) / 1000
+  tokens = math.min(capacity, tokens + elapsed * refill)
+  local ttl = 60000
+  if refill > 0 then ttl = math.ceil(capacity / refill * 1000) + 1000 end
+  local ok = tokens >= cost
+  if ok then tokens = tokens - cost end
+  redis.call('HSET', key, 'tokens', tostring(tokens), 'updatedAt', tostring(now))
+  redis.call('PEXPIRE', key, ttl)
+  if ok then return true, 0 end
+  if cost > capacity or refill <= 0 then return false, -1 end
+  return false, math.ceil((cost - tokens) / refill * 1000)
+end
+`;
+
+/**
+ * Queue one message to several devices of one user, all or nothing, with the checks that come
+ * first and the wake-up, in one step (see ServerStore.enqueue).
+ * KEYS per recipient (5): queue zset, message hash, bytes counter, seq counter, expiry zset; then
+ * the user's devices hash; then one hash per token bucket.
+ * ARGV (14): n, digest, expiresAt, maxMessages, maxBytes, fromUserId, fromDeviceId, sentAt,
+ * sender|clientId, time Redis may drop the dedupe record, active devices only ('1' or ''), now,
+ * number of buckets, wake-up ('1' or ''); per recipient (5): size, type, payload, id suffix,
+ * deviceId; per bucket (3): cost, capacity, refill per second; with wake-up, per recipient its
+ * channel.
+ * Order: the devices are active, the buckets have tokens, the id is new (a record counts until the
+ * message's expiry; records live under the device's incarnation, its created/revoked times, so a
+ * revoked device's records are gone for it), the queues have room; then the write and the wake-up
+ * ('message' on each channel, also for a duplicate: the first send's wake-up may have been missed).
+ * Answers {'queued', added} | {'duplicate'} | {'conflict'} | {'full', i} | {'gone', i} |
+ * {'limited', bucket, retryAfterMs}.
+ */
+export const ENQUEUE = `${TAKE_FN}
 local n = tonumber(ARGV[1])
 local digest = ARGV[2]
 local expiresAt = ARGV[3]
 local maxM = tonumber(ARGV[4])
 local maxB = tonumber(ARGV[5])
+local nb = tonumber(ARGV[13])
+local R = 14
+local B = R + n * 5
+local C = B + nb * 3
+local function wake()
+  if ARGV[14] == '1' then
+    for i = 1, n do redis.call('PUBLISH', ARGV[C + i], 'message') end
+  end
+end
+local incarnations = {}
+for i = 1, n do
+  local dev = redis.call('HGET', KEYS[n * 5 + 1], ARGV[R + (i - 1) * 5 + 5])
+  local r = dev and cjson.decode(dev)
+  if ARGV[11] == '1' and (not r or r.revokedAt) then return {'gone', i} end
+  incarnations[i] = r and (tostring(r.createdAt) .. '-' .. tostring(r.revokedAt or '')) or '0'
+end
+for j = 1, nb do
+  local a = B + (j - 1) * 3
+  local ok, retry = take(KEYS[n * 5 + 1 + j], tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3]), tonumber(ARGV[12]))
+  if not ok then return {'limited', j, retry} end
+end
 local dedupe = {}
 local seen = {}
 local allSeen = true
 for i = 1, n do
-  local incarnation = '0'
-  local dev = redis.call('HGET', KEYS[n * 5 + 1], ARGV[11 + (i - 1) * 5 + 4])
-  if dev then
-    local r = cjson.decode(dev)
-    incarnation = tostring(r.createdAt) .. '-' .. tostring(r.revokedAt or '')
-  end
-  local k = KEYS[(i - 1) * 5 + 1] .. ':dedupe:' .. incarnation .. ':' .. ARGV[9]
+  local k = KEYS[(i - 1) * 5 + 1] .. ':dedupe:' .. incarnations[i] .. ':' .. ARGV[9]
   dedupe[i] = k
   local d = redis.call('GET', k)
   if d then
@@ -45,13 +90,16 @@ for i = 1, n do
   seen[i] = d and true or false
   if not seen[i] then allSeen = false end
 end
-if allSeen then return {'duplicate'} end
+if allSeen then
+  wake()
+  return {'duplicate'}
+end
 for i = 1, n do
   if not seen[i] then
     local b = (i - 1) * 5
     local count = redis.call('ZCARD', KEYS[b + 1])
     local bytes = tonumber(redis.call('GET', KEYS[b + 3]) or '0')
-    local size = tonumber(ARGV[11 + (i - 1) * 5])
+    local size = tonumber(ARGV[R + (i - 1) * 5 + 1])
     if count + 1 > maxM or bytes + size > maxB then return {'full', i} end
   end
 end
@@ -59,19 +107,20 @@ local added = 0
 for i = 1, n do
   if not seen[i] then
     local b = (i - 1) * 5
-    local a = 11 + (i - 1) * 5
+    local a = R + (i - 1) * 5
     local seq = redis.call('INCR', KEYS[b + 4])
-    local id = string.format('%016d', seq) .. '-' .. ARGV[a + 3]
+    local id = string.format('%016d', seq) .. '-' .. ARGV[a + 4]
     local msg = cjson.encode({ id = id, from = { userId = ARGV[6], deviceId = tonumber(ARGV[7]) }, sentAt = tonumber(ARGV[8]),
-      type = tonumber(ARGV[a + 1]), payload = ARGV[a + 2], expiresAt = tonumber(expiresAt), bytes = tonumber(ARGV[a]) })
+      type = tonumber(ARGV[a + 2]), payload = ARGV[a + 3], expiresAt = tonumber(expiresAt), bytes = tonumber(ARGV[a + 1]) })
     redis.call('ZADD', KEYS[b + 1], seq, id)
     redis.call('HSET', KEYS[b + 2], id, msg)
-    redis.call('INCRBY', KEYS[b + 3], ARGV[a])
+    redis.call('INCRBY', KEYS[b + 3], ARGV[a + 1])
     redis.call('ZADD', KEYS[b + 5], expiresAt, id)
     redis.call('SET', dedupe[i], digest .. '|' .. expiresAt, 'PXAT', ARGV[10])
     added = added + 1
   end
 end
+wake()
 return {'queued', added}
 `;
 
@@ -193,31 +242,22 @@ local kyber = redis.call('LPOP', KEYS[3]) or ''
 return {base, pre, kyber}
 `;
 
+/** Token bucket (see TAKE_FN). KEYS: bucket hash. ARGV: cost, capacity, refill per second, now. Answers {1} or {0, retryAfterMs}. */
+export const TAKE_TOKENS = `${TAKE_FN}
+local ok, retry = take(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]))
+if ok then return {1} end
+return {0, retry}
+`;
+
 /**
- * Token bucket. KEYS: bucket hash. ARGV: cost, capacity, refill per second, now.
- * Answers {1} or {0, retryAfterMs}.
+ * Claims a session's request nonce while the session exists and has not expired. KEYS: session,
+ * nonce. ARGV: time Redis may drop the nonce, now. Answers 'claimed', 'replayed' or 'ended'.
  */
-export const TAKE_TOKENS = `
-local cost = tonumber(ARGV[1])
-local capacity = tonumber(ARGV[2])
-local refill = tonumber(ARGV[3])
-local now = tonumber(ARGV[4])
-local state = redis.call('HMGET', KEYS[1], 'tokens', 'updatedAt')
-local tokens = tonumber(state[1]) or capacity
-local updated = tonumber(state[2]) or now
-local elapsed = math.max(0, now - updated) / 1000
-tokens = math.min(capacity, tokens + elapsed * refill)
-local ttl = 60000
-if refill > 0 then ttl = math.ceil(capacity / refill * 1000) + 1000 end
-if tokens >= cost then
-  redis.call('HSET', KEYS[1], 'tokens', tostring(tokens - cost), 'updatedAt', tostring(now))
-  redis.call('PEXPIRE', KEYS[1], ttl)
-  return {1}
-end
-redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'updatedAt', tostring(now))
-redis.call('PEXPIRE', KEYS[1], ttl)
-if cost > capacity or refill <= 0 then return {0, -1} end
-return {0, math.ceil((cost - tokens) / refill * 1000)}
+export const CLAIM_SESSION_NONCE = `
+local s = redis.call('GET', KEYS[1])
+if not s or cjson.decode(s).expiresAt <= tonumber(ARGV[2]) then return 'ended' end
+if redis.call('SET', KEYS[2], '1', 'PXAT', ARGV[1], 'NX') then return 'claimed' end
+return 'replayed'
 `;
 
 /** Compare and set: KEYS[1] becomes ARGV[2] only if it is ARGV[1] ('' for absent). ARGV[3]: PXAT or ''. */

@@ -3,7 +3,10 @@ import test from 'ava';
 import { serverStoreComplianceTests } from '../testing/compliance/server-store.js';
 import { redisInstalled, startRedis, type RunningRedis } from '../testing/helpers/redis.js';
 import { tempDir } from '../testing/helpers/temp-dir.js';
+import { until } from '../testing/helpers/observe.js';
+import { RedisNotifier, redisChannelName } from './redis-notifier.js';
 import { RedisServerStore } from './redis-server-store.js';
+import { deviceChannel } from './server-store.js';
 
 // The same compliance suite as the memory and LevelDB stores, on a real redis-server the test starts
 // (each store under its own key prefix). .ci/run installs redis-server.
@@ -30,4 +33,32 @@ serverStoreComplianceTests(test, 'RedisServerStore', {
   async teardown(store) {
     await store.close();
   },
+});
+
+test('a send wakes the recipients in the same script, on the notifier channel', async (t) => {
+  if (!ctx.redis) return t.fail('redis-server is not installed');
+  const prefix = `w${randomUUID().slice(0, 8)}:`;
+  const store = new RedisServerStore({ url: ctx.redis.url, prefix, wakeChannels: (a) => redisChannelName(deviceChannel(a), prefix) });
+  const notifier = new RedisNotifier({ url: ctx.redis.url, prefix });
+  await Promise.all([store.open(), notifier.open()]);
+  try {
+    const userId = randomUUID();
+    const device = await store.putDevice(userId, { serial: 'aa01', publicKeyPem: 'pem', expiresAt: Date.now() + 60_000 }, Date.now());
+    const to = { userId, deviceId: device.deviceId };
+    const heard: string[] = [];
+    await notifier.subscribe(deviceChannel(to), (m) => heard.push(m));
+    const input = { clientId: randomUUID(), digest: 'd', from: { userId: randomUUID(), deviceId: 1 }, type: 0, payload: 'aGk=', sentAt: Date.now(), expiresAt: Date.now() + 60_000 };
+    const limits = { maxMessages: 10, maxBytes: 1000 };
+    t.deepEqual(await store.enqueue([to], input, limits), { status: 'queued', notified: true });
+    t.deepEqual(await store.enqueue([to], input, limits), { status: 'duplicate', notified: true });
+    await until('two wake-ups', async () => (heard.length === 2 ? true : undefined), 2000);
+    t.deepEqual(heard, ['message', 'message']);
+    await t.throwsAsync(store.enqueue([{ userId, deviceId: 9 }], { ...input, clientId: randomUUID() }, limits, { now: Date.now(), activeDevicesOnly: true }), {
+      code: 'LA_ERR_RECIPIENT_NOT_FOUND',
+    } as never);
+    await new Promise((r) => setTimeout(r, 100));
+    t.is(heard.length, 2, 'a refused send wakes nobody');
+  } finally {
+    await Promise.all([store.close(), notifier.close()]);
+  }
 });

@@ -3,7 +3,7 @@ import { Redis } from 'ioredis';
 import { LanternError } from '../core/errors.js';
 import type { Address, DeviceBundle, KeyCounts, KeysUpload, Verdict } from '../protocol/messages.js';
 import { MAX_DEVICE_ID, MIN_DEVICE_ID } from '../protocol/version.js';
-import { ACK, COMPARE_AND_SET, ENQUEUE, EXPIRE_QUEUE, FETCH, PUT_DEVICE, PUT_KEYS, REVOKE_DEVICE, TAKE_BUNDLE, TAKE_TOKENS } from './redis-scripts.js';
+import { ACK, CLAIM_SESSION_NONCE, COMPARE_AND_SET, ENQUEUE, EXPIRE_QUEUE, FETCH, PUT_DEVICE, PUT_KEYS, REVOKE_DEVICE, TAKE_BUNDLE, TAKE_TOKENS } from './redis-scripts.js';
 import {
   applyVerdict,
   base64Bytes,
@@ -13,6 +13,7 @@ import {
   type DeviceCredential,
   type DeviceRecord,
   type EnqueueInput,
+  type EnqueueOptions,
   type EnqueueResult,
   type ExpireResult,
   type PeerRecord,
@@ -32,6 +33,12 @@ export interface RedisStoreOptions {
   url: string;
   /** Prefix of every key (several stores may share a database, as the tests do). */
   prefix?: string;
+  /**
+   * When given, a send publishes 'message' on each recipient's channel (the Redis channel name of
+   * deviceChannel, as RedisNotifier names it) in the same script that queues it, and says so
+   * (`notified`): one round trip, and no wake-up lost if this process dies in between.
+   */
+  wakeChannels?: (recipient: Address) => string;
 }
 
 interface RedisMessage extends StoredMessage {
@@ -39,7 +46,7 @@ interface RedisMessage extends StoredMessage {
   bytes: number;
 }
 
-type Scripts = Record<'enqueue' | 'fetchQueue' | 'ack' | 'expireQueue' | 'putDevice' | 'revokeDevice' | 'putKeys' | 'takeBundle' | 'takeTokens' | 'cas', (...args: Array<string | number>) => Promise<unknown>>;
+type Scripts = Record<'enqueue' | 'claimSessionNonce' | 'fetchQueue' | 'ack' | 'expireQueue' | 'putDevice' | 'revokeDevice' | 'putKeys' | 'takeBundle' | 'takeTokens' | 'cas', (...args: Array<string | number>) => Promise<unknown>>;
 
 /** How many times a compare-and-set update is retried under contention. */
 const CAS_ATTEMPTS = 20;
@@ -73,7 +80,7 @@ export class RedisServerStore implements ServerStore {
   constructor(options: RedisStoreOptions) {
     this.#o = options;
     this.#p = options.prefix ?? 'la:';
-    // Auto-pipelining: commands issued in the same tick by concurrent requests share one write.
+    // No auto-pipelining: it holds new commands while a batch awaits its replies (measured: slower).
     this.#redis = new Redis(options.url, { lazyConnect: true, maxRetriesPerRequest: 2, enableOfflineQueue: true });
     this.#redis.on('error', () => undefined); // surfaced per call as LA_ERR_STORE_UNAVAILABLE
     // numberOfKeys given: the leading arguments are KEYS; without it (enqueue) the first argument says how many.
@@ -89,6 +96,7 @@ export class RedisServerStore implements ServerStore {
     define('takeBundle', TAKE_BUNDLE, 3);
     define('takeTokens', TAKE_TOKENS, 1);
     define('cas', COMPARE_AND_SET, 1);
+    define('claimSessionNonce', CLAIM_SESSION_NONCE, 2);
     this.#s = this.#redis as unknown as Scripts;
   }
 
@@ -140,7 +148,9 @@ export class RedisServerStore implements ServerStore {
   #q = (a: Address, part: 'q' | 'm' | 'b' | 'seq' | 'x') => `${this.#p}${part}:{${a.userId}}:${a.deviceId}`;
   #keys = (a: Address, part: 'k' | 'pk' | 'kpk') => `${this.#p}${part}:{${a.userId}}:${a.deviceId}`;
   #peer = (a: Address) => `${this.#p}peer:{${a.userId}}:${a.deviceId}`;
-  #sess = (id: string) => `${this.#p}sess:${id}`;
+  #sess = (id: string) => `${this.#p}sess:{${id}}`;
+  /** Nonces of a session share its tag (claimed together with the session check). */
+  #nonce = (key: string) => `${this.#p}nonce:${key}`;
   #devSessions = (a: Address) => `${this.#p}dsess:{${a.userId}}:${a.deviceId}`;
   #queueKeys = (a: Address) => [this.#q(a, 'q'), this.#q(a, 'm'), this.#q(a, 'b'), this.#q(a, 'x')];
 
@@ -348,12 +358,22 @@ export class RedisServerStore implements ServerStore {
   async claimNonce(key: string, expiresAt: number): Promise<boolean> {
     return this.#run(async () => {
       // A real nonce lives exactly its window in Redis: one command per request, nothing kept longer.
-      const [claimed] = await Promise.all([
-        this.#redis.set(`${this.#p}nonce:${key}`, '1', 'PXAT', gcAt(expiresAt), 'NX'),
-        inPast(expiresAt) ? this.#redis.zadd(`${this.#p}noncex`, expiresAt, key) : undefined,
-      ]);
+      const [claimed] = await Promise.all([this.#redis.set(this.#nonce(key), '1', 'PXAT', gcAt(expiresAt), 'NX'), this.#indexNonce(key, expiresAt)]);
       return claimed === 'OK';
     });
+  }
+
+  async claimSessionNonce(id: string, key: string, expiresAt: number, now: number): Promise<'claimed' | 'replayed' | 'ended'> {
+    const tagged = `{${id}}:${key}`;
+    return this.#run(async () => {
+      const [out] = await Promise.all([this.#s.claimSessionNonce(this.#sess(id), this.#nonce(tagged), gcAt(expiresAt), now), this.#indexNonce(tagged, expiresAt)]);
+      return out as 'claimed' | 'replayed' | 'ended';
+    });
+  }
+
+  /** Nonces that Redis keeps past their time (logical clocks, see gcAt) are swept by expire(). */
+  #indexNonce(key: string, expiresAt: number): Promise<unknown> | undefined {
+    return inPast(expiresAt) ? this.#redis.zadd(`${this.#p}noncex`, expiresAt, key) : undefined;
   }
 
   async takeTokens(key: string, cost: number, policy: BucketPolicy, now: number): Promise<TakeResult> {
@@ -362,47 +382,65 @@ export class RedisServerStore implements ServerStore {
     return { ok: false, retryAfterMs: retry === -1 || retry === undefined ? Number.MAX_SAFE_INTEGER : retry };
   }
 
-  async enqueue(recipients: readonly Recipient[], message: EnqueueInput, limits: QueueLimits): Promise<EnqueueResult> {
+  async enqueue(recipients: readonly Recipient[], message: EnqueueInput, limits: QueueLimits, options?: EnqueueOptions): Promise<EnqueueResult> {
     if (recipients.length === 0) return { status: 'queued' };
-    const userIds = new Set(recipients.map((r) => r.userId));
-    if (userIds.size > 1) {
+    const userId = recipients[0]!.userId;
+    if (recipients.some((r) => r.userId !== userId)) {
       // One script runs in one hash slot: a send goes to the devices of one user.
       throw new LanternError('LA_ERR_INTERNAL', 'The Redis store queues a message for one user at a time');
     }
+    const buckets = options?.buckets ?? [];
+    const wake = this.#o.wakeChannels !== undefined;
     const keys: string[] = [];
-    const perRecipient: Array<string | number> = [];
+    const args: Array<string | number> = [
+      recipients.length,
+      message.digest,
+      message.expiresAt,
+      limits.maxMessages,
+      limits.maxBytes,
+      message.from.userId,
+      message.from.deviceId,
+      message.sentAt,
+      `${message.from.userId}:${message.from.deviceId}|${message.clientId}`,
+      gcAt(message.expiresAt),
+      options?.activeDevicesOnly ? '1' : '',
+      options?.now ?? Date.now(),
+      buckets.length,
+      wake ? '1' : '',
+    ];
     for (const r of recipients) {
       keys.push(this.#q(r, 'q'), this.#q(r, 'm'), this.#q(r, 'b'), this.#q(r, 'seq'), this.#q(r, 'x'));
-      perRecipient.push(base64Bytes(r.payload ?? message.payload), r.type ?? message.type, r.payload ?? message.payload, randomBytes(4).toString('hex'), r.deviceId);
+      args.push(base64Bytes(r.payload ?? message.payload), r.type ?? message.type, r.payload ?? message.payload, randomBytes(4).toString('hex'), r.deviceId);
     }
-    keys.push(this.#dev(recipients[0]!.userId));
+    keys.push(this.#dev(userId));
+    for (const b of buckets) {
+      // With the recipient's keys (one slot); these buckets are only ever taken by sends.
+      keys.push(`${this.#p}tb:{${userId}}:${b.key}`);
+      args.push(b.cost, b.policy.capacity, b.policy.refillPerSecond);
+    }
+    if (wake) args.push(...recipients.map((r) => this.#o.wakeChannels!(r)));
     // Indexed for the retention job before the messages exist (issued first on the same connection,
     // so it lands first), so none can be missed.
     const indexed = this.#redis.sadd(`${this.#p}expq`, ...recipients.map((r) => `${r.userId}:${r.deviceId}`));
     indexed.catch(() => undefined); // awaited below; never an unhandled rejection
-    const out = (await this.#run(() =>
-      this.#s.enqueue(
-        keys.length,
-        ...keys,
-        recipients.length,
-        message.digest,
-        message.expiresAt,
-        limits.maxMessages,
-        limits.maxBytes,
-        message.from.userId,
-        message.from.deviceId,
-        message.sentAt,
-        `${message.from.userId}:${message.from.deviceId}|${message.clientId}`,
-        gcAt(message.expiresAt),
-        ...perRecipient,
-      ),
-    )) as [string, number?];
+    const out = (await this.#run(() => this.#s.enqueue(keys.length, ...keys, ...args))) as [string, number?, number?];
     await this.#run(() => indexed);
-    if (out[0] === 'conflict') throw new LanternError('LA_ERR_MESSAGE_ID_CONFLICT');
-    if (out[0] === 'full') throw new LanternError('LA_ERR_QUEUE_FULL', undefined, { details: { deviceId: recipients[(out[1] ?? 1) - 1]!.deviceId } });
-    if (out[0] === 'duplicate') return { status: 'duplicate' };
-    this.#countQueued(out[1] ?? 0);
-    return { status: 'queued' };
+    const notified = wake ? ({ notified: true } as const) : {};
+    switch (out[0]) {
+      case 'conflict':
+        throw new LanternError('LA_ERR_MESSAGE_ID_CONFLICT');
+      case 'full':
+        throw new LanternError('LA_ERR_QUEUE_FULL', undefined, { details: { deviceId: recipients[(out[1] ?? 1) - 1]!.deviceId } });
+      case 'gone':
+        throw new LanternError('LA_ERR_RECIPIENT_NOT_FOUND', 'No such device');
+      case 'limited':
+        return { status: 'limited', bucket: (out[1] ?? 1) - 1, retryAfterMs: out[2] === -1 || out[2] === undefined ? Number.MAX_SAFE_INTEGER : out[2] };
+      case 'duplicate':
+        return { status: 'duplicate', ...notified };
+      default:
+        this.#countQueued(out[1] ?? 0);
+        return { status: 'queued', ...notified };
+    }
   }
 
   async fetch(address: Address, limit: number): Promise<{ messages: StoredMessage[]; more: boolean }> {
@@ -438,7 +476,7 @@ export class RedisServerStore implements ServerStore {
     // Sessions and nonces whose time has passed (by the caller's clock).
     for (const [index, key] of [
       [`${this.#p}sessx`, this.#sess],
-      [`${this.#p}noncex`, (k: string) => `${this.#p}nonce:${k}`],
+      [`${this.#p}noncex`, this.#nonce],
     ] as const) {
       for (;;) {
         const due = await this.#run(() => this.#redis.zrangebyscore(index, '-inf', now, 'LIMIT', 0, 1000));

@@ -1,3 +1,4 @@
+import { LanternError } from '../core/errors.js';
 import type { Address, DeviceBundle, KeyCounts, KeysUpload, PeerInfo, ProxyProtocol, Role, Verdict } from '../protocol/messages.js';
 
 export interface AccountRecord {
@@ -92,7 +93,32 @@ export interface QueueLimits {
   maxBytes: number;
 }
 
-export type EnqueueResult = { status: 'queued' } | { status: 'duplicate' };
+/**
+ * `queued` or `duplicate` (nothing stored again); `notified` when the store has already woken the
+ * recipients' polls itself (as part of the same atomic step). `limited`: bucket number `bucket` of
+ * the send's buckets was short, and nothing was stored.
+ */
+export type EnqueueResult = { status: 'queued' | 'duplicate'; notified?: true } | { status: 'limited'; bucket: number; retryAfterMs: number };
+
+/** A token bucket a send takes from (see EnqueueOptions). */
+export interface BucketTake {
+  key: string;
+  cost: number;
+  policy: BucketPolicy;
+}
+
+export interface EnqueueOptions {
+  /** The time now (for the buckets). */
+  now: number;
+  /**
+   * Taken in order before anything is stored; the first one short ends the send as `limited` (tokens
+   * already taken stay taken, as with separate takeTokens calls). A shared store takes them in the
+   * same atomic step as the write; their keys live with the recipient user.
+   */
+  buckets?: readonly BucketTake[];
+  /** Every recipient must be an active device, else LA_ERR_RECIPIENT_NOT_FOUND (checked with the write). */
+  activeDevicesOnly?: boolean;
+}
 
 export interface BucketPolicy {
   capacity: number;
@@ -147,6 +173,13 @@ export interface ServerStore {
   putSession(session: SessionRecord): Promise<void>;
   /** A session that has not expired by `now`, if any. */
   getSession(id: string, now: number): Promise<SessionRecord | undefined>;
+  /**
+   * claimNonce for a request of session `id`, in one step with checking that the session still
+   * exists (a renewal or revocation deletes it): 'ended' if it does not (or expired by `now`), else
+   * 'claimed' or 'replayed'. So a caller may keep session records in memory and still never accept
+   * a request of an ended session.
+   */
+  claimSessionNonce(id: string, key: string, expiresAt: number, now: number): Promise<'claimed' | 'replayed' | 'ended'>;
 
   /**
    * Stores a device's keys (see protocol KeysUpload for the replace semantics; signatures are
@@ -189,9 +222,10 @@ export interface ServerStore {
    * Queues one message for each recipient, all or nothing: if any recipient queue would exceed
    * `limits`, LA_ERR_QUEUE_FULL and nothing is stored. A (sender, clientId) seen before for these
    * recipients is a duplicate (nothing stored again); seen with another digest, LA_ERR_MESSAGE_ID_CONFLICT.
-   * Once this resolves the messages are durable.
+   * Once this resolves the messages are durable. See EnqueueOptions for the rate limits and checks
+   * that come first.
    */
-  enqueue(recipients: readonly Recipient[], message: EnqueueInput, limits: QueueLimits): Promise<EnqueueResult>;
+  enqueue(recipients: readonly Recipient[], message: EnqueueInput, limits: QueueLimits, options?: EnqueueOptions): Promise<EnqueueResult>;
   /** The oldest `limit` messages of a queue, in send order; `more` when others follow. */
   fetch(address: Address, limit: number): Promise<{ messages: StoredMessage[]; more: boolean }>;
   /** Deletes the given messages of this queue; returns how many existed. */
@@ -214,6 +248,29 @@ export interface Notifier {
 
 export function deviceChannel(address: Address): string {
   return `device:${address.userId}:${address.deviceId}`;
+}
+
+/**
+ * The checks that come before an enqueue (see EnqueueOptions), for the backends that keep devices
+ * and buckets in one process: undefined to go on, or the `limited` outcome.
+ */
+export async function checkBeforeEnqueue(
+  store: Pick<ServerStore, 'getDevice' | 'takeTokens'>,
+  recipients: readonly Address[],
+  options: EnqueueOptions | undefined,
+): Promise<Extract<EnqueueResult, { status: 'limited' }> | undefined> {
+  if (!options) return undefined;
+  if (options.activeDevicesOnly) {
+    for (const r of recipients) {
+      const d = await store.getDevice(r.userId, r.deviceId);
+      if (!d || d.revokedAt !== undefined) throw new LanternError('LA_ERR_RECIPIENT_NOT_FOUND', 'No such device');
+    }
+  }
+  for (const [bucket, b] of (options.buckets ?? []).entries()) {
+    const r = await store.takeTokens(b.key, b.cost, b.policy, options.now);
+    if (!r.ok) return { status: 'limited', bucket, retryAfterMs: r.retryAfterMs };
+  }
+  return undefined;
 }
 
 /** Decoded size of a standard base64 string. */

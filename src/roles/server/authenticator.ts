@@ -11,7 +11,10 @@ import {
   deviceIdentity,
   splitAuthHeader,
 } from '../../protocol/request-auth.js';
-import type { ServerStore } from '../../storage/server-store.js';
+import type { ServerStore, SessionRecord } from '../../storage/server-store.js';
+
+/** Session records kept in memory (they never change; the store says when one has ended). */
+const SESSION_CACHE_SIZE = 20_000;
 
 export interface AuthContext {
   userId: string;
@@ -35,11 +38,13 @@ export interface AuthRequest {
  * and be unexpired (revoking or renewing a device ends its sessions; a session never outlives the
  * certificate). Both: the time within the window, the signature valid for this method, path and
  * body, the nonce unseen. The nonce is claimed only after the signature verifies, so nobody can
- * burn another device's nonces.
+ * burn another device's nonces. Session records are cached: the nonce claim checks, in the same
+ * step, that the session still exists, so a cached session never outlives a revocation.
  */
 export class Authenticator {
   readonly #store: ServerStore;
   readonly #clock: Clock;
+  readonly #sessions = new Map<string, SessionRecord>();
 
   constructor(components: { store: ServerStore; clock: Clock }) {
     this.#store = components.store;
@@ -96,7 +101,7 @@ export class Authenticator {
     if (!parsed.success) throw new LanternError('LA_ERR_AUTH_MALFORMED');
     const f = parsed.data;
     const now = this.#checkTime(f.t);
-    const session = await this.#store.getSession(f.id, now);
+    const session = await this.#cachedSession(f.id, now);
     if (!session) throw new LanternError('LA_ERR_AUTH_SESSION_EXPIRED');
     const canonical = canonicalRequest({
       scheme: SESSION_AUTH_SCHEME,
@@ -108,7 +113,25 @@ export class Authenticator {
       identity: f.id,
     });
     if (!verifySessionMac(session.key, canonical, f.mac)) throw new LanternError('LA_ERR_AUTH_BAD_SIGNATURE');
-    await this.#claim(`s:${f.id}`, f.t, f.n);
+    const claimed = await this.#store.claimSessionNonce(f.id, `s:${f.id}:${f.t}:${f.n}`, f.t + AUTH_WINDOW_MS, now);
+    if (claimed === 'ended') {
+      this.#sessions.delete(f.id);
+      throw new LanternError('LA_ERR_AUTH_SESSION_EXPIRED');
+    }
+    if (claimed === 'replayed') throw new LanternError('LA_ERR_AUTH_REPLAYED');
     return { userId: session.userId, deviceId: session.deviceId, certificateExpires: session.expiresAt, scheme: SESSION_AUTH_SCHEME };
+  }
+
+  async #cachedSession(id: string, now: number): Promise<SessionRecord | undefined> {
+    let session = this.#sessions.get(id);
+    if (!session) {
+      session = await this.#store.getSession(id, now);
+      if (!session) return undefined;
+      if (this.#sessions.size >= SESSION_CACHE_SIZE) this.#sessions.delete(this.#sessions.keys().next().value!);
+      this.#sessions.set(id, session);
+    }
+    if (session.expiresAt > now) return session;
+    this.#sessions.delete(id);
+    return undefined;
   }
 }

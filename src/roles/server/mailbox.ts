@@ -52,8 +52,8 @@ class HeldPoll {
     // Subscribe before announcing and before the first fetch, so no wake-up falls in between.
     this.#unsubscribe = await this.#c.notifier.subscribe(channel, this.#onNotify);
     this.#mailbox[kHeld].add(this);
-    await this.#c.notifier.publish(channel, `poll:${this.#id}`);
-    await this.#check();
+    // Releasing an older poll and the first look at the queue go out together.
+    await Promise.all([this.#c.notifier.publish(channel, `poll:${this.#id}`), this.#check()]);
     if (this.#done) return;
     if (waitMs <= 0) return this.finish(undefined);
     this.#timer = this.#c.clock.setTimeout(() => this.finish(undefined), waitMs);
@@ -132,19 +132,10 @@ export class Mailbox {
   async send(sender: AuthContext, req: SendRequest): Promise<SendResponse> {
     const { store, notifier, clock } = this.#c;
     const now = clock.now();
-    // The pair limit and the recipients' devices are looked up together (one wait on a shared store).
-    const [pair, recipients] = await Promise.all([
-      store.takeTokens(`pair:${sender.userId}:${sender.deviceId}>${req.to}`, 1, this.#options.rate.pair, now),
-      'messages' in req ? this.#deviceRecipients(sender, req) : this.#plainRecipients(sender, req),
-    ]);
-    if (!pair.ok) throw new LanternError('LA_ERR_RATE_LIMITED', 'Too many messages to this user', { details: { retryAfterMs: pair.retryAfterMs } });
+    const recipients = 'messages' in req ? await this.#deviceRecipients(sender, req) : await this.#plainRecipients(sender, req);
     if (recipients.length === 0) return { devices: [] };
-    const bytes = recipients.reduce((sum, r) => sum + base64Bytes(r.payload), 0);
-    const quota = await store.takeTokens(`bytes:${req.to}`, bytes, this.#options.rate.recipientBytes, now);
-    if (!quota.ok) {
-      throw new LanternError('LA_ERR_RATE_LIMITED', 'Recipient is receiving too much data', { details: { retryAfterMs: quota.retryAfterMs } });
-    }
     const digest = sha256Hex(recipients.map((r) => `${r.deviceId}:${r.type}:${r.payload}`).join('\n'));
+    // The rate limits, the device check, the write and the wake-up: one step on a shared store.
     const queued = await store.enqueue(
       recipients,
       {
@@ -157,9 +148,21 @@ export class Mailbox {
         expiresAt: now + this.#options.retentionMs,
       },
       this.#options.queue,
+      {
+        now,
+        activeDevicesOnly: true,
+        buckets: [
+          { key: `pair:${sender.userId}:${sender.deviceId}>${req.to}`, cost: 1, policy: this.#options.rate.pair },
+          { key: `bytes:${req.to}`, cost: recipients.reduce((sum, r) => sum + base64Bytes(r.payload), 0), policy: this.#options.rate.recipientBytes },
+        ],
+      },
     );
+    if (queued.status === 'limited') {
+      const what = queued.bucket === 0 ? 'Too many messages to this user' : 'Recipient is receiving too much data';
+      throw new LanternError('LA_ERR_RATE_LIMITED', what, { details: { retryAfterMs: queued.retryAfterMs } });
+    }
     if (queued.status === 'queued') this.#c.metrics?.messagesAccepted.inc(recipients.length);
-    await Promise.all(recipients.map((r) => notifier.publish(deviceChannel(r), 'message')));
+    if (!queued.notified) await Promise.all(recipients.map((r) => notifier.publish(deviceChannel(r), 'message')));
     return { devices: recipients.map((r) => r.deviceId) };
   }
 
@@ -184,11 +187,8 @@ export class Mailbox {
   async #plainRecipients(sender: AuthContext, req: PlainSendRequest): Promise<Array<Required<Recipient>>> {
     const { store } = this.#c;
     const one = (deviceId: number) => ({ userId: req.to, deviceId, type: req.type, payload: req.payload });
-    if (req.deviceId !== undefined) {
-      const device = await store.getDevice(req.to, req.deviceId);
-      if (!device || device.revokedAt !== undefined) throw new LanternError('LA_ERR_RECIPIENT_NOT_FOUND', 'No such device');
-      return [one(req.deviceId)];
-    }
+    // The store checks that the device is active (activeDevicesOnly), with the write.
+    if (req.deviceId !== undefined) return [one(req.deviceId)];
     const devices = await store.listDevices(req.to);
     if (devices.length === 0) throw new LanternError('LA_ERR_RECIPIENT_NOT_FOUND', 'No such user');
     // A fan-out to one's own user reaches one's other devices, not the sender.

@@ -127,6 +127,46 @@ export function serverStoreComplianceTests(test: TestFn, name: string, factory: 
     t.true(await s.claimNonce('dev1:abc', 500_000), 'an expired nonce is forgotten');
   });
 
+  withStore('a session nonce is claimed once, and never once the session has ended', async (t, s) => {
+    const u = randomUUID();
+    await s.putDevice(u, cred(1), 1);
+    await s.putSession({ id: 's1', userId: u, deviceId: 1, key: 'a2V5', expiresAt: 10_000 });
+    const results = await Promise.all(Array.from({ length: 10 }, () => s.claimSessionNonce('s1', 's:s1:1:n1', 120_000, 100)));
+    t.deepEqual(results.filter((r) => r === 'claimed').length, 1);
+    t.true(results.every((r) => r === 'claimed' || r === 'replayed'));
+    t.is(await s.claimSessionNonce('s1', 's:s1:1:n2', 120_000, 100), 'claimed');
+    t.is(await s.claimSessionNonce('s1', 's:s1:1:n3', 120_000, 10_000), 'ended', 'expired at its time');
+    t.is(await s.claimSessionNonce('nope', 's:nope:1:n1', 120_000, 100), 'ended', 'an unknown session');
+    await s.revokeDevice(u, 1, 200);
+    t.is(await s.claimSessionNonce('s1', 's:s1:1:n4', 120_000, 300), 'ended', 'revoking the device ends it');
+  });
+
+  withStore('a send takes its rate limits first; when one is short nothing is stored', async (t, s) => {
+    const to = { userId: randomUUID(), deviceId: 1 };
+    const pair = { key: 'pair:x>y', cost: 1, policy: { capacity: 2, refillPerSecond: 1 } };
+    const bytes = (cost: number) => ({ key: `bytes:${to.userId}`, cost, policy: { capacity: 10, refillPerSecond: 5 } });
+    const opts = (cost: number, now = 1000) => ({ now, buckets: [pair, bytes(cost)] });
+    t.is((await s.enqueue([to], msg(), limits, opts(5))).status, 'queued');
+    t.deepEqual(await s.enqueue([to], msg(), limits, opts(6)), { status: 'limited', bucket: 1, retryAfterMs: 200 }, 'the second bucket is short by 1 token');
+    t.deepEqual(await s.enqueue([to], msg(), limits, opts(1)), { status: 'limited', bucket: 0, retryAfterMs: 1000 }, 'the pair token of the refused send stays taken');
+    t.is((await s.fetch(to, 10)).messages.length, 1, 'nothing stored for the refused sends');
+    t.is((await s.enqueue([to], msg(), limits, opts(1, 2000))).status, 'queued', 'refilled');
+    t.is((await s.fetch(to, 10)).messages.length, 2);
+  });
+
+  withStore('a send only to active devices refuses an absent or revoked one and stores nothing', async (t, s) => {
+    const u = randomUUID();
+    await s.putDevice(u, cred(1), 1);
+    await s.putDevice(u, cred(2), 1);
+    const [one, two, three] = [1, 2, 3].map((deviceId) => ({ userId: u, deviceId }));
+    const active = { now: 1000, activeDevicesOnly: true };
+    t.is((await s.enqueue([one!, two!], msg(), limits, active)).status, 'queued');
+    await t.throwsAsync(s.enqueue([one!, three!], msg(), limits, active), { code: 'LA_ERR_RECIPIENT_NOT_FOUND' } as never);
+    await s.revokeDevice(u, 2, 5);
+    await t.throwsAsync(s.enqueue([one!, two!], msg(), limits, active), { code: 'LA_ERR_RECIPIENT_NOT_FOUND' } as never);
+    t.is((await s.fetch(one!, 10)).messages.length, 1, 'nothing stored for the refused sends');
+  });
+
   withStore('token buckets refuse when empty and say when to retry', async (t, s) => {
     const policy = { capacity: 3, refillPerSecond: 1 };
     for (let i = 0; i < 3; i++) t.deepEqual(await s.takeTokens('k', 1, policy, 1000), { ok: true });

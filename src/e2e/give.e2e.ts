@@ -170,7 +170,13 @@ test('get tunnels through contacts\' give peers, fails over when one is killed, 
   const inbox = await runCli(['inbox', '--home', user.home]);
   t.is(inbox.code, 0, inbox.stderr);
   t.is((await runCli(['send', '--home', a.home, '--to', user.userId, 'hello user'])).code, 0);
+  for (let i = 0; i < 100 && !get.events.some((e) => e['event'] === 'message' && e['text'] === 'hello user'); i++) await new Promise((r) => setTimeout(r, 100));
+  t.true(get.events.some((e) => e['event'] === 'message' && e['text'] === 'hello user'), 'get received the message in the background');
   t.is(await get.stop('SIGTERM'), 0);
+  // get acks each stored batch with its next poll, and what is left when it stops: nothing comes again.
+  const api = await user.api();
+  t.teardown(() => api.close());
+  t.is(await api.poll(0), undefined, 'every message get stored was acked');
 });
 
 test('the give binary: decoy without a ticket on all three protocols, forged and expired tickets, private destinations, bandwidth cap', async (t) => {

@@ -59,8 +59,12 @@ export class Inbox {
     return batch && this.handle(batch);
   }
 
-  /** Decrypts, stores and acks one polled batch (for callers that poll themselves). */
-  async handle(batch: PollResponse): Promise<{ messages: ReceivedMessage[]; more: boolean }> {
+  /**
+   * Decrypts, stores and acks one polled batch (for callers that poll themselves). With `deferAck`
+   * the batch is not acked here: the caller passes `acks` with its next poll (`?ack=`), or acks them
+   * itself before it stops. Either way every message is stored before it is acked.
+   */
+  async handle(batch: PollResponse, options: { deferAck?: boolean } = {}): Promise<{ messages: ReceivedMessage[]; more: boolean; acks: string[] }> {
     const { api, keystore, logger } = this.#c;
     const fresh: ReceivedMessage[] = [];
     let usedPreKeys = false;
@@ -77,10 +81,11 @@ export class Inbox {
       usedPreKeys ||= m.type === MESSAGE_TYPE.preKey;
       fresh.push(received);
     }
-    await api.ack(batch.messages.map((m) => m.id));
+    const acks = batch.messages.map((m) => m.id);
+    if (!options.deferAck) await api.ack(acks);
     if (fresh.length < batch.messages.length) logger.debug({ duplicates: batch.messages.length - fresh.length }, 'dropped redelivered messages');
     if (usedPreKeys) await this.#topUp();
-    return { messages: fresh, more: batch.more };
+    return { messages: fresh, more: batch.more, acks: options.deferAck ? acks : [] };
   }
 
   async #open(m: DeliveredMessage): Promise<ReceivedMessage | undefined> {

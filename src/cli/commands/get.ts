@@ -84,19 +84,23 @@ async function runGet(io: Io, flags: GetFlags): Promise<number> {
   // Messages keep arriving while get runs: long-poll without holding the keystore, open it per batch.
   const abort = new AbortController();
   const receiving = (async () => {
+    // Each stored batch is acked with the next poll (one request per batch); a failed poll keeps the acks.
+    let acks: string[] = [];
     while (!abort.signal.aborted) {
       try {
-        const batch = await api.poll(30, 100, abort.signal);
+        const batch = await api.poll(30, 100, abort.signal, acks);
+        acks = [];
         if (!batch) continue;
         const got = await withKeystore(home, async (keystore) => {
           const agent = await openAgent(keystore, credential);
           try {
             const inbox = new Inbox({ api: agent.api, keystore, logger, deviceKeys: agent.deviceKeys, contacts: new Contacts(keystore), ...(agent.cipher ? { cipher: agent.cipher } : {}) });
-            return await inbox.handle(batch);
+            return await inbox.handle(batch, { deferAck: true });
           } finally {
             await agent.api.close();
           }
         });
+        acks = got.acks;
         if (flags.json) for (const m of got.messages) writeJson(io.stdout, { event: 'message', id: m.id, from: m.from, ...(m.ad ? { ad: m.ad, adStatus: m.adStatus } : { text: m.text }) });
         if (got.messages.some((m) => m.adStatus === 'accepted')) await source.refresh();
       } catch (err) {
@@ -105,6 +109,7 @@ async function runGet(io: Io, flags: GetFlags): Promise<number> {
         await new Promise((r) => setTimeout(r, 1000));
       }
     }
+    if (acks.length) await api.ack(acks).catch((err: unknown) => logger.warn({ code: (err as LanternError).code }, 'final ack failed; the messages come again and are dropped as seen'));
   })();
   const signal = await io.stopSignal;
   if (flags.json) writeJson(io.stdout, { event: 'stopping', signal });

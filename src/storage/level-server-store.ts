@@ -59,10 +59,24 @@ import { pruneFullBuckets, takeFromBucket, type BucketState } from './token-buck
 const pad = (n: number, width: number) => String(n).padStart(width, '0');
 const dev = (a: Address) => `${a.userId}!${pad(a.deviceId, 3)}`;
 
+/**
+ * A live key just past each queue's messages (`m!<device>!~`). LevelDB has no upper bound on an
+ * iterator: reading a range steps over every deleted entry after the range's last live key until it
+ * meets a live one, so without this a fetch on an emptied queue walked through the deletions of the
+ * queues that follow it in key order (most of the CPU time of a loaded server).
+ */
+const QUEUE_END = '!~';
+
 interface QueueMeta {
   count: number;
   bytes: number;
   seq: number;
+  /**
+   * No message below this seq is stored any more: fetches start their range here, so they do not
+   * walk over the deletions of acked messages (LevelDB keeps those until a compaction, and a range
+   * read steps over each of them: 50,000 cost 5 ms per fetch).
+   */
+  head: number;
 }
 
 interface LevelMessage extends StoredMessage {
@@ -114,7 +128,7 @@ export class LevelServerStore implements ServerStore {
     try {
       await this.#db.open();
       for await (const key of this.#db.keys({ gte: 'k!', lt: 'k!~' })) this.#dedupeFilter.add(key);
-      for await (const _ of this.#db.keys({ gte: 'm!', lt: 'm!~' })) this.#queued++;
+      for await (const key of this.#db.keys({ gte: 'm!', lt: 'm!~' })) if (!key.endsWith(QUEUE_END)) this.#queued++;
       for (const [key, p] of await this.#range<PeerRecord>('g!', 'g!~')) this.#peerKeys.set(p.peerId, key);
     } catch (err) {
       throw levelError(err, 'open server store');
@@ -435,13 +449,16 @@ export class LevelServerStore implements ServerStore {
     const k = dev(addr);
     let meta = this.#meta.get(k);
     if (!meta) {
-      meta = { count: 0, bytes: 0, seq: 0 };
+      meta = { count: 0, bytes: 0, seq: 0, head: 0 };
       for (const [key, m] of await this.#range<LevelMessage>(`m!${k}!`, `m!${k}!~`)) {
         meta.count += 1;
         meta.bytes += m.bytes;
         meta.seq = Number(key.slice(key.lastIndexOf('!') + 1));
+        if (meta.count === 1) meta.head = meta.seq;
       }
       this.#meta.set(k, meta);
+      // Only a speed-up: if this write fails, reads are slower, not wrong.
+      this.#writer.write([{ type: 'put', key: `m!${k}${QUEUE_END}`, value: 0 }]).catch(() => undefined);
     }
     return meta;
   }
@@ -534,7 +551,12 @@ export class LevelServerStore implements ServerStore {
   }
 
   async fetch(address: Address, limit: number): Promise<{ messages: StoredMessage[]; more: boolean }> {
-    const rows = await this.#range<LevelMessage>(`m!${dev(address)}!`, `m!${dev(address)}!~`, limit + 1);
+    const meta = await this.#loadMeta(address);
+    const rows = await this.#range<LevelMessage>(`m!${dev(address)}!${pad(meta.head, 16)}`, `m!${dev(address)}!~`, limit + 1);
+    // The oldest stored message: none below it can appear later (seqs are taken in order under the
+    // device lock and written in that order), so later fetches may start there.
+    const first = rows[0];
+    if (first) meta.head = Math.max(meta.head, Number(first[0].slice(first[0].lastIndexOf('!') + 1)));
     const messages = rows.slice(0, limit).map(([, { expiresAt: _e, bytes: _b, ...m }]) => m);
     return { messages, more: rows.length > limit };
   }

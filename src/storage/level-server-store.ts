@@ -7,6 +7,7 @@ import { MAX_DEVICE_ID, MIN_DEVICE_ID } from '../protocol/version.js';
 import { BloomFilter } from './bloom-filter.js';
 import { GroupCommit, type LevelOp } from './group-commit.js';
 import { levelError } from './level-errors.js';
+import { RecentNonces } from './recent-nonces.js';
 import {
   base64Bytes,
   applyVerdict,
@@ -100,7 +101,7 @@ export class LevelServerStore implements ServerStore {
   readonly #writer: GroupCommit;
   readonly #locks = new KeyedMutex();
   readonly #meta = new Map<string, QueueMeta>();
-  readonly #recentNonces = new Map<string, number>();
+  readonly #recentNonces = new RecentNonces();
   readonly #sessions = new Map<string, SessionRecord>();
   /** Device records by `<userId>!<ddd>` (null: known absent); every request reads one. */
   readonly #deviceCache = new Map<string, DeviceRecord | null>();
@@ -295,9 +296,9 @@ export class LevelServerStore implements ServerStore {
     return session && session.expiresAt > now ? session : undefined;
   }
 
-  async claimSessionNonce(id: string, key: string, expiresAt: number, now: number): Promise<'claimed' | 'replayed' | 'ended'> {
+  async claimSessionNonce(id: string, nonce: string, expiresAt: number, now: number): Promise<'claimed' | 'replayed' | 'ended'> {
     if (!(await this.getSession(id, now))) return 'ended';
-    return (await this.claimNonce(key, expiresAt)) ? 'claimed' : 'replayed';
+    return (await this.claimNonce(`s:${id}`, nonce, expiresAt)) ? 'claimed' : 'replayed';
   }
 
   async putKeys(address: Address, keys: KeysUpload): Promise<void> {
@@ -425,12 +426,11 @@ export class LevelServerStore implements ServerStore {
     });
   }
 
-  async claimNonce(key: string, expiresAt: number): Promise<boolean> {
+  async claimNonce(scope: string, nonce: string, expiresAt: number): Promise<boolean> {
     // The in-memory claim is synchronous, so two concurrent requests cannot both pass; LevelDB keeps
     // the claim across restarts within its window.
-    if (this.#recentNonces.has(key)) return false;
-    this.#recentNonces.set(key, expiresAt);
-    const dbKey = `n!${pad(Math.floor(expiresAt / 60_000), 12)}!${key}`;
+    if (!this.#recentNonces.claim(scope, nonce, expiresAt)) return false;
+    const dbKey = `n!${pad(Math.floor(expiresAt / 60_000), 12)}!${scope}:${nonce}`;
     if ((await this.#get(dbKey)) !== undefined) return false;
     // Not awaited: while this process lives the in-memory claim guards the nonce; the record only
     // has to outlive a restart, and it reaches the OS with the next batch, within milliseconds.
@@ -594,7 +594,7 @@ export class LevelServerStore implements ServerStore {
   async expire(now: number): Promise<ExpireResult> {
     let messages = 0;
     const nowBucket = pad(Math.floor(now / 60_000), 12);
-    for (const [k, exp] of this.#recentNonces) if (exp <= now) this.#recentNonces.delete(k);
+    this.#recentNonces.prune(now);
     try {
       await this.#db.clear({ gte: 'n!', lt: `n!${nowBucket}` });
     } catch (err) {

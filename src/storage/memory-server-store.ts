@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { LanternError } from '../core/errors.js';
+import { RecentNonces } from './recent-nonces.js';
 import type { Address, DeviceBundle, KeyCounts, KeysUpload, KyberPreKeyUpload, PreKeyUpload, Verdict } from '../protocol/messages.js';
 import { MAX_DEVICE_ID, MIN_DEVICE_ID } from '../protocol/version.js';
 import {
@@ -53,7 +54,7 @@ export class MemoryServerStore implements ServerStore {
   #devices = new Map<string, Map<number, DeviceRecord>>();
   #queues = new Map<string, Map<string, QueuedMessage>>();
   #dedupe = new Map<string, DedupeEntry>();
-  #nonces = new Map<string, number>();
+  readonly #nonces = new RecentNonces();
   #sessions = new Map<string, SessionRecord>();
   #keys = new Map<string, StoredKeys>();
   #peers = new Map<string, PeerRecord>();
@@ -171,9 +172,9 @@ export class MemoryServerStore implements ServerStore {
     return s && s.expiresAt > now ? structuredClone(s) : undefined;
   }
 
-  async claimSessionNonce(id: string, key: string, expiresAt: number, now: number): Promise<'claimed' | 'replayed' | 'ended'> {
+  async claimSessionNonce(id: string, nonce: string, expiresAt: number, now: number): Promise<'claimed' | 'replayed' | 'ended'> {
     if (!(await this.getSession(id, now))) return 'ended';
-    return (await this.claimNonce(key, expiresAt)) ? 'claimed' : 'replayed';
+    return (await this.claimNonce(`s:${id}`, nonce, expiresAt)) ? 'claimed' : 'replayed';
   }
 
   async putKeys(address: Address, keys: KeysUpload): Promise<void> {
@@ -256,11 +257,9 @@ export class MemoryServerStore implements ServerStore {
     return undefined;
   }
 
-  async claimNonce(key: string, expiresAt: number): Promise<boolean> {
+  async claimNonce(scope: string, nonce: string, expiresAt: number): Promise<boolean> {
     this.#check();
-    if (this.#nonces.has(key)) return false;
-    this.#nonces.set(key, expiresAt);
-    return true;
+    return this.#nonces.claim(scope, nonce, expiresAt);
   }
 
   async takeTokens(key: string, cost: number, policy: BucketPolicy, now: number): Promise<TakeResult> {
@@ -354,7 +353,7 @@ export class MemoryServerStore implements ServerStore {
       }
     }
     for (const [k, d] of this.#dedupe) if (d.expiresAt <= now) this.#dedupe.delete(k);
-    for (const [k, exp] of this.#nonces) if (exp <= now) this.#nonces.delete(k);
+    this.#nonces.prune(now);
     for (const [k, sess] of this.#sessions) if (sess.expiresAt <= now) this.#sessions.delete(k);
     return { messages };
   }

@@ -355,7 +355,8 @@ export class RedisServerStore implements ServerStore {
     });
   }
 
-  async claimNonce(key: string, expiresAt: number): Promise<boolean> {
+  async claimNonce(scope: string, nonce: string, expiresAt: number): Promise<boolean> {
+    const key = `${scope}:${nonce}`;
     return this.#run(async () => {
       // A real nonce lives exactly its window in Redis: one command per request, nothing kept longer.
       const [claimed] = await Promise.all([this.#redis.set(this.#nonce(key), '1', 'PXAT', gcAt(expiresAt), 'NX'), this.#indexNonce(key, expiresAt)]);
@@ -363,8 +364,8 @@ export class RedisServerStore implements ServerStore {
     });
   }
 
-  async claimSessionNonce(id: string, key: string, expiresAt: number, now: number): Promise<'claimed' | 'replayed' | 'ended'> {
-    const tagged = `{${id}}:${key}`;
+  async claimSessionNonce(id: string, nonce: string, expiresAt: number, now: number): Promise<'claimed' | 'replayed' | 'ended'> {
+    const tagged = `{${id}}:${nonce}`;
     return this.#run(async () => {
       const [out] = await Promise.all([this.#s.claimSessionNonce(this.#sess(id), this.#nonce(tagged), gcAt(expiresAt), now), this.#indexNonce(tagged, expiresAt)]);
       return out as 'claimed' | 'replayed' | 'ended';

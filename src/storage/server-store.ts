@@ -179,7 +179,7 @@ export interface ServerStore {
    * 'claimed' or 'replayed'. So a caller may keep session records in memory and still never accept
    * a request of an ended session.
    */
-  claimSessionNonce(id: string, key: string, expiresAt: number, now: number): Promise<'claimed' | 'replayed' | 'ended'>;
+  claimSessionNonce(id: string, nonce: string, expiresAt: number, now: number): Promise<'claimed' | 'replayed' | 'ended'>;
 
   /**
    * Stores a device's keys (see protocol KeysUpload for the replace semantics; signatures are
@@ -212,8 +212,11 @@ export interface ServerStore {
    */
   recordVerdict(peerId: string, verdict: Verdict, now: number, pauseAfterMs: number): Promise<PeerRecord | undefined>;
 
-  /** Records a one-time value until `expiresAt`; false if it was already recorded (a replay). */
-  claimNonce(key: string, expiresAt: number): Promise<boolean>;
+  /**
+   * Records a one-time value of `scope` (a device) until `expiresAt`; false if it was already
+   * recorded (a replay). A replay repeats the expiry too: (scope, nonce, expiresAt) is one claim.
+   */
+  claimNonce(scope: string, nonce: string, expiresAt: number): Promise<boolean>;
 
   /** Token bucket: takes `cost` tokens from `key` or says how long until they are there. */
   takeTokens(key: string, cost: number, policy: BucketPolicy, now: number): Promise<TakeResult>;

@@ -67,8 +67,8 @@ export class Authenticator {
     return now;
   }
 
-  async #claim(identity: string, t: number, n: string): Promise<void> {
-    if (!(await this.#store.claimNonce(`${identity}:${t}:${n}`, t + AUTH_WINDOW_MS))) throw new LanternError('LA_ERR_AUTH_REPLAYED');
+  async #claim(device: string, t: number, n: string): Promise<void> {
+    if (!(await this.#store.claimNonce(device, n, t + AUTH_WINDOW_MS))) throw new LanternError('LA_ERR_AUTH_REPLAYED');
   }
 
   async #device(req: AuthRequest, raw: Record<string, string>): Promise<AuthContext> {
@@ -113,7 +113,7 @@ export class Authenticator {
       identity: f.id,
     });
     if (!verifySessionMac(session.key, canonical, f.mac)) throw new LanternError('LA_ERR_AUTH_BAD_SIGNATURE');
-    const claimed = await this.#store.claimSessionNonce(f.id, `s:${f.id}:${f.t}:${f.n}`, f.t + AUTH_WINDOW_MS, now);
+    const claimed = await this.#store.claimSessionNonce(f.id, f.n, f.t + AUTH_WINDOW_MS, now);
     if (claimed === 'ended') {
       this.#sessions.delete(f.id);
       throw new LanternError('LA_ERR_AUTH_SESSION_EXPIRED');

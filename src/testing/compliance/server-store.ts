@@ -119,26 +119,27 @@ export function serverStoreComplianceTests(test: TestFn, name: string, factory: 
   });
 
   withStore('a nonce is accepted once until it expires, also under concurrency', async (t, s) => {
-    const results = await Promise.all(Array.from({ length: 20 }, () => s.claimNonce('dev1:abc', 120_000)));
+    const results = await Promise.all(Array.from({ length: 20 }, () => s.claimNonce('dev1', 'abc', 120_000)));
     t.is(results.filter(Boolean).length, 1);
-    t.false(await s.claimNonce('dev1:abc', 120_000));
-    t.true(await s.claimNonce('dev1:other', 120_000));
+    t.false(await s.claimNonce('dev1', 'abc', 120_000));
+    t.true(await s.claimNonce('dev1', 'other', 120_000));
+    t.true(await s.claimNonce('dev2', 'abc', 120_000), 'nonces are per device');
     await s.expire(400_000);
-    t.true(await s.claimNonce('dev1:abc', 500_000), 'an expired nonce is forgotten');
+    t.true(await s.claimNonce('dev1', 'abc', 500_000), 'an expired nonce is forgotten');
   });
 
   withStore('a session nonce is claimed once, and never once the session has ended', async (t, s) => {
     const u = randomUUID();
     await s.putDevice(u, cred(1), 1);
     await s.putSession({ id: 's1', userId: u, deviceId: 1, key: 'a2V5', expiresAt: 10_000 });
-    const results = await Promise.all(Array.from({ length: 10 }, () => s.claimSessionNonce('s1', 's:s1:1:n1', 120_000, 100)));
+    const results = await Promise.all(Array.from({ length: 10 }, () => s.claimSessionNonce('s1', 'n1', 120_000, 100)));
     t.deepEqual(results.filter((r) => r === 'claimed').length, 1);
     t.true(results.every((r) => r === 'claimed' || r === 'replayed'));
-    t.is(await s.claimSessionNonce('s1', 's:s1:1:n2', 120_000, 100), 'claimed');
-    t.is(await s.claimSessionNonce('s1', 's:s1:1:n3', 120_000, 10_000), 'ended', 'expired at its time');
-    t.is(await s.claimSessionNonce('nope', 's:nope:1:n1', 120_000, 100), 'ended', 'an unknown session');
+    t.is(await s.claimSessionNonce('s1', 'n2', 120_000, 100), 'claimed');
+    t.is(await s.claimSessionNonce('s1', 'n3', 120_000, 10_000), 'ended', 'expired at its time');
+    t.is(await s.claimSessionNonce('nope', 'n1', 120_000, 100), 'ended', 'an unknown session');
     await s.revokeDevice(u, 1, 200);
-    t.is(await s.claimSessionNonce('s1', 's:s1:1:n4', 120_000, 300), 'ended', 'revoking the device ends it');
+    t.is(await s.claimSessionNonce('s1', 'n4', 120_000, 300), 'ended', 'revoking the device ends it');
   });
 
   withStore('a send takes its rate limits first; when one is short nothing is stored', async (t, s) => {

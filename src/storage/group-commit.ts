@@ -38,6 +38,12 @@ export class GroupCommit {
     });
   }
 
+  /** Resolves once everything submitted so far is written (or failed: those writers heard). */
+  async drain(): Promise<void> {
+    if (!this.#busy) return;
+    await new Promise<void>((resolve) => this.#pending.push({ ops: [], resolve, reject: () => resolve() }));
+  }
+
   async #flush(): Promise<void> {
     while (this.#pending.length > 0) {
       const group = this.#pending;

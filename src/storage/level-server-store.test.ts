@@ -57,3 +57,21 @@ test('LevelServerStore: a second process-level open of the same directory is LA_
   const b = new LevelServerStore({ location: dir.path });
   await t.throwsAsync(b.open(), { code: 'LA_ERR_STORE_LOCKED' } as never);
 });
+
+test('LevelServerStore: a nonce claimed before a restart is still a replay after it, until it expires', async (t) => {
+  const dir = await tempDir();
+  t.teardown(dir.remove);
+  const first = new LevelServerStore({ location: dir.path });
+  await first.open();
+  t.true(await first.claimNonce('user:1', 'n-one', 120_000));
+  t.true(await first.claimNonce('s:session', 'n-two', 130_000));
+  await first.close();
+  const second = new LevelServerStore({ location: dir.path });
+  await second.open();
+  t.teardown(() => second.close());
+  t.false(await second.claimNonce('user:1', 'n-one', 120_000), 'a device nonce');
+  t.false(await second.claimNonce('s:session', 'n-two', 130_000), 'a session nonce');
+  t.true(await second.claimNonce('user:2', 'n-one', 120_000), 'another device may use the same value');
+  await second.expire(200_000);
+  t.true(await second.claimNonce('user:1', 'n-one', 120_000), 'forgotten once expired');
+});

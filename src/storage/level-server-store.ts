@@ -42,7 +42,7 @@ import { pruneFullBuckets, takeFromBucket, type BucketState } from './token-buck
  *   m!<userId>!<ddd>!<seq16>          queued message; its id is `<seq16>-<random>`, so an ack finds it
  *   k!<userId>!<ddd>!<sender>!<clientId>   dedupe record {digest, expiresAt}
  *   x!<expiresAt15>!<n>               expiry index entry -> the keys it retires
- *   n!<minute12>!<key>                one-time nonce, bucketed by expiry minute
+ *   n!<minute12>!<scope>:<nonce>      one-time nonce (value: its expiry), bucketed by expiry minute; loaded at open
  *   K!<userId>!<ddd>                  Signal keys: identity, registration id, signed EC + last-resort Kyber
  *   P!<userId>!<ddd>!<keyId10>        one-time EC prekey
  *   Y!<userId>!<ddd>!<keyId10>        one-time Kyber prekey
@@ -129,6 +129,12 @@ export class LevelServerStore implements ServerStore {
     try {
       await this.#db.open();
       for await (const key of this.#db.keys({ gte: 'k!', lt: 'k!~' })) this.#dedupeFilter.add(key);
+      // Nonces of the last minutes (older ones are swept): a replay after a restart is still one.
+      for await (const [key, expiresAt] of this.#db.iterator({ gte: 'n!', lt: 'n!~' })) {
+        const rest = key.slice('n!'.length + 12 + 1);
+        const i = rest.lastIndexOf(':');
+        if (typeof expiresAt === 'number' && i > 0) this.#recentNonces.claim(rest.slice(0, i), rest.slice(i + 1), expiresAt);
+      }
       for await (const key of this.#db.keys({ gte: 'm!', lt: 'm!~' })) if (!key.endsWith(QUEUE_END)) this.#queued++;
       for (const [key, p] of await this.#range<PeerRecord>('g!', 'g!~')) this.#peerKeys.set(p.peerId, key);
     } catch (err) {
@@ -138,6 +144,8 @@ export class LevelServerStore implements ServerStore {
 
   async close(): Promise<void> {
     try {
+      // Writes nobody awaits (nonce records, queue end markers) land before the database closes.
+      await this.#writer.drain();
       await this.#db.close();
     } catch (err) {
       throw levelError(err, 'close server store');
@@ -429,12 +437,13 @@ export class LevelServerStore implements ServerStore {
   async claimNonce(scope: string, nonce: string, expiresAt: number): Promise<boolean> {
     // The in-memory claim is synchronous, so two concurrent requests cannot both pass; LevelDB keeps
     // the claim across restarts within its window.
+    // The records of earlier runs were loaded at open, so no request reads LevelDB here (a miss
+    // would read every level-0 table, synchronously, on the event loop).
     if (!this.#recentNonces.claim(scope, nonce, expiresAt)) return false;
     const dbKey = `n!${pad(Math.floor(expiresAt / 60_000), 12)}!${scope}:${nonce}`;
-    if ((await this.#get(dbKey)) !== undefined) return false;
     // Not awaited: while this process lives the in-memory claim guards the nonce; the record only
     // has to outlive a restart, and it reaches the OS with the next batch, within milliseconds.
-    this.#writer.write([{ type: 'put', key: dbKey, value: 1 }]).catch(() => undefined);
+    this.#writer.write([{ type: 'put', key: dbKey, value: expiresAt }]).catch(() => undefined);
     return true;
   }
 

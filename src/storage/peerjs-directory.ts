@@ -1,4 +1,5 @@
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
+import { connectRedis, redisClient, type RedisEndpoint } from './redis-client.js';
 
 /**
  * Which PeerJS ids are taken, shared by every server instance (so ID-TAKEN holds across them). A
@@ -28,16 +29,16 @@ export class RedisPeerjsDirectory implements PeerjsDirectory {
   readonly #redis: Redis;
   readonly #prefix: string;
 
-  constructor(options: { url: string; prefix?: string }) {
+  constructor(options: RedisEndpoint & { prefix?: string }) {
     this.#prefix = `${options.prefix ?? 'la:'}peerjs:`;
-    this.#redis = new Redis(options.url, { lazyConnect: true, maxRetriesPerRequest: 2 });
+    this.#redis = redisClient(options, { lazyConnect: true, maxRetriesPerRequest: 2 });
     this.#redis.on('error', () => undefined);
     this.#redis.defineCommand('claimId', { lua: CLAIM, numberOfKeys: 1 });
     this.#redis.defineCommand('releaseId', { lua: RELEASE, numberOfKeys: 1 });
   }
 
   async open(): Promise<void> {
-    await this.#redis.connect();
+    await connectRedis(this.#redis);
   }
 
   async claim(id: string, token: string, ttlMs: number): Promise<boolean> {

@@ -1,5 +1,6 @@
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
 import { LanternError } from '../core/errors.js';
+import { connectRedis, redisClient, type RedisEndpoint } from './redis-client.js';
 import type { Notifier } from './server-store.js';
 
 /** The Redis channel of a notifier channel (a store that publishes wake-ups itself uses the same names). */
@@ -21,11 +22,11 @@ export class RedisNotifier implements Notifier {
   readonly #lingerMs: number;
   readonly #lingering = new Map<string, ReturnType<typeof setTimeout>>();
 
-  constructor(options: { url: string; prefix?: string; lingerMs?: number }) {
+  constructor(options: RedisEndpoint & { prefix?: string; lingerMs?: number }) {
     this.#prefix = redisChannelName('', options.prefix);
     this.#lingerMs = options.lingerMs ?? 30_000;
-    this.#pub = new Redis(options.url, { lazyConnect: true, maxRetriesPerRequest: 2 });
-    this.#sub = new Redis(options.url, { lazyConnect: true });
+    this.#pub = redisClient(options, { lazyConnect: true, maxRetriesPerRequest: 2 });
+    this.#sub = redisClient(options, { lazyConnect: true });
     for (const r of [this.#pub, this.#sub]) r.on('error', () => undefined);
     this.#sub.on('message', (channel: string, message: string) => {
       for (const listener of this.#listeners.get(channel) ?? []) listener(message);
@@ -33,10 +34,11 @@ export class RedisNotifier implements Notifier {
   }
 
   async open(): Promise<void> {
-    try {
-      await Promise.all([this.#pub.connect(), this.#sub.connect()]);
-    } catch (err) {
-      throw new LanternError('LA_ERR_STORE_UNAVAILABLE', `Redis: ${(err as Error).message}`, { cause: err });
+    const opened = await Promise.allSettled([connectRedis(this.#pub), connectRedis(this.#sub)]);
+    const failed = opened.find((r) => r.status === 'rejected');
+    if (failed) {
+      for (const r of [this.#pub, this.#sub]) r.disconnect();
+      throw failed.reason;
     }
   }
 

@@ -1,8 +1,9 @@
 import { randomBytes, randomUUID } from 'node:crypto';
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
 import { LanternError } from '../core/errors.js';
 import type { Address, DeviceBundle, KeyCounts, KeysUpload, Verdict } from '../protocol/messages.js';
 import { MAX_DEVICE_ID, MIN_DEVICE_ID } from '../protocol/version.js';
+import { connectRedis, redisClient, type RedisEndpoint } from './redis-client.js';
 import { ACK, CLAIM_SESSION_NONCE, COMPARE_AND_SET, ENQUEUE, EXPIRE_QUEUE, FETCH, PUT_DEVICE, PUT_KEYS, REVOKE_DEVICE, TAKE_BUNDLE, TAKE_TOKENS } from './redis-scripts.js';
 import {
   applyVerdict,
@@ -28,9 +29,7 @@ import {
   type TakeResult,
 } from './server-store.js';
 
-export interface RedisStoreOptions {
-  /** redis://HOST:PORT[/DB] */
-  url: string;
+export interface RedisStoreOptions extends RedisEndpoint {
   /** Prefix of every key (several stores may share a database, as the tests do). */
   prefix?: string;
   /**
@@ -81,7 +80,7 @@ export class RedisServerStore implements ServerStore {
     this.#o = options;
     this.#p = options.prefix ?? 'la:';
     // No auto-pipelining: it holds new commands while a batch awaits its replies (measured: slower).
-    this.#redis = new Redis(options.url, { lazyConnect: true, maxRetriesPerRequest: 2, enableOfflineQueue: true });
+    this.#redis = redisClient(options, { lazyConnect: true, maxRetriesPerRequest: 2, enableOfflineQueue: true });
     this.#redis.on('error', () => undefined); // surfaced per call as LA_ERR_STORE_UNAVAILABLE
     // numberOfKeys given: the leading arguments are KEYS; without it (enqueue) the first argument says how many.
     const define = (name: keyof Scripts, lua: string, numberOfKeys?: number) =>
@@ -100,13 +99,8 @@ export class RedisServerStore implements ServerStore {
     this.#s = this.#redis as unknown as Scripts;
   }
 
-  /** The connection URL (the notifier opens its own connections to the same server). */
-  get url(): string {
-    return this.#o.url;
-  }
-
   async open(): Promise<void> {
-    await this.#run(() => this.#redis.connect());
+    await connectRedis(this.#redis);
   }
 
   async close(): Promise<void> {

@@ -6,7 +6,7 @@ import { controlRequest } from '../../net/control-socket.js';
 import type { ControlRequest, Role } from '../../protocol/messages.js';
 import { AccountService } from '../../roles/server/accounts.js';
 import { dataDirPaths } from '../../roles/server/data-dir.js';
-import { openServerStore, parseStoreSpec, type StoreSpec } from '../store-spec.js';
+import { openServerStore, resolveStoreSpec, storeCaOption, storeOption, type StoreSpec } from '../store-spec.js';
 import { parsePositiveInt } from '../config.js';
 import { readPassword, writeJson, writeLine, type Io } from '../io.js';
 
@@ -14,7 +14,7 @@ import { readPassword, writeJson, writeLine, type Io } from '../io.js';
  * Runs an account operation: on Redis directly (shared by every server process), else through the
  * server running on the data dir, or directly on its LevelDB when none runs.
  */
-async function runAccountOp(flags: { dataDir?: string; store: StoreSpec }, request: ControlRequest): Promise<Record<string, unknown>> {
+async function runAccountOp(flags: { dataDir?: string; store: StoreSpec; storeCa?: string }, request: ControlRequest): Promise<Record<string, unknown>> {
   if (flags.store.kind === 'level') {
     if (!flags.dataDir) throw new LanternError('LA_ERR_USAGE', '--data-dir is required with the embedded store');
     const viaServer = await controlRequest(dataDirPaths(flags.dataDir).control, request);
@@ -22,7 +22,7 @@ async function runAccountOp(flags: { dataDir?: string; store: StoreSpec }, reque
   }
   // The same store (and notifier) a server would open: on Redis a revocation is announced over
   // pub/sub, so whichever instance holds a poll of the revoked device ends it at once.
-  const { store, notifier } = await openServerStore(flags.store, flags.dataDir ?? '');
+  const { store, notifier } = await openServerStore(await resolveStoreSpec(flags), flags.dataDir ?? '');
   try {
     const accounts = new AccountService({ store, notifier, clock: systemClock, logger: createLogger({ level: 'warn' }) });
     return request.op === 'account.add'
@@ -34,7 +34,6 @@ async function runAccountOp(flags: { dataDir?: string; store: StoreSpec }, reque
   }
 }
 
-const storeOption = () => new Option('--store <store>', 'level (default) or redis://HOST:PORT[/DB], as the server runs').argParser(parseStoreSpec).default({ kind: 'level' }, 'level');
 
 export function accountCommand(io: Io, done: (code: number) => void): Command {
   const account = new Command('account').description('Manage accounts on a server data dir (works whether or not the server runs)');
@@ -43,10 +42,11 @@ export function accountCommand(io: Io, done: (code: number) => void): Command {
     .description('Create an account; the password is read from stdin')
     .option('--data-dir <dir>', 'the server data dir (with the embedded store)')
     .addOption(storeOption())
+    .addOption(storeCaOption())
     .addOption(new Option('--role <role>', 'user or verifier').choices(['user', 'verifier']).default('user'))
     .option('--password-stdin', 'read the password from stdin (required)')
     .option('--json', 'print the result as JSON')
-    .action(async (name: string, flags: { dataDir?: string; store: StoreSpec; role: Role; passwordStdin?: boolean; json?: boolean }) => {
+    .action(async (name: string, flags: { dataDir?: string; store: StoreSpec; storeCa?: string; role: Role; passwordStdin?: boolean; json?: boolean }) => {
       if (!flags.passwordStdin) throw new LanternError('LA_ERR_USAGE', 'pass the password on stdin with --password-stdin');
       const password = await readPassword(io.stdin);
       const result = await runAccountOp(flags, { op: 'account.add', name, role: flags.role, password });
@@ -59,9 +59,10 @@ export function accountCommand(io: Io, done: (code: number) => void): Command {
     .description('Revoke one device (--device) or the whole account and all its devices')
     .option('--data-dir <dir>', 'the server data dir (with the embedded store)')
     .addOption(storeOption())
+    .addOption(storeCaOption())
     .option('--device <n>', 'only this device', parsePositiveInt)
     .option('--json', 'print the result as JSON')
-    .action(async (name: string, flags: { dataDir?: string; store: StoreSpec; device?: number; json?: boolean }) => {
+    .action(async (name: string, flags: { dataDir?: string; store: StoreSpec; storeCa?: string; device?: number; json?: boolean }) => {
       const result = await runAccountOp(flags, {
         op: 'account.revoke',
         name,

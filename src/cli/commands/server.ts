@@ -21,7 +21,7 @@ import { TicketVerifier } from '../../crypto/tickets.js';
 import { RedisPeerjsDirectory } from '../../storage/peerjs-directory.js';
 import { RotationMonitor } from '../../roles/server/rotation-monitor.js';
 import { defaultServerOptions, type ServerOptions } from '../../roles/server/options.js';
-import { openServerStore, parseStoreSpec, type StoreSpec } from '../store-spec.js';
+import { openServerStore, resolveStoreSpec, storeCaOption, storeOption, type StoreSpec } from '../store-spec.js';
 import { parseCount, parseDuration, parseListen, parsePositiveInt, parseRate } from '../config.js';
 import { InvalidArgumentError } from 'commander';
 import { writeJson, writeLine, type Io } from '../io.js';
@@ -50,6 +50,7 @@ interface ServerFlags {
   ratePrekeyFetch: ServerOptions['rate']['pair'];
   fsync: boolean;
   store: StoreSpec;
+  storeCa?: string;
   dnsListen?: { host: string; port: number };
   zone?: string;
   dnsTtl: number;
@@ -134,11 +135,8 @@ export function serverCommand(io: Io, done: (code: number) => void): Command {
     .option('--peerjs-concurrent-limit <n>', 'PeerJS ids connected at once', parsePositiveInt, 5000)
     .option('--peerjs-allow-discovery', 'answer GET PATHKEY/peers with every connected id')
     .option('--peerjs-require-auth', 'only holders of a ticket (lantern-agent ticket --for peerjs, as the PeerJS token) may register an id')
-    .addOption(
-      new Option('--store <store>', 'level (the embedded LevelDB in the data dir) or redis://HOST:PORT[/DB] (shared by several server processes)')
-        .argParser(parseStoreSpec)
-        .default({ kind: 'level' }, 'level'),
-    )
+    .addOption(storeOption())
+    .addOption(storeCaOption())
     .option('--no-fsync', 'do not fsync write batches (survives a crash of the process, not of the machine)')
     .option('--log-level <level>', 'log level (stderr, JSON)', 'info')
     .option('--unsafe-logging', 'keep IP addresses in logs')
@@ -172,7 +170,8 @@ async function runServer(io: Io, flags: ServerFlags): Promise<number> {
   } else if (flags.tlsSelfSigned) {
     tls = await loadOrCreateSelfSignedTls(flags.dataDir, ca, [flags.listen.host, 'localhost', '127.0.0.1', '::1']);
   }
-  const { store, notifier } = await openServerStore(flags.store, flags.dataDir, { fsync: flags.fsync });
+  const spec = await resolveStoreSpec(flags);
+  const { store, notifier } = await openServerStore(spec, flags.dataDir, { fsync: flags.fsync });
   const options: ServerOptions = {
     openRegistration: flags.openRegistration === true,
     retentionMs: flags.retention,
@@ -198,8 +197,14 @@ async function runServer(io: Io, flags: ServerFlags): Promise<number> {
     { minRotation: flags.minRotation, checkEveryMs: 5000, repeatWarningMs: 60_000 },
   );
   // Several instances on Redis are one broker: ids claimed in Redis, frames over pub/sub.
-  const directory = flags.peerjs && flags.store.kind === 'redis' ? new RedisPeerjsDirectory({ url: flags.store.url }) : undefined;
-  await directory?.open();
+  const directory = flags.peerjs && spec.kind === 'redis' ? new RedisPeerjsDirectory(spec) : undefined;
+  try {
+    await directory?.open();
+  } catch (err) {
+    await notifier.close();
+    await store.close();
+    throw err;
+  }
   const broker = flags.peerjs
     ? new PeerjsBroker(
         { logger: logger.child({ component: 'peerjs' }), ...(directory ? { cluster: { notifier, directory } } : {}) },

@@ -58,9 +58,16 @@ export interface RunningServer extends RunningRole {
  * Spawns a long-running CLI role with `--json` and waits for the NDJSON line `ready` names: an
  * event name (`listening` carries `url`) or a test on each line.
  */
-export async function startRole(args: string[], ready: string | ((line: Record<string, unknown>) => boolean) = 'listening'): Promise<RunningRole> {
+export async function startRole(
+  args: string[],
+  ready: string | ((line: Record<string, unknown>) => boolean) = 'listening',
+  env: Record<string, string> = {},
+): Promise<RunningRole> {
   const isReady = typeof ready === 'string' ? (e: Record<string, unknown>) => e['event'] === ready : ready;
-  const child = spawn(process.execPath, [CLI, ...args, '--json', ...(args.includes('--log-level') ? [] : ['--log-level', 'warn'])], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [CLI, ...args, '--json', ...(args.includes('--log-level') ? [] : ['--log-level', 'warn'])], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, ...env },
+  });
   let stderr = '';
   child.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d));
   const events: Array<Record<string, unknown>> = [];

@@ -1,5 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { access, mkdir } from 'node:fs/promises';
+import { dataDirPaths, ensureDataDir, loadOrCreateCa, loadOrCreateSelfSignedTls } from '../../roles/server/data-dir.js';
 import { freePort, stopChild, waitForPort } from './processes.js';
 
 export const REDIS_SERVER = '/usr/bin/redis-server';
@@ -13,16 +14,33 @@ export const redisInstalled = () =>
 export interface RunningRedis {
   url: string;
   port: number;
+  /** With `tls`: the file of the CA that signed the server's certificate. */
+  caFile?: string;
   child: ChildProcess;
   stop(): Promise<void>;
 }
 
-/** Debian's redis-server on a free port of 127.0.0.1, its files in `dir`, no snapshots. */
-export async function startRedis(dir: string): Promise<RunningRedis> {
+/**
+ * Debian's redis-server on a free port of 127.0.0.1, its files in `dir`, no snapshots. With `tls`
+ * it speaks only TLS (a certificate for 127.0.0.1 from a CA made in `dir`); with `password` it
+ * requires AUTH. The URL carries both (rediss://:PASSWORD@…).
+ */
+export async function startRedis(dir: string, options: { tls?: boolean; password?: string } = {}): Promise<RunningRedis> {
   await mkdir(dir, { recursive: true });
+  const secure: string[] = [];
+  let caFile: string | undefined;
+  if (options.tls) {
+    await ensureDataDir(`${dir}/tls`);
+    await loadOrCreateSelfSignedTls(`${dir}/tls`, await loadOrCreateCa(`${dir}/tls`), ['127.0.0.1', 'localhost']);
+    const paths = dataDirPaths(`${dir}/tls`);
+    caFile = paths.caCert;
+    secure.push('--tls-cert-file', paths.tlsCert, '--tls-key-file', paths.tlsKey, '--tls-ca-cert-file', paths.caCert, '--tls-auth-clients', 'no');
+  }
+  if (options.password !== undefined) secure.push('--requirepass', options.password);
   for (let attempt = 0; ; attempt++) {
     const port = await freePort();
-    const child = spawn(REDIS_SERVER, ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'no', '--protected-mode', 'no'], {
+    const listen = options.tls ? ['--port', '0', '--tls-port', String(port)] : ['--port', String(port)];
+    const child = spawn(REDIS_SERVER, [...listen, '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'no', '--protected-mode', 'no', ...secure], {
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let out = '';
@@ -32,9 +50,11 @@ export async function startRedis(dir: string): Promise<RunningRedis> {
       if (attempt < 3) continue;
       throw new Error(`redis-server did not start: ${out}`);
     }
+    const auth = options.password !== undefined ? `:${encodeURIComponent(options.password)}@` : '';
     return {
-      url: `redis://127.0.0.1:${port}`,
+      url: `${options.tls ? 'rediss' : 'redis'}://${auth}127.0.0.1:${port}`,
       port,
+      ...(caFile ? { caFile } : {}),
       child,
       stop: () => stopChild(child),
     };

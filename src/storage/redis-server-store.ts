@@ -211,9 +211,15 @@ export class RedisServerStore implements ServerStore {
   async #endSessions(a: Address): Promise<void> {
     await this.#run(async () => {
       const ids = await this.#redis.smembers(this.#devSessions(a));
-      if (ids.length) await this.#redis.del(...ids.map((id) => this.#sess(id)));
-      await this.#redis.del(this.#devSessions(a));
+      await this.#delEach([...ids.map((id) => this.#sess(id)), this.#devSessions(a)]);
     });
+  }
+
+  /** Deletes keys with one DEL each, in one pipeline: the keys may lie in different cluster slots. */
+  async #delEach(keys: string[]): Promise<void> {
+    const deletes = this.#redis.pipeline();
+    for (const key of keys) deletes.del(key);
+    for (const [err] of (await deletes.exec()) ?? []) if (err) throw err;
   }
 
   async putSession(session: SessionRecord): Promise<void> {
@@ -477,7 +483,7 @@ export class RedisServerStore implements ServerStore {
         const due = await this.#run(() => this.#redis.zrangebyscore(index, '-inf', now, 'LIMIT', 0, 1000));
         if (due.length === 0) break;
         await this.#run(async () => {
-          await this.#redis.del(...due.map((id) => key(id)));
+          await this.#delEach(due.map((id) => key(id)));
           await this.#redis.zrem(index, ...due);
         });
       }

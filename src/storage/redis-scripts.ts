@@ -233,6 +233,27 @@ end
 return 1
 `;
 
+/**
+ * The active devices that have uploaded keys, with their registration ids, in one step. KEYS: the
+ * user's devices hash, the prefix of its key records (the record of device N is that prefix .. N).
+ * Answers {deviceId, registrationId, ...}.
+ */
+export const REGISTRATIONS = `
+local out = {}
+local all = redis.call('HGETALL', KEYS[1])
+for i = 1, #all, 2 do
+  local d = cjson.decode(all[i + 1])
+  if not d.revokedAt then
+    local base = redis.call('GET', KEYS[2] .. all[i])
+    if base then
+      table.insert(out, tonumber(all[i]))
+      table.insert(out, cjson.decode(base).registrationId)
+    end
+  end
+end
+return out
+`;
+
 /** Pops one EC and one Kyber one-time prekey. KEYS: base, prekeys, kyber. Answers {base, pre, kyber} or nil. */
 export const TAKE_BUNDLE = `
 local base = redis.call('GET', KEYS[1])

@@ -4,7 +4,7 @@ import { LanternError } from '../core/errors.js';
 import type { Address, DeviceBundle, KeyCounts, KeysUpload, Verdict } from '../protocol/messages.js';
 import { MAX_DEVICE_ID, MIN_DEVICE_ID } from '../protocol/version.js';
 import { connectRedis, redisClient, type RedisEndpoint } from './redis-client.js';
-import { ACK, CLAIM_SESSION_NONCE, COMPARE_AND_SET, ENQUEUE, EXPIRE_QUEUE, FETCH, PUT_DEVICE, PUT_KEYS, REVOKE_DEVICE, TAKE_BUNDLE, TAKE_TOKENS } from './redis-scripts.js';
+import { ACK, CLAIM_SESSION_NONCE, COMPARE_AND_SET, ENQUEUE, EXPIRE_QUEUE, FETCH, PUT_DEVICE, PUT_KEYS, REGISTRATIONS, REVOKE_DEVICE, TAKE_BUNDLE, TAKE_TOKENS } from './redis-scripts.js';
 import {
   applyVerdict,
   base64Bytes,
@@ -45,7 +45,7 @@ interface RedisMessage extends StoredMessage {
   bytes: number;
 }
 
-type Scripts = Record<'enqueue' | 'claimSessionNonce' | 'fetchQueue' | 'ack' | 'expireQueue' | 'putDevice' | 'revokeDevice' | 'putKeys' | 'takeBundle' | 'takeTokens' | 'cas', (...args: Array<string | number>) => Promise<unknown>>;
+type Scripts = Record<'enqueue' | 'claimSessionNonce' | 'registrations' | 'fetchQueue' | 'ack' | 'expireQueue' | 'putDevice' | 'revokeDevice' | 'putKeys' | 'takeBundle' | 'takeTokens' | 'cas', (...args: Array<string | number>) => Promise<unknown>>;
 
 /** How many times a compare-and-set update is retried under contention. */
 const CAS_ATTEMPTS = 20;
@@ -96,6 +96,7 @@ export class RedisServerStore implements ServerStore {
     define('takeTokens', TAKE_TOKENS, 1);
     define('cas', COMPARE_AND_SET, 1);
     define('claimSessionNonce', CLAIM_SESSION_NONCE, 2);
+    define('registrations', REGISTRATIONS, 2);
     this.#s = this.#redis as unknown as Scripts;
   }
 
@@ -140,7 +141,9 @@ export class RedisServerStore implements ServerStore {
   // ---- key names: everything of one user under the tag {userId}
   #dev = (userId: string) => `${this.#p}dev:{${userId}}`;
   #q = (a: Address, part: 'q' | 'm' | 'b' | 'seq' | 'x') => `${this.#p}${part}:{${a.userId}}:${a.deviceId}`;
-  #keys = (a: Address, part: 'k' | 'pk' | 'kpk') => `${this.#p}${part}:{${a.userId}}:${a.deviceId}`;
+  /** A user's key records: `<prefix><deviceId>`. */
+  #keysOf = (userId: string, part: 'k' | 'pk' | 'kpk') => `${this.#p}${part}:{${userId}}:`;
+  #keys = (a: Address, part: 'k' | 'pk' | 'kpk') => `${this.#keysOf(a.userId, part)}${a.deviceId}`;
   #peer = (a: Address) => `${this.#p}peer:{${a.userId}}:${a.deviceId}`;
   #sess = (id: string) => `${this.#p}sess:{${id}}`;
   /** Nonces of a session share its tag (claimed together with the session check). */
@@ -275,9 +278,11 @@ export class RedisServerStore implements ServerStore {
   }
 
   async registrations(userId: string): Promise<Registration[]> {
-    const devices = await this.listDevices(userId);
-    const bases = await this.#run(() => Promise.all(devices.map((d) => this.#redis.get(this.#keys({ userId, deviceId: d.deviceId }, 'k')))));
-    return devices.flatMap((d, i) => (bases[i] ? [{ deviceId: d.deviceId, registrationId: (JSON.parse(bases[i]) as { registrationId: number }).registrationId }] : []));
+    // One script: a device-mode (E2EE) send checks these before every write.
+    const flat = (await this.#run(() => this.#s.registrations(this.#dev(userId), this.#keysOf(userId, 'k')))) as number[];
+    const out: Registration[] = [];
+    for (let i = 0; i < flat.length; i += 2) out.push({ deviceId: flat[i]!, registrationId: flat[i + 1]! });
+    return out.sort((a, b) => a.deviceId - b.deviceId);
   }
 
   /** Read-modify-write of one JSON key with compare-and-set, retried under contention. */

@@ -292,7 +292,10 @@ export function serverStoreComplianceTests(test: TestFn, name: string, factory: 
     await s.putKeys(to, keys({ preKeys: undefined, kyberPreKeys: undefined }, 2));
     t.deepEqual(await s.keyCounts(to), { preKeys: 0, kyberPreKeys: 0 }, 'a new identity drops the old one-time keys');
     t.deepEqual(await s.registrations(to.userId), [{ deviceId: 1, registrationId: 1002 }]);
+    await s.putKeys({ userId: to.userId, deviceId: 2 }, keys({}, 3));
+    t.deepEqual(await s.registrations(to.userId), [{ deviceId: 1, registrationId: 1002 }, { deviceId: 2, registrationId: 1003 }], 'by device id');
     await s.revokeDevice(to.userId, 1, 2);
+    t.deepEqual(await s.registrations(to.userId), [{ deviceId: 2, registrationId: 1003 }], 'a revoked device does not count');
     t.is(await s.takeBundle(to), undefined, 'revoking a device deletes its keys');
     await s.putDevice(to.userId, cred(5), 3);
     await s.registerPeer({ userId: to.userId, deviceId: 2, host: '203.0.113.9', port: 1, protocols: ['connect'], identityKey: KEY_A }, 3, 1000);

@@ -54,6 +54,7 @@ interface ServerFlags {
   dnsListen?: { host: string; port: number };
   zone?: string;
   dnsTtl: number;
+  dnsRate: number;
   minRotation: number;
   metricsListen?: { host: string; port: number };
   peerjs: boolean;
@@ -125,6 +126,7 @@ export function serverCommand(io: Io, done: (code: number) => void): Command {
     .option('--dns-listen <host:port>', 'also answer DNS (UDP and TCP) for the round robin zone here', parseListen)
     .option('--zone <zone>', 'the DNS zone: roundrobin.ZONE (verified peers), <peer-id>.peers.ZONE (each registered peer)')
     .option('--dns-ttl <duration>', 'TTL of DNS answers', parseDuration, 30_000)
+    .option('--dns-rate <n>', 'UDP DNS answers per second to one client network (/24, /56; bursts of twice that); 0: no limit', parseCount, 20)
     .option('--min-rotation <n>', 'warn (log line and metric) when fewer verified peers are in the round robin', parseCount, 0)
     .option('--metrics-listen <host:port>', 'serve Prometheus metrics at http://HOST:PORT/metrics', parseListen)
     .option('--no-peerjs', 'do not run the PeerJS-compatible broker')
@@ -257,8 +259,14 @@ async function runServer(io: Io, flags: ServerFlags): Promise<number> {
     const dns = await more(
       `DNS on ${flags.dnsListen.host}:${flags.dnsListen.port}`,
       new DnsServer(
-        { store, clock: systemClock, logger: logger.child({ component: 'dns' }), onAnswer: (rcode) => metrics.dnsAnswers.inc({ rcode }) },
-        { host: flags.dnsListen.host, port: flags.dnsListen.port, zone, ttlSeconds: Math.round(flags.dnsTtl / 1000), maxAnswers: 16, snapshotMs: 1000 },
+        {
+          store,
+          clock: systemClock,
+          logger: logger.child({ component: 'dns' }),
+          onAnswer: (rcode) => metrics.dnsAnswers.inc({ rcode }),
+          onLimited: (outcome) => metrics.dnsRateLimited.inc({ outcome }),
+        },
+        { host: flags.dnsListen.host, port: flags.dnsListen.port, zone, ttlSeconds: Math.round(flags.dnsTtl / 1000), maxAnswers: 16, snapshotMs: 1000, ratePerSecond: flags.dnsRate },
       ),
     );
     emit({ event: 'dns-listening', host: dns.address.host, port: dns.address.port, zone });

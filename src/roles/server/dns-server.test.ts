@@ -7,12 +7,13 @@ import { promisify } from 'node:util';
 import test from 'ava';
 import * as dnsPacket from 'dns-packet';
 import type { Packet } from 'dns-packet';
-import { systemClock } from '../../core/clock.js';
+import { systemClock, type Clock } from '../../core/clock.js';
 import { createLogger } from '../../core/logger.js';
 import { MemoryServerStore } from '../../storage/memory-server-store.js';
 import type { PeerRecord } from '../../storage/server-store.js';
+import { FakeClock } from '../../testing/fake-clock.js';
 import { answerQuery, encodeResponse, type ZoneOptions } from './dns-answer.js';
-import { DnsServer } from './dns-server.js';
+import { clientNetwork, DnsServer } from './dns-server.js';
 
 const ZONE: ZoneOptions = { zone: 'lantern.test', ttlSeconds: 30, maxAnswers: 3 };
 const KEY = Buffer.alloc(32, 7).toString('base64url');
@@ -93,7 +94,11 @@ test('an answer too big for UDP is truncated (TC) and complete over TCP', (t) =>
   t.is(tcp.answers.length, 40);
 });
 
-async function startDns(t: { teardown(fn: () => Promise<void>): void }, peers: Array<Omit<PeerRecord, 'peerId' | 'registeredAt' | 'expiresAt' | 'state'> & { verified: boolean }>) {
+async function startDns(
+  t: { teardown(fn: () => Promise<void>): void },
+  peers: Array<Omit<PeerRecord, 'peerId' | 'registeredAt' | 'expiresAt' | 'state'> & { verified: boolean }>,
+  limit: { ratePerSecond: number; onLimited(outcome: 'truncated' | 'dropped'): void; clock: Clock } | undefined = undefined,
+) {
   const store = new MemoryServerStore();
   await store.open();
   const ids: string[] = [];
@@ -103,7 +108,10 @@ async function startDns(t: { teardown(fn: () => Promise<void>): void }, peers: A
     if (verified) await store.recordVerdict(rec.peerId, { ok: true, status: 'ok', at: Date.now() }, Date.now(), 600_000);
     ids.push(rec.peerId);
   }
-  const dns = new DnsServer({ store, clock: systemClock, logger: createLogger({ level: 'silent' }) }, { host: '127.0.0.1', port: 0, ...ZONE, snapshotMs: 1000 });
+  const dns = new DnsServer(
+    { store, clock: limit?.clock ?? systemClock, logger: createLogger({ level: 'silent' }), ...(limit ? { onLimited: limit.onLimited } : {}) },
+    { host: '127.0.0.1', port: 0, ...ZONE, snapshotMs: 1000, ratePerSecond: limit?.ratePerSecond ?? 0 },
+  );
   await dns.start();
   t.teardown(() => dns.stop());
   return { dns, ids };
@@ -188,4 +196,60 @@ test('dig (dnsutils) reads the zone over UDP and TCP', async (t) => {
   t.regex(await dig('roundrobin.lantern.test', 'A'), /roundrobin\.lantern\.test\.\s+30\s+IN\s+A\s+192\.0\.2\.30/);
   t.regex(await dig('nothing.lantern.test', 'A'), /status: NXDOMAIN/);
   t.regex(await dig('example.com', 'A'), /status: REFUSED/);
+});
+
+test('client networks for the rate limit: IPv4 /24, IPv6 /56, mapped IPv4 as IPv4', (t) => {
+  t.is(clientNetwork('192.0.2.77'), '192.0.2');
+  t.is(clientNetwork('::ffff:192.0.2.77'), '192.0.2');
+  t.is(clientNetwork('2001:db8:aa:bbcc::1'), '2001:0db8:00aa:bb');
+  t.is(clientNetwork('2001:db8:aa:bb00:1:2:3:4'), clientNetwork('2001:db8:aa:bbff::9'), 'one /56');
+  t.not(clientNetwork('2001:db8:aa:bb00::1'), clientNetwork('2001:db8:aa:cc00::1'));
+  t.is(clientNetwork('::1'), '0000:0000:0000:00');
+});
+
+test('UDP answers are rate limited per client network: over the limit half get TC, the rest nothing; TCP and other networks still answered', async (t) => {
+  const limited: string[] = [];
+  // A fake clock: no tokens come back during the test, so the counts are exact.
+  const clock = new FakeClock(Date.now());
+  const { dns } = await startDns(t, [{ ...base, host: '192.0.2.10', port: 1, verified: true }], { ratePerSecond: 5, onLimited: (o) => limited.push(o), clock });
+  // 40 queries at once from 127.0.0.1: a burst of 10 (twice the rate) is answered in full.
+  const flood = async (bindTo: string, count: number) => {
+    const socket = createSocket('udp4');
+    await new Promise<void>((resolve) => socket.bind(0, bindTo, () => resolve()));
+    const replies: Reply[] = [];
+    socket.on('message', (m) => replies.push(decode(m)));
+    for (let i = 0; i < count; i++) socket.send(dnsPacket.encode(query('roundrobin.lantern.test', 'A', { id: i })), dns.address.port, '127.0.0.1');
+    await new Promise((r) => setTimeout(r, 500));
+    socket.close();
+    return replies;
+  };
+  const replies = await flood('127.0.0.1', 40);
+  const full = replies.filter((r) => !r.flag_tc);
+  const truncated = replies.filter((r) => r.flag_tc);
+  t.is(full.length, 10, 'a burst of twice the rate is answered in full');
+  t.true(full.every((r) => r.answers.length === 1));
+  t.is(truncated.length, 15, 'every second query over the limit gets TC');
+  t.true(truncated.every((r) => r.answers.length === 0 && r.rcode === 'NOERROR'));
+  t.is(replies.length + limited.filter((o) => o === 'dropped').length, 40, 'every query over the limit is counted');
+  t.is(limited.filter((o) => o === 'truncated').length, truncated.length);
+  // Another /24 (all of 127/8 is loopback) has its own budget.
+  const other = await flood('127.0.1.1', 3);
+  t.is(other.filter((r) => !r.flag_tc).length, 3);
+  // A second later the network has 5 more tokens.
+  clock.advance(1000);
+  t.is((await flood('127.0.0.1', 5)).filter((r) => !r.flag_tc).length, 5);
+  // TCP is not limited: the truncated clients' retry is answered.
+  const tcp = await new Promise<Reply>((resolve, reject) => {
+    const s = connect(dns.address.port, '127.0.0.1');
+    const q = dnsPacket.encode(query('roundrobin.lantern.test', 'A'));
+    const length = Buffer.alloc(2);
+    length.writeUInt16BE(q.length);
+    s.write(Buffer.concat([length, q]));
+    s.once('data', (d: Buffer) => {
+      s.destroy();
+      resolve(decode(d.subarray(2)));
+    });
+    s.once('error', reject);
+  });
+  t.is(tcp.answers.length, 1);
 });

@@ -6,7 +6,8 @@ import type { Clock } from '../../core/clock.js';
 import type { Logger } from '../../core/logger.js';
 import type { Startable } from '../../core/lifecycle.js';
 import { listen } from '../../net/listen.js';
-import type { PeerRecord, ServerStore } from '../../storage/server-store.js';
+import type { BucketPolicy, PeerRecord, ServerStore } from '../../storage/server-store.js';
+import { pruneFullBuckets, takeFromBucket, type BucketState } from '../../storage/token-bucket.js';
 import { answerQuery, encodeResponse, RCODE, type ZoneOptions } from './dns-answer.js';
 
 export interface DnsServerOptions extends ZoneOptions {
@@ -14,9 +15,40 @@ export interface DnsServerOptions extends ZoneOptions {
   port: number;
   /** The registrations are read from the store at most this often (DNS floods must not reach it). */
   snapshotMs: number;
+  /**
+   * Response-rate limit: UDP answers per second to one client network (IPv4 /24, IPv6 /56), with
+   * bursts of twice that; 0 turns it off. Over it, every second query gets an empty truncated
+   * answer (TC: a real resolver retries over TCP, which is not limited) and the rest none, so the
+   * server cannot be used to flood a spoofed source with answers larger than the queries.
+   */
+  ratePerSecond: number;
+}
+
+export interface DnsComponents {
+  store: ServerStore;
+  clock: Clock;
+  logger: Logger;
+  /** Hears the response code name of every answer sent (for metrics). */
+  onAnswer?: (rcode: string) => void;
+  /** Hears each UDP query over the rate limit, and what it got. */
+  onLimited?: (outcome: 'truncated' | 'dropped') => void;
 }
 
 const TCP_IDLE_MS = 10_000;
+/** Client networks tracked at most (full buckets are dropped first). */
+const MAX_RATE_BUCKETS = 10_000;
+
+/** The client network a UDP source belongs to, for the response-rate limit. */
+export function clientNetwork(address: string): string {
+  const v4 = /^(?:::ffff:)?(\d+\.\d+\.\d+)\.\d+$/i.exec(address);
+  if (v4) return v4[1]!;
+  const [head = '', tail = ''] = address.toLowerCase().split('::');
+  const left = head ? head.split(':') : [];
+  const right = tail ? tail.split(':') : [];
+  const groups = address.includes('::') ? [...left, ...Array<string>(8 - left.length - right.length).fill('0'), ...right] : left;
+  const g = groups.map((x) => x.padStart(4, '0'));
+  return `${g[0]}:${g[1]}:${g[2]}:${(g[3] ?? '0000').slice(0, 2)}`;
+}
 
 /**
  * The verified round robin over DNS (see dns-answer.ts for the zone), on UDP and TCP at the same
@@ -24,7 +56,7 @@ const TCP_IDLE_MS = 10_000;
  * sends reaches the store beyond one snapshot read per `snapshotMs`.
  */
 export class DnsServer implements Startable {
-  readonly #c: { store: ServerStore; clock: Clock; logger: Logger; onAnswer?: (rcode: string) => void };
+  readonly #c: DnsComponents;
   readonly #o: DnsServerOptions;
   #udp: UdpSocket | undefined;
   #tcp: Server | undefined;
@@ -33,8 +65,10 @@ export class DnsServer implements Startable {
   #rotation = 0;
   #address: { host: string; port: number } | undefined;
 
-  /** `onAnswer` hears the response code name of every answer sent (for metrics). */
-  constructor(components: { store: ServerStore; clock: Clock; logger: Logger; onAnswer?: (rcode: string) => void }, options: DnsServerOptions) {
+  readonly #rate = new Map<string, BucketState & { policy: BucketPolicy }>();
+  #slip = 0;
+
+  constructor(components: DnsComponents, options: DnsServerOptions) {
     this.#c = components;
     this.#o = options;
   }
@@ -120,8 +154,39 @@ export class DnsServer implements Startable {
   }
 
   async #serveUdp(udp: UdpSocket, message: Buffer, host: string, port: number): Promise<void> {
-    const out = await this.answer(message, 'udp');
+    const out = this.#withinRate(host) ? await this.answer(message, 'udp') : this.#slipOrDrop(message);
     if (out && this.#udp === udp) udp.send(out, port, host);
+  }
+
+  #withinRate(host: string): boolean {
+    const perSecond = this.#o.ratePerSecond;
+    if (perSecond <= 0) return true;
+    const key = clientNetwork(host);
+    const now = this.#c.clock.now();
+    const policy = { capacity: 2 * perSecond, refillPerSecond: perSecond };
+    const { state, result } = takeFromBucket(this.#rate.get(key), 1, policy, now);
+    this.#rate.set(key, { ...state, policy });
+    if (this.#rate.size > MAX_RATE_BUCKETS) pruneFullBuckets(this.#rate, now);
+    return result.ok;
+  }
+
+  /** Over the limit: every second query gets an empty answer with TC set (retry over TCP), the rest nothing. */
+  #slipOrDrop(message: Buffer): Buffer | undefined {
+    this.#slip = (this.#slip + 1) % 2;
+    if (this.#slip === 0) {
+      this.#c.onLimited?.('dropped');
+      return undefined;
+    }
+    let query: Packet;
+    try {
+      query = dnsPacket.decode(message);
+    } catch {
+      return undefined;
+    }
+    if (query.type !== 'query') return undefined;
+    this.#c.onLimited?.('truncated');
+    const flags = ((query.flags ?? 0) & dnsPacket.RECURSION_DESIRED) | dnsPacket.TRUNCATED_RESPONSE;
+    return dnsPacket.encode({ type: 'response', id: query.id ?? 0, flags, questions: query.questions ?? [] });
   }
 
   /** DNS over TCP: each message is preceded by its 16-bit length; several per connection. */

@@ -1,3 +1,4 @@
+import { writeFile } from 'node:fs/promises';
 import test from 'ava';
 import { addAgent } from '../testing/helpers/agents.js';
 import { runCli, startServer } from '../testing/helpers/cli.js';
@@ -59,4 +60,25 @@ test('metrics follow messages, long-polls, rate limits and the PeerJS broker; lo
   t.true(lines.length > 0);
   for (const line of lines) t.notThrows(() => JSON.parse(line), line);
   t.false(server.stderr().includes('127.0.0.1'), 'no IP address in the logs without --unsafe-logging');
+});
+
+test('--metrics-token-file: /metrics answers only with the bearer token', async (t) => {
+  const dir = await tempDir('lantern-metrics-token-');
+  t.teardown(() => dir.remove());
+  const token = 'prometheus-scrape-token-0123456789';
+  await writeFile(`${dir.path}/token`, `${token}\n`, { mode: 0o600 });
+  const server = await startServer(`${dir.path}/data`, ['--metrics-listen', '127.0.0.1:0', '--metrics-token-file', `${dir.path}/token`]);
+  t.teardown(() => server.stop());
+  const url = String(server.events.find((e) => e['event'] === 'metrics-listening')?.['url']);
+  const without = await fetch(url);
+  t.is(without.status, 401);
+  t.is(without.headers.get('www-authenticate'), 'Bearer');
+  t.is((await fetch(url, { headers: { authorization: `Bearer ${token}x` } })).status, 401, 'a wrong token');
+  const ok = await fetch(url, { headers: { authorization: `Bearer ${token}` } });
+  t.is(ok.status, 200);
+  t.regex(await ok.text(), /^lantern_queued_messages 0$/m);
+  await writeFile(`${dir.path}/short`, 'short\n');
+  const refused = await runCli(['server', '--listen', '127.0.0.1:0', '--data-dir', `${dir.path}/data2`, '--metrics-listen', '127.0.0.1:0', '--metrics-token-file', `${dir.path}/short`]);
+  t.is(refused.code, 2);
+  t.regex(refused.stderr, /LA_ERR_CONFIG.*at least 16 characters/);
 });

@@ -57,6 +57,7 @@ interface ServerFlags {
   dnsRate: number;
   minRotation: number;
   metricsListen?: { host: string; port: number };
+  metricsTokenFile?: string;
   peerjs: boolean;
   peerjsPath: string;
   peerjsKey: string;
@@ -129,6 +130,7 @@ export function serverCommand(io: Io, done: (code: number) => void): Command {
     .option('--dns-rate <n>', 'UDP DNS answers per second to one client network (/24, /56; bursts of twice that); 0: no limit', parseCount, 20)
     .option('--min-rotation <n>', 'warn (log line and metric) when fewer verified peers are in the round robin', parseCount, 0)
     .option('--metrics-listen <host:port>', 'serve Prometheus metrics at http://HOST:PORT/metrics', parseListen)
+    .option('--metrics-token-file <file>', 'require Authorization: Bearer <the token in this file> for /metrics')
     .option('--no-peerjs', 'do not run the PeerJS-compatible broker')
     .option('--peerjs-path <path>', 'the PeerJS clients\' `path` (WebSocket at PATHpeerjs, GET PATHKEY/id)', parsePeerjsPath, '/')
     .option('--peerjs-key <key>', 'the PeerJS API key clients must send', 'peerjs')
@@ -149,6 +151,8 @@ async function runServer(io: Io, flags: ServerFlags): Promise<number> {
   if (Boolean(flags.tlsCert) !== Boolean(flags.tlsKey)) throw new LanternError('LA_ERR_USAGE', '--tls-cert and --tls-key go together');
   if (flags.tlsCert && flags.tlsSelfSigned) throw new LanternError('LA_ERR_USAGE', 'use either --tls-cert/--tls-key or --tls-self-signed');
   if (Boolean(flags.dnsListen) !== Boolean(flags.zone)) throw new LanternError('LA_ERR_USAGE', '--dns-listen and --zone go together');
+  if (flags.metricsTokenFile && !flags.metricsListen) throw new LanternError('LA_ERR_USAGE', '--metrics-token-file goes with --metrics-listen');
+  const metricsToken = flags.metricsTokenFile ? await readMetricsToken(flags.metricsTokenFile) : undefined;
   const zone = flags.zone ? normalizeZone(flags.zone) : undefined;
   if (zone !== undefined && !/^(?=.{1,200}$)([a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?\.)*[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?$/.test(zone)) {
     throw new LanternError('LA_ERR_USAGE', `--zone ${flags.zone}: expected a DNS name such as peers.example.org`);
@@ -273,7 +277,7 @@ async function runServer(io: Io, flags: ServerFlags): Promise<number> {
     logger.info({ ...dns.address, zone }, 'DNS listening');
   }
   if (flags.metricsListen) {
-    const m = await more(`metrics on ${flags.metricsListen.host}:${flags.metricsListen.port}`, new MetricsServer(metrics, flags.metricsListen));
+    const m = await more(`metrics on ${flags.metricsListen.host}:${flags.metricsListen.port}`, new MetricsServer(metrics, flags.metricsListen, metricsToken));
     emit({ event: 'metrics-listening', url: m.url });
   }
   const peerjsUrl = broker ? `${server.url.replace(/^http/, 'ws')}${flags.peerjsPath}peerjs` : null;
@@ -288,4 +292,16 @@ async function runServer(io: Io, flags: ServerFlags): Promise<number> {
   emit({ event: 'stopped' });
   logger.flush();
   return 0;
+}
+
+/** The bearer token of /metrics: the file's first line, at least 16 characters. */
+async function readMetricsToken(file: string): Promise<string> {
+  let token: string;
+  try {
+    token = (await readFile(file, 'utf8')).split('\n')[0]!.trim();
+  } catch (err) {
+    throw new LanternError('LA_ERR_CONFIG', `Cannot read --metrics-token-file: ${(err as Error).message}`, { cause: err });
+  }
+  if (token.length < 16) throw new LanternError('LA_ERR_CONFIG', '--metrics-token-file must hold a token of at least 16 characters');
+  return token;
 }

@@ -1,3 +1,4 @@
+import { timingSafeEqual } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
 import { Counter, Gauge, Registry } from 'prom-client';
 import type { Startable } from '../../core/lifecycle.js';
@@ -105,10 +106,20 @@ export class MetricsServer implements Startable {
   #server: Server | undefined;
   #url: string | undefined;
 
-  constructor(metrics: ServerMetrics, listenAt: { host: string; port: number }) {
+  readonly #token: Buffer | undefined;
+
+  /** With `token`, only requests with `Authorization: Bearer TOKEN` are served (else 401). */
+  constructor(metrics: ServerMetrics, listenAt: { host: string; port: number }, token?: string) {
     this.#metrics = metrics;
     this.#host = listenAt.host;
     this.#port = listenAt.port;
+    this.#token = token === undefined ? undefined : Buffer.from(`Bearer ${token}`);
+  }
+
+  #authorized(header: string | undefined): boolean {
+    if (!this.#token) return true;
+    const given = Buffer.from(header ?? '');
+    return given.length === this.#token.length && timingSafeEqual(given, this.#token);
   }
 
   get url(): string {
@@ -120,6 +131,10 @@ export class MetricsServer implements Startable {
     const server = createServer((req, res) => {
       if (req.method !== 'GET' || (req.url ?? '').split('?')[0] !== '/metrics') {
         res.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n');
+        return;
+      }
+      if (!this.#authorized(req.headers.authorization)) {
+        res.writeHead(401, { 'content-type': 'text/plain', 'www-authenticate': 'Bearer' }).end('a bearer token is required\n');
         return;
       }
       this.#metrics.registry.metrics().then(

@@ -1,3 +1,4 @@
+import { isIP } from 'node:net';
 import { Agent, request, type Dispatcher } from 'undici';
 import type { z } from 'zod';
 import type { Clock } from '../core/clock.js';
@@ -26,7 +27,6 @@ import {
 } from '../protocol/messages.js';
 import { TicketKeyResponse, TicketResponse, type TicketAudience } from '../protocol/ticket.js';
 import { PROTOCOL_VERSION, VERSION_HEADER } from '../protocol/version.js';
-import { isIP } from 'node:net';
 import { parseHostPort } from './listen.js';
 
 /** An LA1S session as the client keeps it (key base64). */
@@ -219,8 +219,10 @@ export class ApiClient {
     return this.#call('POST', '/v1/messages/batch', { messages }, SendBatchResponse);
   }
 
-  /** Long-poll; `undefined` when the wait ended with nothing (204). */
-  /** Long-polls; `ack` (ids of the last batch, once stored) is acked first, in the same request. */
+  /**
+   * Long-polls; `undefined` when the wait ended with nothing (204). `ack` (ids of the last batch,
+   * once stored) is acked first, in the same request.
+   */
   poll(waitSeconds: number, limit = 100, signal?: AbortSignal, ack: readonly string[] = []): Promise<PollResponse | undefined> {
     const acks = ack.length ? `&ack=${ack.map(encodeURIComponent).join(',')}` : '';
     return this.#call('GET', `/v1/messages?wait=${waitSeconds}&limit=${limit}${acks}`, undefined, PollResponse, {

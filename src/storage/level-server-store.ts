@@ -17,6 +17,7 @@ import {
   type DeviceCredential,
   type DeviceRecord,
   checkBeforeEnqueue,
+  claimSessionNonceInProcess,
   type EnqueueInput,
   type EnqueueOptions,
   type EnqueueResult,
@@ -304,9 +305,8 @@ export class LevelServerStore implements ServerStore {
     return session && session.expiresAt > now ? session : undefined;
   }
 
-  async claimSessionNonce(id: string, nonce: string, expiresAt: number, now: number): Promise<'claimed' | 'replayed' | 'ended'> {
-    if (!(await this.getSession(id, now))) return 'ended';
-    return (await this.claimNonce(`s:${id}`, nonce, expiresAt)) ? 'claimed' : 'replayed';
+  claimSessionNonce(id: string, nonce: string, expiresAt: number, now: number): Promise<'claimed' | 'replayed' | 'ended'> {
+    return claimSessionNonceInProcess(this, id, nonce, expiresAt, now);
   }
 
   async putKeys(address: Address, keys: KeysUpload): Promise<void> {

@@ -12,6 +12,7 @@ import {
   type DeviceCredential,
   type DeviceRecord,
   checkBeforeEnqueue,
+  claimSessionNonceInProcess,
   type EnqueueInput,
   type EnqueueOptions,
   type EnqueueResult,
@@ -172,9 +173,8 @@ export class MemoryServerStore implements ServerStore {
     return s && s.expiresAt > now ? structuredClone(s) : undefined;
   }
 
-  async claimSessionNonce(id: string, nonce: string, expiresAt: number, now: number): Promise<'claimed' | 'replayed' | 'ended'> {
-    if (!(await this.getSession(id, now))) return 'ended';
-    return (await this.claimNonce(`s:${id}`, nonce, expiresAt)) ? 'claimed' : 'replayed';
+  claimSessionNonce(id: string, nonce: string, expiresAt: number, now: number): Promise<'claimed' | 'replayed' | 'ended'> {
+    return claimSessionNonceInProcess(this, id, nonce, expiresAt, now);
   }
 
   async putKeys(address: Address, keys: KeysUpload): Promise<void> {

@@ -276,6 +276,21 @@ export async function checkBeforeEnqueue(
   return undefined;
 }
 
+/**
+ * claimSessionNonce for the backends that keep sessions in one process: the session check and the
+ * claim cannot be split by another process (the session's nonces are scoped `s:<id>`).
+ */
+export async function claimSessionNonceInProcess(
+  store: Pick<ServerStore, 'getSession' | 'claimNonce'>,
+  id: string,
+  nonce: string,
+  expiresAt: number,
+  now: number,
+): Promise<'claimed' | 'replayed' | 'ended'> {
+  if (!(await store.getSession(id, now))) return 'ended';
+  return (await store.claimNonce(`s:${id}`, nonce, expiresAt)) ? 'claimed' : 'replayed';
+}
+
 /** Decoded size of a standard base64 string. */
 export function base64Bytes(b64: string): number {
   const pad = b64.endsWith('==') ? 2 : b64.endsWith('=') ? 1 : 0;

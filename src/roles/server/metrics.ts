@@ -43,38 +43,23 @@ export class ServerMetrics {
 
   constructor() {
     const sources = () => this.#sources;
-    new Gauge({
-      name: 'lantern_long_polls_held',
-      help: 'Long-polls this instance holds',
-      registers: [this.registry],
-      collect() {
-        this.set(sources()?.heldPolls() ?? 0);
-      },
-    });
-    new Gauge({
-      name: 'lantern_queued_messages',
-      help: 'Messages waiting in device queues (the whole store)',
-      registers: [this.registry],
-      async collect() {
-        this.set((await sources()?.queuedMessages()) ?? 0);
-      },
-    });
-    new Gauge({
-      name: 'lantern_peerjs_clients',
-      help: 'PeerJS ids connected to this instance',
-      registers: [this.registry],
-      collect() {
-        this.set(sources()?.broker?.clients ?? 0);
-      },
-    });
-    new Gauge({
-      name: 'lantern_peerjs_queued_ids',
-      help: 'Absent PeerJS ids with signaling waiting for them',
-      registers: [this.registry],
-      collect() {
-        this.set(sources()?.broker?.queuedIds ?? 0);
-      },
-    });
+    // Read at scrape time from the parts observe() names.
+    for (const [name, help, read] of [
+      ['lantern_long_polls_held', 'Long-polls this instance holds', (s: MetricSources) => s.heldPolls()],
+      ['lantern_queued_messages', 'Messages waiting in device queues (the whole store)', (s: MetricSources) => s.queuedMessages()],
+      ['lantern_peerjs_clients', 'PeerJS ids connected to this instance', (s: MetricSources) => s.broker?.clients ?? 0],
+      ['lantern_peerjs_queued_ids', 'Absent PeerJS ids with signaling waiting for them', (s: MetricSources) => s.broker?.queuedIds ?? 0],
+    ] as const) {
+      new Gauge({
+        name,
+        help,
+        registers: [this.registry],
+        async collect() {
+          const from = sources();
+          this.set(from ? await read(from) : 0);
+        },
+      });
+    }
     for (const [name, help, read] of [
       ['lantern_peerjs_relayed_total', 'PeerJS frames relayed or queued', (b: NonNullable<MetricSources['broker']>) => b.relayed],
       ['lantern_peerjs_refused_total', 'PeerJS frames and connections refused', (b: NonNullable<MetricSources['broker']>) => b.refused],

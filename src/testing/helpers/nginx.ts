@@ -1,7 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { access, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { freePort, stopChild, waitForPort } from './processes.js';
-import { dataDirPaths, ensureDataDir, loadOrCreateCa, loadOrCreateSelfSignedTls } from '../../roles/server/data-dir.js';
+import { testTlsFiles } from './tls.js';
 
 export const NGINX = '/usr/sbin/nginx';
 
@@ -37,10 +37,7 @@ export interface RunningNginx {
  */
 export async function startNginx(dir: string, sites: NginxSite[]): Promise<RunningNginx> {
   await mkdir(dir, { recursive: true });
-  await ensureDataDir(`${dir}/tls`);
-  const ca = await loadOrCreateCa(`${dir}/tls`);
-  await loadOrCreateSelfSignedTls(`${dir}/tls`, ca, ['localhost', '127.0.0.1']);
-  const paths = dataDirPaths(`${dir}/tls`);
+  const tls = await testTlsFiles(`${dir}/tls`, ['localhost', '127.0.0.1']);
   const port = await freePort();
   const groups = sites.flatMap((site, i) =>
     Array.isArray(site.upstream)
@@ -51,8 +48,8 @@ export async function startNginx(dir: string, sites: NginxSite[]): Promise<Runni
   server {
     listen 127.0.0.1:${port} ssl${site.defaultServer ? ' default_server' : ''};
     server_name ${site.serverName};
-    ssl_certificate ${paths.tlsCert};
-    ssl_certificate_key ${paths.tlsKey};
+    ssl_certificate ${tls.certFile};
+    ssl_certificate_key ${tls.keyFile};
     access_log ${dir}/access-${site.serverName}.log sni;
     location / {
 ${
@@ -103,7 +100,7 @@ ${sites.map(server).join('\n')}
   return {
     port,
     accessLog: (serverName) => readFile(`${dir}/access-${serverName}.log`, 'utf8').catch(() => ''),
-    ca: ca.certificatePem,
+    ca: tls.caPem,
     child,
     stop: () => stopChild(child, 'SIGQUIT'),
   };

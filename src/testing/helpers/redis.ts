@@ -1,7 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { access, mkdir } from 'node:fs/promises';
-import { dataDirPaths, ensureDataDir, loadOrCreateCa, loadOrCreateSelfSignedTls } from '../../roles/server/data-dir.js';
 import { freePort, stopChild, waitForPort } from './processes.js';
+import { testTlsFiles } from './tls.js';
 
 export const REDIS_SERVER = '/usr/bin/redis-server';
 
@@ -30,11 +30,9 @@ export async function startRedis(dir: string, options: { tls?: boolean; password
   const secure: string[] = [];
   let caFile: string | undefined;
   if (options.tls) {
-    await ensureDataDir(`${dir}/tls`);
-    await loadOrCreateSelfSignedTls(`${dir}/tls`, await loadOrCreateCa(`${dir}/tls`), ['127.0.0.1', 'localhost']);
-    const paths = dataDirPaths(`${dir}/tls`);
-    caFile = paths.caCert;
-    secure.push('--tls-cert-file', paths.tlsCert, '--tls-key-file', paths.tlsKey, '--tls-ca-cert-file', paths.caCert, '--tls-auth-clients', 'no');
+    const files = await testTlsFiles(`${dir}/tls`, ['127.0.0.1', 'localhost']);
+    caFile = files.caFile;
+    secure.push('--tls-cert-file', files.certFile, '--tls-key-file', files.keyFile, '--tls-ca-cert-file', files.caFile, '--tls-auth-clients', 'no');
   }
   if (options.password !== undefined) secure.push('--requirepass', options.password);
   for (let attempt = 0; ; attempt++) {

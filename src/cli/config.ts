@@ -1,16 +1,32 @@
 import { homedir } from 'node:os';
 import { join } from 'node:path';
-import { InvalidArgumentError } from 'commander';
+import { InvalidArgumentError, Option } from 'commander';
 import { parseHostPort } from '../net/listen.js';
 import type { BucketPolicy } from '../storage/server-store.js';
 
 const UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3600_000, d: 86_400_000 };
 
-/** "30d", "2s", "1500ms", "10m", "1h" -> milliseconds. */
+/** "30d", "2s", "1500ms", "10m", "1h" -> milliseconds; a bare number is seconds ("30" is 30 s). */
 export function parseDuration(value: string): number {
-  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)$/.exec(value.trim());
-  if (!m) throw new InvalidArgumentError('expected a duration such as 500ms, 30s, 10m, 12h or 30d');
-  return Math.round(Number(m[1]) * UNITS[m[2]!]!);
+  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)?$/.exec(value.trim());
+  if (!m) throw new InvalidArgumentError('expected a duration such as 500ms, 30s (or 30), 10m, 12h or 30d');
+  return Math.round(Number(m[1]) * UNITS[m[2] ?? 's']!);
+}
+
+/** Milliseconds as the shortest duration text parseDuration reads back ("60s", "10m", "1500ms"). */
+export function formatDuration(ms: number): string {
+  for (const unit of ['d', 'h', 'm', 's'] as const) if (ms >= UNITS[unit]! && ms % UNITS[unit]! === 0) return `${ms / UNITS[unit]!}${unit}`;
+  return `${ms}ms`;
+}
+
+/** A duration option whose help shows its default as a duration ("60s"), not as milliseconds. */
+export function durationOption(flags: string, description: string, defaultMs: number): Option {
+  return new Option(flags, description).argParser(parseDuration).default(defaultMs, formatDuration(defaultMs));
+}
+
+/** A count option (0 or more) with its default. */
+export function countOption(flags: string, description: string, defaultValue: number): Option {
+  return new Option(flags, description).argParser(parseCount).default(defaultValue);
 }
 
 export function parsePositiveInt(value: string): number {

@@ -12,6 +12,7 @@ import {
   verify,
   type KeyObject,
 } from 'node:crypto';
+import { LanternError } from '../core/errors.js';
 import {
   AUTH_SCHEME,
   SESSION_AUTH_SCHEME,
@@ -100,10 +101,20 @@ function hmac(key: Buffer, text: string): string {
   return createHmac('sha256', key).update(text).digest('base64url');
 }
 
-/** Server side of the handshake: its ephemeral public key and the derived session key (base64). */
+/**
+ * Server side of the handshake: its ephemeral public key and the derived session key (base64).
+ * A client key that cannot make a shared secret (a low-order point gives all zeros, which
+ * OpenSSL refuses) is LA_ERR_INVALID_KEY.
+ */
 export function acceptSession(clientPublicKey: string, sessionId: string): { publicKey: string; key: string } {
   const pair = generateKeyPairSync('x25519');
-  return { publicKey: rawX25519(pair.publicKey), key: deriveSessionKey(pair.privateKey, clientPublicKey, sessionId).toString('base64') };
+  let key: Buffer;
+  try {
+    key = deriveSessionKey(pair.privateKey, clientPublicKey, sessionId);
+  } catch (err) {
+    throw new LanternError('LA_ERR_INVALID_KEY', 'The X25519 public key cannot make a shared secret (low-order or malformed point)', { cause: err });
+  }
+  return { publicKey: rawX25519(pair.publicKey), key: key.toString('base64') };
 }
 
 /** Constant-time check of an LA1S MAC. */

@@ -21,3 +21,20 @@ test('a ticket is good only for its audience, only until it expires, only under 
   // Tampered claims: the first character of the body changes, the signature no longer matches.
   t.is(code(() => verifier.verify(`${proxy[0] === 'e' ? 'f' : 'e'}${proxy.slice(1)}`, 1)), 'LA_ERR_TICKET_INVALID');
 });
+
+test('only the canonical encoding of a ticket is accepted: no junk appended, no stray bits, no padding', (t) => {
+  const key = generateTicketKey();
+  const issuer = new TicketIssuer(key.privateKeyPem);
+  const verifier = new TicketVerifier(key.publicKeyPem);
+  const ticket = issuer.issue({ v: 1, sub: randomUUID(), exp: 10_000 });
+  t.truthy(verifier.verify(ticket, 1));
+  const [body, sig] = ticket.split('.') as [string, string];
+  // The last character of an 86-character signature carries 4 unused bits: flip one of them.
+  const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
+  const last = alphabet.indexOf(sig.at(-1)!);
+  const strayBits = `${body}.${sig.slice(0, -1)}${alphabet[last ^ 1]}`;
+  t.is(Buffer.from(strayBits.split('.')[1]!, 'base64url').toString('base64url'), sig, 'decodes to the same signature');
+  for (const variant of [`${ticket}!!`, `${ticket}=`, `${ticket} `, `${body}.${sig}==`, `${body}!.${sig}`, strayBits, `.${sig}`, `${body}.`]) {
+    t.is((t.throws(() => verifier.verify(variant, 1)) as LanternError).code, 'LA_ERR_TICKET_INVALID', JSON.stringify(variant));
+  }
+});

@@ -11,6 +11,14 @@ export function generateTicketKey(): { privateKeyPem: string; publicKeyPem: stri
   };
 }
 
+/** `body.signature`: base64url without padding; an Ed25519 signature is 64 bytes (86 characters). */
+const TICKET_SHAPE = /^([A-Za-z0-9_-]+)\.([A-Za-z0-9_-]{86})$/;
+
+/** Whether decoding and encoding again gives the same text (no stray trailing bits). */
+function canonicalBase64url(text: string): boolean {
+  return Buffer.from(text, 'base64url').toString('base64url') === text;
+}
+
 /** The server side: signs tickets. */
 export class TicketIssuer {
   readonly #key: KeyObject;
@@ -59,12 +67,14 @@ export class TicketVerifier {
   }
 
   #check(ticket: string, now: number): TicketClaims {
-    const dot = ticket.indexOf('.');
-    if (dot <= 0 || ticket.length > 255) throw new LanternError('LA_ERR_TICKET_INVALID');
-    const body = ticket.slice(0, dot);
+    // Canonical encoding only: one string per ticket (Node's base64url decoder skips junk, so a
+    // ticket with bytes appended or changed trailing bits would otherwise verify too).
+    const m = TICKET_SHAPE.exec(ticket);
+    if (!m || ticket.length > 255 || !canonicalBase64url(m[1]!) || !canonicalBase64url(m[2]!)) throw new LanternError('LA_ERR_TICKET_INVALID');
+    const body = m[1]!;
     let ok = false;
     try {
-      ok = verify(null, Buffer.from(body), this.#key, Buffer.from(ticket.slice(dot + 1), 'base64url'));
+      ok = verify(null, Buffer.from(body), this.#key, Buffer.from(m[2]!, 'base64url'));
     } catch {
       ok = false;
     }

@@ -1,10 +1,13 @@
 import { chmod, rm } from 'node:fs/promises';
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
 import { LanternError, isErrorCode } from '../core/errors.js';
+import { FaultBoundary } from '../core/fault-boundary.js';
 import type { Logger } from '../core/logger.js';
 import { ControlAnswer } from '../protocol/messages.js';
 
 const MAX_REQUEST = 16 * 1024;
+/** The request line must arrive, and the answer be taken, within this. */
+const DEADLINE_MS = 10_000;
 
 /**
  * A local control socket: a Unix socket (mode 0600, so only the owner's user can use it) through
@@ -16,18 +19,20 @@ export class ControlSocketServer {
   readonly #path: string;
   readonly #handle: (request: unknown) => Promise<Record<string, unknown>>;
   readonly #logger: Logger;
+  readonly #faults: FaultBoundary;
   #server: Server | undefined;
 
-  constructor(components: { logger: Logger }, path: string, handle: (request: unknown) => Promise<Record<string, unknown>>) {
+  constructor(components: { logger: Logger; faults?: FaultBoundary }, path: string, handle: (request: unknown) => Promise<Record<string, unknown>>) {
     this.#path = path;
     this.#handle = handle;
     this.#logger = components.logger;
+    this.#faults = components.faults ?? new FaultBoundary({ logger: components.logger });
   }
 
   async start(): Promise<void> {
     // A socket file left by a killed process would make listen fail; the caller owns the directory.
     await rm(this.#path, { force: true });
-    const server = createServer((socket) => this.#serve(socket));
+    const server = createServer(this.#faults.wrap('control', (socket: Socket) => this.#serve(socket), (_err, socket) => socket.destroy()));
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
       server.listen(this.#path, () => resolve());
@@ -43,18 +48,26 @@ export class ControlSocketServer {
     await rm(this.#path, { force: true });
   }
 
+  /** One request line (at most MAX_REQUEST bytes, within DEADLINE_MS), one answer line, then the end. */
   #serve(socket: Socket): void {
     let buf = '';
     socket.setEncoding('utf8');
     socket.on('error', () => socket.destroy());
-    socket.on('data', (chunk: string) => {
+    socket.setTimeout(DEADLINE_MS, () => socket.destroy());
+    const onData = (chunk: string) => {
       buf += chunk;
-      if (buf.length > MAX_REQUEST) return void socket.end(`${JSON.stringify(errorAnswer(new LanternError('LA_ERR_BODY_TOO_LARGE')))}\n`);
       const nl = buf.indexOf('\n');
-      if (nl < 0) return;
+      if (nl < 0 && buf.length <= MAX_REQUEST) return;
+      socket.off('data', onData);
       socket.pause();
-      void this.#answer(buf.slice(0, nl)).then((answer) => socket.end(`${JSON.stringify(answer)}\n`));
-    });
+      if (nl < 0 || nl > MAX_REQUEST) return void socket.end(`${JSON.stringify(errorAnswer(new LanternError('LA_ERR_BODY_TOO_LARGE')))}\n`);
+      this.#faults.run(
+        'control',
+        async () => socket.end(`${JSON.stringify(await this.#answer(buf.slice(0, nl)))}\n`),
+        () => socket.destroy(),
+      );
+    };
+    socket.on('data', onData);
   }
 
   async #answer(line: string): Promise<unknown> {

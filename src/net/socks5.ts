@@ -1,58 +1,75 @@
-import { once } from 'node:events';
-import type { Socket } from 'node:net';
+import { LanternError } from '../core/errors.js';
+import type { ParseStep } from './handshake-reader.js';
 
-/** SOCKS5 (RFC 1928/1929) constants and the parts of the handshake shared by give and get. */
+/**
+ * SOCKS5 (RFC 1928/1929): constants, and the handshake as incremental parse steps (pure functions
+ * over the bytes received so far, run by a HandshakeReader), shared by give and get.
+ */
 export const SOCKS = { version: 5, noAuth: 0, userPass: 2, noAcceptable: 0xff, connect: 1, ipv4: 1, domain: 3, ipv6: 4 } as const;
 export const SOCKS_REPLY = { ok: 0, failure: 1, notAllowed: 2, hostUnreachable: 4, refused: 5, commandNotSupported: 7, addressNotSupported: 8 } as const;
+
+/** Longest SOCKS5 message of the handshake (a request with a 255-byte name, or a user/pass message). */
+export const SOCKS_MAX_MESSAGE = 513;
 
 export function socksReply(code: number): Buffer {
   return Buffer.from([SOCKS.version, code, 0, SOCKS.ipv4, 0, 0, 0, 0, 0, 0]);
 }
 
-/** Reads exactly n bytes from a paused socket (handshakes), within 10 s. */
-export async function readExact(socket: Socket, n: number): Promise<Buffer> {
-  if (n === 0) return Buffer.alloc(0);
-  const deadline = Date.now() + 10_000;
-  for (;;) {
-    const chunk = socket.read(n) as Buffer | null;
-    if (chunk) return chunk;
-    if (socket.readableEnded || socket.destroyed || Date.now() > deadline) throw new Error('short read');
-    await Promise.race([once(socket, 'readable'), once(socket, 'close'), new Promise((r) => setTimeout(r, 1000))]);
-  }
-}
+const malformed = (what: string) => new LanternError('LA_ERR_PROTOCOL', `Malformed SOCKS5 ${what}`);
 
-/** Reads the greeting: the methods the client offers. */
-export async function readGreeting(socket: Socket): Promise<{ version: number; methods: Buffer }> {
-  const [version, count] = await readExact(socket, 2);
-  return { version: version!, methods: await readExact(socket, count!) };
-}
+/** The greeting: version and the methods the client offers. */
+export const socksGreeting: ParseStep<{ version: number; methods: Buffer }> = (b) => {
+  if (b.length < 2) return undefined;
+  const count = b[1]!;
+  if (b.length < 2 + count) return undefined;
+  return { value: { version: b[0]!, methods: Buffer.from(b.subarray(2, 2 + count)) }, used: 2 + count };
+};
+
+/** Username/password authentication (RFC 1929). */
+export const socksUserPass: ParseStep<{ user: Buffer; password: Buffer }> = (b) => {
+  if (b.length >= 1 && b[0] !== 1) throw malformed('username/password version');
+  if (b.length < 2) return undefined;
+  const ulen = b[1]!;
+  if (b.length < 3 + ulen) return undefined;
+  const plen = b[2 + ulen]!;
+  if (b.length < 3 + ulen + plen) return undefined;
+  return { value: { user: Buffer.from(b.subarray(2, 2 + ulen)), password: Buffer.from(b.subarray(3 + ulen, 3 + ulen + plen)) }, used: 3 + ulen + plen };
+};
+
+export type SocksRequest = { host: string; port: number } | { refuse: number };
 
 /**
- * Reads the request after the method negotiation. Returns the CONNECT target, or the reply code
- * to end the connection with (unsupported command or address type).
+ * The request after the method negotiation: the CONNECT target, or the reply code to end the
+ * connection with (another command; an unknown address type, whose length cannot be known).
  */
-export async function readRequest(socket: Socket): Promise<{ host: string; port: number } | { refuse: number }> {
-  const [, cmd, , atyp] = await readExact(socket, 4);
+export const socksRequest: ParseStep<SocksRequest> = (b) => {
+  if (b.length >= 1 && b[0] !== SOCKS.version) throw malformed('request version');
+  if (b.length < 4) return undefined;
+  const cmd = b[1]!;
+  const atyp = b[3]!;
   let host: string;
-  if (atyp === SOCKS.ipv4) host = [...(await readExact(socket, 4))].join('.');
-  else if (atyp === SOCKS.domain) host = (await readExact(socket, (await readExact(socket, 1))[0]!)).toString('utf8');
-  else if (atyp === SOCKS.ipv6) host = (await readExact(socket, 16)).toString('hex').replace(/(.{4})(?!$)/g, '$1:');
-  else return { refuse: SOCKS_REPLY.addressNotSupported };
-  const port = (await readExact(socket, 2)).readUInt16BE(0);
-  if (cmd !== SOCKS.connect) return { refuse: SOCKS_REPLY.commandNotSupported };
-  return { host, port };
-}
+  let end: number;
+  if (atyp === SOCKS.ipv4) {
+    end = 4 + 4;
+    if (b.length < end + 2) return undefined;
+    host = [...b.subarray(4, end)].join('.');
+  } else if (atyp === SOCKS.ipv6) {
+    end = 4 + 16;
+    if (b.length < end + 2) return undefined;
+    host = b.subarray(4, end).toString('hex').replace(/(.{4})(?!$)/g, '$1:');
+  } else if (atyp === SOCKS.domain) {
+    if (b.length < 5) return undefined;
+    end = 5 + b[4]!;
+    if (b.length < end + 2) return undefined;
+    host = b.subarray(5, end).toString('latin1');
+    if (host.length === 0 || !/^[\x21-\x7e]+$/.test(host)) return { value: { refuse: SOCKS_REPLY.hostUnreachable }, used: end + 2 };
+  } else {
+    return { value: { refuse: SOCKS_REPLY.addressNotSupported }, used: b.length };
+  }
+  const port = b.readUInt16BE(end);
+  if (cmd !== SOCKS.connect) return { value: { refuse: SOCKS_REPLY.commandNotSupported }, used: end + 2 };
+  return { value: { host, port }, used: end + 2 };
+};
 
-/**
- * Tells SOCKS5 from HTTP on a port that serves both: a SOCKS5 greeting starts with byte 5, an HTTP
- * request with a method name. The byte is put back before the connection is handed on.
- */
-export function sniffProtocol(socket: Socket, handlers: { socks(socket: Socket): void; http(socket: Socket): void }): void {
-  socket.once('readable', () => {
-    const first = socket.read(1) as Buffer | null;
-    if (!first) return;
-    socket.unshift(first);
-    if (first[0] === SOCKS.version) handlers.socks(socket);
-    else handlers.http(socket);
-  });
-}
+/** The first byte, without using it: SOCKS5 starts with 5, HTTP with a method name. */
+export const firstByte: ParseStep<number> = (b) => (b.length ? { value: b[0]!, used: 0 } : undefined);

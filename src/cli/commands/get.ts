@@ -9,11 +9,14 @@ import type { Upstream } from '../../net/tunnel.js';
 import { LocalProxy } from '../../roles/get/local-proxy.js';
 import { UpstreamPool, type UpstreamSource } from '../../roles/get/upstream-pool.js';
 import { openAgent, requireCredential, signedClient, withKeystore } from '../agent-home.js';
-import { parseListen, resolveHome } from '../config.js';
+import { durationOption, parseListen, resolveHome } from '../config.js';
+import { connectionCap } from '../fd-limit.js';
 import { writeJson, writeLine, type Io } from '../io.js';
 
 interface GetFlags {
   listen: { host: string; port: number };
+  handshakeTimeout: number;
+  idleTimeout: number;
   home?: string;
   json?: boolean;
   logLevel: string;
@@ -63,6 +66,8 @@ export function getCommand(io: Io, done: (code: number) => void): Command {
     .description('Run the local proxy (HTTP CONNECT, HTTP forward, SOCKS5) that tunnels through give peers, and receive messages meanwhile')
     .option('--listen <host:port>', 'local address for the proxy', parseListen, { host: '127.0.0.1', port: 8118 })
     .option('--home <dir>', 'agent home (default $LANTERN_HOME, else ~/.lantern-agent); must be logged in')
+    .addOption(durationOption('--handshake-timeout <duration>', 'a local client must send its request within this', 30_000))
+    .addOption(durationOption('--idle-timeout <duration>', 'close a tunnel with no byte either way this long', 600_000))
     .option('--json', 'print NDJSON events on stdout')
     .option('--log-level <level>', 'log level (stderr, JSON)', 'info')
     .option('--unsafe-logging', 'keep IP addresses in logs')
@@ -76,7 +81,10 @@ async function runGet(io: Io, flags: GetFlags): Promise<number> {
   const api = await signedClient(credential);
   const source = new Upstreams(api, home, logger);
   await source.refresh();
-  const proxy = new LocalProxy({ pool: new UpstreamPool({ source, logger }), logger }, flags.listen);
+  const proxy = new LocalProxy(
+    { pool: new UpstreamPool({ source, logger }), logger },
+    { ...flags.listen, handshakeTimeoutMs: flags.handshakeTimeout, idleTimeoutMs: flags.idleTimeout, maxConnections: connectionCap(1024, 256, 2) },
+  );
   await proxy.start();
   if (flags.json) writeJson(io.stdout, { event: 'listening', url: proxy.url, upstreams: source.upstreams().length });
   else writeLine(io.stderr, `lantern-agent get: local proxy on ${proxy.url} (${source.upstreams().length} give peer(s) known)`);

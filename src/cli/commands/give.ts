@@ -8,11 +8,13 @@ import { systemClock } from '../../core/clock.js';
 import { createLogger } from '../../core/logger.js';
 import { PeerIdentity } from '../../crypto/peer-identity.js';
 import { TicketVerifier } from '../../crypto/tickets.js';
-import { GiveProxy } from '../../roles/give/give-proxy.js';
+import { defaultGiveLimits, GiveProxy } from '../../roles/give/give-proxy.js';
+import { FaultBoundary } from '../../core/fault-boundary.js';
+import { connectionCap } from '../fd-limit.js';
 import { PeerRegistrar } from '../../roles/give/peer-registration.js';
 import { Messenger } from '../../messaging/messenger.js';
 import { openAgent, requireCredential, signedClient, withApi, withKeystore } from '../agent-home.js';
-import { parseDuration, parseListen, parsePort, parsePositiveInt, resolveHome } from '../config.js';
+import { countOption, durationOption, parseCount, parseDuration, parseListen, parsePort, parsePositiveInt, resolveHome } from '../config.js';
 import { writeJson, writeLine, type Io } from '../io.js';
 
 interface GiveFlags {
@@ -29,6 +31,11 @@ interface GiveFlags {
   advertiseTo?: string[];
   adLifetime: number;
   json?: boolean;
+  handshakeTimeout: number;
+  keepaliveTimeout: number;
+  idleTimeout: number;
+  maxConnections?: number;
+  maxConnectionsPerAddress: number;
   logLevel: string;
   unsafeLogging?: boolean;
 }
@@ -48,6 +55,11 @@ export function giveCommand(io: Io, done: (code: number) => void): Command {
     .option('--no-register', 'do not register with the server (serve only peers that were told the address)')
     .option('--advertise-to <userIds...>', "send an availability ad to these users (store-and-forward, end-to-end encrypted)")
     .option('--ad-lifetime <duration>', 'how long ads stay valid', parseDuration, 3600_000)
+    .addOption(durationOption('--handshake-timeout <duration>', 'first bytes, and each handshake step, within this; else closed as nginx closes (client_header_timeout)', defaultGiveLimits.handshakeTimeoutMs))
+    .addOption(durationOption('--keepalive-timeout <duration>', 'close a kept-alive forward-proxy connection idle this long (nginx keepalive_timeout)', defaultGiveLimits.keepAliveTimeoutMs))
+    .addOption(durationOption('--idle-timeout <duration>', 'close a tunnel or forwarded request with no byte either way this long', defaultGiveLimits.idleTimeoutMs))
+    .addOption(new Option('--max-connections <n>', 'connections open at once; 0: no limit').argParser(parseCount).default(undefined, 'min(1024, (open-file limit - 256) / 2)'))
+    .addOption(countOption('--max-connections-per-address <n>', 'connections open at once from one address (IPv6: per /64); 0: no limit', defaultGiveLimits.maxConnectionsPerAddress))
     .option('--json', 'print NDJSON events on stdout')
     .option('--log-level <level>', 'log level (stderr, JSON)', 'info')
     .option('--unsafe-logging', 'keep IP addresses in logs')
@@ -70,6 +82,7 @@ async function runGive(io: Io, flags: GiveFlags): Promise<number> {
   if (!flags.listen) throw new LanternError('LA_ERR_USAGE', '--listen HOST:PORT is required to run a give peer');
   const listenAt = flags.listen;
   const logger = createLogger({ level: flags.logLevel, unsafeLogging: flags.unsafeLogging === true }).child({ component: 'give' });
+  const faults = new FaultBoundary({ logger });
   // The credential is read once; the keystore is not held, so other commands keep using the home.
   const credential = await withKeystore(home, requireCredential);
   const api = await signedClient(credential);
@@ -79,10 +92,18 @@ async function runGive(io: Io, flags: GiveFlags): Promise<number> {
   const identity = new PeerIdentity();
   let registrar: PeerRegistrar | undefined;
   const proxy = new GiveProxy(
-    { tickets: new TicketVerifier(publicKey), clock: systemClock, logger },
+    { tickets: new TicketVerifier(publicKey), clock: systemClock, logger, faults },
     {
       host: listenAt.host,
       port: listenAt.port,
+      limits: {
+        handshakeTimeoutMs: flags.handshakeTimeout,
+        keepAliveTimeoutMs: flags.keepaliveTimeout,
+        idleTimeoutMs: flags.idleTimeout,
+        // Each tunnel holds two descriptors: the client's and the destination's.
+        maxConnections: flags.maxConnections ?? connectionCap(defaultGiveLimits.maxConnections, 256, 2),
+        maxConnectionsPerAddress: flags.maxConnectionsPerAddress,
+      },
       allowPrivateDestinations: flags.allowPrivateDestinations === true,
       maxClients: flags.maxClients,
       ...(flags.maxMbps ? { maxMbps: flags.maxMbps } : {}),
@@ -119,7 +140,7 @@ async function runGive(io: Io, flags: GiveFlags): Promise<number> {
     if (flags.json) writeJson(io.stdout, { event: 'advertised', ...sent });
   }
   // `status` and `give --pause|--resume` reach this process through a socket in the home.
-  const control = new ControlSocketServer({ logger }, giveSocketPath(home), async (value) => {
+  const control = new ControlSocketServer({ logger, faults }, giveSocketPath(home), async (value) => {
     const { op } = parseMessage(GiveControlRequest, value);
     if (op === 'pause' && !proxy.stats().paused) {
       proxy.setPaused(true);

@@ -14,7 +14,7 @@ import {
 } from '../../roles/server/data-dir.js';
 import { normalizeZone } from '../../roles/server/dns-answer.js';
 import { DnsServer } from '../../roles/server/dns-server.js';
-import { LanternServer } from '../../roles/server/lantern-server.js';
+import { defaultListenerLimits, LanternServer } from '../../roles/server/lantern-server.js';
 import { MetricsServer, ServerMetrics } from '../../roles/server/metrics.js';
 import { defaultPeerjsOptions, PeerjsBroker } from '../../roles/server/peerjs-broker.js';
 import { TicketVerifier } from '../../crypto/tickets.js';
@@ -22,7 +22,9 @@ import { RedisPeerjsDirectory } from '../../storage/peerjs-directory.js';
 import { RotationMonitor } from '../../roles/server/rotation-monitor.js';
 import { defaultServerOptions, type ServerOptions } from '../../roles/server/options.js';
 import { openServerStore, resolveStoreSpec, storeCaOption, storeOption, type StoreSpec } from '../store-spec.js';
-import { parseCount, parseDuration, parseListen, parsePositiveInt, parseRate } from '../config.js';
+import { countOption, durationOption, parseCount, parseDuration, parseListen, parsePositiveInt, parseRate } from '../config.js';
+import { connectionCap } from '../fd-limit.js';
+import { FaultBoundary } from '../../core/fault-boundary.js';
 import { InvalidArgumentError } from 'commander';
 import { writeJson, writeLine, type Io } from '../io.js';
 
@@ -66,6 +68,11 @@ interface ServerFlags {
   peerjsConcurrentLimit: number;
   peerjsAllowDiscovery?: boolean;
   peerjsRequireAuth?: boolean;
+  headerTimeout: number;
+  bodyTimeout: number;
+  idleTimeout: number;
+  maxConnections?: number;
+  maxConnectionsPerAddress: number;
   logLevel: string;
   unsafeLogging?: boolean;
 }
@@ -131,6 +138,13 @@ export function serverCommand(io: Io, done: (code: number) => void): Command {
     .option('--min-rotation <n>', 'warn (log line and metric) when fewer verified peers are in the round robin', parseCount, 0)
     .option('--metrics-listen <host:port>', 'serve Prometheus metrics at http://HOST:PORT/metrics', parseListen)
     .option('--metrics-token-file <file>', 'require Authorization: Bearer <the token in this file> for /metrics')
+    .addOption(durationOption('--header-timeout <duration>', 'a request line and headers (and a TLS handshake) must arrive within this', defaultListenerLimits.headerTimeoutMs))
+    .addOption(durationOption('--body-timeout <duration>', 'a request body must arrive within this (a slow upload is cut off with 408)', defaultListenerLimits.bodyTimeoutMs))
+    .addOption(durationOption('--idle-timeout <duration>', 'close kept-alive connections idle this long (keep it above your CDN\'s)', defaultListenerLimits.idleTimeoutMs))
+    .addOption(new Option('--max-connections <n>', 'connections open at once on the API port; 0: no limit').argParser(parseCount).default(undefined, 'min(16384, open-file limit - 256)'))
+    .addOption(
+      countOption('--max-connections-per-address <n>', 'connections open at once from one client address (IPv6: per /64); 0: no limit (behind a CDN every client shares its addresses)', defaultListenerLimits.maxConnectionsPerAddress),
+    )
     .option('--no-peerjs', 'do not run the PeerJS-compatible broker')
     .option('--peerjs-path <path>', 'the PeerJS clients\' `path` (WebSocket at PATHpeerjs, GET PATHKEY/id)', parsePeerjsPath, '/')
     .option('--peerjs-key <key>', 'the PeerJS API key clients must send', 'peerjs')
@@ -198,6 +212,8 @@ async function runServer(io: Io, flags: ServerFlags): Promise<number> {
     maxPollWaitSeconds: 60,
   };
   const metrics = new ServerMetrics();
+  // One fault boundary for every listener of this server: faults are logged once and counted by surface.
+  const faults = new FaultBoundary({ logger, onFault: (surface) => metrics.faults.inc({ surface }) });
   const rotation = new RotationMonitor(
     { store, clock: systemClock, logger: logger.child({ component: 'rotation' }), metrics },
     { minRotation: flags.minRotation, checkEveryMs: 5000, repeatWarningMs: 60_000 },
@@ -213,7 +229,7 @@ async function runServer(io: Io, flags: ServerFlags): Promise<number> {
   }
   const broker = flags.peerjs
     ? new PeerjsBroker(
-        { logger: logger.child({ component: 'peerjs' }), ...(directory ? { cluster: { notifier, directory } } : {}) },
+        { logger: logger.child({ component: 'peerjs' }), faults, ...(directory ? { cluster: { notifier, directory } } : {}) },
         {
           ...defaultPeerjsOptions,
           path: flags.peerjsPath,
@@ -227,9 +243,22 @@ async function runServer(io: Io, flags: ServerFlags): Promise<number> {
       )
     : undefined;
   const server = new LanternServer(
-    { store, notifier, clock: systemClock, logger: logger.child({ component: 'server' }), ca, tickets, canary, metrics, onVerdict: () => rotation.poke() },
+    { store, notifier, clock: systemClock, logger: logger.child({ component: 'server' }), ca, tickets, canary, metrics, faults, onVerdict: () => rotation.poke() },
     options,
-    { host: flags.listen.host, port: flags.listen.port, ...(tls ? { tls } : {}), ...(flags.store.kind === 'level' ? { controlSocketPath: paths.control } : {}), attachments: broker ? [broker] : [] },
+    {
+      host: flags.listen.host,
+      port: flags.listen.port,
+      ...(tls ? { tls } : {}),
+      ...(flags.store.kind === 'level' ? { controlSocketPath: paths.control } : {}),
+      attachments: broker ? [broker] : [],
+      limits: {
+        headerTimeoutMs: flags.headerTimeout,
+        bodyTimeoutMs: flags.bodyTimeout,
+        idleTimeoutMs: flags.idleTimeout,
+        maxConnections: flags.maxConnections ?? connectionCap(defaultListenerLimits.maxConnections),
+        maxConnectionsPerAddress: flags.maxConnectionsPerAddress,
+      },
+    },
   );
   metrics.observe({ heldPolls: () => server.heldPolls, queuedMessages: () => store.queuedMessages(), ...(broker ? { broker } : {}) });
   const closeStores = async () => {
@@ -267,6 +296,7 @@ async function runServer(io: Io, flags: ServerFlags): Promise<number> {
           store,
           clock: systemClock,
           logger: logger.child({ component: 'dns' }),
+          faults,
           onAnswer: (rcode) => metrics.dnsAnswers.inc({ rcode }),
           onLimited: (outcome) => metrics.dnsRateLimited.inc({ outcome }),
         },

@@ -1,28 +1,59 @@
 import { createServer as createHttpServer, request as httpRequest, type IncomingMessage, type ServerResponse } from 'node:http';
 import { createServer, type Server, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
+import { FaultBoundary } from '../../core/fault-boundary.js';
 import type { Logger } from '../../core/logger.js';
 import type { Startable } from '../../core/lifecycle.js';
+import { ConnectionLimiter } from '../../net/connection-limiter.js';
 import { formatUrl, listen } from '../../net/listen.js';
-import { readGreeting, readRequest, sniffProtocol, SOCKS, SOCKS_REPLY, socksReply } from '../../net/socks5.js';
+import { ProxyFrontEnd, type TunnelRequest } from '../../net/proxy-front-end.js';
+import { relay } from '../../net/relay.js';
 import type { UpstreamPool } from './upstream-pool.js';
+
+export interface LocalProxyOptions {
+  host: string;
+  port: number;
+  /** Deadline for the first bytes and each handshake step (default 30 s). */
+  handshakeTimeoutMs?: number;
+  /** A tunnel with no byte either way this long is closed (default 10 min). */
+  idleTimeoutMs?: number;
+  /** Connections open at once (default 1024; 0: no limit). */
+  maxConnections?: number;
+}
 
 /**
  * The get-mode local proxy (HTTP CONNECT, HTTP forward and SOCKS5 on one port, no ticket needed
- * locally): every connection is carried through a give peer chosen by the pool.
+ * locally, through the same ProxyFrontEnd as give): every connection is carried through a give
+ * peer chosen by the pool.
  */
 export class LocalProxy implements Startable {
   readonly #pool: UpstreamPool;
   readonly #logger: Logger;
-  readonly #http = createHttpServer((req, res) => void this.#forward(req, res));
+  readonly #faults: FaultBoundary;
+  readonly #http: ReturnType<typeof createHttpServer>;
+  readonly #front: ProxyFrontEnd;
+  readonly #connections: ConnectionLimiter;
+  readonly #idleMs: number;
   readonly #sockets = new Set<Socket>();
   #server: Server | undefined;
   #url: string | undefined;
 
-  constructor(components: { pool: UpstreamPool; logger: Logger }, readonly options: { host: string; port: number }) {
+  constructor(components: { pool: UpstreamPool; logger: Logger; faults?: FaultBoundary }, readonly options: LocalProxyOptions) {
     this.#pool = components.pool;
     this.#logger = components.logger;
-    this.#http.on('connect', (req: IncomingMessage, socket: Socket, head: Buffer) => void this.#connect(req, socket, head));
+    this.#faults = components.faults ?? new FaultBoundary({ logger: components.logger });
+    const handshakeTimeoutMs = options.handshakeTimeoutMs ?? 30_000;
+    this.#idleMs = options.idleTimeoutMs ?? 600_000;
+    this.#connections = new ConnectionLimiter({ maxTotal: options.maxConnections ?? 1024, maxPerAddress: 0 });
+    this.#http = createHttpServer({ connectionsCheckingInterval: 1000, requestTimeout: 0, headersTimeout: handshakeTimeoutMs }, (req, res) =>
+      this.#faults.run('proxy', () => this.#forward(req, res), () => res.destroy()),
+    );
+    this.#http.timeout = this.#idleMs;
+    this.#front = new ProxyFrontEnd({ faults: this.#faults }, { handshakeTimeoutMs }, {
+      tunnel: (request) => this.#tunnel(request),
+      http: (_head, _socket, handOff) => handOff(this.#http),
+      refuse: (socket) => socket.destroy(),
+    });
   }
 
   get url(): string {
@@ -31,15 +62,24 @@ export class LocalProxy implements Startable {
   }
 
   async start(): Promise<void> {
-    const server = createServer((socket) => {
-      this.#sockets.add(socket);
-      socket.once('close', () => this.#sockets.delete(socket));
-      socket.on('error', () => socket.destroy());
-      sniffProtocol(socket, { socks: (s) => void this.#socks(s), http: (s) => this.#http.emit('connection', s) });
-    });
+    const server = createServer(
+      this.#faults.wrap(
+        'proxy',
+        (socket: Socket) => {
+          socket.on('error', () => socket.destroy());
+          if (!this.#connections.admit(socket)) return;
+          this.#sockets.add(socket);
+          socket.once('close', () => this.#sockets.delete(socket));
+          this.#front.serve(socket);
+        },
+        (_err, socket) => socket.destroy(),
+      ),
+    );
     const a = await listen(server, this.options.host, this.options.port);
     this.#server = server;
     this.#url = formatUrl('http', a.host, a.port);
+    // The inner HTTP server never listens itself; this starts its header-deadline checks.
+    this.#http.emit('listening');
   }
 
   async stop(): Promise<void> {
@@ -48,10 +88,10 @@ export class LocalProxy implements Startable {
     if (!server) return;
     for (const s of this.#sockets) s.destroy();
     await new Promise<void>((resolve) => server.close(() => resolve()));
+    this.#http.close();
   }
 
-  #splice(client: Socket, upstream: Duplex): void {
-    client.pipe(upstream).pipe(client);
+  #splice(client: Socket, upstream: Duplex, head: Buffer): void {
     const done = () => {
       client.destroy();
       upstream.destroy();
@@ -59,20 +99,24 @@ export class LocalProxy implements Startable {
     client.once('close', done);
     upstream.once('close', done);
     upstream.on('error', done);
+    if (client.destroyed) return done();
+    client.setTimeout(this.#idleMs, done);
+    if (head.length) upstream.write(head);
+    const count = () => undefined;
+    relay(client, upstream, { onBytes: count });
+    relay(upstream, client, { onBytes: count });
   }
 
-  async #connect(req: IncomingMessage, socket: Socket, head: Buffer): Promise<void> {
-    const m = /^(\[[^\]]+\]|[^:]+):(\d{1,5})$/.exec(req.url ?? '');
-    if (!m) return void socket.end('HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n');
+  async #tunnel(request: TunnelRequest): Promise<void> {
+    if (!request.target) return request.fail('bad-request');
+    let upstream: Duplex;
     try {
-      const upstream = await this.#pool.tunnel({ host: m[1]!.replace(/^\[|\]$/g, ''), port: Number(m[2]) });
-      socket.write('HTTP/1.1 200 Connection Established\r\n\r\n');
-      if (head.length) upstream.write(head);
-      this.#splice(socket, upstream);
+      upstream = await this.#pool.tunnel(request.target);
     } catch (err) {
       this.#logger.warn({ code: (err as { code?: string }).code }, 'no give peer could open the tunnel');
-      socket.end('HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\nConnection: close\r\n\r\n');
+      return request.fail('unreachable');
     }
+    this.#splice(request.socket, upstream, request.accept());
   }
 
   /** Plain HTTP forward: the request goes over a tunnel to the origin, in origin form. */
@@ -108,25 +152,5 @@ export class LocalProxy implements Startable {
       res.end();
     });
     req.pipe(out);
-  }
-
-  async #socks(socket: Socket): Promise<void> {
-    try {
-      const { version, methods } = await readGreeting(socket);
-      if (version !== SOCKS.version || !methods.includes(SOCKS.noAuth)) return void socket.end(Buffer.from([SOCKS.version, SOCKS.noAcceptable]));
-      socket.write(Buffer.from([SOCKS.version, SOCKS.noAuth]));
-      const target = await readRequest(socket);
-      if ('refuse' in target) return void socket.end(socksReply(target.refuse));
-      let upstream: Duplex;
-      try {
-        upstream = await this.#pool.tunnel(target);
-      } catch {
-        return void socket.end(socksReply(SOCKS_REPLY.hostUnreachable));
-      }
-      socket.write(socksReply(SOCKS_REPLY.ok));
-      this.#splice(socket, upstream);
-    } catch {
-      socket.destroy();
-    }
   }
 }

@@ -5,15 +5,18 @@ import { Writable } from 'node:stream';
 import { Agent } from 'undici';
 import type { Clock } from '../../core/clock.js';
 import { LanternError } from '../../core/errors.js';
+import { FaultBoundary } from '../../core/fault-boundary.js';
 import type { Logger } from '../../core/logger.js';
 import type { Startable } from '../../core/lifecycle.js';
 import { CHALLENGE_PATTERN } from '../../crypto/peer-identity.js';
 import type { TicketVerifier } from '../../crypto/tickets.js';
 import { formatUrl, listen } from '../../net/listen.js';
 import { CHALLENGE_HEADER, PEER_PROOF_HEADER } from '../../net/tunnel.js';
-import { readExact, readGreeting, readRequest, sniffProtocol, SOCKS, SOCKS_REPLY, socksReply } from '../../net/socks5.js';
+import { ConnectionLimiter } from '../../net/connection-limiter.js';
+import { headerValue } from '../../net/http-head.js';
+import { ProxyFrontEnd, type RefusalReason, type TunnelRequest } from '../../net/proxy-front-end.js';
 import { TICKET_USERNAME } from '../../protocol/ticket.js';
-import { ByteBudget, relay } from './bandwidth.js';
+import { ByteBudget, relay } from '../../net/relay.js';
 import { checkLiteralDestination, guardedLookup } from './destination-policy.js';
 
 export interface GiveProxyOptions {
@@ -29,13 +32,41 @@ export interface GiveProxyOptions {
    * proxy is the registered peer; undefined while not registered.
    */
   proveIdentity?: (challenge: string) => string | undefined;
+  /** Deadlines and caps; see `defaultGiveLimits`. */
+  limits?: Partial<GiveProxyLimits>;
 }
+
+/** What one client can hold of a give peer, and for how long. */
+export interface GiveProxyLimits {
+  /** The first bytes, and then each handshake step (request head, SOCKS5 message), within this (nginx: 60 s). */
+  handshakeTimeoutMs: number;
+  /** A kept-alive forward-proxy connection idle between requests is closed after this (nginx: 75 s). */
+  keepAliveTimeoutMs: number;
+  /** A tunnel, or a forwarded request, with no byte either way this long is closed. */
+  idleTimeoutMs: number;
+  /** Connections open at once (0: no limit). */
+  maxConnections: number;
+  /** Connections open at once from one address (an IPv6 /64 counts as one; 0: no limit). */
+  maxConnectionsPerAddress: number;
+}
+
+export const defaultGiveLimits: GiveProxyLimits = {
+  handshakeTimeoutMs: 60_000,
+  keepAliveTimeoutMs: 75_000,
+  idleTimeoutMs: 600_000,
+  maxConnections: 1024,
+  maxConnectionsPerAddress: 64,
+};
 
 export interface GiveProxyStats {
   activeTunnels: number;
   tunnelsServed: number;
   bytesRelayed: number;
   refused: number;
+  /** Connections closed at once because a connection cap was reached. */
+  overCapacity: number;
+  /** Faults contained (a connection dropped, the process went on). */
+  faults: number;
   paused: boolean;
 }
 
@@ -82,13 +113,18 @@ const HOP_BY_HOP = new Set([
 
 /**
  * The give-mode proxy: one port that serves HTTP CONNECT, plain HTTP forward proxying and SOCKS5
- * (told apart by the first byte), only to holders of a valid ticket. Anything else gets the decoy
- * 404 page of an ordinary web server. Destinations in private ranges are refused unless allowed.
+ * (the shared ProxyFrontEnd), only to holders of a valid ticket. Anything else gets the decoy 404
+ * page of an ordinary web server; a connection that sends nothing is closed like nginx closes it.
+ * Destinations in private or special-purpose ranges are refused unless allowed. Every connection
+ * is capped (per address and in total), has deadlines, and runs inside a fault boundary.
  */
 export class GiveProxy implements Startable {
-  readonly #c: { tickets: TicketVerifier; clock: Clock; logger: Logger };
+  readonly #c: { tickets: TicketVerifier; clock: Clock; logger: Logger; faults: FaultBoundary };
   readonly #o: GiveProxyOptions;
+  readonly #limits: GiveProxyLimits;
   readonly #http: HttpServer;
+  readonly #front: ProxyFrontEnd;
+  readonly #connections: ConnectionLimiter;
   readonly #upstream: Agent;
   readonly #budget: ByteBudget | undefined;
   readonly #sockets = new Set<Socket>();
@@ -100,16 +136,33 @@ export class GiveProxy implements Startable {
   #refused = 0;
   #paused = false;
 
-  constructor(components: { tickets: TicketVerifier; clock: Clock; logger: Logger }, options: GiveProxyOptions) {
-    this.#c = components;
+  constructor(components: { tickets: TicketVerifier; clock: Clock; logger: Logger; faults?: FaultBoundary }, options: GiveProxyOptions) {
+    this.#c = { ...components, faults: components.faults ?? new FaultBoundary({ logger: components.logger }) };
     this.#o = options;
+    this.#limits = { ...defaultGiveLimits, ...options.limits };
     this.#budget = options.maxMbps ? new ByteBudget((options.maxMbps * 1_000_000) / 8) : undefined;
+    this.#connections = new ConnectionLimiter({ maxTotal: this.#limits.maxConnections, maxPerAddress: this.#limits.maxConnectionsPerAddress });
     // Upstream connections for plain HTTP forwarding are kept alive and reused; the guarded lookup
     // applies the destination policy to the address actually dialled.
     this.#upstream = new Agent({ keepAliveTimeout: 30_000, connect: { lookup: guardedLookup(options.allowPrivateDestinations) as never } });
-    this.#http = createHttpServer((req, res) => void this.#forward(req, res));
-    this.#http.on('connect', (req: IncomingMessage, socket: Socket, head: Buffer) => void this.#connect(req, socket, head));
+    // Forward-proxy connections (after a first authorized request) are served by Node's HTTP
+    // server, with nginx's deadlines: headers of a later request, idle keep-alive, no progress.
+    this.#http = createHttpServer({ connectionsCheckingInterval: 1000, requestTimeout: 0, headersTimeout: this.#limits.handshakeTimeoutMs }, (req, res) =>
+      this.#c.faults.run('proxy', () => this.#forward(req, res), () => res.destroy()),
+    );
+    this.#http.keepAliveTimeout = this.#limits.keepAliveTimeoutMs;
+    this.#http.timeout = this.#limits.idleTimeoutMs;
     this.#http.on('clientError', (_err, socket: Socket) => this.#decoy(socket));
+    this.#front = new ProxyFrontEnd({ faults: this.#c.faults }, { handshakeTimeoutMs: this.#limits.handshakeTimeoutMs }, {
+      socksCredentials: (user, password) => !this.#paused && user.toString('latin1') === TICKET_USERNAME && this.#ticketOk(password.toString('latin1')),
+      tunnel: (request) => this.#tunnelRequest(request),
+      http: (head, socket, handOff) => {
+        // Only absolute-form requests (GET http://host/path) with a ticket are proxy requests.
+        if (!/^https?:\/\//i.test(head.target) || !this.#authorized(headerValue(head, 'proxy-authorization'))) return this.#decoy(socket);
+        handOff(this.#http);
+      },
+      refuse: (socket, reason) => this.#refuse(socket, reason),
+    });
   }
 
   get url(): string {
@@ -123,7 +176,15 @@ export class GiveProxy implements Startable {
   }
 
   stats(): GiveProxyStats {
-    return { activeTunnels: this.#active, tunnelsServed: this.#served, bytesRelayed: this.#bytes, refused: this.#refused, paused: this.#paused };
+    return {
+      activeTunnels: this.#active,
+      tunnelsServed: this.#served,
+      bytesRelayed: this.#bytes,
+      refused: this.#refused,
+      overCapacity: this.#connections.refused,
+      faults: this.#c.faults.total,
+      paused: this.#paused,
+    };
   }
 
   /** While paused, ticket holders get the decoy too (sharing is off) and open tunnels are closed. */
@@ -133,10 +194,13 @@ export class GiveProxy implements Startable {
   }
 
   async start(): Promise<void> {
-    const server = createServer((socket) => this.#accept(socket));
+    const server = createServer(this.#c.faults.wrap('proxy', (socket: Socket) => this.#accept(socket), (_err, socket) => socket.destroy()));
+    // Node's own listener-wide cap, a little above ours: ours closes politely and counts.
     const addr = await listen(server, this.#o.host, this.#o.port);
     this.#server = server;
     this.#url = formatUrl('http', addr.host, addr.port);
+    // The inner HTTP server never listens itself; this starts its header-deadline checks.
+    this.#http.emit('listening');
   }
 
   /** Stops accepting, lets open tunnels drain for up to `drainMs`, then closes them. Idempotent. */
@@ -149,27 +213,36 @@ export class GiveProxy implements Startable {
     while (this.#active > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
     for (const s of this.#sockets) s.destroy();
     await closed;
+    this.#http.close();
     await this.#upstream.close();
   }
 
   #accept(socket: Socket): void {
+    socket.on('error', () => socket.destroy());
+    if (!this.#connections.admit(socket)) return;
     this.#sockets.add(socket);
     socket.once('close', () => this.#sockets.delete(socket));
-    socket.on('error', () => socket.destroy());
     socket.setNoDelay(true);
-    sniffProtocol(socket, { socks: (s) => void this.#socks(s), http: (s) => this.#http.emit('connection', s) });
+    this.#front.serve(socket);
+  }
+
+  /** A connection that made no request: nothing sent in time is closed silently (as nginx does), the rest get the decoy. */
+  #refuse(socket: Socket, reason: RefusalReason): void {
+    this.#refused++;
+    if (reason === 'timeout') socket.end(() => socket.destroy());
+    else this.#decoy(socket);
   }
 
   #decoy(socket: Socket): void {
     this.#refused++;
-    if (socket.writable) socket.end(DECOY_RESPONSE);
+    if (socket.writable) socket.end(DECOY_RESPONSE, () => socket.destroy());
     else socket.destroy();
   }
 
   /** A ticket from `Proxy-Authorization: Basic base64("ticket:" + TICKET)`, checked offline. */
   #authorized(header: string | undefined): boolean {
     if (this.#paused || !header?.startsWith('Basic ')) return false;
-    const decoded = Buffer.from(header.slice(6), 'base64').toString('utf8');
+    const decoded = Buffer.from(header.slice(6), 'base64').toString('latin1');
     const colon = decoded.indexOf(':');
     return colon > 0 && decoded.slice(0, colon) === TICKET_USERNAME && this.#ticketOk(decoded.slice(colon + 1));
   }
@@ -202,9 +275,10 @@ export class GiveProxy implements Startable {
   async #dial(host: string, port: number): Promise<Socket> {
     checkLiteralDestination(host, this.#o.allowPrivateDestinations);
     const upstream = connect({ host: host.replace(/^\[|\]$/g, ''), port, lookup: guardedLookup(this.#o.allowPrivateDestinations) });
+    upstream.on('error', () => upstream.destroy());
     upstream.setNoDelay(true);
     try {
-      await once(upstream, 'connect');
+      await Promise.race([once(upstream, 'connect'), new Promise((_, reject) => setTimeout(() => reject(new Error('connect timed out')), this.#limits.handshakeTimeoutMs).unref())]);
     } catch (err) {
       upstream.destroy();
       if (LanternError.is(err)) throw err;
@@ -213,10 +287,8 @@ export class GiveProxy implements Startable {
     return upstream;
   }
 
-  #tunnel(client: Socket, upstream: Socket, head?: Buffer): void {
-    if (head?.length) upstream.write(head);
-    relay(client, upstream, { onBytes: this.#count, ...(this.#budget ? { budget: this.#budget } : {}) });
-    relay(upstream, client, { onBytes: this.#count, ...(this.#budget ? { budget: this.#budget } : {}) });
+  /** Splices an accepted tunnel; the slot taken by #enter is given back when either side closes. */
+  #tunnel(client: Socket, upstream: Socket, head: Buffer): void {
     let left = false;
     const done = () => {
       if (left) return;
@@ -227,27 +299,30 @@ export class GiveProxy implements Startable {
     };
     client.once('close', done);
     upstream.once('close', done);
-    upstream.on('error', done);
+    if (client.destroyed || upstream.destroyed) return done();
+    client.setTimeout(this.#limits.idleTimeoutMs, done);
+    if (head.length) upstream.write(head);
+    relay(client, upstream, { onBytes: this.#count, ...(this.#budget ? { budget: this.#budget } : {}) });
+    relay(upstream, client, { onBytes: this.#count, ...(this.#budget ? { budget: this.#budget } : {}) });
   }
 
-  async #connect(req: IncomingMessage, socket: Socket, head: Buffer): Promise<void> {
-    if (!this.#authorized(req.headers['proxy-authorization'])) return this.#decoy(socket);
-    const m = /^(\[[^\]]+\]|[^:]+):(\d{1,5})$/.exec(req.url ?? '');
-    if (!m) return void socket.end('HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n');
-    if (!this.#enter()) return void socket.end('HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n');
+  async #tunnelRequest(request: TunnelRequest): Promise<void> {
+    const { socket, target } = request;
+    if (request.head && !this.#authorized(headerValue(request.head, 'proxy-authorization'))) return this.#decoy(socket);
+    if (!target) return request.fail('bad-request');
+    if (!this.#enter()) return request.fail('busy');
     let upstream: Socket;
     try {
-      upstream = await this.#dial(m[1]!, Number(m[2]));
+      upstream = await this.#dial(target.host, target.port);
     } catch (err) {
       this.#leave();
-      const status = LanternError.is(err, 'LA_ERR_DESTINATION_FORBIDDEN') ? '403 Forbidden' : '502 Bad Gateway';
-      return void socket.end(`HTTP/1.1 ${status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n`);
+      return request.fail(LanternError.is(err, 'LA_ERR_DESTINATION_FORBIDDEN') ? 'forbidden' : 'unreachable');
     }
-    socket.write(`HTTP/1.1 200 Connection Established\r\n${this.#proofHeader(req.headers[CHALLENGE_HEADER])}\r\n`);
-    this.#tunnel(socket, upstream, head);
+    const proof = request.head ? this.#proofHeader(headerValue(request.head, CHALLENGE_HEADER)) : '';
+    this.#tunnel(socket, upstream, request.accept(proof));
   }
 
-  #proofHeader(challenge: string | string[] | undefined): string {
+  #proofHeader(challenge: string | undefined): string {
     if (typeof challenge !== 'string' || !CHALLENGE_PATTERN.test(challenge)) return '';
     const proof = this.#o.proveIdentity?.(challenge);
     return proof ? `${PEER_PROOF_HEADER}: ${proof}\r\n` : '';
@@ -288,35 +363,6 @@ export class GiveProxy implements Startable {
       } else res.destroy();
     } finally {
       this.#leave();
-    }
-  }
-
-  async #socks(socket: Socket): Promise<void> {
-    try {
-      const { version, methods } = await readGreeting(socket);
-      if (version !== SOCKS.version || !methods.includes(SOCKS.userPass) || this.#paused) return this.#decoy(socket);
-      socket.write(Buffer.from([SOCKS.version, SOCKS.userPass]));
-      const [, ulen] = await readExact(socket, 2);
-      const user = (await readExact(socket, ulen!)).toString('utf8');
-      const [plen] = await readExact(socket, 1);
-      const ticket = (await readExact(socket, plen!)).toString('utf8');
-      if (user !== TICKET_USERNAME || !this.#ticketOk(ticket)) return this.#decoy(socket);
-      socket.write(Buffer.from([1, 0]));
-      const target = await readRequest(socket);
-      if ('refuse' in target) return void socket.end(socksReply(target.refuse));
-      const { host, port } = target;
-      if (!this.#enter()) return void socket.end(socksReply(SOCKS_REPLY.failure));
-      let upstream: Socket;
-      try {
-        upstream = await this.#dial(host, port);
-      } catch (err) {
-        this.#leave();
-        return void socket.end(socksReply(LanternError.is(err, 'LA_ERR_DESTINATION_FORBIDDEN') ? SOCKS_REPLY.notAllowed : SOCKS_REPLY.hostUnreachable));
-      }
-      socket.write(socksReply(SOCKS_REPLY.ok));
-      this.#tunnel(socket, upstream);
-    } catch {
-      socket.destroy();
     }
   }
 }

@@ -3,7 +3,11 @@ import { createServer, isIPv6, type Server, type Socket } from 'node:net';
 import * as dnsPacket from 'dns-packet';
 import type { Packet } from 'dns-packet';
 import type { Clock } from '../../core/clock.js';
+import { FaultBoundary } from '../../core/fault-boundary.js';
 import type { Logger } from '../../core/logger.js';
+import { networkKey } from '../../net/address.js';
+import { BoundedWriter } from '../../net/backpressure.js';
+import { ConnectionLimiter } from '../../net/connection-limiter.js';
 import type { Startable } from '../../core/lifecycle.js';
 import { listen } from '../../net/listen.js';
 import type { BucketPolicy, PeerRecord, ServerStore } from '../../storage/server-store.js';
@@ -32,22 +36,39 @@ export interface DnsComponents {
   onAnswer?: (rcode: string) => void;
   /** Hears each UDP query over the rate limit, and what it got. */
   onLimited?: (outcome: 'truncated' | 'dropped') => void;
+  faults?: FaultBoundary;
 }
 
 const TCP_IDLE_MS = 10_000;
+/** Queries of one TCP connection read ahead of their answers; beyond, the connection is not read. */
+const TCP_MAX_IN_FLIGHT = 16;
+/** TCP connections at once, and from one client address. */
+const TCP_MAX_CONNECTIONS = 1024;
+const TCP_MAX_PER_ADDRESS = 16;
 /** Client networks tracked at most (full buckets are dropped first). */
 const MAX_RATE_BUCKETS = 10_000;
 
-/** The client network a UDP source belongs to, for the response-rate limit. */
-export function clientNetwork(address: string): string {
-  const v4 = /^(?:::ffff:)?(\d+\.\d+\.\d+)\.\d+$/i.exec(address);
-  if (v4) return v4[1]!;
-  const [head = '', tail = ''] = address.toLowerCase().split('::');
-  const left = head ? head.split(':') : [];
-  const right = tail ? tail.split(':') : [];
-  const groups = address.includes('::') ? [...left, ...Array<string>(8 - left.length - right.length).fill('0'), ...right] : left;
-  const g = groups.map((x) => x.padStart(4, '0'));
-  return `${g[0]}:${g[1]}:${g[2]}:${(g[3] ?? '0000').slice(0, 2)}`;
+/** The client network a UDP source belongs to, for the response-rate limit: IPv4 /24, IPv6 /56. */
+export const clientNetwork = (address: string): string => networkKey(address, { v4: 24, v6: 56 });
+
+/**
+ * The end of the question section of a raw message holding `count` questions (offset past the
+ * last one's type and class), or -1. Used to echo questions back byte for byte when their names
+ * do not survive decoding (label bytes that are not UTF-8, or a dot inside a label).
+ */
+export function rawQuestionsEnd(message: Buffer, count: number): number {
+  let i = 12;
+  for (let q = 0; q < count; q++) {
+    for (;;) {
+      const len = message[i];
+      if (len === undefined || (len & 0xc0) !== 0) return -1; // no compression: nothing precedes a question to point at
+      if (len === 0) break;
+      i += 1 + len;
+    }
+    i += 1 + 4;
+    if (i > message.length) return -1;
+  }
+  return i;
 }
 
 /**
@@ -58,6 +79,8 @@ export function clientNetwork(address: string): string {
 export class DnsServer implements Startable {
   readonly #c: DnsComponents;
   readonly #o: DnsServerOptions;
+  readonly #faults: FaultBoundary;
+  readonly #connections = new ConnectionLimiter({ maxTotal: TCP_MAX_CONNECTIONS, maxPerAddress: TCP_MAX_PER_ADDRESS });
   #udp: UdpSocket | undefined;
   #tcp: Server | undefined;
   readonly #tcpSockets = new Set<Socket>();
@@ -71,6 +94,7 @@ export class DnsServer implements Startable {
   constructor(components: DnsComponents, options: DnsServerOptions) {
     this.#c = components;
     this.#o = options;
+    this.#faults = components.faults ?? new FaultBoundary({ logger: components.logger });
   }
 
   get address(): { host: string; port: number } {
@@ -89,7 +113,7 @@ export class DnsServer implements Startable {
           resolve(udp.address().port);
         });
       });
-      const tcp = createServer((socket) => this.#serveTcp(socket));
+      const tcp = createServer(this.#faults.wrap('dns-tcp', (socket: Socket) => this.#serveTcp(socket), (_err, socket) => socket.destroy()));
       try {
         await listen(tcp, this.#o.host, port);
       } catch (err) {
@@ -97,7 +121,7 @@ export class DnsServer implements Startable {
         if (this.#o.port === 0 && attempt < 5 && (err as NodeJS.ErrnoException).code === 'EADDRINUSE') continue;
         throw err;
       }
-      udp.on('message', (msg, rinfo) => void this.#serveUdp(udp, msg, rinfo.address, rinfo.port));
+      udp.on('message', this.#faults.wrap('dns-udp', (msg: Buffer, rinfo: { address: string; port: number }) => this.#serveUdp(udp, msg, rinfo.address, rinfo.port)));
       udp.on('error', (err) => this.#c.logger.warn({ err }, 'DNS UDP socket error'));
       this.#udp = udp;
       this.#tcp = tcp;
@@ -134,8 +158,18 @@ export class DnsServer implements Startable {
       this.#c.logger.error({ err }, 'DNS: could not read the registrations');
       return this.#count(dnsPacket.encode({ type: 'response', id: query.id ?? 0, flags: RCODE.SERVFAIL, questions: query.questions ?? [] }));
     }
+    if (!this.#questionsSurvive(message, query)) return this.#count(echoFormErr(message, query));
     const response = answerQuery(query, { peers, rotation: this.#rotation++, now }, this.#o);
     return response ? this.#count(encodeResponse(response, query, transport)) : undefined;
+  }
+
+  /** Whether the decoded questions encode back to the bytes received (else names would be echoed wrong). */
+  #questionsSurvive(message: Buffer, query: Packet): boolean {
+    const questions = query.questions ?? [];
+    if (questions.length === 0) return true;
+    const end = rawQuestionsEnd(message, questions.length);
+    if (end < 0) return false;
+    return dnsPacket.encode({ type: 'query', id: 0, questions }).subarray(12).equals(message.subarray(12, end));
   }
 
   #count(encoded: Buffer): Buffer {
@@ -189,28 +223,58 @@ export class DnsServer implements Startable {
     return dnsPacket.encode({ type: 'response', id: query.id ?? 0, flags, questions: query.questions ?? [] });
   }
 
-  /** DNS over TCP: each message is preceded by its 16-bit length; several per connection. */
+  /**
+   * DNS over TCP: each message is preceded by its 16-bit length; several per connection, answered
+   * in order, one at a time. At most TCP_MAX_IN_FLIGHT queries are read ahead of their answers,
+   * and answers go out under the backpressure rule: a client that pipelines queries and never
+   * reads stops being read, then is dropped. Connections are capped in total and per address.
+   */
   #serveTcp(socket: Socket): void {
+    socket.on('error', () => socket.destroy());
+    if (!this.#connections.admit(socket)) return;
     this.#tcpSockets.add(socket);
     socket.once('close', () => this.#tcpSockets.delete(socket));
-    socket.on('error', () => socket.destroy());
     socket.setTimeout(TCP_IDLE_MS, () => socket.destroy());
-    let pending = Buffer.alloc(0);
-    let chain = Promise.resolve();
-    socket.on('data', (chunk: Buffer) => {
-      pending = Buffer.concat([pending, chunk]);
-      while (pending.length >= 2 && pending.length >= 2 + pending.readUInt16BE(0)) {
-        const message = pending.subarray(2, 2 + pending.readUInt16BE(0));
-        pending = pending.subarray(2 + message.length);
-        // Answers go out in the order the queries came.
-        chain = chain.then(async () => {
-          const out = await this.answer(Buffer.from(message), 'tcp');
-          if (!out || socket.destroyed) return;
+    const out = new BoundedWriter(socket, { source: socket, drop: () => socket.destroy() });
+    const queries: Buffer[] = [];
+    let pending: Buffer = Buffer.alloc(0);
+    let answering = false;
+    const next = async (): Promise<void> => {
+      if (answering) return;
+      answering = true;
+      try {
+        for (let q = queries.shift(); q && !socket.destroyed; q = queries.shift()) {
+          if (queries.length < TCP_MAX_IN_FLIGHT && !out.holding) socket.resume();
+          const answer = await this.answer(q, 'tcp');
+          if (!answer || socket.destroyed) continue;
           const length = Buffer.alloc(2);
-          length.writeUInt16BE(out.length);
-          socket.write(Buffer.concat([length, out]));
-        });
+          length.writeUInt16BE(answer.length);
+          out.write(Buffer.concat([length, answer]));
+        }
+      } finally {
+        answering = false;
       }
+    };
+    socket.on('data', (chunk: Buffer) => {
+      pending = pending.length ? Buffer.concat([pending, chunk]) : chunk;
+      while (pending.length >= 2 && pending.length >= 2 + pending.readUInt16BE(0)) {
+        const size = pending.readUInt16BE(0);
+        queries.push(Buffer.from(pending.subarray(2, 2 + size)));
+        pending = pending.subarray(2 + size);
+      }
+      if (queries.length >= TCP_MAX_IN_FLIGHT) socket.pause();
+      this.#faults.run('dns-tcp', next, () => socket.destroy());
     });
   }
+}
+
+/** FORMERR echoing the questions exactly as received (their names could not be represented). */
+function echoFormErr(message: Buffer, query: Packet): Buffer {
+  const count = query.questions?.length ?? 0;
+  const end = rawQuestionsEnd(message, count);
+  const flags = ((query.flags ?? 0) & dnsPacket.RECURSION_DESIRED) | RCODE.FORMERR;
+  const header = dnsPacket.encode({ type: 'response', id: query.id ?? 0, flags, questions: [] });
+  if (end < 0) return header;
+  header.writeUInt16BE(count, 4);
+  return Buffer.concat([header, message.subarray(12, end)]);
 }

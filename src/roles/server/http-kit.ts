@@ -12,8 +12,13 @@ export function hasBody(req: IncomingMessage): boolean {
   return req.headers['transfer-encoding'] !== undefined || (req.headers['content-length'] !== undefined && req.headers['content-length'] !== '0');
 }
 
-/** Reads the whole body up to `limit` bytes; LA_ERR_BODY_TOO_LARGE beyond (checked before reading when declared). */
-export function readBody(req: IncomingMessage, limit = MAX_BODY_BYTES): Promise<Buffer> {
+/**
+ * Reads the whole body, up to `limit` bytes (LA_ERR_BODY_TOO_LARGE beyond; checked before reading
+ * when declared) and within `deadlineMs` (LA_ERR_REQUEST_TIMEOUT: a slow upload is cut off). A
+ * client that goes away mid-upload is LA_ERR_CLIENT_GONE, not an internal error.
+ */
+export function readBody(req: IncomingMessage, options: { limit?: number; deadlineMs?: number } = {}): Promise<Buffer> {
+  const limit = options.limit ?? MAX_BODY_BYTES;
   const declared = Number(req.headers['content-length']);
   if (Number.isFinite(declared) && declared > limit) {
     return Promise.reject(new LanternError('LA_ERR_BODY_TOO_LARGE', `Request body exceeds ${limit} bytes`));
@@ -21,21 +26,33 @@ export function readBody(req: IncomingMessage, limit = MAX_BODY_BYTES): Promise<
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const settle = (err: LanternError | undefined) => {
+      if (timer) clearTimeout(timer);
+      req.off('data', onData);
+      req.off('end', onEnd);
+      req.off('error', onGone);
+      req.off('close', onGone);
+      if (err) reject(err);
+      else resolve(Buffer.concat(chunks, size));
+    };
     const onData = (chunk: Buffer) => {
       size += chunk.length;
-      if (size > limit) {
-        req.off('data', onData);
-        req.resume();
-        reject(new LanternError('LA_ERR_BODY_TOO_LARGE', `Request body exceeds ${limit} bytes`));
-        return;
-      }
+      if (size > limit) return settle(new LanternError('LA_ERR_BODY_TOO_LARGE', `Request body exceeds ${limit} bytes`));
       chunks.push(chunk);
     };
+    const onEnd = () => settle(undefined);
+    const onGone = () => settle(new LanternError('LA_ERR_CLIENT_GONE'));
     req.on('data', onData);
-    req.once('end', () => resolve(Buffer.concat(chunks, size)));
-    req.once('error', reject);
+    req.once('end', onEnd);
+    req.once('error', onGone);
+    req.once('close', onGone);
+    if (options.deadlineMs) timer = setTimeout(() => settle(new LanternError('LA_ERR_REQUEST_TIMEOUT', `The request body did not arrive within ${options.deadlineMs} ms`)), options.deadlineMs);
   });
 }
+
+/** Errors after which the rest of the request is not read: the connection closes after the answer. */
+export const CLOSING_ERRORS: ReadonlySet<string> = new Set(['LA_ERR_BODY_TOO_LARGE', 'LA_ERR_REQUEST_TIMEOUT', 'LA_ERR_CLIENT_GONE']);
 
 export function parseJson(body: Buffer): unknown {
   if (body.length === 0) throw new LanternError('LA_ERR_MALFORMED_JSON', 'Request body is empty; a JSON object is expected');
@@ -72,7 +89,7 @@ export function errorBody(err: LanternError): ErrorBody {
 }
 
 export function sendError(res: ServerResponse, err: LanternError): void {
-  const headers: Record<string, string> = {};
+  const headers: Record<string, string> = CLOSING_ERRORS.has(err.code) ? { connection: 'close' } : {};
   const retry = err.details?.['retryAfterMs'];
   if (typeof retry === 'number') headers['retry-after'] = String(Math.max(1, Math.ceil(retry / 1000)));
   sendJson(res, err.status, errorBody(err), headers);

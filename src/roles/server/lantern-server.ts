@@ -1,14 +1,17 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
+import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { Clock } from '../../core/clock.js';
 import { LanternError } from '../../core/errors.js';
+import { FaultBoundary } from '../../core/fault-boundary.js';
 import type { Logger } from '../../core/logger.js';
 import type { Startable } from '../../core/lifecycle.js';
 import { CanaryMaker } from '../../crypto/canary.js';
 import type { TicketIssuer } from '../../crypto/tickets.js';
 import type { CertificateAuthority } from '../../crypto/x509/certificate-authority.js';
+import { ConnectionLimiter } from '../../net/connection-limiter.js';
 import { formatUrl, listen } from '../../net/listen.js';
 import { acceptSession } from '../../crypto/request-signature.js';
 import { checkKeysUpload } from '../../crypto/signal/key-signatures.js';
@@ -35,7 +38,7 @@ import { AccountService } from './accounts.js';
 import { Authenticator, type AuthContext } from './authenticator.js';
 import { ControlSocketServer } from '../../net/control-socket.js';
 import { ControlRequest } from '../../protocol/messages.js';
-import { EMPTY_BODY, hasBody, parseJson, readBody, sendEmpty, sendError, sendJson } from './http-kit.js';
+import { CLOSING_ERRORS, EMPTY_BODY, hasBody, parseJson, readBody, sendEmpty, sendError, sendJson } from './http-kit.js';
 import { Mailbox } from './mailbox.js';
 import type { ServerMetrics } from './metrics.js';
 import type { ServerOptions } from './options.js';
@@ -51,7 +54,34 @@ export interface ServerComponents {
   metrics?: ServerMetrics;
   /** Told of each recorded verdict, with the peer as it now is (the rotation monitor looks again). */
   onVerdict?: (peer: PeerRecord) => void;
+  /** Where faults of requests, upgrades and timers are contained (one per server, shared with the broker). */
+  faults?: FaultBoundary;
 }
+
+/** Deadlines and caps of the API listener; see `defaultListenerLimits`. */
+export interface ListenerLimits {
+  /** The request line and headers must arrive within this (and a TLS handshake). */
+  headerTimeoutMs: number;
+  /** The body must arrive within this once the handler starts reading it (a slow upload is cut off). */
+  bodyTimeoutMs: number;
+  /**
+   * A kept-alive connection idle this long between requests is closed (above CDNs' idle timeouts,
+   * so the edge closes first); an answer that makes no progress this long (after the longest poll) too.
+   */
+  idleTimeoutMs: number;
+  /** Connections open at once (0: no limit). */
+  maxConnections: number;
+  /** Connections open at once from one client address (an IPv6 /64 counts as one; 0: no limit). */
+  maxConnectionsPerAddress: number;
+}
+
+export const defaultListenerLimits: ListenerLimits = {
+  headerTimeoutMs: 20_000,
+  bodyTimeoutMs: 30_000,
+  idleTimeoutMs: 65_000,
+  maxConnections: 16_384,
+  maxConnectionsPerAddress: 256,
+};
 
 export interface ListenOptions {
   host: string;
@@ -61,6 +91,7 @@ export interface ListenOptions {
   controlSocketPath?: string;
   /** Other services on the same listener (the PeerJS broker), asked first. */
   attachments?: Attachment[];
+  limits?: ListenerLimits;
 }
 
 /** A service sharing the API's listener: it takes the requests and upgrades that are its own. */
@@ -90,6 +121,9 @@ interface Route {
 /** The server role: HTTP API v1 (login, whoami, messages), the retention job and the control socket. */
 export class LanternServer implements Startable {
   readonly #c: ServerComponents;
+  readonly #faults: FaultBoundary;
+  readonly #limits: ListenerLimits;
+  readonly #connections: ConnectionLimiter;
   readonly #options: ServerOptions;
   readonly #listen: ListenOptions;
   readonly accounts: AccountService;
@@ -106,6 +140,9 @@ export class LanternServer implements Startable {
 
   constructor(components: ServerComponents, options: ServerOptions, listenOptions: ListenOptions) {
     this.#c = components;
+    this.#faults = components.faults ?? new FaultBoundary({ logger: components.logger });
+    this.#limits = listenOptions.limits ?? defaultListenerLimits;
+    this.#connections = new ConnectionLimiter({ maxTotal: this.#limits.maxConnections, maxPerAddress: this.#limits.maxConnectionsPerAddress });
     this.#options = options;
     this.#listen = listenOptions;
     this.accounts = new AccountService(components);
@@ -124,38 +161,67 @@ export class LanternServer implements Startable {
     return this.#mailbox.heldPolls;
   }
 
+  /** Connections closed at once because a connection cap was reached. */
+  get overCapacity(): number {
+    return this.#connections.refused;
+  }
+
   async start(): Promise<void> {
     const attachments = this.#listen.attachments ?? [];
-    const handler = (req: IncomingMessage, res: ServerResponse) => {
-      for (const a of attachments) if (a.handleRequest(req, res)) return;
-      void this.#handle(req, res);
+    const faults = this.#faults;
+    // Every request and upgrade runs inside a boundary: a fault answers 500 (or drops the
+    // connection) and the server goes on.
+    const handler = faults.wrap(
+      'request',
+      (req: IncomingMessage, res: ServerResponse) => {
+        for (const a of attachments) if (a.handleRequest(req, res)) return;
+        return this.#handle(req, res);
+      },
+      (_err, _req, res) => this.#internalError(res),
+    );
+    const limits = this.#limits;
+    const http = {
+      connectionsCheckingInterval: 1000,
+      headersTimeout: limits.headerTimeoutMs,
+      requestTimeout: limits.headerTimeoutMs + limits.bodyTimeoutMs,
+      keepAliveTimeout: limits.idleTimeoutMs,
     };
     const tls = this.#listen.tls;
-    const server = tls ? createHttpsServer({ cert: tls.certificatePem, key: tls.privateKeyPem }, handler) : createHttpServer(handler);
-    server.keepAliveTimeout = 65_000;
-    server.headersTimeout = 70_000;
-    server.requestTimeout = 0;
+    const server = tls
+      ? createHttpsServer({ ...http, cert: tls.certificatePem, key: tls.privateKeyPem, handshakeTimeout: limits.headerTimeoutMs }, handler)
+      : createHttpServer(http, handler);
+    server.keepAliveTimeout = limits.idleTimeoutMs;
+    // No progress on a connection (a client that never reads its answer) for this long closes it.
+    server.timeout = Math.max(limits.idleTimeoutMs, this.#options.maxPollWaitSeconds * 1000 + 15_000);
+    server.on('connection', (socket: Socket) => void this.#connections.admit(socket));
     server.on('clientError', (_err, socket) => {
       if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n');
       else socket.destroy();
     });
-    server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
-      socket.on('error', () => socket.destroy());
-      for (const a of attachments) if (a.handleUpgrade(req, socket, head)) return;
-      socket.end('HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n');
-    });
+    server.on(
+      'upgrade',
+      faults.wrap(
+        'upgrade',
+        (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+          socket.on('error', () => socket.destroy());
+          for (const a of attachments) if (a.handleUpgrade(req, socket, head)) return;
+          socket.end('HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n');
+        },
+        (_err, _req, socket) => socket.destroy(),
+      ),
+    );
     const addr = await listen(server, this.#listen.host, this.#listen.port);
     for (const a of attachments) a.start();
     this.#http = server;
     this.#url = formatUrl(tls ? 'https' : 'http', addr.host, addr.port);
     if (this.#listen.controlSocketPath) {
-      this.#control = new ControlSocketServer({ logger: this.#c.logger }, this.#listen.controlSocketPath, async (value) => {
+      this.#control = new ControlSocketServer({ logger: this.#c.logger, faults }, this.#listen.controlSocketPath, async (value) => {
         const req = parseMessage(ControlRequest, value);
         return req.op === 'account.add' ? this.accounts.add(req.name, req.role, req.password) : this.accounts.revoke(req.name, req.deviceId);
       });
       await this.#control.start();
     }
-    this.#expireTimer = setInterval(() => void this.runRetention(), this.#options.expireIntervalMs);
+    this.#expireTimer = setInterval(faults.wrap('timer', () => this.runRetention()), this.#options.expireIntervalMs);
     this.#expireTimer.unref();
     void this.runRetention();
   }
@@ -454,7 +520,7 @@ export class LanternServer implements Startable {
           `This server speaks protocol ${PROTOCOL_VERSION}; send ${VERSION_HEADER}: ${PROTOCOL_VERSION}`,
         );
       }
-      const body = hasBody(req) ? await readBody(req) : EMPTY_BODY;
+      const body = hasBody(req) ? await readBody(req, { deadlineMs: this.#limits.bodyTimeoutMs }) : EMPTY_BODY;
       const auth = route.auth
         ? await this.#auth.authenticate({
             method: req.method ?? 'GET',
@@ -468,8 +534,17 @@ export class LanternServer implements Startable {
       }
       await route.handle({ req, res, url, params, body, auth });
     } catch (err) {
+      // Anything but a LanternError is a fault: the request boundary answers 500 and counts it.
+      if (!LanternError.is(err)) throw err;
       this.#fail(res, err);
     }
+  }
+
+  /** The answer to a request whose handler faulted (the fault is logged and counted by the boundary). */
+  #internalError(res: ServerResponse): void {
+    this.#c.metrics?.errors.inc({ code: 'LA_ERR_INTERNAL' });
+    if (res.headersSent) res.destroy();
+    else sendError(res, new LanternError('LA_ERR_INTERNAL'));
   }
 
   #matchPattern(pathname: string, params: Record<string, string>): Map<string, Route> | undefined {
@@ -500,6 +575,7 @@ export class LanternServer implements Startable {
     if (code === 'LA_ERR_RATE_LIMITED') this.#c.metrics?.rateLimitHits.inc();
     if (LanternError.is(err)) {
       if (err.code.startsWith('LA_ERR_STORE')) this.#c.logger.error({ err }, 'storage failure');
+      else if (CLOSING_ERRORS.has(err.code)) this.#c.logger.debug({ code: err.code }, 'request cut off');
       sendError(res, err);
     } else {
       this.#c.logger.error({ err }, 'request failed');

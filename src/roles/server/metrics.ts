@@ -40,6 +40,12 @@ export class ServerMetrics {
   readonly messagesAcked = new Counter({ name: 'lantern_messages_acked_total', help: 'Messages acked (deleted from their queue)', registers: [this.registry] });
   readonly rateLimitHits = new Counter({ name: 'lantern_rate_limit_hits_total', help: 'Requests refused by a rate limit (429)', registers: [this.registry] });
   readonly errors = new Counter({ name: 'lantern_errors_total', help: 'Error answers by LA_ERR code', labelNames: ['code'], registers: [this.registry] });
+  readonly faults = new Counter({
+    name: 'lantern_faults_total',
+    help: 'Faults contained by an error boundary (the connection or job was dropped, the process went on), by surface',
+    labelNames: ['surface'],
+    registers: [this.registry],
+  });
 
   constructor() {
     const sources = () => this.#sources;

@@ -2,7 +2,9 @@ import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer, type RawData, type WebSocket } from 'ws';
+import { FaultBoundary } from '../../core/fault-boundary.js';
 import type { Logger } from '../../core/logger.js';
+import { BoundedWriter } from '../../net/backpressure.js';
 import type { PeerjsDirectory } from '../../storage/peerjs-directory.js';
 import type { Notifier } from '../../storage/server-store.js';
 import {
@@ -58,6 +60,8 @@ interface Client {
   id: string;
   token: string;
   socket: WebSocket;
+  /** Every frame to this client goes through here (the backpressure rule). */
+  out: BoundedWriter;
   lastHeartbeat: number;
   /** Cluster mode: stops this instance hearing frames published for the id. */
   unsubscribe?: () => Promise<void>;
@@ -82,8 +86,6 @@ interface Queue {
   bytes: number;
 }
 
-/** A client that reads nothing while this much waits in its socket's buffer is closed. */
-const MAX_BUFFERED = 4 * 1024 * 1024;
 const ALIVE_CHECK_MS = 300;
 const EXPIRE_CHECK_MS = 1000;
 
@@ -99,6 +101,7 @@ const EXPIRE_CHECK_MS = 1000;
 export class PeerjsBroker {
   readonly #o: PeerjsBrokerOptions;
   readonly #logger: Logger;
+  readonly #faults: FaultBoundary;
   readonly #cluster: PeerjsCluster | undefined;
   readonly #instance = randomUUID();
   #offline: (() => Promise<void>) | undefined;
@@ -112,9 +115,10 @@ export class PeerjsBroker {
   relayed = 0;
   refused = 0;
 
-  constructor(components: { logger: Logger; cluster?: PeerjsCluster }, options: PeerjsBrokerOptions) {
+  constructor(components: { logger: Logger; cluster?: PeerjsCluster; faults?: FaultBoundary }, options: PeerjsBrokerOptions) {
     this.#o = options;
     this.#logger = components.logger;
+    this.#faults = components.faults ?? new FaultBoundary({ logger: components.logger });
     this.#cluster = components.cluster;
     // Frames beyond 1 MiB are cut off by ws (close 1009); up to that, our own cap answers with ERROR.
     this.#wss = new WebSocketServer({ noServer: true, maxPayload: Math.max(options.maxFrameBytes * 16, 1024 * 1024), perMessageDeflate: false });
@@ -129,10 +133,10 @@ export class PeerjsBroker {
   }
 
   start(): void {
-    this.#timer = setInterval(() => this.#sweep(Date.now()), ALIVE_CHECK_MS);
+    this.#timer = setInterval(this.#faults.wrap('timer', () => this.#sweep(Date.now())), ALIVE_CHECK_MS);
     this.#timer.unref();
     void this.#cluster?.notifier
-      .subscribe(ONLINE_CHANNEL, (message) => this.#onOnline(message))
+      .subscribe(ONLINE_CHANNEL, this.#faults.wrap('websocket', (message: string) => this.#onOnline(message)))
       .then((off) => (this.#offline = off))
       .catch((err: unknown) => this.#logger.error({ err }, 'PeerJS: cannot follow the other instances'));
   }
@@ -181,9 +185,17 @@ export class PeerjsBroker {
 
   /** The WebSocket side at `{path}peerjs`. False if the upgrade is for another path. */
   handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): boolean {
-    const url = new URL(req.url ?? '/', 'http://broker.invalid');
-    if (url.pathname !== `${this.#o.path}peerjs`) return false;
-    this.#wss.handleUpgrade(req, socket, head, (ws) => this.#accept(ws, url.searchParams));
+    // Split by hand: a request target such as `//[` is no URL, and is not ours either.
+    const target = req.url ?? '/';
+    const q = target.indexOf('?');
+    if ((q < 0 ? target : target.slice(0, q)) !== `${this.#o.path}peerjs`) return false;
+    const params = new URLSearchParams(q < 0 ? '' : target.slice(q + 1));
+    this.#wss.handleUpgrade(
+      req,
+      socket,
+      head,
+      this.#faults.wrap('websocket', (ws: WebSocket) => this.#accept(ws, params), (_err, ws) => ws.terminate()),
+    );
     return true;
   }
 
@@ -204,19 +216,23 @@ export class PeerjsBroker {
     const existing = this.#clients.get(id);
     if (existing && existing.token !== token) return taken();
     if (!existing && this.#clients.size >= this.#o.concurrentLimit) return refuse(errorFrame(PEERJS_ERRORS.concurrentLimit));
-    const client: Client = { id, token, socket, lastHeartbeat: Date.now() };
+    const client: Client = { id, token, socket, out: this.#writer(socket), lastHeartbeat: Date.now() };
     if (!this.#cluster) return this.#register(client, existing);
     // Cluster: the id is claimed in the shared directory first; frames that arrive meanwhile wait.
     const early: Array<[RawData, boolean]> = [];
-    const hold = (data: RawData, isBinary: boolean) => early.push([data, isBinary]);
+    // Frames that arrive while the id is claimed wait, up to a few (then the client is dropped).
+    const hold = (data: RawData, isBinary: boolean) => (early.length < 16 ? early.push([data, isBinary]) : socket.terminate());
     socket.on('message', hold);
     void (async () => {
       try {
         if (!(await this.#cluster!.directory.claim(id, token, this.#claimTtl()))) return taken();
         if (socket.readyState !== socket.OPEN) return void (await this.#cluster!.directory.release(id, token));
-        client.unsubscribe = await this.#cluster!.notifier.subscribe(idChannel(id), (frame) => {
-          if (this.#clients.get(id) === client && socket.readyState === socket.OPEN) socket.send(frame);
-        });
+        client.unsubscribe = await this.#cluster!.notifier.subscribe(
+          idChannel(id),
+          this.#faults.wrap('websocket', (frame: string) => {
+            if (this.#clients.get(id) === client && socket.readyState === socket.OPEN) client.out.write(frame);
+          }),
+        );
         const current = this.#clients.get(id);
         if (current && current.token !== token) return taken();
         socket.off('message', hold);
@@ -240,17 +256,20 @@ export class PeerjsBroker {
       // registration, and the old one is closed (closing it no longer affects the id).
       this.#replaced(existing);
     }
-    socket.on('message', (data: RawData, isBinary: boolean) => this.#onFrame(client, data, isBinary));
+    socket.on(
+      'message',
+      this.#faults.wrap('websocket', (data: RawData, isBinary: boolean) => this.#onFrame(client, data, isBinary), () => socket.terminate()),
+    );
     socket.on('close', () => {
       if (this.#clients.get(id) !== client) return;
       this.#clients.delete(id);
       void this.#forget(client);
     });
-    socket.send(JSON.stringify({ type: PEERJS_TYPES.open }));
+    client.out.write(JSON.stringify({ type: PEERJS_TYPES.open }));
     const queued = this.#queues.get(id);
     if (queued) {
       this.#dropQueue(id, queued);
-      for (const { frame } of queued.frames) socket.send(frame);
+      for (const { frame } of queued.frames) client.out.write(frame);
     }
   }
 
@@ -302,13 +321,8 @@ export class PeerjsBroker {
     const out = relayFrame(frame.type, client.id, frame.dst, frame.payload);
     const dst = this.#clients.get(frame.dst);
     if (dst && dst.socket.readyState === dst.socket.OPEN) {
-      if (dst.socket.bufferedAmount > MAX_BUFFERED) {
-        this.#logger.warn('PeerJS client is not reading; closing it');
-        dst.socket.terminate();
-        return;
-      }
-      this.relayed++;
-      dst.socket.send(out);
+      if (dst.out.write(out)) this.relayed++;
+      else this.refused++;
       return;
     }
     if (this.#cluster) {
@@ -329,7 +343,24 @@ export class PeerjsBroker {
 
   #reject(client: Client, msg: string): void {
     this.refused++;
-    client.socket.send(errorFrame(msg));
+    client.out.write(errorFrame(msg));
+  }
+
+  /**
+   * The one way frames reach a client: a client that does not read is paused (its own frames wait
+   * in the kernel), and dropped once a bounded amount is queued for it; ERROR replies included.
+   */
+  #writer(socket: WebSocket): BoundedWriter {
+    return new BoundedWriter(
+      { write: (data, done) => socket.send(data, done) },
+      {
+        source: socket,
+        drop: () => {
+          this.#logger.warn('PeerJS client is not reading; closing it');
+          socket.terminate();
+        },
+      },
+    );
   }
 
   #enqueue(src: string, dst: string, frame: string): void {
@@ -366,7 +397,8 @@ export class PeerjsBroker {
       // One EXPIRE per sender still connected.
       for (const src of new Set(queue.frames.map((f) => f.src))) {
         const sender = this.#clients.get(src);
-        if (sender?.socket.readyState === sender?.socket.OPEN) sender!.socket.send(JSON.stringify({ type: PEERJS_TYPES.expire, src: dst, dst: src }));
+        // A sender that went away meanwhile gets nothing.
+        if (sender && sender.socket.readyState === sender.socket.OPEN) sender.out.write(JSON.stringify({ type: PEERJS_TYPES.expire, src: dst, dst: src }));
       }
     }
   }

@@ -1,4 +1,5 @@
 import type { Duplex, Readable, Writable } from 'node:stream';
+import { BoundedWriter, type BackpressureLimits } from './backpressure.js';
 
 /**
  * A token bucket in bytes per second shared by every tunnel of a proxy (`--max-mbps`). `delay(n)`
@@ -27,23 +28,36 @@ export class ByteBudget {
   }
 }
 
+/** Relay buffering: the source pauses above `high` waiting bytes (a few socket reads). */
+export const RELAY_LIMITS: BackpressureLimits = { high: 128 * 1024, low: 32 * 1024, max: 4 * 1024 * 1024 };
+
 /**
- * Copies `from` into `to` with backpressure, counting bytes and, with a budget, pausing the source
- * as long as the shared budget says. Resolves when `from` ends or either side fails.
+ * Copies `from` into `to` under the backpressure rule (BoundedWriter), counting bytes and, with a
+ * budget, pausing the source as long as the shared budget says.
  */
 export function relay(from: Readable | Duplex, to: Writable | Duplex, options: { budget?: ByteBudget; onBytes(n: number): void }): void {
+  let budgetWait = false;
+  const writer = new BoundedWriter(to, {
+    limits: RELAY_LIMITS,
+    source: { pause: () => from.pause(), resume: () => !budgetWait && from.resume() },
+    drop: () => {
+      from.destroy();
+      to.destroy();
+    },
+  });
   from.on('data', (chunk: Buffer) => {
     options.onBytes(chunk.length);
+    writer.write(chunk);
     const wait = options.budget?.delay(chunk.length) ?? 0;
-    const ok = to.write(chunk);
-    if (!ok || wait > 0) {
+    if (wait > 0) {
+      budgetWait = true;
       from.pause();
-      let drained = ok;
-      let waited = wait <= 0;
-      const resume = () => drained && waited && from.resume();
-      if (!ok) to.once('drain', () => ((drained = true), resume()));
-      if (wait > 0) setTimeout(() => ((waited = true), resume()), wait);
+      setTimeout(() => {
+        budgetWait = false;
+        if (!writer.holding) from.resume();
+      }, wait);
     }
   });
   from.once('end', () => to.end());
+  from.resume();
 }

@@ -1,0 +1,160 @@
+import type { Server as HttpServer } from 'node:http';
+import type { Socket } from 'node:net';
+import { LanternError } from '../core/errors.js';
+import type { FaultBoundary } from '../core/fault-boundary.js';
+import { HandshakeReader } from './handshake-reader.js';
+import { connectTarget, httpHead, MAX_HEAD_BYTES, type HttpHead } from './http-head.js';
+import { firstByte, SOCKS, SOCKS_REPLY, socksGreeting, socksReply, socksRequest, socksUserPass } from './socks5.js';
+
+/** How a tunnel request ended when it did not become a tunnel. */
+export type TunnelFailure = 'bad-request' | 'forbidden' | 'unreachable' | 'busy';
+
+/** A CONNECT (HTTP) or SOCKS5 CONNECT request, answered with `accept` or `fail`. */
+export interface TunnelRequest {
+  protocol: 'http' | 'socks5';
+  /** The destination; undefined for a CONNECT whose target is not `host:port`. */
+  target: { host: string; port: number } | undefined;
+  /** The HTTP request head (CONNECT only). */
+  head?: HttpHead;
+  socket: Socket;
+  /**
+   * Sends the success answer (`extraHeaders` are HTTP header lines, each ending in CRLF) and hands
+   * the socket over, paused: returns the bytes the client already sent past its request.
+   */
+  accept(extraHeaders?: string): Buffer;
+  /** Sends the protocol's failure answer and closes. */
+  fail(why: TunnelFailure): void;
+}
+
+/** Why a connection got no request at all. */
+export type RefusalReason = 'malformed' | 'timeout' | 'socks-method' | 'socks-auth';
+
+export interface ProxyFrontEndHandlers {
+  /** SOCKS5 user/password check (give: the ticket); without it SOCKS5 clients use no authentication. */
+  socksCredentials?: (user: Buffer, password: Buffer) => boolean;
+  tunnel(request: TunnelRequest): Promise<void> | void;
+  /**
+   * Any other HTTP request head: forward proxying (absolute form) or something that is no proxy
+   * request. `handOff` passes the connection, head included, to a Node HTTP server.
+   */
+  http(head: HttpHead, socket: Socket, handOff: (server: HttpServer) => void): Promise<void> | void;
+  /** A connection that never made a request: the handshake was malformed, late, or refused. */
+  refuse(socket: Socket, reason: RefusalReason): void;
+}
+
+export interface ProxyFrontEndOptions {
+  /** Deadline for the first bytes, and then for each handshake step (a request head, a SOCKS5 message). */
+  handshakeTimeoutMs: number;
+}
+
+const HTTP_STATUS: Record<TunnelFailure, string> = {
+  'bad-request': '400 Bad Request',
+  forbidden: '403 Forbidden',
+  unreachable: '502 Bad Gateway',
+  busy: '503 Service Unavailable',
+};
+
+const SOCKS_CODE: Record<TunnelFailure, number> = {
+  'bad-request': SOCKS_REPLY.failure,
+  forbidden: SOCKS_REPLY.notAllowed,
+  unreachable: SOCKS_REPLY.hostUnreachable,
+  busy: SOCKS_REPLY.failure,
+};
+
+/**
+ * The front end shared by give's proxy and get's local proxy: one port serving HTTP CONNECT, HTTP
+ * forward and SOCKS5 (told apart by the first byte). Every handshake is read by incremental
+ * parsers fed by `data` events, each step under a deadline; the whole connection runs inside the
+ * `proxy` fault boundary. What to do with a request is the handlers' business.
+ */
+export class ProxyFrontEnd {
+  readonly #faults: FaultBoundary;
+  readonly #o: ProxyFrontEndOptions;
+  readonly #h: ProxyFrontEndHandlers;
+
+  constructor(components: { faults: FaultBoundary }, options: ProxyFrontEndOptions, handlers: ProxyFrontEndHandlers) {
+    this.#faults = components.faults;
+    this.#o = options;
+    this.#h = handlers;
+  }
+
+  /** Takes a freshly accepted connection. */
+  serve(socket: Socket): void {
+    const reader = new HandshakeReader(socket, { maxBytes: MAX_HEAD_BYTES });
+    this.#faults.run(
+      'proxy',
+      async () => {
+        try {
+          const first = await reader.read(firstByte, this.#o.handshakeTimeoutMs);
+          if (first === SOCKS.version) await this.#socks(socket, reader);
+          else await this.#http(socket, reader);
+        } catch (err) {
+          if (LanternError.is(err, 'LA_ERR_REQUEST_TIMEOUT')) return this.#h.refuse(socket, 'timeout');
+          if (LanternError.is(err, 'LA_ERR_PROTOCOL')) return this.#h.refuse(socket, 'malformed');
+          throw err;
+        }
+      },
+      () => socket.destroy(),
+    );
+  }
+
+  async #http(socket: Socket, reader: HandshakeReader): Promise<void> {
+    const head = await reader.read(httpHead, this.#o.handshakeTimeoutMs);
+    if (head.method !== 'CONNECT') {
+      return this.#h.http(head, socket, (server) => {
+        const rest = reader.release();
+        socket.unshift(rest.length ? Buffer.concat([head.raw, rest]) : head.raw);
+        server.emit('connection', socket);
+        socket.resume();
+      });
+    }
+    await this.#h.tunnel({
+      protocol: 'http',
+      target: connectTarget(head.target),
+      head,
+      socket,
+      accept: (extraHeaders = '') => {
+        socket.write(`HTTP/1.1 200 Connection Established\r\n${extraHeaders}\r\n`);
+        return reader.release();
+      },
+      fail: (why) => {
+        reader.release();
+        if (!socket.destroyed) socket.end(`HTTP/1.1 ${HTTP_STATUS[why]}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n`);
+      },
+    });
+  }
+
+  async #socks(socket: Socket, reader: HandshakeReader): Promise<void> {
+    const t = this.#o.handshakeTimeoutMs;
+    const { methods } = await reader.read(socksGreeting, t);
+    const check = this.#h.socksCredentials;
+    if (check) {
+      if (!methods.includes(SOCKS.userPass)) return this.#h.refuse(socket, 'socks-method');
+      socket.write(Buffer.from([SOCKS.version, SOCKS.userPass]));
+      const { user, password } = await reader.read(socksUserPass, t);
+      if (!check(user, password)) return this.#h.refuse(socket, 'socks-auth');
+      socket.write(Buffer.from([1, 0]));
+    } else {
+      if (!methods.includes(SOCKS.noAuth)) return void socket.end(Buffer.from([SOCKS.version, SOCKS.noAcceptable]));
+      socket.write(Buffer.from([SOCKS.version, SOCKS.noAuth]));
+    }
+    const request = await reader.read(socksRequest, t);
+    if ('refuse' in request) {
+      reader.release();
+      return void socket.end(socksReply(request.refuse));
+    }
+    await this.#h.tunnel({
+      protocol: 'socks5',
+      target: request,
+      socket,
+      accept: () => {
+        socket.write(socksReply(SOCKS_REPLY.ok));
+        return reader.release();
+      },
+      fail: (why) => {
+        reader.release();
+        if (!socket.destroyed) socket.end(socksReply(SOCKS_CODE[why]));
+      },
+    });
+  }
+}

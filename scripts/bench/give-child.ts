@@ -7,7 +7,8 @@ import { GiveProxy } from '../../src/roles/give/give-proxy.js';
 
 const proxy = new GiveProxy(
   { tickets: new TicketVerifier(process.env['TICKET_PUBLIC_KEY']!), clock: systemClock, logger: silentLogger() },
-  { host: '127.0.0.1', port: 0, allowPrivateDestinations: true, maxClients: 100_000 },
+  // Every connection comes from 127.0.0.1: the connection caps are off.
+  { host: '127.0.0.1', port: 0, allowPrivateDestinations: true, maxClients: 100_000, limits: { maxConnections: 0, maxConnectionsPerAddress: 0 } },
 );
 await proxy.start();
 process.on('SIGUSR2', () => {

@@ -87,7 +87,7 @@ async function run1(base: string, pid: number, pairs: number, ROUNDS = roundsFor
 export async function run(): Promise<void> {
   const dir = await tempDir('lantern-bench-peerjs-');
   const nodeArgs = (process.env['BENCH_SERVER_NODE_ARGS'] ?? '').split(' ').filter(Boolean);
-  const server = spawn(process.execPath, [...nodeArgs, CLI, 'server', '--listen', '127.0.0.1:0', '--data-dir', `${dir.path}/data`, '--json', '--log-level', 'warn'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const server = spawn(process.execPath, [...nodeArgs, CLI, 'server', '--listen', '127.0.0.1:0', '--data-dir', `${dir.path}/data`, '--json', '--log-level', 'warn', '--max-connections', '0', '--max-connections-per-address', '0'], { stdio: ['ignore', 'pipe', 'inherit'] });
   const url = String((JSON.parse(await new Promise<string>((r) => createInterface({ input: server.stdout! }).once('line', r))) as { url: string }).url);
   const official = await startOfficialPeerjs({});
   const targets = [

@@ -72,7 +72,9 @@ export async function run(): Promise<void> {
   const gcPreload = fileURLToPath(new URL('./gc-on-signal.cjs', import.meta.url));
   const nodeArgs = ['--expose-gc', '--require', gcPreload, ...(process.env['BENCH_SERVER_NODE_ARGS'] ?? '').split(' ').filter(Boolean)];
   const child = spawn(process.execPath, [...nodeArgs, CLI, 'server', '--listen', '127.0.0.1:0', '--data-dir', data, '--json', '--log-level', 'warn',
-    '--rate-pair', '1000000000/1000000000', '--rate-recipient-bytes', '1000000000000/1000000000000', '--queue-max-messages', '1000000', ...(process.env['BENCH_NO_FSYNC'] ? ['--no-fsync'] : [])], {
+    '--rate-pair', '1000000000/1000000000', '--rate-recipient-bytes', '1000000000000/1000000000000', '--queue-max-messages', '1000000',
+    // Thousands of idle polls from one loopback address: the connection caps are off.
+    '--max-connections', '0', '--max-connections-per-address', '0', ...(process.env['BENCH_NO_FSYNC'] ? ['--no-fsync'] : [])], {
     stdio: ['ignore', 'pipe', 'inherit'],
     env: { ...process.env, BENCH_MEM_FILE: memFile },
   });

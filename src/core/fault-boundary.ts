@@ -18,6 +18,11 @@ export interface FaultBoundaryComponents {
   logger: Logger;
   /** Hears every fault (the server counts them in `lantern_faults_total{surface}`). */
   onFault?: (surface: FaultSurface) => void;
+  /**
+   * Fault injection for tests: called inside the boundary before each piece of work of a surface;
+   * a throw there is a fault of that work, exactly as if the work itself had thrown.
+   */
+  inject?: (surface: FaultSurface) => void;
 }
 
 /**
@@ -32,11 +37,13 @@ export interface FaultBoundaryComponents {
 export class FaultBoundary {
   readonly #logger: Logger;
   readonly #onFault: ((surface: FaultSurface) => void) | undefined;
+  readonly #inject: ((surface: FaultSurface) => void) | undefined;
   readonly #counts = new Map<FaultSurface, number>();
 
   constructor(components: FaultBoundaryComponents) {
     this.#logger = components.logger;
     this.#onFault = components.onFault;
+    this.#inject = components.inject;
   }
 
   /** Faults so far, by surface. */
@@ -54,6 +61,7 @@ export class FaultBoundary {
   run(surface: FaultSurface, work: () => unknown, cleanup?: (err: unknown) => void): void {
     let result: unknown;
     try {
+      this.#inject?.(surface);
       result = work();
     } catch (err) {
       this.#fault(surface, err, cleanup);

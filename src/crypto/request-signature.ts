@@ -23,6 +23,15 @@ import {
   formatSessionAuthHeader,
 } from '../protocol/request-auth.js';
 
+/**
+ * Whether base64url text is the canonical encoding of its bytes: Node's decoder skips characters
+ * outside the alphabet and ignores the unused bits of the last character, so without this check
+ * one signature (or ticket) would have many accepted spellings.
+ */
+export function isCanonicalBase64url(text: string): boolean {
+  return Buffer.from(text, 'base64url').toString('base64url') === text;
+}
+
 export function sha256Hex(data: Uint8Array | string): string {
   return createHash('sha256').update(data).digest('hex');
 }

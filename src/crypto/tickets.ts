@@ -1,5 +1,6 @@
 import { createPrivateKey, createPublicKey, generateKeyPairSync, sign, verify, type KeyObject } from 'node:crypto';
 import { LanternError } from '../core/errors.js';
+import { isCanonicalBase64url } from './request-signature.js';
 import { TicketClaims, type TicketAudience } from '../protocol/ticket.js';
 
 /** Makes a new Ed25519 ticket key pair (PEM). */
@@ -13,11 +14,6 @@ export function generateTicketKey(): { privateKeyPem: string; publicKeyPem: stri
 
 /** `body.signature`: base64url without padding; an Ed25519 signature is 64 bytes (86 characters). */
 const TICKET_SHAPE = /^([A-Za-z0-9_-]+)\.([A-Za-z0-9_-]{86})$/;
-
-/** Whether decoding and encoding again gives the same text (no stray trailing bits). */
-function canonicalBase64url(text: string): boolean {
-  return Buffer.from(text, 'base64url').toString('base64url') === text;
-}
 
 /** The server side: signs tickets. */
 export class TicketIssuer {
@@ -70,7 +66,7 @@ export class TicketVerifier {
     // Canonical encoding only: one string per ticket (Node's base64url decoder skips junk, so a
     // ticket with bytes appended or changed trailing bits would otherwise verify too).
     const m = TICKET_SHAPE.exec(ticket);
-    if (!m || ticket.length > 255 || !canonicalBase64url(m[1]!) || !canonicalBase64url(m[2]!)) throw new LanternError('LA_ERR_TICKET_INVALID');
+    if (!m || ticket.length > 255 || !isCanonicalBase64url(m[1]!) || !isCanonicalBase64url(m[2]!)) throw new LanternError('LA_ERR_TICKET_INVALID');
     const body = m[1]!;
     let ok = false;
     try {

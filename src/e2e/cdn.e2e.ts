@@ -1,8 +1,10 @@
 import { writeFile } from 'node:fs/promises';
 import { request } from 'node:https';
 import test from 'ava';
+import { untilPollsHeld } from '../testing/helpers/observe.js';
+import { requireTool } from '../testing/helpers/required-tools.js';
 import { runCli, startServer } from '../testing/helpers/cli.js';
-import { nginxInstalled, startNginx } from '../testing/helpers/nginx.js';
+import { startNginx } from '../testing/helpers/nginx.js';
 import { RawPeer } from '../testing/helpers/peerjs-client.js';
 import { tempDir } from '../testing/helpers/temp-dir.js';
 
@@ -25,19 +27,12 @@ const get = (port: number, path: string, host: string, ca: string) =>
       .end(),
   );
 
-async function skipWithoutNginx(t: { log(m: string): void; pass(): void }): Promise<boolean> {
-  if (await nginxInstalled()) return false;
-  // .ci/run installs nginx, so CI never takes this branch.
-  t.log('SKIPPED: nginx is not installed (apt-get install -y nginx)');
-  t.pass();
-  return true;
-}
 
 test('through a TLS-terminating, buffering nginx: login, keys, send, long-poll, ack and the PeerJS WebSocket', async (t) => {
-  if (await skipWithoutNginx(t)) return;
+  await requireTool('nginx');
   const dir = await tempDir('lantern-cdn-');
   t.teardown(() => dir.remove());
-  const server = await startServer(`${dir.path}/data`);
+  const server = await startServer(`${dir.path}/data`, ['--metrics-listen', '127.0.0.1:0']);
   t.teardown(() => server.stop());
   const nginx = await startNginx(`${dir.path}/nginx`, [{ serverName: 'localhost', defaultServer: true, upstream: Number(new URL(server.url).port) }]);
   t.teardown(() => nginx.stop());
@@ -56,7 +51,7 @@ test('through a TLS-terminating, buffering nginx: login, keys, send, long-poll, 
   }
   // A long-poll held across the proxy, answered by a send that fetches bob's keys (GET /v1/keys).
   const waiting = runCli(['inbox', '--wait', '20', '--home', homes['bob']!, '--json']);
-  await new Promise((r) => setTimeout(r, 1500));
+  await untilPollsHeld(server);
   const sent = await runCli(['send', '--to', ids['bob']!, 'through the CDN', '--home', homes['alice']!, '--json']);
   t.is(sent.code, 0, sent.stderr);
   const got = await waiting;
@@ -79,7 +74,7 @@ test('through a TLS-terminating, buffering nginx: login, keys, send, long-poll, 
 });
 
 test('domain fronting: the client dials and sends SNI for the front; only the Host header selects the lantern server', async (t) => {
-  if (await skipWithoutNginx(t)) return;
+  await requireTool('nginx');
   const dir = await tempDir('lantern-front-');
   t.teardown(() => dir.remove());
   const server = await startServer(`${dir.path}/data`);

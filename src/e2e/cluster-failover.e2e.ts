@@ -1,12 +1,13 @@
 import { randomUUID } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
 import test from 'ava';
+import { requireTool } from '../testing/helpers/required-tools.js';
 import { systemClock } from '../core/clock.js';
 import { ApiClient, createDispatcher } from '../net/api-client.js';
 import { addAgent } from '../testing/helpers/agents.js';
 import { runCli, startServer, type RunningServer } from '../testing/helpers/cli.js';
-import { nginxInstalled, startNginx } from '../testing/helpers/nginx.js';
-import { redisInstalled, startRedis } from '../testing/helpers/redis.js';
+import { startNginx } from '../testing/helpers/nginx.js';
+import { startRedis } from '../testing/helpers/redis.js';
 import { tempDir } from '../testing/helpers/temp-dir.js';
 
 // kill -9 of one of three instances during a send/receive load, behind a load balancer (nginx):
@@ -17,10 +18,7 @@ const LOAD_MS = 6000;
 const KILL_AT_MS = 2000;
 
 test('kill -9 of one instance under load: clients move to the others, no answered message is lost', async (t) => {
-  if (!(await redisInstalled()) || !(await nginxInstalled())) {
-    t.log('SKIPPED: needs redis-server and nginx (apt-get install -y redis-server nginx)');
-    return t.pass();
-  }
+  await requireTool('redis-server', 'nginx');
   const dir = await tempDir('lantern-failover-');
   t.teardown(() => dir.remove());
   const redis = await startRedis(`${dir.path}/redis`);

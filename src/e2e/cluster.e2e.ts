@@ -1,10 +1,12 @@
 import test from 'ava';
+import { untilPollsHeld } from '../testing/helpers/observe.js';
+import { requireTool } from '../testing/helpers/required-tools.js';
 import { systemClock } from '../core/clock.js';
 import { ApiClient } from '../net/api-client.js';
 import { addAgent, type TestAgent } from '../testing/helpers/agents.js';
 import { runCli, startServer, type RunningServer } from '../testing/helpers/cli.js';
 import { RawPeer } from '../testing/helpers/peerjs-client.js';
-import { redisInstalled, startRedis, type RunningRedis } from '../testing/helpers/redis.js';
+import { startRedis, type RunningRedis } from '../testing/helpers/redis.js';
 import { tempDir } from '../testing/helpers/temp-dir.js';
 
 // Several server processes on one Redis act as one server.
@@ -18,13 +20,13 @@ interface Cluster {
 const ctx = {} as { cluster?: Cluster; remove?: () => Promise<void> };
 
 test.before(async () => {
-  if (!(await redisInstalled())) return;
+  await requireTool('redis-server');
   const dir = await tempDir('lantern-cluster-');
   ctx.remove = dir.remove;
   const redis = await startRedis(`${dir.path}/redis`);
   const servers: RunningServer[] = [];
   // One data dir for the CA, ticket key and canary secret every instance shares (the first makes them).
-  const extra = ['--store', redis.url, '--rate-pair', '5/0.001', '--rate-prekey-fetch', '1000/100'];
+  const extra = ['--store', redis.url, '--rate-pair', '5/0.001', '--rate-prekey-fetch', '1000/100', '--metrics-listen', '127.0.0.1:0'];
   servers.push(await startServer(`${dir.path}/data`, extra));
   servers.push(...(await Promise.all([startServer(`${dir.path}/data`, extra), startServer(`${dir.path}/data`, extra)])));
   ctx.cluster = { redis, servers, dir: dir.path };
@@ -47,12 +49,11 @@ async function agent(c: Cluster, name: string, via: number): Promise<TestAgent> 
 const clientOn = (a: TestAgent, server: RunningServer) => new ApiClient({ clock: systemClock, auth: a.signer }, { server: server.url });
 
 test('a send on one instance wakes the long-poll another holds; a newer poll on a third releases it', async (t) => {
-  const c = ctx.cluster;
-  if (!c) return void (t.log('SKIPPED: redis-server is not installed (apt-get install -y redis-server)'), t.pass());
+  const c = ctx.cluster!;
   const alice = await agent(c, 'alice', 0);
   const bob = await agent(c, 'bob', 1);
   const waiting = runCli(['inbox', '--wait', '20', '--home', bob.home, '--json']);
-  await new Promise((r) => setTimeout(r, 1000));
+  await untilPollsHeld(c.servers[1]!);
   const started = Date.now();
   const sent = await runCli(['send', '--to', bob.userId, 'across instances', '--home', alice.home]);
   t.is(sent.code, 0, sent.stderr);
@@ -64,7 +65,7 @@ test('a send on one instance wakes the long-poll another holds; a newer poll on 
   const [b1, b2] = [clientOn(bob, c.servers[1]!), clientOn(bob, c.servers[2]!)];
   t.teardown(() => Promise.all([b1.close(), b2.close()]));
   const older = b1.poll(20);
-  await new Promise((r) => setTimeout(r, 500));
+  await untilPollsHeld(c.servers[1]!);
   const newer = b2.poll(2);
   const releasedAt = Date.now();
   t.is(await older, undefined, 'the older poll is answered with nothing');
@@ -73,8 +74,7 @@ test('a send on one instance wakes the long-poll another holds; a newer poll on 
 });
 
 test('rate limits and prekey pops are shared by the instances', async (t) => {
-  const c = ctx.cluster;
-  if (!c) return void (t.log('SKIPPED: redis-server is not installed'), t.pass());
+  const c = ctx.cluster!;
   const carol = await agent(c, 'carol', 0);
   const dave = await agent(c, 'dave', 2);
   const apis = c.servers.map((s) => clientOn(carol, s));
@@ -97,8 +97,7 @@ test('rate limits and prekey pops are shared by the instances', async (t) => {
 });
 
 test('PeerJS peers on different instances signal each other; ids are unique across instances; queued signaling follows an id online elsewhere', async (t) => {
-  const c = ctx.cluster;
-  if (!c) return void (t.log('SKIPPED: redis-server is not installed'), t.pass());
+  const c = ctx.cluster!;
   const ws = (i: number, id: string, token = `t-${id}`) => new RawPeer(`${c.servers[i]!.url.replace(/^http/, 'ws')}/peerjs?key=peerjs&id=${id}&token=${token}`);
   const a = ws(0, 'cluster-a');
   const b = ws(1, 'cluster-b');
@@ -136,13 +135,12 @@ test('PeerJS peers on different instances signal each other; ids are unique acro
 });
 
 test('account revoke on Redis ends the revoked device\'s poll on whichever instance holds it', async (t) => {
-  const c = ctx.cluster;
-  if (!c) return void (t.log('SKIPPED: redis-server is not installed'), t.pass());
+  const c = ctx.cluster!;
   const erin = await agent(c, 'erin', 1);
   const api = clientOn(erin, c.servers[2]!);
   t.teardown(() => api.close());
   const held = api.poll(20);
-  await new Promise((r) => setTimeout(r, 500));
+  await untilPollsHeld(c.servers[2]!);
   const started = Date.now();
   const revoked = await runCli(['account', 'revoke', 'erin', '--store', c.redis.url, '--json']);
   t.is(revoked.code, 0, revoked.stderr);

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import test from 'ava';
+import { untilPollsHeld } from '../testing/helpers/observe.js';
 import { request } from 'undici';
 import { LanternError } from '../core/errors.js';
 import { addAgent } from '../testing/helpers/agents.js';
@@ -146,18 +147,18 @@ test('TLS with a self-signed certificate from the server CA, and the CA survives
 test('SIGTERM answers held polls, closes the store and exits 0', async (t) => {
   const dir = await tempDir('lantern-e2e-');
   t.teardown(() => dir.remove());
-  const server = await startServer(`${dir.path}/data`);
+  const server = await startServer(`${dir.path}/data`, ['--metrics-listen', '127.0.0.1:0']);
   const a = await addAgent(server, dir.path, 'a');
   const api = await a.api();
   t.teardown(() => api.close());
   const started = Date.now();
   const held = api.poll(50);
-  await new Promise((r) => setTimeout(r, 500));
+  await untilPollsHeld(server);
   const exit = await server.stop('SIGTERM');
   t.is(await held, undefined, 'the held poll got its 204');
   t.true(Date.now() - started < 10_000);
   t.is(exit, 0);
-  t.deepEqual(server.events.map((e) => e['event']), ['listening', 'stopping', 'stopped']);
+  t.deepEqual(server.events.map((e) => e['event']), ['metrics-listening', 'listening', 'stopping', 'stopped']);
   // The store was closed cleanly: the data dir opens again at once.
   const again = await startServer(`${dir.path}/data`);
   await again.stop();

@@ -1,7 +1,8 @@
-import { access, readFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { createServer } from 'node:http';
 import { createRequire } from 'node:module';
 import test from 'ava';
+import { requireTool } from '../testing/helpers/required-tools.js';
 import { chromium } from 'playwright-core';
 import { listen } from '../net/listen.js';
 import { addAgent } from '../testing/helpers/agents.js';
@@ -31,16 +32,7 @@ declare const Peer: new (id: string, options: Record<string, unknown>) => {
 };
 
 test('two pages running the real PeerJS client signal through our broker and echo over a data channel', async (t) => {
-  const found = await access(CHROMIUM).then(
-    () => true,
-    () => false,
-  );
-  if (!found) {
-    // .ci/run installs chromium, so CI never takes this branch.
-    t.log(`SKIPPED: ${CHROMIUM} is not installed (apt-get install -y chromium)`);
-    t.pass();
-    return;
-  }
+  await requireTool('chromium');
   const dir = await tempDir('lantern-peerjs-browser-');
   t.teardown(() => dir.remove());
   const server = await startServer(`${dir.path}/data`, ['--peerjs-require-auth', '--peerjs-expire-timeout', '1s']);

@@ -1,7 +1,8 @@
 import test from 'ava';
+import { requireTool } from '../testing/helpers/required-tools.js';
 import { addAgent } from '../testing/helpers/agents.js';
 import { runCli, startRole } from '../testing/helpers/cli.js';
-import { redisInstalled, startRedis, type RunningRedis } from '../testing/helpers/redis.js';
+import { startRedis, type RunningRedis } from '../testing/helpers/redis.js';
 import { tempDir } from '../testing/helpers/temp-dir.js';
 
 // A Redis reached over TLS (rediss://, its CA given with --store-ca) that requires a password, the
@@ -9,7 +10,7 @@ import { tempDir } from '../testing/helpers/temp-dir.js';
 
 const ctx = {} as { redis?: RunningRedis; dir?: string; remove?: () => Promise<void> };
 test.before(async () => {
-  if (!(await redisInstalled())) return;
+  await requireTool('redis-server');
   const dir = await tempDir('lantern-redis-tls-');
   ctx.dir = dir.path;
   ctx.remove = dir.remove;
@@ -21,8 +22,8 @@ test.after.always(async () => {
 });
 
 test('server and account work on a TLS Redis with a password, from LANTERN_STORE and --store-ca', async (t) => {
-  const { redis, dir } = ctx;
-  if (!redis || !dir) return void (t.log('SKIPPED: redis-server is not installed (apt-get install -y redis-server)'), t.pass());
+  const redis = ctx.redis!;
+  const dir = ctx.dir!;
   t.true(redis.url.startsWith('rediss://:redis-secret@'));
   const env = { LANTERN_STORE: redis.url };
   for (const name of ['tina', 'uma']) {
@@ -42,8 +43,8 @@ test('server and account work on a TLS Redis with a password, from LANTERN_STORE
 });
 
 test('a TLS Redis with an untrusted certificate, a wrong password or a CA without rediss:// is refused clearly', async (t) => {
-  const { redis, dir } = ctx;
-  if (!redis || !dir) return void (t.log('SKIPPED: redis-server is not installed'), t.pass());
+  const redis = ctx.redis!;
+  const dir = ctx.dir!;
   const start = (args: string[], env: Record<string, string>) => runCli(['server', '--listen', '127.0.0.1:0', '--data-dir', `${dir}/bad`, ...args], { env, timeoutMs: 20_000 });
   // Each fails fast (a client that failed stops retrying), naming the cause.
   const untrusted = await start([], { LANTERN_STORE: redis.url });

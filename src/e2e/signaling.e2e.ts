@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import test from 'ava';
+import { untilPollsHeld } from '../testing/helpers/observe.js';
 import { request } from 'undici';
 import { addAgent } from '../testing/helpers/agents.js';
 import { runCli, sharedServer, startServer } from '../testing/helpers/cli.js';
@@ -7,7 +8,7 @@ import { runCli, sharedServer, startServer } from '../testing/helpers/cli.js';
 // Whole-binary tests: every server is the built CLI on port 0 with a LevelDB data dir.
 
 // Every test here logs in from 127.0.0.1; the login limits have their own test in limits.e2e.ts.
-const ctx = sharedServer(test, ['--rate-login-address', '1000/100']);
+const ctx = sharedServer(test, ['--rate-login-address', '1000/100', '--metrics-listen', '127.0.0.1:0']);
 
 const b64 = (s: string) => Buffer.from(s).toString('base64');
 
@@ -29,7 +30,7 @@ test('two accounts log in with anonymized ids, send, long-poll and ack through t
   // Bob waits first; Alice's send wakes the held poll.
   const started = Date.now();
   const waiting = runCli(['inbox', '--home', bob.home, '--wait', '20', '--json']);
-  await new Promise((r) => setTimeout(r, 700));
+  await untilPollsHeld(ctx.server);
   const sent = await runCli(['send', '--home', alice.home, '--to', bob.userId, '--raw', 'hello bob']);
   t.is(sent.code, 0, sent.stderr);
   const got = await waiting;
@@ -220,7 +221,7 @@ test('a newer poll of the same device releases the older one', async (t) => {
   t.teardown(() => Promise.all([a.close(), b.close()]));
   const started = Date.now();
   const older = a.poll(30);
-  await new Promise((r) => setTimeout(r, 500));
+  await untilPollsHeld(ctx.server);
   const newer = b.poll(1);
   t.is(await older, undefined);
   t.true(Date.now() - started < 10_000, 'the older poll was answered early');

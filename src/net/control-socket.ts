@@ -4,6 +4,7 @@ import { LanternError, isErrorCode } from '../core/errors.js';
 import { FaultBoundary } from '../core/fault-boundary.js';
 import type { Logger } from '../core/logger.js';
 import { ControlAnswer } from '../protocol/messages.js';
+import { finish } from './finish.js';
 
 const MAX_REQUEST = 16 * 1024;
 /** The request line must arrive, and the answer be taken, within this. */
@@ -20,6 +21,7 @@ export class ControlSocketServer {
   readonly #handle: (request: unknown) => Promise<Record<string, unknown>>;
   readonly #logger: Logger;
   readonly #faults: FaultBoundary;
+  readonly #sockets = new Set<Socket>();
   #server: Server | undefined;
 
   constructor(components: { logger: Logger; faults?: FaultBoundary }, path: string, handle: (request: unknown) => Promise<Record<string, unknown>>) {
@@ -44,28 +46,30 @@ export class ControlSocketServer {
   async stop(): Promise<void> {
     const server = this.#server;
     this.#server = undefined;
-    if (server) await new Promise<void>((resolve) => server.close(() => resolve()));
+    const closed = server ? new Promise<void>((resolve) => server.close(() => resolve())) : Promise.resolve();
+    for (const socket of this.#sockets) socket.destroy();
+    await closed;
     await rm(this.#path, { force: true });
   }
 
   /** One request line (at most MAX_REQUEST bytes, within DEADLINE_MS), one answer line, then the end. */
   #serve(socket: Socket): void {
     let buf = '';
+    this.#sockets.add(socket);
+    socket.once('close', () => this.#sockets.delete(socket));
     socket.setEncoding('utf8');
     socket.on('error', () => socket.destroy());
     socket.setTimeout(DEADLINE_MS, () => socket.destroy());
+    // The answer, then the end: closed once it is flushed, whatever the client does next.
+    const answer = (value: unknown) => finish(socket, `${JSON.stringify(value)}\n`);
     const onData = (chunk: string) => {
       buf += chunk;
       const nl = buf.indexOf('\n');
       if (nl < 0 && buf.length <= MAX_REQUEST) return;
       socket.off('data', onData);
       socket.pause();
-      if (nl < 0 || nl > MAX_REQUEST) return void socket.end(`${JSON.stringify(errorAnswer(new LanternError('LA_ERR_BODY_TOO_LARGE')))}\n`);
-      this.#faults.run(
-        'control',
-        async () => socket.end(`${JSON.stringify(await this.#answer(buf.slice(0, nl)))}\n`),
-        () => socket.destroy(),
-      );
+      if (nl < 0 || nl > MAX_REQUEST) return void answer(errorAnswer(new LanternError('LA_ERR_BODY_TOO_LARGE')));
+      this.#faults.run('control', async () => answer(await this.#answer(buf.slice(0, nl))), () => socket.destroy());
     };
     socket.on('data', onData);
   }

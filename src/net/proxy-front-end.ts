@@ -2,6 +2,7 @@ import type { Server as HttpServer } from 'node:http';
 import type { Socket } from 'node:net';
 import { LanternError } from '../core/errors.js';
 import type { FaultBoundary } from '../core/fault-boundary.js';
+import { finish } from './finish.js';
 import { HandshakeReader } from './handshake-reader.js';
 import { connectTarget, httpHead, MAX_HEAD_BYTES, type HttpHead } from './http-head.js';
 import { firstByte, SOCKS, SOCKS_REPLY, socksGreeting, socksReply, socksRequest, socksUserPass } from './socks5.js';
@@ -119,7 +120,7 @@ export class ProxyFrontEnd {
       },
       fail: (why) => {
         reader.release();
-        if (!socket.destroyed) socket.end(`HTTP/1.1 ${HTTP_STATUS[why]}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n`);
+        finish(socket, `HTTP/1.1 ${HTTP_STATUS[why]}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n`);
       },
     });
   }
@@ -135,13 +136,13 @@ export class ProxyFrontEnd {
       if (!check(user, password)) return this.#h.refuse(socket, 'socks-auth');
       socket.write(Buffer.from([1, 0]));
     } else {
-      if (!methods.includes(SOCKS.noAuth)) return void socket.end(Buffer.from([SOCKS.version, SOCKS.noAcceptable]));
+      if (!methods.includes(SOCKS.noAuth)) return finish(socket, Buffer.from([SOCKS.version, SOCKS.noAcceptable]));
       socket.write(Buffer.from([SOCKS.version, SOCKS.noAuth]));
     }
     const request = await reader.read(socksRequest, t);
     if ('refuse' in request) {
       reader.release();
-      return void socket.end(socksReply(request.refuse));
+      return finish(socket, socksReply(request.refuse));
     }
     await this.#h.tunnel({
       protocol: 'socks5',
@@ -153,7 +154,7 @@ export class ProxyFrontEnd {
       },
       fail: (why) => {
         reader.release();
-        if (!socket.destroyed) socket.end(socksReply(SOCKS_CODE[why]));
+        finish(socket, socksReply(SOCKS_CODE[why]));
       },
     });
   }

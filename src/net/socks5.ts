@@ -64,7 +64,7 @@ export const socksRequest: ParseStep<SocksRequest> = (b) => {
     host = b.subarray(5, end).toString('latin1');
     if (host.length === 0 || !/^[\x21-\x7e]+$/.test(host)) return { value: { refuse: SOCKS_REPLY.hostUnreachable }, used: end + 2 };
   } else {
-    return { value: { refuse: SOCKS_REPLY.addressNotSupported }, used: b.length };
+    return { value: { refuse: SOCKS_REPLY.addressNotSupported }, used: 4 };
   }
   const port = b.readUInt16BE(end);
   if (cmd !== SOCKS.connect) return { value: { refuse: SOCKS_REPLY.commandNotSupported }, used: end + 2 };

@@ -44,18 +44,25 @@ export const SessionAuthFields = z.strictObject({
 });
 export type SessionAuthFields = z.infer<typeof SessionAuthFields>;
 
-/** Splits the header into its scheme and raw fields; `undefined` when it is not of that shape. */
+/**
+ * Splits the header into its scheme and raw fields; `undefined` when it is not of that shape (a
+ * field given twice included, so that one header has one meaning).
+ */
 export function splitAuthHeader(header: string): { scheme: string; fields: Record<string, string> } | undefined {
   const space = header.indexOf(' ');
-  if (space < 0) return undefined;
-  const fields: Record<string, string> = {};
+  if (space < 0 || header.length > 4096) return undefined;
+  const fields: Record<string, string> = Object.create(null) as Record<string, string>;
   for (const part of header.slice(space + 1).split(',')) {
     const eq = part.indexOf('=');
     if (eq <= 0) return undefined;
-    fields[part.slice(0, eq).trim()] = part.slice(eq + 1).trim();
+    // Exactly as formatAuthHeader writes it: no spaces around names and values.
+    const name = part.slice(0, eq);
+    if (Object.hasOwn(fields, name) || /\s/.test(part)) return undefined;
+    fields[name] = part.slice(eq + 1);
   }
   return { scheme: header.slice(0, space), fields };
 }
+
 
 export function formatAuthHeader(f: AuthFields): string {
   return `${AUTH_SCHEME} u=${f.u},d=${f.d},s=${f.s},t=${f.t},n=${f.n},sig=${f.sig}`;

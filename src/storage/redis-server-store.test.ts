@@ -1,7 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import test from 'ava';
+import { requireTool } from '../testing/helpers/required-tools.js';
 import { serverStoreComplianceTests } from '../testing/compliance/server-store.js';
-import { redisInstalled, startRedis, type RunningRedis } from '../testing/helpers/redis.js';
+import { startRedis, type RunningRedis } from '../testing/helpers/redis.js';
 import { tempDir } from '../testing/helpers/temp-dir.js';
 import { until } from '../testing/helpers/observe.js';
 import { RedisNotifier, redisChannelName } from './redis-notifier.js';
@@ -13,7 +14,7 @@ import { deviceChannel } from './server-store.js';
 
 const ctx = {} as { redis?: RunningRedis; remove?: () => Promise<void> };
 test.before(async () => {
-  if (!(await redisInstalled())) return;
+  await requireTool('redis-server');
   const dir = await tempDir('lantern-redis-');
   ctx.remove = dir.remove;
   ctx.redis = await startRedis(dir.path);

@@ -117,7 +117,7 @@ async function runGive(io: Io, flags: GiveFlags): Promise<number> {
   if (flags.json) writeJson(io.stdout, { event: 'listening', url: proxy.url });
   else writeLine(io.stderr, `lantern-agent give: proxy listening on ${proxy.url}`);
   registrar = new PeerRegistrar(
-    { api, clock: systemClock, logger },
+    { api, clock: systemClock, logger, faults },
     {
       port: flags.publicPort ?? proxy.address.port,
       protocols: ['connect', 'http', 'socks5'],

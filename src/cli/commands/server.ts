@@ -215,7 +215,7 @@ async function runServer(io: Io, flags: ServerFlags): Promise<number> {
   // One fault boundary for every listener of this server: faults are logged once and counted by surface.
   const faults = new FaultBoundary({ logger, onFault: (surface) => metrics.faults.inc({ surface }) });
   const rotation = new RotationMonitor(
-    { store, clock: systemClock, logger: logger.child({ component: 'rotation' }), metrics },
+    { store, clock: systemClock, logger: logger.child({ component: 'rotation' }), metrics, faults },
     { minRotation: flags.minRotation, checkEveryMs: 5000, repeatWarningMs: 60_000 },
   );
   // Several instances on Redis are one broker: ids claimed in Redis, frames over pub/sub.

@@ -91,32 +91,33 @@ export class LocalProxy implements Startable {
     this.#http.close();
   }
 
-  #splice(client: Socket, upstream: Duplex, head: Buffer): void {
-    const done = () => {
-      client.destroy();
-      upstream.destroy();
-    };
-    client.once('close', done);
-    upstream.once('close', done);
-    upstream.on('error', done);
-    if (client.destroyed) return done();
-    client.setTimeout(this.#idleMs, done);
-    if (head.length) upstream.write(head);
-    const count = () => undefined;
-    relay(client, upstream, { onBytes: count });
-    relay(upstream, client, { onBytes: count });
-  }
-
+  /** A tunnel through a give peer; the peer's side is tied to the client socket's close from the start. */
   async #tunnel(request: TunnelRequest): Promise<void> {
     if (!request.target) return request.fail('bad-request');
-    let upstream: Duplex;
+    const client = request.socket;
+    let upstream: Duplex | undefined;
+    let closed = false;
+    const done = () => {
+      closed = true;
+      client.destroy();
+      upstream?.destroy();
+    };
+    client.once('close', done);
     try {
       upstream = await this.#pool.tunnel(request.target);
     } catch (err) {
       this.#logger.warn({ code: (err as { code?: string }).code }, 'no give peer could open the tunnel');
       return request.fail('unreachable');
     }
-    this.#splice(request.socket, upstream, request.accept());
+    upstream.once('close', done);
+    upstream.on('error', done);
+    if (closed) return done();
+    const head = request.accept();
+    client.setTimeout(this.#idleMs, done);
+    if (head.length) upstream.write(head);
+    const count = () => undefined;
+    relay(client, upstream, { onBytes: count });
+    relay(upstream, client, { onBytes: count });
   }
 
   /** Plain HTTP forward: the request goes over a tunnel to the origin, in origin form. */

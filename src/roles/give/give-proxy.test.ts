@@ -137,3 +137,22 @@ test('max clients and the shared bandwidth cap hold', async (t) => {
   t.regex(await raw(busy.proxy.address.port, `CONNECT ${busy.origin.slice(7)} HTTP/1.1\r\nHost: x\r\nProxy-Authorization: ${busy.basic}\r\n\r\n`), /^HTTP\/1\.1 503/);
   held.destroy();
 });
+
+test('a fault while serving one connection drops that connection only; the proxy keeps serving', async (t) => {
+  let throwing = true;
+  const { proxy, origin: o, basic } = await setup(t, {
+    proveIdentity: () => {
+      if (throwing) throw new TypeError('injected fault in the identity proof');
+      return undefined;
+    },
+  });
+  const port = proxy.address.port;
+  const connectWithChallenge = `CONNECT ${o.slice(7)} HTTP/1.1\r\nHost: x\r\nProxy-Authorization: ${basic}\r\nLantern-Challenge: ${'ab'.repeat(16)}\r\n\r\n`;
+  t.is(await raw(port, connectWithChallenge), '', 'the faulting connection is closed without an answer');
+  t.is(proxy.stats().faults, 1);
+  t.is(proxy.stats().activeTunnels, 0, 'the slot taken for the tunnel is given back');
+  throwing = false;
+  const res = await request(`${o}/echo`, { dispatcher: new ProxyAgent({ uri: proxy.url, token: basic }) });
+  t.is(res.statusCode, 200);
+  await res.body.dump();
+});

@@ -10,6 +10,7 @@ import type { Logger } from '../../core/logger.js';
 import type { Startable } from '../../core/lifecycle.js';
 import { CHALLENGE_PATTERN } from '../../crypto/peer-identity.js';
 import type { TicketVerifier } from '../../crypto/tickets.js';
+import { finish } from '../../net/finish.js';
 import { formatUrl, listen } from '../../net/listen.js';
 import { CHALLENGE_HEADER, PEER_PROOF_HEADER } from '../../net/tunnel.js';
 import { ConnectionLimiter } from '../../net/connection-limiter.js';
@@ -229,14 +230,13 @@ export class GiveProxy implements Startable {
   /** A connection that made no request: nothing sent in time is closed silently (as nginx does), the rest get the decoy. */
   #refuse(socket: Socket, reason: RefusalReason): void {
     this.#refused++;
-    if (reason === 'timeout') socket.end(() => socket.destroy());
+    if (reason === 'timeout') finish(socket);
     else this.#decoy(socket);
   }
 
   #decoy(socket: Socket): void {
     this.#refused++;
-    if (socket.writable) socket.end(DECOY_RESPONSE, () => socket.destroy());
-    else socket.destroy();
+    finish(socket, DECOY_RESPONSE);
   }
 
   /** A ticket from `Proxy-Authorization: Basic base64("ticket:" + TICKET)`, checked offline. */
@@ -287,39 +287,44 @@ export class GiveProxy implements Startable {
     return upstream;
   }
 
-  /** Splices an accepted tunnel; the slot taken by #enter is given back when either side closes. */
-  #tunnel(client: Socket, upstream: Socket, head: Buffer): void {
+  /**
+   * A tunnel request from a ticket holder. Once it takes a slot, the slot (and the destination
+   * socket) is tied to the client socket's close, so that however the request ends, a fault
+   * included (the boundary closes the client socket), nothing is left behind.
+   */
+  async #tunnelRequest(request: TunnelRequest): Promise<void> {
+    const { socket: client, target } = request;
+    if (request.head && !this.#authorized(headerValue(request.head, 'proxy-authorization'))) return this.#decoy(client);
+    if (!target) return request.fail('bad-request');
+    if (!this.#enter()) return request.fail('busy');
+    let upstream: Socket | undefined;
     let left = false;
     const done = () => {
       if (left) return;
       left = true;
       client.destroy();
-      upstream.destroy();
+      upstream?.destroy();
       this.#leave();
     };
     client.once('close', done);
+    if (client.destroyed) return done();
+    try {
+      upstream = await this.#dial(target.host, target.port);
+    } catch (err) {
+      if (left) return;
+      // The slot is given back now; the client socket closes once the refusal is sent.
+      left = true;
+      this.#leave();
+      return request.fail(LanternError.is(err, 'LA_ERR_DESTINATION_FORBIDDEN') ? 'forbidden' : 'unreachable');
+    }
     upstream.once('close', done);
-    if (client.destroyed || upstream.destroyed) return done();
+    if (left) return done();
+    const proof = request.head ? this.#proofHeader(headerValue(request.head, CHALLENGE_HEADER)) : '';
+    const head = request.accept(proof);
     client.setTimeout(this.#limits.idleTimeoutMs, done);
     if (head.length) upstream.write(head);
     relay(client, upstream, { onBytes: this.#count, ...(this.#budget ? { budget: this.#budget } : {}) });
     relay(upstream, client, { onBytes: this.#count, ...(this.#budget ? { budget: this.#budget } : {}) });
-  }
-
-  async #tunnelRequest(request: TunnelRequest): Promise<void> {
-    const { socket, target } = request;
-    if (request.head && !this.#authorized(headerValue(request.head, 'proxy-authorization'))) return this.#decoy(socket);
-    if (!target) return request.fail('bad-request');
-    if (!this.#enter()) return request.fail('busy');
-    let upstream: Socket;
-    try {
-      upstream = await this.#dial(target.host, target.port);
-    } catch (err) {
-      this.#leave();
-      return request.fail(LanternError.is(err, 'LA_ERR_DESTINATION_FORBIDDEN') ? 'forbidden' : 'unreachable');
-    }
-    const proof = request.head ? this.#proofHeader(headerValue(request.head, CHALLENGE_HEADER)) : '';
-    this.#tunnel(socket, upstream, request.accept(proof));
   }
 
   #proofHeader(challenge: string | undefined): string {

@@ -1,5 +1,6 @@
 import type { Clock, ClockTimer } from '../../core/clock.js';
 import { LanternError } from '../../core/errors.js';
+import { FaultBoundary } from '../../core/fault-boundary.js';
 import type { Logger } from '../../core/logger.js';
 import type { Startable } from '../../core/lifecycle.js';
 import type { ApiClient } from '../../net/api-client.js';
@@ -12,13 +13,15 @@ import type { PeerInfo, PeerRegistration } from '../../protocol/messages.js';
  */
 export class PeerRegistrar implements Startable {
   readonly #c: { api: ApiClient; clock: Clock; logger: Logger };
+  readonly #faults: FaultBoundary;
   readonly #registration: PeerRegistration;
   #timer: ClockTimer | undefined;
   #info: PeerInfo | undefined;
   #stopped = false;
 
-  constructor(components: { api: ApiClient; clock: Clock; logger: Logger }, registration: PeerRegistration) {
+  constructor(components: { api: ApiClient; clock: Clock; logger: Logger; faults?: FaultBoundary }, registration: PeerRegistration) {
     this.#c = components;
+    this.#faults = components.faults ?? new FaultBoundary({ logger: components.logger });
     this.#registration = registration;
   }
 
@@ -35,7 +38,11 @@ export class PeerRegistrar implements Startable {
   #schedule(): void {
     if (this.#stopped) return;
     const left = this.#info ? this.#info.expiresAt - this.#c.clock.now() : 30_000;
-    this.#timer = this.#c.clock.setTimeout(() => void this.#beat(), Math.max(1000, left / 3));
+    // A faulted beat is dropped; the next one is scheduled all the same.
+    this.#timer = this.#c.clock.setTimeout(
+      this.#faults.wrap('timer', () => this.#beat(), () => this.#schedule()),
+      Math.max(1000, left / 3),
+    );
     this.#timer.unref?.();
   }
 

@@ -1,6 +1,6 @@
 import type { Clock } from '../../core/clock.js';
 import { LanternError } from '../../core/errors.js';
-import { sha256Hex, verifyRequestSignature, verifySessionMac } from '../../crypto/request-signature.js';
+import { isCanonicalBase64url, sha256Hex, verifyRequestSignature, verifySessionMac } from '../../crypto/request-signature.js';
 import {
   AUTH_SCHEME,
   AUTH_WINDOW_MS,
@@ -73,7 +73,7 @@ export class Authenticator {
 
   async #device(req: AuthRequest, raw: Record<string, string>): Promise<AuthContext> {
     const parsed = AuthFields.safeParse(raw);
-    if (!parsed.success) throw new LanternError('LA_ERR_AUTH_MALFORMED');
+    if (!parsed.success || !isCanonicalBase64url(parsed.data.sig)) throw new LanternError('LA_ERR_AUTH_MALFORMED');
     const f = parsed.data;
     const now = this.#checkTime(f.t);
     const device = await this.#store.getDevice(f.u, f.d);
@@ -98,7 +98,7 @@ export class Authenticator {
 
   async #session(req: AuthRequest, raw: Record<string, string>): Promise<AuthContext> {
     const parsed = SessionAuthFields.safeParse(raw);
-    if (!parsed.success) throw new LanternError('LA_ERR_AUTH_MALFORMED');
+    if (!parsed.success || !isCanonicalBase64url(parsed.data.mac)) throw new LanternError('LA_ERR_AUTH_MALFORMED');
     const f = parsed.data;
     const now = this.#checkTime(f.t);
     const session = await this.#cachedSession(f.id, now);

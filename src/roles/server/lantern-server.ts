@@ -12,6 +12,7 @@ import { CanaryMaker } from '../../crypto/canary.js';
 import type { TicketIssuer } from '../../crypto/tickets.js';
 import type { CertificateAuthority } from '../../crypto/x509/certificate-authority.js';
 import { ConnectionLimiter } from '../../net/connection-limiter.js';
+import { finish } from '../../net/finish.js';
 import { formatUrl, listen } from '../../net/listen.js';
 import { acceptSession } from '../../crypto/request-signature.js';
 import { checkKeysUpload } from '../../crypto/signal/key-signatures.js';
@@ -80,7 +81,7 @@ export const defaultListenerLimits: ListenerLimits = {
   bodyTimeoutMs: 30_000,
   idleTimeoutMs: 65_000,
   maxConnections: 16_384,
-  maxConnectionsPerAddress: 256,
+  maxConnectionsPerAddress: 1024,
 };
 
 export interface ListenOptions {
@@ -194,10 +195,7 @@ export class LanternServer implements Startable {
     // No progress on a connection (a client that never reads its answer) for this long closes it.
     server.timeout = Math.max(limits.idleTimeoutMs, this.#options.maxPollWaitSeconds * 1000 + 15_000);
     server.on('connection', (socket: Socket) => void this.#connections.admit(socket));
-    server.on('clientError', (_err, socket) => {
-      if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n');
-      else socket.destroy();
-    });
+    server.on('clientError', (_err, socket) => finish(socket, 'HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n'));
     server.on(
       'upgrade',
       faults.wrap(
@@ -205,7 +203,7 @@ export class LanternServer implements Startable {
         (req: IncomingMessage, socket: Duplex, head: Buffer) => {
           socket.on('error', () => socket.destroy());
           for (const a of attachments) if (a.handleUpgrade(req, socket, head)) return;
-          socket.end('HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n');
+          finish(socket, 'HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n');
         },
         (_err, _req, socket) => socket.destroy(),
       ),

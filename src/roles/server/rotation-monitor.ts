@@ -1,4 +1,5 @@
 import type { Clock, ClockTimer } from '../../core/clock.js';
+import { FaultBoundary } from '../../core/fault-boundary.js';
 import type { Logger } from '../../core/logger.js';
 import type { Startable } from '../../core/lifecycle.js';
 import type { ServerStore } from '../../storage/server-store.js';
@@ -19,6 +20,7 @@ export interface RotationMonitorOptions {
  */
 export class RotationMonitor implements Startable {
   readonly #c: { store: ServerStore; clock: Clock; logger: Logger; metrics: ServerMetrics };
+  readonly #faults: FaultBoundary;
   readonly #o: RotationMonitorOptions;
   #timer: ClockTimer | undefined;
   #poked: ClockTimer | undefined;
@@ -26,8 +28,9 @@ export class RotationMonitor implements Startable {
   #warnedAt = -Infinity;
   #stopped = false;
 
-  constructor(components: { store: ServerStore; clock: Clock; logger: Logger; metrics: ServerMetrics }, options: RotationMonitorOptions) {
+  constructor(components: { store: ServerStore; clock: Clock; logger: Logger; metrics: ServerMetrics; faults?: FaultBoundary }, options: RotationMonitorOptions) {
     this.#c = components;
+    this.#faults = components.faults ?? new FaultBoundary({ logger: components.logger });
     this.#o = options;
   }
 
@@ -39,7 +42,11 @@ export class RotationMonitor implements Startable {
 
   #schedule(): void {
     if (this.#stopped) return;
-    this.#timer = this.#c.clock.setTimeout(() => void this.check().then(() => this.#schedule()), this.#o.checkEveryMs);
+    // A faulted check is dropped; the next one is scheduled all the same.
+    this.#timer = this.#c.clock.setTimeout(
+      this.#faults.wrap('timer', () => this.check().finally(() => this.#schedule())),
+      this.#o.checkEveryMs,
+    );
     this.#timer.unref?.();
   }
 
@@ -52,10 +59,13 @@ export class RotationMonitor implements Startable {
   /** Something changed (a verdict): look again soon, once for a burst of changes. */
   poke(): void {
     if (this.#poked || this.#stopped) return;
-    this.#poked = this.#c.clock.setTimeout(() => {
-      this.#poked = undefined;
-      void this.check();
-    }, 250);
+    this.#poked = this.#c.clock.setTimeout(
+      this.#faults.wrap('timer', () => {
+        this.#poked = undefined;
+        return this.check();
+      }),
+      250,
+    );
     this.#poked.unref?.();
   }
 

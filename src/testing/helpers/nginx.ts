@@ -1,15 +1,10 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { access, mkdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { TOOLS } from './required-tools.js';
 import { freePort, stopChild, waitForPort } from './processes.js';
 import { testTlsFiles } from './tls.js';
 
-export const NGINX = '/usr/sbin/nginx';
-
-export const nginxInstalled = () =>
-  access(NGINX).then(
-    () => true,
-    () => false,
-  );
+export const NGINX = TOOLS.nginx.path;
 
 /** A server block: TLS on the shared port; `upstream` proxies to our server, else a static page. */
 export interface NginxSite {

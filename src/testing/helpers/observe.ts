@@ -18,3 +18,14 @@ export async function scrape(url: string): Promise<(sample: string) => number | 
     return m ? Number(m[1]) : undefined;
   };
 }
+
+/**
+ * Waits until the server holds `n` long-polls (its `lantern_long_polls_held` gauge), so that a test
+ * that then sends knows it tests a wake-up, not a message already queued when the poll arrived.
+ * The server must run with `--metrics-listen 127.0.0.1:0`.
+ */
+export async function untilPollsHeld(server: { events: Array<Record<string, unknown>> }, n = 1): Promise<void> {
+  const url = server.events.find((e) => e['event'] === 'metrics-listening')?.['url'];
+  if (typeof url !== 'string') throw new Error('start the server with --metrics-listen 127.0.0.1:0 to observe held polls');
+  await until(`${n} held poll(s)`, async () => ((await scrape(url))('lantern_long_polls_held') === n ? true : undefined));
+}

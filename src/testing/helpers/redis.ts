@@ -1,15 +1,10 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { access, mkdir } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
+import { TOOLS } from './required-tools.js';
 import { freePort, stopChild, waitForPort } from './processes.js';
 import { testTlsFiles } from './tls.js';
 
-export const REDIS_SERVER = '/usr/bin/redis-server';
-
-export const redisInstalled = () =>
-  access(REDIS_SERVER).then(
-    () => true,
-    () => false,
-  );
+export const REDIS_SERVER = TOOLS['redis-server'].path;
 
 export interface RunningRedis {
   url: string;

@@ -1,0 +1,26 @@
+import { access } from 'node:fs/promises';
+
+/** The Debian programs some tests start; `.ci/run` installs every one of them. */
+export const TOOLS = {
+  'redis-server': { path: '/usr/bin/redis-server', pkg: 'redis-server' },
+  nginx: { path: '/usr/sbin/nginx', pkg: 'nginx' },
+  chromium: { path: '/usr/bin/chromium', pkg: 'chromium' },
+  dig: { path: '/usr/bin/dig', pkg: 'dnsutils' },
+} as const;
+
+export type Tool = keyof typeof TOOLS;
+
+/**
+ * Throws a clear error when a program a test needs is missing: such a test fails (it is never
+ * counted as passed). Call it in a `before` hook or at the top of the test.
+ */
+export async function requireTool(...tools: Tool[]): Promise<void> {
+  for (const tool of tools) {
+    const { path, pkg } = TOOLS[tool];
+    const found = await access(path).then(
+      () => true,
+      () => false,
+    );
+    if (!found) throw new Error(`${tool} is not installed at ${path}: apt-get install -y ${pkg} (.ci/run installs it)`);
+  }
+}

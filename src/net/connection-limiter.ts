@@ -8,7 +8,11 @@ export interface ConnectionLimits {
 }
 
 /** The key a client address is counted under: IPv4 as is, IPv6 by its /64 (one subscriber's network). */
-export const addressKey = (address: string): string => networkKey(address, { v4: 32, v6: 64 });
+export function addressKey(address: string): string {
+  // The common case without parsing: a dotted IPv4 address, possibly IPv4-mapped.
+  if (/^(?:::ffff:)?\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}$/i.test(address)) return address.slice(address.lastIndexOf(':') + 1);
+  return networkKey(address, { v4: 32, v6: 64 });
+}
 
 /**
  * Caps the connections of a listener, in total and per client address, so that one client (or a
@@ -34,10 +38,11 @@ export class ConnectionLimiter {
    * Counts a new connection until it closes; false (and the socket destroyed) when a cap is
    * reached. `address` is the client's address (the socket's remote address by default).
    */
-  admit(socket: { remoteAddress?: string | undefined; once(event: 'close', fn: () => void): unknown; destroy(): unknown }, address = socket.remoteAddress ?? '?'): boolean {
-    const key = addressKey(address);
-    const mine = this.#perAddress.get(key) ?? 0;
+  admit(socket: { remoteAddress?: string | undefined; once(event: 'close', fn: () => void): unknown; destroy(): unknown }, address?: string): boolean {
     const { maxTotal, maxPerAddress } = this.#limits;
+    if (maxTotal === 0 && maxPerAddress === 0) return true;
+    const key = maxPerAddress > 0 ? addressKey(address ?? socket.remoteAddress ?? '?') : '';
+    const mine = this.#perAddress.get(key) ?? 0;
     if ((maxTotal > 0 && this.#total >= maxTotal) || (maxPerAddress > 0 && mine >= maxPerAddress)) {
       this.refused++;
       socket.destroy();

@@ -88,9 +88,11 @@ export class HandshakeReader {
         if (this.#ended) return fail(new LanternError('LA_ERR_PROTOCOL', 'The peer closed the connection during the handshake'));
       };
       this.#waiting = { attempt, fail };
+      // Most steps complete on bytes already here (one packet carries the whole handshake): no timer then.
+      attempt();
+      if (!this.#waiting) return;
       timer = setTimeout(() => fail(new LanternError('LA_ERR_REQUEST_TIMEOUT', `No complete handshake step within ${deadlineMs} ms`)), deadlineMs);
       if (this.#socket.isPaused()) this.#socket.resume();
-      attempt();
     });
   }
 

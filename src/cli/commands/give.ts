@@ -58,7 +58,7 @@ export function giveCommand(io: Io, done: (code: number) => void): Command {
     .addOption(durationOption('--handshake-timeout <duration>', 'first bytes, and each handshake step, within this; else closed as nginx closes (client_header_timeout)', defaultGiveLimits.handshakeTimeoutMs))
     .addOption(durationOption('--keepalive-timeout <duration>', 'close a kept-alive forward-proxy connection idle this long (nginx keepalive_timeout)', defaultGiveLimits.keepAliveTimeoutMs))
     .addOption(durationOption('--idle-timeout <duration>', 'close a tunnel or forwarded request with no byte either way this long', defaultGiveLimits.idleTimeoutMs))
-    .addOption(new Option('--max-connections <n>', 'connections open at once; 0: no limit').argParser(parseCount).default(undefined, 'min(1024, (open-file limit - 256) / 2)'))
+    .addOption(new Option('--max-connections <n>', 'connections open at once; 0: no limit (default: 1024, at most (open-file limit - 256) / 2)').argParser(parseCount))
     .addOption(countOption('--max-connections-per-address <n>', 'connections open at once from one address (IPv6: per /64); 0: no limit', defaultGiveLimits.maxConnectionsPerAddress))
     .option('--json', 'print NDJSON events on stdout')
     .option('--log-level <level>', 'log level (stderr, JSON)', 'info')
@@ -231,7 +231,9 @@ export function statusCommand(io: Io, done: (code: number) => void): Command {
         writeLine(
           io.stdout,
           `give peer at ${String(result['url'])}${result['paused'] ? ' (PAUSED)' : ''}: ${reg ? `registered as ${reg.host}:${reg.port}, ${reg.state}` : 'not registered'}; ` +
-            `${String(result['activeTunnels'])} active tunnel(s), ${String(result['tunnelsServed'])} served, ${String(result['bytesRelayed'])} bytes relayed`,
+            `${String(result['activeTunnels'])} active tunnel(s), ${String(result['tunnelsServed'])} served, ${String(result['bytesRelayed'])} bytes relayed` +
+            (Number(result['overCapacity']) > 0 ? `; ${String(result['overCapacity'])} connection(s) over the caps closed` : '') +
+            (Number(result['faults']) > 0 ? `; ${String(result['faults'])} fault(s) contained (see the log)` : ''),
         );
       }
       done(0);

@@ -141,7 +141,7 @@ export function serverCommand(io: Io, done: (code: number) => void): Command {
     .addOption(durationOption('--header-timeout <duration>', 'a request line and headers (and a TLS handshake) must arrive within this', defaultListenerLimits.headerTimeoutMs))
     .addOption(durationOption('--body-timeout <duration>', 'a request body must arrive within this (a slow upload is cut off with 408)', defaultListenerLimits.bodyTimeoutMs))
     .addOption(durationOption('--idle-timeout <duration>', 'close kept-alive connections idle this long (keep it above your CDN\'s)', defaultListenerLimits.idleTimeoutMs))
-    .addOption(new Option('--max-connections <n>', 'connections open at once on the API port; 0: no limit').argParser(parseCount).default(undefined, 'min(16384, open-file limit - 256)'))
+    .addOption(new Option('--max-connections <n>', 'connections open at once on the API port; 0: no limit (default: 16384, at most the open-file limit - 256)').argParser(parseCount))
     .addOption(
       countOption('--max-connections-per-address <n>', 'connections open at once from one client address (IPv6: per /64); 0: no limit (behind a CDN every client shares its addresses)', defaultListenerLimits.maxConnectionsPerAddress),
     )

@@ -274,11 +274,14 @@ export class GiveProxy implements Startable {
   /** Dials a destination with the policy applied; LA_ERR_DESTINATION_* on failure. */
   async #dial(host: string, port: number): Promise<Socket> {
     checkLiteralDestination(host, this.#o.allowPrivateDestinations);
-    const upstream = connect({ host: host.replace(/^\[|\]$/g, ''), port, lookup: guardedLookup(this.#o.allowPrivateDestinations) });
+    // The connect deadline is the socket's own timeout (no timer left behind), cleared once connected.
+    const upstream = connect({ host: host.replace(/^\[|\]$/g, ''), port, lookup: guardedLookup(this.#o.allowPrivateDestinations), timeout: this.#limits.handshakeTimeoutMs });
     upstream.on('error', () => upstream.destroy());
+    upstream.once('timeout', () => upstream.destroy(new Error('connect timed out')));
     upstream.setNoDelay(true);
     try {
-      await Promise.race([once(upstream, 'connect'), new Promise((_, reject) => setTimeout(() => reject(new Error('connect timed out')), this.#limits.handshakeTimeoutMs).unref())]);
+      await once(upstream, 'connect');
+      upstream.setTimeout(0);
     } catch (err) {
       upstream.destroy();
       if (LanternError.is(err)) throw err;

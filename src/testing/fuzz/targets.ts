@@ -174,7 +174,7 @@ const authorizationHeader: FuzzTarget<AuthCtx> = {
         fc.string({ maxLength: 300 }),
         fc.string({ unit: 'binary', maxLength: 300 }),
         fc.tuple(fc.constantFrom('LA1 ', 'LA1S ', 'Bearer ', 'LA1  '), fc.array(fc.tuple(fc.constantFrom('u', 'd', 's', 't', 'n', 'sig', 'id', 'mac', '__proto__', ''), edgyValue), { maxLength: 8 })).map(
-          ([scheme, fields]) => scheme + fields.map(([k, v]) => `${k}=${String(v)}`).join(','),
+          ([scheme, fields]) => scheme + fields.map(([k, v]) => `${k}=${typeof v === 'string' ? v : JSON.stringify(v)}`).join(','),
         ),
         fc.tuple(fc.nat(), fc.string({ minLength: 1, maxLength: 3 })).map(([at, junk]) => ({ at, junk })),
       ),

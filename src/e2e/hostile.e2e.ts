@@ -302,6 +302,37 @@ test.serial('6c. API: one address is capped (1,024 by default); another address 
   });
 });
 
+test.serial('6h. At a low open-file limit (600): one address cannot take the listener; many addresses fill it without breaking it', async (t) => {
+  const server = await startRole(
+    ['server', '--listen', '127.0.0.1:0', '--data-dir', `${world.dir}/data-lowfd`, '--header-timeout', '2s', '--no-peerjs'],
+    'listening',
+    {},
+    ['prlimit', '--nofile=600:600'],
+  );
+  t.teardown(() => server.stop());
+  const port = Number(new URL(server.url).port);
+  const health = async () => {
+    const r = await getWithin(`${server.url}/v1/health`, 1000, HONEST);
+    return r instanceof Error ? r.message : r.status;
+  };
+  const before = await rssOf(pidOf(server));
+  // The caps follow the limit: 600 - 256 = 344 in all, a quarter of that (86) per address.
+  const one = await Promise.all(Array.from({ length: 1000 }, () => tcp(port, '127.0.6.1').catch(() => undefined)));
+  t.true((await stillOpen(one)) <= 86, 'one address keeps at most a quarter');
+  t.is(await health(), 200, 'others are served meanwhile');
+  const many = [];
+  for (let a = 1; a <= 8; a++) many.push(...(await Promise.all(Array.from({ length: 100 }, () => tcp(port, `127.0.7.${a}`).catch(() => undefined)))));
+  const held = await stillOpen([...one, ...many]);
+  t.true(held <= 344, `${held} held in all (cap 344)`);
+  t.is(server.child.exitCode, null, 'no EMFILE, no crash');
+  // They sent nothing: the header deadline (2 s) frees every place.
+  await Promise.all([...one, ...many].map((s) => (s ? closedWithin(s, 5000) : true)));
+  t.is(await health(), 200, 'answers again once the idle connections are gone');
+  t.true((await rssOf(pidOf(server))) - before < RSS_LIMIT);
+  t.notRegex(server.stderr(), /EMFILE|uncaught/i);
+  for (const s of [...one, ...many]) s?.destroy();
+});
+
 test.serial('6d. give: idle and half-header connections are closed at the handshake deadline, like nginx', async (t) => {
   await underAttack(t, 'give', async () => {
     const port = portOf(world.give);

@@ -10,7 +10,7 @@ import { PeerIdentity } from '../../crypto/peer-identity.js';
 import { TicketVerifier } from '../../crypto/tickets.js';
 import { defaultGiveLimits, GiveProxy } from '../../roles/give/give-proxy.js';
 import { FaultBoundary } from '../../core/fault-boundary.js';
-import { connectionCap } from '../fd-limit.js';
+import { listenerCaps } from '../fd-limit.js';
 import { PeerRegistrar } from '../../roles/give/peer-registration.js';
 import { Messenger } from '../../messaging/messenger.js';
 import { openAgent, requireCredential, signedClient, withApi, withKeystore } from '../agent-home.js';
@@ -36,6 +36,8 @@ interface GiveFlags {
   idleTimeout: number;
   maxConnections?: number;
   maxConnectionsPerAddress: number;
+  /** Whether --max-connections-per-address was left at its default (then it is at most a quarter of the total). */
+  perAddressIsDefault?: boolean;
   logLevel: string;
   unsafeLogging?: boolean;
 }
@@ -63,7 +65,9 @@ export function giveCommand(io: Io, done: (code: number) => void): Command {
     .option('--json', 'print NDJSON events on stdout')
     .option('--log-level <level>', 'log level (stderr, JSON)', 'info')
     .option('--unsafe-logging', 'keep IP addresses in logs')
-    .action(async (flags: GiveFlags) => done(await runGive(io, flags)));
+    .action(async (flags: GiveFlags, cmd: Command) =>
+      done(await runGive(io, { ...flags, perAddressIsDefault: cmd.getOptionValueSource('maxConnectionsPerAddress') === 'default' })),
+    );
 }
 
 /** The control socket of a give peer running on a home. */
@@ -101,8 +105,13 @@ async function runGive(io: Io, flags: GiveFlags): Promise<number> {
         keepAliveTimeoutMs: flags.keepaliveTimeout,
         idleTimeoutMs: flags.idleTimeout,
         // Each tunnel holds two descriptors: the client's and the destination's.
-        maxConnections: flags.maxConnections ?? connectionCap(defaultGiveLimits.maxConnections, 256, 2),
-        maxConnectionsPerAddress: flags.maxConnectionsPerAddress,
+        ...listenerCaps({
+          total: flags.maxConnections,
+          defaultTotal: defaultGiveLimits.maxConnections,
+          perConnection: 2,
+          perAddress: flags.maxConnectionsPerAddress,
+          perAddressIsDefault: flags.perAddressIsDefault === true,
+        }),
       },
       allowPrivateDestinations: flags.allowPrivateDestinations === true,
       maxClients: flags.maxClients,

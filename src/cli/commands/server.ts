@@ -23,7 +23,7 @@ import { RotationMonitor } from '../../roles/server/rotation-monitor.js';
 import { defaultServerOptions, type ServerOptions } from '../../roles/server/options.js';
 import { openServerStore, resolveStoreSpec, storeCaOption, storeOption, type StoreSpec } from '../store-spec.js';
 import { countOption, durationOption, parseCount, parseDuration, parseListen, parsePositiveInt, parseRate } from '../config.js';
-import { connectionCap } from '../fd-limit.js';
+import { listenerCaps } from '../fd-limit.js';
 import { FaultBoundary } from '../../core/fault-boundary.js';
 import { InvalidArgumentError } from 'commander';
 import { writeJson, writeLine, type Io } from '../io.js';
@@ -73,6 +73,8 @@ interface ServerFlags {
   idleTimeout: number;
   maxConnections?: number;
   maxConnectionsPerAddress: number;
+  /** Whether --max-connections-per-address was left at its default (then it is at most a quarter of the total). */
+  perAddressIsDefault?: boolean;
   logLevel: string;
   unsafeLogging?: boolean;
 }
@@ -158,7 +160,9 @@ export function serverCommand(io: Io, done: (code: number) => void): Command {
     .option('--no-fsync', 'do not fsync write batches (survives a crash of the process, not of the machine)')
     .option('--log-level <level>', 'log level (stderr, JSON)', 'info')
     .option('--unsafe-logging', 'keep IP addresses in logs')
-    .action(async (flags: ServerFlags) => done(await runServer(io, flags)));
+    .action(async (flags: ServerFlags, cmd: Command) =>
+      done(await runServer(io, { ...flags, perAddressIsDefault: cmd.getOptionValueSource('maxConnectionsPerAddress') === 'default' })),
+    );
 }
 
 async function runServer(io: Io, flags: ServerFlags): Promise<number> {
@@ -255,8 +259,12 @@ async function runServer(io: Io, flags: ServerFlags): Promise<number> {
         headerTimeoutMs: flags.headerTimeout,
         bodyTimeoutMs: flags.bodyTimeout,
         idleTimeoutMs: flags.idleTimeout,
-        maxConnections: flags.maxConnections ?? connectionCap(defaultListenerLimits.maxConnections),
-        maxConnectionsPerAddress: flags.maxConnectionsPerAddress,
+        ...listenerCaps({
+          total: flags.maxConnections,
+          defaultTotal: defaultListenerLimits.maxConnections,
+          perAddress: flags.maxConnectionsPerAddress,
+          perAddressIsDefault: flags.perAddressIsDefault === true,
+        }),
       },
     },
   );
@@ -307,7 +315,7 @@ async function runServer(io: Io, flags: ServerFlags): Promise<number> {
     logger.info({ ...dns.address, zone }, 'DNS listening');
   }
   if (flags.metricsListen) {
-    const m = await more(`metrics on ${flags.metricsListen.host}:${flags.metricsListen.port}`, new MetricsServer(metrics, flags.metricsListen, metricsToken));
+    const m = await more(`metrics on ${flags.metricsListen.host}:${flags.metricsListen.port}`, new MetricsServer(metrics, flags.metricsListen, metricsToken, faults));
     emit({ event: 'metrics-listening', url: m.url });
   }
   const peerjsUrl = broker ? `${server.url.replace(/^http/, 'ws')}${flags.peerjsPath}peerjs` : null;

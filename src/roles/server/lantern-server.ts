@@ -148,7 +148,7 @@ export class LanternServer implements Startable {
     this.#listen = listenOptions;
     this.accounts = new AccountService(components);
     this.#auth = new Authenticator(components);
-    this.#mailbox = new Mailbox(components, options);
+    this.#mailbox = new Mailbox({ ...components, faults: this.#faults }, options);
     this.#routes = this.#buildRoutes();
   }
 

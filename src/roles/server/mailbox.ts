@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Clock, ClockTimer } from '../../core/clock.js';
 import { LanternError } from '../../core/errors.js';
+import { FaultBoundary } from '../../core/fault-boundary.js';
 import type { Logger } from '../../core/logger.js';
 import { sha256Hex } from '../../crypto/request-signature.js';
 import type { Address, DeviceSendRequest, PlainSendRequest, PollResponse, SendRequest, SendResponse } from '../../protocol/messages.js';
@@ -15,6 +16,8 @@ export interface MailboxComponents {
   clock: Clock;
   logger: Logger;
   metrics?: ServerMetrics;
+  /** Wake-ups and deadlines of held polls run inside it (as the continuation of their request). */
+  faults?: FaultBoundary;
 }
 
 /** Receives the outcome of a poll: a batch, nothing (204), or an error. */
@@ -50,14 +53,20 @@ class HeldPoll {
   async start(waitMs: number): Promise<void> {
     const channel = deviceChannel(this.#device);
     // Subscribe before announcing and before the first fetch, so no wake-up falls in between.
-    this.#unsubscribe = await this.#c.notifier.subscribe(channel, this.#onNotify);
+    this.#unsubscribe = await this.#c.notifier.subscribe(channel, this.#guard(this.#onNotify));
     this.#mailbox[kHeld].add(this);
     // Releasing an older poll and the first look at the queue go out together.
     await Promise.all([this.#c.notifier.publish(channel, `poll:${this.#id}`), this.#check()]);
     if (this.#done) return;
     if (waitMs <= 0) return this.finish(undefined);
-    this.#timer = this.#c.clock.setTimeout(() => this.finish(undefined), waitMs);
+    this.#timer = this.#c.clock.setTimeout(this.#guard(() => this.finish(undefined)), waitMs);
     this.#timer.unref?.();
+  }
+
+  /** A callback run inside the request boundary: a fault ends this poll with an internal error. */
+  #guard<A extends unknown[]>(work: (...args: A) => unknown): (...args: A) => void {
+    const faults = this.#c.faults;
+    return faults ? faults.wrap('request', work, (err: unknown, ..._args: A) => this.finish(undefined, err)) : (...args: A) => void work(...args);
   }
 
   readonly #onNotify = (message: string): void => {

@@ -1,5 +1,6 @@
 import { timingSafeEqual } from 'node:crypto';
-import { createServer, type Server } from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { FaultBoundary } from '../../core/fault-boundary.js';
 import { Counter, Gauge, Registry } from 'prom-client';
 import type { Startable } from '../../core/lifecycle.js';
 import { formatUrl, listen } from '../../net/listen.js';
@@ -98,10 +99,12 @@ export class MetricsServer implements Startable {
   #url: string | undefined;
 
   readonly #token: Buffer | undefined;
+  readonly #faults: FaultBoundary | undefined;
 
   /** With `token`, only requests with `Authorization: Bearer TOKEN` are served (else 401). */
-  constructor(metrics: ServerMetrics, listenAt: { host: string; port: number }, token?: string) {
+  constructor(metrics: ServerMetrics, listenAt: { host: string; port: number }, token?: string, faults?: FaultBoundary) {
     this.#metrics = metrics;
+    this.#faults = faults;
     this.#host = listenAt.host;
     this.#port = listenAt.port;
     this.#token = token === undefined ? undefined : Buffer.from(`Bearer ${token}`);
@@ -119,7 +122,9 @@ export class MetricsServer implements Startable {
   }
 
   async start(): Promise<void> {
-    const server = createServer((req, res) => {
+    // Short deadlines: a scraper sends one small request and reads one answer.
+    const options = { connectionsCheckingInterval: 1000, headersTimeout: 10_000, requestTimeout: 10_000, keepAliveTimeout: 65_000 };
+    const handle = (req: IncomingMessage, res: ServerResponse) => {
       if (req.method !== 'GET' || (req.url ?? '').split('?')[0] !== '/metrics') {
         res.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n');
         return;
@@ -132,7 +137,9 @@ export class MetricsServer implements Startable {
         (text) => res.writeHead(200, { 'content-type': this.#metrics.registry.contentType, 'cache-control': 'no-store' }).end(text),
         () => res.writeHead(500).end(),
       );
-    });
+    };
+    const faults = this.#faults;
+    const server = createServer(options, faults ? faults.wrap('request', handle, (_err, _req, res) => res.destroy()) : handle);
     const addr = await listen(server, this.#host, this.#port);
     this.#server = server;
     this.#url = `${formatUrl('http', addr.host, addr.port)}/metrics`;

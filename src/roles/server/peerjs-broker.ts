@@ -302,7 +302,9 @@ export class PeerjsBroker {
     const queued = this.#queues.get(id);
     if (!queued) return;
     this.#dropQueue(id, queued);
-    for (const { frame } of queued.frames) void this.#cluster?.notifier.publish(idChannel(id), frame);
+    for (const { frame } of queued.frames) {
+      this.#cluster?.notifier.publish(idChannel(id), frame).catch((err: unknown) => this.#logger.warn({ err }, 'PeerJS: could not pass queued signaling on'));
+    }
   }
 
   #onFrame(client: Client, data: RawData, isBinary: boolean): void {

@@ -62,9 +62,12 @@ export async function startRole(
   args: string[],
   ready: string | ((line: Record<string, unknown>) => boolean) = 'listening',
   env: Record<string, string> = {},
+  /** A command that runs node, e.g. `['prlimit', '--nofile=600:600']`. */
+  launcher: string[] = [],
 ): Promise<RunningRole> {
   const isReady = typeof ready === 'string' ? (e: Record<string, unknown>) => e['event'] === ready : ready;
-  const child = spawn(process.execPath, [CLI, ...args, '--json', ...(args.includes('--log-level') ? [] : ['--log-level', 'warn'])], {
+  const command = [...launcher, process.execPath, CLI, ...args, '--json', ...(args.includes('--log-level') ? [] : ['--log-level', 'warn'])];
+  const child = spawn(command[0]!, command.slice(1), {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, ...env },
   });

@@ -196,7 +196,6 @@ export class GiveProxy implements Startable {
 
   async start(): Promise<void> {
     const server = createServer(this.#c.faults.wrap('proxy', (socket: Socket) => this.#accept(socket), (_err, socket) => socket.destroy()));
-    // Node's own listener-wide cap, a little above ours: ours closes politely and counts.
     const addr = await listen(server, this.#o.host, this.#o.port);
     this.#server = server;
     this.#url = formatUrl('http', addr.host, addr.port);
@@ -229,9 +228,9 @@ export class GiveProxy implements Startable {
 
   /** A connection that made no request: nothing sent in time is closed silently (as nginx does), the rest get the decoy. */
   #refuse(socket: Socket, reason: RefusalReason): void {
+    if (reason !== 'timeout') return this.#decoy(socket);
     this.#refused++;
-    if (reason === 'timeout') finish(socket);
-    else this.#decoy(socket);
+    finish(socket);
   }
 
   #decoy(socket: Socket): void {

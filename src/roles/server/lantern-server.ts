@@ -78,7 +78,7 @@ export interface ListenerLimits {
 
 export const defaultListenerLimits: ListenerLimits = {
   headerTimeoutMs: 20_000,
-  bodyTimeoutMs: 30_000,
+  bodyTimeoutMs: 60_000,
   idleTimeoutMs: 65_000,
   maxConnections: 16_384,
   maxConnectionsPerAddress: 1024,

@@ -21,7 +21,7 @@ for (let i = 0; i < count; i++) {
       port: 0,
       allowPrivateDestinations: true,
       maxClients: 64,
-      proveIdentity: (challenge) => (entry.peerId ? identity.prove(entry.peerId, challenge) : undefined),
+      tls: identity.tlsCredentials(),
     },
   );
   await proxy.start();

@@ -64,6 +64,8 @@ export const errorCatalogue = {
   LA_ERR_DESTINATION_FORBIDDEN: { status: 403, exit: 4, message: 'Destination is in a private, loopback, link-local, multicast or other special-purpose range' },
   LA_ERR_DESTINATION_UNREACHABLE: { status: 502, exit: 3, message: 'Cannot connect to the destination' },
   LA_ERR_PROXY_BUSY: { status: 503, exit: 3, message: 'The proxy serves its maximum number of clients' },
+  LA_ERR_PEER_IDENTITY_MISMATCH: { status: 502, exit: 3, message: "The give peer's TLS key is not its registered identity key" },
+  LA_ERR_PEER_IDENTITY_TAKEN: { status: 409, exit: 6, message: 'Another live give peer registered this identity key' },
   LA_ERR_PEER_NOT_REGISTERED: { status: 404, exit: 6, message: 'This device has no (live) give peer registration' },
   LA_ERR_TLS_CONFIG: { status: 500, exit: 2, message: 'TLS certificate or key cannot be used' },
 } as const satisfies Record<string, { status: number; exit: number; message: string }>;

@@ -1,20 +1,30 @@
-import { randomUUID } from 'node:crypto';
+import { once } from 'node:events';
+import { X509Certificate } from 'node:crypto';
+import { connect, createServer } from 'node:tls';
 import test from 'ava';
-import { checkPeerProof, PeerIdentity } from './peer-identity.js';
+import { certificateKey, identityFingerprint, isIdentityKey, PeerIdentity } from './peer-identity.js';
 
-test('a proof checks only for its key, peer id and nonce', (t) => {
-  const a = new PeerIdentity();
-  const b = new PeerIdentity();
-  const peerA = randomUUID();
-  const peerB = randomUUID();
-  const proof = a.prove(peerA, 'nonce-0123456789abcdef');
-  t.is(a.publicKey.length, 43);
-  t.is(checkPeerProof(a.publicKey, peerA, 'nonce-0123456789abcdef', proof), 'ok');
-  t.is(checkPeerProof(b.publicKey, peerA, 'nonce-0123456789abcdef', proof), 'mismatch', 'another key');
-  t.is(checkPeerProof(a.publicKey, peerA, 'nonce-0123456789abcdeX', proof), 'mismatch', 'another nonce');
-  // Relayed from peer A's proxy to a verifier probing registration B: names the wrong peer.
-  t.is(checkPeerProof(a.publicKey, peerB, 'nonce-0123456789abcdef', proof), 'mismatch', 'another peer id');
-  t.is(checkPeerProof(a.publicKey, peerA, 'nonce-0123456789abcdef', undefined), 'missing');
-  t.is(checkPeerProof(a.publicKey, peerA, 'nonce-0123456789abcdef', `${peerA}.AAAA`), 'mismatch', 'garbage signature');
-  t.is(checkPeerProof('not-a-key', peerA, 'nonce-0123456789abcdef', proof), 'mismatch', 'garbage key');
+test('the identity key is a P-256 key; its TLS certificate carries exactly that key and serves TLS 1.3', async (t) => {
+  const id = new PeerIdentity();
+  t.is(id.publicKey.length, 122);
+  t.true(isIdentityKey(id.publicKey));
+  t.false(isIdentityKey(`${id.publicKey.slice(0, -1)}A`) && isIdentityKey('x'), 'garbage is not a key');
+  t.regex(id.fingerprint, /^[A-Za-z0-9_-]{22}$/);
+  t.is(id.fingerprint, identityFingerprint(id.publicKey));
+  t.not(id.fingerprint, new PeerIdentity().fingerprint);
+  const creds = id.tlsCredentials({ name: 'proxy.example.org' });
+  const cert = new X509Certificate(creds.certificatePem);
+  t.is(certificateKey(cert), id.publicKey, 'the certificate key is the identity key');
+  t.is(cert.subject, 'CN=proxy.example.org');
+  t.is(cert.subjectAltName, 'DNS:proxy.example.org');
+  t.true(cert.verify(cert.publicKey), 'self-signed with the identity key');
+  t.true(Date.parse(cert.validFrom) < Date.now() && Date.parse(cert.validTo) > Date.now() + 300 * 86_400_000);
+  const server = createServer({ key: creds.privateKeyPem, cert: creds.certificatePem }, (s) => s.end('hi'));
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+  t.teardown(() => server.close());
+  const socket = connect({ host: '127.0.0.1', port: (server.address() as { port: number }).port, rejectUnauthorized: false });
+  await once(socket, 'secureConnect');
+  t.is(socket.getProtocol(), 'TLSv1.3');
+  t.is(certificateKey(socket.getPeerX509Certificate()!), id.publicKey, 'what a client pins');
+  socket.destroy();
 });

@@ -37,10 +37,13 @@ export class TicketIssuer {
  */
 export class TicketVerifier {
   readonly #key: KeyObject;
+  readonly #peer: string | undefined;
   readonly #verified = new Map<string, TicketClaims>();
 
-  constructor(publicKeyPem: string) {
+  /** `peer`: a give peer's own fingerprint; proxy tickets must then name it. */
+  constructor(publicKeyPem: string, options: { peer?: string } = {}) {
     this.#key = createPublicKey(publicKeyPem);
+    this.#peer = options.peer;
   }
 
   /**
@@ -59,6 +62,7 @@ export class TicketVerifier {
       this.#verified.set(ticket, claims);
     }
     if ((claims.aud ?? 'proxy') !== audience) throw new LanternError('LA_ERR_TICKET_INVALID', `This ticket is for ${claims.aud ?? 'proxy'}, not ${audience}`);
+    if (audience === 'proxy' && this.#peer !== undefined && claims.peer !== this.#peer) throw new LanternError('LA_ERR_TICKET_INVALID', 'This ticket is for another give peer');
     return claims;
   }
 

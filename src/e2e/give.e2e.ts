@@ -6,6 +6,8 @@ import { ProxyAgent, request } from 'undici';
 import { listen } from '../net/listen.js';
 import { addAgent } from '../testing/helpers/agents.js';
 import { runCli, sharedServer, startRole } from '../testing/helpers/cli.js';
+import { announcedPeer, getViaForwardTls, getViaH2, getViaSocksTls, httpsProxy } from '../testing/helpers/give-client.js';
+import { PeerIdentity } from '../crypto/peer-identity.js';
 
 // The give role as a whole binary: tickets from the server, the proxy on port 0, registration.
 
@@ -24,7 +26,7 @@ async function origin(t: { teardown(fn: () => void): void }): Promise<string> {
   return `http://127.0.0.1:${a.port}/file`;
 }
 
-test('a give peer registers, serves ticket holders over CONNECT, forward and SOCKS5, and unregisters on SIGTERM', async (t) => {
+test('a give peer registers, serves ticket holders over TLS (HTTP/2 CONNECT, HTTP/1.1 CONNECT and forward, SOCKS5), and unregisters on SIGTERM', async (t) => {
   const target = await origin(t);
   const giver = await addAgent(ctx.server, ctx.dir, 'giver');
   const getter = await addAgent(ctx.server, ctx.dir, 'getter');
@@ -32,26 +34,26 @@ test('a give peer registers, serves ticket holders over CONNECT, forward and SOC
   t.teardown(() => give.stop('SIGKILL'));
   const registered = give.events.find((e) => e['event'] === 'registered')!;
   const port = Number(new URL(give.url).port);
-  t.like(registered, { host: '127.0.0.1', port, state: 'candidate', publicAddrHint: 'proxy.example:443' });
+  t.regex(give.url, /^https:/, 'TLS by default');
+  const peer = announcedPeer(give);
+  t.like(registered, { host: '127.0.0.1', port, state: 'candidate', publicAddrHint: 'proxy.example:443', identityKey: peer.identityKey });
 
-  const ticketRun = await runCli(['ticket', '--home', getter.home, '--json']);
+  t.is((await runCli(['ticket', '--home', getter.home])).code, 2, 'a proxy ticket names its peer');
+  const ticketRun = await runCli(['ticket', '--home', getter.home, '--peer', peer.fingerprint, '--json']);
   t.is(ticketRun.code, 0, ticketRun.stderr);
   const { ticket } = JSON.parse(ticketRun.stdout) as { ticket: string };
-  const basic = `Basic ${Buffer.from(`ticket:${ticket}`).toString('base64')}`;
-  for (const proxyTunnel of [true, false]) {
-    const res = await request(target, { dispatcher: new ProxyAgent({ uri: give.url, token: basic, proxyTunnel }) });
-    t.is(sha(Buffer.from(await res.body.arrayBuffer())), FILE_SHA, proxyTunnel ? 'CONNECT' : 'HTTP forward');
-  }
-  const socks = await new Promise<Buffer>((resolve, reject) => {
-    httpGet(target, { agent: new SocksProxyAgent(`socks5://ticket:${encodeURIComponent(ticket)}@127.0.0.1:${port}`) }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => resolve(Buffer.concat(chunks)));
-    }).on('error', reject);
-  });
-  t.is(sha(socks), FILE_SHA, 'SOCKS5');
-  const noTicket = await request(target, { dispatcher: new ProxyAgent({ uri: give.url }) }).catch((e: Error) => e);
-  t.true(noTicket instanceof Error || noTicket.statusCode === 404, 'no ticket, no proxy');
+  t.is(sha(await getViaH2(peer, ticket, target)), FILE_SHA, 'HTTP/2 CONNECT, as get uses it');
+  const viaConnect = await request(target, { dispatcher: httpsProxy(give, ticket) });
+  t.is(sha(Buffer.from(await viaConnect.body.arrayBuffer())), FILE_SHA, 'HTTP/1.1 CONNECT over TLS (curl --proxy https://)');
+  t.is(sha((await getViaForwardTls(give, ticket, target)).body), FILE_SHA, 'HTTP forward over TLS');
+  t.is(sha(await getViaSocksTls(peer, ticket, target)), FILE_SHA, 'SOCKS5 inside TLS');
+  const noTicket = await request(target, { dispatcher: new ProxyAgent({ uri: give.url, proxyTls: { rejectUnauthorized: false } }) }).catch((e: Error) => e);
+  t.true(noTicket instanceof Error || noTicket.statusCode === 400, 'no ticket, no proxy (nginx refuses CONNECT)');
+  // A ticket for another give peer opens nothing here.
+  const other = JSON.parse((await runCli(['ticket', '--home', getter.home, '--peer', 'AAAAAAAAAAAAAAAAAAAAAA', '--json'])).stdout) as { ticket: string };
+  await t.throwsAsync(getViaH2(peer, other.ticket, target), { code: 'LA_ERR_DESTINATION_UNREACHABLE' } as never);
+  // Someone else's key at this address: the pinned TLS refuses it.
+  await t.throwsAsync(getViaH2({ ...peer, identityKey: new PeerIdentity().publicKey }, ticket, target), { code: 'LA_ERR_PEER_IDENTITY_MISMATCH' } as never);
 
   // The home is not locked while give runs: other commands work on it.
   const who = await runCli(['whoami', '--home', giver.home, '--json']);
@@ -70,13 +72,11 @@ test('a give peer registers, serves ticket holders over CONNECT, forward and SOC
   // Paused without a restart: out of the registry, and ticket holders get the decoy too.
   t.is((await runCli(['give', '--pause', '--home', giver.home])).code, 0);
   await t.throwsAsync(api.peerSelf(), { code: 'LA_ERR_PEER_NOT_REGISTERED' } as never);
-  const paused = await request(target, { dispatcher: new ProxyAgent({ uri: give.url, token: basic, proxyTunnel: false }) });
-  t.is(paused.statusCode, 404);
-  await paused.body.dump();
+  t.is((await getViaForwardTls(give, ticket, target)).status, 404, 'paused: nginx answers');
   t.like(JSON.parse((await runCli(['status', '--home', giver.home, '--json'])).stdout), { paused: true, registration: null });
   t.is((await runCli(['give', '--resume', '--home', giver.home])).code, 0);
   t.is((await api.peerSelf()).port, port, 'registered again');
-  const resumed = await request(target, { dispatcher: new ProxyAgent({ uri: give.url, token: basic }) });
+  const resumed = await request(target, { dispatcher: httpsProxy(give, ticket) });
   t.is(sha(Buffer.from(await resumed.body.arrayBuffer())), FILE_SHA);
 
   t.is(await give.stop('SIGTERM'), 0);
@@ -179,31 +179,35 @@ test('get tunnels through contacts\' give peers, fails over when one is killed, 
   t.is(await api.poll(0), undefined, 'every message get stored was acked');
 });
 
-test('the give binary: decoy without a ticket on all three protocols, forged and expired tickets, private destinations, bandwidth cap', async (t) => {
+test("the give binary: nginx's answers without a ticket (inside TLS and plain on the TLS port), forged, foreign and expired tickets, private destinations, bandwidth cap", async (t) => {
   const target = await origin(t);
   const targetHost = new URL(target).host;
   const owner = await addAgent(ctx.server, ctx.dir, 'strict');
   const user = await addAgent(ctx.server, ctx.dir, 'strict-user');
   const strict = await startRole(['give', '--listen', '127.0.0.1:0', '--home', owner.home, '--no-register'], 'listening');
   t.teardown(() => strict.stop('SIGKILL'));
-  const port = Number(new URL(strict.url).port);
-  const { ticket } = JSON.parse((await runCli(['ticket', '--home', user.home, '--json'])).stdout) as { ticket: string };
-  const raw = async (data: Buffer | string) => {
+  const peer = announcedPeer(strict);
+  const { ticket } = JSON.parse((await runCli(['ticket', '--home', user.home, '--peer', peer.fingerprint, '--json'])).stdout) as { ticket: string };
+  const raw = async (data: Buffer | string, over: 'tls' | 'plain' = 'tls') => {
     const { connect } = await import('node:net');
-    const s = connect(port, '127.0.0.1');
+    const { connect: tlsConnect } = await import('node:tls');
+    const s = over === 'tls' ? tlsConnect({ host: '127.0.0.1', port: peer.port, rejectUnauthorized: false, ALPNProtocols: ['http/1.1'] }) : connect(peer.port, '127.0.0.1');
+    s.on('error', () => undefined);
     s.write(data);
     const chunks: Buffer[] = [];
     s.on('data', (c: Buffer) => chunks.push(c));
-    await new Promise((r) => s.once('close', r));
+    await Promise.race([new Promise((r) => s.once('close', r)), new Promise((r) => setTimeout(r, 1500))]);
+    s.destroy();
     return Buffer.concat(chunks).toString('latin1');
   };
   const auth = (tk: string) => `Proxy-Authorization: Basic ${Buffer.from(`ticket:${tk}`).toString('base64')}\r\n`;
-  t.regex(await raw(`CONNECT ${targetHost} HTTP/1.1\r\nHost: x\r\n\r\n`), /^HTTP\/1\.1 404 Not Found[\s\S]*nginx/);
-  t.regex(await raw(`GET ${target} HTTP/1.1\r\nHost: x\r\n\r\n`), /^HTTP\/1\.1 404 Not Found/);
-  t.regex(await raw(Buffer.from([5, 1, 0])), /^HTTP\/1\.1 404 Not Found/);
+  t.regex(await raw(`CONNECT ${targetHost} HTTP/1.1\r\nHost: x\r\n\r\n`), /^HTTP\/1\.1 400 Bad Request\r\nServer: nginx\r\n/);
+  t.regex(await raw(`GET ${target} HTTP/1.1\r\nHost: x\r\n\r\n`), /^HTTP\/1\.1 404 Not Found\r\nServer: nginx\r\n/);
+  t.regex(await raw(Buffer.from([5, 1, 0])), /^HTTP\/1\.1 400 Bad Request/);
+  t.regex(await raw('GET / HTTP/1.1\r\nHost: x\r\n\r\n', 'plain'), /The plain HTTP request was sent to HTTPS port/);
   const [body, sig] = ticket.split('.');
   const forged = `${body}.${Buffer.from(sig!, 'base64url').reverse().toString('base64url')}`;
-  t.regex(await raw(`CONNECT ${targetHost} HTTP/1.1\r\nHost: x\r\n${auth(forged)}\r\n`), /^HTTP\/1\.1 404 Not Found/, 'forged ticket');
+  t.regex(await raw(`CONNECT ${targetHost} HTTP/1.1\r\nHost: x\r\n${auth(forged)}\r\n`), /^HTTP\/1\.1 400 Bad Request/, 'forged ticket');
   // Without --allow-private-destinations, loopback targets are refused even with a good ticket.
   t.regex(await raw(`CONNECT ${targetHost} HTTP/1.1\r\nHost: x\r\n${auth(ticket)}\r\n`), /^HTTP\/1\.1 403/);
   await strict.stop('SIGTERM');
@@ -216,18 +220,16 @@ test('the give binary: decoy without a ticket on all three protocols, forged and
   const sUser = await addAgent({ ...shortLived, dataDir: `${ctx.dir}/short-data` }, ctx.dir, 'short-user');
   const capped = await startRole(['give', '--listen', '127.0.0.1:0', '--home', sOwner.home, '--allow-private-destinations', '--no-register', '--max-mbps', '8'], 'listening');
   t.teardown(() => capped.stop('SIGKILL'));
-  const issued = JSON.parse((await runCli(['ticket', '--home', sUser.home, '--json'])).stdout) as { ticket: string; expiresAt: string };
-  const expiring = issued.ticket;
-  const basic = `Basic ${Buffer.from(`ticket:${expiring}`).toString('base64')}`;
+  const issued = JSON.parse((await runCli(['ticket', '--home', sUser.home, '--peer', announcedPeer(capped).fingerprint, '--json'])).stdout) as { ticket: string; expiresAt: string };
   const started = performance.now();
-  const res = await request(target, { dispatcher: new ProxyAgent({ uri: capped.url, token: basic }) });
+  const res = await request(target, { dispatcher: httpsProxy(capped, issued.ticket) });
   const got = Buffer.from(await res.body.arrayBuffer());
   const mbps = (got.length * 8) / ((performance.now() - started) / 1000) / 1e6;
   t.is(sha(got), FILE_SHA);
   t.true(mbps <= 8.8, `the 8 Mbit/s cap holds: ${mbps.toFixed(2)}`);
   await new Promise((r) => setTimeout(r, Math.max(0, Date.parse(issued.expiresAt) - Date.now()) + 200));
-  const late = await request(target, { dispatcher: new ProxyAgent({ uri: capped.url, token: basic }) }).catch((e: Error) => e);
-  t.true(late instanceof Error || late.statusCode === 404, 'an expired ticket gets the decoy');
+  const late = await request(target, { dispatcher: httpsProxy(capped, issued.ticket) }).catch((e: Error) => e);
+  t.true(late instanceof Error, 'an expired ticket gets nginx (400 to CONNECT), no tunnel');
 });
 
 test('only verifiers post verdicts; get clients only ever receive verified peers; status shows the last verdict', async (t) => {
@@ -246,7 +248,7 @@ test('only verifiers post verdicts; get clients only ever receive verified peers
   await t.throwsAsync(userApi.peers(), { code: 'LA_ERR_FORBIDDEN' } as never);
   t.deepEqual(await userApi.roundRobin(), [], 'a candidate is not handed to get clients');
   t.like(await vApi.verdict(peerId, { ok: true, status: 'ok', latencyMs: 3 }), { state: 'verified' });
-  t.deepEqual(await userApi.roundRobin(), [{ host: '127.0.0.1', port: Number(new URL(give.url).port), protocols: ['connect', 'http', 'socks5'] }]);
+  t.deepEqual(await userApi.roundRobin(), [{ host: '127.0.0.1', port: Number(new URL(give.url).port), protocols: ['connect', 'http', 'socks5'], identityKey: announcedPeer(give).identityKey }]);
   const listed = JSON.parse((await runCli(['peers', '--home', verifier.home, '--json'])).stdout) as { peers: Array<Record<string, unknown>>; verified: number };
   t.true(listed.peers.some((p) => p['peerId'] === peerId && p['state'] === 'verified'));
   t.like(await vApi.verdict(peerId, { ok: false, status: 'timeout' }), { state: 'candidate', lastVerdict: { ok: false, status: 'timeout' } });

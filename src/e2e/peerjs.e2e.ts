@@ -72,7 +72,7 @@ test('--peerjs-require-auth: only a PeerJS ticket as the token registers an id',
     return frame;
   };
   t.like(await refused('random-token'), { type: 'ERROR', payload: { msg: 'Invalid token: this broker requires a ticket (lantern-agent ticket --for peerjs)' } });
-  const proxyTicket = (await runCli(['ticket', '--home', alice.home])).stdout.trim();
+  const proxyTicket = (await runCli(['ticket', '--home', alice.home, '--peer', 'AAAAAAAAAAAAAAAAAAAAAA'])).stdout.trim();
   t.like(await refused(proxyTicket), { type: 'ERROR' }, 'a proxy ticket is not a broker ticket');
   const ticket = await runCli(['ticket', '--for', 'peerjs', '--home', alice.home]);
   t.is(ticket.code, 0, ticket.stderr);

@@ -1,17 +1,40 @@
 import { createServer as createHttpServer, type IncomingMessage } from 'node:http';
+import { createSecureServer } from 'node:http2';
 import { connect, createServer, type Socket } from 'node:net';
 import test from 'ava';
 import { PassThrough, Readable } from 'node:stream';
 import { main } from '../cli/main.js';
 import { PeerIdentity } from '../crypto/peer-identity.js';
 import { listen } from '../net/listen.js';
-import { CHALLENGE_HEADER, PEER_PROOF_HEADER } from '../net/tunnel.js';
+import { announcedPeer } from '../testing/helpers/give-client.js';
 import { addAgent } from '../testing/helpers/agents.js';
 import { runCli, sharedServer, startRole } from '../testing/helpers/cli.js';
 
 // The verifier as a whole binary against real give peers and fake candidates.
 
 const ctx = sharedServer(test, ['--rate-login-address', '1000/100']);
+
+/**
+ * A TLS peer with its own identity that relays HTTP/2 CONNECT streams but has no working SOCKS5
+ * side (HTTP/1.1 connections are closed at once), while it registers one.
+ */
+async function halfPeer(t: { teardown(fn: () => unknown): void }): Promise<{ port: number; identity: PeerIdentity }> {
+  const identity = new PeerIdentity();
+  const creds = identity.tlsCredentials();
+  const server = createSecureServer({ cert: creds.certificatePem, key: creds.privateKeyPem, allowHTTP1: false });
+  server.on('stream', (stream, headers) => {
+    const [host, port] = String(headers[':authority']).split(':');
+    const upstream = connect(Number(port), host!, () => {
+      stream.respond({ ':status': 200 });
+      stream.pipe(upstream).pipe(stream);
+    });
+    upstream.on('error', () => stream.destroy());
+  });
+  server.on('unknownProtocol', (socket: Socket) => socket.destroy());
+  const port = (await listen(server, '127.0.0.1', 0)).port;
+  t.teardown(() => server.close());
+  return { port, identity };
+}
 
 test('verify --once admits a working give peer, never a candidate that does not relay, and evicts a peer that dies', async (t) => {
   const added = await runCli(['account', 'add', 'verifier', '--data-dir', ctx.server.dataDir, '--role', 'verifier', '--password-stdin'], { stdin: 'pw-verifier-secret\n' });
@@ -23,7 +46,7 @@ test('verify --once admits a working give peer, never a candidate that does not 
   const user = await addAgent(ctx.server, ctx.dir, 'user');
   const give = await startRole(['give', '--listen', '127.0.0.1:0', '--home', owner.home, '--allow-private-destinations'], 'registered');
   t.teardown(() => give.stop('SIGKILL'));
-  // A candidate that accepts TCP but relays nothing, and one where nothing listens.
+  // A candidate that accepts TCP but speaks nothing, and one where nothing listens.
   const mute = createServer((s) => s.on('data', () => undefined));
   const mutePort = (await listen(mute, '127.0.0.1', 0)).port;
   t.teardown(() => mute.close());
@@ -32,24 +55,11 @@ test('verify --once admits a working give peer, never a candidate that does not 
   const userApi = await user.api();
   t.teardown(() => Promise.all([liarApi.close(), ghostApi.close(), userApi.close()]));
   await liarApi.registerPeer({ port: mutePort, protocols: ['connect'], identityKey: new PeerIdentity().publicKey });
-  // A candidate that relays CONNECT (and proves its identity) but has no working SOCKS5 side, while it registers one.
-  const halfIdentity = new PeerIdentity();
-  let halfPeerId = '';
-  const half = createHttpServer((_req, res) => res.end());
-  half.on('connect', (req: IncomingMessage, client: Socket) => {
-    const [host, port] = (req.url ?? '').split(':');
-    const upstream = connect(Number(port), host!, () => {
-      client.write(`HTTP/1.1 200 Connection Established\r\n${PEER_PROOF_HEADER}: ${halfIdentity.prove(halfPeerId, String(req.headers[CHALLENGE_HEADER]))}\r\n\r\n`);
-      upstream.pipe(client).pipe(upstream);
-    });
-    upstream.on('error', () => client.destroy());
-  });
-  const halfPort = (await listen(half, '127.0.0.1', 0)).port;
-  t.teardown(() => half.close());
+  const half = await halfPeer(t);
   const halfOwner = await addAgent(ctx.server, ctx.dir, 'half');
   const halfApi = await halfOwner.api();
   t.teardown(() => halfApi.close());
-  halfPeerId = (await halfApi.registerPeer({ port: halfPort, protocols: ['connect', 'socks5'], identityKey: halfIdentity.publicKey })).peerId;
+  await halfApi.registerPeer({ port: half.port, protocols: ['connect', 'socks5'], identityKey: half.identity.publicKey });
   const closed = createServer();
   const deadPort = (await listen(closed, '127.0.0.1', 0)).port;
   await new Promise((r) => closed.close(r));
@@ -64,11 +74,11 @@ test('verify --once admits a working give peer, never a candidate that does not 
   t.true((byPort.get(givePort)?.latencyMs ?? -1) >= 0);
   t.like(byPort.get(mutePort), { ok: false, state: 'candidate' }, 'accepting TCP is not enough');
   t.like(byPort.get(deadPort), { ok: false, status: 'refused', state: 'candidate' });
-  t.like(byPort.get(halfPort), { ok: false, status: 'socks5-failed', state: 'candidate' }, 'every protocol it registers must work');
+  t.like(byPort.get(half.port), { ok: false, status: 'socks5-failed', state: 'candidate' }, 'every protocol it registers must work');
   // (Other tests of this file share the server: look at this test's peers only.)
   const rotation = (await userApi.roundRobin()).map((p) => p.port);
   t.true(rotation.includes(givePort));
-  t.deepEqual(rotation.filter((p) => [mutePort, deadPort, halfPort].includes(p)), [], 'get clients only receive verified peers');
+  t.deepEqual(rotation.filter((p) => [mutePort, deadPort, half.port].includes(p)), [], 'get clients only receive verified peers');
 
   await give.stop('SIGKILL');
   const again = await runCli(['verify', '--once', '--json', '--home', verifier.home, '--timeout', '2s']);
@@ -80,11 +90,12 @@ test('verify --once admits a working give peer, never a candidate that does not 
   t.regex(denied.stderr, /LA_ERR_FORBIDDEN/);
 });
 
-test("a registration pointing at another peer's proxy, or at a plain proxy, fails the identity check", async (t) => {
+test("a registration pointing at another peer's proxy, at a plain proxy, or at a plaintext give peer is never admitted", async (t) => {
   const verifier = await addAgent(ctx.server, ctx.dir, 'verifier-2', { role: 'verifier' });
   const alice = await addAgent(ctx.server, ctx.dir, 'alice-give');
   const mallory = await addAgent(ctx.server, ctx.dir, 'mallory-give');
   const plain = await addAgent(ctx.server, ctx.dir, 'plain-proxy');
+  const clear = await addAgent(ctx.server, ctx.dir, 'clear-give');
   const good = await startRole(['give', '--listen', '127.0.0.1:0', '--home', alice.home, '--allow-private-destinations'], 'registered');
   t.teardown(() => good.stop('SIGKILL'));
   const alicePort = Number(new URL(good.url).port);
@@ -92,7 +103,9 @@ test("a registration pointing at another peer's proxy, or at a plain proxy, fail
   const claimed = await startRole(['give', '--listen', '127.0.0.1:0', '--home', mallory.home, '--allow-private-destinations', '--public-port', String(alicePort)], 'registered');
   t.teardown(() => claimed.stop('SIGKILL'));
   t.is((claimed.events.find((e) => e['event'] === 'registered') as { port: number }).port, alicePort);
-  // A stock CONNECT proxy that relays fine but is no give peer: it cannot answer the challenge.
+  const plaintext = await startRole(['give', '--listen', '127.0.0.1:0', '--home', clear.home, '--allow-private-destinations', '--plaintext'], 'registered');
+  t.teardown(() => plaintext.stop('SIGKILL'));
+  // A stock CONNECT proxy (no TLS) that relays fine but is no give peer.
   const stock = createHttpServer((_req, res) => res.end());
   stock.on('connect', (req: IncomingMessage, client: Socket) => {
     const [host, port] = (req.url ?? '').split(':');
@@ -107,14 +120,18 @@ test("a registration pointing at another peer's proxy, or at a plain proxy, fail
   const plainApi = await plain.api();
   t.teardown(() => plainApi.close());
   const plainId = (await plainApi.registerPeer({ port: stockPort, protocols: ['connect'], identityKey: new PeerIdentity().publicKey })).peerId;
+  // Nor can anyone register Alice's key for a relay of their own (to be verified through hers).
+  await t.throwsAsync(plainApi.registerPeer({ port: stockPort, protocols: ['connect'], identityKey: announcedPeer(good).identityKey }), { code: 'LA_ERR_PEER_IDENTITY_TAKEN' } as never);
   const malloryId = (claimed.events.find((e) => e['event'] === 'registered') as { peerId: string }).peerId;
+  const clearId = (plaintext.events.find((e) => e['event'] === 'registered') as { peerId: string }).peerId;
   const aliceId = (good.events.find((e) => e['event'] === 'registered') as { peerId: string } | undefined)?.peerId;
 
   const run = await runCli(['verify', '--once', '--json', '--home', verifier.home, '--timeout', '2s']);
   t.is(run.code, 0, run.stderr);
   const verdicts = new Map(run.stdout.trim().split('\n').map((l) => JSON.parse(l) as { peerId: string; port: number; ok: boolean; status: string; state: string }).map((v) => [v.peerId, v]));
-  t.like(verdicts.get(malloryId), { ok: false, status: 'identity-mismatch', state: 'candidate' }, "Alice's proxy does not answer for Mallory");
-  t.like(verdicts.get(plainId), { ok: false, status: 'no-identity-proof', state: 'candidate' });
+  t.like(verdicts.get(malloryId), { ok: false, status: 'identity-mismatch', state: 'candidate' }, "Alice's TLS key is not Mallory's");
+  t.like(verdicts.get(plainId), { ok: false, status: 'tls-failed', state: 'candidate' });
+  t.like(verdicts.get(clearId), { ok: false, status: 'plaintext', state: 'candidate' }, 'a plaintext peer is never admitted');
   const alice2 = [...verdicts.values()].find((v) => v.port === alicePort && v.peerId !== malloryId);
   t.like(alice2, { ok: true, status: 'ok', state: 'verified' });
   if (aliceId) t.is(alice2?.peerId, aliceId);
@@ -140,5 +157,5 @@ test("a registration pointing at another peer's proxy, or at a plain proxy, fail
   t.regex(err, new RegExp(`FAIL ${malloryId.slice(0, 8)} 127\\.0\\.0\\.1:${alicePort} identity-mismatch`), 'failures stay above the progress line');
   t.regex(out, /^verified \d+ peer\(s\): \d+ passed, \d+ failed \(.+\); median latency [\d.]+ ms\n$/);
   t.regex(out, /identity-mismatch 1/);
-  t.regex(out, /no-identity-proof 1/);
+  t.regex(out, /tls-failed 1/);
 });

@@ -57,11 +57,11 @@ export class Contacts {
     return 'accepted';
   }
 
-  /** Unexpired ads from current contacts; expired ones are deleted. */
+  /** Unexpired ads from current contacts; expired ones (and ads of older versions without a key to pin) are deleted. */
   async ads(now: number): Promise<StoredAd[]> {
     const all = await this.#keystore.list<StoredAd>('ad!');
-    const expired = all.filter(([, ad]) => ad.expiresAt <= now);
+    const expired = all.filter(([, ad]) => ad.expiresAt <= now || typeof ad.identityKey !== 'string');
     if (expired.length) await this.#keystore.batch(expired.map(([key]) => ({ type: 'del' as const, key })));
-    return all.filter(([, ad]) => ad.expiresAt > now).map(([, ad]) => ad);
+    return all.filter(([, ad]) => ad.expiresAt > now && typeof ad.identityKey === 'string').map(([, ad]) => ad);
   }
 }

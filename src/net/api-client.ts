@@ -13,6 +13,7 @@ import {
   CanaryResponse,
   type VerdictRequest,
   RoundRobinResponse,
+  type RoundRobinPeer,
   UnregisterPeerResponse,
   LoginResponse,
   PollResponse,
@@ -177,7 +178,7 @@ export class ApiClient {
   }
 
   /** The verified round robin. */
-  async roundRobin(): Promise<Array<{ host: string; port: number }>> {
+  async roundRobin(): Promise<RoundRobinPeer[]> {
     return (await this.#call('GET', '/v1/peers/round-robin', undefined, RoundRobinResponse)).peers;
   }
 
@@ -204,9 +205,9 @@ export class ApiClient {
     return (await this.#call('DELETE', '/v1/peers', undefined, UnregisterPeerResponse)).unregistered;
   }
 
-  /** A short-lived ticket: for give peers (default) or for registering an id with the PeerJS broker. */
-  ticket(aud?: TicketAudience): Promise<TicketResponse> {
-    return this.#call('POST', '/v1/tickets', aud ? { aud } : undefined, TicketResponse);
+  /** A short-lived ticket: for one give peer (its fingerprint), or for registering an id with the PeerJS broker. */
+  ticket(request: { peer: string } | { aud: TicketAudience }): Promise<TicketResponse> {
+    return this.#call('POST', '/v1/tickets', request, TicketResponse);
   }
 
   /** The server's ticket public key (SPKI PEM), which give peers check tickets against. */

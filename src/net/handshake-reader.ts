@@ -26,6 +26,8 @@ export class HandshakeReader {
   readonly #max: number;
   #chunks: Buffer[] = [];
   #size = 0;
+  /** What earlier steps used (a handshake is small: at most `maxBytes` per step). */
+  readonly #used: Buffer[] = [];
   #ended = false;
   #released = false;
   #waiting: { attempt: () => void; fail: (err: LanternError) => void } | undefined;
@@ -78,6 +80,7 @@ export class HandshakeReader {
           return fail(LanternError.is(err) ? err : new LanternError('LA_ERR_PROTOCOL', undefined, { cause: err }));
         }
         if (parsed) {
+          if (parsed.used > 0) this.#used.push(Buffer.from(buffered.subarray(0, parsed.used)));
           const rest = buffered.subarray(parsed.used);
           this.#chunks = rest.length ? [rest] : [];
           this.#size = rest.length;
@@ -109,6 +112,11 @@ export class HandshakeReader {
     this.#chunks = [];
     this.#size = 0;
     return rest;
+  }
+
+  /** Stops reading, like `release`, and returns every byte received since the reader began. */
+  replay(): Buffer {
+    return Buffer.concat([...this.#used, this.release()]);
   }
 
   #take(): Buffer {

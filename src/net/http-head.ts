@@ -74,3 +74,27 @@ export function connectTarget(target: string): { host: string; port: number } | 
   if (port < 1 || port > 65535) return undefined;
   return { host: m[1]!.replace(/^\[|\]$/g, ''), port };
 }
+
+/** An HTTP/1.x response head (a proxy's answer to CONNECT). */
+export interface HttpResponseHead {
+  status: number;
+  headers: Array<[string, string]>;
+}
+
+const STATUS_LINE = /^HTTP\/1\.[01] (\d{3})(?: [^\r\n]*)?$/;
+
+/** Parse step for a response head: undefined until the blank line arrives; LA_ERR_PROTOCOL if malformed. */
+export const httpResponseHead: ParseStep<HttpResponseHead> = (b) => {
+  const end = headEnd(b);
+  if (end < 0) return undefined;
+  const lines = b.subarray(0, end).toString('latin1').split(/\r?\n/).filter((l) => l !== '');
+  const m = STATUS_LINE.exec(lines[0] ?? '');
+  if (!m) throw malformed('status line');
+  const headers: Array<[string, string]> = [];
+  for (const line of lines.slice(1)) {
+    const colon = line.indexOf(':');
+    if (colon <= 0) throw malformed('header line');
+    headers.push([line.slice(0, colon).trim().toLowerCase(), line.slice(colon + 1).trim()]);
+  }
+  return { value: { status: Number(m[1]), headers }, used: end };
+};

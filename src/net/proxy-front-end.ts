@@ -25,6 +25,8 @@ export interface TunnelRequest {
   accept(extraHeaders?: string): Buffer;
   /** Sends the protocol's failure answer and closes. */
   fail(why: TunnelFailure): void;
+  /** Instead of either: stops reading and returns every byte received since the connection began (for a decoy). */
+  giveUp(): Buffer;
 }
 
 /** Why a connection got no request at all. */
@@ -38,9 +40,9 @@ export interface ProxyFrontEndHandlers {
    * Any other HTTP request head: forward proxying (absolute form) or something that is no proxy
    * request. `handOff` passes the connection, head included, to a Node HTTP server.
    */
-  http(head: HttpHead, socket: Socket, handOff: (server: HttpServer) => void): Promise<void> | void;
-  /** A connection that never made a request: the handshake was malformed, late, or refused. */
-  refuse(socket: Socket, reason: RefusalReason): void;
+  http(head: HttpHead, socket: Socket, handOff: (server: HttpServer) => void, giveUp: () => Buffer): Promise<void> | void;
+  /** A connection that never made a request: the handshake was malformed, late, or refused; `buffered` is what it sent. */
+  refuse(socket: Socket, reason: RefusalReason, buffered: Buffer): void;
 }
 
 export interface ProxyFrontEndOptions {
@@ -90,8 +92,8 @@ export class ProxyFrontEnd {
           if (first === SOCKS.version) await this.#socks(socket, reader);
           else await this.#http(socket, reader);
         } catch (err) {
-          if (LanternError.is(err, 'LA_ERR_REQUEST_TIMEOUT')) return this.#h.refuse(socket, 'timeout');
-          if (LanternError.is(err, 'LA_ERR_PROTOCOL')) return this.#h.refuse(socket, 'malformed');
+          if (LanternError.is(err, 'LA_ERR_REQUEST_TIMEOUT')) return this.#h.refuse(socket, 'timeout', reader.replay());
+          if (LanternError.is(err, 'LA_ERR_PROTOCOL')) return this.#h.refuse(socket, 'malformed', reader.replay());
           throw err;
         }
       },
@@ -101,13 +103,18 @@ export class ProxyFrontEnd {
 
   async #http(socket: Socket, reader: HandshakeReader): Promise<void> {
     const head = await reader.read(httpHead, this.#o.handshakeTimeoutMs);
+    const giveUp = () => reader.replay();
     if (head.method !== 'CONNECT') {
-      return this.#h.http(head, socket, (server) => {
-        const rest = reader.release();
-        socket.unshift(rest.length ? Buffer.concat([head.raw, rest]) : head.raw);
-        server.emit('connection', socket);
-        socket.resume();
-      });
+      return this.#h.http(
+        head,
+        socket,
+        (server) => {
+          socket.unshift(giveUp());
+          server.emit('connection', socket);
+          socket.resume();
+        },
+        giveUp,
+      );
     }
     await this.#h.tunnel({
       protocol: 'http',
@@ -122,6 +129,7 @@ export class ProxyFrontEnd {
         reader.release();
         finish(socket, `HTTP/1.1 ${HTTP_STATUS[why]}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n`);
       },
+      giveUp,
     });
   }
 
@@ -130,10 +138,10 @@ export class ProxyFrontEnd {
     const { methods } = await reader.read(socksGreeting, t);
     const check = this.#h.socksCredentials;
     if (check) {
-      if (!methods.includes(SOCKS.userPass)) return this.#h.refuse(socket, 'socks-method');
+      if (!methods.includes(SOCKS.userPass)) return this.#h.refuse(socket, 'socks-method', reader.replay());
       socket.write(Buffer.from([SOCKS.version, SOCKS.userPass]));
       const { user, password } = await reader.read(socksUserPass, t);
-      if (!check(user, password)) return this.#h.refuse(socket, 'socks-auth');
+      if (!check(user, password)) return this.#h.refuse(socket, 'socks-auth', reader.replay());
       socket.write(Buffer.from([1, 0]));
     } else {
       if (!methods.includes(SOCKS.noAuth)) return finish(socket, Buffer.from([SOCKS.version, SOCKS.noAcceptable]));
@@ -156,6 +164,7 @@ export class ProxyFrontEnd {
         reader.release();
         finish(socket, socksReply(SOCKS_CODE[why]));
       },
+      giveUp: () => reader.replay(),
     });
   }
 }

@@ -1,4 +1,4 @@
-import type { Duplex, Readable, Writable } from 'node:stream';
+import { finished, type Duplex, type Readable, type Writable } from 'node:stream';
 import { BoundedWriter, type BackpressureLimits } from './backpressure.js';
 
 /**
@@ -60,4 +60,33 @@ export function relay(from: Readable | Duplex, to: Writable | Duplex, options: {
   });
   from.once('end', () => to.end());
   from.resume();
+}
+
+/**
+ * Ends a stream's writable side and destroys it once what was written is flushed (or at once if
+ * it is already gone): the graceful way to close one side of a tunnel when the other has closed,
+ * so that the last bytes (an HTTP/2 stream's queued DATA, a socket's buffered writes) arrive.
+ */
+export function closeAfterFlush(stream: Duplex): void {
+  if (stream.destroyed) return;
+  if (!stream.writableEnded) stream.end();
+  finished(stream, { readable: false }, () => stream.destroy());
+}
+
+/**
+ * Both directions of a tunnel: `a` ↔ `b` under the backpressure rule, each side closed gracefully
+ * when the other closes (closeAfterFlush). `onClosed` runs once, when `a` (the client side) closes.
+ */
+export function splice(a: Duplex, b: Duplex, options: { budget?: ByteBudget; onBytes(n: number): void }, onClosed: () => void): void {
+  let closed = false;
+  a.once('close', () => {
+    closeAfterFlush(b);
+    if (!closed) {
+      closed = true;
+      onClosed();
+    }
+  });
+  b.once('close', () => closeAfterFlush(a));
+  relay(a, b, options);
+  relay(b, a, options);
 }

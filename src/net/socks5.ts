@@ -73,3 +73,21 @@ export const socksRequest: ParseStep<SocksRequest> = (b) => {
 
 /** The first byte, without using it: SOCKS5 starts with 5, HTTP with a method name. */
 export const firstByte: ParseStep<number> = (b) => (b.length ? { value: b[0]!, used: 0 } : undefined);
+
+/** A client's CONNECT request for `target` (an IP literal as such, anything else as a name). */
+export function socksRequestBytes(target: { host: string; port: number }): Buffer {
+  const port = Buffer.from([target.port >> 8, target.port & 0xff]);
+  const v4 = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.exec(target.host);
+  if (v4) return Buffer.concat([Buffer.from([SOCKS.version, SOCKS.connect, 0, SOCKS.ipv4, ...v4.slice(1).map(Number)]), port]);
+  if (target.host.includes(':')) {
+    const [head = '', tail = ''] = target.host.split('::');
+    const left = head ? head.split(':') : [];
+    const right = tail ? tail.split(':') : [];
+    const groups = target.host.includes('::') ? [...left, ...Array<string>(8 - left.length - right.length).fill('0'), ...right] : left;
+    const bytes = Buffer.alloc(16);
+    groups.forEach((g, i) => bytes.writeUInt16BE(parseInt(g, 16), i * 2));
+    return Buffer.concat([Buffer.from([SOCKS.version, SOCKS.connect, 0, SOCKS.ipv6]), bytes, port]);
+  }
+  const name = Buffer.from(target.host, 'latin1');
+  return Buffer.concat([Buffer.from([SOCKS.version, SOCKS.connect, 0, SOCKS.domain, name.length]), name, port]);
+}

@@ -1,11 +1,26 @@
+import { connect as http2Connect, constants as h2, type ClientHttp2Session, type ClientHttp2Stream } from 'node:http2';
+import { connect as netConnect, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { Client } from 'undici';
+import { connect as tlsConnect, type TLSSocket } from 'node:tls';
 import { LanternError } from '../core/errors.js';
+import { certificateKey } from '../crypto/peer-identity.js';
 import { TICKET_USERNAME } from '../protocol/ticket.js';
+import { HandshakeReader } from './handshake-reader.js';
+import { httpResponseHead } from './http-head.js';
+import { SOCKS, socksRequestBytes } from './socks5.js';
 
 export interface Upstream {
   host: string;
   port: number;
+}
+
+/** A give peer as clients reach it: where, and the identity key its TLS certificate must carry. */
+export interface PeerEndpoint extends Upstream {
+  identityKey: string;
+  /** A peer started with `give --plaintext` (local tests only): no TLS, nothing pinned. */
+  plaintext?: boolean;
+  /** The TLS server name to send (a peer with a name); none for an address, as browsers do. */
+  sniName?: string;
 }
 
 /** The Proxy-Authorization value carrying a ticket. */
@@ -13,47 +28,213 @@ export function ticketAuthorization(ticket: string): string {
   return `Basic ${Buffer.from(`${TICKET_USERNAME}:${ticket}`).toString('base64')}`;
 }
 
-/** Request header carrying a verifier's challenge; the give peer answers in PEER_PROOF_HEADER. */
-export const CHALLENGE_HEADER = 'lantern-challenge';
-export const PEER_PROOF_HEADER = 'lantern-peer-proof';
+const unreachable = (message: string, cause?: unknown) => new LanternError('LA_ERR_DESTINATION_UNREACHABLE', message, cause === undefined ? {} : { cause });
+const where = (p: Upstream) => `${p.host.includes(':') ? `[${p.host}]` : p.host}:${p.port}`;
 
 /**
- * Opens a tunnel to `target` through a give peer with HTTP CONNECT (undici), presenting the ticket.
- * Shared by the get role and the verifier, so what is verified is what clients use. Fails with
- * LA_ERR_DESTINATION_UNREACHABLE (dial failed, or the peer answered anything but 200, such as the
- * decoy 404) within `timeoutMs`.
+ * A TLS connection to a give peer whose certificate key is the peer's registered identity key:
+ * LA_ERR_PEER_IDENTITY_MISMATCH when it is another key (someone else's proxy at that address, or
+ * a man in the middle), LA_ERR_DESTINATION_UNREACHABLE when the peer cannot be reached or speaks
+ * no TLS. ALPN offers h2 and http/1.1, as browsers do.
  */
-export async function openTunnel(upstream: Upstream, ticket: string, target: Upstream, timeoutMs = 5000): Promise<Duplex> {
-  return (await connectTunnel(upstream, ticket, target, timeoutMs)).socket;
+export async function connectPinned(peer: PeerEndpoint, timeoutMs: number, alpn: string[] = ['h2', 'http/1.1']): Promise<TLSSocket> {
+  const socket = tlsConnect({
+    host: peer.host,
+    port: peer.port,
+    ...(peer.sniName ? { servername: peer.sniName } : {}),
+    ALPNProtocols: alpn,
+    // The certificate is self-signed: what is checked is its key, below.
+    rejectUnauthorized: false,
+  });
+  socket.on('error', () => undefined);
+  const timer = setTimeout(() => socket.destroy(new Error(`TLS to ${where(peer)} timed out`)), timeoutMs);
+  try {
+    await new Promise<void>((resolve, reject) => {
+      socket.once('secureConnect', () => resolve());
+      socket.once('error', reject);
+      socket.once('close', () => reject(new Error('closed during the TLS handshake')));
+    });
+  } catch (err) {
+    socket.destroy();
+    throw new LanternError('LA_ERR_DESTINATION_UNREACHABLE', `TLS to ${where(peer)} failed: ${(err as Error).message}`, { cause: err, details: { stage: 'tls' } });
+  } finally {
+    clearTimeout(timer);
+  }
+  const cert = socket.getPeerX509Certificate();
+  if (!cert || certificateKey(cert) !== peer.identityKey) {
+    socket.destroy();
+    throw new LanternError('LA_ERR_PEER_IDENTITY_MISMATCH', `The TLS server at ${where(peer)} does not hold the peer's registered identity key`);
+  }
+  return socket;
 }
 
-/** openTunnel, also sending a challenge and returning the peer's answer to it (if any). */
-export async function connectTunnel(
-  upstream: Upstream,
-  ticket: string,
-  target: Upstream,
-  timeoutMs = 5000,
-  challenge?: string,
-): Promise<{ socket: Duplex; proof: string | undefined }> {
-  const host = upstream.host.includes(':') ? `[${upstream.host}]` : upstream.host;
-  const client = new Client(`http://${host}:${upstream.port}`, { connectTimeout: timeoutMs, headersTimeout: timeoutMs });
-  const path = `${target.host.includes(':') ? `[${target.host}]` : target.host}:${target.port}`;
+/** A plain TCP connection (for `--plaintext` peers). */
+async function connectPlain(peer: Upstream, timeoutMs: number): Promise<Socket> {
+  const socket = netConnect({ host: peer.host, port: peer.port, timeout: timeoutMs });
+  socket.on('error', () => undefined);
   try {
-    const { socket, statusCode, headers } = await client.connect({
-      path,
-      headers: { 'proxy-authorization': ticketAuthorization(ticket), host: path, ...(challenge ? { [CHALLENGE_HEADER]: challenge } : {}) },
-      signal: AbortSignal.timeout(timeoutMs),
+    await new Promise<void>((resolve, reject) => {
+      socket.once('connect', () => resolve());
+      socket.once('timeout', () => reject(new Error('timed out')));
+      socket.once('error', reject);
     });
-    if (statusCode !== 200) {
-      socket.destroy();
-      throw new LanternError('LA_ERR_DESTINATION_UNREACHABLE', `The peer answered ${statusCode}`);
-    }
-    socket.once('close', () => void client.destroy());
-    const proof = headers[PEER_PROOF_HEADER];
-    return { socket, proof: typeof proof === 'string' ? proof : undefined };
+    socket.setTimeout(0);
+    socket.setNoDelay(true);
+    return socket;
   } catch (err) {
-    void client.destroy();
-    if (LanternError.is(err)) throw err;
-    throw new LanternError('LA_ERR_DESTINATION_UNREACHABLE', `Tunnel through ${upstream.host}:${upstream.port} failed: ${(err as Error).message}`, { cause: err });
+    socket.destroy();
+    throw unreachable(`Cannot reach ${where(peer)}: ${(err as Error).message}`, err);
   }
 }
+
+/** HTTP/1.1 CONNECT on an open connection (plaintext or inside TLS); the socket becomes the tunnel. */
+async function connectHttp1(socket: Socket, ticket: string, target: Upstream, timeoutMs: number): Promise<Duplex> {
+  const authority = where(target);
+  socket.write(`CONNECT ${authority} HTTP/1.1\r\nHost: ${authority}\r\nProxy-Authorization: ${ticketAuthorization(ticket)}\r\n\r\n`);
+  const reader = new HandshakeReader(socket, { maxBytes: 16 * 1024 });
+  try {
+    const head = await reader.read(httpResponseHead, timeoutMs);
+    if (head.status !== 200) throw unreachable(`The peer answered ${head.status}`);
+  } catch (err) {
+    socket.destroy();
+    throw LanternError.is(err, 'LA_ERR_DESTINATION_UNREACHABLE') ? err : unreachable(`CONNECT failed: ${(err as Error).message}`, err);
+  }
+  const rest = reader.release();
+  if (rest.length) socket.unshift(rest);
+  socket.resume();
+  return socket;
+}
+
+/**
+ * SOCKS5 with the ticket as password on an open connection (plaintext or inside TLS). The greeting,
+ * the credentials and the request go out in one write: a give peer answers a SOCKS5 greeting alone
+ * as nginx would (400), so the ticket must come with it.
+ */
+export async function connectSocks5(socket: Socket, ticket: string, target: Upstream, timeoutMs: number): Promise<Duplex> {
+  const reader = new HandshakeReader(socket, { maxBytes: 1024 });
+  const fixed = (n: number) => (b: Buffer) => (b.length >= n ? { value: Buffer.from(b.subarray(0, n)), used: n } : undefined);
+  try {
+    const user = Buffer.from(TICKET_USERNAME);
+    const pass = Buffer.from(ticket);
+    socket.write(Buffer.concat([Buffer.from([SOCKS.version, 1, SOCKS.userPass, 1, user.length]), user, Buffer.from([pass.length]), pass, socksRequestBytes(target)]));
+    const replies = await reader.read(fixed(2 + 2 + 10), timeoutMs);
+    if (replies[1] !== SOCKS.userPass || replies[3] !== 0) throw new Error('ticket refused');
+    if (replies[5] !== 0) throw new Error(`reply ${replies[5]}`);
+  } catch (err) {
+    socket.destroy();
+    throw unreachable(`SOCKS5 failed: ${(err as Error).message}`, err);
+  }
+  const rest = reader.release();
+  if (rest.length) socket.unshift(rest);
+  socket.resume();
+  return socket;
+}
+
+/** HTTP/2 stream limit per session that this client uses before opening another session. */
+const STREAMS_PER_SESSION = 100;
+/** The client's receive windows: large enough for a fast link with real latency. */
+const H2_SETTINGS = { initialWindowSize: 1024 * 1024, enablePush: false };
+const H2_CONNECTION_WINDOW = 16 * 1024 * 1024;
+
+/**
+ * Tunnels through give peers, as get and the verifier open them: over TLS pinned to the peer's
+ * identity key, multiplexed as HTTP/2 CONNECT streams (RFC 9113 §8.5) on one warm connection per
+ * peer, so a new tunnel costs a stream, not a handshake; HTTP/1.1 CONNECT inside TLS when the peer
+ * does not speak h2; plain HTTP/1.1 CONNECT to `--plaintext` peers (local tests). The ticket only
+ * ever travels inside TLS (or on a plaintext peer's loopback).
+ */
+export class PeerTunnels {
+  readonly #sessions = new Map<string, Array<Promise<ClientHttp2Session | undefined>>>();
+  #closed = false;
+
+  /** Opens a tunnel to `target` through `peer` within `timeoutMs`. */
+  async open(peer: PeerEndpoint, ticket: string, target: Upstream, timeoutMs = 5000): Promise<Duplex> {
+    if (this.#closed) throw unreachable('The tunnels are closed');
+    if (peer.plaintext) return connectHttp1(await connectPlain(peer, timeoutMs), ticket, target, timeoutMs);
+    const session = await this.#session(peer, timeoutMs);
+    if (!session) return connectHttp1(await connectPinned(peer, timeoutMs, ['http/1.1']), ticket, target, timeoutMs);
+    try {
+      return await this.#stream(session, ticket, target, timeoutMs);
+    } catch (err) {
+      // A session the peer had just closed: once more on a fresh one.
+      if (!session.closed && !session.destroyed) throw err;
+      const fresh = await this.#session(peer, timeoutMs);
+      if (!fresh) throw err;
+      return this.#stream(fresh, ticket, target, timeoutMs);
+    }
+  }
+
+  /** Ends every session (open tunnels on them end too). */
+  close(): void {
+    this.#closed = true;
+    for (const list of this.#sessions.values()) for (const s of list) void s.then((session) => session?.destroy());
+    this.#sessions.clear();
+  }
+
+  /** A warm HTTP/2 session to the peer with room for another stream; undefined if it speaks only HTTP/1.1. */
+  async #session(peer: PeerEndpoint, timeoutMs: number): Promise<ClientHttp2Session | undefined> {
+    const key = `${where(peer)} ${peer.identityKey} ${peer.sniName ?? ''}`;
+    const list = this.#sessions.get(key) ?? [];
+    this.#sessions.set(key, list);
+    for (const pending of list) {
+      const s = await pending.catch(() => undefined);
+      if (s && !s.closed && !s.destroyed && countStreams(s) < STREAMS_PER_SESSION) return s;
+    }
+    const made = this.#connect(peer, timeoutMs);
+    list.push(made);
+    const forget = () => {
+      const i = list.indexOf(made);
+      if (i >= 0) list.splice(i, 1);
+    };
+    made.then((s) => (s ? s.once('close', forget) : forget()), forget);
+    return made;
+  }
+
+  async #connect(peer: PeerEndpoint, timeoutMs: number): Promise<ClientHttp2Session | undefined> {
+    const socket = await connectPinned(peer, timeoutMs);
+    if (socket.alpnProtocol !== 'h2') {
+      socket.destroy();
+      return undefined;
+    }
+    const session = http2Connect(`https://${where(peer)}`, { createConnection: () => socket, settings: H2_SETTINGS });
+    session.on('error', () => undefined);
+    session.once('connect', () => session.setLocalWindowSize(H2_CONNECTION_WINDOW));
+    // Idle sessions do not keep a process alive; open streams do.
+    session.unref();
+    return session;
+  }
+
+  #stream(session: ClientHttp2Session, ticket: string, target: Upstream, timeoutMs: number): Promise<Duplex> {
+    return new Promise((resolve, reject) => {
+      let stream: ClientHttp2Stream;
+      try {
+        stream = session.request(
+          { [h2.HTTP2_HEADER_METHOD]: 'CONNECT', [h2.HTTP2_HEADER_AUTHORITY]: where(target), 'proxy-authorization': ticketAuthorization(ticket) },
+          { endStream: false },
+        );
+      } catch (err) {
+        return reject(unreachable(`CONNECT failed: ${(err as Error).message}`, err));
+      }
+      openStreams.set(session, countStreams(session) + 1);
+      stream.once('close', () => openStreams.set(session, countStreams(session) - 1));
+      const fail = (err: LanternError) => {
+        clearTimeout(timer);
+        stream.close(h2.NGHTTP2_CANCEL);
+        reject(err);
+      };
+      const timer = setTimeout(() => fail(unreachable(`CONNECT to ${where(target)} timed out`)), timeoutMs);
+      stream.once('response', (headers) => {
+        const status = Number(headers[h2.HTTP2_HEADER_STATUS]);
+        if (status !== 200) return fail(unreachable(`The peer answered ${status}`));
+        clearTimeout(timer);
+        resolve(stream);
+      });
+      stream.once('error', (err) => fail(unreachable(`CONNECT failed: ${err.message}`, err)));
+      stream.once('close', () => fail(unreachable('The peer closed the stream')));
+    });
+  }
+}
+
+/** Open tunnels per session (Node keeps no public count). */
+const openStreams = new WeakMap<ClientHttp2Session, number>();
+const countStreams = (session: ClientHttp2Session) => openStreams.get(session) ?? 0;

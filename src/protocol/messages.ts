@@ -269,15 +269,21 @@ export type ProxyProtocol = z.infer<typeof ProxyProtocol>;
  * POST /v1/peers — a give peer registers (or re-registers) the proxy of the signing device. The
  * server takes the address from the connection, never from the body or a header: `port` is where
  * the proxy is reached (its listening port, or the one a router forwards to it) and `publicAddr`
- * (HOST:PORT) only a hint, recorded as such. `identityKey` is the peer's Ed25519 identity key (raw,
- * base64url): verifiers check that the proxy at the address proves it holds it.
+ * (HOST:PORT) only a hint, recorded as such. `identityKey` is the peer's identity key (P-256,
+ * SubjectPublicKeyInfo DER, base64url), which is also the key of its TLS certificate: get clients
+ * and verifiers pin it. `plaintext`: a peer started with `give --plaintext` (local tests only; never
+ * admitted to the round robin).
  */
-export const PeerIdentityKey = z.string().regex(/^[A-Za-z0-9_-]{43}$/, 'an Ed25519 public key, base64url');
+export const PeerIdentityKey = z.string().regex(/^[A-Za-z0-9_-]{122}$/, 'a P-256 public key (SPKI DER, base64url)');
+/** The TLS server name clients send to a peer that has one (`give --sni-name`); none for an address. */
+export const SniName = z.string().regex(/^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/i, 'a DNS name');
 export const PeerRegistration = z.strictObject({
   port: z.int().min(1).max(65535),
   publicAddr: z.string().max(300).optional(),
   protocols: z.array(ProxyProtocol).min(1).max(3),
   identityKey: PeerIdentityKey,
+  plaintext: z.boolean().optional(),
+  sniName: SniName.optional(),
 });
 export type PeerRegistration = z.infer<typeof PeerRegistration>;
 
@@ -304,6 +310,8 @@ export const PeerInfo = z.strictObject({
   protocols: z.array(ProxyProtocol),
   publicAddrHint: z.string().optional(),
   identityKey: PeerIdentityKey,
+  plaintext: z.boolean().optional(),
+  sniName: SniName.optional(),
   state: PeerState,
   registeredAt: z.int(),
   expiresAt: z.int(),
@@ -316,10 +324,16 @@ export type PeerInfo = z.infer<typeof PeerInfo>;
 /** GET /v1/peers (verifiers only): every live registration with its state and last verdict. */
 export const PeersResponse = z.strictObject({ peers: z.array(PeerInfo) });
 
-/** GET /v1/peers/round-robin — the verified give peers (what get clients may use). */
-export const RoundRobinResponse = z.strictObject({
-  peers: z.array(z.strictObject({ host: z.string(), port: z.int(), protocols: z.array(ProxyProtocol) })),
+/** GET /v1/peers/round-robin — the verified give peers (what get clients may use), with the keys to pin. */
+export const RoundRobinPeer = z.strictObject({
+  host: z.string(),
+  port: z.int(),
+  protocols: z.array(ProxyProtocol),
+  identityKey: PeerIdentityKey,
+  sniName: SniName.optional(),
 });
+export type RoundRobinPeer = z.infer<typeof RoundRobinPeer>;
+export const RoundRobinResponse = z.strictObject({ peers: z.array(RoundRobinPeer) });
 
 /** DELETE /v1/peers answer. */
 export const UnregisterPeerResponse = z.strictObject({ unregistered: z.boolean() });
@@ -331,6 +345,11 @@ export const Advertisement = z.strictObject({
   host: z.string().min(1).max(255),
   port: z.int().min(1).max(65535),
   protocols: z.array(ProxyProtocol).min(1).max(3),
+  /** The key the peer's TLS certificate carries (pinned by the contact's get). */
+  identityKey: PeerIdentityKey,
+  /** A `give --plaintext` peer (local tests only). */
+  plaintext: z.boolean().optional(),
+  sniName: SniName.optional(),
   expiresAt: z.int(),
 });
 export type Advertisement = z.infer<typeof Advertisement>;

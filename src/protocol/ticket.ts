@@ -13,6 +13,9 @@ import { UserId } from './messages.js';
 
 export const TICKET_USERNAME = 'ticket';
 
+/** A give peer's identity fingerprint: SHA-256 of its key's SPKI DER, first 16 bytes, base64url. */
+export const PeerFingerprint = z.string().regex(/^[A-Za-z0-9_-]{22}$/, 'a give peer fingerprint');
+
 export const TicketClaims = z.strictObject({
   v: z.literal(1),
   /** The get client's user id. */
@@ -21,12 +24,17 @@ export const TicketClaims = z.strictObject({
   exp: z.int().positive(),
   /** What it is good for: give proxies (when absent) or registering an id with the PeerJS broker. */
   aud: z.enum(['proxy', 'peerjs']).optional(),
+  /** The one give peer a proxy ticket opens: its identity key's fingerprint. */
+  peer: PeerFingerprint.optional(),
 });
 export type TicketClaims = z.infer<typeof TicketClaims>;
 export type TicketAudience = 'proxy' | 'peerjs';
 
-/** POST /v1/tickets body (optional): which kind of ticket. */
-export const TicketRequest = z.strictObject({ aud: z.enum(['proxy', 'peerjs']).optional() });
+/**
+ * POST /v1/tickets body: which kind of ticket. A proxy ticket (the default) names the give peer it is
+ * for (`peer`: the fingerprint of its identity key), so that no peer can spend it at another.
+ */
+export const TicketRequest = z.strictObject({ aud: z.enum(['proxy', 'peerjs']).optional(), peer: PeerFingerprint.optional() });
 
 /** POST /v1/tickets (signed) answer. */
 export const TicketResponse = z.strictObject({ ticket: z.string().max(255), expiresAt: z.int() });

@@ -86,6 +86,8 @@ export interface PeerRegistrationInput {
   protocols: ProxyProtocol[];
   publicAddrHint?: string;
   identityKey: string;
+  plaintext?: boolean;
+  sniName?: string;
 }
 
 export interface QueueLimits {
@@ -314,6 +316,8 @@ export function nextPeerRecord(prev: PeerRecord | undefined, input: PeerRegistra
     protocols: [...input.protocols],
     ...(input.publicAddrHint ? { publicAddrHint: input.publicAddrHint } : {}),
     identityKey: input.identityKey,
+    ...(input.plaintext ? { plaintext: true } : {}),
+    ...(input.sniName ? { sniName: input.sniName } : {}),
     state: sameAddress && live.state === 'verified' ? 'verified' : 'candidate',
     registeredAt: live?.registeredAt ?? now,
     expiresAt: now + ttlMs,

@@ -5,7 +5,7 @@ import { createLogger, type Logger } from '../../core/logger.js';
 import { Contacts } from '../../messaging/contacts.js';
 import { Inbox } from '../../messaging/inbox.js';
 import type { ApiClient } from '../../net/api-client.js';
-import type { Upstream } from '../../net/tunnel.js';
+import type { PeerEndpoint } from '../../net/tunnel.js';
 import { LocalProxy } from '../../roles/get/local-proxy.js';
 import { UpstreamPool, type UpstreamSource } from '../../roles/get/upstream-pool.js';
 import { openAgent, requireCredential, signedClient, withKeystore } from '../agent-home.js';
@@ -30,8 +30,9 @@ const REFRESH_MS = 5000;
  * contacts (read from the keystore, which is opened only briefly so other commands keep working).
  */
 class Upstreams implements UpstreamSource {
-  #peers: Upstream[] = [];
-  #ticket: { ticket: string; expiresAt: number } | undefined;
+  #peers: PeerEndpoint[] = [];
+  /** One ticket per give peer (by fingerprint): a ticket opens only the peer it names. */
+  readonly #tickets = new Map<string, { ticket: string; expiresAt: number }>();
 
   constructor(
     private readonly api: ApiClient,
@@ -39,13 +40,18 @@ class Upstreams implements UpstreamSource {
     private readonly logger: Logger,
   ) {}
 
-  upstreams(): Upstream[] {
+  upstreams(): PeerEndpoint[] {
     return this.#peers;
   }
 
-  async ticket(): Promise<string> {
-    if (!this.#ticket || this.#ticket.expiresAt - Date.now() < 60_000) this.#ticket = await this.api.ticket();
-    return this.#ticket.ticket;
+  async ticket(peer: string): Promise<string> {
+    let held = this.#tickets.get(peer);
+    if (!held || held.expiresAt - Date.now() < 60_000) {
+      held = await this.api.ticket({ peer });
+      this.#tickets.set(peer, held);
+      for (const [k, v] of this.#tickets) if (v.expiresAt <= Date.now()) this.#tickets.delete(k);
+    }
+    return held.ticket;
   }
 
   async refresh(): Promise<void> {
@@ -56,8 +62,14 @@ class Upstreams implements UpstreamSource {
     const ads = await withKeystore(this.home, (k) => new Contacts(k).ads(Date.now()));
     const seen = new Set<string>();
     this.#peers = [...verified, ...ads]
-      .map(({ host, port }) => ({ host, port }))
-      .filter((p) => !seen.has(`${p.host}:${p.port}`) && seen.add(`${p.host}:${p.port}`));
+      .map(({ host, port, identityKey, sniName, ...rest }) => ({
+        host,
+        port,
+        identityKey,
+        ...(sniName ? { sniName } : {}),
+        ...('plaintext' in rest && rest.plaintext ? { plaintext: true } : {}),
+      }))
+      .filter((p) => !seen.has(`${p.host}:${p.port}:${p.identityKey}`) && seen.add(`${p.host}:${p.port}:${p.identityKey}`));
   }
 }
 
@@ -81,8 +93,9 @@ async function runGet(io: Io, flags: GetFlags): Promise<number> {
   const api = await signedClient(credential);
   const source = new Upstreams(api, home, logger);
   await source.refresh();
+  const pool = new UpstreamPool({ source, logger });
   const proxy = new LocalProxy(
-    { pool: new UpstreamPool({ source, logger }), logger },
+    { pool, logger },
     { ...flags.listen, handshakeTimeoutMs: flags.handshakeTimeout, idleTimeoutMs: flags.idleTimeout, maxConnections: connectionCap(1024, 256, 2) },
   );
   await proxy.start();
@@ -125,6 +138,7 @@ async function runGet(io: Io, flags: GetFlags): Promise<number> {
   abort.abort();
   await receiving;
   await proxy.stop();
+  pool.close();
   await api.close();
   if (flags.json) writeJson(io.stdout, { event: 'stopped' });
   return 0;

@@ -31,6 +31,8 @@ interface GiveFlags {
   advertiseTo?: string[];
   adLifetime: number;
   json?: boolean;
+  plaintext?: boolean;
+  sniName?: string;
   handshakeTimeout: number;
   keepaliveTimeout: number;
   idleTimeout: number;
@@ -50,6 +52,8 @@ export function giveCommand(io: Io, done: (code: number) => void): Command {
     .option('--resume', 'resume the paused give peer running on this home')
     .option('--home <dir>', 'agent home (default $LANTERN_HOME, else ~/.lantern-agent); must be logged in')
     .option('--allow-private-destinations', 'also connect to private, loopback and link-local addresses (tests, demos)')
+    .option('--plaintext', 'no TLS on the port (LOCAL TESTS ONLY: tickets, destinations and pages then cross the network in clear, and verifiers never admit the peer)')
+    .option('--sni-name <name>', 'a DNS name of this peer: its certificate names it and clients send it in TLS SNI (default: none, as for an IP address)')
     .option('--max-clients <n>', 'tunnels and requests served at once', parsePositiveInt, 64)
     .option('--max-mbps <n>', 'shared bandwidth cap in megabits per second', parsePositiveInt)
     .option('--public-addr <host:port>', 'how the world reaches this proxy (a hint: the server uses the connection address)')
@@ -92,14 +96,16 @@ async function runGive(io: Io, flags: GiveFlags): Promise<number> {
   const api = await signedClient(credential);
   // The ticket key comes from the server this home is logged in to; tickets are then checked offline.
   const publicKey = await api.ticketKey();
-  // A fresh identity key each run; verifiers check that the proxy at the registered address holds it.
+  // A fresh identity key each run: the key of the TLS certificate, registered and sent in ads, so
+  // get clients and verifiers pin it. Tickets are bound to it (to this peer alone).
   const identity = new PeerIdentity();
-  let registrar: PeerRegistrar | undefined;
+  const plaintext = flags.plaintext === true;
   const proxy = new GiveProxy(
-    { tickets: new TicketVerifier(publicKey), clock: systemClock, logger, faults },
+    { tickets: new TicketVerifier(publicKey, { peer: identity.fingerprint }), clock: systemClock, logger, faults },
     {
       host: listenAt.host,
       port: listenAt.port,
+      ...(plaintext ? {} : { tls: identity.tlsCredentials(flags.sniName ? { name: flags.sniName } : {}) }),
       limits: {
         handshakeTimeoutMs: flags.handshakeTimeout,
         keepAliveTimeoutMs: flags.keepaliveTimeout,
@@ -116,21 +122,22 @@ async function runGive(io: Io, flags: GiveFlags): Promise<number> {
       allowPrivateDestinations: flags.allowPrivateDestinations === true,
       maxClients: flags.maxClients,
       ...(flags.maxMbps ? { maxMbps: flags.maxMbps } : {}),
-      proveIdentity: (challenge) => {
-        const peerId = registrar?.info?.peerId;
-        return peerId ? identity.prove(peerId, challenge) : undefined;
-      },
     },
   );
   await proxy.start();
-  if (flags.json) writeJson(io.stdout, { event: 'listening', url: proxy.url });
-  else writeLine(io.stderr, `lantern-agent give: proxy listening on ${proxy.url}`);
-  registrar = new PeerRegistrar(
+  const peer = { fingerprint: identity.fingerprint, identityKey: identity.publicKey, tls: !plaintext, ...(flags.sniName ? { sniName: flags.sniName } : {}) };
+  if (flags.json) writeJson(io.stdout, { event: 'listening', url: proxy.url, ...peer });
+  else {
+    writeLine(io.stderr, `lantern-agent give: proxy listening on ${proxy.url} (${plaintext ? 'PLAINTEXT: local tests only' : 'TLS'}; fingerprint ${identity.fingerprint})`);
+  }
+  const registrar = new PeerRegistrar(
     { api, clock: systemClock, logger, faults },
     {
       port: flags.publicPort ?? proxy.address.port,
       protocols: ['connect', 'http', 'socks5'],
       identityKey: identity.publicKey,
+      ...(plaintext ? { plaintext: true } : {}),
+      ...(flags.sniName ? { sniName: flags.sniName } : {}),
       ...(flags.publicAddr ? { publicAddr: flags.publicAddr } : {}),
     },
   );
@@ -145,7 +152,7 @@ async function runGive(io: Io, flags: GiveFlags): Promise<number> {
     }
   }
   if (flags.advertiseTo?.length) {
-    const sent = await advertise(home, flags, proxy, registrar.info, logger);
+    const sent = await advertise(home, flags, proxy, registrar.info, { identityKey: identity.publicKey, plaintext, ...(flags.sniName ? { sniName: flags.sniName } : {}) }, logger);
     if (flags.json) writeJson(io.stdout, { event: 'advertised', ...sent });
   }
   // `status` and `give --pause|--resume` reach this process through a socket in the home.
@@ -158,7 +165,7 @@ async function runGive(io: Io, flags: GiveFlags): Promise<number> {
       proxy.setPaused(false);
       if (flags.register) await registrar.resume();
     }
-    return { role: 'give', url: proxy.url, registration: registrar.info ?? null, lastVerdict: registrar.info?.lastVerdict ?? null, ...proxy.stats() };
+    return { role: 'give', url: proxy.url, ...peer, registration: registrar.info ?? null, lastVerdict: registrar.info?.lastVerdict ?? null, ...proxy.stats() };
   });
   await control.start();
   const signal = await io.stopSignal;
@@ -182,11 +189,20 @@ async function advertise(
   flags: GiveFlags,
   proxy: GiveProxy,
   registration: { host: string; port: number } | undefined,
+  peer: { identityKey: string; plaintext: boolean; sniName?: string },
   logger: ReturnType<typeof createLogger>,
 ): Promise<{ sentTo: string[]; failed: Array<{ userId: string; code: string }> }> {
   const hint = flags.publicAddr ? parseListen(flags.publicAddr) : undefined;
   const where = hint ?? registration ?? proxy.address;
-  const ad = { host: where.host, port: where.port, protocols: ['connect', 'http', 'socks5'] as Array<'connect' | 'http' | 'socks5'>, expiresAt: Date.now() + flags.adLifetime };
+  const ad = {
+    host: where.host,
+    port: where.port,
+    protocols: ['connect', 'http', 'socks5'] as Array<'connect' | 'http' | 'socks5'>,
+    identityKey: peer.identityKey,
+    ...(peer.plaintext ? { plaintext: true } : {}),
+    ...(peer.sniName ? { sniName: peer.sniName } : {}),
+    expiresAt: Date.now() + flags.adLifetime,
+  };
   const sentTo: string[] = [];
   const failed: Array<{ userId: string; code: string }> = [];
   // The keystore is held only while the ads are encrypted and sent.
@@ -214,12 +230,15 @@ async function advertise(
 
 export function ticketCommand(io: Io, done: (code: number) => void): Command {
   return new Command('ticket')
-    .description('Get a short-lived proxy ticket from the server (for give peers; e.g. curl --proxy-user ticket:TICKET)')
+    .description('Get a short-lived ticket from the server: for one give peer (e.g. curl --proxy https://PEER --proxy-insecure --proxy-user ticket:TICKET), or for the PeerJS broker')
     .option('--home <dir>', 'agent home (default $LANTERN_HOME, else ~/.lantern-agent)')
-    .addOption(new Option('--for <use>', 'proxy (give peers) or peerjs (registering an id with the PeerJS broker)').choices(['proxy', 'peerjs']).default('proxy'))
+    .addOption(new Option('--for <use>', 'proxy (a give peer) or peerjs (registering an id with the PeerJS broker)').choices(['proxy', 'peerjs']).default('proxy'))
+    .option('--peer <fingerprint>', 'the give peer the ticket opens (its fingerprint, as `give` and `status` print it); required for --for proxy')
     .option('--json', 'print JSON {ticket, expiresAt}')
-    .action(async (flags: { home?: string; json?: boolean; for: 'proxy' | 'peerjs' }) => {
-      const answer = await withApi(resolveHome(flags.home, io.env), (api) => api.ticket(flags.for === 'peerjs' ? 'peerjs' : undefined));
+    .action(async (flags: { home?: string; json?: boolean; for: 'proxy' | 'peerjs'; peer?: string }) => {
+      if (flags.for === 'proxy' && !flags.peer) throw new LanternError('LA_ERR_USAGE', 'a proxy ticket opens one give peer: pass --peer FINGERPRINT');
+      const request = flags.for === 'peerjs' ? { aud: 'peerjs' as const } : { peer: flags.peer! };
+      const answer = await withApi(resolveHome(flags.home, io.env), (api) => api.ticket(request));
       if (flags.json) writeJson(io.stdout, { ticket: answer.ticket, expiresAt: new Date(answer.expiresAt).toISOString() });
       else writeLine(io.stdout, answer.ticket);
       done(0);
@@ -239,7 +258,7 @@ export function statusCommand(io: Io, done: (code: number) => void): Command {
         const reg = result['registration'] as { state: string; host: string; port: number } | null;
         writeLine(
           io.stdout,
-          `give peer at ${String(result['url'])}${result['paused'] ? ' (PAUSED)' : ''}: ${reg ? `registered as ${reg.host}:${reg.port}, ${reg.state}` : 'not registered'}; ` +
+          `give peer at ${String(result['url'])} (fingerprint ${String(result['fingerprint'])})${result['paused'] ? ' (PAUSED)' : ''}: ${reg ? `registered as ${reg.host}:${reg.port}, ${reg.state}` : 'not registered'}; ` +
             `${String(result['activeTunnels'])} active tunnel(s), ${String(result['tunnelsServed'])} served, ${String(result['bytesRelayed'])} bytes relayed` +
             (Number(result['overCapacity']) > 0 ? `; ${String(result['overCapacity'])} connection(s) over the caps closed` : '') +
             (Number(result['faults']) > 0 ? `; ${String(result['faults'])} fault(s) contained (see the log)` : ''),

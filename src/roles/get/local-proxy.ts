@@ -7,7 +7,7 @@ import type { Startable } from '../../core/lifecycle.js';
 import { ConnectionLimiter } from '../../net/connection-limiter.js';
 import { formatUrl, listen } from '../../net/listen.js';
 import { ProxyFrontEnd, type TunnelRequest } from '../../net/proxy-front-end.js';
-import { relay } from '../../net/relay.js';
+import { splice } from '../../net/relay.js';
 import type { UpstreamPool } from './upstream-pool.js';
 
 export interface LocalProxyOptions {
@@ -96,28 +96,24 @@ export class LocalProxy implements Startable {
     if (!request.target) return request.fail('bad-request');
     const client = request.socket;
     let upstream: Duplex | undefined;
-    let closed = false;
-    const done = () => {
-      closed = true;
-      client.destroy();
-      upstream?.destroy();
-    };
-    client.once('close', done);
+    const early = () => upstream?.destroy();
+    client.once('close', early);
     try {
       upstream = await this.#pool.tunnel(request.target);
     } catch (err) {
       this.#logger.warn({ code: (err as { code?: string }).code }, 'no give peer could open the tunnel');
       return request.fail('unreachable');
     }
-    upstream.once('close', done);
-    upstream.on('error', done);
-    if (closed) return done();
+    if (client.destroyed) return void upstream.destroy();
+    client.off('close', early);
+    upstream.on('error', () => upstream?.destroy());
     const head = request.accept();
-    client.setTimeout(this.#idleMs, done);
+    client.setTimeout(this.#idleMs, () => {
+      client.destroy();
+      upstream?.destroy();
+    });
     if (head.length) upstream.write(head);
-    const count = () => undefined;
-    relay(client, upstream, { onBytes: count });
-    relay(upstream, client, { onBytes: count });
+    splice(client, upstream, { onBytes: () => undefined }, () => undefined);
   }
 
   /** Plain HTTP forward: the request goes over a tunnel to the origin, in origin form. */

@@ -6,6 +6,7 @@ import test from 'ava';
 import { SocksProxyAgent } from 'socks-proxy-agent';
 import { ProxyAgent, request } from 'undici';
 import { systemClock } from '../../core/clock.js';
+import { FaultBoundary } from '../../core/fault-boundary.js';
 import { silentLogger } from '../../core/logger.js';
 import { generateTicketKey, TicketIssuer, TicketVerifier } from '../../crypto/tickets.js';
 import { listen } from '../../net/listen.js';
@@ -28,11 +29,11 @@ async function origin(): Promise<{ url: string; server: Server }> {
   return { url: `http://127.0.0.1:${a.port}`, server };
 }
 
-async function setup(t: { teardown(fn: () => unknown): void }, options: Partial<GiveProxyOptions> = {}) {
+async function setup(t: { teardown(fn: () => unknown): void }, options: Partial<GiveProxyOptions> = {}, faults?: FaultBoundary) {
   const key = generateTicketKey();
   const issuer = new TicketIssuer(key.privateKeyPem);
   const proxy = new GiveProxy(
-    { tickets: new TicketVerifier(key.publicKeyPem), clock: systemClock, logger: silentLogger() },
+    { tickets: new TicketVerifier(key.publicKeyPem), clock: systemClock, logger: silentLogger(), ...(faults ? { faults } : {}) },
     { host: '127.0.0.1', port: 0, allowPrivateDestinations: true, maxClients: 100, ...options },
   );
   await proxy.start();
@@ -84,21 +85,21 @@ test('a ticket holder fetches a file through CONNECT, HTTP forward and SOCKS5', 
   t.true(stats.bytesRelayed >= 3 * FILE.length);
 });
 
-test('without a valid ticket every protocol gets the decoy 404 of an ordinary web server', async (t) => {
+test('without a valid ticket every protocol gets what nginx answers (a plaintext port)', async (t) => {
   const { proxy, origin: o, issuer } = await setup(t);
   const port = proxy.address.port;
   const plainGet = await raw(port, 'GET / HTTP/1.1\r\nHost: example.org\r\n\r\n');
-  t.regex(plainGet, /^HTTP\/1\.1 404 Not Found/);
+  t.regex(plainGet, /^HTTP\/1\.1 404 Not Found\r\nServer: nginx\r\nDate: .*\r\nContent-Type: text\/html\r\nContent-Length: 146\r\nConnection: keep-alive\r\n/);
   t.regex(plainGet, /<center>nginx<\/center>/);
   t.notRegex(plainGet, /proxy/i);
-  t.regex(await raw(port, `CONNECT ${o.slice(7)} HTTP/1.1\r\nHost: x\r\n\r\n`), /^HTTP\/1\.1 404 Not Found/);
+  t.regex(await raw(port, `CONNECT ${o.slice(7)} HTTP/1.1\r\nHost: x\r\n\r\n`), /^HTTP\/1\.1 400 Bad Request/, 'nginx refuses CONNECT');
   t.regex(await raw(port, `GET ${o}/file HTTP/1.1\r\nHost: x\r\n\r\n`), /^HTTP\/1\.1 404 Not Found/);
-  t.regex(await raw(port, Buffer.from([5, 1, 0])), /^HTTP\/1\.1 404 Not Found/, 'SOCKS5 without username/password');
+  t.regex(await raw(port, Buffer.from([5, 1, 0])), /^HTTP\/1\.1 400 Bad Request/, 'SOCKS5 without username/password');
   const forged = new TicketIssuer(generateTicketKey().privateKeyPem).issue({ v: 1, sub: '9b1e6f2c-3a4d-4e5f-8a7b-1c2d3e4f5a6b', exp: Date.now() + 60_000 });
   const expired = issuer.issue({ v: 1, sub: '9b1e6f2c-3a4d-4e5f-8a7b-1c2d3e4f5a6b', exp: Date.now() - 1 });
   for (const bad of [forged, expired]) {
     const token = `Basic ${Buffer.from(`ticket:${bad}`).toString('base64')}`;
-    t.regex(await raw(port, `CONNECT ${o.slice(7)} HTTP/1.1\r\nHost: x\r\nProxy-Authorization: ${token}\r\n\r\n`), /^HTTP\/1\.1 404 Not Found/);
+    t.regex(await raw(port, `CONNECT ${o.slice(7)} HTTP/1.1\r\nHost: x\r\nProxy-Authorization: ${token}\r\n\r\n`), /^HTTP\/1\.1 400 Bad Request/);
     const socks = await socksGet(`socks5://ticket:${encodeURIComponent(bad)}@127.0.0.1:${port}`, `${o}/file`).catch((e: Error) => e);
     t.true(socks instanceof Error, 'SOCKS5 with a bad ticket gets nothing usable');
   }
@@ -139,19 +140,21 @@ test('max clients and the shared bandwidth cap hold', async (t) => {
 });
 
 test('a fault while serving one connection drops that connection only; the proxy keeps serving', async (t) => {
-  let throwing = true;
-  const { proxy, origin: o, basic } = await setup(t, {
-    proveIdentity: () => {
-      if (throwing) throw new TypeError('injected fault in the identity proof');
-      return undefined;
+  let armed = true;
+  const faults = new FaultBoundary({
+    logger: silentLogger(),
+    inject: (surface) => {
+      if (surface === 'proxy' && armed) {
+        armed = false;
+        throw new TypeError('injected fault');
+      }
     },
   });
+  const { proxy, origin: o, basic } = await setup(t, {}, faults);
   const port = proxy.address.port;
-  const connectWithChallenge = `CONNECT ${o.slice(7)} HTTP/1.1\r\nHost: x\r\nProxy-Authorization: ${basic}\r\nLantern-Challenge: ${'ab'.repeat(16)}\r\n\r\n`;
-  t.is(await raw(port, connectWithChallenge), '', 'the faulting connection is closed without an answer');
+  t.is(await raw(port, `CONNECT ${o.slice(7)} HTTP/1.1\r\nHost: x\r\nProxy-Authorization: ${basic}\r\n\r\n`), '', 'the faulting connection is closed without an answer');
   t.is(proxy.stats().faults, 1);
-  t.is(proxy.stats().activeTunnels, 0, 'the slot taken for the tunnel is given back');
-  throwing = false;
+  t.is(proxy.stats().activeTunnels, 0);
   const res = await request(`${o}/echo`, { dispatcher: new ProxyAgent({ uri: proxy.url, token: basic }) });
   t.is(res.statusCode, 200);
   await res.body.dump();

@@ -1,24 +1,27 @@
 import { once } from 'node:events';
-import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
+import { constants as h2, createServer as createH2Server, type Http2Server, type IncomingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { connect, createServer, type Server, type Socket } from 'node:net';
-import { Writable } from 'node:stream';
-import { Agent } from 'undici';
+import type { Duplex } from 'node:stream';
+import { createServer as createTlsServer, type Server as TlsServer, type TLSSocket } from 'node:tls';
 import type { Clock } from '../../core/clock.js';
 import { LanternError } from '../../core/errors.js';
 import { FaultBoundary } from '../../core/fault-boundary.js';
 import type { Logger } from '../../core/logger.js';
 import type { Startable } from '../../core/lifecycle.js';
-import { CHALLENGE_PATTERN } from '../../crypto/peer-identity.js';
 import type { TicketVerifier } from '../../crypto/tickets.js';
-import { finish } from '../../net/finish.js';
-import { formatUrl, listen } from '../../net/listen.js';
-import { CHALLENGE_HEADER, PEER_PROOF_HEADER } from '../../net/tunnel.js';
 import { ConnectionLimiter } from '../../net/connection-limiter.js';
-import { headerValue } from '../../net/http-head.js';
-import { ProxyFrontEnd, type RefusalReason, type TunnelRequest } from '../../net/proxy-front-end.js';
+import { finish } from '../../net/finish.js';
+import { HandshakeReader, type ParseStep } from '../../net/handshake-reader.js';
+import { connectTarget, headerValue, httpHead, MAX_HEAD_BYTES, type HttpHead } from '../../net/http-head.js';
+import { formatUrl, listen } from '../../net/listen.js';
+import { ProxyFrontEnd } from '../../net/proxy-front-end.js';
+import { ByteBudget, splice } from '../../net/relay.js';
+import { SOCKS, SOCKS_REPLY, socksGreeting, socksReply, socksRequest, socksUserPass } from '../../net/socks5.js';
 import { TICKET_USERNAME } from '../../protocol/ticket.js';
-import { ByteBudget, relay } from '../../net/relay.js';
 import { checkLiteralDestination, guardedLookup } from './destination-policy.js';
+import { ForwardProxy } from './forward-proxy.js';
+import { NginxDecoy } from './nginx-decoy.js';
 
 export interface GiveProxyOptions {
   host: string;
@@ -29,19 +32,19 @@ export interface GiveProxyOptions {
   /** Shared cap on relayed bytes, in megabits per second. */
   maxMbps?: number;
   /**
-   * Answers a verifier's challenge (sent with a CONNECT by a ticket holder) with a proof that this
-   * proxy is the registered peer; undefined while not registered.
+   * The TLS certificate and key (the peer identity's): the port then speaks TLS 1.3 with ALPN h2 and
+   * http/1.1. Without it the port is plaintext (`give --plaintext`, local tests only).
    */
-  proveIdentity?: (challenge: string) => string | undefined;
+  tls?: { certificatePem: string; privateKeyPem: string };
   /** Deadlines and caps; see `defaultGiveLimits`. */
   limits?: Partial<GiveProxyLimits>;
 }
 
 /** What one client can hold of a give peer, and for how long. */
 export interface GiveProxyLimits {
-  /** The first bytes, and then each handshake step (request head, SOCKS5 message), within this (nginx: 60 s). */
+  /** The TLS handshake and the first request head within this (nginx's client_header_timeout, 60 s). */
   handshakeTimeoutMs: number;
-  /** A kept-alive forward-proxy connection idle between requests is closed after this (nginx: 75 s). */
+  /** A kept-alive connection idle between requests is closed after this (nginx's keepalive_timeout, 75 s). */
   keepAliveTimeoutMs: number;
   /** A tunnel, or a forwarded request, with no byte either way this long is closed. */
   idleTimeoutMs: number;
@@ -71,64 +74,52 @@ export interface GiveProxyStats {
   paused: boolean;
 }
 
-/** Passes bytes on to the client's response, counting them. */
-class CountingWritable extends Writable {
-  constructor(
-    private readonly res: ServerResponse,
-    private readonly count: (n: number) => void,
-  ) {
-    super();
-  }
+/** nginx's http2 settings (1.22): what an h2 client sees of the server. */
+const H2_SETTINGS = { maxConcurrentStreams: 128, initialWindowSize: 65_536, maxFrameSize: 16_777_215 };
+/** nginx's http2_idle_timeout: an h2 connection without streams is closed after this. */
+const H2_IDLE_MS = 180_000;
+/** Our own receive window for a connection's tunnels (uploads through the peer). */
+const H2_CONNECTION_WINDOW = 16 * 1024 * 1024;
 
-  override _write(chunk: Buffer, _enc: BufferEncoding, done: (err?: Error | null) => void): void {
-    this.count(chunk.length);
-    if (this.res.write(chunk)) done();
-    else this.res.once('drain', () => done());
-  }
+/** Everything received so far, used by nothing: the first chunk decides what a connection is. */
+const firstChunk: ParseStep<Buffer> = (b) => (b.length ? { value: b, used: 0 } : undefined);
 
-  override _final(done: (err?: Error | null) => void): void {
-    this.res.end(() => done());
-  }
-}
-
-/** What a web server that is not a proxy answers (nginx's own 404 page). */
-const DECOY_BODY =
-  '<html>\r\n<head><title>404 Not Found</title></head>\r\n<body>\r\n<center><h1>404 Not Found</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n';
-const DECOY_RESPONSE =
-  `HTTP/1.1 404 Not Found\r\nServer: nginx\r\nContent-Type: text/html\r\nContent-Length: ${Buffer.byteLength(DECOY_BODY)}\r\nConnection: close\r\n\r\n` +
-  DECOY_BODY;
-
-const HOP_BY_HOP = new Set([
-  'connection',
-  'keep-alive',
-  'proxy-authorization',
-  'proxy-authenticate',
-  'proxy-connection',
-  'te',
-  'trailer',
-  'transfer-encoding',
-  'upgrade',
-  'host',
-]);
-
+/** How a tunnel request that is not a tunnel ends (for a ticket holder). */
+type TunnelFailure = 'bad-request' | 'forbidden' | 'unreachable' | 'busy';
+const HTTP_STATUS: Record<TunnelFailure, number> = { 'bad-request': 400, forbidden: 403, unreachable: 502, busy: 503 };
+const SOCKS_CODE: Record<TunnelFailure, number> = {
+  'bad-request': SOCKS_REPLY.failure,
+  forbidden: SOCKS_REPLY.notAllowed,
+  unreachable: SOCKS_REPLY.hostUnreachable,
+  busy: SOCKS_REPLY.failure,
+};
+const REASON: Record<number, string> = { 400: 'Bad Request', 403: 'Forbidden', 502: 'Bad Gateway', 503: 'Service Unavailable' };
 
 /**
- * The give-mode proxy: one port that serves HTTP CONNECT, plain HTTP forward proxying and SOCKS5
- * (the shared ProxyFrontEnd), only to holders of a valid ticket. Anything else gets the decoy 404
- * page of an ordinary web server; a connection that sends nothing is closed like nginx closes it.
- * Destinations in private or special-purpose ranges are refused unless allowed. Every connection
- * is capped (per address and in total), has deadlines, and runs inside a fault boundary.
+ * The give-mode proxy. One port, by default TLS (the peer identity's certificate, ALPN h2 and
+ * http/1.1), serving ticket holders: HTTP/2 CONNECT streams, HTTP/1.1 CONNECT and forward proxying,
+ * and SOCKS5 inside TLS. To everyone else it is nginx (NginxDecoy), down to the byte and the
+ * timeout. A connection's first chunk decides: a complete proxy request with a valid ticket is
+ * served; anything else, however it goes on, is the decoy's from the first byte. (nginx answers a
+ * bare CONNECT line or a SOCKS greeting at once; so does this, unless the ticket came with it.)
+ * Destinations in special-purpose ranges are refused unless allowed. Every connection is capped
+ * (per address and in total), has deadlines, and runs inside a fault boundary.
  */
 export class GiveProxy implements Startable {
   readonly #c: { tickets: TicketVerifier; clock: Clock; logger: Logger; faults: FaultBoundary };
   readonly #o: GiveProxyOptions;
   readonly #limits: GiveProxyLimits;
-  readonly #http: HttpServer;
+  readonly #decoy: NginxDecoy;
+  readonly #forward: ForwardProxy;
+  /** The plaintext port's front end (`--plaintext`: SOCKS5 and CONNECT step by step, as before). */
   readonly #front: ProxyFrontEnd;
+  readonly #tls: TlsServer | undefined;
+  readonly #h2: Http2Server;
   readonly #connections: ConnectionLimiter;
-  readonly #upstream: Agent;
   readonly #budget: ByteBudget | undefined;
-  readonly #sockets = new Set<Socket>();
+  readonly #sockets = new Set<Duplex>();
+  /** When each raw connection was accepted (the header deadline runs from there). */
+  readonly #acceptedAt = new WeakMap<object, number>();
   #server: Server | undefined;
   #url: string | undefined;
   #active = 0;
@@ -138,32 +129,62 @@ export class GiveProxy implements Startable {
   #paused = false;
 
   constructor(components: { tickets: TicketVerifier; clock: Clock; logger: Logger; faults?: FaultBoundary }, options: GiveProxyOptions) {
-    this.#c = { ...components, faults: components.faults ?? new FaultBoundary({ logger: components.logger }) };
+    const faults = components.faults ?? new FaultBoundary({ logger: components.logger });
+    this.#c = { ...components, faults };
     this.#o = options;
     this.#limits = { ...defaultGiveLimits, ...options.limits };
+    this.#decoy = new NginxDecoy({ headerMs: this.#limits.handshakeTimeoutMs, keepaliveMs: this.#limits.keepAliveTimeoutMs });
     this.#budget = options.maxMbps ? new ByteBudget((options.maxMbps * 1_000_000) / 8) : undefined;
     this.#connections = new ConnectionLimiter({ maxTotal: this.#limits.maxConnections, maxPerAddress: this.#limits.maxConnectionsPerAddress });
-    // Upstream connections for plain HTTP forwarding are kept alive and reused; the guarded lookup
-    // applies the destination policy to the address actually dialled.
-    this.#upstream = new Agent({ keepAliveTimeout: 30_000, connect: { lookup: guardedLookup(options.allowPrivateDestinations) as never } });
-    // Forward-proxy connections (after a first authorized request) are served by Node's HTTP
-    // server, with nginx's deadlines: headers of a later request, idle keep-alive, no progress.
-    this.#http = createHttpServer({ connectionsCheckingInterval: 1000, requestTimeout: 0, headersTimeout: this.#limits.handshakeTimeoutMs }, (req, res) =>
-      this.#c.faults.run('proxy', () => this.#forward(req, res), () => res.destroy()),
-    );
-    this.#http.keepAliveTimeout = this.#limits.keepAliveTimeoutMs;
-    this.#http.timeout = this.#limits.idleTimeoutMs;
-    this.#http.on('clientError', (_err, socket: Socket) => this.#decoy(socket));
-    this.#front = new ProxyFrontEnd({ faults: this.#c.faults }, { handshakeTimeoutMs: this.#limits.handshakeTimeoutMs }, {
-      socksCredentials: (user, password) => !this.#paused && user.toString('latin1') === TICKET_USERNAME && this.#ticketOk(password.toString('latin1')),
-      tunnel: (request) => this.#tunnelRequest(request),
-      http: (head, socket, handOff) => {
-        // Only absolute-form requests (GET http://host/path) with a ticket are proxy requests.
-        if (!/^https?:\/\//i.test(head.target) || !this.#authorized(headerValue(head, 'proxy-authorization'))) return this.#decoy(socket);
-        handOff(this.#http);
+    this.#forward = new ForwardProxy(
+      faults,
+      {
+        authorized: (header) => this.#authorized(header),
+        enter: () => this.#enter(),
+        leave: () => this.#leave(),
+        count: this.#count,
+        refuse: (_req: IncomingMessage, res: ServerResponse) => this.#refuseForward(res),
       },
-      refuse: (socket, reason) => this.#refuse(socket, reason),
+      { allowPrivateDestinations: options.allowPrivateDestinations, headersTimeoutMs: this.#limits.handshakeTimeoutMs, keepAliveTimeoutMs: this.#limits.keepAliveTimeoutMs, idleTimeoutMs: this.#limits.idleTimeoutMs },
+    );
+    this.#front = new ProxyFrontEnd({ faults }, { handshakeTimeoutMs: this.#limits.handshakeTimeoutMs }, {
+      socksCredentials: (user, password) => !this.#paused && user.toString('latin1') === TICKET_USERNAME && this.#ticketOk(password.toString('latin1')),
+      tunnel: (request) => {
+        if (request.head && !this.#authorized(headerValue(request.head, 'proxy-authorization'))) return this.#toDecoy(request.socket, request.giveUp());
+        if (!request.target) return request.fail('bad-request');
+        return this.#tunnel(request.socket, request.target, { accept: () => request.accept(), fail: (why) => request.fail(why) });
+      },
+      http: (head, socket, handOff, giveUp) => {
+        // Only absolute-form requests (GET http://host/path) with a ticket are proxy requests.
+        if (/^https?:\/\//i.test(head.target) && this.#authorized(headerValue(head, 'proxy-authorization'))) return handOff(this.#forward.server);
+        this.#toDecoy(socket, giveUp());
+      },
+      refuse: (socket, reason, buffered) => {
+        if (reason !== 'timeout') return this.#toDecoy(socket, buffered);
+        this.#refused++;
+        finish(socket);
+      },
     });
+    this.#h2 = createH2Server({ settings: H2_SETTINGS });
+    this.#h2.on('session', (session) => {
+      session.on('error', () => session.destroy());
+      session.once('connect', () => session.setLocalWindowSize(H2_CONNECTION_WINDOW));
+      // Idle (no open stream) for nginx's http2_idle_timeout: closed, as nginx closes it.
+      session.setTimeout(H2_IDLE_MS, () => {
+        if (openStreams(session) === 0) session.close();
+      });
+    });
+    this.#h2.on('stream', faults.wrap('proxy', (stream: ServerHttp2Stream, headers: IncomingHttpHeaders) => this.#stream(stream, headers), (_err, stream) => stream.destroy()));
+    if (options.tls) {
+      this.#tls = createTlsServer({
+        cert: options.tls.certificatePem,
+        key: options.tls.privateKeyPem,
+        ALPNProtocols: ['h2', 'http/1.1'],
+        handshakeTimeout: this.#limits.handshakeTimeoutMs,
+      });
+      this.#tls.on('secureConnection', faults.wrap('proxy', (socket: TLSSocket) => this.#secure(socket), (_err, socket) => socket.destroy()));
+      this.#tls.on('tlsClientError', (_err, socket: TLSSocket) => socket.destroy());
+    }
   }
 
   get url(): string {
@@ -198,9 +219,8 @@ export class GiveProxy implements Startable {
     const server = createServer(this.#c.faults.wrap('proxy', (socket: Socket) => this.#accept(socket), (_err, socket) => socket.destroy()));
     const addr = await listen(server, this.#o.host, this.#o.port);
     this.#server = server;
-    this.#url = formatUrl('http', addr.host, addr.port);
-    // The inner HTTP server never listens itself; this starts its header-deadline checks.
-    this.#http.emit('listening');
+    this.#url = formatUrl(this.#tls ? 'https' : 'http', addr.host, addr.port);
+    this.#forward.start();
   }
 
   /** Stops accepting, lets open tunnels drain for up to `drainMs`, then closes them. Idempotent. */
@@ -213,29 +233,181 @@ export class GiveProxy implements Startable {
     while (this.#active > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
     for (const s of this.#sockets) s.destroy();
     await closed;
-    this.#http.close();
-    await this.#upstream.close();
+    this.#h2.close();
+    await this.#forward.stop();
   }
 
   #accept(socket: Socket): void {
     socket.on('error', () => socket.destroy());
     if (!this.#connections.admit(socket)) return;
+    this.#acceptedAt.set(socket, Date.now());
     this.#sockets.add(socket);
     socket.once('close', () => this.#sockets.delete(socket));
     socket.setNoDelay(true);
-    this.#front.serve(socket);
+    if (!this.#tls) return this.#front.serve(socket);
+    // The TLS port: a TLS record (or an SSLv2 hello) goes to TLS; anything else is plain bytes on
+    // an HTTPS port, which nginx answers with its own page.
+    const reader = new HandshakeReader(socket, { maxBytes: MAX_HEAD_BYTES });
+    this.#c.faults.run(
+      'proxy',
+      async () => {
+        let first: Buffer;
+        try {
+          first = await reader.read(firstChunk, this.#limits.handshakeTimeoutMs);
+        } catch {
+          this.#refused++;
+          return finish(socket);
+        }
+        const rest = reader.release();
+        if (first[0] === 0x16 || (first[0]! & 0x80) !== 0) {
+          socket.unshift(rest);
+          this.#tls!.emit('connection', socket);
+          return;
+        }
+        this.#refused++;
+        this.#decoy.serve(socket, rest, { plainOnTlsPort: true, startedAt: this.#acceptedAt.get(socket) ?? Date.now() });
+      },
+      () => socket.destroy(),
+    );
   }
 
-  /** A connection that made no request: nothing sent in time is closed silently (as nginx does), the rest get the decoy. */
-  #refuse(socket: Socket, reason: RefusalReason): void {
-    if (reason !== 'timeout') return this.#decoy(socket);
-    this.#refused++;
-    finish(socket);
+  #secure(socket: TLSSocket): void {
+    const startedAt = this.#acceptedAt.get((socket as unknown as { _parent?: object })._parent ?? socket) ?? Date.now();
+    socket.on('error', () => socket.destroy());
+    this.#sockets.add(socket);
+    socket.once('close', () => this.#sockets.delete(socket));
+    if (socket.alpnProtocol === 'h2') {
+      this.#h2.emit('connection', socket);
+      return;
+    }
+    this.#cleartext(socket, startedAt);
   }
 
-  #decoy(socket: Socket): void {
+  /**
+   * A connection carrying HTTP/1.x or SOCKS5 (inside TLS, or on a plaintext port). Its first chunk
+   * decides: a complete proxy request with a valid ticket is served, anything else is the decoy's.
+   */
+  #cleartext(socket: Socket, startedAt: number): void {
+    const reader = new HandshakeReader(socket, { maxBytes: MAX_HEAD_BYTES });
+    const decoy = () => {
+      this.#refused++;
+      this.#decoy.serve(socket, reader.release(), { plainOnTlsPort: false, startedAt });
+    };
+    this.#c.faults.run(
+      'proxy',
+      async () => {
+        let first: Buffer;
+        try {
+          first = await reader.read(firstChunk, Math.max(1, this.#limits.handshakeTimeoutMs - (Date.now() - startedAt)));
+        } catch {
+          this.#refused++;
+          return finish(socket);
+        }
+        if (first[0] === SOCKS.version) {
+          const greeting = socksGreeting(first);
+          const auth = greeting && socksUserPass(first.subarray(greeting.used));
+          if (!greeting || !auth || !greeting.value.methods.includes(SOCKS.userPass)) return decoy();
+          const { user, password } = auth.value;
+          if (this.#paused || user.toString('latin1') !== TICKET_USERNAME || !this.#ticketOk(password.toString('latin1'))) return decoy();
+          await reader.read(() => ({ value: null, used: greeting.used + auth.used }), 1);
+          socket.write(Buffer.from([SOCKS.version, SOCKS.userPass, 1, 0]));
+          let request;
+          try {
+            request = await reader.read(socksRequest, this.#limits.handshakeTimeoutMs);
+          } catch {
+            return finish(socket);
+          }
+          if ('refuse' in request) {
+            reader.release();
+            return finish(socket, socksReply(request.refuse));
+          }
+          return this.#tunnel(socket, request, {
+            accept: () => {
+              socket.write(socksReply(SOCKS_REPLY.ok));
+              return reader.release();
+            },
+            fail: (why) => {
+              reader.release();
+              finish(socket, socksReply(SOCKS_CODE[why]));
+            },
+          });
+        }
+        let head: HttpHead | undefined;
+        try {
+          head = httpHead(first)?.value;
+        } catch {
+          head = undefined;
+        }
+        if (!head || !this.#authorized(headerValue(head, 'proxy-authorization'))) return decoy();
+        if (head.method === 'CONNECT') {
+          await reader.read(httpHead, 1);
+          const target = connectTarget(head.target);
+          const answer = (status: number) => `HTTP/1.1 ${status} ${REASON[status]}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n`;
+          if (!target) {
+            reader.release();
+            return finish(socket, answer(400));
+          }
+          return this.#tunnel(socket, target, {
+            accept: () => {
+              socket.write('HTTP/1.1 200 Connection Established\r\n\r\n');
+              return reader.release();
+            },
+            fail: (why) => {
+              reader.release();
+              finish(socket, answer(HTTP_STATUS[why]));
+            },
+          });
+        }
+        if (!/^https?:\/\//i.test(head.target)) return decoy();
+        // Forward proxying: the connection goes to the HTTP server, this request included.
+        const rest = reader.release();
+        socket.unshift(rest);
+        this.#forward.server.emit('connection', socket);
+        socket.resume();
+      },
+      () => socket.destroy(),
+    );
+  }
+
+  /** An HTTP/2 stream: CONNECT with a valid ticket is a tunnel; anything else gets nginx's answer. */
+  #stream(stream: ServerHttp2Stream, headers: IncomingHttpHeaders): void {
+    stream.on('error', () => stream.destroy());
+    const session = stream.session;
+    if (session) {
+      openStreamCount.set(session, openStreams(session) + 1);
+      stream.once('close', () => openStreamCount.set(session, openStreams(session) - 1));
+    }
+    const auth = headers['proxy-authorization'];
+    if (headers[h2.HTTP2_HEADER_METHOD] !== 'CONNECT' || !this.#authorized(typeof auth === 'string' ? auth : undefined)) {
+      this.#refused++;
+      return this.#decoy.answerStream(stream, headers);
+    }
+    const target = connectTarget(String(headers[h2.HTTP2_HEADER_AUTHORITY] ?? ''));
+    const fail = (status: number) => {
+      if (!stream.headersSent && !stream.destroyed) stream.respond({ [h2.HTTP2_HEADER_STATUS]: status }, { endStream: true });
+    };
+    if (!target) return fail(400);
+    void this.#tunnel(stream, target, {
+      accept: () => {
+        stream.respond({ [h2.HTTP2_HEADER_STATUS]: 200 });
+        return Buffer.alloc(0);
+      },
+      fail: (why) => fail(HTTP_STATUS[why]),
+    });
+  }
+
+  /** A connection that is not a ticket holder's, on a plaintext port: nginx's from here on. */
+  #toDecoy(socket: Socket, bytes: Buffer): void {
     this.#refused++;
-    finish(socket, DECOY_RESPONSE);
+    this.#decoy.serve(socket, bytes, { plainOnTlsPort: false, startedAt: this.#acceptedAt.get(socket) ?? Date.now() });
+  }
+
+  /** A later request without a ticket on a forward-proxy connection: nginx's 404, and the end. */
+  #refuseForward(res: ServerResponse): void {
+    this.#refused++;
+    const body = '<html>\r\n<head><title>404 Not Found</title></head>\r\n<body>\r\n<center><h1>404 Not Found</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n';
+    res.writeHead(404, { Server: 'nginx', 'Content-Type': 'text/html', 'Content-Length': Buffer.byteLength(body), Connection: 'close' });
+    res.end(body);
   }
 
   /** A ticket from `Proxy-Authorization: Basic base64("ticket:" + TICKET)`, checked offline. */
@@ -290,86 +462,48 @@ export class GiveProxy implements Startable {
   }
 
   /**
-   * A tunnel request from a ticket holder. Once it takes a slot, the slot (and the destination
-   * socket) is tied to the client socket's close, so that however the request ends, a fault
-   * included (the boundary closes the client socket), nothing is left behind.
+   * A tunnel for a ticket holder (HTTP/1.1 CONNECT, SOCKS5 or an HTTP/2 stream). Once it takes a
+   * slot, the slot (and the destination socket) is tied to the client side's close, so that however
+   * the request ends, a fault included (the boundary closes the client side), nothing is left behind.
    */
-  async #tunnelRequest(request: TunnelRequest): Promise<void> {
-    const { socket: client, target } = request;
-    if (request.head && !this.#authorized(headerValue(request.head, 'proxy-authorization'))) return this.#decoy(client);
-    if (!target) return request.fail('bad-request');
-    if (!this.#enter()) return request.fail('busy');
+  async #tunnel(client: Duplex, target: { host: string; port: number }, answer: { accept(): Buffer; fail(why: TunnelFailure): void }): Promise<void> {
+    if (!this.#enter()) return answer.fail('busy');
     let upstream: Socket | undefined;
     let left = false;
-    const done = () => {
+    const leave = () => {
       if (left) return;
       left = true;
-      client.destroy();
-      upstream?.destroy();
       this.#leave();
     };
-    client.once('close', done);
-    if (client.destroyed) return done();
+    // Until the tunnel is spliced: the client side going away ends everything.
+    const early = () => {
+      upstream?.destroy();
+      leave();
+    };
+    client.once('close', early);
+    if (client.destroyed) return early();
     try {
       upstream = await this.#dial(target.host, target.port);
     } catch (err) {
       if (left) return;
-      // The slot is given back now; the client socket closes once the refusal is sent.
-      left = true;
-      this.#leave();
-      return request.fail(LanternError.is(err, 'LA_ERR_DESTINATION_FORBIDDEN') ? 'forbidden' : 'unreachable');
+      // The slot is given back now; the client side closes once the refusal is sent.
+      leave();
+      return answer.fail(LanternError.is(err, 'LA_ERR_DESTINATION_FORBIDDEN') ? 'forbidden' : 'unreachable');
     }
-    upstream.once('close', done);
-    if (left) return done();
-    const proof = request.head ? this.#proofHeader(headerValue(request.head, CHALLENGE_HEADER)) : '';
-    const head = request.accept(proof);
-    client.setTimeout(this.#limits.idleTimeoutMs, done);
+    if (left) return void upstream.destroy();
+    client.off('close', early);
+    const head = answer.accept();
+    (client as Socket).setTimeout?.(this.#limits.idleTimeoutMs, () => {
+      client.destroy();
+      upstream?.destroy();
+    });
     if (head.length) upstream.write(head);
-    relay(client, upstream, { onBytes: this.#count, ...(this.#budget ? { budget: this.#budget } : {}) });
-    relay(upstream, client, { onBytes: this.#count, ...(this.#budget ? { budget: this.#budget } : {}) });
-  }
-
-  #proofHeader(challenge: string | undefined): string {
-    if (typeof challenge !== 'string' || !CHALLENGE_PATTERN.test(challenge)) return '';
-    const proof = this.#o.proveIdentity?.(challenge);
-    return proof ? `${PEER_PROOF_HEADER}: ${proof}\r\n` : '';
-  }
-
-  async #forward(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    // Only absolute-form requests (GET http://host/path) are proxy requests.
-    if (!/^https?:\/\//i.test(req.url ?? '') || !this.#authorized(req.headers['proxy-authorization'])) {
-      this.#refused++;
-      res.writeHead(404, { Server: 'nginx', 'Content-Type': 'text/html', 'Content-Length': Buffer.byteLength(DECOY_BODY) });
-      return void res.end(DECOY_BODY);
-    }
-    if (!this.#enter()) {
-      res.writeHead(503, { 'Content-Length': 0 });
-      return void res.end();
-    }
-    try {
-      const target = new URL(req.url!);
-      checkLiteralDestination(target.hostname, this.#o.allowPrivateDestinations);
-      const headers: Record<string, string | string[]> = {};
-      for (const [k, v] of Object.entries(req.headers)) if (v !== undefined && !HOP_BY_HOP.has(k)) headers[k] = v;
-      const hasBody = req.headers['content-length'] !== undefined || req.headers['transfer-encoding'] !== undefined;
-      // stream() writes the answer straight into our response, without an intermediate Readable.
-      await this.#upstream.stream(
-        { origin: target.origin, path: `${target.pathname}${target.search}`, method: req.method as 'GET', headers, body: hasBody ? req : null },
-        ({ statusCode, headers: upstreamHeaders }) => {
-          const out: Record<string, string | string[]> = {};
-          for (const [k, v] of Object.entries(upstreamHeaders)) if (v !== undefined && !HOP_BY_HOP.has(k)) out[k] = v;
-          res.writeHead(statusCode, out);
-          return new CountingWritable(res, this.#count);
-        },
-      );
-    } catch (err) {
-      const forbidden = LanternError.is(err, 'LA_ERR_DESTINATION_FORBIDDEN') || LanternError.is((err as { cause?: unknown }).cause, 'LA_ERR_DESTINATION_FORBIDDEN');
-      if (!res.headersSent) {
-        res.writeHead(forbidden ? 403 : 502, { 'Content-Length': 0 });
-        res.end();
-      } else res.destroy();
-    } finally {
-      this.#leave();
-    }
+    // Each side is closed gracefully once the other closes (the last bytes still arrive); the
+    // slot is given back when the client side has closed.
+    splice(client, upstream, { onBytes: this.#count, ...(this.#budget ? { budget: this.#budget } : {}) }, leave);
   }
 }
+
+/** Open streams per HTTP/2 session (Node keeps no public count). */
+const openStreamCount = new WeakMap<object, number>();
+const openStreams = (session: object) => openStreamCount.get(session) ?? 0;

@@ -337,9 +337,13 @@ export class LanternServer implements Startable {
     add('POST', '/v1/tickets', {
       auth: true,
       handle: async ({ res, auth, body }) => {
-        const { aud } = body.length ? parseMessage(TicketRequest, parseJson(body)) : {};
+        const { aud, peer } = body.length ? parseMessage(TicketRequest, parseJson(body)) : {};
+        if (aud !== 'peerjs' && peer === undefined) {
+          throw new LanternError('LA_ERR_INVALID_REQUEST', 'A proxy ticket is for one give peer: send {"peer": "<its fingerprint>"}');
+        }
         const expiresAt = Math.min(this.#c.clock.now() + this.#options.ticketLifetimeMs, auth!.certificateExpires);
-        sendJson(res, 200, { ticket: this.#c.tickets.issue({ v: 1, sub: auth!.userId, exp: expiresAt, ...(aud === 'peerjs' ? { aud } : {}) }), expiresAt });
+        const claims = aud === 'peerjs' ? { v: 1 as const, sub: auth!.userId, exp: expiresAt, aud } : { v: 1 as const, sub: auth!.userId, exp: expiresAt, peer: peer! };
+        sendJson(res, 200, { ticket: this.#c.tickets.issue(claims), expiresAt });
       },
     });
     add('GET', '/v1/tickets/key', {
@@ -354,8 +358,21 @@ export class LanternServer implements Startable {
         const reg = parseMessage(PeerRegistration, parseJson(body));
         // The address is the connection's, never a header's: a registration cannot point elsewhere.
         const host = (req.socket.remoteAddress ?? '').replace(/^::ffff:(?=\d+\.)/, '');
+        // One live registration per identity key: nobody can register a relay to someone else's peer under its key.
+        const now = this.#c.clock.now();
+        const taken = (await this.#c.store.listPeers(now)).find((p) => p.identityKey === reg.identityKey && !(p.userId === auth!.userId && p.deviceId === auth!.deviceId));
+        if (taken) throw new LanternError('LA_ERR_PEER_IDENTITY_TAKEN');
         const record = await this.#c.store.registerPeer(
-          { ...self(auth), host, port: reg.port, protocols: reg.protocols, identityKey: reg.identityKey, ...(reg.publicAddr ? { publicAddrHint: reg.publicAddr } : {}) },
+          {
+            ...self(auth),
+            host,
+            port: reg.port,
+            protocols: reg.protocols,
+            identityKey: reg.identityKey,
+            ...(reg.plaintext ? { plaintext: true } : {}),
+            ...(reg.sniName ? { sniName: reg.sniName } : {}),
+            ...(reg.publicAddr ? { publicAddrHint: reg.publicAddr } : {}),
+          },
           this.#c.clock.now(),
           this.#options.peerTtlMs,
         );
@@ -384,7 +401,7 @@ export class LanternServer implements Startable {
       handle: async ({ res }) => {
         // Get clients only ever receive verified peers.
         const verified = (await this.#c.store.listPeers(this.#c.clock.now())).filter((p) => p.state === 'verified');
-        sendJson(res, 200, { peers: verified.map(({ host, port, protocols }) => ({ host, port, protocols })) });
+        sendJson(res, 200, { peers: verified.map(({ host, port, protocols, identityKey, sniName }) => ({ host, port, protocols, identityKey, ...(sniName ? { sniName } : {}) })) });
       },
     });
     add('POST', '/v1/canary', {

@@ -1,22 +1,20 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { once } from 'node:events';
-import { get as httpGet, request as httpRequest } from 'node:http';
+import { request as httpRequest } from 'node:http';
 import { connect, type Socket } from 'node:net';
-import { connect as tlsConnect } from 'node:tls';
 import type { Duplex } from 'node:stream';
-import { SocksProxyAgent } from 'socks-proxy-agent';
-import { checkPeerProof } from '../../crypto/peer-identity.js';
-import { connectTunnel, type Upstream } from '../../net/tunnel.js';
-import { TICKET_USERNAME } from '../../protocol/ticket.js';
+import { connect as tlsConnect } from 'node:tls';
+import { LanternError } from '../../core/errors.js';
+import { connectPinned, connectSocks5, PeerTunnels, type PeerEndpoint, type Upstream } from '../../net/tunnel.js';
 import type { CanaryResponse, PeerInfo, VerdictRequest } from '../../protocol/messages.js';
 
-/** What the verifier knows of a candidate: where it is and the identity key it registered. */
-export type Candidate = Upstream & Pick<PeerInfo, 'peerId' | 'identityKey'>;
+/** What the verifier knows of a candidate: where it is, how it is reached, the identity key it registered. */
+export type Candidate = PeerEndpoint & Pick<PeerInfo, 'peerId'>;
 
 export interface ProbeOptions {
-  /** A second canary, fetched over SOCKS5 (socks-proxy-agent) once the CONNECT fetch passed. */
+  /** A second canary, fetched over SOCKS5 inside TLS once the HTTP/2 fetch passed. */
   socksCanary?: CanaryResponse;
-  /** Ticket the verifier presents, as a get client would. */
+  /** Ticket the verifier presents (for this peer), as a get client would. */
   ticket: string;
   /** The server, as give peers reach it (the canary is fetched from there through the peer). */
   server: { host: string; port: number; tls: boolean; ca?: string };
@@ -43,38 +41,68 @@ async function dial(peer: Upstream, timeoutMs: number): Promise<'ok' | 'refused'
   }
 }
 
+/** A failed tunnel as a verdict status: not the registered peer, no TLS, or the tunnel itself. */
+function tunnelStatus(err: unknown, timedOut: boolean): string {
+  if (LanternError.is(err, 'LA_ERR_PEER_IDENTITY_MISMATCH')) return 'identity-mismatch';
+  if (timedOut) return 'timeout';
+  if (LanternError.is(err) && err.details?.['stage'] === 'tls') return 'tls-failed';
+  return 'tunnel-failed';
+}
+
 /**
- * Verifies one give peer end to end, as a get client uses it: dial, then a tunnel through it with
- * the get role's own tunnel code, carrying a fresh challenge the proxy must answer with a proof for
- * the registered identity key and peer id, then a real fetch of a fresh canary through that tunnel,
- * checked for length and sha256, a latency ceiling and a throughput floor. All within `timeoutMs`.
+ * Verifies one give peer end to end, as a get client uses it, with the get role's own transport:
+ * dial, then TLS pinned to the registered identity key (another key at that address fails with
+ * `identity-mismatch`; a peer without TLS is never admitted), an HTTP/2 CONNECT tunnel, and a real
+ * fetch of a fresh canary through it, checked for length and sha256, a latency ceiling and a
+ * throughput floor; then SOCKS5 inside TLS. All within `timeoutMs`.
  */
 export async function probePeer(peer: Candidate, o: ProbeOptions): Promise<VerdictRequest> {
   const deadline = performance.now() + o.timeoutMs;
   const left = () => Math.max(1, Math.round(deadline - performance.now()));
   const dialed = await dial(peer, left());
   if (dialed !== 'ok') return { ok: false, status: dialed };
-  const challenge = randomBytes(18).toString('base64url');
+  if (peer.plaintext) return { ok: false, status: 'plaintext' };
+  const tunnels = new PeerTunnels();
   let tunnel: Duplex;
   try {
-    const opened = await connectTunnel(peer, o.ticket, { host: o.server.host, port: o.server.port }, left(), challenge);
-    tunnel = opened.socket;
-    const identity = checkPeerProof(peer.identityKey, peer.peerId, challenge, opened.proof);
-    if (identity !== 'ok') {
-      tunnel.destroy();
-      // Someone else's proxy (or no give peer at all) answers at the registered address.
-      return { ok: false, status: identity === 'missing' ? 'no-identity-proof' : 'identity-mismatch' };
-    }
-  } catch {
-    return { ok: false, status: performance.now() >= deadline ? 'timeout' : 'tunnel-failed' };
+    tunnel = await tunnels.open(peer, o.ticket, { host: o.server.host, port: o.server.port }, left());
+  } catch (err) {
+    tunnels.close();
+    return { ok: false, status: tunnelStatus(err, performance.now() >= deadline) };
   }
-  const socket: Duplex = o.server.tls ? tlsConnect({ socket: tunnel as Socket, servername: o.server.host, ...(o.server.ca ? { ca: o.server.ca } : {}) }) : tunnel;
+  try {
+    const fetched = await fetchCanary(tunnel, o.server, o.canary, left());
+    if ('status' in fetched) return { ok: false, status: fetched.status };
+    const { body, firstByteMs, seconds } = fetched;
+    const mbps = (body.length * 8) / seconds / 1e6;
+    const measured = { latencyMs: Math.round(firstByteMs * 10) / 10, throughputMbps: Math.round(mbps * 10) / 10 };
+    if (!matches(body, o.canary)) return { ok: false, status: 'bad-content', ...measured };
+    if (firstByteMs > o.maxLatencyMs) return { ok: false, status: 'slow', ...measured };
+    if (mbps < o.minMbps) return { ok: false, status: 'low-throughput', ...measured };
+    if (o.socksCanary && !(await fetchOverSocks(peer, o.ticket, o.server, o.socksCanary, left()))) return { ok: false, status: 'socks5-failed', ...measured };
+    return { ok: true, status: 'ok', ...measured };
+  } finally {
+    tunnel.destroy();
+    tunnels.close();
+  }
+}
+
+const matches = (body: Buffer, canary: CanaryResponse) => body.length === canary.length && createHash('sha256').update(body).digest('hex') === canary.sha256;
+
+/** GET of the canary over a tunnel (TLS to the server inside it when the server has TLS). */
+async function fetchCanary(
+  tunnel: Duplex,
+  server: ProbeOptions['server'],
+  canary: CanaryResponse,
+  timeoutMs: number,
+): Promise<{ body: Buffer; firstByteMs: number; seconds: number } | { status: string }> {
+  const socket: Duplex = server.tls ? tlsConnect({ socket: tunnel as Socket, servername: server.host, ...(server.ca ? { ca: server.ca } : {}) }) : tunnel;
   const started = performance.now();
   try {
     const { body, firstByteMs } = await new Promise<{ body: Buffer; firstByteMs: number }>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error('timeout')), left());
+      const timer = setTimeout(() => reject(new Error('timeout')), timeoutMs);
       const req = httpRequest(
-        { method: 'GET', path: o.canary.path, headers: { host: `${o.server.host}:${o.server.port}`, connection: 'close' }, createConnection: () => socket as Socket },
+        { method: 'GET', path: canary.path, headers: { host: `${server.host}:${server.port}`, connection: 'close' }, createConnection: () => socket as Socket },
         (res) => {
           const firstByteMs = performance.now() - started;
           const chunks: Buffer[] = [];
@@ -92,49 +120,23 @@ export async function probePeer(peer: Candidate, o: ProbeOptions): Promise<Verdi
       });
       req.end();
     });
-    const seconds = (performance.now() - started) / 1000;
-    const mbps = (body.length * 8) / seconds / 1e6;
-    const measured = { latencyMs: Math.round(firstByteMs * 10) / 10, throughputMbps: Math.round(mbps * 10) / 10 };
-    if (body.length !== o.canary.length || createHash('sha256').update(body).digest('hex') !== o.canary.sha256) {
-      return { ok: false, status: 'bad-content', ...measured };
-    }
-    if (firstByteMs > o.maxLatencyMs) return { ok: false, status: 'slow', ...measured };
-    if (mbps < o.minMbps) return { ok: false, status: 'low-throughput', ...measured };
-    if (o.socksCanary && !o.server.tls && !(await fetchOverSocks(peer, o.ticket, o.server, o.socksCanary, left()))) return { ok: false, status: 'socks5-failed', ...measured };
-    return { ok: true, status: 'ok', ...measured };
+    return { body, firstByteMs, seconds: (performance.now() - started) / 1000 };
   } catch (err) {
-    return { ok: false, status: (err as Error).message === 'timeout' ? 'timeout' : 'fetch-failed' };
+    return { status: (err as Error).message === 'timeout' ? 'timeout' : 'fetch-failed' };
   } finally {
     socket.destroy();
-    tunnel.destroy();
   }
 }
 
-/** The same kind of fetch over the peer's SOCKS5 side, through socks-proxy-agent as clients use it. */
-async function fetchOverSocks(peer: Upstream, ticket: string, server: Upstream, canary: CanaryResponse, timeoutMs: number): Promise<boolean> {
-  const host = peer.host.includes(':') ? `[${peer.host}]` : peer.host;
-  const agent = new SocksProxyAgent(`socks5://${TICKET_USERNAME}:${encodeURIComponent(ticket)}@${host}:${peer.port}`, { timeout: timeoutMs });
-  const serverHost = server.host.includes(':') ? `[${server.host}]` : server.host;
+/** The same kind of fetch over the peer's SOCKS5 side, inside TLS pinned to the peer's key. */
+async function fetchOverSocks(peer: PeerEndpoint, ticket: string, server: ProbeOptions['server'], canary: CanaryResponse, timeoutMs: number): Promise<boolean> {
   try {
-    const body = await new Promise<Buffer>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error('timeout')), timeoutMs);
-      httpGet(`http://${serverHost}:${server.port}${canary.path}`, { agent }, (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () => {
-          clearTimeout(timer);
-          resolve(Buffer.concat(chunks));
-        });
-        res.on('error', reject);
-      }).on('error', (err) => {
-        clearTimeout(timer);
-        reject(err);
-      });
-    });
-    return body.length === canary.length && createHash('sha256').update(body).digest('hex') === canary.sha256;
+    const socket = await connectPinned(peer, timeoutMs, ['http/1.1']);
+    const tunnel = await connectSocks5(socket, ticket, { host: server.host, port: server.port }, timeoutMs);
+    const fetched = await fetchCanary(tunnel, server, canary, timeoutMs);
+    tunnel.destroy();
+    return 'body' in fetched && matches(fetched.body, canary);
   } catch {
     return false;
-  } finally {
-    agent.destroy();
   }
 }

@@ -1,6 +1,7 @@
 import type { Logger } from '../../core/logger.js';
 import type { ApiClient } from '../../net/api-client.js';
 import type { PeerInfo, VerdictRequest } from '../../protocol/messages.js';
+import { identityFingerprint } from '../../crypto/peer-identity.js';
 import { probePeer, type ProbeOptions } from './probe.js';
 
 export interface VerifierOptions {
@@ -34,15 +35,17 @@ export class Verifier {
   async pass(on: { start?: (total: number) => void; verdict?: (r: VerdictReport) => void; signal?: AbortSignal } = {}): Promise<VerdictReport[]> {
     const peers = (await this.#api.peers()).filter((p) => p.state !== 'paused');
     on.start?.(peers.length);
-    const { ticket } = await this.#api.ticket();
     const queue = [...peers];
     const reports: VerdictReport[] = [];
     const worker = async () => {
       // Once stopped, no new probe starts (those under way finish and post their verdicts).
       for (let peer = queue.shift(); peer && !on.signal?.aborted; peer = queue.shift()) {
+        // A ticket for this peer alone, as a get client gets one.
+        const { ticket } = await this.#api.ticket({ peer: identityFingerprint(peer.identityKey) });
         const canary = await this.#api.canary();
         const socksCanary = peer.protocols.includes('socks5') ? await this.#api.canary() : undefined;
-        const verdict = await probePeer(peer, { ticket, canary, ...(socksCanary ? { socksCanary } : {}), server: this.#o.server, timeoutMs: this.#o.timeoutMs, maxLatencyMs: this.#o.maxLatencyMs, minMbps: this.#o.minMbps });
+        const endpoint = { host: peer.host, port: peer.port, identityKey: peer.identityKey, ...(peer.plaintext ? { plaintext: true } : {}), ...(peer.sniName ? { sniName: peer.sniName } : {}) };
+        const verdict = await probePeer({ ...endpoint, peerId: peer.peerId }, { ticket, canary, ...(socksCanary ? { socksCanary } : {}), server: this.#o.server, timeoutMs: this.#o.timeoutMs, maxLatencyMs: this.#o.maxLatencyMs, minMbps: this.#o.minMbps });
         try {
           const after = await this.#api.verdict(peer.peerId, verdict);
           const report = { peerId: peer.peerId, host: peer.host, port: peer.port, state: after.state, ...verdict };

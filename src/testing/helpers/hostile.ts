@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { request as httpRequest } from 'node:http';
 import { connect, type Socket } from 'node:net';
+import { connect as tlsConnect, type TLSSocket } from 'node:tls';
 
 /** Resident set size of a process, in bytes (from /proc). */
 export async function rssOf(pid: number): Promise<number> {
@@ -138,4 +139,15 @@ export async function flood(socket: Socket, chunk: Buffer, maxBytes: number, lim
     }
   }
   return sent;
+}
+
+/** A TLS connection (self-signed peers: no certificate check here) from `localAddress`, ALPN http/1.1. */
+export async function tlsTo(port: number, localAddress = '127.0.0.1'): Promise<TLSSocket> {
+  const raw = await tcp(port, localAddress);
+  return new Promise((resolve, reject) => {
+    const s = tlsConnect({ socket: raw, rejectUnauthorized: false, ALPNProtocols: ['http/1.1'] });
+    s.once('secureConnect', () => resolve(s));
+    s.once('error', reject);
+    s.on('error', () => undefined);
+  });
 }

@@ -100,3 +100,60 @@ ${sites.map(server).join('\n')}
     stop: () => stopChild(child, 'SIGQUIT'),
   };
 }
+
+/**
+ * The web server a give peer pretends to be: Debian's nginx with Debian's own http settings
+ * (sendfile, tcp_nopush, mime.types, gzip on, TLSv1–1.3 allowed), `server_tokens off`, and one
+ * HTTPS server (h2 and http/1.1) with an empty root where every path is its stock 404 page.
+ * `headerTimeoutS`/`keepaliveS` shorten client_header_timeout/keepalive_timeout for timing tests.
+ */
+export async function startReferenceNginx(
+  dir: string,
+  tls: { certificatePem: string; privateKeyPem: string },
+  options: { headerTimeoutS?: number; keepaliveS?: number } = {},
+): Promise<{ port: number; child: ChildProcess; stop(): Promise<void> }> {
+  await mkdir(`${dir}/root`, { recursive: true });
+  await mkdir(`${dir}/tmp`, { recursive: true });
+  await writeFile(`${dir}/cert.pem`, tls.certificatePem);
+  await writeFile(`${dir}/key.pem`, tls.privateKeyPem, { mode: 0o600 });
+  const port = await freePort();
+  const conf = `${process.getuid?.() === 0 ? 'user root;\n' : ''}worker_processes 1;
+pid ${dir}/nginx.pid;
+error_log ${dir}/error.log;
+events { worker_connections 768; }
+http {
+  sendfile on;
+  tcp_nopush on;
+  types_hash_max_size 2048;
+  include /etc/nginx/mime.types;
+  default_type application/octet-stream;
+  ssl_protocols TLSv1 TLSv1.1 TLSv1.2 TLSv1.3;
+  ssl_prefer_server_ciphers on;
+  access_log off;
+  gzip on;
+  server_tokens off;
+  client_body_temp_path ${dir}/tmp;
+  proxy_temp_path ${dir}/tmp;
+  fastcgi_temp_path ${dir}/tmp;
+  uwsgi_temp_path ${dir}/tmp;
+  scgi_temp_path ${dir}/tmp;
+${options.headerTimeoutS ? `  client_header_timeout ${options.headerTimeoutS}s;\n` : ''}${options.keepaliveS ? `  keepalive_timeout ${options.keepaliveS}s;\n` : ''}  server {
+    listen 127.0.0.1:${port} ssl http2 default_server;
+    ssl_certificate ${dir}/cert.pem;
+    ssl_certificate_key ${dir}/key.pem;
+    root ${dir}/root;
+    server_name _;
+    location / { try_files $uri =404; }
+  }
+}
+`;
+  await writeFile(`${dir}/nginx.conf`, conf);
+  const child = spawn(NGINX, ['-p', dir, '-c', `${dir}/nginx.conf`, '-g', 'daemon off;'], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  child.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+  if (!(await waitForPort(port, child))) {
+    await stopChild(child, 'SIGKILL');
+    throw new Error(`nginx did not start: ${stderr}`);
+  }
+  return { port, child, stop: () => stopChild(child, 'SIGQUIT') };
+}

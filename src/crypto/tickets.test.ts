@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import test from 'ava';
 import { LanternError } from '../core/errors.js';
+import { PeerIdentity } from './peer-identity.js';
 import { generateTicketKey, TicketIssuer, TicketVerifier } from './tickets.js';
 
 test('a ticket is good only for its audience, only until it expires, only under its key', (t) => {
@@ -20,6 +21,22 @@ test('a ticket is good only for its audience, only until it expires, only under 
   t.is(code(() => new TicketVerifier(generateTicketKey().publicKeyPem).verify(broker, 1, 'peerjs')), 'LA_ERR_TICKET_INVALID');
   // Tampered claims: the first character of the body changes, the signature no longer matches.
   t.is(code(() => verifier.verify(`${proxy[0] === 'e' ? 'f' : 'e'}${proxy.slice(1)}`, 1)), 'LA_ERR_TICKET_INVALID');
+});
+
+test('a give peer that knows its fingerprint opens only tickets whose aud names it', (t) => {
+  const key = generateTicketKey();
+  const issuer = new TicketIssuer(key.privateKeyPem);
+  const mine = new PeerIdentity().fingerprint;
+  const verifier = new TicketVerifier(key.publicKeyPem, { peer: mine });
+  const sub = randomUUID();
+  const forMe = issuer.issue({ v: 1, sub, exp: 10_000, aud: mine });
+  t.true(forMe.length <= 255, `${forMe.length} bytes fit a SOCKS5 password`);
+  t.is(verifier.verify(forMe, 1).sub, sub);
+  const code = (f: () => unknown) => (t.throws(f) as LanternError).code;
+  t.is(code(() => verifier.verify(issuer.issue({ v: 1, sub, exp: 10_000, aud: new PeerIdentity().fingerprint }), 1)), 'LA_ERR_TICKET_INVALID', 'another peer\'s ticket');
+  t.is(code(() => verifier.verify(issuer.issue({ v: 1, sub, exp: 10_000 }), 1)), 'LA_ERR_TICKET_INVALID', 'a ticket for no peer in particular');
+  t.is(code(() => verifier.verify(issuer.issue({ v: 1, sub, exp: 10_000, aud: 'peerjs' }), 1)), 'LA_ERR_TICKET_INVALID', 'a broker ticket');
+  t.is(code(() => verifier.verify(forMe, 1, 'peerjs')), 'LA_ERR_TICKET_INVALID', 'a proxy ticket does not register broker ids');
 });
 
 test('only the canonical encoding of a ticket is accepted: no junk appended, no stray bits, no padding', (t) => {

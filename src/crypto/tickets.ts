@@ -40,7 +40,7 @@ export class TicketVerifier {
   readonly #peer: string | undefined;
   readonly #verified = new Map<string, TicketClaims>();
 
-  /** `peer`: a give peer's own fingerprint; proxy tickets must then name it. */
+  /** `peer`: a give peer's own fingerprint; proxy tickets must then name it as their `aud`. */
   constructor(publicKeyPem: string, options: { peer?: string } = {}) {
     this.#key = createPublicKey(publicKeyPem);
     this.#peer = options.peer;
@@ -61,8 +61,9 @@ export class TicketVerifier {
       if (this.#verified.size >= 10_000) this.#verified.clear();
       this.#verified.set(ticket, claims);
     }
-    if ((claims.aud ?? 'proxy') !== audience) throw new LanternError('LA_ERR_TICKET_INVALID', `This ticket is for ${claims.aud ?? 'proxy'}, not ${audience}`);
-    if (audience === 'proxy' && this.#peer !== undefined && claims.peer !== this.#peer) throw new LanternError('LA_ERR_TICKET_INVALID', 'This ticket is for another give peer');
+    const kind: TicketAudience = claims.aud === 'peerjs' ? 'peerjs' : 'proxy';
+    if (kind !== audience) throw new LanternError('LA_ERR_TICKET_INVALID', `This ticket is for ${kind}, not ${audience}`);
+    if (audience === 'proxy' && this.#peer !== undefined && claims.aud !== this.#peer) throw new LanternError('LA_ERR_TICKET_INVALID', 'This ticket is for another give peer');
     return claims;
   }
 

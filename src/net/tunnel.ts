@@ -88,7 +88,7 @@ async function connectPlain(peer: Upstream, timeoutMs: number): Promise<Socket> 
 }
 
 /** HTTP/1.1 CONNECT on an open connection (plaintext or inside TLS); the socket becomes the tunnel. */
-async function connectHttp1(socket: Socket, ticket: string, target: Upstream, timeoutMs: number): Promise<Duplex> {
+export async function connectHttp1(socket: Socket, ticket: string, target: Upstream, timeoutMs: number): Promise<Duplex> {
   const authority = where(target);
   socket.write(`CONNECT ${authority} HTTP/1.1\r\nHost: ${authority}\r\nProxy-Authorization: ${ticketAuthorization(ticket)}\r\n\r\n`);
   const reader = new HandshakeReader(socket, { maxBytes: 16 * 1024 });
@@ -132,6 +132,14 @@ export async function connectSocks5(socket: Socket, ticket: string, target: Upst
 
 /** HTTP/2 stream limit per session that this client uses before opening another session. */
 const STREAMS_PER_SESSION = 100;
+/**
+ * Tunnels a session may cut short (RST_STREAM) before it takes no new ones. A peer's HTTP/2 server
+ * (nghttp2 ≥ 1.57, in Node) answers more than 1,000 received resets, refilled at 33 a second, with
+ * GOAWAY INTERNAL_ERROR, which would end every tunnel on the session; a browser closing connections
+ * resets one stream per connection. Retired at half that, a session's remaining streams (at most
+ * STREAMS_PER_SESSION) stay within the limit, and new tunnels go to a fresh session.
+ */
+const RESETS_PER_SESSION = 500;
 /** The client's receive windows: large enough for a fast link with real latency. */
 const H2_SETTINGS = { initialWindowSize: 1024 * 1024, enablePush: false };
 const H2_CONNECTION_WINDOW = 16 * 1024 * 1024;
@@ -178,8 +186,25 @@ export class PeerTunnels {
     this.#sessions.set(key, list);
     for (const pending of list) {
       const s = await pending.catch(() => undefined);
-      if (s && !s.closed && !s.destroyed && countStreams(s) < STREAMS_PER_SESSION) return s;
+      if (s && !s.closed && !s.destroyed && countStreams(s) < STREAMS_PER_SESSION) {
+        const cut = resets.get(s) ?? 0;
+        if (cut < RESETS_PER_SESSION) {
+          // Nearing retirement: its successor connects now, so that no tunnel waits for a handshake.
+          if (cut >= RESETS_PER_SESSION * 0.8 && !succeeded.has(s)) {
+            succeeded.add(s);
+            this.#add(list, peer, timeoutMs).catch(() => undefined);
+          }
+          return s;
+        }
+        // Retired: its open tunnels run on, then it closes; not reused.
+        s.close();
+      }
     }
+    return this.#add(list, peer, timeoutMs);
+  }
+
+  /** A new session to the peer, listed until it closes. */
+  #add(list: Array<Promise<ClientHttp2Session | undefined>>, peer: PeerEndpoint, timeoutMs: number): Promise<ClientHttp2Session | undefined> {
     const made = this.#connect(peer, timeoutMs);
     list.push(made);
     const forget = () => {
@@ -216,21 +241,32 @@ export class PeerTunnels {
         return reject(unreachable(`CONNECT failed: ${(err as Error).message}`, err));
       }
       openStreams.set(session, countStreams(session) + 1);
-      stream.once('close', () => openStreams.set(session, countStreams(session) - 1));
-      const fail = (err: LanternError) => {
+      stream.once('close', () => {
+        openStreams.set(session, countStreams(session) - 1);
+        // Closed before both sides ended it: this side reset it (or the peer did; counted alike).
+        if (!stream.readableEnded || !stream.writableFinished) resets.set(session, (resets.get(session) ?? 0) + 1);
+      });
+      // Once the tunnel is handed over its user listens too; a late session error must not be
+      // unhandled in between.
+      stream.on('error', () => undefined);
+      let settled = false;
+      const fail = (err: () => LanternError) => {
+        if (settled) return;
+        settled = true;
         clearTimeout(timer);
         stream.close(h2.NGHTTP2_CANCEL);
-        reject(err);
+        reject(err());
       };
-      const timer = setTimeout(() => fail(unreachable(`CONNECT to ${where(target)} timed out`)), timeoutMs);
+      const timer = setTimeout(() => fail(() => unreachable(`CONNECT to ${where(target)} timed out`)), timeoutMs);
       stream.once('response', (headers) => {
         const status = Number(headers[h2.HTTP2_HEADER_STATUS]);
-        if (status !== 200) return fail(unreachable(`The peer answered ${status}`));
+        if (status !== 200) return fail(() => unreachable(`The peer answered ${status}`));
+        settled = true;
         clearTimeout(timer);
         resolve(stream);
       });
-      stream.once('error', (err) => fail(unreachable(`CONNECT failed: ${err.message}`, err)));
-      stream.once('close', () => fail(unreachable('The peer closed the stream')));
+      stream.once('error', (err) => fail(() => unreachable(`CONNECT failed: ${err.message}`, err)));
+      stream.once('close', () => fail(() => unreachable('The peer closed the stream')));
     });
   }
 }
@@ -238,3 +274,7 @@ export class PeerTunnels {
 /** Open tunnels per session (Node keeps no public count). */
 const openStreams = new WeakMap<ClientHttp2Session, number>();
 const countStreams = (session: ClientHttp2Session) => openStreams.get(session) ?? 0;
+/** Streams per session that closed by a reset (RESETS_PER_SESSION). */
+const resets = new WeakMap<ClientHttp2Session, number>();
+/** Sessions whose successor is already connecting. */
+const succeeded = new WeakSet<ClientHttp2Session>();

@@ -22,17 +22,20 @@ export const TicketClaims = z.strictObject({
   sub: UserId,
   /** Expiry, ms since the epoch. */
   exp: z.int().positive(),
-  /** What it is good for: give proxies (when absent) or registering an id with the PeerJS broker. */
-  aud: z.enum(['proxy', 'peerjs']).optional(),
-  /** The one give peer a proxy ticket opens: its identity key's fingerprint. */
-  peer: PeerFingerprint.optional(),
+  /**
+   * What it opens: one give peer (its identity key's fingerprint, the peer's id in ads and the round
+   * robin), or `peerjs`: registering an id with the PeerJS broker. Absent: any give peer that does not
+   * know its own identity (tests only; `give` always does).
+   */
+  aud: z.union([z.literal('peerjs'), PeerFingerprint]).optional(),
 });
 export type TicketClaims = z.infer<typeof TicketClaims>;
 export type TicketAudience = 'proxy' | 'peerjs';
 
 /**
  * POST /v1/tickets body: which kind of ticket. A proxy ticket (the default) names the give peer it is
- * for (`peer`: the fingerprint of its identity key), so that no peer can spend it at another.
+ * for (`peer`: the fingerprint of its identity key, issued as the ticket's `aud`), so that no peer can
+ * spend it at another.
  */
 export const TicketRequest = z.strictObject({ aud: z.enum(['proxy', 'peerjs']).optional(), peer: PeerFingerprint.optional() });
 

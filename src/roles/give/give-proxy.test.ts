@@ -1,15 +1,17 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { createServer, get as httpGet, type Server } from 'node:http';
-import { connect } from 'node:net';
+import { connect, createServer as createTcpServer } from 'node:net';
 import test from 'ava';
 import { SocksProxyAgent } from 'socks-proxy-agent';
 import { ProxyAgent, request } from 'undici';
 import { systemClock } from '../../core/clock.js';
 import { FaultBoundary } from '../../core/fault-boundary.js';
 import { silentLogger } from '../../core/logger.js';
+import { PeerIdentity } from '../../crypto/peer-identity.js';
 import { generateTicketKey, TicketIssuer, TicketVerifier } from '../../crypto/tickets.js';
 import { listen } from '../../net/listen.js';
+import { PeerTunnels } from '../../net/tunnel.js';
 import { GiveProxy, type GiveProxyOptions } from './give-proxy.js';
 
 const FILE = randomBytes(2 * 1024 * 1024);
@@ -158,4 +160,39 @@ test('a fault while serving one connection drops that connection only; the proxy
   const res = await request(`${o}/echo`, { dispatcher: new ProxyAgent({ uri: proxy.url, token: basic }) });
   t.is(res.statusCode, 200);
   await res.body.dump();
+});
+
+test('HTTP/2 tunnels cut short by the client keep opening past the peer\'s 1,000-reset limit', async (t) => {
+  const identity = new PeerIdentity();
+  const { proxy, ticket } = await setup(t, { tls: identity.tlsCredentials(), maxClients: 1000 });
+  const echo = createTcpServer((c) => c.pipe(c));
+  const target = await listen(echo, '127.0.0.1', 0);
+  const tunnels = new PeerTunnels();
+  t.teardown(() => {
+    tunnels.close();
+    echo.close();
+  });
+  const peer = { ...proxy.address, identityKey: identity.publicKey };
+  // 1,500 tunnels, 20 at a time, each closed by the client with a reset (as a browser closing a
+  // connection does): one session would be ended by the peer after 1,000 of them.
+  let opened = 0;
+  const failures: string[] = [];
+  await Promise.all(
+    Array.from({ length: 20 }, async () => {
+      while (opened < 1500) {
+        opened++;
+        try {
+          const s = await tunnels.open(peer, ticket, { host: target.host, port: target.port });
+          t.true('session' in s, 'an HTTP/2 stream');
+          s.write('x');
+          await once(s, 'data');
+          s.destroy();
+        } catch (err) {
+          failures.push((err as Error).message);
+        }
+      }
+    }),
+  );
+  t.deepEqual(failures, []);
+  t.true(proxy.stats().tunnelsServed >= 1500, `served ${proxy.stats().tunnelsServed}`);
 });

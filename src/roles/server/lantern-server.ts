@@ -342,7 +342,7 @@ export class LanternServer implements Startable {
           throw new LanternError('LA_ERR_INVALID_REQUEST', 'A proxy ticket is for one give peer: send {"peer": "<its fingerprint>"}');
         }
         const expiresAt = Math.min(this.#c.clock.now() + this.#options.ticketLifetimeMs, auth!.certificateExpires);
-        const claims = aud === 'peerjs' ? { v: 1 as const, sub: auth!.userId, exp: expiresAt, aud } : { v: 1 as const, sub: auth!.userId, exp: expiresAt, peer: peer! };
+        const claims = aud === 'peerjs' ? { v: 1 as const, sub: auth!.userId, exp: expiresAt, aud } : { v: 1 as const, sub: auth!.userId, exp: expiresAt, aud: peer! };
         sendJson(res, 200, { ticket: this.#c.tickets.issue(claims), expiresAt });
       },
     });

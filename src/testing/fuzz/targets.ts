@@ -357,7 +357,7 @@ const giveWire: FuzzTarget<GiveCtx> = {
       { host: '127.0.0.1', port: 0, allowPrivateDestinations: false, maxClients: 16, tls: identity.tlsCredentials(), limits: { handshakeTimeoutMs: 300, keepAliveTimeoutMs: 300 } },
     );
     await proxy.start();
-    const ticket = new TicketIssuer(key.privateKeyPem).issue({ v: 1, sub: randomUUID(), exp: Date.now() + 3600_000, peer: identity.fingerprint });
+    const ticket = new TicketIssuer(key.privateKeyPem).issue({ v: 1, sub: randomUUID(), exp: Date.now() + 3600_000, aud: identity.fingerprint });
     return { proxy, basic: ticketAuthorization(ticket) };
   },
   property: (ctx) =>

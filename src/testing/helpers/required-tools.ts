@@ -6,6 +6,7 @@ export const TOOLS = {
   nginx: { path: '/usr/sbin/nginx', pkg: 'nginx' },
   chromium: { path: '/usr/bin/chromium', pkg: 'chromium' },
   dig: { path: '/usr/bin/dig', pkg: 'dnsutils' },
+  tcpdump: { path: '/usr/bin/tcpdump', pkg: 'tcpdump' },
 } as const;
 
 export type Tool = keyof typeof TOOLS;

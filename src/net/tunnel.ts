@@ -46,6 +46,9 @@ export async function connectPinned(peer: PeerEndpoint, timeoutMs: number, alpn:
     // The certificate is self-signed: what is checked is its key, below.
     rejectUnauthorized: false,
   });
+  // Tunnels carry interactive traffic, and an HTTP/2 connection carries many: a small write (a
+  // new stream's HEADERS, a keystroke) must not wait behind an unacknowledged one (Nagle).
+  socket.setNoDelay(true);
   socket.on('error', () => undefined);
   const timer = setTimeout(() => socket.destroy(new Error(`TLS to ${where(peer)} timed out`)), timeoutMs);
   try {
@@ -175,7 +178,7 @@ export class PeerTunnels {
   /** Ends every session (open tunnels on them end too). */
   close(): void {
     this.#closed = true;
-    for (const list of this.#sessions.values()) for (const s of list) void s.then((session) => session?.destroy());
+    for (const list of this.#sessions.values()) for (const s of list) s.then((session) => session?.destroy(), () => undefined);
     this.#sessions.clear();
   }
 

@@ -1,5 +1,5 @@
 import { once } from 'node:events';
-import { constants as h2, createServer as createH2Server, type Http2Server, type IncomingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
+import { constants as h2, createServer as createH2Server, type Http2Server, type Http2Session, type IncomingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
@@ -78,8 +78,18 @@ export interface GiveProxyStats {
 const H2_SETTINGS = { maxConcurrentStreams: 128, initialWindowSize: 65_536, maxFrameSize: 16_777_215 };
 /** nginx's http2_idle_timeout: an h2 connection without streams is closed after this. */
 const H2_IDLE_MS = 180_000;
-/** Our own receive window for a connection's tunnels (uploads through the peer). */
-const H2_CONNECTION_WINDOW = 16 * 1024 * 1024;
+/**
+ * The connection's receive window, raised at once to the largest there is, as nginx does (its
+ * WINDOW_UPDATE follows its SETTINGS). What a client may send unread is still bounded by the
+ * streams' 64 KiB windows times their number.
+ */
+const H2_CONNECTION_WINDOW = 2 ** 31 - 1;
+/**
+ * nginx's ssl_ciphers default (HIGH:!aNULL:!MD5) for TLS 1.2, in OpenSSL's order, and the
+ * server's preference (Debian: ssl_prefer_server_ciphers on; Node's default too): a prober who
+ * offers suites in some order sees the same choice as from nginx. TLS 1.3 keeps OpenSSL's suites.
+ */
+const TLS_CIPHERS = 'TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256:TLS_AES_128_GCM_SHA256:HIGH:!aNULL:!MD5';
 
 /** Everything received so far, used by nothing: the first chunk decides what a connection is. */
 const firstChunk: ParseStep<Buffer> = (b) => (b.length ? { value: b, used: 0 } : undefined);
@@ -168,7 +178,8 @@ export class GiveProxy implements Startable {
     this.#h2 = createH2Server({ settings: H2_SETTINGS });
     this.#h2.on('session', (session) => {
       session.on('error', () => session.destroy());
-      session.once('connect', () => session.setLocalWindowSize(H2_CONNECTION_WINDOW));
+      asNginxEndsSessions(session);
+      session.setLocalWindowSize(H2_CONNECTION_WINDOW);
       // Idle (no open stream) for nginx's http2_idle_timeout: closed, as nginx closes it.
       session.setTimeout(H2_IDLE_MS, () => {
         if (openStreams(session) === 0) session.close();
@@ -180,6 +191,8 @@ export class GiveProxy implements Startable {
         cert: options.tls.certificatePem,
         key: options.tls.privateKeyPem,
         ALPNProtocols: ['h2', 'http/1.1'],
+        ciphers: TLS_CIPHERS,
+        honorCipherOrder: true,
         handshakeTimeout: this.#limits.handshakeTimeoutMs,
       });
       this.#tls.on('secureConnection', faults.wrap('proxy', (socket: TLSSocket) => this.#secure(socket), (_err, socket) => socket.destroy()));
@@ -507,3 +520,16 @@ export class GiveProxy implements Startable {
 /** Open streams per HTTP/2 session (Node keeps no public count). */
 const openStreamCount = new WeakMap<object, number>();
 const openStreams = (session: object) => openStreamCount.get(session) ?? 0;
+
+/**
+ * A session that nghttp2 gives up on (bytes that are no HTTP/2 client preface, above all) is
+ * destroyed by Node with GOAWAY INTERNAL_ERROR; nginx answers them with PROTOCOL_ERROR. Node's
+ * own destroy is kept; only the code it sends for such an error is nginx's.
+ */
+function asNginxEndsSessions(session: Http2Session): void {
+  const destroy = session.destroy.bind(session);
+  session.destroy = (error?: Error, code?: number) => {
+    if (code === undefined && (error as { code?: string } | undefined)?.code === 'ERR_HTTP2_ERROR') return destroy(error, h2.NGHTTP2_PROTOCOL_ERROR);
+    return destroy(error, code);
+  };
+}

@@ -71,3 +71,16 @@ test('connections end when nginx ends them: idle, half a request, idle keep-aliv
     t.true(Math.abs(b! - a!) < 500, `${probe.name}: nginx after ${a} ms, the give peer after ${b} ms`);
   }
 });
+
+test('bytes that are no HTTP/2 preface after ALPN h2 end with the GOAWAY nginx sends (PROTOCOL_ERROR)', async (t) => {
+  const { nginx, proxy } = await setup(t);
+  const probe: Probe = { name: 'HTTP/1.1 on an h2 connection', over: 'tls', alpn: ['h2'], send: ['GET / HTTP/1.1\r\nHost: x\r\n\r\n'] };
+  const [a, b] = await Promise.all([runProbe(nginx.port, probe), runProbe(proxy.address.port, probe)]);
+  const frames = (answer: string) => Buffer.from(answer, 'latin1');
+  const goaway = (bytes: Buffer) => bytes.subarray(bytes.length - 17);
+  // SETTINGS first, as nginx's; then GOAWAY, last stream 0, PROTOCOL_ERROR (1).
+  t.is(frames(b.answer).subarray(0, 27).toString('hex'), frames(a.answer).subarray(0, 27).toString('hex'));
+  t.is(goaway(frames(a.answer)).toString('hex'), '0000080700000000000000000000000001');
+  t.is(goaway(frames(b.answer)).toString('hex'), goaway(frames(a.answer)).toString('hex'));
+  t.is(b.ended, a.ended);
+});

@@ -17,6 +17,9 @@ export interface Probe {
   over: 'tls' | 'plain' | 'h2';
   alpn?: string[];
   servername?: string;
+  /** TLS: the ClientHello's suites in preference order (OpenSSL names), and the versions offered. */
+  ciphers?: string;
+  versions?: { min: 'TLSv1.2' | 'TLSv1.3'; max: 'TLSv1.2' | 'TLSv1.3' };
   /** Bytes to send (tls/plain), one write each. */
   send?: Array<string | Buffer>;
   /** HTTP/2: the request headers (and body). */
@@ -102,6 +105,11 @@ export function probeCorpus(replayed: string): Probe[] {
     tls('random 2000 bytes', rnd(2000, 0xe7)),
     tls('NUL bytes', Buffer.alloc(64)),
     { name: 'no ALPN', over: 'tls', send: [req('GET / HTTP/1.1', 'Host: x')] },
+    // Which suite the server picks from a client's preferences tells servers apart.
+    { name: 'TLS 1.3, AES-128-GCM preferred (a browser)', over: 'tls', alpn: ['http/1.1'], ciphers: 'TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256', send: [req('GET / HTTP/1.1', 'Host: x')] },
+    { name: 'TLS 1.3, ChaCha20 preferred', over: 'tls', alpn: ['http/1.1'], ciphers: 'TLS_CHACHA20_POLY1305_SHA256:TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384', send: [req('GET / HTTP/1.1', 'Host: x')] },
+    { name: 'TLS 1.2 only, a browser\'s suites', over: 'tls', alpn: ['http/1.1'], versions: { min: 'TLSv1.2', max: 'TLSv1.2' }, ciphers: 'ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:ECDHE-RSA-AES128-SHA:ECDHE-RSA-AES256-SHA:AES128-GCM-SHA256:AES256-GCM-SHA384:AES128-SHA:AES256-SHA', send: [req('GET / HTTP/1.1', 'Host: x')] },
+    { name: 'TLS 1.2 only, CBC suites only', over: 'tls', alpn: ['http/1.1'], versions: { min: 'TLSv1.2', max: 'TLSv1.2' }, ciphers: 'ECDHE-ECDSA-AES128-SHA:ECDHE-ECDSA-AES256-SHA:ECDHE-RSA-AES128-SHA:ECDHE-RSA-AES256-SHA:AES128-SHA:AES256-SHA:AES128-SHA256:AES256-SHA256', send: [req('GET / HTTP/1.1', 'Host: x')] },
     { name: 'odd SNI', over: 'tls', alpn: ['http/1.1'], servername: 'www.google.com', send: [req('GET / HTTP/1.1', 'Host: www.google.com')] },
     { name: 'plain GET on the TLS port', over: 'plain', send: [req('GET / HTTP/1.1', 'Host: x')] },
     { name: 'plain CONNECT on the TLS port', over: 'plain', send: [req('CONNECT example.org:443 HTTP/1.1', 'Host: example.org:443')] },
@@ -109,6 +117,8 @@ export function probeCorpus(replayed: string): Probe[] {
     { name: 'plain SOCKS5 on the TLS port', over: 'plain', send: [Buffer.from([5, 1, 0])] },
     { name: 'plain random bytes on the TLS port', over: 'plain', send: [rnd(100, 0x41)] },
     { name: 'plain h2 preface on the TLS port', over: 'plain', send: ['PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n'] },
+    // The server's first frames, raw: its SETTINGS and the connection's WINDOW_UPDATE.
+    { name: 'h2 preface alone, raw frames', over: 'tls', alpn: ['h2'], send: ['PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n'] },
     { name: 'h2 GET /', over: 'h2', h2: { headers: { ':method': 'GET', ':path': '/', ':scheme': 'https', ':authority': 'example.org' } } },
     { name: 'h2 GET gzip', over: 'h2', h2: { headers: { ':method': 'GET', ':path': '/x', ':scheme': 'https', ':authority': 'example.org', 'accept-encoding': 'gzip' } } },
     { name: 'h2 POST', over: 'h2', h2: { headers: { ':method': 'POST', ':path': '/api', ':scheme': 'https', ':authority': 'x', 'content-type': 'text/plain' }, body: 'hello' } },
@@ -137,9 +147,17 @@ export async function runProbe(port: number, probe: Probe, quietMs = 400): Promi
     socket = netConnect(port, '127.0.0.1');
     await new Promise((r, j) => socket.once('connect', r).once('error', j));
   } else {
-    socket = tlsConnect({ host: '127.0.0.1', port, rejectUnauthorized: false, ...(probe.alpn ? { ALPNProtocols: probe.alpn } : {}), ...(probe.servername ? { servername: probe.servername } : {}) });
+    socket = tlsConnect({
+      host: '127.0.0.1',
+      port,
+      rejectUnauthorized: false,
+      ...(probe.alpn ? { ALPNProtocols: probe.alpn } : {}),
+      ...(probe.servername ? { servername: probe.servername } : {}),
+      ...(probe.ciphers ? { ciphers: probe.ciphers } : {}),
+      ...(probe.versions ? { minVersion: probe.versions.min, maxVersion: probe.versions.max } : {}),
+    });
     tlsInfo = await new Promise<string>((resolve) => {
-      socket.once('secureConnect', () => resolve(`${(socket as TLSSocket).getProtocol()} ${(socket as TLSSocket).alpnProtocol || 'no-alpn'}`));
+      socket.once('secureConnect', () => resolve(`${(socket as TLSSocket).getProtocol()} ${(socket as TLSSocket).alpnProtocol || 'no-alpn'} ${(socket as TLSSocket).getCipher().standardName}`));
       socket.once('error', (err) => resolve(`error ${(err as NodeJS.ErrnoException).code ?? err.message}`));
     });
     if (tlsInfo.startsWith('error')) return { answer: '', ended: 'closed', tls: tlsInfo };

@@ -7,9 +7,13 @@ import { DeviceKeys } from '../crypto/signal/device-keys.js';
 import { SignalCipher } from '../crypto/signal/signal-cipher.js';
 import { signalStores } from '../crypto/signal/stores.js';
 import { ApiClient } from '../net/api-client.js';
+import { retry, type BackoffPolicy } from '../net/retry.js';
 import { loadCredential, loadSession, saveSession, type StoredCredential } from '../storage/credential-store.js';
 import type { Keystore } from '../storage/keystore.js';
 import { LevelKeystore } from '../storage/level-keystore.js';
+
+/** Another command holds the keystore: try again every 50–150 ms, for some 10 s. */
+const LOCK_WAIT: BackoffPolicy = { initialMs: 100, maxMs: 100, factor: 1, jitter: 0.5 };
 
 /**
  * Opens the LevelDB keystore of an agent home, runs `fn`, closes it. Long-running roles open it
@@ -18,17 +22,14 @@ import { LevelKeystore } from '../storage/level-keystore.js';
  */
 export async function withKeystore<T>(home: string, fn: (keystore: Keystore) => Promise<T>): Promise<T> {
   await mkdir(home, { recursive: true, mode: 0o700 });
-  let keystore: LevelKeystore;
-  for (let attempt = 1; ; attempt++) {
-    keystore = new LevelKeystore(join(home, 'keystore'));
-    try {
-      await keystore.open();
-      break;
-    } catch (err) {
-      if (!LanternError.is(err, 'LA_ERR_STORE_LOCKED') || attempt >= 100) throw err;
-      await new Promise((r) => setTimeout(r, 50 + Math.random() * 100));
-    }
-  }
+  const keystore = await retry(
+    async () => {
+      const k = new LevelKeystore(join(home, 'keystore'));
+      await k.open();
+      return k;
+    },
+    { clock: systemClock, attempts: 100, policy: LOCK_WAIT, retryable: (err) => LanternError.is(err, 'LA_ERR_STORE_LOCKED') },
+  );
   try {
     return await fn(keystore);
   } finally {

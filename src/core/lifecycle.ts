@@ -5,7 +5,7 @@ export interface Startable {
 }
 
 /** Stops in reverse order, continuing past failures; throws the first failure at the end. */
-export async function stopAll(parts: readonly Startable[]): Promise<void> {
+export async function stopAll(parts: ReadonlyArray<{ stop(): Promise<unknown> }>): Promise<void> {
   let first: unknown;
   for (const part of [...parts].reverse()) {
     try {

@@ -41,11 +41,11 @@ export interface InboxComponents {
 }
 
 /**
- * Receives one batch: long-polls, decrypts, stores each new message durably in the keystore, then
- * acks the whole batch. A redelivered message (same id, or a ciphertext libsignal has already
- * decrypted) is acked again but not returned. A message that cannot be decrypted is stored with its
- * ciphertext and returned with its error (never silently dropped), and the session with that
- * device is rebuilt from a fresh bundle.
+ * Takes in polled batches (the receive loop is net/long-poll): decrypts, and stores each new message
+ * durably in the keystore; the caller acks the batch once this returns. A redelivered message
+ * (same id, or a ciphertext libsignal has already decrypted) is not returned again. A message that
+ * cannot be decrypted is stored with its ciphertext and returned with its error (never silently
+ * dropped), and the session with that device is rebuilt from a fresh bundle.
  */
 export class Inbox {
   readonly #c: InboxComponents;
@@ -54,18 +54,9 @@ export class Inbox {
     this.#c = components;
   }
 
-  async receive(waitSeconds: number, limit = 100, signal?: AbortSignal): Promise<{ messages: ReceivedMessage[]; more: boolean } | undefined> {
-    const batch = await this.#c.api.poll(waitSeconds, limit, signal);
-    return batch && this.handle(batch);
-  }
-
-  /**
-   * Decrypts, stores and acks one polled batch (for callers that poll themselves). With `deferAck`
-   * the batch is not acked here: the caller passes `acks` with its next poll (`?ack=`), or acks them
-   * itself before it stops. Either way every message is stored before it is acked.
-   */
-  async handle(batch: PollResponse, options: { deferAck?: boolean } = {}): Promise<{ messages: ReceivedMessage[]; more: boolean; acks: string[] }> {
-    const { api, keystore, logger } = this.#c;
+  /** Decrypts and stores one polled batch; returns the messages new to this device. */
+  async handle(batch: PollResponse): Promise<{ messages: ReceivedMessage[]; more: boolean }> {
+    const { keystore, logger } = this.#c;
     const fresh: ReceivedMessage[] = [];
     let usedPreKeys = false;
     for (const m of batch.messages) {
@@ -81,11 +72,9 @@ export class Inbox {
       usedPreKeys ||= m.type === MESSAGE_TYPE.preKey;
       fresh.push(received);
     }
-    const acks = batch.messages.map((m) => m.id);
-    if (!options.deferAck) await api.ack(acks);
     if (fresh.length < batch.messages.length) logger.debug({ duplicates: batch.messages.length - fresh.length }, 'dropped redelivered messages');
     if (usedPreKeys) await this.#topUp();
-    return { messages: fresh, more: batch.more, acks: options.deferAck ? acks : [] };
+    return { messages: fresh, more: batch.more };
   }
 
   async #open(m: DeliveredMessage): Promise<ReceivedMessage | undefined> {

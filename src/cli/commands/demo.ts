@@ -9,6 +9,7 @@ import { PassThrough, Readable } from 'node:stream';
 import { Command } from 'commander';
 import { fetch, ProxyAgent } from 'undici';
 import { LanternError } from '../../core/errors.js';
+import { stopAll } from '../../core/lifecycle.js';
 import { listen } from '../../net/listen.js';
 import { writeJson, writeLine, type Io } from '../io.js';
 
@@ -124,7 +125,7 @@ class Demo {
       }
       return 0;
     } finally {
-      for (const role of this.#running.reverse()) await role.stop();
+      await stopAll(this.#running);
       await new Promise<void>((resolve) => (this.#site ? this.#site.close(() => resolve()) : resolve()));
       this.#site?.closeAllConnections();
       if (!this.flags.dir) await rm(dir, { recursive: true, force: true });

@@ -2,16 +2,14 @@ import { join } from 'node:path';
 import { Command, Option } from 'commander';
 import { LanternError } from '../../core/errors.js';
 import { ControlSocketServer, controlRequest } from '../../net/control-socket.js';
-import { GiveControlRequest } from '../../protocol/messages.js';
+import { GiveControlRequest, type Advertisement } from '../../protocol/messages.js';
 import { parseMessage } from '../../protocol/validate.js';
 import { systemClock } from '../../core/clock.js';
-import { createLogger } from '../../core/logger.js';
-import { PeerIdentity } from '../../crypto/peer-identity.js';
-import { TicketVerifier } from '../../crypto/tickets.js';
-import { defaultGiveLimits, GiveProxy } from '../../roles/give/give-proxy.js';
+import { createLogger, type Logger } from '../../core/logger.js';
+import { defaultGiveLimits } from '../../roles/give/give-proxy.js';
+import { createGive, type AdReport } from '../../roles/give/index.js';
 import { FaultBoundary } from '../../core/fault-boundary.js';
 import { listenerCaps } from '../fd-limit.js';
-import { PeerRegistrar } from '../../roles/give/peer-registration.js';
 import { Messenger } from '../../messaging/messenger.js';
 import { openAgent, requireCredential, signedClient, withApi, withKeystore } from '../agent-home.js';
 import { countOption, durationOption, parseCount, parseDuration, parseListen, parsePort, parsePositiveInt, resolveHome } from '../config.js';
@@ -94,18 +92,30 @@ async function runGive(io: Io, flags: GiveFlags): Promise<number> {
   // The credential is read once; the keystore is not held, so other commands keep using the home.
   const credential = await withKeystore(home, requireCredential);
   const api = await signedClient(credential);
-  // The ticket key comes from the server this home is logged in to; tickets are then checked offline.
-  const publicKey = await api.ticketKey();
-  // A fresh identity key each run: the key of the TLS certificate, registered and sent in ads, so
-  // get clients and verifiers pin it. Tickets are bound to it (to this peer alone).
-  const identity = new PeerIdentity();
-  const plaintext = flags.plaintext === true;
-  const proxy = new GiveProxy(
-    { tickets: new TicketVerifier(publicKey, { peer: identity.fingerprint }), clock: systemClock, logger, faults },
+  const emit = (event: Record<string, unknown>) => flags.json && writeJson(io.stdout, event);
+  const give = createGive(
+    {
+      api,
+      clock: systemClock,
+      logger,
+      faults,
+      // Tickets come from the server this home is logged in to, and are then checked offline.
+      ticketKey: await api.ticketKey(),
+      advertise: (ad, userIds) => advertise(home, ad, userIds, logger),
+      onEvent: (e) => {
+        if (e.event === 'registered') emit({ event: 'registered', ...e.registration });
+        else if (e.event === 'advertised') emit({ event: 'advertised', ...e.report });
+        else {
+          emit({ event: 'listening', url: give.url, ...give.peer });
+          if (!flags.json) writeLine(io.stderr, `lantern-agent give: proxy listening on ${give.url} (${give.peer.tls ? 'TLS' : 'PLAINTEXT: local tests only'}; fingerprint ${give.peer.fingerprint})`);
+        }
+      },
+    },
     {
       host: listenAt.host,
       port: listenAt.port,
-      ...(plaintext ? {} : { tls: identity.tlsCredentials(flags.sniName ? { name: flags.sniName } : {}) }),
+      plaintext: flags.plaintext === true,
+      ...(flags.sniName ? { sniName: flags.sniName } : {}),
       limits: {
         handshakeTimeoutMs: flags.handshakeTimeout,
         keepAliveTimeoutMs: flags.keepaliveTimeout,
@@ -122,103 +132,55 @@ async function runGive(io: Io, flags: GiveFlags): Promise<number> {
       allowPrivateDestinations: flags.allowPrivateDestinations === true,
       maxClients: flags.maxClients,
       ...(flags.maxMbps ? { maxMbps: flags.maxMbps } : {}),
-    },
-  );
-  await proxy.start();
-  const peer = { fingerprint: identity.fingerprint, identityKey: identity.publicKey, tls: !plaintext, ...(flags.sniName ? { sniName: flags.sniName } : {}) };
-  if (flags.json) writeJson(io.stdout, { event: 'listening', url: proxy.url, ...peer });
-  else {
-    writeLine(io.stderr, `lantern-agent give: proxy listening on ${proxy.url} (${plaintext ? 'PLAINTEXT: local tests only' : 'TLS'}; fingerprint ${identity.fingerprint})`);
-  }
-  const registrar = new PeerRegistrar(
-    { api, clock: systemClock, logger, faults },
-    {
-      port: flags.publicPort ?? proxy.address.port,
-      protocols: ['connect', 'http', 'socks5'],
-      identityKey: identity.publicKey,
-      ...(plaintext ? { plaintext: true } : {}),
-      ...(flags.sniName ? { sniName: flags.sniName } : {}),
+      register: flags.register,
+      ...(flags.publicPort ? { publicPort: flags.publicPort } : {}),
       ...(flags.publicAddr ? { publicAddr: flags.publicAddr } : {}),
+      advertiseTo: flags.advertiseTo ?? [],
+      adLifetimeMs: flags.adLifetime,
     },
   );
-  if (flags.register) {
-    try {
-      await registrar.start();
-      if (flags.json) writeJson(io.stdout, { event: 'registered', ...registrar.info });
-    } catch (err) {
-      await proxy.stop(0);
-      await api.close();
-      throw err;
-    }
-  }
-  if (flags.advertiseTo?.length) {
-    const sent = await advertise(home, flags, proxy, registrar.info, { identityKey: identity.publicKey, plaintext, ...(flags.sniName ? { sniName: flags.sniName } : {}) }, logger);
-    if (flags.json) writeJson(io.stdout, { event: 'advertised', ...sent });
+  try {
+    await give.start();
+  } catch (err) {
+    await api.close();
+    throw err;
   }
   // `status` and `give --pause|--resume` reach this process through a socket in the home.
   const control = new ControlSocketServer({ logger, faults }, giveSocketPath(home), async (value) => {
     const { op } = parseMessage(GiveControlRequest, value);
-    if (op === 'pause' && !proxy.stats().paused) {
-      proxy.setPaused(true);
-      if (flags.register) await registrar.pause();
-    } else if (op === 'resume' && proxy.stats().paused) {
-      proxy.setPaused(false);
-      if (flags.register) await registrar.resume();
-    }
-    return { role: 'give', url: proxy.url, ...peer, registration: registrar.info ?? null, lastVerdict: registrar.info?.lastVerdict ?? null, ...proxy.stats() };
+    if (op !== 'status') await give.setPaused(op === 'pause');
+    return give.status();
   });
   await control.start();
   const signal = await io.stopSignal;
-  if (flags.json) writeJson(io.stdout, { event: 'stopping', signal });
-  // Out of the registry first, so no new client is sent here, then drain the tunnels.
+  emit({ event: 'stopping', signal });
   await control.stop();
-  if (flags.register) await registrar.stop();
-  await proxy.stop();
+  await give.stop();
   await api.close();
-  if (flags.json) writeJson(io.stdout, { event: 'stopped', ...proxy.stats() });
+  emit({ event: 'stopped', ...give.stats() });
   return 0;
 }
 
 /**
- * Sends an availability ad (address, port, protocols, expiry) to each user, end-to-end encrypted
- * and stored by the server until they come online. The address is --public-addr if given, else the
- * one the server saw at registration, else the listening address.
+ * Sends an availability ad to each user, end-to-end encrypted and stored by the server until they
+ * come online. The keystore is held only while the ads are encrypted and sent.
  */
-async function advertise(
-  home: string,
-  flags: GiveFlags,
-  proxy: GiveProxy,
-  registration: { host: string; port: number } | undefined,
-  peer: { identityKey: string; plaintext: boolean; sniName?: string },
-  logger: ReturnType<typeof createLogger>,
-): Promise<{ sentTo: string[]; failed: Array<{ userId: string; code: string }> }> {
-  const hint = flags.publicAddr ? parseListen(flags.publicAddr) : undefined;
-  const where = hint ?? registration ?? proxy.address;
-  const ad = {
-    host: where.host,
-    port: where.port,
-    protocols: ['connect', 'http', 'socks5'] as Array<'connect' | 'http' | 'socks5'>,
-    identityKey: peer.identityKey,
-    ...(peer.plaintext ? { plaintext: true } : {}),
-    ...(peer.sniName ? { sniName: peer.sniName } : {}),
-    expiresAt: Date.now() + flags.adLifetime,
-  };
+async function advertise(home: string, ad: Advertisement, userIds: readonly string[], logger: Logger): Promise<AdReport> {
   const sentTo: string[] = [];
   const failed: Array<{ userId: string; code: string }> = [];
-  // The keystore is held only while the ads are encrypted and sent.
   await withKeystore(home, async (keystore) => {
     const credential = await requireCredential(keystore);
     const { api, cipher } = await openAgent(keystore, credential);
     try {
       if (!cipher) throw new LanternError('LA_ERR_NOT_LOGGED_IN', 'This home has no Signal identity; run `lantern-agent login` again');
       const messenger = new Messenger({ api, keystore, cipher, logger }, { userId: credential.userId, deviceId: credential.deviceId });
-      for (const userId of flags.advertiseTo ?? []) {
+      for (const userId of userIds) {
         try {
           await messenger.sendEnvelope(userId, { v: 1, ad }, { copyToOwnDevices: false });
           sentTo.push(userId);
         } catch (err) {
           failed.push({ userId, code: LanternError.is(err) ? err.code : 'LA_ERR_INTERNAL' });
-          logger.warn({ code: (err as LanternError).code }, 'could not send an availability ad');
+          logger.warn({ code: LanternError.is(err) ? err.code : undefined }, 'could not send an availability ad');
         }
       }
     } finally {

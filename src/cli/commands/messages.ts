@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { Command } from 'commander';
+import { systemClock } from '../../core/clock.js';
 import { LanternError } from '../../core/errors.js';
 import { createLogger } from '../../core/logger.js';
 import { UserId } from '../../protocol/messages.js';
@@ -7,9 +8,14 @@ import { MAX_DEVICE_ID } from '../../protocol/version.js';
 import { Contacts } from '../../messaging/contacts.js';
 import { Inbox, type ReceivedMessage } from '../../messaging/inbox.js';
 import { Messenger } from '../../messaging/messenger.js';
+import { longPoll } from '../../net/long-poll.js';
+import { retry, type BackoffPolicy } from '../../net/retry.js';
 import { openAgent, requireCredential, withKeystore } from '../agent-home.js';
 import { parsePositiveInt, parseSeconds, resolveHome } from '../config.js';
 import { readAll, writeJson, writeLine, type Io } from '../io.js';
+
+/** A plaintext send that could not reach the server: again after 250 ms, then 500 ms. */
+const SEND_BACKOFF: BackoffPolicy = { initialMs: 250, maxMs: 500, factor: 2 };
 
 function parseRecipient(value: string): { userId: string; deviceId?: number } {
   const [user, device, ...rest] = value.split(':');
@@ -52,14 +58,13 @@ export function sendCommand(io: Io, done: (code: number) => void): Command {
               payload: Buffer.from(body, 'utf8').toString('base64'),
             };
             // The id makes a retry after a lost answer harmless: the server stores the message once.
-            for (let attempt = 1; ; attempt++) {
-              try {
-                return { id, devices: (await api.send(request)).devices, encrypted: false };
-              } catch (err) {
-                if (attempt >= 3 || !LanternError.is(err, 'LA_ERR_SERVER_UNREACHABLE')) throw err;
-                await new Promise((r) => setTimeout(r, 250 * attempt));
-              }
-            }
+            const devices = await retry(async () => (await api.send(request)).devices, {
+              clock: systemClock,
+              attempts: 3,
+              policy: SEND_BACKOFF,
+              retryable: (err) => LanternError.is(err, 'LA_ERR_SERVER_UNREACHABLE'),
+            });
+            return { id, devices, encrypted: false };
           }
           if (to.deviceId !== undefined) throw new LanternError('LA_ERR_USAGE', 'USERID:DEVICE works with --raw only; encrypted messages go to every device');
           if (!cipher) throw new LanternError('LA_ERR_NOT_LOGGED_IN', 'This home has no Signal identity; run `lantern-agent login` again');
@@ -110,25 +115,22 @@ export function inboxCommand(io: Io, done: (code: number) => void): Command {
         const inbox = new Inbox({ api, keystore, logger, deviceKeys, contacts: new Contacts(keystore), ...(cipher ? { cipher } : {}) });
         const abort = new AbortController();
         void io.stopSignal.then(() => abort.abort());
+        const wait = flags.follow ? Math.max(flags.wait, 30) : flags.wait;
         try {
-          let backoff = 0;
-          for (;;) {
-            let batch;
-            try {
-              batch = await inbox.receive(flags.follow ? Math.max(flags.wait, 30) : flags.wait, flags.limit, abort.signal);
-              backoff = 0;
-            } catch (err) {
-              if (abort.signal.aborted) break;
-              if (!flags.follow || !LanternError.is(err, 'LA_ERR_SERVER_UNREACHABLE')) throw err;
-              backoff = Math.min(30_000, backoff * 2 || 500);
-              logger.warn({ retryInMs: backoff }, 'server unreachable; retrying');
-              await new Promise((r) => setTimeout(r, backoff));
-              continue;
-            }
-            for (const m of batch?.messages ?? []) show(io, flags.json, m);
-            if (abort.signal.aborted) break;
-            if (!flags.follow) break;
-          }
+          await longPoll({
+            clock: systemClock,
+            logger,
+            signal: abort.signal,
+            follow: flags.follow === true,
+            poll: (acks, signal) => api.poll(wait, flags.limit, signal, acks),
+            handle: async (batch) => {
+              const got = await inbox.handle(batch);
+              for (const m of got.messages) show(io, flags.json, m);
+            },
+            ack: (ids) => api.ack(ids),
+            // --follow waits out a server that is away; anything else is the user's to see.
+            retryable: (err) => flags.follow === true && LanternError.is(err, 'LA_ERR_SERVER_UNREACHABLE'),
+          });
         } finally {
           await api.close();
         }

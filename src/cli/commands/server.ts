@@ -25,6 +25,7 @@ import { openServerStore, resolveStoreSpec, storeCaOption, storeOption, type Sto
 import { countOption, durationOption, parseCount, parseDuration, parseListen, parsePositiveInt, parseRate } from '../config.js';
 import { listenerCaps } from '../fd-limit.js';
 import { FaultBoundary } from '../../core/fault-boundary.js';
+import { stopAll } from '../../core/lifecycle.js';
 import { InvalidArgumentError } from 'commander';
 import { writeJson, writeLine, type Io } from '../io.js';
 
@@ -233,7 +234,7 @@ async function runServer(io: Io, flags: ServerFlags): Promise<number> {
   }
   const broker = flags.peerjs
     ? new PeerjsBroker(
-        { logger: logger.child({ component: 'peerjs' }), faults, ...(directory ? { cluster: { notifier, directory } } : {}) },
+        { logger: logger.child({ component: 'peerjs' }), clock: systemClock, faults, ...(directory ? { cluster: { notifier, directory } } : {}) },
         {
           ...defaultPeerjsOptions,
           path: flags.peerjsPath,
@@ -287,7 +288,7 @@ async function runServer(io: Io, flags: ServerFlags): Promise<number> {
     try {
       await thing.start();
     } catch (err) {
-      for (const e of extras.reverse()) await e.stop();
+      await stopAll(extras);
       await server.stop();
       await closeStores();
       throw new LanternError('LA_ERR_CONFIG', `Cannot start ${what}: ${(err as Error).message}`, { cause: err });
@@ -324,7 +325,7 @@ async function runServer(io: Io, flags: ServerFlags): Promise<number> {
   logger.info({ url: server.url, tls: tls !== undefined }, 'listening');
   const signal = await io.stopSignal;
   emit({ event: 'stopping', signal });
-  for (const e of extras.reverse()) await e.stop();
+  await stopAll(extras);
   await server.stop();
   await closeStores();
   emit({ event: 'stopped' });

@@ -1,6 +1,8 @@
 import { Command } from 'commander';
 import { createLogger } from '../../core/logger.js';
-import { Verifier, type VerdictReport } from '../../roles/verify/verifier.js';
+import { systemClock } from '../../core/clock.js';
+import { createVerify } from '../../roles/verify/index.js';
+import type { VerdictReport } from '../../roles/verify/verifier.js';
 import { withApi } from '../agent-home.js';
 import { parseDuration, parsePositiveInt, resolveHome } from '../config.js';
 import { isTerminal, writeJson, writeLine, type Io } from '../io.js';
@@ -33,8 +35,27 @@ export function verifyCommand(io: Io, done: (code: number) => void): Command {
       const logger = createLogger({ level: flags.logLevel }).child({ component: 'verify' });
       await withApi(resolveHome(flags.home, io.env), async (api, credential) => {
         const server = new URL(credential.server);
-        const verifier = new Verifier(
-          { api, logger },
+        const line = (r: VerdictReport) =>
+          `${r.ok ? 'pass' : 'FAIL'} ${r.peerId.slice(0, 8)} ${r.host}:${r.port} ${r.status}${r.latencyMs !== undefined ? ` ${r.latencyMs} ms` : ''} -> ${r.state}`;
+        // On a terminal, --once redraws one progress line in place, failures kept above it;
+        // otherwise a line per verdict.
+        const progress = flags.once === true && !flags.json && isTerminal(io.stderr);
+        let total = 0;
+        let seen = 0;
+        let failed = 0;
+        const verify = createVerify(
+          {
+            api,
+            clock: systemClock,
+            logger,
+            onVerdict: (r) => {
+              seen++;
+              if (!r.ok) failed++;
+              if (flags.json) writeJson(io.stdout, r);
+              else if (!progress) writeLine(io.stderr, line(r));
+              else io.stderr.write(`\r\x1b[K${r.ok ? '' : `${line(r)}\n`}[${seen}/${total}] ${seen - failed} passed, ${failed} failed`);
+            },
+          },
           {
             server: {
               host: server.hostname.replace(/^\[|\]$/g, ''),
@@ -46,45 +67,20 @@ export function verifyCommand(io: Io, done: (code: number) => void): Command {
             timeoutMs: flags.timeout,
             maxLatencyMs: flags.maxLatency,
             minMbps: flags.minMbps,
+            intervalMs: flags.interval,
           },
         );
-        const line = (r: VerdictReport) =>
-          `${r.ok ? 'pass' : 'FAIL'} ${r.peerId.slice(0, 8)} ${r.host}:${r.port} ${r.status}${r.latencyMs !== undefined ? ` ${r.latencyMs} ms` : ''} -> ${r.state}`;
         if (flags.once) {
-          // On a terminal one progress line is redrawn in place, failures kept above it; otherwise a line per verdict.
-          const progress = !flags.json && isTerminal(io.stderr);
-          let total = 0;
-          let seen = 0;
-          let failed = 0;
-          const reports = await verifier.pass({
-            start: (n) => {
-              total = n;
-              if (progress) io.stderr.write(`verifying ${n} peer(s)…`);
-            },
-            verdict: (r) => {
-              seen++;
-              if (!r.ok) failed++;
-              if (flags.json) writeJson(io.stdout, r);
-              else if (!progress) writeLine(io.stderr, line(r));
-              else io.stderr.write(`\r\x1b[K${r.ok ? '' : `${line(r)}\n`}[${seen}/${total}] ${seen - failed} passed, ${failed} failed`);
-            },
+          const reports = await verify.once((n) => {
+            total = n;
+            if (progress) io.stderr.write(`verifying ${n} peer(s)…`);
           });
           if (progress) io.stderr.write('\n');
           if (!flags.json) writeLine(io.stdout, summarize(reports));
         } else {
-          const stop = io.stopSignal.then(() => true);
-          const stopped = new AbortController();
-          void io.stopSignal.then(() => stopped.abort());
-          for (;;) {
-            // Passes start every --interval (from the start of the last), so a peer that dies is
-            // probed within the interval and evicted within interval + timeout.
-            const started = Date.now();
-            await verifier
-              .pass({ signal: stopped.signal, verdict: (r) => (flags.json ? writeJson(io.stdout, r) : writeLine(io.stderr, line(r))) })
-              .catch((err: unknown) => logger.warn({ code: (err as { code?: string }).code, err }, 'pass failed'));
-            const wait = Math.max(0, started + flags.interval - Date.now());
-            if (await Promise.race([stop, new Promise<false>((r) => setTimeout(() => r(false), wait))])) break;
-          }
+          await verify.start();
+          await io.stopSignal;
+          await verify.stop();
         }
       });
       done(0);

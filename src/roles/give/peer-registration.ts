@@ -4,6 +4,9 @@ import { FaultBoundary } from '../../core/fault-boundary.js';
 import type { Logger } from '../../core/logger.js';
 import type { Startable } from '../../core/lifecycle.js';
 import type { ApiClient } from '../../net/api-client.js';
+
+/** What registration asks of the server. */
+export type RegistrationApi = Pick<ApiClient, 'registerPeer' | 'heartbeatPeer' | 'unregisterPeer'>;
 import type { PeerInfo, PeerRegistration } from '../../protocol/messages.js';
 
 /**
@@ -12,14 +15,14 @@ import type { PeerInfo, PeerRegistration } from '../../protocol/messages.js';
  * reach the server are logged and retried at the next beat; the proxy keeps serving meanwhile.
  */
 export class PeerRegistrar implements Startable {
-  readonly #c: { api: ApiClient; clock: Clock; logger: Logger };
+  readonly #c: { api: RegistrationApi; clock: Clock; logger: Logger };
   readonly #faults: FaultBoundary;
-  readonly #registration: PeerRegistration;
+  #registration: PeerRegistration;
   #timer: ClockTimer | undefined;
   #info: PeerInfo | undefined;
   #stopped = false;
 
-  constructor(components: { api: ApiClient; clock: Clock; logger: Logger; faults?: FaultBoundary }, registration: PeerRegistration) {
+  constructor(components: { api: RegistrationApi; clock: Clock; logger: Logger; faults?: FaultBoundary }, registration: PeerRegistration) {
     this.#c = components;
     this.#faults = components.faults ?? new FaultBoundary({ logger: components.logger });
     this.#registration = registration;
@@ -30,7 +33,9 @@ export class PeerRegistrar implements Startable {
     return this.#info;
   }
 
-  async start(): Promise<void> {
+  /** Registers (at `port`, when it is known only now: a proxy listening on port 0). */
+  async start(port?: number): Promise<void> {
+    if (port !== undefined) this.#registration = { ...this.#registration, port };
     this.#info = await this.#c.api.registerPeer(this.#registration);
     this.#schedule();
   }

@@ -1,3 +1,4 @@
+import { systemClock, type Clock } from '../../core/clock.js';
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
@@ -102,6 +103,7 @@ export class PeerjsBroker {
   readonly #o: PeerjsBrokerOptions;
   readonly #logger: Logger;
   readonly #faults: FaultBoundary;
+  readonly #clock: Clock;
   readonly #cluster: PeerjsCluster | undefined;
   readonly #instance = randomUUID();
   #offline: (() => Promise<void>) | undefined;
@@ -115,9 +117,10 @@ export class PeerjsBroker {
   relayed = 0;
   refused = 0;
 
-  constructor(components: { logger: Logger; cluster?: PeerjsCluster; faults?: FaultBoundary }, options: PeerjsBrokerOptions) {
+  constructor(components: { logger: Logger; clock?: Clock; cluster?: PeerjsCluster; faults?: FaultBoundary }, options: PeerjsBrokerOptions) {
     this.#o = options;
     this.#logger = components.logger;
+    this.#clock = components.clock ?? systemClock;
     this.#faults = components.faults ?? new FaultBoundary({ logger: components.logger });
     this.#cluster = components.cluster;
     // Frames beyond 1 MiB are cut off by ws (close 1009); up to that, our own cap answers with ERROR.
@@ -133,7 +136,7 @@ export class PeerjsBroker {
   }
 
   start(): void {
-    this.#timer = setInterval(this.#faults.wrap('timer', () => this.#sweep(Date.now())), ALIVE_CHECK_MS);
+    this.#timer = setInterval(this.#faults.wrap('timer', () => this.#sweep(this.#clock.now())), ALIVE_CHECK_MS);
     this.#timer.unref();
     void this.#cluster?.notifier
       .subscribe(ONLINE_CHANNEL, this.#faults.wrap('websocket', (message: string) => this.#onOnline(message)))
@@ -216,7 +219,7 @@ export class PeerjsBroker {
     const existing = this.#clients.get(id);
     if (existing && existing.token !== token) return taken();
     if (!existing && this.#clients.size >= this.#o.concurrentLimit) return refuse(errorFrame(PEERJS_ERRORS.concurrentLimit));
-    const client: Client = { id, token, socket, out: this.#writer(socket), lastHeartbeat: Date.now() };
+    const client: Client = { id, token, socket, out: this.#writer(socket), lastHeartbeat: this.#clock.now() };
     if (!this.#cluster) return this.#register(client, existing);
     // Cluster: the id is claimed in the shared directory first; frames that arrive meanwhile wait.
     const early: Array<[RawData, boolean]> = [];
@@ -314,7 +317,7 @@ export class PeerjsBroker {
     const frame = isBinary ? undefined : parseClientFrame(data.toString());
     if (!frame) return this.#reject(client, PEERJS_ERRORS.notJson);
     if (frame.type === PEERJS_TYPES.heartbeat) {
-      client.lastHeartbeat = Date.now();
+      client.lastHeartbeat = this.#clock.now();
       if (this.#cluster) void this.#cluster.directory.claim(client.id, client.token, this.#claimTtl()).catch(() => undefined);
       return;
     }
@@ -372,7 +375,7 @@ export class PeerjsBroker {
     if (!queue && this.#queues.size >= limits.totalIds) return void this.refused++;
     if (queue && (queue.frames.length >= limits.perIdMessages || queue.bytes + bytes > limits.perIdBytes)) return void this.refused++;
     if (this.#queuedBytes + bytes > limits.totalBytes) return void this.refused++;
-    if (!queue) this.#queues.set(dst, (queue = { createdAt: Date.now(), frames: [], bytes: 0 }));
+    if (!queue) this.#queues.set(dst, (queue = { createdAt: this.#clock.now(), frames: [], bytes: 0 }));
     queue.frames.push({ src, frame });
     queue.bytes += bytes;
     this.#queuedBytes += bytes;

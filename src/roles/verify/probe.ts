@@ -28,13 +28,17 @@ export interface ProbeOptions {
 /** A plain TCP dial first, so "refused" and "timed out" are different, actionable statuses. */
 async function dial(peer: Upstream, timeoutMs: number): Promise<'ok' | 'refused' | 'timeout' | 'unreachable'> {
   const socket = connect({ host: peer.host, port: peer.port });
-  const timer = setTimeout(() => socket.destroy(new Error('timeout')), timeoutMs);
+  let timedOut = false;
+  const timer = setTimeout(() => {
+    timedOut = true;
+    socket.destroy(new Error('timed out'));
+  }, timeoutMs);
   try {
     await once(socket, 'connect');
     return 'ok';
   } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    return code === 'ECONNREFUSED' ? 'refused' : (err as Error).message === 'timeout' ? 'timeout' : 'unreachable';
+    if (timedOut) return 'timeout';
+    return (err as NodeJS.ErrnoException).code === 'ECONNREFUSED' ? 'refused' : 'unreachable';
   } finally {
     clearTimeout(timer);
     socket.destroy();
@@ -98,9 +102,13 @@ async function fetchCanary(
 ): Promise<{ body: Buffer; firstByteMs: number; seconds: number } | { status: string }> {
   const socket: Duplex = server.tls ? tlsConnect({ socket: tunnel as Socket, servername: server.host, ...(server.ca ? { ca: server.ca } : {}) }) : tunnel;
   const started = performance.now();
+  let timedOut = false;
   try {
     const { body, firstByteMs } = await new Promise<{ body: Buffer; firstByteMs: number }>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error('timeout')), timeoutMs);
+      const timer = setTimeout(() => {
+        timedOut = true;
+        reject(new Error('timed out'));
+      }, timeoutMs);
       const req = httpRequest(
         { method: 'GET', path: canary.path, headers: { host: `${server.host}:${server.port}`, connection: 'close' }, createConnection: () => socket as Socket },
         (res) => {
@@ -121,8 +129,8 @@ async function fetchCanary(
       req.end();
     });
     return { body, firstByteMs, seconds: (performance.now() - started) / 1000 };
-  } catch (err) {
-    return { status: (err as Error).message === 'timeout' ? 'timeout' : 'fetch-failed' };
+  } catch {
+    return { status: timedOut ? 'timeout' : 'fetch-failed' };
   } finally {
     socket.destroy();
   }

@@ -1,6 +1,9 @@
 import type { Logger } from '../../core/logger.js';
 import type { ApiClient } from '../../net/api-client.js';
 import type { PeerInfo, VerdictRequest } from '../../protocol/messages.js';
+
+/** What the verifier asks of the server. */
+export type VerifyApi = Pick<ApiClient, 'peers' | 'ticket' | 'canary' | 'verdict'>;
 import { identityFingerprint } from '../../crypto/peer-identity.js';
 import { probePeer, type ProbeOptions } from './probe.js';
 
@@ -21,11 +24,11 @@ export interface VerdictReport extends VerdictRequest {
 
 /** One verification pass over every live candidate and verified peer, verdicts posted as it goes. */
 export class Verifier {
-  readonly #api: ApiClient;
+  readonly #api: VerifyApi;
   readonly #logger: Logger;
   readonly #o: VerifierOptions;
 
-  constructor(components: { api: ApiClient; logger: Logger }, options: VerifierOptions) {
+  constructor(components: { api: VerifyApi; logger: Logger }, options: VerifierOptions) {
     this.#api = components.api;
     this.#logger = components.logger;
     this.#o = options;

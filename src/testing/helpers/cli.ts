@@ -29,17 +29,6 @@ export async function runCli(args: string[], options: { stdin?: string; timeoutM
   return { code, stdout, stderr };
 }
 
-export interface RunningServer {
-  url: string;
-  dataDir: string;
-  child: ChildProcess;
-  /** NDJSON events printed after `listening`. */
-  events: Array<Record<string, unknown>>;
-  stderr(): string;
-  /** SIGTERM and wait for exit; returns the exit code. */
-  stop(signal?: NodeJS.Signals): Promise<number | null>;
-}
-
 export interface RunningRole {
   url: string;
   child: ChildProcess;

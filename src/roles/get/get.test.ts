@@ -1,0 +1,119 @@
+import { createServer } from 'node:http';
+import test from 'ava';
+import { ProxyAgent, request } from 'undici';
+import { systemClock } from '../../core/clock.js';
+import { silentLogger } from '../../core/logger.js';
+import type { ReceivedMessage } from '../../messaging/inbox.js';
+import { PeerIdentity } from '../../crypto/peer-identity.js';
+import { generateTicketKey, TicketIssuer, TicketVerifier } from '../../crypto/tickets.js';
+import { listen } from '../../net/listen.js';
+import type { Advertisement, PollResponse, RoundRobinPeer } from '../../protocol/messages.js';
+import { GiveProxy } from '../give/give-proxy.js';
+import { createGet, type GetApi } from './index.js';
+
+// The get role in process: a fake server (round robin, tickets, polls) and real give peers over
+// TLS on loopback.
+
+const key = generateTicketKey();
+const issuer = new TicketIssuer(key.privateKeyPem);
+
+async function givePeer(t: { teardown(fn: () => unknown): void }) {
+  const identity = new PeerIdentity();
+  const proxy = new GiveProxy(
+    { tickets: new TicketVerifier(key.publicKeyPem, { peer: identity.fingerprint }), clock: systemClock, logger: silentLogger() },
+    { host: '127.0.0.1', port: 0, allowPrivateDestinations: true, maxClients: 100, tls: identity.tlsCredentials() },
+  );
+  await proxy.start();
+  t.teardown(() => proxy.stop(0));
+  const peer: RoundRobinPeer = { host: '127.0.0.1', port: proxy.address.port, protocols: ['connect'], identityKey: identity.publicKey };
+  return { proxy, peer, identity };
+}
+
+async function origin(t: { teardown(fn: () => unknown): void }) {
+  const server = createServer((_req, res) => res.end('origin says hi'));
+  const { port } = await listen(server, '127.0.0.1', 0);
+  t.teardown(() => server.close());
+  return `http://127.0.0.1:${port}/`;
+}
+
+/** A server that answers as told: the round robin, tickets for the peer asked, and scripted polls. */
+function fakeApi(peers: RoundRobinPeer[], polls: PollResponse[] = []) {
+  const tickets: string[] = [];
+  const acks: string[][] = [];
+  const api: GetApi = {
+    roundRobin: async () => peers,
+    ticket: async ({ peer }) => {
+      tickets.push(peer);
+      return { ticket: issuer.issue({ v: 1, sub: '9b1e6f2c-3a4d-4e5f-8a7b-1c2d3e4f5a6b', aud: peer, exp: Date.now() + 600_000 }), expiresAt: Date.now() + 600_000 };
+    },
+    poll: async (_wait, _limit, signal, ack) => {
+      acks.push([...ack]);
+      const next = polls.shift();
+      if (next) return next;
+      await new Promise((resolve) => signal.addEventListener('abort', resolve, { once: true }));
+      throw new Error('aborted');
+    },
+    ack: async (ids) => void acks.push(ids),
+  };
+  return { api, tickets, acks };
+}
+
+test('tunnels go through the peers in turn; a peer that is not the registered one is skipped, invisibly to the client', async (t) => {
+  const good = await givePeer(t);
+  const other = await givePeer(t);
+  // Registered at `other`'s address with `good`'s key: an impostor to get.
+  const impostor: RoundRobinPeer = { ...other.peer, identityKey: good.identity.publicKey };
+  const url = await origin(t);
+  const { api, tickets } = fakeApi([impostor, good.peer]);
+  const get = createGet({ api, clock: systemClock, logger: silentLogger(), ads: async () => [], receive: async () => [] }, { host: '127.0.0.1', port: 0, refreshMs: 60_000 });
+  await get.start();
+  t.teardown(() => get.stop());
+  t.is(get.upstreams, 2);
+  const dispatcher = new ProxyAgent({ uri: get.url });
+  for (let i = 0; i < 4; i++) {
+    // A tunnel per request (the origin closes each connection), so get picks a peer each time.
+    const res = await request(url, { dispatcher, headers: { connection: 'close' } });
+    t.is(await res.body.text(), 'origin says hi');
+  }
+  t.is(good.proxy.stats().tunnelsServed, 4, 'every tunnel went through the real peer');
+  t.is(other.proxy.stats().tunnelsServed, 0);
+  t.true(tickets.every((peer) => peer === good.identity.fingerprint), 'tickets were asked for the peer named by the key');
+  await dispatcher.close();
+});
+
+test('messages keep arriving while get runs; an accepted ad from a contact is an upstream at once; acks ride on the next poll', async (t) => {
+  const give = await givePeer(t);
+  const url = await origin(t);
+  const ad: Advertisement = { host: give.peer.host, port: give.peer.port, protocols: ['connect'], identityKey: give.identity.publicKey, expiresAt: Date.now() + 600_000 } as Advertisement;
+  const batch = { messages: [{ id: 'm1', from: { userId: 'f', deviceId: 1 }, sentAt: 0, type: 1, payload: '' }], more: false } as PollResponse;
+  const { api, acks } = fakeApi([], [batch]);
+  const ads: Advertisement[] = [];
+  const received: ReceivedMessage[] = [];
+  const get = createGet(
+    {
+      api,
+      clock: systemClock,
+      logger: silentLogger(),
+      ads: async () => ads,
+      // Storing the batch is where the ad becomes a contact's ad.
+      receive: async (b) => {
+        ads.push(ad);
+        return b.messages.map((m) => ({ id: m.id, from: m.from, sentAt: m.sentAt, type: m.type, encrypted: true, ad, adStatus: 'accepted' as const }));
+      },
+      onMessage: (m) => received.push(m),
+    },
+    // No refresh in this test's time: only the ad can add the upstream.
+    { host: '127.0.0.1', port: 0, refreshMs: 600_000 },
+  );
+  await get.start();
+  t.is(get.upstreams, 0);
+  for (let i = 0; i < 100 && acks.length < 2; i++) await new Promise((r) => setTimeout(r, 10));
+  t.deepEqual(received.map((m) => m.id), ['m1']);
+  t.is(get.upstreams, 1);
+  t.deepEqual(acks.slice(0, 2), [[], ['m1']], 'the stored batch is acked with the next poll');
+  const dispatcher = new ProxyAgent({ uri: get.url });
+  t.is(await (await request(url, { dispatcher })).body.text(), 'origin says hi');
+  await dispatcher.close();
+  await get.stop();
+  t.is(give.proxy.stats().tunnelsServed, 1);
+});

@@ -1,0 +1,65 @@
+import type { Clock } from '../../core/clock.js';
+import { LanternError } from '../../core/errors.js';
+import type { Logger } from '../../core/logger.js';
+import type { PeerEndpoint } from '../../net/tunnel.js';
+import type { Advertisement, RoundRobinPeer } from '../../protocol/messages.js';
+import type { TicketResponse } from '../../protocol/ticket.js';
+import type { UpstreamSource } from './upstream-pool.js';
+
+/** What get asks of the server for its upstreams. */
+export interface UpstreamApi {
+  roundRobin(): Promise<RoundRobinPeer[]>;
+  ticket(request: { peer: string }): Promise<TicketResponse>;
+}
+
+/** A ticket is renewed when less than this is left of it. */
+const TICKET_RENEW_MS = 60_000;
+
+/**
+ * Where get's upstreams come from: the server's verified round robin and the unexpired ads of
+ * contacts, merged without duplicates; and one ticket per give peer (a ticket opens only the peer
+ * it names), renewed before it expires.
+ */
+export class Upstreams implements UpstreamSource {
+  readonly #c: { api: UpstreamApi; clock: Clock; logger: Logger; ads(now: number): Promise<Advertisement[]> };
+  #peers: PeerEndpoint[] = [];
+  readonly #tickets = new Map<string, TicketResponse>();
+
+  constructor(components: { api: UpstreamApi; clock: Clock; logger: Logger; ads(now: number): Promise<Advertisement[]> }) {
+    this.#c = components;
+  }
+
+  upstreams(): PeerEndpoint[] {
+    return this.#peers;
+  }
+
+  async ticket(peer: string): Promise<string> {
+    const now = this.#c.clock.now();
+    let held = this.#tickets.get(peer);
+    if (!held || held.expiresAt - now < TICKET_RENEW_MS) {
+      held = await this.#c.api.ticket({ peer });
+      this.#tickets.set(peer, held);
+      for (const [k, v] of this.#tickets) if (v.expiresAt <= now) this.#tickets.delete(k);
+    }
+    return held.ticket;
+  }
+
+  /** Reads both lists again. The round robin being unavailable leaves the ads. */
+  async refresh(): Promise<void> {
+    const verified = await this.#c.api.roundRobin().catch((err: unknown) => {
+      this.#c.logger.warn({ code: LanternError.is(err) ? err.code : undefined }, 'round robin unavailable');
+      return [];
+    });
+    const ads = await this.#c.ads(this.#c.clock.now());
+    const seen = new Set<string>();
+    this.#peers = [...verified, ...ads]
+      .map(({ host, port, identityKey, sniName, ...rest }) => ({
+        host,
+        port,
+        identityKey,
+        ...(sniName ? { sniName } : {}),
+        ...('plaintext' in rest && rest.plaintext ? { plaintext: true } : {}),
+      }))
+      .filter((p) => !seen.has(`${p.host}:${p.port}:${p.identityKey}`) && seen.add(`${p.host}:${p.port}:${p.identityKey}`));
+  }
+}

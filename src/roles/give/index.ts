@@ -1,0 +1,168 @@
+import type { Clock } from '../../core/clock.js';
+import { FaultBoundary } from '../../core/fault-boundary.js';
+import type { Startable } from '../../core/lifecycle.js';
+import type { Logger } from '../../core/logger.js';
+import { PeerIdentity } from '../../crypto/peer-identity.js';
+import { TicketVerifier } from '../../crypto/tickets.js';
+import { parseHostPort } from '../../net/listen.js';
+import type { Advertisement, PeerInfo } from '../../protocol/messages.js';
+import { GiveProxy, type GiveProxyOptions } from './give-proxy.js';
+import { PeerRegistrar, type RegistrationApi } from './peer-registration.js';
+
+/** What a give peer asks of the server: its registration. */
+export type GiveApi = RegistrationApi;
+
+/** Ads sent, and to whom they could not be. */
+export interface AdReport {
+  sentTo: string[];
+  failed: Array<{ userId: string; code: string }>;
+}
+
+export interface GiveComponents {
+  api: GiveApi;
+  clock: Clock;
+  logger: Logger;
+  faults?: FaultBoundary;
+  /** The server's ticket key (PEM): tickets are checked offline against it. */
+  ticketKey: string;
+  /** The identity key the TLS certificate carries (default: a fresh one). */
+  identity?: PeerIdentity;
+  /** Sends an availability ad to each user, end-to-end encrypted (the caller's keystore and messenger). */
+  advertise?(ad: Advertisement, userIds: readonly string[]): Promise<AdReport>;
+  /** `listening`, `registered` and `advertised`, as they happen in start(). */
+  onEvent?(event: GiveEvent): void;
+}
+
+export type GiveEvent = { event: 'listening' } | { event: 'registered'; registration: PeerInfo } | { event: 'advertised'; report: AdReport };
+
+export interface GiveOptions extends Omit<GiveProxyOptions, 'tls'> {
+  /** No TLS on the port (local tests only). */
+  plaintext: boolean;
+  sniName?: string;
+  /** Keep a registration with the server (the verified round robin). */
+  register: boolean;
+  /** The port the world reaches the proxy on (a router's forward), if not the listening one. */
+  publicPort?: number;
+  /** HOST:PORT the world reaches the proxy at, a hint to the server and the address of ads. */
+  publicAddr?: string;
+  /** Users who get an availability ad at start. */
+  advertiseTo: readonly string[];
+  adLifetimeMs: number;
+}
+
+const PROTOCOLS: Array<'connect' | 'http' | 'socks5'> = ['connect', 'http', 'socks5'];
+
+/**
+ * The give role: the proxy (TLS pinned to a fresh identity key unless plaintext), its registration
+ * kept alive with the server, and availability ads to contacts. Pausing leaves the registry and
+ * hands ticket holders the decoy; stopping leaves the registry first, then drains the tunnels.
+ */
+export class GivePeer implements Startable {
+  readonly #c: GiveComponents;
+  readonly #o: GiveOptions;
+  readonly #identity: PeerIdentity;
+  readonly #proxy: GiveProxy;
+  readonly #registrar: PeerRegistrar;
+
+  constructor(components: GiveComponents, options: GiveOptions) {
+    const faults = components.faults ?? new FaultBoundary({ logger: components.logger });
+    this.#c = { ...components, faults };
+    this.#o = options;
+    const identity = (this.#identity = components.identity ?? new PeerIdentity());
+    const { plaintext, sniName, register: _register, publicPort: _port, publicAddr: _addr, advertiseTo: _to, adLifetimeMs: _life, ...proxyOptions } = options;
+    this.#proxy = new GiveProxy(
+      { tickets: new TicketVerifier(components.ticketKey, { peer: identity.fingerprint }), clock: components.clock, logger: components.logger, faults },
+      { ...proxyOptions, ...(plaintext ? {} : { tls: identity.tlsCredentials(sniName ? { name: sniName } : {}) }) },
+    );
+    this.#registrar = new PeerRegistrar(
+      { api: components.api, clock: components.clock, logger: components.logger, faults },
+      {
+        port: options.publicPort ?? 1, // the listening port is set at start, once it is known
+        protocols: PROTOCOLS,
+        identityKey: identity.publicKey,
+        ...(plaintext ? { plaintext: true } : {}),
+        ...(sniName ? { sniName } : {}),
+        ...(options.publicAddr ? { publicAddr: options.publicAddr } : {}),
+      },
+    );
+  }
+
+  get url(): string {
+    return this.#proxy.url;
+  }
+
+  /** How clients know this peer: the identity they pin, and how it speaks. */
+  get peer(): { fingerprint: string; identityKey: string; tls: boolean; sniName?: string } {
+    return { fingerprint: this.#identity.fingerprint, identityKey: this.#identity.publicKey, tls: !this.#o.plaintext, ...(this.#o.sniName ? { sniName: this.#o.sniName } : {}) };
+  }
+
+  get registration(): PeerInfo | undefined {
+    return this.#registrar.info;
+  }
+
+  async start(): Promise<void> {
+    await this.#proxy.start();
+    try {
+      this.#c.onEvent?.({ event: 'listening' });
+      if (this.#o.register) {
+        await this.#registrar.start(this.#o.publicPort ?? this.#proxy.address.port);
+        this.#c.onEvent?.({ event: 'registered', registration: this.#registrar.info! });
+      }
+      if (this.#o.advertiseTo.length && this.#c.advertise) {
+        const report = await this.#c.advertise(this.ad(), this.#o.advertiseTo);
+        this.#c.onEvent?.({ event: 'advertised', report });
+      }
+    } catch (err) {
+      // Nothing is left running: out of the registry if it got in, and the port closed.
+      if (this.#registrar.info) await this.#registrar.stop();
+      await this.#proxy.stop(0);
+      throw err;
+    }
+  }
+
+  /**
+   * The availability ad: the address is --public-addr if given, else the one the server saw at
+   * registration, else the listening address.
+   */
+  ad(): Advertisement {
+    const where = (this.#o.publicAddr ? parseHostPort(this.#o.publicAddr) : undefined) ?? this.#registrar.info ?? this.#proxy.address;
+    return {
+      host: where.host,
+      port: where.port,
+      protocols: PROTOCOLS,
+      identityKey: this.#identity.publicKey,
+      ...(this.#o.plaintext ? { plaintext: true } : {}),
+      ...(this.#o.sniName ? { sniName: this.#o.sniName } : {}),
+      expiresAt: this.#c.clock.now() + this.#o.adLifetimeMs,
+    };
+  }
+
+  /** Pauses or resumes sharing: out of the registry and the decoy for everyone, or back. */
+  async setPaused(paused: boolean): Promise<void> {
+    if (paused === this.#proxy.stats().paused) return;
+    this.#proxy.setPaused(paused);
+    if (!this.#o.register) return;
+    if (paused) await this.#registrar.pause();
+    else await this.#registrar.resume();
+  }
+
+  /** What `status` shows. */
+  status(): Record<string, unknown> {
+    const info = this.#registrar.info;
+    return { role: 'give', url: this.url, ...this.peer, registration: info ?? null, lastVerdict: info?.lastVerdict ?? null, ...this.#proxy.stats() };
+  }
+
+  stats(): ReturnType<GiveProxy['stats']> {
+    return this.#proxy.stats();
+  }
+
+  /** Out of the registry first, so that no new client is sent here, then the tunnels drain. */
+  async stop(): Promise<void> {
+    if (this.#o.register) await this.#registrar.stop();
+    await this.#proxy.stop();
+  }
+}
+
+export function createGive(components: GiveComponents, options: GiveOptions): GivePeer {
+  return new GivePeer(components, options);
+}

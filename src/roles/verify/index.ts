@@ -1,0 +1,72 @@
+import type { Clock } from '../../core/clock.js';
+import type { Startable } from '../../core/lifecycle.js';
+import type { Logger } from '../../core/logger.js';
+import { sleep } from '../../net/retry.js';
+import { Verifier, type VerdictReport, type VerifierOptions, type VerifyApi } from './verifier.js';
+
+export interface VerifyComponents {
+  api: VerifyApi;
+  clock: Clock;
+  logger: Logger;
+  /** Each verdict, as it is posted. */
+  onVerdict?(report: VerdictReport): void;
+}
+
+export interface VerifyOptions extends VerifierOptions {
+  /** Time from the start of one pass to the start of the next. */
+  intervalMs: number;
+}
+
+/**
+ * The verify role: passes over every live candidate and verified peer, one starting every
+ * `intervalMs` from the start of the last (at once if a pass took longer), so a peer that dies is
+ * probed within the interval and evicted within the interval and a probe's timeout. A failed pass
+ * is logged and the next one comes on time. `once()` is a single pass (`verify --once`).
+ */
+export class VerifyLoop implements Startable {
+  readonly #c: VerifyComponents;
+  readonly #o: VerifyOptions;
+  readonly #verifier: Verifier;
+  readonly #abort = new AbortController();
+  #running: Promise<void> | undefined;
+  /** Passes begun. */
+  passes = 0;
+
+  constructor(components: VerifyComponents, options: VerifyOptions) {
+    this.#c = components;
+    this.#o = options;
+    this.#verifier = new Verifier(components, options);
+  }
+
+  /** One pass; `start` hears how many peers it covers. */
+  once(start?: (total: number) => void): Promise<VerdictReport[]> {
+    return this.#verifier.pass({ ...(start ? { start } : {}), ...(this.#c.onVerdict ? { verdict: this.#c.onVerdict } : {}) });
+  }
+
+  async start(): Promise<void> {
+    this.#running ??= this.#loop();
+  }
+
+  /** No new probe starts; those under way finish and post their verdicts. */
+  async stop(): Promise<void> {
+    this.#abort.abort();
+    await this.#running;
+  }
+
+  async #loop(): Promise<void> {
+    const { clock, logger } = this.#c;
+    const signal = this.#abort.signal;
+    while (!signal.aborted) {
+      const started = clock.now();
+      this.passes++;
+      await this.#verifier
+        .pass({ signal, ...(this.#c.onVerdict ? { verdict: this.#c.onVerdict } : {}) })
+        .catch((err: unknown) => logger.warn({ code: (err as { code?: string }).code, err }, 'pass failed'));
+      await sleep(clock, Math.max(0, started + this.#o.intervalMs - clock.now()), signal);
+    }
+  }
+}
+
+export function createVerify(components: VerifyComponents, options: VerifyOptions): VerifyLoop {
+  return new VerifyLoop(components, options);
+}

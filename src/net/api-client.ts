@@ -1,3 +1,4 @@
+import { API, apiPath } from '../protocol/api-paths.js';
 import { isIP } from 'node:net';
 import { Agent, request, type Dispatcher } from 'undici';
 import type { z } from 'zod';
@@ -122,7 +123,7 @@ export class ApiClient {
   }
 
   login(body: LoginRequest): Promise<LoginResponse> {
-    return this.#call('POST', '/v1/login', body, LoginResponse, { auth: 'none' });
+    return this.#call('POST', API.login, body, LoginResponse, { auth: 'none' });
   }
 
   /** The session requests are MACed with, opened (LA1-signed handshake) when missing or ending. */
@@ -134,7 +135,7 @@ export class ApiClient {
         const auth = this.#c.auth;
         if (!auth) throw new LanternError('LA_ERR_NOT_LOGGED_IN');
         const offer = auth.beginSession();
-        const answer = await this.#call('POST', '/v1/session', { publicKey: offer.publicKey }, SessionResponse, { auth: 'device' });
+        const answer = await this.#call('POST', API.session, { publicKey: offer.publicKey }, SessionResponse, { auth: 'device' });
         const session = offer.finish(answer.publicKey, answer.sessionId, answer.expiresAt);
         this.#session = session;
         await this.#c.onSession?.(session);
@@ -147,77 +148,77 @@ export class ApiClient {
   }
 
   whoami(): Promise<z.infer<typeof WhoamiResponse>> {
-    return this.#call('GET', '/v1/whoami', undefined, WhoamiResponse);
+    return this.#call('GET', API.whoami, undefined, WhoamiResponse);
   }
 
   send(body: SendRequest): Promise<SendResponse> {
-    return this.#call('POST', '/v1/messages', body, SendResponse);
+    return this.#call('POST', API.messages, body, SendResponse);
   }
 
   /** Uploads this device's keys; answers the one-time key counts. */
   putKeys(keys: KeysUpload): Promise<KeyCounts> {
-    return this.#call('PUT', '/v1/keys', keys, KeyCounts);
+    return this.#call('PUT', API.keys, keys, KeyCounts);
   }
 
   keyCounts(): Promise<KeyCounts> {
-    return this.#call('GET', '/v1/keys/count', undefined, KeyCounts);
+    return this.#call('GET', API.keyCount, undefined, KeyCounts);
   }
 
   /** Bundles of every registered device of `userId` (or one device), each popping one-time keys. */
   bundles(userId: string, deviceId?: number): Promise<BundlesResponse> {
-    return this.#call('GET', `/v1/keys/${userId}${deviceId === undefined ? '' : `/${deviceId}`}`, undefined, BundlesResponse);
+    return this.#call('GET', deviceId === undefined ? apiPath(API.bundles, { userId }) : apiPath(API.bundle, { userId, deviceId }), undefined, BundlesResponse);
   }
 
   /** Registers this device's give proxy (the server takes the address from the connection). */
   registerPeer(registration: PeerRegistration): Promise<PeerInfo> {
-    return this.#call('POST', '/v1/peers', registration, PeerInfo);
+    return this.#call('POST', API.peers, registration, PeerInfo);
   }
 
   heartbeatPeer(): Promise<PeerInfo> {
-    return this.#call('POST', '/v1/peers/heartbeat', undefined, PeerInfo);
+    return this.#call('POST', API.peerHeartbeat, undefined, PeerInfo);
   }
 
   /** The verified round robin. */
   async roundRobin(): Promise<RoundRobinPeer[]> {
-    return (await this.#call('GET', '/v1/peers/round-robin', undefined, RoundRobinResponse)).peers;
+    return (await this.#call('GET', API.roundRobin, undefined, RoundRobinResponse)).peers;
   }
 
   /** A fresh canary to fetch through a peer (verifier accounts only). */
   canary(): Promise<CanaryResponse> {
-    return this.#call('POST', '/v1/canary', undefined, CanaryResponse);
+    return this.#call('POST', API.canary, undefined, CanaryResponse);
   }
 
   /** Every live registration (verifier accounts only). */
   async peers(): Promise<PeerInfo[]> {
-    return (await this.#call('GET', '/v1/peers', undefined, PeersResponse)).peers;
+    return (await this.#call('GET', API.peers, undefined, PeersResponse)).peers;
   }
 
   /** Posts a verification verdict about a peer (verifier accounts only). */
   verdict(peerId: string, verdict: VerdictRequest): Promise<PeerInfo> {
-    return this.#call('POST', `/v1/peers/${peerId}/verdict`, verdict, PeerInfo);
+    return this.#call('POST', apiPath(API.verdict, { peerId }), verdict, PeerInfo);
   }
 
   peerSelf(): Promise<PeerInfo> {
-    return this.#call('GET', '/v1/peers/self', undefined, PeerInfo);
+    return this.#call('GET', API.peerSelf, undefined, PeerInfo);
   }
 
   async unregisterPeer(): Promise<boolean> {
-    return (await this.#call('DELETE', '/v1/peers', undefined, UnregisterPeerResponse)).unregistered;
+    return (await this.#call('DELETE', API.peers, undefined, UnregisterPeerResponse)).unregistered;
   }
 
   /** A short-lived ticket: for one give peer (its fingerprint), or for registering an id with the PeerJS broker. */
   ticket(request: { peer: string } | { aud: TicketAudience }): Promise<TicketResponse> {
-    return this.#call('POST', '/v1/tickets', request, TicketResponse);
+    return this.#call('POST', API.tickets, request, TicketResponse);
   }
 
   /** The server's ticket public key (SPKI PEM), which give peers check tickets against. */
   async ticketKey(): Promise<string> {
-    return (await this.#call('GET', '/v1/tickets/key', undefined, TicketKeyResponse, { auth: 'none' })).publicKey;
+    return (await this.#call('GET', API.ticketKey, undefined, TicketKeyResponse, { auth: 'none' })).publicKey;
   }
 
   /** Several sends in one request; one result per message, in order. */
   sendBatch(messages: SendRequest[]): Promise<SendBatchResponse> {
-    return this.#call('POST', '/v1/messages/batch', { messages }, SendBatchResponse);
+    return this.#call('POST', API.messageBatch, { messages }, SendBatchResponse);
   }
 
   /**
@@ -226,14 +227,14 @@ export class ApiClient {
    */
   poll(waitSeconds: number, limit = 100, signal?: AbortSignal, ack: readonly string[] = []): Promise<PollResponse | undefined> {
     const acks = ack.length ? `&ack=${ack.map(encodeURIComponent).join(',')}` : '';
-    return this.#call('GET', `/v1/messages?wait=${waitSeconds}&limit=${limit}${acks}`, undefined, PollResponse, {
+    return this.#call('GET', `${API.messages}?wait=${waitSeconds}&limit=${limit}${acks}`, undefined, PollResponse, {
       timeoutMs: (waitSeconds + 30) * 1000,
       ...(signal ? { signal } : {}),
     });
   }
 
   ack(ids: string[]): Promise<number> {
-    return this.#call('POST', '/v1/messages/ack', { ids }, AckResponse).then((r) => r.acked);
+    return this.#call('POST', API.ack, { ids }, AckResponse).then((r) => r.acked);
   }
 
   async #call<S extends z.ZodType>(

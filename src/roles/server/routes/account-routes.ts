@@ -1,0 +1,50 @@
+import { randomUUID } from 'node:crypto';
+import { acceptSession } from '../../../crypto/request-signature.js';
+import { LanternError } from '../../../core/errors.js';
+import { API } from '../../../protocol/api-paths.js';
+import { LoginRequest, SessionRequest } from '../../../protocol/messages.js';
+import { TicketRequest } from '../../../protocol/ticket.js';
+import { parseMessage } from '../../../protocol/validate.js';
+import { PROTOCOL_VERSION } from '../../../protocol/version.js';
+import { parseJson, sendJson } from '../http-kit.js';
+import { open, signed, type Route, type RouteContext } from './route.js';
+
+/** Health, login, sessions, whoami and tickets. */
+export function accountRoutes({ c, options, accounts, limit }: RouteContext): Route[] {
+  return [
+    open('GET', API.health, async ({ res }) => sendJson(res, 200, { ok: true, version: PROTOCOL_VERSION })),
+    open('POST', API.login, async ({ req, res, body }) => {
+      const login = parseMessage(LoginRequest, parseJson(body));
+      await limit(`login-addr:${req.socket.remoteAddress ?? '?'}`, options.rate.loginPerAddress);
+      await limit(`login-name:${login.user}`, options.rate.loginPerAccount);
+      sendJson(res, 200, await accounts.login(login, { ca: c.ca, options }));
+    }),
+    signed(
+      'POST',
+      API.session,
+      async ({ res, body, auth }) => {
+        const offer = parseMessage(SessionRequest, parseJson(body));
+        const id = randomUUID();
+        const { publicKey, key } = acceptSession(offer.publicKey, id);
+        const expiresAt = Math.min(auth.certificateExpires, c.clock.now() + options.sessionLifetimeMs);
+        await c.store.putSession({ id, userId: auth.userId, deviceId: auth.deviceId, key, expiresAt });
+        sendJson(res, 200, { sessionId: id, publicKey, expiresAt });
+      },
+      'device',
+    ),
+    signed('GET', API.whoami, async ({ res, auth }) => {
+      const account = await c.store.getAccountByUserId(auth.userId);
+      sendJson(res, 200, { userId: auth.userId, deviceId: auth.deviceId, role: account?.role ?? 'user', certificateExpires: auth.certificateExpires });
+    }),
+    signed('POST', API.tickets, async ({ res, auth, body }) => {
+      const { aud, peer } = body.length ? parseMessage(TicketRequest, parseJson(body)) : {};
+      if (aud !== 'peerjs' && peer === undefined) {
+        throw new LanternError('LA_ERR_INVALID_REQUEST', 'A proxy ticket is for one give peer: send {"peer": "<its fingerprint>"}');
+      }
+      const expiresAt = Math.min(c.clock.now() + options.ticketLifetimeMs, auth.certificateExpires);
+      const claims = aud === 'peerjs' ? { v: 1 as const, sub: auth.userId, exp: expiresAt, aud } : { v: 1 as const, sub: auth.userId, exp: expiresAt, aud: peer! };
+      sendJson(res, 200, { ticket: c.tickets.issue(claims), expiresAt });
+    }),
+    open('GET', API.ticketKey, async ({ res }) => sendJson(res, 200, { publicKey: c.tickets.publicKeyPem })),
+  ];
+}

@@ -1,0 +1,91 @@
+import { createHash } from 'node:crypto';
+import { LanternError } from '../../../core/errors.js';
+import { CanaryMaker } from '../../../crypto/canary.js';
+import { API } from '../../../protocol/api-paths.js';
+import { PeerRegistration, VerdictRequest } from '../../../protocol/messages.js';
+import { parseMessage } from '../../../protocol/validate.js';
+import type { PeerRecord } from '../../../storage/server-store.js';
+import { parseJson, sendJson } from '../http-kit.js';
+import { deviceOf, open, signed, type Route, type RouteContext } from './route.js';
+
+/** A registration as its owner and verifiers see it (without the owner's ids). */
+const peerInfo = ({ userId: _u, deviceId: _d, ...info }: PeerRecord) => info;
+
+/** The peer registry: give peers register and heartbeat; get clients read the verified round robin. */
+export function peerRoutes({ c, options }: RouteContext): Route[] {
+  return [
+    signed('POST', API.peers, async ({ req, res, body, auth }) => {
+      const reg = parseMessage(PeerRegistration, parseJson(body));
+      // The address is the connection's, never a header's: a registration cannot point elsewhere.
+      const host = (req.socket.remoteAddress ?? '').replace(/^::ffff:(?=\d+\.)/, '');
+      // One live registration per identity key: nobody can register a relay to someone else's peer under its key.
+      const now = c.clock.now();
+      const taken = (await c.store.listPeers(now)).find((p) => p.identityKey === reg.identityKey && !(p.userId === auth.userId && p.deviceId === auth.deviceId));
+      if (taken) throw new LanternError('LA_ERR_PEER_IDENTITY_TAKEN');
+      const record = await c.store.registerPeer(
+        {
+          ...deviceOf(auth),
+          host,
+          port: reg.port,
+          protocols: reg.protocols,
+          identityKey: reg.identityKey,
+          ...(reg.plaintext ? { plaintext: true } : {}),
+          ...(reg.sniName ? { sniName: reg.sniName } : {}),
+          ...(reg.publicAddr ? { publicAddrHint: reg.publicAddr } : {}),
+        },
+        now,
+        options.peerTtlMs,
+      );
+      c.logger.info({ peerId: record.peerId }, 'give peer registered');
+      sendJson(res, 200, peerInfo(record));
+    }),
+    signed('POST', API.peerHeartbeat, async ({ res, auth }) => {
+      const record = await c.store.heartbeatPeer(deviceOf(auth), c.clock.now(), options.peerTtlMs);
+      if (!record) throw new LanternError('LA_ERR_PEER_NOT_REGISTERED');
+      sendJson(res, 200, peerInfo(record));
+    }),
+    signed('GET', API.peerSelf, async ({ res, auth }) => {
+      const mine = (await c.store.listPeers(c.clock.now())).find((p) => p.userId === auth.userId && p.deviceId === auth.deviceId);
+      if (!mine) throw new LanternError('LA_ERR_PEER_NOT_REGISTERED');
+      sendJson(res, 200, peerInfo(mine));
+    }),
+    signed('DELETE', API.peers, async ({ res, auth }) => sendJson(res, 200, { unregistered: await c.store.unregisterPeer(deviceOf(auth)) })),
+    signed('GET', API.roundRobin, async ({ res }) => {
+      // Get clients only ever receive verified peers.
+      const verified = (await c.store.listPeers(c.clock.now())).filter((p) => p.state === 'verified');
+      sendJson(res, 200, { peers: verified.map(({ host, port, protocols, identityKey, sniName }) => ({ host, port, protocols, identityKey, ...(sniName ? { sniName } : {}) })) });
+    }),
+  ];
+}
+
+/** Verification: canaries to fetch through peers, the candidate list and verdicts (verifier accounts). */
+export function verificationRoutes({ c, options, requireVerifier }: RouteContext): Route[] {
+  return [
+    signed('POST', API.canary, async ({ res, auth }) => {
+      await requireVerifier(auth);
+      const nonce = CanaryMaker.newNonce();
+      const content = c.canary.content(nonce);
+      sendJson(res, 200, { nonce, path: `/v1/canary/${nonce}`, length: content.length, sha256: createHash('sha256').update(content).digest('hex') });
+    }),
+    open('GET', API.canaryContent, async ({ res, params }) => {
+      if (!/^[0-9a-f]{32}$/.test(params['nonce']!)) throw new LanternError('LA_ERR_NOT_FOUND');
+      const content = c.canary.content(params['nonce']!);
+      res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': content.length, 'cache-control': 'no-store' });
+      res.end(content);
+    }),
+    signed('GET', API.peers, async ({ res, auth }) => {
+      await requireVerifier(auth);
+      sendJson(res, 200, { peers: (await c.store.listPeers(c.clock.now())).map(peerInfo) });
+    }),
+    signed('POST', API.verdict, async ({ res, params, body, auth }) => {
+      await requireVerifier(auth);
+      const verdict = parseMessage(VerdictRequest, parseJson(body));
+      const now = c.clock.now();
+      const record = await c.store.recordVerdict(params['peerId']!, { ...verdict, at: now }, now, options.peerPauseAfterMs);
+      if (!record) throw new LanternError('LA_ERR_PEER_NOT_REGISTERED', 'No live peer with that id');
+      c.metrics?.verdicts.inc({ result: verdict.ok ? 'pass' : 'fail' });
+      c.onVerdict?.(record);
+      sendJson(res, 200, peerInfo(record));
+    }),
+  ];
+}

@@ -22,9 +22,13 @@ export class GroupCommit {
   #pending: Pending[] = [];
   #busy = false;
 
-  constructor(db: Level<string, unknown>, options: { sync: boolean }) {
+  readonly #inject: (() => void) | undefined;
+
+  /** `inject` runs before each batch is written; what it throws fails that batch (fault-injection tests). */
+  constructor(db: Level<string, unknown>, options: { sync: boolean; inject?: () => void }) {
     this.#db = db;
     this.#sync = options.sync;
+    this.#inject = options.inject;
   }
 
   write(ops: LevelOp[]): Promise<void> {
@@ -57,6 +61,7 @@ export class GroupCommit {
             else batch.del(op.key);
           }
         }
+        this.#inject?.();
         await batch.write({ sync: this.#sync } as never);
         for (const p of group) p.resolve();
       } catch (err) {

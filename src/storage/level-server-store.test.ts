@@ -19,6 +19,30 @@ serverStoreComplianceTests(test, 'LevelServerStore', {
     await store.close();
     await dirs.get(store)?.();
   },
+  async faulty() {
+    const dir = await tempDir();
+    let failing = false;
+    const store = new LevelServerStore({
+      location: dir.path,
+      sync: false,
+      injectWriteFault: () => {
+        if (failing) throw Object.assign(new Error('No space left on device'), { code: 'ENOSPC' });
+      },
+    });
+    await store.open();
+    dirs.set(store, dir.remove);
+    return {
+      store,
+      failWrites: (on: boolean) => void (failing = on),
+      reopen: async () => {
+        await store.close();
+        const again = new LevelServerStore({ location: dir.path, sync: false });
+        await again.open();
+        dirs.set(again, dir.remove);
+        return again;
+      },
+    };
+  },
 });
 
 test('LevelServerStore: queued messages, meta and dedupe survive a reopen', async (t) => {

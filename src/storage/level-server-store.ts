@@ -2,21 +2,19 @@ import { randomUUID } from 'node:crypto';
 import { Level } from 'level';
 import { LanternError } from '../core/errors.js';
 import { KeyedMutex } from '../core/keyed-mutex.js';
-import type { Address, DeviceBundle, KeyCounts, KeysUpload, KyberPreKeyUpload, PreKeyUpload, Verdict } from '../protocol/messages.js';
-import { MAX_DEVICE_ID, MIN_DEVICE_ID } from '../protocol/version.js';
+import type { Address, DeviceBundle, KeyCounts, KeysUpload, KyberPreKeyUpload, PreKeyUpload } from '../protocol/messages.js';
 import { BloomFilter } from './bloom-filter.js';
 import { GroupCommit, type LevelOp } from './group-commit.js';
 import { levelError } from './level-errors.js';
 import { RecentNonces } from './recent-nonces.js';
 import {
   base64Bytes,
-  applyVerdict,
-  nextPeerRecord,
   type AccountRecord,
   type BucketPolicy,
   type DeviceCredential,
   type DeviceRecord,
   checkBeforeEnqueue,
+  deviceIdFor,
   claimSessionNonceInProcess,
   type EnqueueInput,
   type EnqueueOptions,
@@ -24,7 +22,6 @@ import {
   type ExpireResult,
   type QueueLimits,
   type PeerRecord,
-  type PeerRegistrationInput,
   type QueueStats,
   type Recipient,
   type Registration,
@@ -95,6 +92,8 @@ export interface LevelServerStoreOptions {
   location: string;
   /** fsync every write batch (default true). Without it, writes survive a process crash, not a power loss. */
   sync?: boolean;
+  /** Runs before each write batch; what it throws fails that batch (fault-injection tests only). */
+  injectWriteFault?: () => void;
 }
 
 export class LevelServerStore implements ServerStore {
@@ -123,7 +122,7 @@ export class LevelServerStore implements ServerStore {
 
   constructor(options: LevelServerStoreOptions) {
     this.#db = new Level<string, unknown>(options.location, { valueEncoding: 'json', writeBufferSize: 32 * 1024 * 1024 } as never);
-    this.#writer = new GroupCommit(this.#db, { sync: options.sync ?? true });
+    this.#writer = new GroupCommit(this.#db, { sync: options.sync ?? true, ...(options.injectWriteFault ? { inject: options.injectWriteFault } : {}) });
   }
 
   async open(): Promise<void> {
@@ -207,17 +206,7 @@ export class LevelServerStore implements ServerStore {
       const existing = new Map(
         (await this.#range<DeviceRecord>(`d!${userId}!`, `d!${userId}!~`)).map(([, d]) => [d.deviceId, d]),
       );
-      let id = deviceId;
-      if (id !== undefined) {
-        const d = existing.get(id);
-        if (!d || d.revokedAt !== undefined) throw new LanternError('LA_ERR_DEVICE_NOT_FOUND');
-      } else {
-        for (let c = MIN_DEVICE_ID; c <= MAX_DEVICE_ID && id === undefined; c++) {
-          const d = existing.get(c);
-          if (!d || d.revokedAt !== undefined) id = c;
-        }
-        if (id === undefined) throw new LanternError('LA_ERR_DEVICE_LIMIT');
-      }
+      const id = deviceIdFor(existing, deviceId);
       const prev = existing.get(id);
       const record: DeviceRecord = {
         ...credential,
@@ -226,9 +215,12 @@ export class LevelServerStore implements ServerStore {
         createdAt: deviceId !== undefined && prev ? prev.createdAt : now,
       };
       const ops: LevelOp[] = [{ type: 'put', key: `d!${dev({ userId, deviceId: id })}`, value: record }];
-      if (deviceId !== undefined) ops.push(...(await this.#endSessionsOps({ userId, deviceId: id })));
+      // A renewal ends the device's sessions.
+      const sessions = deviceId !== undefined ? await this.#endSessionsOps({ userId, deviceId: id }) : { ops: [], ids: [] };
+      ops.push(...sessions.ops);
       await this.#writer.write(ops);
       this.#cacheDevice(dev({ userId, deviceId: id }), record);
+      for (const s of sessions.ids) this.#sessions.delete(s);
       return record;
     });
   }
@@ -259,31 +251,38 @@ export class LevelServerStore implements ServerStore {
         const d = await this.getDevice(userId, deviceId);
         if (!d || d.revokedAt !== undefined) return false;
         const revoked = { ...d, revokedAt: now };
-        this.#cacheDevice(dev(addr), revoked);
         const ops: LevelOp[] = [{ type: 'put', key: `d!${dev(addr)}`, value: revoked }];
         ops.push({ type: 'del', key: `K!${dev(addr)}` }, { type: 'del', key: `g!${dev(addr)}` });
+        let messages = 0;
         for (const prefix of ['m', 'k', 'P', 'Y']) {
           for (const [key] of await this.#range(`${prefix}!${dev(addr)}!`, `${prefix}!${dev(addr)}!~`)) {
             ops.push({ type: 'del', key });
-            if (prefix === 'm') this.#queued--;
+            if (prefix === 'm') messages++;
           }
         }
-        ops.push(...(await this.#endSessionsOps(addr)));
-        this.#meta.delete(dev(addr));
+        const sessions = await this.#endSessionsOps(addr);
+        ops.push(...sessions.ops);
+        // The caches change once the write has succeeded: a failed one leaves them as the disk is.
         await this.#writer.write(ops);
+        this.#cacheDevice(dev(addr), revoked);
+        this.#queued -= messages;
+        this.#meta.delete(dev(addr));
+        for (const id of sessions.ids) this.#sessions.delete(id);
         return true;
       }),
     );
   }
 
-  async #endSessionsOps(addr: Address): Promise<LevelOp[]> {
+  /** The writes that end a device's sessions, and their ids (to drop from the cache once written). */
+  async #endSessionsOps(addr: Address): Promise<{ ops: LevelOp[]; ids: string[] }> {
     const ops: LevelOp[] = [];
+    const ids: string[] = [];
     for (const [key] of await this.#range(`S!${dev(addr)}!`, `S!${dev(addr)}!~`)) {
       const id = key.slice(key.lastIndexOf('!') + 1);
-      this.#sessions.delete(id);
+      ids.push(id);
       ops.push({ type: 'del', key }, { type: 'del', key: `s!${id}` });
     }
-    return ops;
+    return { ops, ids };
   }
 
   async putSession(session: SessionRecord): Promise<void> {
@@ -384,11 +383,11 @@ export class LevelServerStore implements ServerStore {
     return out;
   }
 
-  async registerPeer(input: PeerRegistrationInput, now: number, ttlMs: number): Promise<PeerRecord> {
-    const key = `g!${dev(input)}`;
+  async registerPeer(address: Address, next: (prev: PeerRecord | undefined) => PeerRecord): Promise<PeerRecord> {
+    const key = `g!${dev(address)}`;
     return this.#locks.run(key, async () => {
       const prev = await this.#get<PeerRecord>(key);
-      const record = nextPeerRecord(prev, input, now, ttlMs, randomUUID);
+      const record = next(prev);
       await this.#writer.write([{ type: 'put', key, value: record }]);
       if (prev && prev.peerId !== record.peerId) this.#peerKeys.delete(prev.peerId);
       this.#peerKeys.set(record.peerId, key);
@@ -422,13 +421,13 @@ export class LevelServerStore implements ServerStore {
     return (await this.#range<PeerRecord>('g!', 'g!~')).map(([, p]) => p).filter((p) => p.expiresAt > now);
   }
 
-  async recordVerdict(peerId: string, verdict: Verdict, now: number, pauseAfterMs: number): Promise<PeerRecord | undefined> {
+  async recordVerdict(peerId: string, now: number, apply: (peer: PeerRecord) => PeerRecord): Promise<PeerRecord | undefined> {
     const key = this.#peerKeys.get(peerId);
     if (!key) return undefined;
     return this.#locks.run(key, async () => {
       const p = await this.#get<PeerRecord>(key);
       if (!p || p.peerId !== peerId || p.expiresAt <= now) return undefined;
-      const next = applyVerdict(p, verdict, pauseAfterMs);
+      const next = apply(p);
       await this.#writer.write([{ type: 'put', key, value: next }]);
       return next;
     });
@@ -506,34 +505,7 @@ export class LevelServerStore implements ServerStore {
             throw new LanternError('LA_ERR_QUEUE_FULL', undefined, { details: { deviceId: r.deviceId } });
           }
         });
-        const ops: LevelOp[] = [];
-        const reserved: Array<{ meta: QueueMeta; bytes: number }> = [];
-        recipients.forEach((r, i) => {
-          if (seen[i] !== undefined) return;
-          const m = metas[i]!;
-          const seq = m.seq + 1;
-          const id = `${pad(seq, 16)}-${randomUUID().slice(0, 8)}`;
-          const stored: LevelMessage = {
-            id,
-            from: message.from,
-            sentAt: message.sentAt,
-            type: r.type ?? message.type,
-            payload: r.payload ?? message.payload,
-            expiresAt: message.expiresAt,
-            bytes: sizes[i]!,
-          };
-          m.count += 1;
-          m.bytes += sizes[i]!;
-          m.seq = seq;
-          this.#queued++;
-          reserved.push({ meta: m, bytes: sizes[i]! });
-          const entry: ExpiryEntry = { kind: 'm', addr: r, seq, id, dedupe: dedupeKeys[i]! };
-          ops.push(
-            { type: 'put', key: `m!${dev(r)}!${pad(seq, 16)}`, value: stored },
-            { type: 'put', key: dedupeKeys[i]!, value: { digest: message.digest, expiresAt: message.expiresAt } },
-            { type: 'put', key: this.#expiryKey(message.expiresAt), value: entry },
-          );
-        });
+        const { ops, reserved } = this.#queueWrites(recipients, message, { seen, metas, sizes, dedupeKeys });
         const written = this.#writer.write(ops).catch((err: unknown) => {
           for (const { meta, bytes } of reserved) {
             meta.count -= 1;
@@ -559,6 +531,47 @@ export class LevelServerStore implements ServerStore {
     return outcome.outcome;
   }
 
+  /**
+   * The writes of one send (message, dedupe record, expiry entry per new recipient), with the queue
+   * counts reserved in memory for them (given back if the write fails).
+   */
+  #queueWrites(
+    recipients: readonly Recipient[],
+    message: EnqueueInput,
+    at: { seen: ReadonlyArray<unknown>; metas: QueueMeta[]; sizes: number[]; dedupeKeys: string[] },
+  ): { ops: LevelOp[]; reserved: Array<{ meta: QueueMeta; bytes: number }> } {
+    const { seen, metas, sizes, dedupeKeys } = at;
+    const ops: LevelOp[] = [];
+    const reserved: Array<{ meta: QueueMeta; bytes: number }> = [];
+    recipients.forEach((r, i) => {
+      if (seen[i] !== undefined) return;
+      const m = metas[i]!;
+      const seq = m.seq + 1;
+      const id = `${pad(seq, 16)}-${randomUUID().slice(0, 8)}`;
+      const stored: LevelMessage = {
+        id,
+        from: message.from,
+        sentAt: message.sentAt,
+        type: r.type ?? message.type,
+        payload: r.payload ?? message.payload,
+        expiresAt: message.expiresAt,
+        bytes: sizes[i]!,
+      };
+      m.count += 1;
+      m.bytes += sizes[i]!;
+      m.seq = seq;
+      this.#queued++;
+      reserved.push({ meta: m, bytes: sizes[i]! });
+      const entry: ExpiryEntry = { kind: 'm', addr: r, seq, id, dedupe: dedupeKeys[i]! };
+      ops.push(
+        { type: 'put', key: `m!${dev(r)}!${pad(seq, 16)}`, value: stored },
+        { type: 'put', key: dedupeKeys[i]!, value: { digest: message.digest, expiresAt: message.expiresAt } },
+        { type: 'put', key: this.#expiryKey(message.expiresAt), value: entry },
+      );
+    });
+    return { ops, reserved };
+  }
+
   async fetch(address: Address, limit: number): Promise<{ messages: StoredMessage[]; more: boolean }> {
     const meta = await this.#loadMeta(address);
     const rows = await this.#range<LevelMessage>(`m!${dev(address)}!${pad(meta.head, 16)}`, `m!${dev(address)}!~`, limit + 1);
@@ -571,9 +584,12 @@ export class LevelServerStore implements ServerStore {
   }
 
   async ack(address: Address, ids: readonly string[]): Promise<number> {
-    const outcome = await this.#locks.run(`dev:${dev(address)}`, async () => {
+    // The write is awaited under the device lock, and the counters change once it has succeeded:
+    // a failed ack leaves the messages, and the counts, as they were.
+    return this.#locks.run(`dev:${dev(address)}`, async () => {
       const meta = await this.#loadMeta(address);
       const ops: LevelOp[] = [];
+      let bytes = 0;
       for (const id of new Set(ids)) {
         const seq = /^(\d{16})-[0-9a-f]{8}$/.exec(id)?.[1];
         if (!seq) continue;
@@ -581,14 +597,14 @@ export class LevelServerStore implements ServerStore {
         const msg = await this.#get<LevelMessage>(key);
         if (!msg || msg.id !== id) continue;
         ops.push({ type: 'del', key });
-        meta.count -= 1;
-        meta.bytes -= msg.bytes;
-        this.#queued--;
+        bytes += msg.bytes;
       }
-      return { acked: ops.length, written: this.#writer.write(ops) };
+      await this.#writer.write(ops);
+      meta.count -= ops.length;
+      meta.bytes -= bytes;
+      this.#queued -= ops.length;
+      return ops.length;
     });
-    await outcome.written;
-    return outcome.acked;
   }
 
   async queuedMessages(): Promise<number> {

@@ -1,25 +1,22 @@
 import { randomUUID } from 'node:crypto';
 import { LanternError } from '../core/errors.js';
 import { RecentNonces } from './recent-nonces.js';
-import type { Address, DeviceBundle, KeyCounts, KeysUpload, KyberPreKeyUpload, PreKeyUpload, Verdict } from '../protocol/messages.js';
-import { MAX_DEVICE_ID, MIN_DEVICE_ID } from '../protocol/version.js';
+import type { Address, DeviceBundle, KeyCounts, KeysUpload, KyberPreKeyUpload, PreKeyUpload } from '../protocol/messages.js';
 import {
   base64Bytes,
-  applyVerdict,
-  nextPeerRecord,
   type AccountRecord,
   type BucketPolicy,
   type DeviceCredential,
   type DeviceRecord,
   checkBeforeEnqueue,
   claimSessionNonceInProcess,
+  deviceIdFor,
   type EnqueueInput,
   type EnqueueOptions,
   type EnqueueResult,
   type ExpireResult,
   type QueueLimits,
   type PeerRecord,
-  type PeerRegistrationInput,
   type QueueStats,
   type Recipient,
   type Registration,
@@ -104,20 +101,7 @@ export class MemoryServerStore implements ServerStore {
     this.#check();
     let devices = this.#devices.get(userId);
     if (!devices) this.#devices.set(userId, (devices = new Map()));
-    let id = deviceId;
-    if (id !== undefined) {
-      const existing = devices.get(id);
-      if (!existing || existing.revokedAt !== undefined) throw new LanternError('LA_ERR_DEVICE_NOT_FOUND');
-    } else {
-      for (let candidate = MIN_DEVICE_ID; candidate <= MAX_DEVICE_ID; candidate++) {
-        const d = devices.get(candidate);
-        if (!d || d.revokedAt !== undefined) {
-          id = candidate;
-          break;
-        }
-      }
-      if (id === undefined) throw new LanternError('LA_ERR_DEVICE_LIMIT');
-    }
+    const id = deviceIdFor(devices, deviceId);
     const prev = devices.get(id);
     if (deviceId !== undefined) this.#endSessions(userId, id);
     const record: DeviceRecord = {
@@ -219,11 +203,11 @@ export class MemoryServerStore implements ServerStore {
     });
   }
 
-  async registerPeer(input: PeerRegistrationInput, now: number, ttlMs: number): Promise<PeerRecord> {
+  async registerPeer(address: Address, next: (prev: PeerRecord | undefined) => PeerRecord): Promise<PeerRecord> {
     this.#check();
-    const key = addrKey(input);
+    const key = addrKey(address);
     const prev = this.#peers.get(key);
-    const record = nextPeerRecord(prev, input, now, ttlMs, randomUUID);
+    const record = next(prev && structuredClone(prev));
     this.#peers.set(key, record);
     return structuredClone(record);
   }
@@ -246,11 +230,11 @@ export class MemoryServerStore implements ServerStore {
     return [...this.#peers.values()].filter((p) => p.expiresAt > now).map((p) => structuredClone(p));
   }
 
-  async recordVerdict(peerId: string, verdict: Verdict, now: number, pauseAfterMs: number): Promise<PeerRecord | undefined> {
+  async recordVerdict(peerId: string, now: number, apply: (peer: PeerRecord) => PeerRecord): Promise<PeerRecord | undefined> {
     this.#check();
     for (const [key, p] of this.#peers) {
       if (p.peerId !== peerId || p.expiresAt <= now) continue;
-      const next = applyVerdict(p, verdict, pauseAfterMs);
+      const next = apply(structuredClone(p));
       this.#peers.set(key, next);
       return structuredClone(next);
     }

@@ -1,14 +1,12 @@
-import { randomBytes, randomUUID } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { LanternError } from '../core/errors.js';
-import type { Address, DeviceBundle, KeyCounts, KeysUpload, Verdict } from '../protocol/messages.js';
+import type { Address, DeviceBundle, KeyCounts, KeysUpload } from '../protocol/messages.js';
 import { MAX_DEVICE_ID, MIN_DEVICE_ID } from '../protocol/version.js';
 import { connectRedis, redisClient, type RedisEndpoint } from './redis-client.js';
 import { ACK, CLAIM_SESSION_NONCE, COMPARE_AND_SET, ENQUEUE, EXPIRE_QUEUE, FETCH, PUT_DEVICE, PUT_KEYS, REGISTRATIONS, REVOKE_DEVICE, TAKE_BUNDLE, TAKE_TOKENS } from './redis-scripts.js';
 import {
-  applyVerdict,
   base64Bytes,
-  nextPeerRecord,
   type AccountRecord,
   type BucketPolicy,
   type DeviceCredential,
@@ -18,7 +16,6 @@ import {
   type EnqueueResult,
   type ExpireResult,
   type PeerRecord,
-  type PeerRegistrationInput,
   type QueueLimits,
   type QueueStats,
   type Recipient,
@@ -297,13 +294,11 @@ export class RedisServerStore implements ServerStore {
     throw new LanternError('LA_ERR_STORE_UNAVAILABLE', `Too much contention on ${key}`);
   }
 
-  async registerPeer(input: PeerRegistrationInput, now: number, ttlMs: number): Promise<PeerRecord> {
-    const record = await this.#run(() =>
-      this.#update<PeerRecord>(this.#peer(input), (prev) => nextPeerRecord(prev, input, now, ttlMs, randomUUID), (p) => gcAt(p.expiresAt + PEER_GRACE_MS)),
-    );
+  async registerPeer(address: Address, next: (prev: PeerRecord | undefined) => PeerRecord): Promise<PeerRecord> {
+    const record = await this.#run(() => this.#update<PeerRecord>(this.#peer(address), next, (p) => gcAt(p.expiresAt + PEER_GRACE_MS)));
     await this.#run(async () => {
-      await this.#redis.sadd(`${this.#p}peers`, `${input.userId}:${input.deviceId}`);
-      await this.#redis.set(`${this.#p}peerid:${record!.peerId}`, `${input.userId}:${input.deviceId}`, 'PXAT', gcAt(record!.expiresAt + PEER_GRACE_MS));
+      await this.#redis.sadd(`${this.#p}peers`, `${address.userId}:${address.deviceId}`);
+      await this.#redis.set(`${this.#p}peerid:${record!.peerId}`, `${address.userId}:${address.deviceId}`, 'PXAT', gcAt(record!.expiresAt + PEER_GRACE_MS));
     });
     return record!;
   }
@@ -346,7 +341,7 @@ export class RedisServerStore implements ServerStore {
     });
   }
 
-  async recordVerdict(peerId: string, verdict: Verdict, now: number, pauseAfterMs: number): Promise<PeerRecord | undefined> {
+  async recordVerdict(peerId: string, now: number, apply: (peer: PeerRecord) => PeerRecord): Promise<PeerRecord | undefined> {
     return this.#run(async () => {
       const where = await this.#redis.get(`${this.#p}peerid:${peerId}`);
       if (!where) return undefined;
@@ -354,7 +349,7 @@ export class RedisServerStore implements ServerStore {
       const address = { userId: where.slice(0, i), deviceId: Number(where.slice(i + 1)) };
       return this.#update<PeerRecord>(
         this.#peer(address),
-        (p) => (p && p.peerId === peerId && p.expiresAt > now ? applyVerdict(p, verdict, pauseAfterMs) : undefined),
+        (p) => (p && p.peerId === peerId && p.expiresAt > now ? apply(p) : undefined),
         (p) => gcAt(p.expiresAt + PEER_GRACE_MS),
       );
     });

@@ -1,5 +1,6 @@
 import { LanternError } from '../core/errors.js';
-import type { Address, DeviceBundle, KeyCounts, KeysUpload, PeerInfo, ProxyProtocol, Role, Verdict } from '../protocol/messages.js';
+import type { Address, DeviceBundle, KeyCounts, KeysUpload, PeerInfo, ProxyProtocol, Role } from '../protocol/messages.js';
+import { MAX_DEVICE_ID, MIN_DEVICE_ID } from '../protocol/version.js';
 
 export interface AccountRecord {
   name: string;
@@ -142,15 +143,8 @@ export interface StoreCallOptions {
   signal?: AbortSignal;
 }
 
-/**
- * Everything the server keeps. Every operation that must be atomic is one method here, so a
- * backend shared by several server processes (Redis) can implement it as one atomic step.
- * Failures surface as LanternError with an LA_ERR_STORE_* code.
- */
-export interface ServerStore {
-  open(): Promise<void>;
-  close(): Promise<void>;
-
+/** Accounts and their devices (credentials, revocation). */
+export interface AccountStore {
   /** Creates an account; LA_ERR_ACCOUNT_EXISTS when the name is taken. */
   createAccount(account: AccountRecord, options?: StoreCallOptions): Promise<void>;
   getAccount(name: string, options?: StoreCallOptions): Promise<AccountRecord | undefined>;
@@ -161,8 +155,7 @@ export interface ServerStore {
   /**
    * Adds a device with the lowest free id in 1..127 (revoked ids are free again), or replaces the
    * credential of `deviceId` when given (renewal, which ends its sessions; LA_ERR_DEVICE_NOT_FOUND if
-   * it is not active).
-   * LA_ERR_DEVICE_LIMIT when all 127 are active.
+   * it is not active). LA_ERR_DEVICE_LIMIT when all 127 are active (see deviceIdFor).
    */
   putDevice(userId: string, credential: DeviceCredential, now: number, deviceId?: number): Promise<DeviceRecord>;
   getDevice(userId: string, deviceId: number, options?: StoreCallOptions): Promise<DeviceRecord | undefined>;
@@ -170,7 +163,10 @@ export interface ServerStore {
   listDevices(userId: string, options?: StoreCallOptions): Promise<DeviceRecord[]>;
   /** Marks the device revoked and deletes its queue, keys and sessions. False if there was no active device. */
   revokeDevice(userId: string, deviceId: number, now: number): Promise<boolean>;
+}
 
+/** LA1S sessions and the one-time values (nonces) that make requests unreplayable. */
+export interface SessionStore {
   /** Stores a session of an active device. */
   putSession(session: SessionRecord): Promise<void>;
   /** A session that has not expired by `now`, if any. */
@@ -182,7 +178,15 @@ export interface ServerStore {
    * a request of an ended session.
    */
   claimSessionNonce(id: string, nonce: string, expiresAt: number, now: number): Promise<'claimed' | 'replayed' | 'ended'>;
+  /**
+   * Records a one-time value of `scope` (a device) until `expiresAt`; false if it was already
+   * recorded (a replay). A replay repeats the expiry too: (scope, nonce, expiresAt) is one claim.
+   */
+  claimNonce(scope: string, nonce: string, expiresAt: number): Promise<boolean>;
+}
 
+/** Signal key distribution. */
+export interface KeyStore {
   /**
    * Stores a device's keys (see protocol KeysUpload for the replace semantics; signatures are
    * checked by the caller). A new identity key or registration id drops the old one-time keys.
@@ -197,32 +201,35 @@ export interface ServerStore {
   takeBundle(address: Address): Promise<DeviceBundle | undefined>;
   /** Active devices of the user that have uploaded keys, by id. */
   registrations(userId: string): Promise<Registration[]>;
+}
 
+/** The give peers' registrations (the admission rules are the caller's: roles/server/peer-admission.ts). */
+export interface PeerRegistry {
   /**
-   * Registers the device's proxy, or updates its registration (same peer id, state kept unless
-   * the address changed, which makes it a candidate again). Alive until `now + ttlMs`.
+   * Registers the device's proxy, or updates its registration, in one step: `next` gets the
+   * stored record (if any, live or not) and returns the one to store.
    */
-  registerPeer(input: PeerRegistrationInput, now: number, ttlMs: number): Promise<PeerRecord>;
+  registerPeer(address: Address, next: (prev: PeerRecord | undefined) => PeerRecord): Promise<PeerRecord>;
   /** Extends a registration; undefined when there is none (or it expired). */
   heartbeatPeer(address: Address, now: number, ttlMs: number): Promise<PeerRecord | undefined>;
   unregisterPeer(address: Address): Promise<boolean>;
   /** Registrations not expired at `now`. */
   listPeers(now: number): Promise<PeerRecord[]>;
   /**
-   * Applies a verifier's verdict (see applyVerdict). Undefined when no live peer has that id.
-   * Verdicts are idempotent: several verifiers may post them.
+   * Changes the live registration with that peer id in one step (`apply` gets it and returns the
+   * new one: a verdict). Undefined when no peer with that id is live at `now`.
    */
-  recordVerdict(peerId: string, verdict: Verdict, now: number, pauseAfterMs: number): Promise<PeerRecord | undefined>;
+  recordVerdict(peerId: string, now: number, apply: (peer: PeerRecord) => PeerRecord): Promise<PeerRecord | undefined>;
+}
 
-  /**
-   * Records a one-time value of `scope` (a device) until `expiresAt`; false if it was already
-   * recorded (a replay). A replay repeats the expiry too: (scope, nonce, expiresAt) is one claim.
-   */
-  claimNonce(scope: string, nonce: string, expiresAt: number): Promise<boolean>;
-
+/** Rate limits. */
+export interface LimitStore {
   /** Token bucket: takes `cost` tokens from `key` or says how long until they are there. */
   takeTokens(key: string, cost: number, policy: BucketPolicy, now: number): Promise<TakeResult>;
+}
 
+/** The device queues of store-and-forward messaging. */
+export interface MailboxStore {
   /**
    * Queues one message for each recipient, all or nothing: if any recipient queue would exceed
    * `limits`, LA_ERR_QUEUE_FULL and nothing is stored. A (sender, clientId) seen before for these
@@ -240,6 +247,18 @@ export interface ServerStore {
   queuedMessages(): Promise<number>;
   /** Deletes messages, dedupe records, sessions and nonces whose time has passed. */
   expire(now: number): Promise<ExpireResult>;
+}
+
+/**
+ * Everything the server keeps, by concern; each part is what its users take (KeyService the
+ * KeyStore, the DNS server the PeerRegistry…). Every operation that must be atomic is one method,
+ * so a backend shared by several server processes (Redis) can implement it as one atomic step.
+ * Failures surface as LanternError with an LA_ERR_STORE_* code. A failed write changes nothing,
+ * in memory or on disk (compliance suite).
+ */
+export interface ServerStore extends AccountStore, SessionStore, KeyStore, PeerRegistry, LimitStore, MailboxStore {
+  open(): Promise<void>;
+  close(): Promise<void>;
 }
 
 /** Wake-ups between the code that stores a message and the long-polls waiting for it. */
@@ -293,48 +312,27 @@ export async function claimSessionNonceInProcess(
   return (await store.claimNonce(`s:${id}`, nonce, expiresAt)) ? 'claimed' : 'replayed';
 }
 
+/**
+ * The id a new device gets (see putDevice): `deviceId` itself for a renewal (which must be
+ * active, else LA_ERR_DEVICE_NOT_FOUND), else the lowest id in MIN_DEVICE_ID..MAX_DEVICE_ID that
+ * no active device holds (revoked ids are free again; LA_ERR_DEVICE_LIMIT when none is).
+ */
+export function deviceIdFor(existing: ReadonlyMap<number, DeviceRecord>, deviceId?: number): number {
+  const active = (id: number) => {
+    const d = existing.get(id);
+    return d !== undefined && d.revokedAt === undefined;
+  };
+  if (deviceId !== undefined) {
+    if (!active(deviceId)) throw new LanternError('LA_ERR_DEVICE_NOT_FOUND');
+    return deviceId;
+  }
+  for (let id = MIN_DEVICE_ID; id <= MAX_DEVICE_ID; id++) if (!active(id)) return id;
+  throw new LanternError('LA_ERR_DEVICE_LIMIT');
+}
+
 /** Decoded size of a standard base64 string. */
 export function base64Bytes(b64: string): number {
   const pad = b64.endsWith('==') ? 2 : b64.endsWith('=') ? 1 : 0;
   return (b64.length / 4) * 3 - pad;
 }
 
-/**
- * The registration that results from (re-)registering: a live registration keeps its peer id and
- * start time, and its verified state only if the address is unchanged. Shared by the backends.
- */
-export function nextPeerRecord(prev: PeerRecord | undefined, input: PeerRegistrationInput, now: number, ttlMs: number, newId: () => string): PeerRecord {
-  const live = prev && prev.expiresAt > now ? prev : undefined;
-  // Verification holds for one proxy: the same address answering for the same identity key.
-  const sameAddress = live !== undefined && live.host === input.host && live.port === input.port && live.identityKey === input.identityKey;
-  return {
-    peerId: live?.peerId ?? newId(),
-    userId: input.userId,
-    deviceId: input.deviceId,
-    host: input.host,
-    port: input.port,
-    protocols: [...input.protocols],
-    ...(input.publicAddrHint ? { publicAddrHint: input.publicAddrHint } : {}),
-    identityKey: input.identityKey,
-    ...(input.plaintext ? { plaintext: true } : {}),
-    ...(input.sniName ? { sniName: input.sniName } : {}),
-    state: sameAddress && live.state === 'verified' ? 'verified' : 'candidate',
-    registeredAt: live?.registeredAt ?? now,
-    expiresAt: now + ttlMs,
-    ...(sameAddress && live.lastVerdict ? { lastVerdict: live.lastVerdict } : {}),
-    ...(sameAddress && live.state !== 'paused' && live.failingSince !== undefined ? { failingSince: live.failingSince } : {}),
-  };
-}
-
-/**
- * Admission and eviction (LEP 007): a pass makes a peer verified (it enters the round robin); one
- * failure takes it out (a candidate again, re-admitted on its next pass); failing for `pauseAfterMs`
- * without a pass pauses it until it registers again. A paused peer stays paused whatever comes.
- */
-export function applyVerdict(peer: PeerRecord, verdict: Verdict, pauseAfterMs: number): PeerRecord {
-  const { failingSince: _f, ...rest } = peer;
-  if (peer.state === 'paused') return { ...peer, lastVerdict: verdict };
-  if (verdict.ok) return { ...rest, state: 'verified', lastVerdict: verdict };
-  const failingSince = peer.failingSince ?? verdict.at;
-  return { ...rest, failingSince, state: verdict.at - failingSince >= pauseAfterMs ? 'paused' : 'candidate', lastVerdict: verdict };
-}

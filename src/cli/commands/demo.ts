@@ -102,7 +102,9 @@ class Demo {
     });
     let stop!: (signal: string) => void;
     const stopSignal = new Promise<string>((resolve) => (stop = resolve));
-    const exited = this.runCommand(['node', 'lantern-agent', ...argv], { stdout, stderr, stdin: Readable.from([stdin]), env: this.io.env, stopSignal });
+    // The demo's roles take their options from the demo alone, not from the user's LANTERN_* variables.
+    const env = Object.fromEntries(Object.entries(this.io.env).filter(([k]) => !k.startsWith('LANTERN_')));
+    const exited = this.runCommand(['node', 'lantern-agent', ...argv], { stdout, stderr, stdin: Readable.from([stdin]), env, stopSignal });
     return {
       name,
       events,
@@ -183,20 +185,38 @@ class Demo {
       { verdicts },
     );
 
-    const resolver = new Resolver({ timeout: 1000, tries: 3 });
-    resolver.setServers([`127.0.0.1:${dnsPort}`]);
-    let srv: Array<{ port: number }> = [];
-    for (let i = 0; i < 40 && srv.length < gives.length; i++) {
-      srv = await resolver.resolveSrv(`_proxy._tcp.roundrobin.${ZONE}`).catch(() => []);
-      if (srv.length < gives.length) await new Promise((r) => setTimeout(r, 100));
-    }
-    const addresses = await resolver.resolve4(`roundrobin.${ZONE}`).catch(() => []);
-    this.#say('dns', `roundrobin.${ZONE} A ${addresses.join(', ') || '(none)'}; SRV ports ${srv.map((r) => r.port).sort().join(', ')}`, { addresses, srvPorts: srv.map((r) => r.port) });
+    await this.#dns(dnsPort, gives.length);
 
     const get = await this.#role('get', ['get', '--listen', '127.0.0.1:0', '--home', home('alice'), ...quiet], (e) => e['event'] === 'listening');
     const proxyUrl = String(get.events.find((e) => e['event'] === 'listening')?.['url']);
     this.#say('get', `alice's local proxy on ${proxyUrl} (HTTP CONNECT, HTTP forward, SOCKS5), through ${String(get.events[0]?.['upstreams'])} verified give peer(s)`, { proxyUrl });
 
+    await this.#fetchThrough(proxyUrl, siteUrl, page);
+
+    await this.#message(ids, home);
+
+    if (this.flags.keepRunning) {
+      this.#say('running', `try: curl -x ${proxyUrl} ${siteUrl}   |   dig @127.0.0.1 -p ${dnsPort} roundrobin.${ZONE}   |   data in ${dir}`);
+    } else {
+      this.#say('done', 'every step worked; stopping the network');
+    }
+  }
+
+  /** The round robin over DNS: SRV and A answers from the server's zone. */
+  async #dns(dnsPort: number, gives: number): Promise<void> {
+    const resolver = new Resolver({ timeout: 1000, tries: 3 });
+    resolver.setServers([`127.0.0.1:${dnsPort}`]);
+    let srv: Array<{ port: number }> = [];
+    for (let i = 0; i < 40 && srv.length < gives; i++) {
+      srv = await resolver.resolveSrv(`_proxy._tcp.roundrobin.${ZONE}`).catch(() => []);
+      if (srv.length < gives) await new Promise((r) => setTimeout(r, 100));
+    }
+    const addresses = await resolver.resolve4(`roundrobin.${ZONE}`).catch(() => []);
+    this.#say('dns', `roundrobin.${ZONE} A ${addresses.join(', ') || '(none)'}; SRV ports ${srv.map((r) => r.port).sort().join(', ')}`, { addresses, srvPorts: srv.map((r) => r.port) });
+  }
+
+  /** The page through get and a verified give peer, byte for byte. */
+  async #fetchThrough(proxyUrl: string, siteUrl: string, page: Buffer): Promise<void> {
     const agent = new ProxyAgent(proxyUrl);
     try {
       const res = await fetch(siteUrl, { dispatcher: agent });
@@ -207,18 +227,15 @@ class Demo {
     } finally {
       await agent.close();
     }
+  }
 
+  /** An end-to-end encrypted message from alice to bob. */
+  async #message(ids: Record<string, string>, home: (name: string) => string): Promise<void> {
     const text = `Hi Bob, this is Alice at ${new Date().toISOString()}`;
     await this.#once(['send', '--to', ids['bob']!, text, '--home', home('alice'), '--json']);
     const received = await this.#once(['inbox', '--wait', '10', '--home', home('bob'), '--json']);
     const got = received.find((m) => m['text'] === text);
     if (!got) throw new LanternError('LA_ERR_DEMO_FAILED', `bob did not receive the message: ${JSON.stringify(received)}`);
     this.#say('message', `alice -> bob, end-to-end encrypted with the Signal protocol (the server stored only ciphertext); bob read: "${text}"`, { text, encrypted: got['encrypted'] });
-
-    if (this.flags.keepRunning) {
-      this.#say('running', `try: curl -x ${proxyUrl} ${siteUrl}   |   dig @127.0.0.1 -p ${dnsPort} roundrobin.${ZONE}   |   data in ${dir}`);
-    } else {
-      this.#say('done', 'every step worked; stopping the network');
-    }
   }
 }

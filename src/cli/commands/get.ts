@@ -7,6 +7,7 @@ import { createGet } from '../../roles/get/index.js';
 import { openAgent, requireCredential, signedClient, withKeystore } from '../agent-home.js';
 import { durationOption, parseListen, resolveHome } from '../config.js';
 import { connectionCap } from '../fd-limit.js';
+import { withConfigLayers } from '../config-layers.js';
 import { writeJson, writeLine, type Io } from '../io.js';
 
 interface GetFlags {
@@ -20,7 +21,7 @@ interface GetFlags {
 }
 
 export function getCommand(io: Io, done: (code: number) => void): Command {
-  return new Command('get')
+  const cmd = new Command('get')
     .description('Run the local proxy (HTTP CONNECT, HTTP forward, SOCKS5) that tunnels through give peers, and receive messages meanwhile')
     .option('--listen <host:port>', 'local address for the proxy', parseListen, { host: '127.0.0.1', port: 8118 })
     .option('--home <dir>', 'agent home (default $LANTERN_HOME, else ~/.lantern-agent); must be logged in')
@@ -30,6 +31,7 @@ export function getCommand(io: Io, done: (code: number) => void): Command {
     .option('--log-level <level>', 'log level (stderr, JSON)', 'info')
     .option('--unsafe-logging', 'keep IP addresses in logs')
     .action(async (flags: GetFlags) => done(await runGet(io, flags)));
+  return withConfigLayers(cmd, io);
 }
 
 async function runGet(io: Io, flags: GetFlags): Promise<number> {

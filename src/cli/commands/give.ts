@@ -7,12 +7,13 @@ import { parseMessage } from '../../protocol/validate.js';
 import { systemClock } from '../../core/clock.js';
 import { createLogger, type Logger } from '../../core/logger.js';
 import { defaultGiveLimits } from '../../roles/give/give-proxy.js';
-import { createGive, type AdReport } from '../../roles/give/index.js';
+import { createGive, type AdReport, type GiveOptions } from '../../roles/give/index.js';
 import { FaultBoundary } from '../../core/fault-boundary.js';
 import { listenerCaps } from '../fd-limit.js';
 import { Messenger } from '../../messaging/messenger.js';
 import { openAgent, requireCredential, signedClient, withApi, withKeystore } from '../agent-home.js';
-import { countOption, durationOption, parseCount, parseDuration, parseListen, parsePort, parsePositiveInt, resolveHome } from '../config.js';
+import { countOption, durationOption, parseCount, parseListen, parsePort, parsePositiveInt, resolveHome } from '../config.js';
+import { withConfigLayers } from '../config-layers.js';
 import { writeJson, writeLine, type Io } from '../io.js';
 
 interface GiveFlags {
@@ -43,7 +44,7 @@ interface GiveFlags {
 }
 
 export function giveCommand(io: Io, done: (code: number) => void): Command {
-  return new Command('give')
+  const cmd = new Command('give')
     .description('Share this connection: a proxy (HTTP CONNECT, HTTP forward, SOCKS5) for holders of server tickets')
     .option('--listen <host:port>', 'address to listen on (port 0 picks a free port)', parseListen)
     .option('--pause', 'pause the give peer running on this home (leaves the registry, refuses clients)')
@@ -58,7 +59,7 @@ export function giveCommand(io: Io, done: (code: number) => void): Command {
     .option('--public-port <n>', 'the port the world reaches this proxy on, when a router forwards another port to it', parsePort)
     .option('--no-register', 'do not register with the server (serve only peers that were told the address)')
     .option('--advertise-to <userIds...>', "send an availability ad to these users (store-and-forward, end-to-end encrypted)")
-    .option('--ad-lifetime <duration>', 'how long ads stay valid', parseDuration, 3600_000)
+    .addOption(durationOption('--ad-lifetime <duration>', 'how long ads stay valid', 3600_000))
     .addOption(durationOption('--handshake-timeout <duration>', 'first bytes, and each handshake step, within this; else closed as nginx closes (client_header_timeout)', defaultGiveLimits.handshakeTimeoutMs))
     .addOption(durationOption('--keepalive-timeout <duration>', 'close a kept-alive forward-proxy connection idle this long (nginx keepalive_timeout)', defaultGiveLimits.keepAliveTimeoutMs))
     .addOption(durationOption('--idle-timeout <duration>', 'close a tunnel or forwarded request with no byte either way this long', defaultGiveLimits.idleTimeoutMs))
@@ -67,9 +68,10 @@ export function giveCommand(io: Io, done: (code: number) => void): Command {
     .option('--json', 'print NDJSON events on stdout')
     .option('--log-level <level>', 'log level (stderr, JSON)', 'info')
     .option('--unsafe-logging', 'keep IP addresses in logs')
-    .action(async (flags: GiveFlags, cmd: Command) =>
-      done(await runGive(io, { ...flags, perAddressIsDefault: cmd.getOptionValueSource('maxConnectionsPerAddress') === 'default' })),
+    .action(async (flags: GiveFlags, c: Command) =>
+      done(await runGive(io, { ...flags, perAddressIsDefault: c.getOptionValueSource('maxConnectionsPerAddress') === 'default' })),
     );
+  return withConfigLayers(cmd, io);
 }
 
 /** The control socket of a give peer running on a home. */
@@ -111,33 +113,7 @@ async function runGive(io: Io, flags: GiveFlags): Promise<number> {
         }
       },
     },
-    {
-      host: listenAt.host,
-      port: listenAt.port,
-      plaintext: flags.plaintext === true,
-      ...(flags.sniName ? { sniName: flags.sniName } : {}),
-      limits: {
-        handshakeTimeoutMs: flags.handshakeTimeout,
-        keepAliveTimeoutMs: flags.keepaliveTimeout,
-        idleTimeoutMs: flags.idleTimeout,
-        // Each tunnel holds two descriptors: the client's and the destination's.
-        ...listenerCaps({
-          total: flags.maxConnections,
-          defaultTotal: defaultGiveLimits.maxConnections,
-          perConnection: 2,
-          perAddress: flags.maxConnectionsPerAddress,
-          perAddressIsDefault: flags.perAddressIsDefault === true,
-        }),
-      },
-      allowPrivateDestinations: flags.allowPrivateDestinations === true,
-      maxClients: flags.maxClients,
-      ...(flags.maxMbps ? { maxMbps: flags.maxMbps } : {}),
-      register: flags.register,
-      ...(flags.publicPort ? { publicPort: flags.publicPort } : {}),
-      ...(flags.publicAddr ? { publicAddr: flags.publicAddr } : {}),
-      advertiseTo: flags.advertiseTo ?? [],
-      adLifetimeMs: flags.adLifetime,
-    },
+    giveOptions(flags, listenAt),
   );
   try {
     await give.start();
@@ -159,6 +135,37 @@ async function runGive(io: Io, flags: GiveFlags): Promise<number> {
   await api.close();
   emit({ event: 'stopped', ...give.stats() });
   return 0;
+}
+
+/** The flags as the give role's options. */
+function giveOptions(flags: GiveFlags, listenAt: { host: string; port: number }): GiveOptions {
+  return {
+    host: listenAt.host,
+    port: listenAt.port,
+    plaintext: flags.plaintext === true,
+    ...(flags.sniName ? { sniName: flags.sniName } : {}),
+    limits: {
+      handshakeTimeoutMs: flags.handshakeTimeout,
+      keepAliveTimeoutMs: flags.keepaliveTimeout,
+      idleTimeoutMs: flags.idleTimeout,
+      // Each tunnel holds two descriptors: the client's and the destination's.
+      ...listenerCaps({
+        total: flags.maxConnections,
+        defaultTotal: defaultGiveLimits.maxConnections,
+        perConnection: 2,
+        perAddress: flags.maxConnectionsPerAddress,
+        perAddressIsDefault: flags.perAddressIsDefault === true,
+      }),
+    },
+    allowPrivateDestinations: flags.allowPrivateDestinations === true,
+    maxClients: flags.maxClients,
+    ...(flags.maxMbps ? { maxMbps: flags.maxMbps } : {}),
+    register: flags.register,
+    ...(flags.publicPort ? { publicPort: flags.publicPort } : {}),
+    ...(flags.publicAddr ? { publicAddr: flags.publicAddr } : {}),
+    advertiseTo: flags.advertiseTo ?? [],
+    adLifetimeMs: flags.adLifetime,
+  };
 }
 
 /**

@@ -4,7 +4,8 @@ import { systemClock } from '../../core/clock.js';
 import { LanternError } from '../../core/errors.js';
 import { createCsr, describeCertificate, generateDeviceKey } from '../../crypto/x509/device-key.js';
 import { ApiClient } from '../../net/api-client.js';
-import { loadCredential, saveCredential } from '../../storage/credential-store.js';
+import { loadCredential, saveCredential, type StoredCredential } from '../../storage/credential-store.js';
+import type { Keystore } from '../../storage/keystore.js';
 import { DeviceKeys } from '../../crypto/signal/device-keys.js';
 import { signedClient, withKeystore } from '../agent-home.js';
 import { resolveHome } from '../config.js';
@@ -47,50 +48,9 @@ export function loginCommand(io: Io, done: (code: number) => void): Command {
       const tlsCaPem = flags.ca ? await readFile(flags.ca, 'utf8') : undefined;
       const home = resolveHome(flags.home, io.env);
       const serverUrl = server.origin;
-      const result = await withKeystore(home, async (keystore) => {
-        const previous = await loadCredential(keystore);
-        const renew = previous && previous.server === serverUrl && previous.user === flags.user ? previous.deviceId : undefined;
-        const key = await generateDeviceKey();
-        const api = new ApiClient({ clock: systemClock }, { server: serverUrl, ...(tlsCaPem ? { ca: tlsCaPem } : {}), ...(flags.front ? { front: flags.front } : {}) });
-        try {
-          const body = { user: flags.user, password, csr: createCsr(key), ...(flags.register ? { register: true } : {}) };
-          let answer;
-          try {
-            answer = await api.login({ ...body, ...(renew !== undefined ? { deviceId: renew } : {}) });
-          } catch (err) {
-            // The device this home had was revoked or removed: become a new device.
-            if (renew === undefined || !LanternError.is(err, 'LA_ERR_DEVICE_NOT_FOUND')) throw err;
-            answer = await api.login(body);
-          }
-          const credential = {
-            server: serverUrl,
-            user: flags.user,
-            userId: answer.userId,
-            deviceId: answer.deviceId,
-            role: answer.role,
-            certificatePem: answer.certificate,
-            serial: describeCertificate(answer.certificate).serial,
-            privateKeyPem: key.privateKeyPem,
-            caCertificatePem: answer.caCertificate,
-            ...(tlsCaPem ? { tlsCaPem } : {}),
-            ...(flags.front ? { front: flags.front } : {}),
-            expiresAt: answer.expiresAt,
-          };
-          await saveCredential(keystore, credential);
-          // Signal keys: the identity is made once per home; each login uploads fresh one-time keys.
-          const deviceKeys = new DeviceKeys(keystore);
-          await deviceKeys.ensureIdentity({ resetRegistration: flags.resetKeys === true });
-          const signed = await signedClient(credential, keystore);
-          try {
-            await signed.putKeys(await deviceKeys.upload());
-          } finally {
-            await signed.close();
-          }
-          return credential;
-        } finally {
-          await api.close();
-        }
-      });
+      const result = await withKeystore(home, (keystore) =>
+        logIn(keystore, { server: serverUrl, user: flags.user, password, register: flags.register === true, resetKeys: flags.resetKeys === true, ...(tlsCaPem ? { tlsCaPem } : {}), ...(flags.front ? { front: flags.front } : {}) }),
+      );
       const summary = {
         userId: result.userId,
         deviceId: result.deviceId,
@@ -102,6 +62,59 @@ export function loginCommand(io: Io, done: (code: number) => void): Command {
       else writeLine(io.stdout, `logged in as ${flags.user}: user ${summary.userId}, device ${summary.deviceId}`);
       done(0);
     });
+}
+
+/**
+ * Logs this home in: a new device key and CSR (renewing this home's device when it is the same
+ * server and user, or a new device if that one was revoked), the credential stored, the Signal
+ * identity made once per home and fresh one-time keys uploaded.
+ */
+async function logIn(
+  keystore: Keystore,
+  o: { server: string; user: string; password: string; register: boolean; resetKeys: boolean; tlsCaPem?: string; front?: string },
+): Promise<StoredCredential> {
+  const previous = await loadCredential(keystore);
+  const renew = previous && previous.server === o.server && previous.user === o.user ? previous.deviceId : undefined;
+  const key = await generateDeviceKey();
+  const api = new ApiClient({ clock: systemClock }, { server: o.server, ...(o.tlsCaPem ? { ca: o.tlsCaPem } : {}), ...(o.front ? { front: o.front } : {}) });
+  try {
+    const body = { user: o.user, password: o.password, csr: createCsr(key), ...(o.register ? { register: true } : {}) };
+    let answer;
+    try {
+      answer = await api.login({ ...body, ...(renew !== undefined ? { deviceId: renew } : {}) });
+    } catch (err) {
+      // The device this home had was revoked or removed: become a new device.
+      if (renew === undefined || !LanternError.is(err, 'LA_ERR_DEVICE_NOT_FOUND')) throw err;
+      answer = await api.login(body);
+    }
+    const credential = {
+      server: o.server,
+      user: o.user,
+      userId: answer.userId,
+      deviceId: answer.deviceId,
+      role: answer.role,
+      certificatePem: answer.certificate,
+      serial: describeCertificate(answer.certificate).serial,
+      privateKeyPem: key.privateKeyPem,
+      caCertificatePem: answer.caCertificate,
+      ...(o.tlsCaPem ? { tlsCaPem: o.tlsCaPem } : {}),
+      ...(o.front ? { front: o.front } : {}),
+      expiresAt: answer.expiresAt,
+    };
+    await saveCredential(keystore, credential);
+    // Signal keys: the identity is made once per home; each login uploads fresh one-time keys.
+    const deviceKeys = new DeviceKeys(keystore);
+    await deviceKeys.ensureIdentity({ resetRegistration: o.resetKeys });
+    const signed = await signedClient(credential, keystore);
+    try {
+      await signed.putKeys(await deviceKeys.upload());
+    } finally {
+      await signed.close();
+    }
+    return credential;
+  } finally {
+    await api.close();
+  }
 }
 
 export function whoamiCommand(io: Io, done: (code: number) => void): Command {

@@ -1,9 +1,10 @@
 import { readFile } from 'node:fs/promises';
-import { Command, Option } from 'commander';
+import { Command, InvalidArgumentError, Option } from 'commander';
 import { systemClock } from '../../core/clock.js';
 import { LanternError } from '../../core/errors.js';
 import { createLogger } from '../../core/logger.js';
 import { CanaryMaker } from '../../crypto/canary.js';
+import { MAX_POLL_WAIT_SECONDS } from '../../protocol/version.js';
 import {
   dataDirPaths,
   ensureDataDir,
@@ -13,21 +14,16 @@ import {
   loadOrCreateTicketIssuer,
 } from '../../roles/server/data-dir.js';
 import { normalizeZone } from '../../roles/server/dns-answer.js';
-import { DnsServer } from '../../roles/server/dns-server.js';
-import { defaultListenerLimits, LanternServer } from '../../roles/server/lantern-server.js';
-import { MetricsServer, ServerMetrics } from '../../roles/server/metrics.js';
-import { defaultPeerjsOptions, PeerjsBroker } from '../../roles/server/peerjs-broker.js';
-import { TicketVerifier } from '../../crypto/tickets.js';
-import { RedisPeerjsDirectory } from '../../storage/peerjs-directory.js';
-import { RotationMonitor } from '../../roles/server/rotation-monitor.js';
+import { createServer, type ServerRoleOptions } from '../../roles/server/index.js';
+import { defaultListenerLimits } from '../../roles/server/lantern-server.js';
 import { defaultServerOptions, type ServerOptions } from '../../roles/server/options.js';
-import { openServerStore, resolveStoreSpec, storeCaOption, storeOption, type StoreSpec } from '../store-spec.js';
-import { countOption, durationOption, parseCount, parseDuration, parseListen, parsePositiveInt, parseRate } from '../config.js';
+import { defaultPeerjsOptions } from '../../roles/server/peerjs-broker.js';
+import { RedisPeerjsDirectory } from '../../storage/peerjs-directory.js';
+import { withConfigLayers } from '../config-layers.js';
+import { countOption, durationOption, parseCount, parseListen, parsePositiveInt, parseRate } from '../config.js';
 import { listenerCaps } from '../fd-limit.js';
-import { FaultBoundary } from '../../core/fault-boundary.js';
-import { stopAll } from '../../core/lifecycle.js';
-import { InvalidArgumentError } from 'commander';
 import { writeJson, writeLine, type Io } from '../io.js';
+import { openServerStore, resolveStoreSpec, storeCaOption, storeOption, type StoreSpec } from '../store-spec.js';
 
 interface ServerFlags {
   listen: { host: string; port: number };
@@ -86,41 +82,28 @@ function parsePeerjsPath(value: string): string {
   return `/${value}/`.replace(/\/{2,}/g, '/');
 }
 
-/** PeerJS tokens checked as our tickets (`aud: peerjs`), offline. */
-function ticketChecker(publicKeyPem: string): (token: string) => boolean {
-  const verifier = new TicketVerifier(publicKeyPem);
-  return (token) => {
-    try {
-      verifier.verify(token, Date.now(), 'peerjs');
-      return true;
-    } catch {
-      return false;
-    }
-  };
-}
-
 const rateText = (r: { capacity: number; refillPerSecond: number }) => `${r.capacity}/${r.refillPerSecond}`;
 
 export function serverCommand(io: Io, done: (code: number) => void): Command {
   const d = defaultServerOptions;
-  return new Command('server')
+  const cmd = new Command('server')
     .description('Run the signaling server: login, credentials, store-and-forward messages')
-    .requiredOption('--listen <host:port>', 'address to listen on (port 0 picks a free port)', parseListen)
-    .requiredOption('--data-dir <dir>', 'directory for the LevelDB store and the CA')
+    .option('--listen <host:port>', 'address to listen on (port 0 picks a free port); required', parseListen)
+    .option('--data-dir <dir>', 'directory for the LevelDB store and the CA; required')
     .option('--tls-cert <file>', 'TLS certificate (PEM)')
     .option('--tls-key <file>', 'TLS private key (PEM)')
     .option('--tls-self-signed', 'serve TLS with a certificate signed by the server CA (ca.pem in the data dir)')
     .option('--json', 'print NDJSON events on stdout')
     .option('--open-registration', 'let `login --register` create accounts')
-    .option('--retention <duration>', 'delete undelivered messages after', parseDuration, d.retentionMs)
-    .option('--expire-interval <duration>', 'how often the retention job runs', parseDuration, d.expireIntervalMs)
+    .addOption(durationOption('--retention <duration>', 'delete undelivered messages after', d.retentionMs))
+    .addOption(durationOption('--expire-interval <duration>', 'how often the retention job runs', d.expireIntervalMs))
     .option('--queue-max-messages <n>', 'messages a device queue holds at most', parsePositiveInt, d.queue.maxMessages)
     .option('--queue-max-bytes <n>', 'payload bytes a device queue holds at most', parsePositiveInt, d.queue.maxBytes)
-    .option('--cert-lifetime <duration>', 'lifetime of device certificates', parseDuration, d.certificateLifetimeMs)
-    .option('--peer-ttl <duration>', 'a give peer registration lives this long after its last heartbeat', parseDuration, d.peerTtlMs)
-    .option('--peer-pause-after <duration>', 'pause a peer that fails verification this long', parseDuration, d.peerPauseAfterMs)
-    .option('--ticket-lifetime <duration>', 'lifetime of proxy tickets', parseDuration, d.ticketLifetimeMs)
-    .option('--session-lifetime <duration>', 'lifetime of request-signing sessions (LA1S)', parseDuration, d.sessionLifetimeMs)
+    .addOption(durationOption('--cert-lifetime <duration>', 'lifetime of device certificates', d.certificateLifetimeMs))
+    .addOption(durationOption('--peer-ttl <duration>', 'a give peer registration lives this long after its last heartbeat', d.peerTtlMs))
+    .addOption(durationOption('--peer-pause-after <duration>', 'pause a peer that fails verification this long', d.peerPauseAfterMs))
+    .addOption(durationOption('--ticket-lifetime <duration>', 'lifetime of proxy tickets', d.ticketLifetimeMs))
+    .addOption(durationOption('--session-lifetime <duration>', 'lifetime of request-signing sessions (LA1S)', d.sessionLifetimeMs))
     .addOption(new Option('--rate-pair <burst/per-s>', 'messages per sender device -> recipient').argParser(parseRate).default(d.rate.pair, rateText(d.rate.pair)))
     .addOption(
       new Option('--rate-recipient-bytes <burst/per-s>', 'payload bytes per recipient').argParser(parseRate).default(d.rate.recipientBytes, rateText(d.rate.recipientBytes)),
@@ -136,7 +119,7 @@ export function serverCommand(io: Io, done: (code: number) => void): Command {
     )
     .option('--dns-listen <host:port>', 'also answer DNS (UDP and TCP) for the round robin zone here', parseListen)
     .option('--zone <zone>', 'the DNS zone: roundrobin.ZONE (verified peers), <peer-id>.peers.ZONE (each registered peer)')
-    .option('--dns-ttl <duration>', 'TTL of DNS answers', parseDuration, 30_000)
+    .addOption(durationOption('--dns-ttl <duration>', 'TTL of DNS answers', 30_000))
     .option('--dns-rate <n>', 'UDP DNS answers per second to one client network (/24, /56; bursts of twice that); 0: no limit', parseCount, 20)
     .option('--min-rotation <n>', 'warn (log line and metric) when fewer verified peers are in the round robin', parseCount, 0)
     .option('--metrics-listen <host:port>', 'serve Prometheus metrics at http://HOST:PORT/metrics', parseListen)
@@ -151,8 +134,8 @@ export function serverCommand(io: Io, done: (code: number) => void): Command {
     .option('--no-peerjs', 'do not run the PeerJS-compatible broker')
     .option('--peerjs-path <path>', 'the PeerJS clients\' `path` (WebSocket at PATHpeerjs, GET PATHKEY/id)', parsePeerjsPath, '/')
     .option('--peerjs-key <key>', 'the PeerJS API key clients must send', 'peerjs')
-    .option('--peerjs-expire-timeout <duration>', 'how long signaling for an absent id waits before EXPIRE', parseDuration, 5000)
-    .option('--peerjs-alive-timeout <duration>', 'close PeerJS clients silent (no HEARTBEAT) this long', parseDuration, 60_000)
+    .addOption(durationOption('--peerjs-expire-timeout <duration>', 'how long signaling for an absent id waits before EXPIRE', 5000))
+    .addOption(durationOption('--peerjs-alive-timeout <duration>', 'close PeerJS clients silent (no HEARTBEAT) this long', 60_000))
     .option('--peerjs-concurrent-limit <n>', 'PeerJS ids connected at once', parsePositiveInt, 5000)
     .option('--peerjs-allow-discovery', 'answer GET PATHKEY/peers with every connected id')
     .option('--peerjs-require-auth', 'only holders of a ticket (lantern-agent ticket --for peerjs, as the PeerJS token) may register an id')
@@ -161,43 +144,95 @@ export function serverCommand(io: Io, done: (code: number) => void): Command {
     .option('--no-fsync', 'do not fsync write batches (survives a crash of the process, not of the machine)')
     .option('--log-level <level>', 'log level (stderr, JSON)', 'info')
     .option('--unsafe-logging', 'keep IP addresses in logs')
-    .action(async (flags: ServerFlags, cmd: Command) =>
-      done(await runServer(io, { ...flags, perAddressIsDefault: cmd.getOptionValueSource('maxConnectionsPerAddress') === 'default' })),
+    .action(async (flags: ServerFlags, c: Command) =>
+      done(await runServer(io, { ...flags, perAddressIsDefault: c.getOptionValueSource('maxConnectionsPerAddress') === 'default' })),
     );
+  return withConfigLayers(cmd, io, { required: ['--listen', '--data-dir'] });
 }
 
 async function runServer(io: Io, flags: ServerFlags): Promise<number> {
+  checkCombinations(flags);
+  const metricsToken = flags.metricsTokenFile ? await readMetricsToken(flags.metricsTokenFile) : undefined;
+  const zone = flags.zone ? checkZone(flags.zone) : undefined;
+  const logger = createLogger({ level: flags.logLevel, unsafeLogging: flags.unsafeLogging === true });
+  const emit = (event: Record<string, unknown>) => flags.json && writeJson(io.stdout, event);
+  await ensureDataDir(flags.dataDir);
+  const ca = await loadOrCreateCa(flags.dataDir);
+  const tickets = await loadOrCreateTicketIssuer(flags.dataDir);
+  const canary = new CanaryMaker(await loadOrCreateCanarySecret(flags.dataDir));
+  const tls = await serverTls(flags, ca);
+  const spec = await resolveStoreSpec(flags);
+  const { store, notifier } = await openServerStore(spec, flags.dataDir, { fsync: flags.fsync });
+  // Several instances on Redis are one broker: ids claimed in Redis, frames over pub/sub.
+  const directory = flags.peerjs && spec.kind === 'redis' ? new RedisPeerjsDirectory(spec) : undefined;
+  const closeStores = async () => {
+    await directory?.close();
+    await notifier.close();
+    await store.close();
+  };
+  try {
+    await directory?.open();
+  } catch (err) {
+    await closeStores();
+    throw err;
+  }
+  const server = createServer(
+    { store, notifier, ...(directory ? { peerjsDirectory: directory } : {}), clock: systemClock, logger, ca, tickets, canary, onEvent: (e) => emit(e) },
+    serverOptions(flags, { tls, zone, metricsToken, controlSocketPath: flags.store.kind === 'level' ? dataDirPaths(flags.dataDir).control : undefined }),
+  );
+  try {
+    await server.start();
+  } catch (err) {
+    await closeStores();
+    throw err;
+  }
+  if (!flags.json) writeLine(io.stderr, `lantern-agent server listening on ${server.url}`);
+  logger.info({ url: server.url, tls: tls !== undefined }, 'listening');
+  const signal = await io.stopSignal;
+  emit({ event: 'stopping', signal });
+  await server.stop();
+  await closeStores();
+  emit({ event: 'stopped' });
+  logger.flush();
+  return 0;
+}
+
+/** Flags that go together, or not at all. */
+function checkCombinations(flags: ServerFlags): void {
   if (Boolean(flags.tlsCert) !== Boolean(flags.tlsKey)) throw new LanternError('LA_ERR_USAGE', '--tls-cert and --tls-key go together');
   if (flags.tlsCert && flags.tlsSelfSigned) throw new LanternError('LA_ERR_USAGE', 'use either --tls-cert/--tls-key or --tls-self-signed');
   if (Boolean(flags.dnsListen) !== Boolean(flags.zone)) throw new LanternError('LA_ERR_USAGE', '--dns-listen and --zone go together');
   if (flags.metricsTokenFile && !flags.metricsListen) throw new LanternError('LA_ERR_USAGE', '--metrics-token-file goes with --metrics-listen');
-  const metricsToken = flags.metricsTokenFile ? await readMetricsToken(flags.metricsTokenFile) : undefined;
-  const zone = flags.zone ? normalizeZone(flags.zone) : undefined;
-  if (zone !== undefined && !/^(?=.{1,200}$)([a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?\.)*[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?$/.test(zone)) {
-    throw new LanternError('LA_ERR_USAGE', `--zone ${flags.zone}: expected a DNS name such as peers.example.org`);
+}
+
+/** The DNS zone, normalized; LA_ERR_USAGE for a name that is no DNS name. */
+function checkZone(value: string): string {
+  const zone = normalizeZone(value);
+  if (!/^(?=.{1,200}$)([a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?\.)*[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?$/.test(zone)) {
+    throw new LanternError('LA_ERR_USAGE', `--zone ${value}: expected a DNS name such as peers.example.org`);
   }
-  const logger = createLogger({ level: flags.logLevel, unsafeLogging: flags.unsafeLogging === true });
-  const emit = (event: Record<string, unknown>) => {
-    if (flags.json) writeJson(io.stdout, event);
-  };
-  await ensureDataDir(flags.dataDir);
-  const paths = dataDirPaths(flags.dataDir);
-  const ca = await loadOrCreateCa(flags.dataDir);
-  const tickets = await loadOrCreateTicketIssuer(flags.dataDir);
-  const canary = new CanaryMaker(await loadOrCreateCanarySecret(flags.dataDir));
-  let tls: { certificatePem: string; privateKeyPem: string } | undefined;
+  return zone;
+}
+
+/** The API's TLS pair: the operator's files, one signed by the server CA, or none. */
+async function serverTls(flags: ServerFlags, ca: Awaited<ReturnType<typeof loadOrCreateCa>>): Promise<{ certificatePem: string; privateKeyPem: string } | undefined> {
   if (flags.tlsCert && flags.tlsKey) {
     try {
-      tls = { certificatePem: await readFile(flags.tlsCert, 'utf8'), privateKeyPem: await readFile(flags.tlsKey, 'utf8') };
+      return { certificatePem: await readFile(flags.tlsCert, 'utf8'), privateKeyPem: await readFile(flags.tlsKey, 'utf8') };
     } catch (err) {
       throw new LanternError('LA_ERR_TLS_CONFIG', `Cannot read TLS files: ${(err as Error).message}`, { cause: err });
     }
-  } else if (flags.tlsSelfSigned) {
-    tls = await loadOrCreateSelfSignedTls(flags.dataDir, ca, [flags.listen.host, 'localhost', '127.0.0.1', '::1']);
   }
-  const spec = await resolveStoreSpec(flags);
-  const { store, notifier } = await openServerStore(spec, flags.dataDir, { fsync: flags.fsync });
-  const options: ServerOptions = {
+  if (flags.tlsSelfSigned) return loadOrCreateSelfSignedTls(flags.dataDir, ca, [flags.listen.host, 'localhost', '127.0.0.1', '::1']);
+  return undefined;
+}
+
+/** The flags as the server role's options. */
+function serverOptions(
+  flags: ServerFlags,
+  more: { tls: { certificatePem: string; privateKeyPem: string } | undefined; zone: string | undefined; metricsToken: string | undefined; controlSocketPath: string | undefined },
+): ServerRoleOptions {
+  const api: ServerOptions = {
     openRegistration: flags.openRegistration === true,
     retentionMs: flags.retention,
     expireIntervalMs: flags.expireInterval,
@@ -214,48 +249,15 @@ async function runServer(io: Io, flags: ServerFlags): Promise<number> {
     ticketLifetimeMs: flags.ticketLifetime,
     peerTtlMs: flags.peerTtl,
     peerPauseAfterMs: flags.peerPauseAfter,
-    maxPollWaitSeconds: 60,
+    maxPollWaitSeconds: MAX_POLL_WAIT_SECONDS,
   };
-  const metrics = new ServerMetrics();
-  // One fault boundary for every listener of this server: faults are logged once and counted by surface.
-  const faults = new FaultBoundary({ logger, onFault: (surface) => metrics.faults.inc({ surface }) });
-  const rotation = new RotationMonitor(
-    { store, clock: systemClock, logger: logger.child({ component: 'rotation' }), metrics, faults },
-    { minRotation: flags.minRotation, checkEveryMs: 5000, repeatWarningMs: 60_000 },
-  );
-  // Several instances on Redis are one broker: ids claimed in Redis, frames over pub/sub.
-  const directory = flags.peerjs && spec.kind === 'redis' ? new RedisPeerjsDirectory(spec) : undefined;
-  try {
-    await directory?.open();
-  } catch (err) {
-    await notifier.close();
-    await store.close();
-    throw err;
-  }
-  const broker = flags.peerjs
-    ? new PeerjsBroker(
-        { logger: logger.child({ component: 'peerjs' }), clock: systemClock, faults, ...(directory ? { cluster: { notifier, directory } } : {}) },
-        {
-          ...defaultPeerjsOptions,
-          path: flags.peerjsPath,
-          key: flags.peerjsKey,
-          expireTimeoutMs: flags.peerjsExpireTimeout,
-          aliveTimeoutMs: flags.peerjsAliveTimeout,
-          concurrentLimit: flags.peerjsConcurrentLimit,
-          allowDiscovery: flags.peerjsAllowDiscovery === true,
-          ...(flags.peerjsRequireAuth ? { checkToken: ticketChecker(tickets.publicKeyPem) } : {}),
-        },
-      )
-    : undefined;
-  const server = new LanternServer(
-    { store, notifier, clock: systemClock, logger: logger.child({ component: 'server' }), ca, tickets, canary, metrics, faults, onVerdict: () => rotation.poke() },
-    options,
-    {
+  return {
+    api,
+    listen: {
       host: flags.listen.host,
       port: flags.listen.port,
-      ...(tls ? { tls } : {}),
-      ...(flags.store.kind === 'level' ? { controlSocketPath: paths.control } : {}),
-      attachments: broker ? [broker] : [],
+      ...(more.tls ? { tls: more.tls } : {}),
+      ...(more.controlSocketPath ? { controlSocketPath: more.controlSocketPath } : {}),
       limits: {
         headerTimeoutMs: flags.headerTimeout,
         bodyTimeoutMs: flags.bodyTimeout,
@@ -268,69 +270,24 @@ async function runServer(io: Io, flags: ServerFlags): Promise<number> {
         }),
       },
     },
-  );
-  metrics.observe({ heldPolls: () => server.heldPolls, queuedMessages: () => store.queuedMessages(), ...(broker ? { broker } : {}) });
-  const closeStores = async () => {
-    await directory?.close();
-    await notifier.close();
-    await store.close();
+    ...(flags.peerjs
+      ? {
+          peerjs: {
+            ...defaultPeerjsOptions,
+            path: flags.peerjsPath,
+            key: flags.peerjsKey,
+            expireTimeoutMs: flags.peerjsExpireTimeout,
+            aliveTimeoutMs: flags.peerjsAliveTimeout,
+            concurrentLimit: flags.peerjsConcurrentLimit,
+            allowDiscovery: flags.peerjsAllowDiscovery === true,
+            requireAuth: flags.peerjsRequireAuth === true,
+          },
+        }
+      : {}),
+    ...(flags.dnsListen && more.zone ? { dns: { host: flags.dnsListen.host, port: flags.dnsListen.port, zone: more.zone, ttlSeconds: Math.round(flags.dnsTtl / 1000), ratePerSecond: flags.dnsRate } } : {}),
+    ...(flags.metricsListen ? { metrics: { ...flags.metricsListen, ...(more.metricsToken ? { token: more.metricsToken } : {}) } } : {}),
+    minRotation: flags.minRotation,
   };
-  try {
-    await server.start();
-  } catch (err) {
-    await closeStores();
-    if (LanternError.is(err)) throw err;
-    throw new LanternError('LA_ERR_CONFIG', `Cannot listen on ${flags.listen.host}:${flags.listen.port}: ${(err as Error).message}`, { cause: err });
-  }
-  // The extra listeners: DNS round robin and metrics. Started after the API; undone if one fails.
-  const extras: Array<{ stop(): Promise<void> }> = [];
-  const more = async <T extends { start(): Promise<void>; stop(): Promise<void> }>(what: string, thing: T): Promise<T> => {
-    try {
-      await thing.start();
-    } catch (err) {
-      await stopAll(extras);
-      await server.stop();
-      await closeStores();
-      throw new LanternError('LA_ERR_CONFIG', `Cannot start ${what}: ${(err as Error).message}`, { cause: err });
-    }
-    extras.push(thing);
-    return thing;
-  };
-  await more('the rotation monitor', rotation);
-  if (flags.dnsListen && zone) {
-    const dns = await more(
-      `DNS on ${flags.dnsListen.host}:${flags.dnsListen.port}`,
-      new DnsServer(
-        {
-          store,
-          clock: systemClock,
-          logger: logger.child({ component: 'dns' }),
-          faults,
-          onAnswer: (rcode) => metrics.dnsAnswers.inc({ rcode }),
-          onLimited: (outcome) => metrics.dnsRateLimited.inc({ outcome }),
-        },
-        { host: flags.dnsListen.host, port: flags.dnsListen.port, zone, ttlSeconds: Math.round(flags.dnsTtl / 1000), maxAnswers: 16, snapshotMs: 1000, ratePerSecond: flags.dnsRate },
-      ),
-    );
-    emit({ event: 'dns-listening', host: dns.address.host, port: dns.address.port, zone });
-    logger.info({ ...dns.address, zone }, 'DNS listening');
-  }
-  if (flags.metricsListen) {
-    const m = await more(`metrics on ${flags.metricsListen.host}:${flags.metricsListen.port}`, new MetricsServer(metrics, flags.metricsListen, metricsToken, faults));
-    emit({ event: 'metrics-listening', url: m.url });
-  }
-  const peerjsUrl = broker ? `${server.url.replace(/^http/, 'ws')}${flags.peerjsPath}peerjs` : null;
-  emit({ event: 'listening', url: server.url, peerjs: peerjsUrl });
-  if (!flags.json) writeLine(io.stderr, `lantern-agent server listening on ${server.url}`);
-  logger.info({ url: server.url, tls: tls !== undefined }, 'listening');
-  const signal = await io.stopSignal;
-  emit({ event: 'stopping', signal });
-  await stopAll(extras);
-  await server.stop();
-  await closeStores();
-  emit({ event: 'stopped' });
-  logger.flush();
-  return 0;
 }
 
 /** The bearer token of /metrics: the file's first line, at least 16 characters. */

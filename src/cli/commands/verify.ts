@@ -4,7 +4,8 @@ import { systemClock } from '../../core/clock.js';
 import { createVerify } from '../../roles/verify/index.js';
 import type { VerdictReport } from '../../roles/verify/verifier.js';
 import { withApi } from '../agent-home.js';
-import { parseDuration, parsePositiveInt, resolveHome } from '../config.js';
+import { durationOption, parsePositiveInt, resolveHome } from '../config.js';
+import { withConfigLayers } from '../config-layers.js';
 import { isTerminal, writeJson, writeLine, type Io } from '../io.js';
 
 interface VerifyFlags {
@@ -20,14 +21,14 @@ interface VerifyFlags {
 }
 
 export function verifyCommand(io: Io, done: (code: number) => void): Command {
-  return new Command('verify')
+  const cmd = new Command('verify')
     .description('Verify give peers end to end (as a get client would) and admit or evict them (verifier accounts)')
     .option('--home <dir>', 'agent home (default $LANTERN_HOME, else ~/.lantern-agent); a verifier account')
     .option('--once', 'one pass, a summary, then exit')
-    .option('--interval <duration>', 'time between passes', parseDuration, 15_000)
+    .addOption(durationOption('--interval <duration>', 'time between passes', 15_000))
     .option('--concurrency <n>', 'peers probed at once', parsePositiveInt, 8)
-    .option('--timeout <duration>', 'per-step timeout', parseDuration, 5000)
-    .option('--max-latency <duration>', 'latency ceiling for the canary', parseDuration, 2000)
+    .addOption(durationOption('--timeout <duration>', 'per-step timeout', 5000))
+    .addOption(durationOption('--max-latency <duration>', 'latency ceiling for the canary', 2000))
     .option('--min-mbps <n>', 'throughput floor for the canary (Mbit/s)', Number, 0.1)
     .option('--json', 'one verdict per line (NDJSON)')
     .option('--log-level <level>', 'log level (stderr, JSON)', 'warn')
@@ -85,6 +86,7 @@ export function verifyCommand(io: Io, done: (code: number) => void): Command {
       });
       done(0);
     });
+  return withConfigLayers(cmd, io);
 }
 
 /** "verified 5 peer(s): 3 passed, 2 failed (refused 1, identity-mismatch 1); median latency 4.2 ms" */

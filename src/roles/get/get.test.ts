@@ -1,4 +1,4 @@
-import { createServer } from 'node:http';
+import { createServer, request as httpRequest } from 'node:http';
 import test from 'ava';
 import { ProxyAgent, request } from 'undici';
 import { systemClock } from '../../core/clock.js';
@@ -116,4 +116,42 @@ test('messages keep arriving while get runs; an accepted ad from a contact is an
   await dispatcher.close();
   await get.stop();
   t.is(give.proxy.stats().tunnelsServed, 1);
+});
+
+test("get's plain HTTP forwarding drops hop-by-hop fields both ways, and those Connection names", async (t) => {
+  const give = await givePeer(t);
+  let seen: Record<string, unknown> = {};
+  const server = createServer((req, res) => {
+    seen = req.headers;
+    res.writeHead(200, { 'x-hop-back': 'secret', connection: 'x-hop-back', 'keep-alive': 'timeout=99', 'x-kept': 'yes' });
+    res.end('ok');
+  });
+  const { port } = await listen(server, '127.0.0.1', 0);
+  t.teardown(() => server.close());
+  const { api } = fakeApi([give.peer]);
+  const get = createGet({ api, clock: systemClock, logger: silentLogger(), ads: async () => [], receive: async () => [] }, { host: '127.0.0.1', port: 0, refreshMs: 60_000 });
+  await get.start();
+  t.teardown(() => get.stop());
+  const proxy = new URL(get.url);
+  // An absolute-form request to get's port, as a browser sends one to an HTTP proxy.
+  const answer = await new Promise<{ headers: Record<string, unknown>; body: string }>((resolve, reject) => {
+    const req = httpRequest(
+      { host: proxy.hostname, port: Number(proxy.port), method: 'GET', path: `http://127.0.0.1:${port}/x`, headers: { host: `127.0.0.1:${port}`, connection: 'keep-alive, x-hop', 'x-hop': 'secret', 'proxy-connection': 'keep-alive', 'x-kept': 'yes' } },
+      (res) => {
+        let body = '';
+        res.on('data', (d: Buffer) => (body += d.toString()));
+        res.on('end', () => resolve({ headers: res.headers, body }));
+      },
+    );
+    req.on('error', reject);
+    req.end();
+  });
+  t.is(answer.body, 'ok');
+  t.is(seen['x-kept'], 'yes');
+  t.is(seen['x-hop'], undefined, 'a field the client named in Connection');
+  t.is(seen['proxy-connection'], undefined);
+  t.is(answer.headers['x-kept'], 'yes');
+  t.is(answer.headers['x-hop-back'], undefined, 'a field the origin named in Connection');
+  // get's own connection to the client has its own Keep-Alive; the origin's is not passed on.
+  t.not(answer.headers['keep-alive'], 'timeout=99');
 });

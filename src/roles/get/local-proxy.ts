@@ -1,3 +1,4 @@
+import { endToEndHeaders } from '../../net/hop-by-hop.js';
 import { createServer as createHttpServer, request as httpRequest, type IncomingMessage, type ServerResponse } from 'node:http';
 import { createServer, type Server, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
@@ -133,13 +134,10 @@ export class LocalProxy implements Startable {
       res.writeHead(502, { 'Content-Length': 0 });
       return void res.end();
     }
-    const headers = { ...req.headers };
-    delete headers['proxy-connection'];
-    delete headers['proxy-authorization'];
     const out = httpRequest(
-      { method: req.method, path: `${target.pathname}${target.search}`, headers, createConnection: () => tunnel as Socket },
+      { method: req.method, path: `${target.pathname}${target.search}`, headers: endToEndHeaders(req.headers), createConnection: () => tunnel as Socket },
       (upstream) => {
-        res.writeHead(upstream.statusCode ?? 502, upstream.headers);
+        res.writeHead(upstream.statusCode ?? 502, endToEndHeaders(upstream.headers));
         upstream.pipe(res);
       },
     );

@@ -1,3 +1,4 @@
+import { endToEndHeaders } from '../../net/hop-by-hop.js';
 import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
 import { Writable } from 'node:stream';
 import { Agent } from 'undici';
@@ -25,18 +26,6 @@ class CountingWritable extends Writable {
   }
 }
 
-const HOP_BY_HOP = new Set([
-  'connection',
-  'keep-alive',
-  'proxy-authorization',
-  'proxy-authenticate',
-  'proxy-connection',
-  'te',
-  'trailer',
-  'transfer-encoding',
-  'upgrade',
-  'host',
-]);
 
 export interface ForwardProxyHooks {
   /** Whether this Proxy-Authorization value carries a valid ticket. */
@@ -93,16 +82,13 @@ export class ForwardProxy {
     try {
       const target = new URL(req.url!);
       checkLiteralDestination(target.hostname, this.#allowPrivate);
-      const headers: Record<string, string | string[]> = {};
-      for (const [k, v] of Object.entries(req.headers)) if (v !== undefined && !HOP_BY_HOP.has(k)) headers[k] = v;
+      const headers = endToEndHeaders(req.headers, ['host']) as Record<string, string | string[]>;
       const hasBody = req.headers['content-length'] !== undefined || req.headers['transfer-encoding'] !== undefined;
       // stream() writes the answer straight into our response, without an intermediate Readable.
       await this.#upstream.stream(
         { origin: target.origin, path: `${target.pathname}${target.search}`, method: req.method as 'GET', headers, body: hasBody ? req : null },
         ({ statusCode, headers: upstreamHeaders }) => {
-          const out: Record<string, string | string[]> = {};
-          for (const [k, v] of Object.entries(upstreamHeaders)) if (v !== undefined && !HOP_BY_HOP.has(k)) out[k] = v;
-          res.writeHead(statusCode, out);
+          res.writeHead(statusCode, endToEndHeaders(upstreamHeaders));
           return new CountingWritable(res, (n) => this.#hooks.count(n));
         },
       );

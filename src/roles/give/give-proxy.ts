@@ -316,70 +316,77 @@ export class GiveProxy implements Startable {
           this.#refused++;
           return finish(socket);
         }
-        if (first[0] === SOCKS.version) {
-          const greeting = socksGreeting(first);
-          const auth = greeting && socksUserPass(first.subarray(greeting.used));
-          if (!greeting || !auth || !greeting.value.methods.includes(SOCKS.userPass)) return decoy();
-          const { user, password } = auth.value;
-          if (this.#paused || user.toString('latin1') !== TICKET_USERNAME || !this.#ticketOk(password.toString('latin1'))) return decoy();
-          await reader.read(() => ({ value: null, used: greeting.used + auth.used }), 1);
-          socket.write(Buffer.from([SOCKS.version, SOCKS.userPass, 1, 0]));
-          let request;
-          try {
-            request = await reader.read(socksRequest, this.#limits.handshakeTimeoutMs);
-          } catch {
-            return finish(socket);
-          }
-          if ('refuse' in request) {
-            reader.release();
-            return finish(socket, socksReply(request.refuse));
-          }
-          return this.#tunnel(socket, request, {
-            accept: () => {
-              socket.write(socksReply(SOCKS_REPLY.ok));
-              return reader.release();
-            },
-            fail: (why) => {
-              reader.release();
-              finish(socket, socksReply(SOCKS_CODE[why]));
-            },
-          });
-        }
-        let head: HttpHead | undefined;
-        try {
-          head = httpHead(first)?.value;
-        } catch {
-          head = undefined;
-        }
-        if (!head || !this.#authorized(headerValue(head, 'proxy-authorization'))) return decoy();
-        if (head.method === 'CONNECT') {
-          await reader.read(httpHead, 1);
-          const target = connectTarget(head.target);
-          const answer = (status: number) => `HTTP/1.1 ${status} ${REASON[status]}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n`;
-          if (!target) {
-            reader.release();
-            return finish(socket, answer(400));
-          }
-          return this.#tunnel(socket, target, {
-            accept: () => {
-              socket.write('HTTP/1.1 200 Connection Established\r\n\r\n');
-              return reader.release();
-            },
-            fail: (why) => {
-              reader.release();
-              finish(socket, answer(HTTP_STATUS[why]));
-            },
-          });
-        }
-        if (!/^https?:\/\//i.test(head.target)) return decoy();
-        // Forward proxying: the connection goes to the HTTP server, this request included.
-        const rest = reader.release();
-        socket.unshift(rest);
-        this.#forward.server.emit('connection', socket);
-        socket.resume();
+        if (first[0] === SOCKS.version) return this.#socks5(socket, reader, first, decoy);
+        return this.#http1(socket, reader, first, decoy);
       },
       () => socket.destroy(),
     );
+  }
+
+  /** SOCKS5 inside TLS (or on a plaintext port): the greeting must come with the ticket as password. */
+  async #socks5(socket: Socket, reader: HandshakeReader, first: Buffer, decoy: () => void): Promise<void> {
+    const greeting = socksGreeting(first);
+    const auth = greeting && socksUserPass(first.subarray(greeting.used));
+    if (!greeting || !auth || !greeting.value.methods.includes(SOCKS.userPass)) return decoy();
+    const { user, password } = auth.value;
+    if (this.#paused || user.toString('latin1') !== TICKET_USERNAME || !this.#ticketOk(password.toString('latin1'))) return decoy();
+    await reader.read(() => ({ value: null, used: greeting.used + auth.used }), 1);
+    socket.write(Buffer.from([SOCKS.version, SOCKS.userPass, 1, 0]));
+    let request;
+    try {
+      request = await reader.read(socksRequest, this.#limits.handshakeTimeoutMs);
+    } catch {
+      return finish(socket);
+    }
+    if ('refuse' in request) {
+      reader.release();
+      return finish(socket, socksReply(request.refuse));
+    }
+    return this.#tunnel(socket, request, {
+      accept: () => {
+        socket.write(socksReply(SOCKS_REPLY.ok));
+        return reader.release();
+      },
+      fail: (why) => {
+        reader.release();
+        finish(socket, socksReply(SOCKS_CODE[why]));
+      },
+    });
+  }
+
+  /** HTTP/1.x with a ticket: CONNECT becomes a tunnel, an absolute-form request goes to the forward proxy. */
+  async #http1(socket: Socket, reader: HandshakeReader, first: Buffer, decoy: () => void): Promise<void> {
+    let head: HttpHead | undefined;
+    try {
+      head = httpHead(first)?.value;
+    } catch {
+      head = undefined;
+    }
+    if (!head || !this.#authorized(headerValue(head, 'proxy-authorization'))) return decoy();
+    if (head.method === 'CONNECT') {
+      await reader.read(httpHead, 1);
+      const target = connectTarget(head.target);
+      const answer = (status: number) => `HTTP/1.1 ${status} ${REASON[status]}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n`;
+      if (!target) {
+        reader.release();
+        return finish(socket, answer(400));
+      }
+      return this.#tunnel(socket, target, {
+        accept: () => {
+          socket.write('HTTP/1.1 200 Connection Established\r\n\r\n');
+          return reader.release();
+        },
+        fail: (why) => {
+          reader.release();
+          finish(socket, answer(HTTP_STATUS[why]));
+        },
+      });
+    }
+    if (!/^https?:\/\//i.test(head.target)) return decoy();
+    // Forward proxying: the connection goes to the HTTP server, this request included.
+    socket.unshift(reader.release());
+    this.#forward.server.emit('connection', socket);
+    socket.resume();
   }
 
   /** An HTTP/2 stream: CONNECT with a valid ticket is a tunnel; anything else gets nginx's answer. */

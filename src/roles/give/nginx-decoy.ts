@@ -83,44 +83,67 @@ const CR = 0x0d;
 const LF = 0x0a;
 const SP = 0x20;
 
+/** A parser step: where the cursor is after it, and what it read; or how the whole parse ends. */
+type Step<T> = { ok: true; i: number; value: T } | { ok: false; result: Parsed };
+const fail = (status: number): { ok: false; result: Parsed } => ({ ok: false, result: { kind: 'error', status } });
+const wait = (b: Buffer, start: number): { ok: false; result: Parsed } => ({ ok: false, result: more(b, start) });
+
 /** Parses one request from `b` (the bytes not yet used), failing on the first byte nginx fails on. */
 function parseRequest(b: Buffer): Parsed {
   let i = 0;
-  const err = (status: number): Parsed => ({ kind: 'error', status });
   while (i < b.length && (b[i] === CR || b[i] === LF)) i++;
   const start = i;
   // Method.
-  if (i < b.length && !isUpper(b[i]!)) return err(400);
+  if (i < b.length && !isUpper(b[i]!)) return { kind: 'error', status: 400 };
   while (i < b.length && b[i] !== SP) {
-    if (!isUpper(b[i]!)) return err(400);
+    if (!isUpper(b[i]!)) return { kind: 'error', status: 400 };
     i++;
   }
-  if (i >= b.length) return i - start > LARGE_BUFFER ? err(414) : { kind: 'more' };
+  if (i >= b.length) return i - start > LARGE_BUFFER ? { kind: 'error', status: 414 } : { kind: 'more' };
   const method = b.subarray(start, i).toString('latin1');
   while (i < b.length && b[i] === SP) i++;
   if (i >= b.length) return { kind: 'more' };
-  // Request target: origin form, or absolute form `scheme://host[:port][/path]`.
+  const target = requestTarget(b, i, start);
+  if (!target.ok) return target.result;
+  const { path, uriHost } = target.value;
+  const request = (version: number, headers: Array<[string, string]>): DecoyRequest => ({ method, version, path, ...(uriHost !== undefined ? { uriHost } : {}), headers });
+  const version = httpVersion(b, target.i, start);
+  if (!version.ok) return version.result;
+  // HTTP/0.9: the line ended after the target (version 9, no headers).
+  if (version.value === 9) return version.i - start > LARGE_BUFFER ? { kind: 'error', status: 414 } : { kind: 'request', request: request(9, []), used: version.i };
+  // The request line must fit one large header buffer.
+  if (version.i - start > LARGE_BUFFER) return { kind: 'error', status: 414 };
+  const headers = headerLines(b, version.i);
+  if (!headers.ok) return headers.result;
+  return { kind: 'request', request: request(version.value, headers.value), used: headers.i };
+}
+
+/**
+ * The request target: origin form (`/path`), or absolute form (`scheme://host[:port][/path]`,
+ * whose host is kept). The cursor ends after the path (at the space, or the line's end).
+ */
+function requestTarget(b: Buffer, i: number, start: number): Step<{ path: string; uriHost?: string }> {
   let uriHost: string | undefined;
   let pathStart: number;
   if (b[i] === 0x2f) {
     pathStart = i;
   } else if (isAlpha(b[i]!)) {
     while (i < b.length && (isAlpha(b[i]!) || isDigit(b[i]!) || b[i] === 0x2b || b[i] === 0x2d || b[i] === 0x2e)) i++;
-    if (i >= b.length) return more(b, start);
-    if (b[i] !== 0x3a) return err(400);
+    if (i >= b.length) return wait(b, start);
+    if (b[i] !== 0x3a) return fail(400);
     for (const expected of [0x3a, 0x2f, 0x2f]) {
-      if (i >= b.length) return more(b, start);
-      if (b[i] !== expected) return err(400);
+      if (i >= b.length) return wait(b, start);
+      if (b[i] !== expected) return fail(400);
       i++;
     }
     const hostStart = i;
     if (i < b.length && b[i] === 0x5b) {
       while (i < b.length && b[i] !== 0x5d) {
         const c = b[i]!;
-        if (!(isDigit(c) || isAlpha(c) || c === 0x3a || c === 0x2e || c === 0x5b || c === 0x25 || c === 0x5f || c === 0x2d || c === 0x7e)) return err(400);
+        if (!(isDigit(c) || isAlpha(c) || c === 0x3a || c === 0x2e || c === 0x5b || c === 0x25 || c === 0x5f || c === 0x2d || c === 0x7e)) return fail(400);
         i++;
       }
-      if (i >= b.length) return more(b, start);
+      if (i >= b.length) return wait(b, start);
       i++;
     } else {
       while (i < b.length && (isAlpha(b[i]!) || isDigit(b[i]!) || b[i] === 0x2e || b[i] === 0x2d || b[i] === 0x5f)) i++;
@@ -130,97 +153,102 @@ function parseRequest(b: Buffer): Parsed {
       i++;
       while (i < b.length && isDigit(b[i]!)) i++;
     }
-    if (i >= b.length) return more(b, start);
-    if (b[i] === SP) {
-      pathStart = -1;
-    } else if (b[i] === 0x2f) {
-      pathStart = i;
-    } else return err(400);
-  } else return err(400);
+    if (i >= b.length) return wait(b, start);
+    if (b[i] === SP) pathStart = -1;
+    else if (b[i] === 0x2f) pathStart = i;
+    else return fail(400);
+  } else return fail(400);
   // Path up to the space before the version (or the end of an HTTP/0.9 line).
   let path = '/';
   if (pathStart >= 0) {
     i = pathStart;
     while (i < b.length && b[i] !== SP && b[i] !== CR && b[i] !== LF) {
       const c = b[i]!;
-      if (c === 0 || (c < 0x20 && c !== 0x09) || c === 0x7f) return err(400);
+      if (c === 0 || (c < 0x20 && c !== 0x09) || c === 0x7f) return fail(400);
       i++;
     }
-    if (i >= b.length) return more(b, start);
+    if (i >= b.length) return wait(b, start);
     path = b.subarray(pathStart, i).toString('latin1');
   }
-  // HTTP/0.9: the line ends after the target.
-  const http09 = (end: number): Parsed => end - start > LARGE_BUFFER ? err(414) : ({ kind: 'request', request: { method, version: 9, path, ...(uriHost !== undefined ? { uriHost } : {}), headers: [] }, used: end });
-  if (b[i] === LF) return http09(i + 1);
-  if (b[i] === CR) {
-    if (i + 1 >= b.length) return more(b, start);
-    return b[i + 1] === LF ? http09(i + 2) : err(400);
-  }
+  return { ok: true, i, value: uriHost !== undefined ? { path, uriHost } : { path } };
+}
+
+/** The end of an HTTP/0.9 line (LF or CRLF) at `i`: the cursor after it. */
+function lineEnd(b: Buffer, i: number, start: number): Step<number> | undefined {
+  if (b[i] === LF) return { ok: true, i: i + 1, value: 9 };
+  if (b[i] !== CR) return undefined;
+  if (i + 1 >= b.length) return wait(b, start);
+  return b[i + 1] === LF ? { ok: true, i: i + 2, value: 9 } : fail(400);
+}
+
+/**
+ * After the target: the line's end (HTTP/0.9, version 9), or ` HTTP/major.minor` and the line's
+ * end (version major * 1000 + minor; 505 above HTTP/1). The cursor ends after the line.
+ */
+function httpVersion(b: Buffer, i: number, start: number): Step<number> {
+  const ended = lineEnd(b, i, start);
+  if (ended) return ended;
   while (i < b.length && b[i] === SP) i++;
-  if (i >= b.length) return more(b, start);
-  if (b[i] === LF) return http09(i + 1);
-  if (b[i] === CR) {
-    if (i + 1 >= b.length) return more(b, start);
-    return b[i + 1] === LF ? http09(i + 2) : err(400);
-  }
+  if (i >= b.length) return wait(b, start);
+  const ended09 = lineEnd(b, i, start);
+  if (ended09) return ended09;
   for (const expected of [0x48, 0x54, 0x54, 0x50, 0x2f]) {
-    if (i >= b.length) return more(b, start);
-    if (b[i] !== expected) return err(400);
+    if (i >= b.length) return wait(b, start);
+    if (b[i] !== expected) return fail(400);
     i++;
   }
-  if (i >= b.length) return more(b, start);
-  if (b[i]! < 0x31 || b[i]! > 0x39) return err(400);
+  if (i >= b.length) return wait(b, start);
+  if (b[i]! < 0x31 || b[i]! > 0x39) return fail(400);
   let major = 0;
   while (i < b.length && isDigit(b[i]!)) {
     major = major * 10 + (b[i]! - 0x30);
-    if (major > 99) return err(400);
+    if (major > 99) return fail(400);
     i++;
   }
-  if (i >= b.length) return more(b, start);
-  if (b[i] !== 0x2e) return err(400);
-  if (major > 1) return err(505);
+  if (i >= b.length) return wait(b, start);
+  if (b[i] !== 0x2e) return fail(400);
+  if (major > 1) return fail(505);
   i++;
-  if (i >= b.length) return more(b, start);
-  if (!isDigit(b[i]!)) return err(400);
+  if (i >= b.length) return wait(b, start);
+  if (!isDigit(b[i]!)) return fail(400);
   let minor = 0;
   while (i < b.length && isDigit(b[i]!)) {
     minor = minor * 10 + (b[i]! - 0x30);
-    if (minor > 99) return err(400);
+    if (minor > 99) return fail(400);
     i++;
   }
   while (i < b.length && b[i] === SP) i++;
-  if (i >= b.length) return more(b, start);
+  if (i >= b.length) return wait(b, start);
   if (b[i] === CR) {
     i++;
-    if (i >= b.length) return more(b, start);
+    if (i >= b.length) return wait(b, start);
   }
-  if (b[i] !== LF) return err(400);
-  i++;
-  // The request line must fit one large header buffer.
-  if (i - start > LARGE_BUFFER) return err(414);
-  const version = major * 1000 + minor;
-  // Header lines, to the empty line.
+  if (b[i] !== LF) return fail(400);
+  return { ok: true, i: i + 1, value: major * 1000 + minor };
+}
+
+/** Header lines from `i` to the empty line (names lowercased; names nginx finds invalid are skipped). */
+function headerLines(b: Buffer, i: number): Step<Array<[string, string]>> {
   const headers: Array<[string, string]> = [];
   const headStart = i;
   for (;;) {
-    if (i - headStart > MAX_HEADERS) return err(494);
+    if (i - headStart > MAX_HEADERS) return fail(494);
     const nl = b.indexOf(LF, i);
-    if (nl < 0) return b.length - i > LARGE_BUFFER || b.length - headStart > MAX_HEADERS ? err(494) : { kind: 'more' };
+    if (nl < 0) return b.length - i > LARGE_BUFFER || b.length - headStart > MAX_HEADERS ? fail(494) : { ok: false, result: { kind: 'more' } };
     let line = b.subarray(i, nl);
-    if (line.length > LARGE_BUFFER) return err(494);
+    if (line.length > LARGE_BUFFER) return fail(494);
     i = nl + 1;
     if (line.length && line[line.length - 1] === CR) line = line.subarray(0, -1);
-    if (line.length === 0) break;
-    if (line.includes(0)) return err(400);
-    if (line[0] === SP || line[0] === 0x09) return err(400);
+    if (line.length === 0) return { ok: true, i, value: headers };
+    if (line.includes(0)) return fail(400);
+    if (line[0] === SP || line[0] === 0x09) return fail(400);
     const colon = line.indexOf(0x3a);
-    if (colon < 0) return err(400);
+    if (colon < 0) return fail(400);
     const name = line.subarray(0, colon).toString('latin1');
     // Invalid characters (underscores included) make nginx ignore the header, not refuse the request.
     if (!/^[A-Za-z0-9-]+$/.test(name)) continue;
     headers.push([name.toLowerCase(), line.subarray(colon + 1).toString('latin1').replace(/^[ \t]+|[ \t]+$/g, '')]);
   }
-  return { kind: 'request', request: { method, version, path, ...(uriHost !== undefined ? { uriHost } : {}), headers }, used: i };
 }
 
 /** A request line that has not ended yet: nginx waits, unless it has outgrown its buffer (414). */

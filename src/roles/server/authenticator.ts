@@ -11,7 +11,7 @@ import {
   deviceIdentity,
   splitAuthHeader,
 } from '../../protocol/request-auth.js';
-import type { ServerStore, SessionRecord } from '../../storage/server-store.js';
+import type { AccountStore, SessionRecord, SessionStore } from '../../storage/server-store.js';
 
 /** Session records kept in memory (they never change; the store says when one has ended). */
 const SESSION_CACHE_SIZE = 20_000;
@@ -42,11 +42,11 @@ export interface AuthRequest {
  * step, that the session still exists, so a cached session never outlives a revocation.
  */
 export class Authenticator {
-  readonly #store: ServerStore;
+  readonly #store: AccountStore & SessionStore;
   readonly #clock: Clock;
   readonly #sessions = new Map<string, SessionRecord>();
 
-  constructor(components: { store: ServerStore; clock: Clock }) {
+  constructor(components: { store: AccountStore & SessionStore; clock: Clock }) {
     this.#store = components.store;
     this.#clock = components.clock;
   }

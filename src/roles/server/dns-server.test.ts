@@ -8,6 +8,7 @@ import test from 'ava';
 import * as dnsPacket from 'dns-packet';
 import type { Packet } from 'dns-packet';
 import { systemClock, type Clock } from '../../core/clock.js';
+import { applyVerdict, nextPeerRecord } from './peer-admission.js';
 import { createLogger } from '../../core/logger.js';
 import { MemoryServerStore } from '../../storage/memory-server-store.js';
 import type { PeerRecord } from '../../storage/server-store.js';
@@ -105,8 +106,8 @@ async function startDns(
   const ids: string[] = [];
   for (const p of peers) {
     const { verified, ...input } = p;
-    const rec = await store.registerPeer(input, Date.now(), 3_600_000);
-    if (verified) await store.recordVerdict(rec.peerId, { ok: true, status: 'ok', at: Date.now() }, Date.now(), 600_000);
+    const rec = await store.registerPeer(input, (prev) => nextPeerRecord(prev, input, Date.now(), 3_600_000, randomUUID));
+    if (verified) await store.recordVerdict(rec.peerId, Date.now(), (p) => applyVerdict(p, { ok: true, status: 'ok', at: Date.now() }, 600_000));
     ids.push(rec.peerId);
   }
   const dns = new DnsServer(

@@ -10,7 +10,7 @@ import { BoundedWriter } from '../../net/backpressure.js';
 import { ConnectionLimiter } from '../../net/connection-limiter.js';
 import type { Startable } from '../../core/lifecycle.js';
 import { listen } from '../../net/listen.js';
-import type { BucketPolicy, PeerRecord, ServerStore } from '../../storage/server-store.js';
+import type { BucketPolicy, PeerRecord, PeerRegistry } from '../../storage/server-store.js';
 import { pruneFullBuckets, takeFromBucket, type BucketState } from '../../storage/token-bucket.js';
 import { answerQuery, encodeResponse, RCODE, type ZoneOptions } from './dns-answer.js';
 
@@ -29,7 +29,7 @@ export interface DnsServerOptions extends ZoneOptions {
 }
 
 export interface DnsComponents {
-  store: ServerStore;
+  store: Pick<PeerRegistry, 'listPeers'>;
   clock: Clock;
   logger: Logger;
   /** Hears the response code name of every answer sent (for metrics). */

@@ -2,7 +2,10 @@ import type { Clock } from '../../core/clock.js';
 import { LanternError } from '../../core/errors.js';
 import type { Address, DeviceBundle, KeysUpload } from '../../protocol/messages.js';
 import { checkKeysUpload } from '../../crypto/signal/key-signatures.js';
-import type { ServerStore } from '../../storage/server-store.js';
+import type { AccountStore, KeyStore, LimitStore } from '../../storage/server-store.js';
+
+/** What key distribution reads and writes. */
+type KeyServiceStore = KeyStore & LimitStore & Pick<AccountStore, 'getDevice' | 'listDevices'>;
 import type { ServerOptions } from './options.js';
 
 /**
@@ -11,10 +14,10 @@ import type { ServerOptions } from './options.js';
  * a victim's prekeys quickly).
  */
 export class KeyService {
-  readonly #c: { store: ServerStore; clock: Clock };
+  readonly #c: { store: KeyServiceStore; clock: Clock };
   readonly #options: ServerOptions;
 
-  constructor(components: { store: ServerStore; clock: Clock }, options: ServerOptions) {
+  constructor(components: { store: KeyServiceStore; clock: Clock }, options: ServerOptions) {
     this.#c = components;
     this.#options = options;
   }

@@ -2,7 +2,7 @@ import type { Clock, ClockTimer } from '../../core/clock.js';
 import { FaultBoundary } from '../../core/fault-boundary.js';
 import type { Logger } from '../../core/logger.js';
 import type { Startable } from '../../core/lifecycle.js';
-import type { ServerStore } from '../../storage/server-store.js';
+import type { PeerRegistry } from '../../storage/server-store.js';
 import type { ServerMetrics } from './metrics.js';
 
 export interface RotationMonitorOptions {
@@ -19,7 +19,7 @@ export interface RotationMonitorOptions {
  * line when it recovers.
  */
 export class RotationMonitor implements Startable {
-  readonly #c: { store: ServerStore; clock: Clock; logger: Logger; metrics: ServerMetrics };
+  readonly #c: { store: Pick<PeerRegistry, 'listPeers'>; clock: Clock; logger: Logger; metrics: ServerMetrics };
   readonly #faults: FaultBoundary;
   readonly #o: RotationMonitorOptions;
   #timer: ClockTimer | undefined;
@@ -28,7 +28,7 @@ export class RotationMonitor implements Startable {
   #warnedAt = -Infinity;
   #stopped = false;
 
-  constructor(components: { store: ServerStore; clock: Clock; logger: Logger; metrics: ServerMetrics; faults?: FaultBoundary }, options: RotationMonitorOptions) {
+  constructor(components: { store: Pick<PeerRegistry, 'listPeers'>; clock: Clock; logger: Logger; metrics: ServerMetrics; faults?: FaultBoundary }, options: RotationMonitorOptions) {
     this.#c = components;
     this.#faults = components.faults ?? new FaultBoundary({ logger: components.logger });
     this.#o = options;

@@ -7,10 +7,11 @@ import { RequestSigner } from '../../crypto/request-signature.js';
 import { generateTicketKey, TicketIssuer } from '../../crypto/tickets.js';
 import { CertificateAuthority, type CaMaterial } from '../../crypto/x509/certificate-authority.js';
 import { createCsr, describeCertificate, generateDeviceKey } from '../../crypto/x509/device-key.js';
-import { DnsServer } from '../../roles/server/dns-server.js';
-import { defaultListenerLimits, LanternServer, type ListenerLimits } from '../../roles/server/lantern-server.js';
+import type { DnsServer } from '../../roles/server/dns-server.js';
+import { createServer } from '../../roles/server/index.js';
+import { defaultListenerLimits, type LanternServer, type ListenerLimits } from '../../roles/server/lantern-server.js';
 import { defaultServerOptions, type ServerOptions } from '../../roles/server/options.js';
-import { defaultPeerjsOptions, PeerjsBroker, type PeerjsBrokerOptions } from '../../roles/server/peerjs-broker.js';
+import { defaultPeerjsOptions, type PeerjsBroker, type PeerjsBrokerOptions } from '../../roles/server/peerjs-broker.js';
 import { LoginResponse } from '../../protocol/messages.js';
 import { PROTOCOL_VERSION, VERSION_HEADER } from '../../protocol/version.js';
 import { MemoryNotifier } from '../../storage/memory-notifier.js';
@@ -56,17 +57,20 @@ export async function startInProcessServer(
   const notifier = new MemoryNotifier();
   ca ??= CertificateAuthority.create();
   const authority = new CertificateAuthority(await ca);
-  const broker = new PeerjsBroker({ logger, faults }, { ...defaultPeerjsOptions, ...options.peerjs });
   const controlPath = `${dir.path}/control.sock`;
-  const serverOptions = { ...defaultServerOptions, openRegistration: true, ...options.server };
-  const server = new LanternServer(
+  // The server role as `lantern-agent server` builds it (createServer), on a memory store.
+  const role = createServer(
     { store, notifier, clock: systemClock, logger, ca: authority, tickets: new TicketIssuer(generateTicketKey().privateKeyPem), canary: new CanaryMaker(randomBytes(32)), faults },
-    serverOptions,
-    { host: '127.0.0.1', port: 0, attachments: [broker], controlSocketPath: controlPath, limits: { ...defaultListenerLimits, ...options.limits } },
+    {
+      api: { ...defaultServerOptions, openRegistration: true, ...options.server },
+      listen: { host: '127.0.0.1', port: 0, controlSocketPath: controlPath, limits: { ...defaultListenerLimits, ...options.limits } },
+      peerjs: { ...defaultPeerjsOptions, requireAuth: false, ...options.peerjs },
+      dns: { host: '127.0.0.1', port: 0, zone: 'lantern.test', ttlSeconds: 30, maxAnswers: 8, ratePerSecond: 0 },
+      minRotation: 0,
+    },
   );
-  await server.start();
-  const dns = new DnsServer({ store, clock: systemClock, logger, faults }, { host: '127.0.0.1', port: 0, zone: 'lantern.test', ttlSeconds: 30, maxAnswers: 8, snapshotMs: 1000, ratePerSecond: 0 });
-  await dns.start();
+  await role.start();
+  const [server, broker, dns] = [role.api, role.broker!, role.dns!];
   const url = server.url;
   const signed: InProcessServer['signed'] = async (device, method, path, body = '') => {
     const bytes = typeof body === 'string' ? Buffer.from(body) : body;
@@ -103,8 +107,7 @@ export async function startInProcessServer(
       return { userId: login.userId, deviceId: login.deviceId, signer: new RequestSigner({ userId: login.userId, deviceId: login.deviceId, serial, privateKeyPem: key.privateKeyPem }) };
     },
     async stop() {
-      await dns.stop();
-      await server.stop();
+      await role.stop();
       await store.close();
       await dir.remove();
     },

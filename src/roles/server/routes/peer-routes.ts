@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { LanternError } from '../../../core/errors.js';
 import { CanaryMaker } from '../../../crypto/canary.js';
 import { API } from '../../../protocol/api-paths.js';
@@ -6,6 +6,7 @@ import { PeerRegistration, VerdictRequest } from '../../../protocol/messages.js'
 import { parseMessage } from '../../../protocol/validate.js';
 import type { PeerRecord } from '../../../storage/server-store.js';
 import { parseJson, sendJson } from '../http-kit.js';
+import { applyVerdict, nextPeerRecord } from '../peer-admission.js';
 import { deviceOf, open, signed, type Route, type RouteContext } from './route.js';
 
 /** A registration as its owner and verifiers see it (without the owner's ids). */
@@ -22,20 +23,17 @@ export function peerRoutes({ c, options }: RouteContext): Route[] {
       const now = c.clock.now();
       const taken = (await c.store.listPeers(now)).find((p) => p.identityKey === reg.identityKey && !(p.userId === auth.userId && p.deviceId === auth.deviceId));
       if (taken) throw new LanternError('LA_ERR_PEER_IDENTITY_TAKEN');
-      const record = await c.store.registerPeer(
-        {
-          ...deviceOf(auth),
-          host,
-          port: reg.port,
-          protocols: reg.protocols,
-          identityKey: reg.identityKey,
-          ...(reg.plaintext ? { plaintext: true } : {}),
-          ...(reg.sniName ? { sniName: reg.sniName } : {}),
-          ...(reg.publicAddr ? { publicAddrHint: reg.publicAddr } : {}),
-        },
-        now,
-        options.peerTtlMs,
-      );
+      const input = {
+        ...deviceOf(auth),
+        host,
+        port: reg.port,
+        protocols: reg.protocols,
+        identityKey: reg.identityKey,
+        ...(reg.plaintext ? { plaintext: true } : {}),
+        ...(reg.sniName ? { sniName: reg.sniName } : {}),
+        ...(reg.publicAddr ? { publicAddrHint: reg.publicAddr } : {}),
+      };
+      const record = await c.store.registerPeer(deviceOf(auth), (prev) => nextPeerRecord(prev, input, now, options.peerTtlMs, randomUUID));
       c.logger.info({ peerId: record.peerId }, 'give peer registered');
       sendJson(res, 200, peerInfo(record));
     }),
@@ -81,7 +79,7 @@ export function verificationRoutes({ c, options, requireVerifier }: RouteContext
       await requireVerifier(auth);
       const verdict = parseMessage(VerdictRequest, parseJson(body));
       const now = c.clock.now();
-      const record = await c.store.recordVerdict(params['peerId']!, { ...verdict, at: now }, now, options.peerPauseAfterMs);
+      const record = await c.store.recordVerdict(params['peerId']!, now, (p) => applyVerdict(p, { ...verdict, at: now }, options.peerPauseAfterMs));
       if (!record) throw new LanternError('LA_ERR_PEER_NOT_REGISTERED', 'No live peer with that id');
       c.metrics?.verdicts.inc({ result: verdict.ok ? 'pass' : 'fail' });
       c.onVerdict?.(record);

@@ -15,6 +15,9 @@ export function processIo(): Io {
     process.once('SIGINT', () => resolve('SIGINT'));
     process.once('SIGTERM', () => resolve('SIGTERM'));
   });
+  // A reader that went away (`lantern-agent server --json | head`, a log collector that died)
+  // must not end a running role: EPIPE on stdout or stderr is ignored, and the role goes on.
+  for (const stream of [process.stdout, process.stderr]) stream.on('error', () => undefined);
   return { stdout: process.stdout, stderr: process.stderr, stdin: process.stdin, env: process.env, stopSignal };
 }
 

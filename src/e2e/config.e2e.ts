@@ -1,14 +1,17 @@
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import test from 'ava';
-import { runCli, startRole } from '../testing/helpers/cli.js';
+import { CLI, runCli, startRole } from '../testing/helpers/cli.js';
 import { tempDir } from '../testing/helpers/temp-dir.js';
 
-// The example configurations in fixtures/config are valid for their commands, and a server
+// The example configurations in fixtures/ are valid for their commands, and a server
 // starts from one, with environment variables and flags above the file.
 
-const fixture = (name: string) => fileURLToPath(new URL(`../../fixtures/config/${name}`, import.meta.url));
+const fixture = (name: string) => fileURLToPath(new URL(`../../fixtures/${name}`, import.meta.url));
 
-test('server --config fixtures/config/server.toml starts; LANTERN_* variables and flags override the file', async (t) => {
+test('server --config fixtures/server.toml starts; LANTERN_* variables and flags override the file', async (t) => {
   const dir = await tempDir('lantern-config-e2e-');
   t.teardown(() => dir.remove());
   // The file listens on 0.0.0.0:8443 with DNS on :5353 and metrics on :9464, in /var/lib: a flag
@@ -38,4 +41,19 @@ test('the example configurations for give and get hold only options their comman
     const config = JSON.parse(r.stdout) as Record<string, { source: string }>;
     t.true(Object.values(config).filter((v) => v.source === 'config').length >= 4, `${file} sets options`);
   }
+});
+
+test('a reader of --json that goes away (EPIPE) does not end the server; SIGTERM still stops it cleanly', async (t) => {
+  const dir = await tempDir('lantern-epipe-');
+  t.teardown(() => dir.remove());
+  const child = spawn(process.execPath, [CLI, 'server', '--listen', '127.0.0.1:0', '--data-dir', `${dir.path}/data`, '--json', '--no-peerjs'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  t.teardown(() => child.kill('SIGKILL'));
+  const exited = once(child, 'exit');
+  const first = JSON.parse(((await once(createInterface({ input: child.stdout! }), 'line')) as [string])[0]) as { url: string };
+  // The reader goes away: the next event the server writes (`stopping`) meets a closed pipe.
+  child.stdout!.destroy();
+  t.is((await fetch(`${first.url}/v1/health`)).status, 200);
+  child.kill('SIGTERM');
+  const [code] = (await exited) as [number | null];
+  t.is(code, 0, 'exited 0 after writing to a closed stdout');
 });

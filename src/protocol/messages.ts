@@ -4,7 +4,7 @@
  * Binary data travels as standard base64.
  */
 import { z } from 'zod';
-import { MAX_DEVICE_ID, MAX_PAYLOAD_BYTES, MAX_POLL_BATCH, MIN_DEVICE_ID } from './version.js';
+import { MAX_DEVICE_ID, MAX_PAYLOAD_BYTES, MAX_POLL_BATCH, MAX_POLL_WAIT_SECONDS, MIN_DEVICE_ID } from './version.js';
 import { PAYLOAD_TOO_LARGE } from './validate.js';
 
 export const UserId = z.uuidv4();
@@ -142,7 +142,7 @@ export const PollResponse = z.strictObject({
 export type PollResponse = z.infer<typeof PollResponse>;
 
 export const PollQuery = z.strictObject({
-  wait: z.coerce.number().min(0).max(60).default(0),
+  wait: z.coerce.number().min(0).max(MAX_POLL_WAIT_SECONDS).default(0),
   limit: z.coerce.number().int().min(1).max(MAX_POLL_BATCH).default(100),
   /**
    * Comma-separated ids of messages the client has stored: acked before the poll, so a receiving

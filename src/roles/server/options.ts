@@ -1,4 +1,5 @@
 import type { BucketPolicy, QueueLimits } from '../../storage/server-store.js';
+import { MAX_POLL_WAIT_SECONDS } from '../../protocol/version.js';
 
 export interface RateLimits {
   /** Messages per (sender device -> recipient user). */
@@ -54,5 +55,5 @@ export const defaultServerOptions: ServerOptions = {
   ticketLifetimeMs: 3600_000,
   peerTtlMs: 90_000,
   peerPauseAfterMs: 600_000,
-  maxPollWaitSeconds: 60,
+  maxPollWaitSeconds: MAX_POLL_WAIT_SECONDS,
 };

@@ -109,6 +109,8 @@ export class LevelServerStore implements ServerStore {
   readonly #pendingDedupe = new Map<string, { digest: string; written: Promise<void> }>();
   /** Every dedupe key in the store (built at open): most sends carry a new id and skip the lookup. */
   readonly #dedupeFilter = new BloomFilter();
+  /** Messages whose delete (an ack) is submitted and not yet written. */
+  readonly #acking = new Set<string>();
   /** Messages in all queues: counted at open, then kept with every change. */
   #queued = 0;
   /** Peer id -> its registration's key (a verdict names the peer by id); stale entries are harmless. */
@@ -584,9 +586,11 @@ export class LevelServerStore implements ServerStore {
   }
 
   async ack(address: Address, ids: readonly string[]): Promise<number> {
-    // The write is awaited under the device lock, and the counters change once it has succeeded:
-    // a failed ack leaves the messages, and the counts, as they were.
-    return this.#locks.run(`dev:${dev(address)}`, async () => {
+    // Under the device lock the deletes are submitted to the group commit (so sends to the device
+    // need not wait for this fsync); the counters change once the write has succeeded, so a failed
+    // ack leaves the messages and the counts as they were. A message whose delete is on its way is
+    // not counted twice by an ack that comes meanwhile.
+    const outcome = await this.#locks.run(`dev:${dev(address)}`, async () => {
       const meta = await this.#loadMeta(address);
       const ops: LevelOp[] = [];
       let bytes = 0;
@@ -594,17 +598,28 @@ export class LevelServerStore implements ServerStore {
         const seq = /^(\d{16})-[0-9a-f]{8}$/.exec(id)?.[1];
         if (!seq) continue;
         const key = `m!${dev(address)}!${seq}`;
+        if (this.#acking.has(key)) continue;
         const msg = await this.#get<LevelMessage>(key);
         if (!msg || msg.id !== id) continue;
         ops.push({ type: 'del', key });
         bytes += msg.bytes;
       }
-      await this.#writer.write(ops);
-      meta.count -= ops.length;
-      meta.bytes -= bytes;
-      this.#queued -= ops.length;
-      return ops.length;
+      const keys = ops.map((op) => op.key);
+      for (const key of keys) this.#acking.add(key);
+      const written = this.#writer
+        .write(ops)
+        .then(() => {
+          meta.count -= ops.length;
+          meta.bytes -= bytes;
+          this.#queued -= ops.length;
+        })
+        .finally(() => {
+          for (const key of keys) this.#acking.delete(key);
+        });
+      return { acked: ops.length, written };
     });
+    await outcome.written;
+    return outcome.acked;
   }
 
   async queuedMessages(): Promise<number> {

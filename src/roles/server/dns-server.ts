@@ -103,22 +103,23 @@ export class DnsServer implements Startable {
   }
 
   async start(): Promise<void> {
-    // Port 0: UDP picks the port and TCP takes the same one; retried if TCP finds it taken.
+    // Port 0: TCP picks the port and UDP takes the same one (far fewer UDP ports are in use than
+    // TCP ones, which outgoing connections also take), retried if UDP finds it taken.
     for (let attempt = 0; ; attempt++) {
-      const udp = createSocket({ type: isIPv6(this.#o.host) ? 'udp6' : 'udp4' });
-      const port = await new Promise<number>((resolve, reject) => {
-        udp.once('error', reject);
-        udp.bind(this.#o.port, this.#o.host, () => {
-          udp.off('error', reject);
-          resolve(udp.address().port);
-        });
-      });
       const tcp = createServer(this.#faults.wrap('dns-tcp', (socket: Socket) => this.#serveTcp(socket), (_err, socket) => socket.destroy()));
+      const { port } = await listen(tcp, this.#o.host, this.#o.port);
+      const udp = createSocket({ type: isIPv6(this.#o.host) ? 'udp6' : 'udp4' });
       try {
-        await listen(tcp, this.#o.host, port);
+        await new Promise<void>((resolve, reject) => {
+          udp.once('error', reject);
+          udp.bind(port, this.#o.host, () => {
+            udp.off('error', reject);
+            resolve();
+          });
+        });
       } catch (err) {
-        udp.close();
-        if (this.#o.port === 0 && attempt < 5 && (err as NodeJS.ErrnoException).code === 'EADDRINUSE') continue;
+        await new Promise<void>((resolve) => tcp.close(() => resolve()));
+        if (this.#o.port === 0 && attempt < 20 && (err as NodeJS.ErrnoException).code === 'EADDRINUSE') continue;
         throw err;
       }
       udp.on('message', this.#faults.wrap('dns-udp', (msg: Buffer, rinfo: { address: string; port: number }) => this.#serveUdp(udp, msg, rinfo.address, rinfo.port)));

@@ -1,4 +1,3 @@
-import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { systemClock } from '../core/clock.js';
 import { LanternError } from '../core/errors.js';
@@ -10,6 +9,7 @@ import { ApiClient } from '../net/api-client.js';
 import { retry, type BackoffPolicy } from '../net/retry.js';
 import { loadCredential, loadSession, saveSession, type StoredCredential } from '../storage/credential-store.js';
 import type { Keystore } from '../storage/keystore.js';
+import { makePrivate, tightenedText } from '../storage/private-dir.js';
 import { LevelKeystore } from '../storage/level-keystore.js';
 
 /** Another command holds the keystore: try again every 50–150 ms, for some 10 s. */
@@ -21,7 +21,8 @@ const LOCK_WAIT: BackoffPolicy = { initialMs: 100, maxMs: 100, factor: 1, jitter
  * failing on the lock.
  */
 export async function withKeystore<T>(home: string, fn: (keystore: Keystore) => Promise<T>): Promise<T> {
-  await mkdir(home, { recursive: true, mode: 0o700 });
+  // The home holds the device's private key and Signal state: private, and made so if it was not.
+  for (const t of await makePrivate(home)) process.stderr.write(`warning: ${tightenedText(t)}\n`);
   const keystore = await retry(
     async () => {
       const k = new LevelKeystore(join(home, 'keystore'));

@@ -11,6 +11,9 @@ export interface Io {
 }
 
 export function processIo(): Io {
+  // Data dirs and homes hold secrets: whatever this process creates (LevelDB files, keys, sockets)
+  // is the user's alone (files 0600, directories 0700).
+  process.umask(0o077);
   const stopSignal = new Promise<string>((resolve) => {
     process.once('SIGINT', () => resolve('SIGINT'));
     process.once('SIGTERM', () => resolve('SIGTERM'));

@@ -1,4 +1,5 @@
 import test from 'ava';
+import { Redis } from 'ioredis';
 import { untilPollsHeld } from '../testing/helpers/observe.js';
 import { requireTool } from '../testing/helpers/required-tools.js';
 import { systemClock } from '../core/clock.js';
@@ -147,4 +148,21 @@ test('account revoke on Redis ends the revoked device\'s poll on whichever insta
   t.is(await held, undefined, 'the held poll is answered (204)');
   t.true(Date.now() - started < 5000, `ended after ${Date.now() - started} ms, not at its 20 s deadline`);
   await t.throwsAsync(api.poll(0), { code: 'LA_ERR_AUTH_REVOKED' } as never);
+});
+
+test('no client address is written to Redis: per-address limits are keyed by a hash of the network', async (t) => {
+  const c = ctx.cluster!;
+  // Logins (counted per client network) have happened in this file's tests; one more to be sure.
+  await agent(c, 'frank', 1);
+  const redis = new Redis(c.redis.url);
+  t.teardown(() => void redis.disconnect());
+  const keys: string[] = [];
+  let cursor = '0';
+  do {
+    const [next, batch] = await redis.scan(cursor, 'COUNT', 1000);
+    cursor = next;
+    keys.push(...batch);
+  } while (cursor !== '0');
+  t.true(keys.some((k) => k.includes('login-net:')), 'the login limit has its buckets');
+  t.deepEqual(keys.filter((k) => /127\.0\.0\.|::1|::ffff/.test(k)), [], 'no key names an address');
 });

@@ -5,7 +5,8 @@ import { createLogger } from '../../core/logger.js';
 import { controlRequest } from '../../net/control-socket.js';
 import type { ControlRequest, Role } from '../../protocol/messages.js';
 import { AccountService } from '../../roles/server/accounts.js';
-import { dataDirPaths } from '../../roles/server/data-dir.js';
+import { dataDirPaths, ensureDataDir } from '../../roles/server/data-dir.js';
+import { tightenedText } from '../../storage/private-dir.js';
 import { openServerStore, resolveStoreSpec, storeCaOption, storeOption, type StoreSpec } from '../store-spec.js';
 import { parsePositiveInt } from '../config.js';
 import { readPassword, writeJson, writeLine, type Io } from '../io.js';
@@ -19,6 +20,8 @@ async function runAccountOp(flags: { dataDir?: string; store: StoreSpec; storeCa
     if (!flags.dataDir) throw new LanternError('LA_ERR_USAGE', '--data-dir is required with the embedded store');
     const viaServer = await controlRequest(dataDirPaths(flags.dataDir).control, request);
     if (viaServer) return viaServer;
+    // No server runs on it: this command opens the store itself, in a data dir made private first.
+    for (const t of await ensureDataDir(flags.dataDir)) process.stderr.write(`warning: ${tightenedText(t)}\n`);
   }
   // The same store (and notifier) a server would open: on Redis a revocation is announced over
   // pub/sub, so whichever instance holds a poll of the revoked device ends it at once.

@@ -9,16 +9,19 @@ import {
   dataDirPaths,
   ensureDataDir,
   loadOrCreateCa,
+  loadOrCreateAddressKey,
   loadOrCreateCanarySecret,
   loadOrCreateSelfSignedTls,
   loadOrCreateTicketIssuer,
 } from '../../roles/server/data-dir.js';
 import { normalizeZone } from '../../roles/server/dns-answer.js';
+import { defaultClientAddressOptions, parseTrustedRanges } from '../../roles/server/client-address.js';
 import { createServer, type ServerRoleOptions } from '../../roles/server/index.js';
 import { defaultListenerLimits } from '../../roles/server/lantern-server.js';
 import { defaultServerOptions, type ServerOptions } from '../../roles/server/options.js';
 import { defaultPeerjsOptions } from '../../roles/server/peerjs-broker.js';
 import { RedisPeerjsDirectory } from '../../storage/peerjs-directory.js';
+import { tightenedText } from '../../storage/private-dir.js';
 import { withConfigLayers } from '../config-layers.js';
 import { countOption, durationOption, parseCount, parseListen, parsePositiveInt, parseRate } from '../config.js';
 import { listenerCaps } from '../fd-limit.js';
@@ -46,6 +49,7 @@ interface ServerFlags {
   rateRecipientBytes: ServerOptions['rate']['pair'];
   rateLoginAddress: ServerOptions['rate']['pair'];
   rateLoginAccount: ServerOptions['rate']['pair'];
+  rateLoginAccountTotal: ServerOptions['rate']['pair'];
   ratePrekeyFetch: ServerOptions['rate']['pair'];
   fsync: boolean;
   store: StoreSpec;
@@ -72,6 +76,10 @@ interface ServerFlags {
   maxConnectionsPerAddress: number;
   /** Whether --max-connections-per-address was left at its default (then it is at most a quarter of the total). */
   perAddressIsDefault?: boolean;
+  trustProxy: string[];
+  clientAddressHeader: string;
+  ipv4Prefix: number;
+  ipv6Prefix: number;
   logLevel: string;
   unsafeLogging?: boolean;
 }
@@ -81,6 +89,24 @@ function parsePeerjsPath(value: string): string {
   if (!/^[A-Za-z0-9._~/-]*$/.test(value)) throw new InvalidArgumentError('expected a URL path such as / or /signal/');
   return `/${value}/`.replace(/\/{2,}/g, '/');
 }
+
+/** `--trust-proxy`: comma-separated addresses or CIDRs, each checked. */
+function parseCidrList(value: string): string[] {
+  const list = value.split(',').map((s) => s.trim()).filter(Boolean);
+  try {
+    parseTrustedRanges(list);
+  } catch (err) {
+    throw new InvalidArgumentError((err as Error).message.replace(/^--trust-proxy /, ''));
+  }
+  return list;
+}
+
+/** A prefix length of at most `max` bits. */
+const parsePrefix = (max: number) => (value: string): number => {
+  const n = Number(value);
+  if (!/^\d+$/.test(value) || n < 1 || n > max) throw new InvalidArgumentError(`expected 1..${max}`);
+  return n;
+};
 
 const rateText = (r: { capacity: number; refillPerSecond: number }) => `${r.capacity}/${r.refillPerSecond}`;
 
@@ -109,10 +135,13 @@ export function serverCommand(io: Io, done: (code: number) => void): Command {
       new Option('--rate-recipient-bytes <burst/per-s>', 'payload bytes per recipient').argParser(parseRate).default(d.rate.recipientBytes, rateText(d.rate.recipientBytes)),
     )
     .addOption(
-      new Option('--rate-login-address <burst/per-s>', 'login attempts per client address').argParser(parseRate).default(d.rate.loginPerAddress, rateText(d.rate.loginPerAddress)),
+      new Option('--rate-login-address <burst/per-s>', 'login attempts per client network (--ipv4-prefix, --ipv6-prefix)').argParser(parseRate).default(d.rate.loginPerAddress, rateText(d.rate.loginPerAddress)),
     )
     .addOption(
-      new Option('--rate-login-account <burst/per-s>', 'login attempts per account').argParser(parseRate).default(d.rate.loginPerAccount, rateText(d.rate.loginPerAccount)),
+      new Option('--rate-login-account <burst/per-s>', 'login attempts per account from one client network').argParser(parseRate).default(d.rate.loginPerAccount, rateText(d.rate.loginPerAccount)),
+    )
+    .addOption(
+      new Option('--rate-login-account-total <burst/per-s>', 'login attempts per account from all networks').argParser(parseRate).default(d.rate.loginPerAccountTotal, rateText(d.rate.loginPerAccountTotal)),
     )
     .addOption(
       new Option('--rate-prekey-fetch <burst/per-s>', 'prekey bundle fetches per requester device -> target device').argParser(parseRate).default(d.rate.prekeyFetch, rateText(d.rate.prekeyFetch)),
@@ -139,6 +168,18 @@ export function serverCommand(io: Io, done: (code: number) => void): Command {
     .option('--peerjs-concurrent-limit <n>', 'PeerJS ids connected at once', parsePositiveInt, defaultPeerjsOptions.concurrentLimit)
     .option('--peerjs-allow-discovery', 'answer GET PATHKEY/peers with every connected id')
     .option('--peerjs-require-auth', 'only holders of a ticket (lantern-agent ticket --for peerjs, as the PeerJS token) may register an id')
+    .addOption(
+      new Option('--trust-proxy <cidrs>', 'proxies (a CDN\'s edges, a local nginx) whose client address header is believed: addresses or CIDRs, comma-separated; default none')
+        .argParser(parseCidrList)
+        .default([], 'none'),
+    )
+    .addOption(
+      new Option('--client-address-header <name>', 'the header trusted proxies name the client in (the right-most untrusted hop counts)')
+        .choices(['X-Forwarded-For', 'CF-Connecting-IP', 'Forwarded'])
+        .default(defaultClientAddressOptions.header),
+    )
+    .option('--ipv4-prefix <bits>', 'per-address limits count IPv4 networks of this size', parsePrefix(32), defaultClientAddressOptions.prefix.v4)
+    .option('--ipv6-prefix <bits>', 'per-address limits count IPv6 networks of this size', parsePrefix(128), defaultClientAddressOptions.prefix.v6)
     .addOption(storeOption())
     .addOption(storeCaOption())
     .option('--no-fsync', 'do not fsync write batches (survives a crash of the process, not of the machine)')
@@ -156,10 +197,14 @@ async function runServer(io: Io, flags: ServerFlags): Promise<number> {
   const zone = flags.zone ? checkZone(flags.zone) : undefined;
   const logger = createLogger({ level: flags.logLevel, unsafeLogging: flags.unsafeLogging === true });
   const emit = (event: Record<string, unknown>) => flags.json && writeJson(io.stdout, event);
-  await ensureDataDir(flags.dataDir);
+  for (const t of await ensureDataDir(flags.dataDir)) {
+    logger.warn({ path: t.path }, tightenedText(t));
+    writeLine(io.stderr, `warning: ${tightenedText(t)}`);
+  }
   const ca = await loadOrCreateCa(flags.dataDir);
   const tickets = await loadOrCreateTicketIssuer(flags.dataDir);
   const canary = new CanaryMaker(await loadOrCreateCanarySecret(flags.dataDir));
+  const addressKey = await loadOrCreateAddressKey(flags.dataDir);
   const tls = await serverTls(flags, ca);
   const spec = await resolveStoreSpec(flags);
   const { store, notifier } = await openServerStore(spec, flags.dataDir, { fsync: flags.fsync });
@@ -177,7 +222,7 @@ async function runServer(io: Io, flags: ServerFlags): Promise<number> {
     throw err;
   }
   const server = createServer(
-    { store, notifier, ...(directory ? { peerjsDirectory: directory } : {}), clock: systemClock, logger, ca, tickets, canary, onEvent: (e) => emit(e) },
+    { store, notifier, ...(directory ? { peerjsDirectory: directory } : {}), clock: systemClock, logger, ca, tickets, canary, addressKey, onEvent: (e) => emit(e) },
     serverOptions(flags, { tls, zone, metricsToken, controlSocketPath: flags.store.kind === 'level' ? dataDirPaths(flags.dataDir).control : undefined }),
   );
   try {
@@ -242,6 +287,7 @@ function serverOptions(
       recipientBytes: flags.rateRecipientBytes,
       loginPerAddress: flags.rateLoginAddress,
       loginPerAccount: flags.rateLoginAccount,
+      loginPerAccountTotal: flags.rateLoginAccountTotal,
       prekeyFetch: flags.ratePrekeyFetch,
     },
     certificateLifetimeMs: flags.certLifetime,
@@ -250,6 +296,7 @@ function serverOptions(
     peerTtlMs: flags.peerTtl,
     peerPauseAfterMs: flags.peerPauseAfter,
     maxPollWaitSeconds: MAX_POLL_WAIT_SECONDS,
+    clientAddress: { trustProxy: flags.trustProxy, header: flags.clientAddressHeader, prefix: { v4: flags.ipv4Prefix, v6: flags.ipv6Prefix } },
   };
   return {
     api,

@@ -88,7 +88,7 @@ test('a ticket holder fetches a file through CONNECT, HTTP forward and SOCKS5', 
 });
 
 test('without a valid ticket every protocol gets what nginx answers (a plaintext port)', async (t) => {
-  const { proxy, origin: o, issuer } = await setup(t);
+  const { proxy, origin: o, issuer, basic } = await setup(t);
   const port = proxy.address.port;
   const plainGet = await raw(port, 'GET / HTTP/1.1\r\nHost: example.org\r\n\r\n');
   t.regex(plainGet, /^HTTP\/1\.1 404 Not Found\r\nServer: nginx\r\nDate: .*\r\nContent-Type: text\/html\r\nContent-Length: 146\r\nConnection: keep-alive\r\n/);
@@ -105,7 +105,11 @@ test('without a valid ticket every protocol gets what nginx answers (a plaintext
     const socks = await socksGet(`socks5://ticket:${encodeURIComponent(bad)}@127.0.0.1:${port}`, `${o}/file`).catch((e: Error) => e);
     t.true(socks instanceof Error, 'SOCKS5 with a bad ticket gets nothing usable');
   }
-  t.true(proxy.stats().refused >= 6);
+  // A valid ticket in a Basic credential spelled with junk Node's decoder would skip: not the credential.
+  t.regex(await raw(port, `CONNECT ${o.slice(7)} HTTP/1.1\r\nHost: x\r\nProxy-Authorization: ${basic}\r\n\r\n`), /^HTTP\/1\.1 200/, 'the credential as issued opens a tunnel');
+  const spelled = `${basic.slice(0, 20)}{${basic.slice(20)}`;
+  t.regex(await raw(port, `CONNECT ${o.slice(7)} HTTP/1.1\r\nHost: x\r\nProxy-Authorization: ${spelled}\r\n\r\n`), /^HTTP\/1\.1 400 Bad Request/, 'one spelling only');
+  t.true(proxy.stats().refused >= 7);
 });
 
 test('private destinations are refused unless allowed', async (t) => {

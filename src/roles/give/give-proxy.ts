@@ -433,7 +433,12 @@ export class GiveProxy implements Startable {
   /** A ticket from `Proxy-Authorization: Basic base64("ticket:" + TICKET)`, checked offline. */
   #authorized(header: string | undefined): boolean {
     if (this.#paused || !header?.startsWith('Basic ')) return false;
-    const decoded = Buffer.from(header.slice(6), 'base64').toString('latin1');
+    // Canonical base64 only: Node's decoder skips junk, so `dGlj{a2V0…` would decode to the same
+    // credential; like the ticket inside it, the header has one spelling.
+    const encoded = header.slice(6);
+    const bytes = Buffer.from(encoded, 'base64');
+    if (bytes.toString('base64') !== encoded) return false;
+    const decoded = bytes.toString('latin1');
     const colon = decoded.indexOf(':');
     return colon > 0 && decoded.slice(0, colon) === TICKET_USERNAME && this.#ticketOk(decoded.slice(colon + 1));
   }

@@ -1,9 +1,10 @@
 import { randomBytes } from 'node:crypto';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { LanternError } from '../../core/errors.js';
 import { generateTicketKey, TicketIssuer } from '../../crypto/tickets.js';
 import { CertificateAuthority, type CaMaterial } from '../../crypto/x509/certificate-authority.js';
+import { makePrivate } from '../../storage/private-dir.js';
 
 /**
  * The server's data directory:
@@ -23,6 +24,7 @@ export const dataDirPaths = (dir: string) => ({
   control: join(dir, 'control.sock'),
   ticketKey: join(dir, 'ticket-key.pem'),
   canarySecret: join(dir, 'canary-secret'),
+  addressKey: join(dir, 'address-key'),
 });
 
 async function readIfExists(path: string): Promise<string | undefined> {
@@ -34,8 +36,12 @@ async function readIfExists(path: string): Promise<string | undefined> {
   }
 }
 
-export async function ensureDataDir(dir: string): Promise<void> {
-  await mkdir(dir, { recursive: true, mode: 0o700 });
+/**
+ * Creates the data dir, or makes an existing one and everything in it private (0700/0600);
+ * returns what had to be tightened (see makePrivate).
+ */
+export function ensureDataDir(dir: string): Promise<Array<{ path: string; was: number }>> {
+  return makePrivate(dir);
 }
 
 /** Loads the CA of this data dir, creating it on first start. */
@@ -46,7 +52,7 @@ export async function loadOrCreateCa(dir: string): Promise<CertificateAuthority>
   if (cert || key) throw new LanternError('LA_ERR_STORE_CORRUPT', `Only one of ca.pem and ca-key.pem exists in ${dir}`);
   const material: CaMaterial = await CertificateAuthority.create();
   await writeFile(p.caKey, material.privateKeyPem, { mode: 0o600, flag: 'wx' });
-  await writeFile(p.caCert, material.certificatePem, { mode: 0o644, flag: 'wx' });
+  await writeFile(p.caCert, material.certificatePem, { mode: 0o600, flag: 'wx' });
   return new CertificateAuthority(material);
 }
 
@@ -77,8 +83,17 @@ export async function loadOrCreateTicketIssuer(dir: string): Promise<TicketIssue
 }
 
 /** The secret canary content is derived from, made on first start (mode 0600). */
-export async function loadOrCreateCanarySecret(dir: string): Promise<Buffer> {
-  const path = dataDirPaths(dir).canarySecret;
+/** The key of the hash that names client networks in limit keys (shared by instances, like the ticket key). */
+export function loadOrCreateAddressKey(dir: string): Promise<Buffer> {
+  return loadOrCreateSecret(dataDirPaths(dir).addressKey);
+}
+
+export function loadOrCreateCanarySecret(dir: string): Promise<Buffer> {
+  return loadOrCreateSecret(dataDirPaths(dir).canarySecret);
+}
+
+/** 32 random bytes kept in a file (hex, mode 0600), made on first use. */
+async function loadOrCreateSecret(path: string): Promise<Buffer> {
   const hex = await readIfExists(path);
   if (hex) return Buffer.from(hex.trim(), 'hex');
   const secret = randomBytes(32);

@@ -27,6 +27,8 @@ export interface ServerRoleComponents {
   canary: CanaryMaker;
   /** Where faults are contained (default: one that counts them in the metrics, by surface). */
   faults?: FaultBoundary;
+  /** Keys the hash that names client networks in limit keys (the data dir's address-key). */
+  addressKey?: Buffer;
 }
 
 export interface ServerRoleOptions {

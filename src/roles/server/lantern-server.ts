@@ -2,6 +2,7 @@ import { createServer as createHttpServer, type IncomingMessage, type Server, ty
 import { createServer as createHttpsServer } from 'node:https';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
+import { randomBytes } from 'node:crypto';
 import Router from 'find-my-way';
 import type { Clock } from '../../core/clock.js';
 import { LanternError } from '../../core/errors.js';
@@ -19,6 +20,7 @@ import { AUTH_SCHEME } from '../../protocol/request-auth.js';
 import { parseMessage } from '../../protocol/validate.js';
 import { PROTOCOL_VERSION, VERSION_HEADER } from '../../protocol/version.js';
 import { UNVERSIONED_PREFIXES } from '../../protocol/api-paths.js';
+import { ClientAddresses } from './client-address.js';
 import { KeyService } from './key-service.js';
 import { apiRoutes, type Route, type RouteContext } from './routes/index.js';
 import type { Method } from './routes/route.js';
@@ -45,6 +47,8 @@ export interface ServerComponents {
   onVerdict?: (peer: PeerRecord) => void;
   /** Where faults of requests, upgrades and timers are contained (one per server, shared with the broker). */
   faults?: FaultBoundary;
+  /** Keys the hash that names client networks in limit keys (the data dir's address-key; default: one per process). */
+  addressKey?: Buffer;
 }
 
 /** Deadlines and caps of the API listener; see `defaultListenerLimits`. */
@@ -128,6 +132,7 @@ export class LanternServer implements Startable {
       accounts: this.accounts,
       mailbox: this.#mailbox,
       keys: new KeyService(components, options),
+      clients: new ClientAddresses(options.clientAddress, components.addressKey ?? randomBytes(32)),
       fail: (res, err) => this.#fail(res, err),
       limit: (key, policy) => this.#limit(key, policy),
       requireVerifier: (auth) => this.#requireVerifier(auth),

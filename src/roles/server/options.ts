@@ -1,5 +1,6 @@
 import type { BucketPolicy, QueueLimits } from '../../storage/server-store.js';
 import { MAX_POLL_WAIT_SECONDS } from '../../protocol/version.js';
+import { defaultClientAddressOptions, type ClientAddressOptions } from './client-address.js';
 
 export interface RateLimits {
   /** Messages per (sender device -> recipient user). */
@@ -8,8 +9,10 @@ export interface RateLimits {
   recipientBytes: BucketPolicy;
   /** Login attempts per client address. */
   loginPerAddress: BucketPolicy;
-  /** Login attempts per account name. */
+  /** Login attempts per account name from one client network: an attacker hammering an account locks out only the network it hammers from. */
   loginPerAccount: BucketPolicy;
+  /** Login attempts per account name from everywhere: a much higher ceiling. */
+  loginPerAccountTotal: BucketPolicy;
   /** Prekey bundle fetches per requester device -> target device (fails closed). */
   prekeyFetch: BucketPolicy;
 }
@@ -34,6 +37,8 @@ export interface ServerOptions {
   peerPauseAfterMs: number;
   /** Longest a poll is held (seconds, at most 60). */
   maxPollWaitSeconds: number;
+  /** Who a request comes from behind trusted proxies, and the networks per-address limits count. */
+  clientAddress: ClientAddressOptions;
 }
 
 const DAY = 24 * 3600_000;
@@ -48,6 +53,7 @@ export const defaultServerOptions: ServerOptions = {
     recipientBytes: { capacity: 32 * 1024 * 1024, refillPerSecond: 1024 * 1024 },
     loginPerAddress: { capacity: 20, refillPerSecond: 0.2 },
     loginPerAccount: { capacity: 10, refillPerSecond: 0.1 },
+    loginPerAccountTotal: { capacity: 100, refillPerSecond: 1 },
     prekeyFetch: { capacity: 20, refillPerSecond: 0.5 },
   },
   certificateLifetimeMs: 90 * DAY,
@@ -56,4 +62,5 @@ export const defaultServerOptions: ServerOptions = {
   peerTtlMs: 90_000,
   peerPauseAfterMs: 600_000,
   maxPollWaitSeconds: MAX_POLL_WAIT_SECONDS,
+  clientAddress: defaultClientAddressOptions,
 };

@@ -57,6 +57,8 @@ ${
       proxy_buffering on;
       proxy_request_buffering on;
       proxy_set_header Host $host;
+      # As a CDN names the client: the address nginx saw, appended to what the client sent.
+      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
       proxy_set_header Upgrade $http_upgrade;
       proxy_set_header Connection $connection_upgrade;
       proxy_read_timeout 120s;

@@ -10,13 +10,18 @@ import { parseJson, sendJson } from '../http-kit.js';
 import { open, signed, type Route, type RouteContext } from './route.js';
 
 /** Health, login, sessions, whoami and tickets. */
-export function accountRoutes({ c, options, accounts, limit }: RouteContext): Route[] {
+export function accountRoutes({ c, options, accounts, limit, clients }: RouteContext): Route[] {
   return [
     open('GET', API.health, async ({ res }) => sendJson(res, 200, { ok: true, version: PROTOCOL_VERSION })),
     open('POST', API.login, async ({ req, res, body }) => {
       const login = parseMessage(LoginRequest, parseJson(body));
-      await limit(`login-addr:${req.socket.remoteAddress ?? '?'}`, options.rate.loginPerAddress);
-      await limit(`login-name:${login.user}`, options.rate.loginPerAccount);
+      // Per client network (a keyed hash of its prefix: no address is stored), behind trusted proxies
+      // too; per account from that network, so that hammering an account from one network does not
+      // lock its owner out elsewhere; and a much higher ceiling per account.
+      const network = clients.limitKey(clients.of(req));
+      await limit(`login-net:${network}`, options.rate.loginPerAddress);
+      await limit(`login-name:${login.user}:${network}`, options.rate.loginPerAccount);
+      await limit(`login-name:${login.user}`, options.rate.loginPerAccountTotal);
       sendJson(res, 200, await accounts.login(login, { ca: c.ca, options }));
     }),
     signed(

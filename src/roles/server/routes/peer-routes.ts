@@ -13,12 +13,13 @@ import { deviceOf, open, signed, type Route, type RouteContext } from './route.j
 const peerInfo = ({ userId: _u, deviceId: _d, ...info }: PeerRecord) => info;
 
 /** The peer registry: give peers register and heartbeat; get clients read the verified round robin. */
-export function peerRoutes({ c, options }: RouteContext): Route[] {
+export function peerRoutes({ c, options, clients }: RouteContext): Route[] {
   return [
     signed('POST', API.peers, async ({ req, res, body, auth }) => {
       const reg = parseMessage(PeerRegistration, parseJson(body));
-      // The address is the connection's, never a header's: a registration cannot point elsewhere.
-      const host = (req.socket.remoteAddress ?? '').replace(/^::ffff:(?=\d+\.)/, '');
+      // The address is the connection's (or, behind a trusted proxy, the client's the proxy names),
+      // never one a client writes: a registration cannot point elsewhere.
+      const host = clients.of(req);
       // One live registration per identity key: nobody can register a relay to someone else's peer under its key.
       const now = c.clock.now();
       const taken = (await c.store.listPeers(now)).find((p) => p.identityKey === reg.identityKey && !(p.userId === auth.userId && p.deviceId === auth.deviceId));

@@ -2,6 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { ApiPath } from '../../../protocol/api-paths.js';
 import type { AccountService } from '../accounts.js';
 import type { AuthContext } from '../authenticator.js';
+import type { ClientAddresses } from '../client-address.js';
 import type { KeyService } from '../key-service.js';
 import type { ServerComponents } from '../lantern-server.js';
 import type { Mailbox } from '../mailbox.js';
@@ -39,6 +40,8 @@ export interface RouteContext {
   accounts: AccountService;
   mailbox: Mailbox;
   keys: KeyService;
+  /** Who a request comes from (behind trusted proxies), and the keys per-address limits use. */
+  clients: ClientAddresses;
   /** Answers a request with an error, counted (for answers that come later, as a held poll's). */
   fail(res: ServerResponse, err: unknown): void;
   /** Takes a token from a rate-limit bucket, or throws LA_ERR_RATE_LIMITED. */

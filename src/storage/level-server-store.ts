@@ -15,6 +15,7 @@ import {
   type DeviceRecord,
   checkBeforeEnqueue,
   deviceIdFor,
+  sessionsBeyond,
   claimSessionNonceInProcess,
   type EnqueueInput,
   type EnqueueOptions,
@@ -287,14 +288,29 @@ export class LevelServerStore implements ServerStore {
     return { ops, ids };
   }
 
-  async putSession(session: SessionRecord): Promise<void> {
+  async putSession(session: SessionRecord, keep?: number): Promise<void> {
     const addr = { userId: session.userId, deviceId: session.deviceId };
-    await this.#writer.write([
-      { type: 'put', key: `s!${session.id}`, value: session },
-      { type: 'put', key: `S!${dev(addr)}!${session.id}`, value: 1 },
-      { type: 'put', key: this.#expiryKey(session.expiresAt), value: { kind: 's', id: session.id, addr } satisfies ExpiryEntry },
-    ]);
-    this.#sessions.set(session.id, session);
+    await this.#locks.run(`sess:${dev(addr)}`, async () => {
+      const ops: LevelOp[] = [
+        { type: 'put', key: `s!${session.id}`, value: session },
+        { type: 'put', key: `S!${dev(addr)}!${session.id}`, value: 1 },
+        { type: 'put', key: this.#expiryKey(session.expiresAt), value: { kind: 's', id: session.id, addr } satisfies ExpiryEntry },
+      ];
+      let ended: string[] = [];
+      if (keep !== undefined) {
+        const mine: SessionRecord[] = [session];
+        for (const [key] of await this.#range(`S!${dev(addr)}!`, `S!${dev(addr)}!~`)) {
+          const id = key.slice(key.lastIndexOf('!') + 1);
+          const s = id === session.id ? undefined : (this.#sessions.get(id) ?? (await this.#get<SessionRecord>(`s!${id}`)));
+          if (s) mine.push(s);
+        }
+        ended = sessionsBeyond(mine, keep).map((s) => s.id);
+        for (const id of ended) ops.push({ type: 'del', key: `s!${id}` }, { type: 'del', key: `S!${dev(addr)}!${id}` });
+      }
+      await this.#writer.write(ops);
+      this.#sessions.set(session.id, session);
+      for (const id of ended) this.#sessions.delete(id);
+    });
   }
 
   async getSession(id: string, now: number): Promise<SessionRecord | undefined> {

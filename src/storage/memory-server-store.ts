@@ -10,6 +10,7 @@ import {
   type DeviceRecord,
   checkBeforeEnqueue,
   claimSessionNonceInProcess,
+  sessionsBeyond,
   deviceIdFor,
   type EnqueueInput,
   type EnqueueOptions,
@@ -146,9 +147,12 @@ export class MemoryServerStore implements ServerStore {
     for (const [id, s] of this.#sessions) if (s.userId === userId && s.deviceId === deviceId) this.#sessions.delete(id);
   }
 
-  async putSession(session: SessionRecord): Promise<void> {
+  async putSession(session: SessionRecord, keep?: number): Promise<void> {
     this.#check();
     this.#sessions.set(session.id, structuredClone(session));
+    if (keep === undefined) return;
+    const mine = [...this.#sessions.values()].filter((s) => s.userId === session.userId && s.deviceId === session.deviceId);
+    for (const s of sessionsBeyond(mine, keep)) this.#sessions.delete(s.id);
   }
 
   async getSession(id: string, now: number): Promise<SessionRecord | undefined> {

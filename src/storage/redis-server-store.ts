@@ -7,6 +7,7 @@ import { connectRedis, redisClient, type RedisEndpoint } from './redis-client.js
 import { ACK, CLAIM_SESSION_NONCE, COMPARE_AND_SET, ENQUEUE, EXPIRE_QUEUE, FETCH, PUT_DEVICE, PUT_KEYS, REGISTRATIONS, REVOKE_DEVICE, TAKE_BUNDLE, TAKE_TOKENS } from './redis-scripts.js';
 import {
   base64Bytes,
+  sessionsBeyond,
   type AccountRecord,
   type BucketPolicy,
   type DeviceCredential,
@@ -222,11 +223,21 @@ export class RedisServerStore implements ServerStore {
     for (const [err] of (await deletes.exec()) ?? []) if (err) throw err;
   }
 
-  async putSession(session: SessionRecord): Promise<void> {
+  async putSession(session: SessionRecord, keep?: number): Promise<void> {
     await this.#run(async () => {
       await this.#redis.set(this.#sess(session.id), JSON.stringify(session), 'PXAT', gcAt(session.expiresAt));
       await this.#redis.sadd(this.#devSessions(session), session.id);
       if (inPast(session.expiresAt)) await this.#redis.zadd(`${this.#p}sessx`, session.expiresAt, session.id);
+      if (keep === undefined) return;
+      // Instances may open sessions of one device at once: each trims to `keep`, so at most a few more live a moment.
+      const ids = await this.#redis.smembers(this.#devSessions(session));
+      if (ids.length <= keep) return;
+      const raw = await this.#redis.mget(...ids.map((id) => this.#sess(id)));
+      const mine = ids.flatMap((_id, i) => (raw[i] ? [parse<SessionRecord>(raw[i]!)!] : []));
+      const ended = sessionsBeyond(mine, keep).map((s) => s.id);
+      const gone = ids.filter((_id, i) => !raw[i]);
+      if (ended.length) await this.#delEach(ended.map((id) => this.#sess(id)));
+      if (ended.length + gone.length) await this.#redis.srem(this.#devSessions(session), ...ended, ...gone);
     });
   }
 

@@ -167,8 +167,11 @@ export interface AccountStore {
 
 /** LA1S sessions and the one-time values (nonces) that make requests unreplayable. */
 export interface SessionStore {
-  /** Stores a session of an active device. */
-  putSession(session: SessionRecord): Promise<void>;
+  /**
+   * Stores a session of an active device; with `keep`, the device's sessions beyond that many
+   * end, those that expire first going first (so a flood of session openings holds `keep` at most).
+   */
+  putSession(session: SessionRecord, keep?: number): Promise<void>;
   /** A session that has not expired by `now`, if any. */
   getSession(id: string, now: number): Promise<SessionRecord | undefined>;
   /**
@@ -328,6 +331,12 @@ export function deviceIdFor(existing: ReadonlyMap<number, DeviceRecord>, deviceI
   }
   for (let id = MIN_DEVICE_ID; id <= MAX_DEVICE_ID; id++) if (!active(id)) return id;
   throw new LanternError('LA_ERR_DEVICE_LIMIT');
+}
+
+/** The sessions beyond the newest `keep` (those that expire first, then by id), which end. */
+export function sessionsBeyond<S extends { id: string; expiresAt: number }>(sessions: readonly S[], keep: number): S[] {
+  const byAge = [...sessions].sort((a, b) => b.expiresAt - a.expiresAt || (a.id < b.id ? 1 : -1));
+  return byAge.slice(Math.max(0, keep));
 }
 
 /** Decoded size of a standard base64 string. */

@@ -42,6 +42,7 @@ interface ServerFlags {
   queueMaxBytes: number;
   certLifetime: number;
   sessionLifetime: number;
+  sessionsPerDevice: number;
   ticketLifetime: number;
   peerTtl: number;
   peerPauseAfter: number;
@@ -129,6 +130,7 @@ export function serverCommand(io: Io, done: (code: number) => void): Command {
     .addOption(durationOption('--peer-ttl <duration>', 'a give peer registration lives this long after its last heartbeat', d.peerTtlMs))
     .addOption(durationOption('--peer-pause-after <duration>', 'pause a peer that fails verification this long', d.peerPauseAfterMs))
     .addOption(durationOption('--ticket-lifetime <duration>', 'lifetime of proxy tickets', d.ticketLifetimeMs))
+    .option('--sessions-per-device <n>', 'request-signing sessions (LA1S) a device holds at most; the oldest ends first', parsePositiveInt, d.sessionsPerDevice)
     .addOption(durationOption('--session-lifetime <duration>', 'lifetime of request-signing sessions (LA1S)', d.sessionLifetimeMs))
     .addOption(new Option('--rate-pair <burst/per-s>', 'messages per sender device -> recipient').argParser(parseRate).default(d.rate.pair, rateText(d.rate.pair)))
     .addOption(
@@ -292,6 +294,7 @@ function serverOptions(
     },
     certificateLifetimeMs: flags.certLifetime,
     sessionLifetimeMs: flags.sessionLifetime,
+    sessionsPerDevice: flags.sessionsPerDevice,
     ticketLifetimeMs: flags.ticketLifetime,
     peerTtlMs: flags.peerTtl,
     peerPauseAfterMs: flags.peerPauseAfter,

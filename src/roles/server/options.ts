@@ -29,6 +29,8 @@ export interface ServerOptions {
   certificateLifetimeMs: number;
   /** Lifetime of LA1S sessions (never beyond the certificate's). */
   sessionLifetimeMs: number;
+  /** LA1S sessions a device holds at most; opening another ends the one that expires first. */
+  sessionsPerDevice: number;
   /** Lifetime of proxy tickets. */
   ticketLifetimeMs: number;
   /** A give peer registration lives this long after its last heartbeat. */
@@ -58,6 +60,7 @@ export const defaultServerOptions: ServerOptions = {
   },
   certificateLifetimeMs: 90 * DAY,
   sessionLifetimeMs: DAY,
+  sessionsPerDevice: 8,
   ticketLifetimeMs: 3600_000,
   peerTtlMs: 90_000,
   peerPauseAfterMs: 600_000,

@@ -32,7 +32,8 @@ export function accountRoutes({ c, options, accounts, limit, clients }: RouteCon
         const id = randomUUID();
         const { publicKey, key } = acceptSession(offer.publicKey, id);
         const expiresAt = Math.min(auth.certificateExpires, c.clock.now() + options.sessionLifetimeMs);
-        await c.store.putSession({ id, userId: auth.userId, deviceId: auth.deviceId, key, expiresAt });
+        // A device holds a few sessions at most: a flood of openings ends the oldest, not the server's memory.
+        await c.store.putSession({ id, userId: auth.userId, deviceId: auth.deviceId, key, expiresAt }, options.sessionsPerDevice);
         sendJson(res, 200, { sessionId: id, publicKey, expiresAt });
       },
       'device',

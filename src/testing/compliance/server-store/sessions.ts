@@ -23,6 +23,19 @@ export function sessionsCompliance(withStore: WithStore): void {
     t.is(await s.getSession('s3', 900), undefined, 'revoking the device ends its sessions');
   });
 
+  withStore('a device keeps at most `keep` sessions: opening more ends those that expire first, of that device only', async (t, s) => {
+    const u = randomUUID();
+    await s.putDevice(u, cred(1), 1);
+    await s.putDevice(u, cred(2), 1);
+    await s.putSession({ id: 'other', userId: u, deviceId: 2, key: 'a2V5', expiresAt: 5_000 });
+    for (let i = 0; i < 10; i++) await s.putSession({ id: `s${i}`, userId: u, deviceId: 1, key: 'a2V5', expiresAt: 10_000 + i }, 8);
+    const live = [];
+    for (let i = 0; i < 10; i++) if (await s.getSession(`s${i}`, 100)) live.push(`s${i}`);
+    t.deepEqual(live, ['s2', 's3', 's4', 's5', 's6', 's7', 's8', 's9']);
+    t.truthy(await s.getSession('other', 100), "another device's session stays");
+    t.is(await s.claimSessionNonce('s0', 'n1', 9_000, 100), 'ended', 'an ended session takes no request');
+  });
+
   withStore('a nonce is accepted once until it expires, also under concurrency', async (t, s) => {
     const results = await Promise.all(Array.from({ length: 20 }, () => s.claimNonce('dev1', 'abc', 120_000)));
     t.is(results.filter(Boolean).length, 1);

@@ -50,12 +50,12 @@ export interface ProxyFrontEndOptions {
   handshakeTimeoutMs: number;
 }
 
-const HTTP_STATUS: Record<TunnelFailure, string> = {
-  'bad-request': '400 Bad Request',
-  forbidden: '403 Forbidden',
-  unreachable: '502 Bad Gateway',
-  busy: '503 Service Unavailable',
-};
+/** The HTTP status a failed tunnel request is answered with (give also answers HTTP/2 streams with it). */
+export const TUNNEL_FAILURE_STATUS: Record<TunnelFailure, number> = { 'bad-request': 400, forbidden: 403, unreachable: 502, busy: 503 };
+const REASON: Record<number, string> = { 400: 'Bad Request', 403: 'Forbidden', 502: 'Bad Gateway', 503: 'Service Unavailable' };
+
+/** The whole HTTP/1.1 answer to a CONNECT that gets no tunnel (status 400, 403, 502 or 503). */
+export const connectRefusal = (status: number) => `HTTP/1.1 ${status} ${REASON[status]}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n`;
 
 const SOCKS_CODE: Record<TunnelFailure, number> = {
   'bad-request': SOCKS_REPLY.failure,
@@ -63,6 +63,23 @@ const SOCKS_CODE: Record<TunnelFailure, number> = {
   unreachable: SOCKS_REPLY.hostUnreachable,
   busy: SOCKS_REPLY.failure,
 };
+
+/**
+ * How a SOCKS5 request read by `reader` is answered: success (then the bytes read past the
+ * request go on into the tunnel), or the reply code of its failure, and the end.
+ */
+export function socksAnswers(socket: Socket, reader: HandshakeReader): { accept(): Buffer; fail(why: TunnelFailure): void } {
+  return {
+    accept: () => {
+      socket.write(socksReply(SOCKS_REPLY.ok));
+      return reader.release();
+    },
+    fail: (why) => {
+      reader.release();
+      finish(socket, socksReply(SOCKS_CODE[why]));
+    },
+  };
+}
 
 /**
  * The front end shared by give's proxy and get's local proxy: one port serving HTTP CONNECT, HTTP
@@ -127,7 +144,7 @@ export class ProxyFrontEnd {
       },
       fail: (why) => {
         reader.release();
-        finish(socket, `HTTP/1.1 ${HTTP_STATUS[why]}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n`);
+        finish(socket, connectRefusal(TUNNEL_FAILURE_STATUS[why]));
       },
       giveUp,
     });
@@ -152,19 +169,6 @@ export class ProxyFrontEnd {
       reader.release();
       return finish(socket, socksReply(request.refuse));
     }
-    await this.#h.tunnel({
-      protocol: 'socks5',
-      target: request,
-      socket,
-      accept: () => {
-        socket.write(socksReply(SOCKS_REPLY.ok));
-        return reader.release();
-      },
-      fail: (why) => {
-        reader.release();
-        finish(socket, socksReply(SOCKS_CODE[why]));
-      },
-      giveUp: () => reader.replay(),
-    });
+    await this.#h.tunnel({ protocol: 'socks5', target: request, socket, ...socksAnswers(socket, reader), giveUp: () => reader.replay() });
   }
 }

@@ -15,9 +15,9 @@ import { finish } from '../../net/finish.js';
 import { HandshakeReader, type ParseStep } from '../../net/handshake-reader.js';
 import { connectTarget, headerValue, httpHead, MAX_HEAD_BYTES, type HttpHead } from '../../net/http-head.js';
 import { formatUrl, listen } from '../../net/listen.js';
-import { ProxyFrontEnd } from '../../net/proxy-front-end.js';
+import { connectRefusal, ProxyFrontEnd, socksAnswers, TUNNEL_FAILURE_STATUS, type TunnelFailure } from '../../net/proxy-front-end.js';
 import { ByteBudget, splice } from '../../net/relay.js';
-import { SOCKS, SOCKS_REPLY, socksGreeting, socksReply, socksRequest, socksUserPass } from '../../net/socks5.js';
+import { SOCKS, socksGreeting, socksReply, socksRequest, socksUserPass } from '../../net/socks5.js';
 import { TICKET_USERNAME } from '../../protocol/ticket.js';
 import { checkLiteralDestination, guardedLookup } from './destination-policy.js';
 import { ForwardProxy } from './forward-proxy.js';
@@ -94,16 +94,6 @@ const TLS_CIPHERS = 'TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256:TLS_AES
 /** Everything received so far, used by nothing: the first chunk decides what a connection is. */
 const firstChunk: ParseStep<Buffer> = (b) => (b.length ? { value: b, used: 0 } : undefined);
 
-/** How a tunnel request that is not a tunnel ends (for a ticket holder). */
-type TunnelFailure = 'bad-request' | 'forbidden' | 'unreachable' | 'busy';
-const HTTP_STATUS: Record<TunnelFailure, number> = { 'bad-request': 400, forbidden: 403, unreachable: 502, busy: 503 };
-const SOCKS_CODE: Record<TunnelFailure, number> = {
-  'bad-request': SOCKS_REPLY.failure,
-  forbidden: SOCKS_REPLY.notAllowed,
-  unreachable: SOCKS_REPLY.hostUnreachable,
-  busy: SOCKS_REPLY.failure,
-};
-const REASON: Record<number, string> = { 400: 'Bad Request', 403: 'Forbidden', 502: 'Bad Gateway', 503: 'Service Unavailable' };
 
 /**
  * The give-mode proxy. One port, by default TLS (the peer identity's certificate, ALPN h2 and
@@ -342,16 +332,7 @@ export class GiveProxy implements Startable {
       reader.release();
       return finish(socket, socksReply(request.refuse));
     }
-    return this.#tunnel(socket, request, {
-      accept: () => {
-        socket.write(socksReply(SOCKS_REPLY.ok));
-        return reader.release();
-      },
-      fail: (why) => {
-        reader.release();
-        finish(socket, socksReply(SOCKS_CODE[why]));
-      },
-    });
+    return this.#tunnel(socket, request, socksAnswers(socket, reader));
   }
 
   /** HTTP/1.x with a ticket: CONNECT becomes a tunnel, an absolute-form request goes to the forward proxy. */
@@ -366,10 +347,9 @@ export class GiveProxy implements Startable {
     if (head.method === 'CONNECT') {
       await reader.read(httpHead, 1);
       const target = connectTarget(head.target);
-      const answer = (status: number) => `HTTP/1.1 ${status} ${REASON[status]}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n`;
       if (!target) {
         reader.release();
-        return finish(socket, answer(400));
+        return finish(socket, connectRefusal(400));
       }
       return this.#tunnel(socket, target, {
         accept: () => {
@@ -378,7 +358,7 @@ export class GiveProxy implements Startable {
         },
         fail: (why) => {
           reader.release();
-          finish(socket, answer(HTTP_STATUS[why]));
+          finish(socket, connectRefusal(TUNNEL_FAILURE_STATUS[why]));
         },
       });
     }
@@ -412,7 +392,7 @@ export class GiveProxy implements Startable {
         stream.respond({ [h2.HTTP2_HEADER_STATUS]: 200 });
         return Buffer.alloc(0);
       },
-      fail: (why) => fail(HTTP_STATUS[why]),
+      fail: (why) => fail(TUNNEL_FAILURE_STATUS[why]),
     });
   }
 

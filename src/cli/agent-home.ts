@@ -12,6 +12,9 @@ import type { Keystore } from '../storage/keystore.js';
 import { makePrivate, tightenedText } from '../storage/private-dir.js';
 import { LevelKeystore } from '../storage/level-keystore.js';
 
+/** Homes this process has made private (withKeystore). */
+const privateHomes = new Set<string>();
+
 /** Another command holds the keystore: try again every 50–150 ms, for some 10 s. */
 const LOCK_WAIT: BackoffPolicy = { initialMs: 100, maxMs: 100, factor: 1, jitter: 0.5 };
 
@@ -22,7 +25,12 @@ const LOCK_WAIT: BackoffPolicy = { initialMs: 100, maxMs: 100, factor: 1, jitter
  */
 export async function withKeystore<T>(home: string, fn: (keystore: Keystore) => Promise<T>): Promise<T> {
   // The home holds the device's private key and Signal state: private, and made so if it was not.
-  for (const t of await makePrivate(home)) process.stderr.write(`warning: ${tightenedText(t)}\n`);
+  // Once per process: what this process creates afterwards is private already (umask 077), and get
+  // opens the keystore every few seconds.
+  if (!privateHomes.has(home)) {
+    for (const t of await makePrivate(home)) process.stderr.write(`warning: ${tightenedText(t)}\n`);
+    privateHomes.add(home);
+  }
   const keystore = await retry(
     async () => {
       const k = new LevelKeystore(join(home, 'keystore'));

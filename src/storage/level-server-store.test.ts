@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import test from 'ava';
 import { serverStoreComplianceTests } from '../testing/compliance/server-store.js';
+import { msg } from '../testing/compliance/server-store/helpers.js';
 import { tempDir } from '../testing/helpers/temp-dir.js';
 import { LevelServerStore } from './level-server-store.js';
 import type { ServerStore } from './server-store.js';
@@ -49,15 +50,7 @@ test('LevelServerStore: queued messages, meta and dedupe survive a reopen', asyn
   const dir = await tempDir();
   t.teardown(dir.remove);
   const to = { userId: randomUUID(), deviceId: 3 };
-  const input = {
-    clientId: randomUUID(),
-    digest: 'x',
-    from: { userId: randomUUID(), deviceId: 1 },
-    type: 1,
-    payload: Buffer.from('persist').toString('base64'),
-    sentAt: 1,
-    expiresAt: 10_000,
-  };
+  const input = msg({ digest: 'x', type: 1, payload: Buffer.from('persist').toString('base64'), sentAt: 1, expiresAt: 10_000 });
   const first = new LevelServerStore({ location: dir.path });
   await first.open();
   await first.enqueue([to], input, { maxMessages: 10, maxBytes: 1000 });

@@ -85,15 +85,7 @@ ${groups.join('\n')}
 ${sites.map(server).join('\n')}
 }
 `;
-  await writeFile(`${dir}/nginx.conf`, conf);
-  const child = spawn(NGINX, ['-p', dir, '-c', `${dir}/nginx.conf`, '-g', 'daemon off;'], { stdio: ['ignore', 'ignore', 'pipe'] });
-  let stderr = '';
-  child.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-  // Ready when the port accepts connections.
-  if (!(await waitForPort(port, child))) {
-    await stopChild(child, 'SIGKILL');
-    throw new Error(`nginx did not start: ${stderr}`);
-  }
+  const child = await runNginx(dir, conf, port);
   return {
     port,
     accessLog: (serverName) => readFile(`${dir}/access-${serverName}.log`, 'utf8').catch(() => ''),
@@ -149,6 +141,12 @@ ${options.headerTimeoutS ? `  client_header_timeout ${options.headerTimeoutS}s;\
   }
 }
 `;
+  const child = await runNginx(dir, conf, port);
+  return { port, child, stop: () => stopChild(child, 'SIGQUIT') };
+}
+
+/** Writes `conf` to DIR/nginx.conf and runs nginx in the foreground; ready when `port` accepts connections. */
+async function runNginx(dir: string, conf: string, port: number): Promise<ChildProcess> {
   await writeFile(`${dir}/nginx.conf`, conf);
   const child = spawn(NGINX, ['-p', dir, '-c', `${dir}/nginx.conf`, '-g', 'daemon off;'], { stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
@@ -157,5 +155,5 @@ ${options.headerTimeoutS ? `  client_header_timeout ${options.headerTimeoutS}s;\
     await stopChild(child, 'SIGKILL');
     throw new Error(`nginx did not start: ${stderr}`);
   }
-  return { port, child, stop: () => stopChild(child, 'SIGQUIT') };
+  return child;
 }

@@ -47,6 +47,8 @@ export const errorCatalogue = {
   LA_ERR_NO_KEYS: { status: 404, exit: 6, message: 'The device has not uploaded its keys' },
   LA_ERR_MESSAGE_ID_CONFLICT: { status: 409, exit: 6, message: 'Message id was already used for a different message' },
   LA_ERR_QUEUE_FULL: { status: 507, exit: 5, message: "Recipient's queue is full" },
+  LA_ERR_QUEUE_SHARE_USED: { status: 429, exit: 5, message: "You hold your share of the recipient's queue; retry once it has received some" },
+  LA_ERR_RECIPIENT_DORMANT: { status: 409, exit: 6, message: 'The recipient device has not polled for a long time; nothing more is kept for it' },
   LA_ERR_RATE_LIMITED: { status: 429, exit: 5, message: 'Rate limit exceeded; retry later' },
   LA_ERR_SHUTTING_DOWN: { status: 503, exit: 3, message: 'Server is shutting down' },
   LA_ERR_STORE_UNAVAILABLE: { status: 503, exit: 3, message: 'Storage is unavailable' },

@@ -9,7 +9,7 @@ import { runCli, sharedServer } from '../testing/helpers/cli.js';
 // test must reorder or corrupt what the server delivers, it drives this project's client classes
 // over the home's own keystore, between CLI runs.
 
-const ctx = sharedServer(test, ['--rate-login-address', '1000/100', '--rate-prekey-fetch', '1000/100']);
+const ctx = sharedServer(test, ['--rate-login-address', '1000/100', '--rate-prekey-fetch', '1000/100', '--rate-prekey-target', '1000/100']);
 
 type Line = { id: string; text?: string; encrypted?: boolean; from: { userId: string; deviceId: number }; error?: { code: string } };
 

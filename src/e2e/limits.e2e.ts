@@ -4,7 +4,7 @@ import { untilPollsHeld } from '../testing/helpers/observe.js';
 import { request } from 'undici';
 import { LanternError } from '../core/errors.js';
 import { addAgent } from '../testing/helpers/agents.js';
-import { runCli, startServer } from '../testing/helpers/cli.js';
+import { runCli, startServer, testServer } from '../testing/helpers/cli.js';
 import { tempDir } from '../testing/helpers/temp-dir.js';
 
 // Whole-binary tests of retention, caps, rate limits, credentials' lifetime, TLS and shutdown; each
@@ -12,18 +12,8 @@ import { tempDir } from '../testing/helpers/temp-dir.js';
 
 const b64 = (s: string) => Buffer.from(s).toString('base64');
 
-async function withServer(t: { teardown(fn: () => Promise<unknown>): void }, extra: string[] = []) {
-  const dir = await tempDir('lantern-e2e-');
-  const server = await startServer(`${dir.path}/data`, extra);
-  t.teardown(async () => {
-    await server.stop();
-    await dir.remove();
-  });
-  return { dir: dir.path, server };
-}
-
 test('undelivered messages expire by the retention job', async (t) => {
-  const { dir, server } = await withServer(t, ['--retention', '3s', '--expire-interval', '200ms']);
+  const { dir, server } = await testServer(t, ['--retention', '3s', '--expire-interval', '200ms']);
   const a = await addAgent(server, dir, 'a');
   const b = await addAgent(server, dir, 'b');
   const sender = await a.api();
@@ -41,7 +31,7 @@ test('undelivered messages expire by the retention job', async (t) => {
 });
 
 test('a full queue refuses sends with LA_ERR_QUEUE_FULL and keeps what it holds', async (t) => {
-  const { dir, server } = await withServer(t, ['--queue-max-messages', '2']);
+  const { dir, server } = await testServer(t, ['--queue-max-messages', '2', '--queue-sender-share', '1']);
   const a = await addAgent(server, dir, 'a');
   const b = await addAgent(server, dir, 'b');
   for (const text of ['first', 'second']) t.is((await runCli(['send', '--home', a.home, '--to', b.userId, '--raw', text])).code, 0);
@@ -54,7 +44,7 @@ test('a full queue refuses sends with LA_ERR_QUEUE_FULL and keeps what it holds'
 });
 
 test('sends beyond the per-pair rate get 429 with Retry-After', async (t) => {
-  const { dir, server } = await withServer(t, ['--rate-pair', '3/0.05']);
+  const { dir, server } = await testServer(t, ['--rate-pair', '3/0.05']);
   const a = await addAgent(server, dir, 'a');
   const b = await addAgent(server, dir, 'b');
   const c = await addAgent(server, dir, 'c');
@@ -73,7 +63,7 @@ test('sends beyond the per-pair rate get 429 with Retry-After', async (t) => {
 });
 
 test('inbound bytes per recipient are rate limited', async (t) => {
-  const { dir, server } = await withServer(t, ['--rate-recipient-bytes', '100000/10']);
+  const { dir, server } = await testServer(t, ['--rate-recipient-bytes', '100000/10']);
   const a = await addAgent(server, dir, 'a');
   const b = await addAgent(server, dir, 'b');
   const api = await a.api();
@@ -84,7 +74,7 @@ test('inbound bytes per recipient are rate limited', async (t) => {
 });
 
 test('login attempts are rate limited per account', async (t) => {
-  const { dir, server } = await withServer(t, ['--rate-login-account', '2/0.01']);
+  const { dir, server } = await testServer(t, ['--rate-login-account', '2/0.01']);
   await addAgent(server, dir, 'a');
   const attempt = () =>
     runCli(['login', '--server', server.url, '--user', 'a', '--password-stdin', '--home', `${dir}/h2`], { stdin: 'wrong-password\n' });
@@ -95,7 +85,7 @@ test('login attempts are rate limited per account', async (t) => {
 });
 
 test('an expired credential is refused until the device logs in again', async (t) => {
-  const { dir, server } = await withServer(t, ['--cert-lifetime', '12s']);
+  const { dir, server } = await testServer(t, ['--cert-lifetime', '12s']);
   const a = await addAgent(server, dir, 'a');
   t.is((await runCli(['inbox', '--home', a.home])).code, 0);
   await new Promise((r) => setTimeout(r, Math.max(0, a.credential.expiresAt - Date.now()) + 300));
@@ -108,7 +98,7 @@ test('an expired credential is refused until the device logs in again', async (t
 });
 
 test('open registration lets login --register create the account', async (t) => {
-  const { dir, server } = await withServer(t, ['--open-registration']);
+  const { dir, server } = await testServer(t, ['--open-registration']);
   const home = `${dir}/reg`;
   const reg = await runCli(['login', '--server', server.url, '--user', 'newbie', '--register', '--password-stdin', '--home', home, '--json'], {
     stdin: 'newbie-password\n',
@@ -212,7 +202,7 @@ test('kill -9 during a send load loses no answered message', async (t) => {
 });
 
 test('the server refuses a data dir that another server holds', async (t) => {
-  const { server } = await withServer(t);
+  const { server } = await testServer(t);
   const second = await runCli(['server', '--listen', '127.0.0.1:0', '--data-dir', server.dataDir, '--json']);
   t.is(second.code, 1);
   t.regex(second.stderr, /LA_ERR_STORE_LOCKED/);

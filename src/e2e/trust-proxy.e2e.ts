@@ -56,7 +56,8 @@ test('through a trusted nginx each give peer registers at its own address; spoof
     const added = await runCli(['account', 'add', u, '--data-dir', dataDir, '--password-stdin'], { stdin: `pw-${u}-secret\n` });
     t.is(added.code, 0, added.stderr);
   }
-  const server = await startServer(dataDir, ['--trust-proxy', '127.0.0.1']);
+  // With --unsafe-logging the log shows the addresses it would otherwise scrub: the resolved ones.
+  const server = await startServer(dataDir, ['--trust-proxy', '127.0.0.1', '--unsafe-logging', '--log-level', 'info']);
   t.teardown(() => server.stop());
   const nginx = await startNginx(`${dir.path}/nginx`, [{ serverName: 'localhost', defaultServer: true, upstream: Number(new URL(server.url).port) }]);
   t.teardown(() => nginx.stop());
@@ -84,4 +85,16 @@ test('through a trusted nginx each give peer registers at its own address; spoof
   const direct = from('127.0.0.4', server.url);
   t.is(await register(direct, 'p4', { 'x-forwarded-for': '192.0.2.66' }), '127.0.0.4');
   await direct.close();
+  const logged = server
+    .stderr()
+    .split('\n')
+    .flatMap((line) => {
+      try {
+        const entry = JSON.parse(line) as { msg?: string; client?: string };
+        return entry.msg === 'give peer registered' ? [entry.client] : [];
+      } catch {
+        return [];
+      }
+    });
+  t.deepEqual(logged, ['127.0.0.2', '127.0.0.3', '127.0.0.5', '127.0.0.4'], 'the log names the client, never the edge');
 });

@@ -1,7 +1,7 @@
 import { LanternError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import type { DeviceKeys } from '../crypto/signal/device-keys.js';
-import { ONE_TIME_KEYS } from '../crypto/signal/device-keys.js';
+import { KEYS_LOW_WATER } from '../protocol/version.js';
 import { MESSAGE_TYPE, type SignalCipher } from '../crypto/signal/signal-cipher.js';
 import type { ApiClient } from '../net/api-client.js';
 import { Envelope, type Address, type Advertisement, type DeliveredMessage, type PollResponse } from '../protocol/messages.js';
@@ -73,7 +73,7 @@ export class Inbox {
       fresh.push(received);
     }
     if (fresh.length < batch.messages.length) logger.debug({ duplicates: batch.messages.length - fresh.length }, 'dropped redelivered messages');
-    if (usedPreKeys) await this.#topUp();
+    if (usedPreKeys) await this.topUp();
     return { messages: fresh, more: batch.more };
   }
 
@@ -114,12 +114,17 @@ export class Inbox {
     }
   }
 
-  async #topUp(): Promise<void> {
+  /**
+   * Uploads a new batch of one-time keys if the server has fewer than KEYS_LOW_WATER left: after
+   * prekey messages used some, and when a poll answer says they run low (ApiClient.takeKeysLow).
+   * A failure is logged, never thrown: receiving goes on.
+   */
+  async topUp(): Promise<void> {
     const keys = this.#c.deviceKeys;
     if (!keys) return;
     try {
       const counts = await this.#c.api.keyCounts();
-      if (counts.preKeys < ONE_TIME_KEYS.lowWater || counts.kyberPreKeys < ONE_TIME_KEYS.lowWater / 4) {
+      if (counts.preKeys < KEYS_LOW_WATER.preKeys || counts.kyberPreKeys < KEYS_LOW_WATER.kyberPreKeys) {
         await this.#c.api.putKeys(await keys.upload());
         this.#c.logger.info(counts, 'one-time keys topped up');
       }

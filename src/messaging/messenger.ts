@@ -3,11 +3,19 @@ import { LanternError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import type { SignalCipher } from '../crypto/signal/signal-cipher.js';
 import type { ApiClient } from '../net/api-client.js';
-import type { Address, DeviceMessage, Envelope } from '../protocol/messages.js';
+import type { Address, DeviceMessage, Envelope, SendResponse, SkippedDevice } from '../protocol/messages.js';
 import type { Keystore } from '../storage/keystore.js';
 
 
 const devicesKey = (userId: string) => `sig!devices!${userId}`;
+
+/** What a send reached: the message id, the recipient's devices, our own other devices, and the recipient's devices skipped. */
+export interface SentEnvelope {
+  id: string;
+  devices: number[];
+  ownDevices: number[];
+  skipped?: SkippedDevice[];
+}
 const MAX_ATTEMPTS = 4;
 
 /**
@@ -30,19 +38,22 @@ export class Messenger {
     this.#logger = components.logger;
   }
 
-  /** Sends `text` to every device of `userId` (and a copy to our other devices); returns the devices reached. */
-  send(userId: string, text: string): Promise<{ id: string; devices: number[]; ownDevices: number[] }> {
+  /**
+   * Sends `text` to every device of `userId` (and a copy to our other devices); returns the devices
+   * reached, and those the server skipped (full queue, the sender's share used, dormant).
+   */
+  send(userId: string, text: string): Promise<SentEnvelope> {
     return this.sendEnvelope(userId, { v: 1, text });
   }
 
   /** Sends any envelope (a text, an availability ad) the same way. */
-  async sendEnvelope(userId: string, envelope: Envelope, options: { copyToOwnDevices?: boolean } = {}) {
+  async sendEnvelope(userId: string, envelope: Envelope, options: { copyToOwnDevices?: boolean } = {}): Promise<SentEnvelope> {
     const plaintext = new TextEncoder().encode(JSON.stringify(envelope));
     const id = randomUUID();
-    const devices = await this.#sendToUser(id, userId, plaintext);
+    const sent = await this.#sendToUser(id, userId, plaintext);
     const copy = options.copyToOwnDevices ?? true;
-    const ownDevices = !copy || userId === this.#self.userId ? [] : await this.#sendToUser(randomUUID(), this.#self.userId, plaintext);
-    return { id, devices, ownDevices };
+    const own = !copy || userId === this.#self.userId ? { devices: [] } : await this.#sendToUser(randomUUID(), this.#self.userId, plaintext);
+    return { id, devices: sent.devices, ownDevices: own.devices, ...(sent.skipped?.length ? { skipped: sent.skipped } : {}) };
   }
 
   async #knownDevices(userId: string): Promise<number[] | undefined> {
@@ -62,13 +73,13 @@ export class Messenger {
     return got;
   }
 
-  async #sendToUser(id: string, userId: string, plaintext: Uint8Array): Promise<number[]> {
+  async #sendToUser(id: string, userId: string, plaintext: Uint8Array): Promise<SendResponse> {
     const own = userId === this.#self.userId;
     let devices = (await this.#knownDevices(userId)) ?? (await this.#fetch(userId));
     for (let attempt = 1; ; attempt++) {
       devices = devices.filter((d) => !(own && d === this.#self.deviceId));
       if (devices.length === 0) {
-        if (own) return [];
+        if (own) return { devices: [] };
         throw new LanternError('LA_ERR_NO_KEYS', 'The recipient has no device with keys');
       }
       const messages: DeviceMessage[] = [];
@@ -80,7 +91,8 @@ export class Messenger {
       try {
         const answer = await this.#api.send({ id, to: userId, messages });
         await this.#keystore.put(devicesKey(userId), devices);
-        return answer.devices;
+        if (answer.skipped?.length) this.#logger.info({ skipped: answer.skipped }, 'some devices of the recipient were skipped');
+        return answer;
       } catch (err) {
         if (attempt >= MAX_ATTEMPTS) throw err;
         if (LanternError.is(err, 'LA_ERR_DEVICE_MISMATCH')) {

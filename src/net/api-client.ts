@@ -28,7 +28,7 @@ import {
   type SendRequest,
 } from '../protocol/messages.js';
 import { TicketKeyResponse, TicketResponse, type TicketAudience } from '../protocol/ticket.js';
-import { PROTOCOL_VERSION, VERSION_HEADER } from '../protocol/version.js';
+import { KEYS_HEADER, PROTOCOL_VERSION, VERSION_HEADER } from '../protocol/version.js';
 import { parseHostPort } from './listen.js';
 
 /** An LA1S session as the client keeps it (key base64). */
@@ -95,6 +95,7 @@ export class ApiClient {
   readonly #c: ApiClientComponents;
   #session: ClientSession | undefined;
   #opening: Promise<ClientSession> | undefined;
+  #keysLow = false;
 
   constructor(components: ApiClientComponents, options: ApiClientOptions) {
     this.server = options.server.replace(/\/+$/, '');
@@ -233,6 +234,16 @@ export class ApiClient {
     });
   }
 
+  /**
+   * Whether a poll answer since the last call said that this device's one-time keys run low (the
+   * server's sign to upload more; see Inbox.topUp). Reading it clears it.
+   */
+  takeKeysLow(): boolean {
+    const low = this.#keysLow;
+    this.#keysLow = false;
+    return low;
+  }
+
   ack(ids: string[]): Promise<number> {
     return this.#call('POST', API.ack, { ids }, AckResponse).then((r) => r.acked);
   }
@@ -294,6 +305,7 @@ export class ApiClient {
       throw new LanternError('LA_ERR_SERVER_UNREACHABLE', `Cannot reach ${this.server}${via}: ${(err as Error).message}`, { cause: err });
     }
     const raw = await res.body.text().catch(() => '');
+    if (res.headers[KEYS_HEADER] === 'low') this.#keysLow = true;
     if (res.statusCode === 204) return undefined as z.output<S>;
     let json: unknown;
     try {

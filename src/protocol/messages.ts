@@ -98,8 +98,18 @@ export type DeviceSendRequest = z.infer<typeof DeviceSendRequest>;
 export const SendRequest = z.union([PlainSendRequest, DeviceSendRequest]);
 export type SendRequest = z.infer<typeof SendRequest>;
 
-/** Minimal answer to a send: the devices the message was queued for. */
-export const SendResponse = z.strictObject({ devices: z.array(DeviceId) });
+/**
+ * A recipient device a send did not reach: its queue is `full`, the sender holds its `share` of it
+ * already (a quarter by default), or it is `dormant` (has not polled for a long time).
+ */
+export const SkippedDevice = z.strictObject({ deviceId: DeviceId, reason: z.enum(['full', 'share', 'dormant']) });
+export type SkippedDevice = z.infer<typeof SkippedDevice>;
+
+/**
+ * Answer to a send: the devices the message was queued for, and those skipped (never all of them:
+ * then the send fails with LA_ERR_QUEUE_SHARE_USED, LA_ERR_QUEUE_FULL or LA_ERR_RECIPIENT_DORMANT).
+ */
+export const SendResponse = z.strictObject({ devices: z.array(DeviceId), skipped: z.array(SkippedDevice).optional() });
 export type SendResponse = z.infer<typeof SendResponse>;
 
 /** Most messages one batch send carries (the body limit applies too). */
@@ -113,7 +123,7 @@ export const MAX_SEND_BATCH = 100;
 export const SendBatchRequest = z.strictObject({ messages: z.array(SendRequest).min(1).max(MAX_SEND_BATCH) });
 export type SendBatchRequest = z.infer<typeof SendBatchRequest>;
 export const SendResult = z.union([
-  z.strictObject({ id: MessageId, devices: z.array(DeviceId) }),
+  z.strictObject({ id: MessageId, devices: z.array(DeviceId), skipped: z.array(SkippedDevice).optional() }),
   z.strictObject({ id: MessageId, error: z.strictObject({ code: z.string(), message: z.string() }) }),
 ]);
 export type SendResult = z.infer<typeof SendResult>;

@@ -7,6 +7,12 @@ export const MAX_PAYLOAD_BYTES = 96 * 1024;
 export const MAX_POLL_WAIT_SECONDS = 60;
 /** Most messages one poll answer carries. */
 export const MAX_POLL_BATCH = 500;
+/**
+ * Poll answers carry `Lantern-Keys: low` while the device has fewer one-time keys than this left
+ * (a sign to upload more: others' fetches, or a drain, used them up).
+ */
+export const KEYS_HEADER = 'lantern-keys';
+export const KEYS_LOW_WATER = { preKeys: 20, kyberPreKeys: 5 };
 /** Device ids libsignal accepts in a ProtocolAddress. */
 export const MIN_DEVICE_ID = 1;
 export const MAX_DEVICE_ID = 127;

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import test from 'ava';
 import { serverStoreComplianceTests } from '../testing/compliance/server-store.js';
-import { msg } from '../testing/compliance/server-store/helpers.js';
+import { cred, msg } from '../testing/compliance/server-store/helpers.js';
 import { tempDir } from '../testing/helpers/temp-dir.js';
 import { LevelServerStore } from './level-server-store.js';
 import type { ServerStore } from './server-store.js';
@@ -63,6 +63,29 @@ test('LevelServerStore: queued messages, meta and dedupe survive a reopen', asyn
   t.deepEqual(await second.queueStats(to), { count: 1, bytes: 7 });
   t.is(await second.queuedMessages(), 1, 'the total is counted again at open');
   t.deepEqual(await second.enqueue([to], input, { maxMessages: 10, maxBytes: 1000 }), { status: 'duplicate' });
+});
+
+test("LevelServerStore: each sender's share, last polls and dormant queues are known again after a reopen", async (t) => {
+  const dir = await tempDir();
+  t.teardown(dir.remove);
+  const u = randomUUID();
+  const [one, two] = [{ userId: u, deviceId: 1 }, { userId: u, deviceId: 2 }];
+  const flooder = { userId: randomUUID(), deviceId: 1 };
+  const share = { maxMessages: 10, maxBytes: 1000, perSender: { maxMessages: 2, maxBytes: 1000 } };
+  const first = new LevelServerStore({ location: dir.path });
+  await first.open();
+  await first.putDevice(u, cred(1), 1000);
+  await first.putDevice(u, cred(2), 1000);
+  for (let i = 0; i < 2; i++) await first.enqueue([one, two], msg({ from: flooder, expiresAt: 1e9 }), share);
+  await first.recordPoll(one, 5000);
+  await first.close();
+  const second = new LevelServerStore({ location: dir.path });
+  await second.open();
+  t.teardown(() => second.close());
+  t.is((await second.enqueue([one], msg({ from: flooder, expiresAt: 1e9 }), share)).status, 'skipped', 'the share is counted from what is stored');
+  t.deepEqual(await second.expire(6000, { dormantBefore: 4000 }), { messages: 2 }, 'only the device that never polled is dormant');
+  t.deepEqual([(await second.queueStats(one)).count, (await second.queueStats(two)).count], [2, 0]);
+  t.is(await second.queuedMessages(), 2);
 });
 
 test('LevelServerStore: a second process-level open of the same directory is LA_ERR_STORE_LOCKED', async (t) => {

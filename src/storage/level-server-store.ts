@@ -20,8 +20,13 @@ import {
   type EnqueueInput,
   type EnqueueOptions,
   type EnqueueResult,
+  enqueueStatus,
+  type ExpireOptions,
   type ExpireResult,
+  isDormant,
   type QueueLimits,
+  skipReason,
+  type SkippedDevice,
   type PeerRecord,
   type QueueStats,
   type Recipient,
@@ -46,12 +51,13 @@ import { pruneFullBuckets, takeFromBucket, type BucketState } from './token-buck
  *   P!<userId>!<ddd>!<keyId10>        one-time EC prekey
  *   Y!<userId>!<ddd>!<keyId10>        one-time Kyber prekey
  *   g!<userId>!<ddd>                  give peer registration
+ *   t!<userId>!<ddd>                  when the device last polled (recordPoll)
  *   s!<sessionId>                     LA1S session
  *   S!<userId>!<ddd>!<sessionId>      sessions of a device (to end them on revoke/renew)
  *
  * A message costs three writes (m, k, x) and its ack one delete: the writes of a batch are the
- * group commit's cost. Queue meta (count, bytes, last seq) is derived from the m! range on a
- * queue's first use. LevelDB admits one process per directory, so this backend may keep derived
+ * group commit's cost. Queue meta (count, bytes, last seq, what each sender holds) is derived
+ * from the m! range on a queue's first use. LevelDB admits one process per directory, so this backend may keep derived
  * state (queue meta, recent nonces, sessions, rate-limit buckets) in memory: no other process can see the store at all. The
  * shared backend for several server processes is Redis.
  */
@@ -77,6 +83,19 @@ interface QueueMeta {
    * read steps over each of them: 50,000 cost 5 ms per fetch).
    */
   head: number;
+  /** Messages and bytes per sending user (QueueLimits.perSender). */
+  senders: Map<string, QueueStats>;
+}
+
+/** Adds `count` messages of `bytes` from `sender` to a queue's meta (negative to remove). */
+function countIn(meta: QueueMeta, sender: string, count: number, bytes: number): void {
+  meta.count += count;
+  meta.bytes += bytes;
+  const s = meta.senders.get(sender) ?? { count: 0, bytes: 0 };
+  s.count += count;
+  s.bytes += bytes;
+  if (s.count <= 0) meta.senders.delete(sender);
+  else meta.senders.set(sender, s);
 }
 
 interface LevelMessage extends StoredMessage {
@@ -120,6 +139,10 @@ export class LevelServerStore implements ServerStore {
   readonly #popped = new Set<string>();
   readonly #poppedWritten: string[] = [];
   readonly #buckets = new Map<string, BucketState & { policy: BucketPolicy }>();
+  /** Last poll per device (`t!` records, read on first use; null: never polled). */
+  readonly #polled = new Map<string, number | null>();
+  /** Queues that may hold messages (found at open, added to by sends): the dormancy sweep's list. */
+  readonly #queues = new Set<string>();
   #expirySeq = 0;
   readonly #instance = randomUUID().slice(0, 8);
 
@@ -138,7 +161,11 @@ export class LevelServerStore implements ServerStore {
         const i = rest.lastIndexOf(':');
         if (typeof expiresAt === 'number' && i > 0) this.#recentNonces.claim(rest.slice(0, i), rest.slice(i + 1), expiresAt);
       }
-      for await (const key of this.#db.keys({ gte: 'm!', lt: 'm!~' })) if (!key.endsWith(QUEUE_END)) this.#queued++;
+      for await (const key of this.#db.keys({ gte: 'm!', lt: 'm!~' })) {
+        if (key.endsWith(QUEUE_END)) continue;
+        this.#queued++;
+        this.#queues.add(key.slice(2, key.lastIndexOf('!')));
+      }
       for (const [key, p] of await this.#range<PeerRecord>('g!', 'g!~')) this.#peerKeys.set(p.peerId, key);
     } catch (err) {
       throw levelError(err, 'open server store');
@@ -356,8 +383,9 @@ export class LevelServerStore implements ServerStore {
     return { preKeys: await count('P'), kyberPreKeys: await count('Y') };
   }
 
-  async takeBundle(address: Address): Promise<DeviceBundle | undefined> {
+  async takeBundle(address: Address, options?: { oneTime?: boolean }): Promise<DeviceBundle | undefined> {
     const d = dev(address);
+    const oneTime = options?.oneTime ?? true;
     const taken = await this.#locks.run(`keys:${d}`, async () => {
       const base = await this.#get<Omit<KeysUpload, 'preKeys' | 'kyberPreKeys'>>(`K!${d}`);
       if (!base) return undefined;
@@ -367,8 +395,8 @@ export class LevelServerStore implements ServerStore {
       for (const key of this.#poppedWritten.splice(0)) this.#popped.delete(key);
       const first = async <T>(prefix: string) =>
         (await this.#range<T>(`${prefix}!${d}!`, `${prefix}!${d}!~`, this.#popped.size + 1)).find(([key]) => !this.#popped.has(key));
-      const pre = await first<PreKeyUpload>('P');
-      const kyber = await first<KyberPreKeyUpload>('Y');
+      const pre = oneTime ? await first<PreKeyUpload>('P') : undefined;
+      const kyber = oneTime ? await first<KyberPreKeyUpload>('Y') : undefined;
       const ops: LevelOp[] = [];
       if (pre) ops.push({ type: 'del', key: pre[0] });
       if (kyber) ops.push({ type: 'del', key: kyber[0] });
@@ -475,10 +503,9 @@ export class LevelServerStore implements ServerStore {
     const k = dev(addr);
     let meta = this.#meta.get(k);
     if (!meta) {
-      meta = { count: 0, bytes: 0, seq: 0, head: 0 };
+      meta = { count: 0, bytes: 0, seq: 0, head: 0, senders: new Map() };
       for (const [key, m] of await this.#range<LevelMessage>(`m!${k}!`, `m!${k}!~`)) {
-        meta.count += 1;
-        meta.bytes += m.bytes;
+        countIn(meta, m.from.userId, 1, m.bytes);
         meta.seq = Number(key.slice(key.lastIndexOf('!') + 1));
         if (meta.count === 1) meta.head = meta.seq;
       }
@@ -513,28 +540,33 @@ export class LevelServerStore implements ServerStore {
           ),
         );
         if (seen.some((s) => s && s.digest !== message.digest)) throw new LanternError('LA_ERR_MESSAGE_ID_CONFLICT');
-        if (seen.every((s) => s !== undefined)) {
-          return { outcome: { status: 'duplicate' as const }, written: Promise.all(seen.map((s) => (s as { written?: Promise<void> }).written)) };
-        }
+        const duplicates = Promise.all(seen.map((s) => (s as { written?: Promise<void> } | undefined)?.written));
         const metas = await Promise.all(recipients.map((r) => this.#loadMeta(r)));
-        recipients.forEach((r, i) => {
+        const skipped: SkippedDevice[] = [];
+        for (const [i, r] of recipients.entries()) {
+          if (seen[i] !== undefined) continue;
           const m = metas[i]!;
-          if (seen[i] === undefined && (m.count + 1 > limits.maxMessages || m.bytes + sizes[i]! > limits.maxBytes)) {
-            throw new LanternError('LA_ERR_QUEUE_FULL', undefined, { details: { deviceId: r.deviceId } });
-          }
-        });
-        const { ops, reserved } = this.#queueWrites(recipients, message, { seen, metas, sizes, dedupeKeys });
+          const reason = (await this.#dormant(r, options?.dormantBefore))
+            ? 'dormant'
+            : skipReason(m, m.senders.get(message.from.userId) ?? { count: 0, bytes: 0 }, sizes[i]!, limits);
+          if (reason) skipped.push({ deviceId: r.deviceId, reason });
+        }
+        const skip = new Set(skipped.map((s) => s.deviceId));
+        const take = recipients.map((r, i) => seen[i] === undefined && !skip.has(r.deviceId));
+        const status = enqueueStatus(take.filter(Boolean).length, seen.filter((s) => s !== undefined).length);
+        const result = skipped.length ? { status, skipped } : { status };
+        if (status !== 'queued') return { outcome: result, written: duplicates };
+        const { ops, reserved } = this.#queueWrites(recipients, message, { take, metas, sizes, dedupeKeys });
         const written = this.#writer.write(ops).catch((err: unknown) => {
           for (const { meta, bytes } of reserved) {
-            meta.count -= 1;
-            meta.bytes -= bytes;
+            countIn(meta, message.from.userId, -1, -bytes);
             this.#queued--;
           }
           throw err;
         });
         const pending = { digest: message.digest, written };
         dedupeKeys.forEach((k, i) => {
-          if (seen[i] !== undefined) return;
+          if (!take[i]) return;
           this.#pendingDedupe.set(k, pending);
           this.#dedupeFilter.add(k);
         });
@@ -542,7 +574,7 @@ export class LevelServerStore implements ServerStore {
           () => dedupeKeys.forEach((k) => this.#pendingDedupe.get(k) === pending && this.#pendingDedupe.delete(k)),
           () => dedupeKeys.forEach((k) => this.#pendingDedupe.get(k) === pending && this.#pendingDedupe.delete(k)),
         );
-        return { outcome: { status: 'queued' as const }, written };
+        return { outcome: result, written: Promise.all([written, duplicates]) };
       },
     );
     await outcome.written;
@@ -556,13 +588,13 @@ export class LevelServerStore implements ServerStore {
   #queueWrites(
     recipients: readonly Recipient[],
     message: EnqueueInput,
-    at: { seen: ReadonlyArray<unknown>; metas: QueueMeta[]; sizes: number[]; dedupeKeys: string[] },
+    at: { take: readonly boolean[]; metas: QueueMeta[]; sizes: number[]; dedupeKeys: string[] },
   ): { ops: LevelOp[]; reserved: Array<{ meta: QueueMeta; bytes: number }> } {
-    const { seen, metas, sizes, dedupeKeys } = at;
+    const { take, metas, sizes, dedupeKeys } = at;
     const ops: LevelOp[] = [];
     const reserved: Array<{ meta: QueueMeta; bytes: number }> = [];
     recipients.forEach((r, i) => {
-      if (seen[i] !== undefined) return;
+      if (!take[i]) return;
       const m = metas[i]!;
       const seq = m.seq + 1;
       const id = `${pad(seq, 16)}-${randomUUID().slice(0, 8)}`;
@@ -575,10 +607,10 @@ export class LevelServerStore implements ServerStore {
         expiresAt: message.expiresAt,
         bytes: sizes[i]!,
       };
-      m.count += 1;
-      m.bytes += sizes[i]!;
+      countIn(m, message.from.userId, 1, sizes[i]!);
       m.seq = seq;
       this.#queued++;
+      this.#queues.add(dev(r));
       reserved.push({ meta: m, bytes: sizes[i]! });
       const entry: ExpiryEntry = { kind: 'm', addr: r, seq, id, dedupe: dedupeKeys[i]! };
       ops.push(
@@ -609,7 +641,7 @@ export class LevelServerStore implements ServerStore {
     const outcome = await this.#locks.run(`dev:${dev(address)}`, async () => {
       const meta = await this.#loadMeta(address);
       const ops: LevelOp[] = [];
-      let bytes = 0;
+      const gone: LevelMessage[] = [];
       for (const id of new Set(ids)) {
         const seq = /^(\d{16})-[0-9a-f]{8}$/.exec(id)?.[1];
         if (!seq) continue;
@@ -618,15 +650,14 @@ export class LevelServerStore implements ServerStore {
         const msg = await this.#get<LevelMessage>(key);
         if (!msg || msg.id !== id) continue;
         ops.push({ type: 'del', key });
-        bytes += msg.bytes;
+        gone.push(msg);
       }
       const keys = ops.map((op) => op.key);
       for (const key of keys) this.#acking.add(key);
       const written = this.#writer
         .write(ops)
         .then(() => {
-          meta.count -= ops.length;
-          meta.bytes -= bytes;
+          for (const msg of gone) countIn(meta, msg.from.userId, -1, -msg.bytes);
           this.#queued -= ops.length;
         })
         .finally(() => {
@@ -642,13 +673,68 @@ export class LevelServerStore implements ServerStore {
     return this.#queued;
   }
 
+  async recordPoll(address: Address, now: number): Promise<void> {
+    this.#polled.set(dev(address), now);
+    await this.#writer.write([{ type: 'put', key: `t!${dev(address)}`, value: now }]);
+  }
+
+  /** Whether the device is dormant (see EnqueueOptions.dormantBefore); false without a device record. */
+  async #dormant(address: Address, dormantBefore: number | undefined): Promise<boolean> {
+    if (dormantBefore === undefined) return false;
+    const d = await this.getDevice(address.userId, address.deviceId);
+    if (!d) return false;
+    let polled = this.#polled.get(dev(address));
+    if (polled === undefined) {
+      polled = (await this.#get<number>(`t!${dev(address)}`)) ?? null;
+      this.#polled.set(dev(address), polled);
+    }
+    return isDormant(polled ?? undefined, d.createdAt, dormantBefore);
+  }
+
+  /**
+   * Deletes the messages of the queues whose device is dormant (ExpireOptions); drops emptied
+   * queues from the sweep's list. Answers how many messages went.
+   */
+  async #expireDormant(dormantBefore: number): Promise<number> {
+    let messages = 0;
+    for (const k of [...this.#queues]) {
+      const i = k.lastIndexOf('!');
+      const addr = { userId: k.slice(0, i), deviceId: Number(k.slice(i + 1)) };
+      const removed = await this.#locks.run(`dev:${k}`, async () => {
+        const meta = await this.#loadMeta(addr);
+        if (meta.count === 0) {
+          this.#queues.delete(k);
+          return undefined;
+        }
+        if (!(await this.#dormant(addr, dormantBefore))) return undefined;
+        const rows = await this.#range<LevelMessage>(`m!${k}!${pad(meta.head, 16)}`, `m!${k}!~`);
+        // Not those an ack is deleting already; the counts change once the deletes are written.
+        const going = rows.filter(([key]) => !this.#acking.has(key));
+        for (const [key] of going) this.#acking.add(key);
+        const written = this.#writer
+          .write(going.map(([key]) => ({ type: 'del' as const, key })))
+          .then(() => {
+            for (const [, msg] of going) countIn(meta, msg.from.userId, -1, -msg.bytes);
+            this.#queued -= going.length;
+            return going.length;
+          })
+          .finally(() => {
+            for (const [key] of going) this.#acking.delete(key);
+          });
+        return { written };
+      });
+      messages += (await removed?.written) ?? 0;
+    }
+    return messages;
+  }
+
   async queueStats(address: Address): Promise<QueueStats> {
     const m = await this.#loadMeta(address);
     return { count: m.count, bytes: m.bytes };
   }
 
-  async expire(now: number): Promise<ExpireResult> {
-    let messages = 0;
+  async expire(now: number, options?: ExpireOptions): Promise<ExpireResult> {
+    let messages = options?.dormantBefore === undefined ? 0 : await this.#expireDormant(options.dormantBefore);
     const nowBucket = pad(Math.floor(now / 60_000), 12);
     this.#recentNonces.prune(now);
     try {
@@ -675,8 +761,7 @@ export class LevelServerStore implements ServerStore {
           // Acked already, or the seq was reused by a newer message after the queue emptied.
           if (!msg || msg.id !== entry.id) return undefined;
           const meta = await this.#loadMeta(entry.addr);
-          meta.count -= 1;
-          meta.bytes -= msg.bytes;
+          countIn(meta, msg.from.userId, -1, -msg.bytes);
           this.#queued--;
           return { written: this.#writer.write([{ type: 'del', key: mkey }]) };
         }).then(async (r) => {

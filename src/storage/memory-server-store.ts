@@ -15,6 +15,11 @@ import {
   type EnqueueInput,
   type EnqueueOptions,
   type EnqueueResult,
+  enqueueStatus,
+  type ExpireOptions,
+  isDormant,
+  skipReason,
+  type SkippedDevice,
   type ExpireResult,
   type QueueLimits,
   type PeerRecord,
@@ -58,6 +63,8 @@ export class MemoryServerStore implements ServerStore {
   #keys = new Map<string, StoredKeys>();
   #peers = new Map<string, PeerRecord>();
   #buckets = new Map<string, BucketState & { policy: BucketPolicy }>();
+  /** Last poll per device. */
+  #polled = new Map<string, number>();
   #open = false;
 
   async open(): Promise<void> {
@@ -183,12 +190,13 @@ export class MemoryServerStore implements ServerStore {
     return { preKeys: k?.preKeys.length ?? 0, kyberPreKeys: k?.kyberPreKeys.length ?? 0 };
   }
 
-  async takeBundle(address: Address): Promise<DeviceBundle | undefined> {
+  async takeBundle(address: Address, options?: { oneTime?: boolean }): Promise<DeviceBundle | undefined> {
     this.#check();
     const k = this.#keys.get(addrKey(address));
     if (!k) return undefined;
-    const preKey = k.preKeys.shift();
-    const kyberPreKey = k.kyberPreKeys.shift() ?? k.base.kyberLastResort;
+    const oneTime = options?.oneTime ?? true;
+    const preKey = oneTime ? k.preKeys.shift() : undefined;
+    const kyberPreKey = (oneTime ? k.kyberPreKeys.shift() : undefined) ?? k.base.kyberLastResort;
     return structuredClone({
       deviceId: address.deviceId,
       registrationId: k.base.registrationId,
@@ -268,16 +276,12 @@ export class MemoryServerStore implements ServerStore {
     );
     const seen = dedupeKeys.map((k) => this.#dedupe.get(k));
     if (seen.some((s) => s && s.digest !== message.digest)) throw new LanternError('LA_ERR_MESSAGE_ID_CONFLICT');
-    if (seen.every((s) => s !== undefined)) return { status: 'duplicate' };
+    const skipped: SkippedDevice[] = [];
+    let stored = 0;
     recipients.forEach((r, i) => {
       if (seen[i] !== undefined) return;
-      const stats = this.#stats(r);
-      if (stats.count + 1 > limits.maxMessages || stats.bytes + sizes[i]! > limits.maxBytes) {
-        throw new LanternError('LA_ERR_QUEUE_FULL', undefined, { details: { deviceId: r.deviceId } });
-      }
-    });
-    recipients.forEach((r, i) => {
-      if (seen[i] !== undefined) return;
+      const reason = this.#dormant(r, options?.dormantBefore) ? 'dormant' : skipReason(this.#stats(r), this.#stats(r, message.from.userId), sizes[i]!, limits);
+      if (reason) return void skipped.push({ deviceId: r.deviceId, reason });
       let q = this.#queues.get(addrKey(r));
       if (!q) this.#queues.set(addrKey(r), (q = new Map()));
       const id = randomUUID();
@@ -291,15 +295,33 @@ export class MemoryServerStore implements ServerStore {
         bytes: sizes[i]!,
       });
       this.#dedupe.set(dedupeKeys[i]!, { digest: message.digest, expiresAt: message.expiresAt });
+      stored++;
     });
-    return { status: 'queued' };
+    const status = enqueueStatus(stored, seen.filter((x) => x !== undefined).length);
+    return skipped.length ? { status, skipped } : { status };
   }
 
-  #stats(address: Address): QueueStats {
+  #dormant(address: Address, dormantBefore: number | undefined): boolean {
+    const d = this.#devices.get(address.userId)?.get(address.deviceId);
+    return d !== undefined && isDormant(this.#polled.get(addrKey(address)), d.createdAt, dormantBefore);
+  }
+
+  /** Messages and bytes in the queue (of one sender user when given). */
+  #stats(address: Address, fromUserId?: string): QueueStats {
     const q = this.#queues.get(addrKey(address));
+    let count = 0;
     let bytes = 0;
-    for (const m of q?.values() ?? []) bytes += m.bytes;
-    return { count: q?.size ?? 0, bytes };
+    for (const m of q?.values() ?? []) {
+      if (fromUserId !== undefined && m.from.userId !== fromUserId) continue;
+      count++;
+      bytes += m.bytes;
+    }
+    return { count, bytes };
+  }
+
+  async recordPoll(address: Address, now: number): Promise<void> {
+    this.#check();
+    this.#polled.set(addrKey(address), now);
   }
 
   async fetch(address: Address, limit: number): Promise<{ messages: StoredMessage[]; more: boolean }> {
@@ -329,12 +351,14 @@ export class MemoryServerStore implements ServerStore {
     return n;
   }
 
-  async expire(now: number): Promise<ExpireResult> {
+  async expire(now: number, options?: ExpireOptions): Promise<ExpireResult> {
     this.#check();
     let messages = 0;
-    for (const q of this.#queues.values()) {
+    for (const [key, q] of this.#queues) {
+      const [userId, deviceId] = [key.slice(0, key.lastIndexOf(':')), Number(key.slice(key.lastIndexOf(':') + 1))];
+      const dormant = this.#dormant({ userId, deviceId }, options?.dormantBefore);
       for (const [id, m] of q) {
-        if (m.expiresAt <= now) {
+        if (dormant || m.expiresAt <= now) {
           q.delete(id);
           messages++;
         }

@@ -29,21 +29,23 @@ end
 `;
 
 /**
- * Queue one message to several devices of one user, all or nothing, with the checks that come
- * first and the wake-up, in one step (see ServerStore.enqueue).
+ * Queue one message to several devices of one user, with the checks that come first and the
+ * wake-up, in one step (see ServerStore.enqueue).
  * KEYS per recipient (5): queue zset, message hash, bytes counter, seq counter, expiry zset; then
- * the user's devices hash; then one hash per token bucket.
- * ARGV (14): n, digest, expiresAt, maxMessages, maxBytes, fromUserId, fromDeviceId, sentAt,
+ * the user's devices hash, the user's last-poll hash; then one hash per token bucket. Derived: the
+ * queue's per-sender hash (queue key .. ':s': field <userId> counts messages, <userId>:b bytes).
+ * ARGV (17): n, digest, expiresAt, maxMessages, maxBytes, fromUserId, fromDeviceId, sentAt,
  * sender|clientId, time Redis may drop the dedupe record, active devices only ('1' or ''), now,
- * number of buckets, wake-up ('1' or ''); per recipient (5): size, type, payload, id suffix,
- * deviceId; per bucket (3): cost, capacity, refill per second; with wake-up, per recipient its
- * channel.
+ * number of buckets, wake-up ('1' or''), the sender's max messages and max bytes ('' for no
+ * share), dormant-before time (''); per recipient (5): size, type, payload, id suffix, deviceId;
+ * per bucket (3): cost, capacity, refill per second; with wake-up, per recipient its channel.
  * Order: the devices are active, the buckets have tokens, the id is new (a record counts until the
  * message's expiry; records live under the device's incarnation, its created/revoked times, so a
- * revoked device's records are gone for it), the queues have room; then the write and the wake-up
- * ('message' on each channel, also for a duplicate: the first send's wake-up may have been missed).
- * Answers {'queued', added} | {'duplicate'} | {'conflict'} | {'full', i} | {'gone', i} |
- * {'limited', bucket, retryAfterMs}.
+ * revoked device's records are gone for it); then each recipient not seen is skipped if dormant,
+ * if the sender holds its share or if the queue is full, else written; then the wake-up ('message'
+ * on each channel not skipped, also for a duplicate: the first send's wake-up may have been missed).
+ * Answers {'queued' | 'duplicate' | 'skipped', skipped deviceId, reason, ...} | {'conflict'} |
+ * {'gone', i} | {'limited', bucket, retryAfterMs}.
  */
 export const ENQUEUE = `${TAKE_FN}
 local n = tonumber(ARGV[1])
@@ -51,30 +53,28 @@ local digest = ARGV[2]
 local expiresAt = ARGV[3]
 local maxM = tonumber(ARGV[4])
 local maxB = tonumber(ARGV[5])
+local from = ARGV[6]
 local nb = tonumber(ARGV[13])
-local R = 14
+local R = 17
 local B = R + n * 5
 local C = B + nb * 3
-local function wake()
-  if ARGV[14] == '1' then
-    for i = 1, n do redis.call('PUBLISH', ARGV[C + i], 'message') end
-  end
-end
+local devs = {}
 local incarnations = {}
 for i = 1, n do
   local dev = redis.call('HGET', KEYS[n * 5 + 1], ARGV[R + (i - 1) * 5 + 5])
   local r = dev and cjson.decode(dev)
   if ARGV[11] == '1' and (not r or r.revokedAt) then return {'gone', i} end
+  devs[i] = r
   incarnations[i] = r and (tostring(r.createdAt) .. '-' .. tostring(r.revokedAt or '')) or '0'
 end
 for j = 1, nb do
   local a = B + (j - 1) * 3
-  local ok, retry = take(KEYS[n * 5 + 1 + j], tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3]), tonumber(ARGV[12]))
+  local ok, retry = take(KEYS[n * 5 + 2 + j], tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3]), tonumber(ARGV[12]))
   if not ok then return {'limited', j, retry} end
 end
 local dedupe = {}
 local seen = {}
-local allSeen = true
+local nseen = 0
 for i = 1, n do
   local k = KEYS[(i - 1) * 5 + 1] .. ':dedupe:' .. incarnations[i] .. ':' .. ARGV[9]
   dedupe[i] = k
@@ -88,49 +88,94 @@ for i = 1, n do
     end
   end
   seen[i] = d and true or false
-  if not seen[i] then allSeen = false end
+  if seen[i] then nseen = nseen + 1 end
 end
-if allSeen then
-  wake()
-  return {'duplicate'}
-end
-for i = 1, n do
-  if not seen[i] then
-    local b = (i - 1) * 5
-    local count = redis.call('ZCARD', KEYS[b + 1])
-    local bytes = tonumber(redis.call('GET', KEYS[b + 3]) or '0')
-    local size = tonumber(ARGV[R + (i - 1) * 5 + 1])
-    if count + 1 > maxM or bytes + size > maxB then return {'full', i} end
+local function skipReason(i)
+  local b = (i - 1) * 5
+  local a = R + (i - 1) * 5
+  local size = tonumber(ARGV[a + 1])
+  if ARGV[17] ~= '' and devs[i] then
+    local polled = tonumber(redis.call('HGET', KEYS[n * 5 + 2], ARGV[a + 5]) or '0')
+    if math.max(polled, devs[i].createdAt) < tonumber(ARGV[17]) then return 'dormant' end
   end
+  if ARGV[15] ~= '' then
+    local held = redis.call('HMGET', KEYS[b + 1] .. ':s', from, from .. ':b')
+    if tonumber(held[1] or '0') + 1 > tonumber(ARGV[15]) or tonumber(held[2] or '0') + size > tonumber(ARGV[16]) then return 'share' end
+  end
+  local count = redis.call('ZCARD', KEYS[b + 1])
+  local bytes = tonumber(redis.call('GET', KEYS[b + 3]) or '0')
+  if count + 1 > maxM or bytes + size > maxB then return 'full' end
+  return false
 end
+local out = {''}
+local skipped = {}
 local added = 0
 for i = 1, n do
   if not seen[i] then
+    local reason = skipReason(i)
     local b = (i - 1) * 5
     local a = R + (i - 1) * 5
-    local seq = redis.call('INCR', KEYS[b + 4])
-    local id = string.format('%016d', seq) .. '-' .. ARGV[a + 4]
-    local msg = cjson.encode({ id = id, from = { userId = ARGV[6], deviceId = tonumber(ARGV[7]) }, sentAt = tonumber(ARGV[8]),
-      type = tonumber(ARGV[a + 2]), payload = ARGV[a + 3], expiresAt = tonumber(expiresAt), bytes = tonumber(ARGV[a + 1]) })
-    redis.call('ZADD', KEYS[b + 1], seq, id)
-    redis.call('HSET', KEYS[b + 2], id, msg)
-    redis.call('INCRBY', KEYS[b + 3], ARGV[a + 1])
-    redis.call('ZADD', KEYS[b + 5], expiresAt, id)
-    redis.call('SET', dedupe[i], digest .. '|' .. expiresAt, 'PXAT', ARGV[10])
-    added = added + 1
+    if reason then
+      skipped[i] = true
+      table.insert(out, tonumber(ARGV[a + 5]))
+      table.insert(out, reason)
+    else
+      local seq = redis.call('INCR', KEYS[b + 4])
+      local id = string.format('%016d', seq) .. '-' .. ARGV[a + 4]
+      local msg = cjson.encode({ id = id, from = { userId = from, deviceId = tonumber(ARGV[7]) }, sentAt = tonumber(ARGV[8]),
+        type = tonumber(ARGV[a + 2]), payload = ARGV[a + 3], expiresAt = tonumber(expiresAt), bytes = tonumber(ARGV[a + 1]) })
+      redis.call('ZADD', KEYS[b + 1], seq, id)
+      redis.call('HSET', KEYS[b + 2], id, msg)
+      redis.call('INCRBY', KEYS[b + 3], ARGV[a + 1])
+      redis.call('ZADD', KEYS[b + 5], expiresAt, id)
+      redis.call('HINCRBY', KEYS[b + 1] .. ':s', from, 1)
+      redis.call('HINCRBY', KEYS[b + 1] .. ':s', from .. ':b', ARGV[a + 1])
+      redis.call('SET', dedupe[i], digest .. '|' .. expiresAt, 'PXAT', ARGV[10])
+      added = added + 1
+    end
   end
 end
-wake()
-return {'queued', added}
+if ARGV[14] == '1' then
+  for i = 1, n do
+    if not skipped[i] then redis.call('PUBLISH', ARGV[C + i], 'message') end
+  end
+end
+if added > 0 then out[1] = 'queued' elseif nseen > 0 then out[1] = 'duplicate' else out[1] = 'skipped' end
+return out
 `;
 
-/** Lua: drops message `id` from the message hash and the byte count (KEYS: queue, messages, bytes). */
+/**
+ * Lua: drops message `id` from the message hash, the byte count and its sender's counts (KEYS:
+ * queue, messages, bytes).
+ */
 const DROP_MESSAGE = `
     local msg = redis.call('HGET', KEYS[2], id)
     if msg then
-      redis.call('DECRBY', KEYS[3], cjson.decode(msg).bytes)
+      local m = cjson.decode(msg)
+      redis.call('DECRBY', KEYS[3], m.bytes)
+      local s = KEYS[1] .. ':s'
+      if redis.call('HINCRBY', s, m.from.userId, -1) <= 0 then
+        redis.call('HDEL', s, m.from.userId, m.from.userId .. ':b')
+      else
+        redis.call('HINCRBY', s, m.from.userId .. ':b', -m.bytes)
+      end
       redis.call('HDEL', KEYS[2], id)
     end`;
+
+/**
+ * Deletes the queue of a dormant device (see ServerStore.expire). KEYS: devices hash, last-poll
+ * hash, queue, messages, bytes, expiry. ARGV: deviceId, dormant-before time. Answers how many
+ * messages went (0 when the device is not dormant).
+ */
+export const EXPIRE_DORMANT = `
+local d = redis.call('HGET', KEYS[1], ARGV[1])
+if not d then return 0 end
+local polled = tonumber(redis.call('HGET', KEYS[2], ARGV[1]) or '0')
+if math.max(polled, cjson.decode(d).createdAt) >= tonumber(ARGV[2]) then return 0 end
+local n = redis.call('ZCARD', KEYS[3])
+redis.call('DEL', KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[3] .. ':s')
+return n
+`;
 
 /** Deletes messages by id. KEYS: queue, messages, bytes, expiry. ARGV: ids. Answers the count. */
 export const ACK = `
@@ -204,7 +249,7 @@ if rec.revokedAt then return -1 end
 rec.revokedAt = tonumber(ARGV[2])
 redis.call('HSET', KEYS[1], ARGV[1], cjson.encode(rec))
 local n = redis.call('ZCARD', KEYS[2])
-redis.call('DEL', KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9])
+redis.call('DEL', KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[2] .. ':s')
 return n
 `;
 
@@ -254,10 +299,14 @@ end
 return out
 `;
 
-/** Pops one EC and one Kyber one-time prekey. KEYS: base, prekeys, kyber. Answers {base, pre, kyber} or nil. */
+/**
+ * Pops one EC and one Kyber one-time prekey (none when ARGV[1] is '0'). KEYS: base, prekeys,
+ * kyber. Answers {base, pre, kyber} or nil.
+ */
 export const TAKE_BUNDLE = `
 local base = redis.call('GET', KEYS[1])
 if not base then return nil end
+if ARGV[1] == '0' then return {base, '', ''} end
 local pre = redis.call('LPOP', KEYS[2]) or ''
 local kyber = redis.call('LPOP', KEYS[3]) or ''
 return {base, pre, kyber}

@@ -4,7 +4,7 @@ import { LanternError } from '../core/errors.js';
 import type { Address, DeviceBundle, KeyCounts, KeysUpload } from '../protocol/messages.js';
 import { MAX_DEVICE_ID, MIN_DEVICE_ID } from '../protocol/version.js';
 import { connectRedis, redisClient, type RedisEndpoint } from './redis-client.js';
-import { ACK, CLAIM_SESSION_NONCE, COMPARE_AND_SET, ENQUEUE, EXPIRE_QUEUE, FETCH, PUT_DEVICE, PUT_KEYS, REGISTRATIONS, REVOKE_DEVICE, TAKE_BUNDLE, TAKE_TOKENS } from './redis-scripts.js';
+import { ACK, CLAIM_SESSION_NONCE, COMPARE_AND_SET, ENQUEUE, EXPIRE_DORMANT, EXPIRE_QUEUE, FETCH, PUT_DEVICE, PUT_KEYS, REGISTRATIONS, REVOKE_DEVICE, TAKE_BUNDLE, TAKE_TOKENS } from './redis-scripts.js';
 import {
   base64Bytes,
   sessionsBeyond,
@@ -15,6 +15,7 @@ import {
   type EnqueueInput,
   type EnqueueOptions,
   type EnqueueResult,
+  type ExpireOptions,
   type ExpireResult,
   type PeerRecord,
   type QueueLimits,
@@ -23,6 +24,8 @@ import {
   type Registration,
   type ServerStore,
   type SessionRecord,
+  type SkippedDevice,
+  type SkipReason,
   type StoredMessage,
   type TakeResult,
 } from './server-store.js';
@@ -43,7 +46,7 @@ interface RedisMessage extends StoredMessage {
   bytes: number;
 }
 
-type Scripts = Record<'enqueue' | 'claimSessionNonce' | 'registrations' | 'fetchQueue' | 'ack' | 'expireQueue' | 'putDevice' | 'revokeDevice' | 'putKeys' | 'takeBundle' | 'takeTokens' | 'cas', (...args: Array<string | number>) => Promise<unknown>>;
+type Scripts = Record<'enqueue' | 'claimSessionNonce' | 'registrations' | 'fetchQueue' | 'ack' | 'expireQueue' | 'expireDormant' | 'putDevice' | 'revokeDevice' | 'putKeys' | 'takeBundle' | 'takeTokens' | 'cas', (...args: Array<string | number>) => Promise<unknown>>;
 
 /** How many times a compare-and-set update is retried under contention. */
 const CAS_ATTEMPTS = 20;
@@ -87,6 +90,7 @@ export class RedisServerStore implements ServerStore {
     define('fetchQueue', FETCH, 2);
     define('ack', ACK, 4);
     define('expireQueue', EXPIRE_QUEUE, 4);
+    define('expireDormant', EXPIRE_DORMANT, 6);
     define('putDevice', PUT_DEVICE, 1);
     define('revokeDevice', REVOKE_DEVICE, 9);
     define('putKeys', PUT_KEYS, 3);
@@ -138,6 +142,8 @@ export class RedisServerStore implements ServerStore {
 
   // ---- key names: everything of one user under the tag {userId}
   #dev = (userId: string) => `${this.#p}dev:{${userId}}`;
+  /** When each device of the user last polled (recordPoll). */
+  #polled = (userId: string) => `${this.#p}polled:{${userId}}`;
   #q = (a: Address, part: 'q' | 'm' | 'b' | 'seq' | 'x') => `${this.#p}${part}:{${a.userId}}:${a.deviceId}`;
   /** A user's key records: `<prefix><deviceId>`. */
   #keysOf = (userId: string, part: 'k' | 'pk' | 'kpk') => `${this.#p}${part}:{${userId}}:`;
@@ -271,8 +277,9 @@ export class RedisServerStore implements ServerStore {
     return { preKeys: pre, kyberPreKeys: kyber };
   }
 
-  async takeBundle(address: Address): Promise<DeviceBundle | undefined> {
-    const out = (await this.#run(() => this.#s.takeBundle(this.#keys(address, 'k'), this.#keys(address, 'pk'), this.#keys(address, 'kpk')))) as [string, string, string] | null;
+  async takeBundle(address: Address, options?: { oneTime?: boolean }): Promise<DeviceBundle | undefined> {
+    const oneTime = options?.oneTime ?? true ? '1' : '0';
+    const out = (await this.#run(() => this.#s.takeBundle(this.#keys(address, 'k'), this.#keys(address, 'pk'), this.#keys(address, 'kpk'), oneTime))) as [string, string, string] | null;
     if (!out) return undefined;
     const base = JSON.parse(out[0]) as Omit<KeysUpload, 'preKeys' | 'kyberPreKeys'>;
     return {
@@ -419,12 +426,15 @@ export class RedisServerStore implements ServerStore {
       options?.now ?? Date.now(),
       buckets.length,
       wake ? '1' : '',
+      limits.perSender?.maxMessages ?? '',
+      limits.perSender?.maxBytes ?? '',
+      options?.dormantBefore ?? '',
     ];
     for (const r of recipients) {
       keys.push(this.#q(r, 'q'), this.#q(r, 'm'), this.#q(r, 'b'), this.#q(r, 'seq'), this.#q(r, 'x'));
       args.push(base64Bytes(r.payload ?? message.payload), r.type ?? message.type, r.payload ?? message.payload, randomBytes(4).toString('hex'), r.deviceId);
     }
-    keys.push(this.#dev(userId));
+    keys.push(this.#dev(userId), this.#polled(userId));
     for (const b of buckets) {
       // With the recipient's keys (one slot); these buckets are only ever taken by sends.
       keys.push(`${this.#p}tb:{${userId}}:${b.key}`);
@@ -435,24 +445,30 @@ export class RedisServerStore implements ServerStore {
     // so it lands first), so none can be missed.
     const indexed = this.#redis.sadd(`${this.#p}expq`, ...recipients.map((r) => `${r.userId}:${r.deviceId}`));
     indexed.catch(() => undefined); // awaited below; never an unhandled rejection
-    const out = (await this.#run(() => this.#s.enqueue(keys.length, ...keys, ...args))) as [string, number?, number?];
+    const out = (await this.#run(() => this.#s.enqueue(keys.length, ...keys, ...args))) as [string, ...Array<number | string>];
     await this.#run(() => indexed);
     const notified = wake ? ({ notified: true } as const) : {};
     switch (out[0]) {
       case 'conflict':
         throw new LanternError('LA_ERR_MESSAGE_ID_CONFLICT');
-      case 'full':
-        throw new LanternError('LA_ERR_QUEUE_FULL', undefined, { details: { deviceId: recipients[(out[1] ?? 1) - 1]!.deviceId } });
       case 'gone':
         throw new LanternError('LA_ERR_RECIPIENT_NOT_FOUND', 'No such device');
-      case 'limited':
-        return { status: 'limited', bucket: (out[1] ?? 1) - 1, retryAfterMs: out[2] === -1 || out[2] === undefined ? Number.MAX_SAFE_INTEGER : out[2] };
-      case 'duplicate':
-        return { status: 'duplicate', ...notified };
-      default:
-        this.#countQueued(out[1] ?? 0);
-        return { status: 'queued', ...notified };
+      case 'limited': {
+        const [bucket, retry] = [Number(out[1] ?? 1), Number(out[2] ?? -1)];
+        return { status: 'limited', bucket: bucket - 1, retryAfterMs: retry === -1 ? Number.MAX_SAFE_INTEGER : retry };
+      }
+      default: {
+        const status = out[0] as 'queued' | 'duplicate' | 'skipped';
+        const skipped: SkippedDevice[] = [];
+        for (let i = 1; i + 1 < out.length; i += 2) skipped.push({ deviceId: Number(out[i]), reason: out[i + 1] as SkipReason });
+        if (status === 'queued') this.#countQueued(recipients.length - skipped.length);
+        return { status, ...notified, ...(skipped.length ? { skipped } : {}) };
+      }
     }
+  }
+
+  async recordPoll(address: Address, now: number): Promise<void> {
+    await this.#run(() => this.#redis.hset(this.#polled(address.userId), String(address.deviceId), now));
   }
 
   async fetch(address: Address, limit: number): Promise<{ messages: StoredMessage[]; more: boolean }> {
@@ -484,7 +500,7 @@ export class RedisServerStore implements ServerStore {
     return Math.max(0, Number((await this.#run(() => this.#redis.get(`${this.#p}stats:queued`))) ?? 0));
   }
 
-  async expire(now: number): Promise<ExpireResult> {
+  async expire(now: number, options?: ExpireOptions): Promise<ExpireResult> {
     // Sessions and nonces whose time has passed (by the caller's clock).
     for (const [index, key] of [
       [`${this.#p}sessx`, this.#sess],
@@ -504,6 +520,11 @@ export class RedisServerStore implements ServerStore {
     for (const member of members) {
       const i = member.lastIndexOf(':');
       const a = { userId: member.slice(0, i), deviceId: Number(member.slice(i + 1)) };
+      if (options?.dormantBefore !== undefined) {
+        const dropped = (await this.#run(() => this.#s.expireDormant(this.#dev(a.userId), this.#polled(a.userId), ...this.#queueKeys(a), a.deviceId, options.dormantBefore!))) as number;
+        messages += dropped;
+        this.#countQueued(-dropped);
+      }
       for (;;) {
         const [deleted, left] = (await this.#run(() => this.#s.expireQueue(...this.#queueKeys(a), now))) as [number, number];
         messages += deleted;

@@ -94,14 +94,34 @@ export interface PeerRegistrationInput {
 export interface QueueLimits {
   maxMessages: number;
   maxBytes: number;
+  /**
+   * What the messages of one sender (a user, all its devices together) may take of one device's
+   * queue at most, so that one sender cannot fill it for everyone. Default: all of it.
+   */
+  perSender?: { maxMessages: number; maxBytes: number };
 }
 
 /**
- * `queued` or `duplicate` (nothing stored again); `notified` when the store has already woken the
- * recipients' polls itself (as part of the same atomic step). `limited`: bucket number `bucket` of
- * the send's buckets was short, and nothing was stored.
+ * Why a recipient device got nothing: its queue is `full`, the sender holds its `share` of it
+ * already, or the device is `dormant` (see EnqueueOptions.dormantBefore).
  */
-export type EnqueueResult = { status: 'queued' | 'duplicate'; notified?: true } | { status: 'limited'; bucket: number; retryAfterMs: number };
+export type SkipReason = 'full' | 'share' | 'dormant';
+
+export interface SkippedDevice {
+  deviceId: number;
+  reason: SkipReason;
+}
+
+/**
+ * `queued`: stored for at least one recipient; `duplicate`: nothing new stored, the message was
+ * seen before for the recipients not skipped; `skipped`: every recipient was skipped, nothing
+ * stored. `skipped` lists the devices skipped (and why), in recipient order. `notified` when the
+ * store has already woken the recipients' polls itself (as part of the same atomic step).
+ * `limited`: bucket number `bucket` of the send's buckets was short, and nothing was stored.
+ */
+export type EnqueueResult =
+  | { status: 'queued' | 'duplicate' | 'skipped'; notified?: true; skipped?: SkippedDevice[] }
+  | { status: 'limited'; bucket: number; retryAfterMs: number };
 
 /** A token bucket a send takes from (see EnqueueOptions). */
 export interface BucketTake {
@@ -121,6 +141,16 @@ export interface EnqueueOptions {
   buckets?: readonly BucketTake[];
   /** Every recipient must be an active device, else LA_ERR_RECIPIENT_NOT_FOUND (checked with the write). */
   activeDevicesOnly?: boolean;
+  /**
+   * A recipient device whose last poll (recordPoll), or whose creation if it never polled, is
+   * before this time is skipped as `dormant`: nothing more is queued for a device nobody reads.
+   */
+  dormantBefore?: number;
+}
+
+export interface ExpireOptions {
+  /** Also deletes the queued messages of devices dormant before this time (see EnqueueOptions). */
+  dormantBefore?: number;
 }
 
 export interface BucketPolicy {
@@ -199,9 +229,11 @@ export interface KeyStore {
   keyCounts(address: Address): Promise<KeyCounts>;
   /**
    * The device's bundle, atomically popping one one-time EC prekey and one one-time Kyber prekey
-   * (else the last-resort Kyber key): no key is ever served twice. Undefined when it has no keys.
+   * (else the last-resort Kyber key): no key is ever served twice. With `oneTime: false`, the
+   * bundle without one-time keys (the last-resort Kyber key), popping nothing. Undefined when the
+   * device has no keys.
    */
-  takeBundle(address: Address): Promise<DeviceBundle | undefined>;
+  takeBundle(address: Address, options?: { oneTime?: boolean }): Promise<DeviceBundle | undefined>;
   /** Active devices of the user that have uploaded keys, by id. */
   registrations(userId: string): Promise<Registration[]>;
 }
@@ -234,11 +266,12 @@ export interface LimitStore {
 /** The device queues of store-and-forward messaging. */
 export interface MailboxStore {
   /**
-   * Queues one message for each recipient, all or nothing: if any recipient queue would exceed
-   * `limits`, LA_ERR_QUEUE_FULL and nothing is stored. A (sender, clientId) seen before for these
-   * recipients is a duplicate (nothing stored again); seen with another digest, LA_ERR_MESSAGE_ID_CONFLICT.
-   * Once this resolves the messages are durable. See EnqueueOptions for the rate limits and checks
-   * that come first.
+   * Queues one message for each recipient in one step. A recipient whose queue would exceed
+   * `limits` (or the sender's share of them), or that is dormant, is skipped: it never keeps the
+   * others from getting theirs (see EnqueueResult). A (sender, clientId) seen before for a recipient
+   * is a duplicate there (nothing stored again); seen with another digest, LA_ERR_MESSAGE_ID_CONFLICT
+   * and nothing is stored. Once this resolves the messages are durable. See EnqueueOptions for the
+   * rate limits and checks that come first.
    */
   enqueue(recipients: readonly Recipient[], message: EnqueueInput, limits: QueueLimits, options?: EnqueueOptions): Promise<EnqueueResult>;
   /** The oldest `limit` messages of a queue, in send order; `more` when others follow. */
@@ -248,8 +281,10 @@ export interface MailboxStore {
   queueStats(address: Address): Promise<QueueStats>;
   /** Messages waiting in all queues (for metrics). */
   queuedMessages(): Promise<number>;
-  /** Deletes messages, dedupe records, sessions and nonces whose time has passed. */
-  expire(now: number): Promise<ExpireResult>;
+  /** Records that the device polled at `now`: it is not dormant (see EnqueueOptions.dormantBefore). */
+  recordPoll(address: Address, now: number): Promise<void>;
+  /** Deletes messages, dedupe records, sessions and nonces whose time has passed (and see ExpireOptions). */
+  expire(now: number, options?: ExpireOptions): Promise<ExpireResult>;
 }
 
 /**
@@ -337,6 +372,32 @@ export function deviceIdFor(existing: ReadonlyMap<number, DeviceRecord>, deviceI
 export function sessionsBeyond<S extends { id: string; expiresAt: number }>(sessions: readonly S[], keep: number): S[] {
   const byAge = [...sessions].sort((a, b) => b.expiresAt - a.expiresAt || (a.id < b.id ? 1 : -1));
   return byAge.slice(Math.max(0, keep));
+}
+
+/** Whether a device that last polled at `lastPoll` (if ever) and was created at `createdAt` is dormant (see EnqueueOptions). */
+export function isDormant(lastPoll: number | undefined, createdAt: number, dormantBefore: number | undefined): boolean {
+  return dormantBefore !== undefined && Math.max(lastPoll ?? 0, createdAt) < dormantBefore;
+}
+
+/**
+ * What becomes of one recipient of an enqueue, for the backends that keep queues in one process:
+ * undefined to store the message there, else why it is skipped.
+ */
+export function skipReason(
+  queue: QueueStats,
+  fromSender: QueueStats,
+  size: number,
+  limits: QueueLimits,
+): Exclude<SkipReason, 'dormant'> | undefined {
+  const per = limits.perSender;
+  if (per && (fromSender.count + 1 > per.maxMessages || fromSender.bytes + size > per.maxBytes)) return 'share';
+  if (queue.count + 1 > limits.maxMessages || queue.bytes + size > limits.maxBytes) return 'full';
+  return undefined;
+}
+
+/** The status of an enqueue that stored `stored` messages and met `seen` duplicates. */
+export function enqueueStatus(stored: number, seen: number): 'queued' | 'duplicate' | 'skipped' {
+  return stored > 0 ? 'queued' : seen > 0 ? 'duplicate' : 'skipped';
 }
 
 /** Decoded size of a standard base64 string. */

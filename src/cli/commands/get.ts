@@ -39,6 +39,16 @@ async function runGet(io: Io, flags: GetFlags): Promise<number> {
   const home = resolveHome(flags.home, io.env);
   const credential = await withKeystore(home, requireCredential);
   const api = await signedClient(credential);
+  /** An inbox on the home's keystore, opened for this use only (other commands on the home keep working). */
+  const withInbox = <T>(use: (inbox: Inbox) => Promise<T>) =>
+    withKeystore(home, async (keystore) => {
+      const agent = await openAgent(keystore, credential);
+      try {
+        return await use(new Inbox({ api: agent.api, keystore, logger, deviceKeys: agent.deviceKeys, contacts: new Contacts(keystore), ...(agent.cipher ? { cipher: agent.cipher } : {}) }));
+      } finally {
+        await agent.api.close();
+      }
+    });
   const get = createGet(
     {
       api,
@@ -46,16 +56,8 @@ async function runGet(io: Io, flags: GetFlags): Promise<number> {
       logger,
       // The keystore is opened per use, so that other commands on this home keep working.
       ads: (now) => withKeystore(home, (k) => new Contacts(k).ads(now)),
-      receive: (batch) =>
-        withKeystore(home, async (keystore) => {
-          const agent = await openAgent(keystore, credential);
-          try {
-            const inbox = new Inbox({ api: agent.api, keystore, logger, deviceKeys: agent.deviceKeys, contacts: new Contacts(keystore), ...(agent.cipher ? { cipher: agent.cipher } : {}) });
-            return (await inbox.handle(batch)).messages;
-          } finally {
-            await agent.api.close();
-          }
-        }),
+      receive: (batch) => withInbox((inbox) => inbox.handle(batch).then((r) => r.messages)),
+      topUpKeys: () => withInbox((inbox) => inbox.topUp()),
       onMessage: (m) => flags.json && writeJson(io.stdout, { event: 'message', id: m.id, from: m.from, ...(m.ad ? { ad: m.ad, adStatus: m.adStatus } : { text: m.text }) }),
     },
     { ...flags.listen, handshakeTimeoutMs: flags.handshakeTimeout, idleTimeoutMs: flags.idleTimeout, maxConnections: connectionCap(1024, 256, 2) },

@@ -3,7 +3,7 @@ import { Command } from 'commander';
 import { systemClock } from '../../core/clock.js';
 import { LanternError } from '../../core/errors.js';
 import { createLogger } from '../../core/logger.js';
-import { UserId } from '../../protocol/messages.js';
+import { UserId, type SkippedDevice } from '../../protocol/messages.js';
 import { MAX_DEVICE_ID } from '../../protocol/version.js';
 import { Contacts } from '../../messaging/contacts.js';
 import { Inbox, type ReceivedMessage } from '../../messaging/inbox.js';
@@ -58,28 +58,33 @@ export function sendCommand(io: Io, done: (code: number) => void): Command {
               payload: Buffer.from(body, 'utf8').toString('base64'),
             };
             // The id makes a retry after a lost answer harmless: the server stores the message once.
-            const devices = await retry(async () => (await api.send(request)).devices, {
+            const answer = await retry(() => api.send(request), {
               clock: systemClock,
               attempts: 3,
               policy: SEND_BACKOFF,
               retryable: (err) => LanternError.is(err, 'LA_ERR_SERVER_UNREACHABLE'),
             });
-            return { id, devices, encrypted: false };
+            return { id, devices: answer.devices, ...(answer.skipped ? { skipped: answer.skipped } : {}), encrypted: false };
           }
           if (to.deviceId !== undefined) throw new LanternError('LA_ERR_USAGE', 'USERID:DEVICE works with --raw only; encrypted messages go to every device');
           if (!cipher) throw new LanternError('LA_ERR_NOT_LOGGED_IN', 'This home has no Signal identity; run `lantern-agent login` again');
           const messenger = new Messenger({ api, keystore, cipher, logger }, { userId: credential.userId, deviceId: credential.deviceId });
           const sent = await messenger.send(to.userId, body);
-          return { id: sent.id, devices: sent.devices, ownDevices: sent.ownDevices, encrypted: true };
+          return { ...sent, encrypted: true };
         } finally {
           await api.close();
         }
       });
       if (!result.encrypted) writeLine(io.stderr, 'warning: --raw: sent WITHOUT end-to-end encryption');
       if (flags.json) writeJson(io.stdout, result);
-      else writeLine(io.stdout, `${result.encrypted ? 'sent encrypted' : 'queued'} ${result.id} for device(s) ${result.devices.join(', ') || 'none'}`);
+      else writeLine(io.stdout, `${result.encrypted ? 'sent encrypted' : 'queued'} ${result.id} for device(s) ${result.devices.join(', ') || 'none'}${skippedText(result.skipped)}`);
       done(0);
     });
+}
+
+/** `; skipped device(s) 2 (dormant), 3 (full)`, or nothing. */
+function skippedText(skipped: readonly SkippedDevice[] | undefined): string {
+  return skipped?.length ? `; skipped device(s) ${skipped.map((s) => `${s.deviceId} (${s.reason})`).join(', ')}` : '';
 }
 
 function show(io: Io, json: boolean | undefined, m: ReceivedMessage): void {
@@ -122,7 +127,11 @@ export function inboxCommand(io: Io, done: (code: number) => void): Command {
             logger,
             signal: abort.signal,
             follow: flags.follow === true,
-            poll: (acks, signal) => api.poll(wait, flags.limit, signal, acks),
+            poll: async (acks, signal) => {
+              const batch = await api.poll(wait, flags.limit, signal, acks);
+              if (api.takeKeysLow()) await inbox.topUp();
+              return batch;
+            },
             handle: async (batch) => {
               const got = await inbox.handle(batch);
               for (const m of got.messages) show(io, flags.json, m);

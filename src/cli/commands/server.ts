@@ -40,6 +40,8 @@ interface ServerFlags {
   expireInterval: number;
   queueMaxMessages: number;
   queueMaxBytes: number;
+  queueSenderShare: number;
+  dormantAfter: number;
   certLifetime: number;
   sessionLifetime: number;
   sessionsPerDevice: number;
@@ -52,6 +54,7 @@ interface ServerFlags {
   rateLoginAccount: ServerOptions['rate']['pair'];
   rateLoginAccountTotal: ServerOptions['rate']['pair'];
   ratePrekeyFetch: ServerOptions['rate']['pair'];
+  ratePrekeyTarget: ServerOptions['rate']['pair'];
   fsync: boolean;
   store: StoreSpec;
   storeCa?: string;
@@ -102,6 +105,13 @@ function parseCidrList(value: string): string[] {
   return list;
 }
 
+/** A fraction in (0, 1]. */
+function parseFraction(value: string): number {
+  const n = Number(value);
+  if (!/^(0|1)?(\.\d+)?$/.test(value.trim()) || !(n > 0 && n <= 1)) throw new InvalidArgumentError('expected a fraction 0 < x <= 1, such as 0.25');
+  return n;
+}
+
 /** A prefix length of at most `max` bits. */
 const parsePrefix = (max: number) => (value: string): number => {
   const n = Number(value);
@@ -110,6 +120,9 @@ const parsePrefix = (max: number) => (value: string): number => {
 };
 
 const rateText = (r: { capacity: number; refillPerSecond: number }) => `${r.capacity}/${r.refillPerSecond}`;
+/** A token-bucket option (`BURST/PER_SECOND`) with its default. */
+const rateOption = (flags: string, description: string, policy: { capacity: number; refillPerSecond: number }) =>
+  new Option(flags, description).argParser(parseRate).default(policy, rateText(policy));
 
 export function serverCommand(io: Io, done: (code: number) => void): Command {
   const d = defaultServerOptions;
@@ -126,28 +139,21 @@ export function serverCommand(io: Io, done: (code: number) => void): Command {
     .addOption(durationOption('--expire-interval <duration>', 'how often the retention job runs', d.expireIntervalMs))
     .option('--queue-max-messages <n>', 'messages a device queue holds at most', parsePositiveInt, d.queue.maxMessages)
     .option('--queue-max-bytes <n>', 'payload bytes a device queue holds at most', parsePositiveInt, d.queue.maxBytes)
+    .option('--queue-sender-share <fraction>', 'what one sender may hold of a device queue (messages and bytes), 0 < x <= 1', parseFraction, d.queueSenderShare)
+    .addOption(durationOption('--dormant-after <duration>', 'a device that has not polled this long gets no more messages, and what it has is deleted', d.dormantAfterMs))
     .addOption(durationOption('--cert-lifetime <duration>', 'lifetime of device certificates', d.certificateLifetimeMs))
     .addOption(durationOption('--peer-ttl <duration>', 'a give peer registration lives this long after its last heartbeat', d.peerTtlMs))
     .addOption(durationOption('--peer-pause-after <duration>', 'pause a peer that fails verification this long', d.peerPauseAfterMs))
     .addOption(durationOption('--ticket-lifetime <duration>', 'lifetime of proxy tickets', d.ticketLifetimeMs))
     .option('--sessions-per-device <n>', 'request-signing sessions (LA1S) a device holds at most; the oldest ends first', parsePositiveInt, d.sessionsPerDevice)
     .addOption(durationOption('--session-lifetime <duration>', 'lifetime of request-signing sessions (LA1S)', d.sessionLifetimeMs))
-    .addOption(new Option('--rate-pair <burst/per-s>', 'messages per sender device -> recipient').argParser(parseRate).default(d.rate.pair, rateText(d.rate.pair)))
-    .addOption(
-      new Option('--rate-recipient-bytes <burst/per-s>', 'payload bytes per recipient').argParser(parseRate).default(d.rate.recipientBytes, rateText(d.rate.recipientBytes)),
-    )
-    .addOption(
-      new Option('--rate-login-address <burst/per-s>', 'login attempts per client network (--ipv4-prefix, --ipv6-prefix)').argParser(parseRate).default(d.rate.loginPerAddress, rateText(d.rate.loginPerAddress)),
-    )
-    .addOption(
-      new Option('--rate-login-account <burst/per-s>', 'login attempts per account from one client network').argParser(parseRate).default(d.rate.loginPerAccount, rateText(d.rate.loginPerAccount)),
-    )
-    .addOption(
-      new Option('--rate-login-account-total <burst/per-s>', 'login attempts per account from all networks').argParser(parseRate).default(d.rate.loginPerAccountTotal, rateText(d.rate.loginPerAccountTotal)),
-    )
-    .addOption(
-      new Option('--rate-prekey-fetch <burst/per-s>', 'prekey bundle fetches per requester device -> target device').argParser(parseRate).default(d.rate.prekeyFetch, rateText(d.rate.prekeyFetch)),
-    )
+    .addOption(rateOption('--rate-pair <burst/per-s>', 'messages per sender device -> recipient', d.rate.pair))
+    .addOption(rateOption('--rate-recipient-bytes <burst/per-s>', 'payload bytes per recipient', d.rate.recipientBytes))
+    .addOption(rateOption('--rate-login-address <burst/per-s>', 'login attempts per client network (--ipv4-prefix, --ipv6-prefix)', d.rate.loginPerAddress))
+    .addOption(rateOption('--rate-login-account <burst/per-s>', 'login attempts per account from one client network', d.rate.loginPerAccount))
+    .addOption(rateOption('--rate-login-account-total <burst/per-s>', 'login attempts per account from all networks', d.rate.loginPerAccountTotal))
+    .addOption(rateOption('--rate-prekey-fetch <burst/per-s>', 'prekey bundle fetches per requester device -> target device', d.rate.prekeyFetch))
+    .addOption(rateOption('--rate-prekey-target <burst/per-s>', 'one-time prekeys handed out per target device, whoever asks (beyond: bundles without them)', d.rate.prekeyTarget))
     .option('--dns-listen <host:port>', 'also answer DNS (UDP and TCP) for the round robin zone here', parseListen)
     .option('--zone <zone>', 'the DNS zone: roundrobin.ZONE (verified peers), <peer-id>.peers.ZONE (each registered peer)')
     .addOption(durationOption('--dns-ttl <duration>', 'TTL of DNS answers', 30_000))
@@ -284,6 +290,8 @@ function serverOptions(
     retentionMs: flags.retention,
     expireIntervalMs: flags.expireInterval,
     queue: { maxMessages: flags.queueMaxMessages, maxBytes: flags.queueMaxBytes },
+    queueSenderShare: flags.queueSenderShare,
+    dormantAfterMs: flags.dormantAfter,
     rate: {
       pair: flags.ratePair,
       recipientBytes: flags.rateRecipientBytes,
@@ -291,6 +299,7 @@ function serverOptions(
       loginPerAccount: flags.rateLoginAccount,
       loginPerAccountTotal: flags.rateLoginAccountTotal,
       prekeyFetch: flags.ratePrekeyFetch,
+      prekeyTarget: flags.ratePrekeyTarget,
     },
     certificateLifetimeMs: flags.certLifetime,
     sessionLifetimeMs: flags.sessionLifetime,

@@ -14,8 +14,8 @@ interface KeyMeta {
 }
 
 const META = 'sig!meta';
-/** How many one-time keys a device keeps on the server, and below how many it tops up. */
-export const ONE_TIME_KEYS = { preKeys: 100, kyberPreKeys: 20, lowWater: 20 };
+/** How many one-time keys a device uploads in a batch (it uploads another below protocol KEYS_LOW_WATER). */
+export const ONE_TIME_KEYS = { preKeys: 100, kyberPreKeys: 20 };
 
 /**
  * This device's Signal keys in the keystore: the identity (made once per home), the signed EC and

@@ -13,6 +13,8 @@ import { Upstreams, type UpstreamApi } from './upstreams.js';
 export interface GetApi extends UpstreamApi {
   poll(waitSeconds: number, limit: number, signal: AbortSignal, ack: readonly string[]): Promise<PollResponse | undefined>;
   ack(ids: string[]): Promise<unknown>;
+  /** Whether a poll answer said this device's one-time keys run low (cleared by reading it). */
+  takeKeysLow?(): boolean;
 }
 
 export interface GetComponents {
@@ -26,6 +28,8 @@ export interface GetComponents {
   receive(batch: PollResponse): Promise<ReceivedMessage[]>;
   /** Each message received (the CLI prints them). */
   onMessage?(message: ReceivedMessage): void;
+  /** Uploads more one-time keys (a poll answer said they run low). */
+  topUpKeys?(): Promise<void>;
 }
 
 export interface GetOptions extends LocalProxyOptions {
@@ -79,7 +83,11 @@ export class GetClient implements Startable {
       logger,
       signal: this.#abort.signal,
       follow: true,
-      poll: (acks, signal) => this.#c.api.poll(wait, 100, signal, acks),
+      poll: async (acks, signal) => {
+        const batch = await this.#c.api.poll(wait, 100, signal, acks);
+        if (this.#c.api.takeKeysLow?.()) await this.#c.topUpKeys?.();
+        return batch;
+      },
       handle: async (batch) => {
         const messages = await this.#c.receive(batch);
         for (const m of messages) this.#c.onMessage?.(m);

@@ -1,21 +1,30 @@
 import type { Clock } from '../../core/clock.js';
 import { LanternError } from '../../core/errors.js';
 import type { Address, DeviceBundle, KeysUpload } from '../../protocol/messages.js';
+import { KEYS_LOW_WATER } from '../../protocol/version.js';
 import { checkKeysUpload } from '../../crypto/signal/key-signatures.js';
 import type { AccountStore, KeyStore, LimitStore } from '../../storage/server-store.js';
+import type { ServerOptions } from './options.js';
 
 /** What key distribution reads and writes. */
 type KeyServiceStore = KeyStore & LimitStore & Pick<AccountStore, 'getDevice' | 'listDevices'>;
-import type { ServerOptions } from './options.js';
+
+/** How long this process trusts its last look at a device's key counts (another process may hand keys out meanwhile). */
+const KEYS_LOW_CHECK_MS = 60_000;
 
 /**
  * Signal key distribution: a device uploads its own keys; others fetch bundles, each fetch popping
- * one one-time prekey (rate limited per requesting device and target device, so that nobody drains
- * a victim's prekeys quickly).
+ * one one-time prekey. Fetches are rate limited per requesting device and target device, and the
+ * one-time keys a target device hands out, whoever asks, have a budget of their own: beyond it
+ * bundles come without them (the signed and last-resort keys still make a session), so that many
+ * requesting devices together cannot drain a victim's keys either. The owner learns on its polls
+ * that its keys run low (keysLow).
  */
 export class KeyService {
   readonly #c: { store: KeyServiceStore; clock: Clock };
   readonly #options: ServerOptions;
+  /** This process's last look at each device's key counts: whether they were low, until when trusted. */
+  readonly #low = new Map<string, { low: boolean; until: number }>();
 
   constructor(components: { store: KeyServiceStore; clock: Clock }, options: ServerOptions) {
     this.#c = components;
@@ -26,7 +35,21 @@ export class KeyService {
   async upload(device: Address, upload: KeysUpload) {
     checkKeysUpload(upload);
     await this.#c.store.putKeys(device, upload);
+    this.#low.delete(`${device.userId}:${device.deviceId}`);
     return this.#c.store.keyCounts(device);
+  }
+
+  /** Whether the device has fewer one-time keys left than KEYS_LOW_WATER (looked up at most once a minute per device). */
+  async keysLow(device: Address): Promise<boolean> {
+    const key = `${device.userId}:${device.deviceId}`;
+    const now = this.#c.clock.now();
+    const known = this.#low.get(key);
+    if (known && known.until > now) return known.low;
+    const counts = await this.#c.store.keyCounts(device);
+    const low = counts.preKeys < KEYS_LOW_WATER.preKeys || counts.kyberPreKeys < KEYS_LOW_WATER.kyberPreKeys;
+    if (this.#low.size >= 100_000) this.#low.clear();
+    this.#low.set(key, { low, until: now + KEYS_LOW_CHECK_MS });
+    return low;
   }
 
   /**
@@ -51,10 +74,17 @@ export class KeyService {
     const devices: DeviceBundle[] = [];
     for (const deviceId of targets) {
       const device = await store.getDevice(userId, deviceId);
-      const bundle = device && device.revokedAt === undefined ? await store.takeBundle({ userId, deviceId }) : undefined;
+      const bundle = device && device.revokedAt === undefined ? await this.#take({ userId, deviceId }, now) : undefined;
       if (bundle) devices.push(bundle);
       else if (only !== undefined) throw new LanternError('LA_ERR_NO_KEYS');
     }
     return { userId, devices };
+  }
+
+  /** A target device's bundle: with one-time keys while its budget lasts, else without. */
+  async #take(target: Address, now: number): Promise<DeviceBundle | undefined> {
+    const budget = await this.#c.store.takeTokens(`prekey-target:${target.userId}:${target.deviceId}`, 1, this.#options.rate.prekeyTarget, now);
+    this.#low.delete(`${target.userId}:${target.deviceId}`);
+    return this.#c.store.takeBundle(target, { oneTime: budget.ok });
   }
 }

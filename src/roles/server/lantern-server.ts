@@ -104,6 +104,8 @@ export class LanternServer implements Startable {
   readonly #limits: ListenerLimits;
   readonly #connections: ConnectionLimiter;
   readonly #options: ServerOptions;
+  /** Who a request comes from (behind trusted proxies, the address they name): logged, scrubbed unless --unsafe-logging. */
+  readonly #clients: ClientAddresses;
   readonly #listen: ListenOptions;
   readonly accounts: AccountService;
   readonly #auth: Authenticator;
@@ -126,13 +128,14 @@ export class LanternServer implements Startable {
     this.accounts = new AccountService(components);
     this.#auth = new Authenticator(components);
     this.#mailbox = new Mailbox({ ...components, faults: this.#faults }, options);
+    this.#clients = new ClientAddresses(options.clientAddress, components.addressKey ?? randomBytes(32));
     const context: RouteContext = {
       c: components,
       options,
       accounts: this.accounts,
       mailbox: this.#mailbox,
       keys: new KeyService(components, options),
-      clients: new ClientAddresses(options.clientAddress, components.addressKey ?? randomBytes(32)),
+      clients: this.#clients,
       fail: (res, err) => this.#fail(res, err),
       limit: (key, policy) => this.#limit(key, policy),
       requireVerifier: (auth) => this.#requireVerifier(auth),
@@ -215,7 +218,8 @@ export class LanternServer implements Startable {
   /** One pass of the retention job (also run on a timer). */
   async runRetention(): Promise<number> {
     try {
-      const { messages } = await this.#c.store.expire(this.#c.clock.now());
+      const now = this.#c.clock.now();
+      const { messages } = await this.#c.store.expire(now, { dormantBefore: now - this.#options.dormantAfterMs });
       if (messages > 0) this.#c.logger.info({ messages }, 'expired undelivered messages');
       return messages;
     } catch (err) {
@@ -301,12 +305,13 @@ export class LanternServer implements Startable {
     const code = LanternError.is(err) ? err.code : 'LA_ERR_INTERNAL';
     this.#c.metrics?.errors.inc({ code });
     if (code === 'LA_ERR_RATE_LIMITED') this.#c.metrics?.rateLimitHits.inc();
+    const client = () => this.#clients.of(res.req);
     if (LanternError.is(err)) {
-      if (err.code.startsWith('LA_ERR_STORE')) this.#c.logger.error({ err }, 'storage failure');
-      else if (CLOSING_ERRORS.has(err.code)) this.#c.logger.debug({ code: err.code }, 'request cut off');
+      if (err.code.startsWith('LA_ERR_STORE')) this.#c.logger.error({ err, client: client() }, 'storage failure');
+      else if (CLOSING_ERRORS.has(err.code)) this.#c.logger.debug({ code: err.code, client: client() }, 'request cut off');
       sendError(res, err);
     } else {
-      this.#c.logger.error({ err }, 'request failed');
+      this.#c.logger.error({ err, client: client() }, 'request failed');
       sendError(res, new LanternError('LA_ERR_INTERNAL'));
     }
   }

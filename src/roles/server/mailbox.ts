@@ -5,7 +5,7 @@ import { FaultBoundary } from '../../core/fault-boundary.js';
 import type { Logger } from '../../core/logger.js';
 import { sha256Hex } from '../../crypto/request-signature.js';
 import type { Address, DeviceSendRequest, PlainSendRequest, PollResponse, SendRequest, SendResponse } from '../../protocol/messages.js';
-import { base64Bytes, deviceChannel, type Notifier, type Recipient, type ServerStore } from '../../storage/server-store.js';
+import { base64Bytes, deviceChannel, type Notifier, type QueueLimits, type Recipient, type ServerStore, type SkippedDevice } from '../../storage/server-store.js';
 import type { AuthContext } from './authenticator.js';
 import type { ServerMetrics } from './metrics.js';
 import type { ServerOptions } from './options.js';
@@ -118,6 +118,14 @@ class HeldPoll {
 
 const kHeld = Symbol('held polls');
 
+/** The error of a send that reached no device: the sender's share first, then a full queue, then dormancy. */
+function skippedError(skipped: readonly SkippedDevice[]): LanternError {
+  const details = { skipped };
+  if (skipped.some((s) => s.reason === 'share')) return new LanternError('LA_ERR_QUEUE_SHARE_USED', undefined, { details });
+  if (skipped.some((s) => s.reason === 'full')) return new LanternError('LA_ERR_QUEUE_FULL', undefined, { details });
+  return new LanternError('LA_ERR_RECIPIENT_DORMANT', undefined, { details });
+}
+
 /**
  * Store-and-forward transport: sends are queued durably per recipient device, polls return the
  * oldest messages or wait for a wake-up, acks delete. All shared state lives in the store and
@@ -127,6 +135,8 @@ export class Mailbox {
   readonly #c: MailboxComponents;
   readonly #options: ServerOptions;
   readonly [kHeld] = new Set<HeldPoll>();
+  /** When this process last recorded each device's poll (see #recordPoll). */
+  readonly #polled = new Map<string, number>();
   #stopping = false;
 
   constructor(components: MailboxComponents, options: ServerOptions) {
@@ -156,10 +166,11 @@ export class Mailbox {
         sentAt: now,
         expiresAt: now + this.#options.retentionMs,
       },
-      this.#options.queue,
+      this.#queueLimits,
       {
         now,
         activeDevicesOnly: true,
+        dormantBefore: now - this.#options.dormantAfterMs,
         buckets: [
           { key: `pair:${sender.userId}:${sender.deviceId}>${req.to}`, cost: 1, policy: this.#options.rate.pair },
           { key: `bytes:${req.to}`, cost: recipients.reduce((sum, r) => sum + base64Bytes(r.payload), 0), policy: this.#options.rate.recipientBytes },
@@ -170,9 +181,19 @@ export class Mailbox {
       const what = queued.bucket === 0 ? 'Too many messages to this user' : 'Recipient is receiving too much data';
       throw new LanternError('LA_ERR_RATE_LIMITED', what, { details: { retryAfterMs: queued.retryAfterMs } });
     }
-    if (queued.status === 'queued') this.#c.metrics?.messagesAccepted.inc(recipients.length);
-    if (!queued.notified) await Promise.all(recipients.map((r) => notifier.publish(deviceChannel(r), 'message')));
-    return { devices: recipients.map((r) => r.deviceId) };
+    const skipped = queued.skipped ?? [];
+    if (queued.status === 'skipped') throw skippedError(skipped);
+    const reached = recipients.filter((r) => !skipped.some((s) => s.deviceId === r.deviceId));
+    if (queued.status === 'queued') this.#c.metrics?.messagesAccepted.inc(reached.length);
+    if (!queued.notified) await Promise.all(reached.map((r) => notifier.publish(deviceChannel(r), 'message')));
+    return { devices: reached.map((r) => r.deviceId), ...(skipped.length ? { skipped } : {}) };
+  }
+
+  /** The queue limits, with each sender's share of them. */
+  get #queueLimits(): QueueLimits {
+    const { queue, queueSenderShare: share } = this.#options;
+    if (share >= 1) return queue;
+    return { ...queue, perSender: { maxMessages: Math.max(1, Math.floor(queue.maxMessages * share)), maxBytes: Math.max(1, Math.floor(queue.maxBytes * share)) } };
   }
 
   /**
@@ -182,6 +203,7 @@ export class Mailbox {
    */
   async poll(device: Address, waitSeconds: number, limit: number, respond: PollResponder): Promise<{ cancel(): void }> {
     if (this.#stopping) throw new LanternError('LA_ERR_SHUTTING_DOWN');
+    await this.#recordPoll(device);
     const held = new HeldPoll(this, this.#c, device, limit, respond);
     try {
       await held.start(Math.min(waitSeconds, this.#options.maxPollWaitSeconds) * 1000);
@@ -226,6 +248,21 @@ export class Mailbox {
     const staleDevices = req.messages.filter((m) => current.get(m.deviceId) !== m.registrationId).map((m) => m.deviceId);
     if (staleDevices.length > 0) throw new LanternError('LA_ERR_STALE_DEVICES', undefined, { details: { staleDevices } });
     return req.messages.map((m) => ({ userId: req.to, deviceId: m.deviceId, type: m.type, payload: m.payload }));
+  }
+
+  /**
+   * Notes that the device polls (it is not dormant), written at most once per a tenth of
+   * --dormant-after (and per hour) per device and process: polls stay reads.
+   */
+  async #recordPoll(device: Address): Promise<void> {
+    const now = this.#c.clock.now();
+    const key = `${device.userId}:${device.deviceId}`;
+    const every = Math.min(3600_000, this.#options.dormantAfterMs / 10);
+    const last = this.#polled.get(key);
+    if (last !== undefined && now - last < every) return;
+    if (this.#polled.size >= 100_000) this.#polled.clear();
+    this.#polled.set(key, now);
+    await this.#c.store.recordPoll(device, now);
   }
 
   async ack(device: Address, ids: readonly string[]): Promise<number> {

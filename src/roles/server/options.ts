@@ -15,6 +15,11 @@ export interface RateLimits {
   loginPerAccountTotal: BucketPolicy;
   /** Prekey bundle fetches per requester device -> target device (fails closed). */
   prekeyFetch: BucketPolicy;
+  /**
+   * One-time prekeys handed out per target device, whoever asks: beyond it bundles come without
+   * one-time keys (the signed and last-resort keys still make a session), so nobody drains them.
+   */
+  prekeyTarget: BucketPolicy;
 }
 
 export interface ServerOptions {
@@ -24,6 +29,10 @@ export interface ServerOptions {
   /** How often the retention job runs. */
   expireIntervalMs: number;
   queue: QueueLimits;
+  /** What one sender (user) may hold of a device's queue at most, as a fraction of --queue-max-*. */
+  queueSenderShare: number;
+  /** A device that has not polled this long is dormant: nothing more is queued for it, and what it has is deleted. */
+  dormantAfterMs: number;
   rate: RateLimits;
   /** Lifetime of device certificates. */
   certificateLifetimeMs: number;
@@ -50,6 +59,8 @@ export const defaultServerOptions: ServerOptions = {
   retentionMs: 30 * DAY,
   expireIntervalMs: 60_000,
   queue: { maxMessages: 10_000, maxBytes: 64 * 1024 * 1024 },
+  queueSenderShare: 0.25,
+  dormantAfterMs: 30 * DAY,
   rate: {
     pair: { capacity: 200, refillPerSecond: 20 },
     recipientBytes: { capacity: 32 * 1024 * 1024, refillPerSecond: 1024 * 1024 },
@@ -57,6 +68,7 @@ export const defaultServerOptions: ServerOptions = {
     loginPerAccount: { capacity: 10, refillPerSecond: 0.1 },
     loginPerAccountTotal: { capacity: 100, refillPerSecond: 1 },
     prekeyFetch: { capacity: 20, refillPerSecond: 0.5 },
+    prekeyTarget: { capacity: 50, refillPerSecond: 0.05 },
   },
   certificateLifetimeMs: 90 * DAY,
   sessionLifetimeMs: DAY,

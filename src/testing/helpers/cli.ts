@@ -99,6 +99,18 @@ export async function startServer(dataDir: string, extra: string[] = []): Promis
   return { ...role, dataDir };
 }
 
+/** A server (built CLI, port 0) of one test, in a temp dir; both go at the test's end. */
+export async function testServer(t: { teardown(fn: () => Promise<unknown>): void }, extra: string[] = []): Promise<{ dir: string; server: RunningServer }> {
+  const { tempDir } = await import('./temp-dir.js');
+  const dir = await tempDir('lantern-e2e-');
+  const server = await startServer(`${dir.path}/data`, extra);
+  t.teardown(async () => {
+    await server.stop();
+    await dir.remove();
+  });
+  return { dir: dir.path, server };
+}
+
 /**
  * One server (built CLI, port 0, its own temp dir) shared by the tests of a file: started before
  * them, stopped after. Read `ctx.server` and `ctx.dir` inside tests.

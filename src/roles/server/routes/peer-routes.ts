@@ -35,7 +35,7 @@ export function peerRoutes({ c, options, clients }: RouteContext): Route[] {
         ...(reg.publicAddr ? { publicAddrHint: reg.publicAddr } : {}),
       };
       const record = await c.store.registerPeer(deviceOf(auth), (prev) => nextPeerRecord(prev, input, now, options.peerTtlMs, randomUUID));
-      c.logger.info({ peerId: record.peerId }, 'give peer registered');
+      c.logger.info({ peerId: record.peerId, client: host }, 'give peer registered');
       sendJson(res, 200, peerInfo(record));
     }),
     signed('POST', API.peerHeartbeat, async ({ res, auth }) => {

@@ -24,6 +24,18 @@ export function keysCompliance(withStore: WithStore): void {
     t.is(await s.takeBundle({ ...to, deviceId: 2 }), undefined, 'no keys, no bundle');
   });
 
+  withStore('a bundle without one-time keys pops none', async (t, s) => {
+    const to = { userId: randomUUID(), deviceId: 1 };
+    await s.putDevice(to.userId, cred(1), 1);
+    await s.putKeys(to, keys());
+    const bare = await s.takeBundle(to, { oneTime: false });
+    t.is(bare!.preKey, undefined);
+    t.is(bare!.kyberPreKey.keyId, 9999, 'the last-resort Kyber key');
+    t.is(bare!.signedPreKey.keyId, 1);
+    t.deepEqual(await s.keyCounts(to), { preKeys: 100, kyberPreKeys: 100 }, 'nothing popped');
+    t.is((await s.takeBundle(to))!.preKey!.keyId, 1, 'the next full bundle gets the first key');
+  });
+
   withStore('key uploads replace signed keys and non-empty one-time lists; re-registration drops old ones', async (t, s) => {
     const to = { userId: randomUUID(), deviceId: 1 };
     await s.putDevice(to.userId, cred(1), 1);

@@ -52,19 +52,61 @@ export function mailboxCompliance(withStore: WithStore): void {
     t.deepEqual(await s.enqueue([to], m, limits), { status: 'duplicate' }, 'still a duplicate after the ack');
   });
 
-  withStore('a full queue refuses the whole send and keeps what it holds', async (t, s) => {
+  withStore('a full queue is skipped: the other devices get theirs, and it keeps what it holds', async (t, s) => {
     const a = { userId: randomUUID(), deviceId: 1 };
     const b = { userId: a.userId, deviceId: 2 };
     const small = { maxMessages: 2, maxBytes: 1000 };
     await s.enqueue([a], msg(), small);
     await s.enqueue([a], msg(), small);
-    await t.throwsAsync(s.enqueue([a, b], msg(), small), { code: 'LA_ERR_QUEUE_FULL' } as never);
-    t.is((await s.fetch(b, 10)).messages.length, 0, 'nothing stored for the other device either');
+    const m = msg();
+    t.deepEqual(await s.enqueue([a, b], m, small), { status: 'queued', skipped: [{ deviceId: 1, reason: 'full' }] });
+    t.is((await s.fetch(b, 10)).messages.length, 1, 'the other device got it');
     t.is((await s.fetch(a, 10)).messages.length, 2, 'held messages are never dropped');
-    const big = Buffer.alloc(600).toString('base64');
-    await s.enqueue([b], msg({ payload: big }), small);
-    await t.throwsAsync(s.enqueue([b], msg({ payload: big }), small), { code: 'LA_ERR_QUEUE_FULL' } as never);
-    t.deepEqual(await s.queueStats(b), { count: 1, bytes: 600 });
+    t.deepEqual(await s.enqueue([a, b], m, small), { status: 'duplicate', skipped: [{ deviceId: 1, reason: 'full' }] }, 'a resend stores nothing twice');
+    const big = Buffer.alloc(996).toString('base64');
+    t.deepEqual(await s.enqueue([b], msg({ payload: big }), small), { status: 'skipped', skipped: [{ deviceId: 2, reason: 'full' }] }, 'the bytes count too');
+    t.deepEqual(await s.queueStats(b), { count: 1, bytes: 5 });
+    const [first] = (await s.fetch(a, 1)).messages;
+    await s.ack(a, [first!.id]);
+    t.deepEqual(await s.enqueue([a, b], m, small), { status: 'queued' }, 'once there is room, a resend reaches the device it missed');
+    t.is((await s.fetch(b, 10)).messages.length, 1, 'and not the one it reached');
+  });
+
+  withStore('one sender holds at most its share of a queue; others still get through', async (t, s) => {
+    const to = { userId: randomUUID(), deviceId: 1 };
+    const flooder = randomUUID();
+    const share = { maxMessages: 8, maxBytes: 1000, perSender: { maxMessages: 2, maxBytes: 12 } };
+    const from = (deviceId: number, userId = flooder) => ({ userId, deviceId });
+    t.is((await s.enqueue([to], msg({ from: from(1) }), share)).status, 'queued');
+    t.is((await s.enqueue([to], msg({ from: from(2) }), share)).status, 'queued');
+    t.deepEqual(await s.enqueue([to], msg({ from: from(3) }), share), { status: 'skipped', skipped: [{ deviceId: 1, reason: 'share' }] }, 'counted per user, all its devices together');
+    const honest = randomUUID();
+    t.is((await s.enqueue([to], msg({ from: from(1, honest) }), share)).status, 'queued');
+    const big = Buffer.alloc(9).toString('base64');
+    t.deepEqual(await s.enqueue([to], msg({ from: from(1, honest), payload: big }), share), { status: 'skipped', skipped: [{ deviceId: 1, reason: 'share' }] }, 'bytes count too');
+    const mine = (await s.fetch(to, 10)).messages.filter((m) => m.from.userId === flooder);
+    await s.ack(to, [mine[0]!.id]);
+    t.is((await s.enqueue([to], msg({ from: from(1) }), share)).status, 'queued', 'a delivered message frees its place');
+    t.deepEqual(await s.queueStats(to), { count: 3, bytes: 15 });
+  });
+
+  withStore('a dormant device is skipped, and its messages expire first', async (t, s) => {
+    const u = randomUUID();
+    const [one, two] = [{ userId: u, deviceId: 1 }, { userId: u, deviceId: 2 }];
+    await s.putDevice(u, cred(1), 1000);
+    await s.putDevice(u, cred(2), 1000);
+    await s.enqueue([one, two], msg({ expiresAt: 1e9 }), limits, { now: 2000, dormantBefore: 500 });
+    await s.recordPoll(one, 5000);
+    const options = { now: 6000, dormantBefore: 4000 };
+    t.deepEqual(await s.enqueue([one, two], msg({ expiresAt: 1e9 }), limits, options), { status: 'queued', skipped: [{ deviceId: 2, reason: 'dormant' }] }, 'never polled since its creation at 1000');
+    t.deepEqual(await s.enqueue([two], msg({ expiresAt: 1e9 }), limits, options), { status: 'skipped', skipped: [{ deviceId: 2, reason: 'dormant' }] });
+    t.deepEqual(await s.expire(6000), { messages: 0 }, 'nothing due by its own expiry');
+    t.deepEqual(await s.expire(6000, { dormantBefore: 4000 }), { messages: 1 }, "the dormant device's message goes");
+    t.is((await s.fetch(one, 10)).messages.length, 2, 'the active device keeps its own');
+    t.deepEqual(await s.queueStats(two), { count: 0, bytes: 0 });
+    await s.recordPoll(two, 7000);
+    t.is((await s.enqueue([two], msg({ expiresAt: 1e9 }), limits, options)).status, 'queued', 'a poll wakes it');
+    t.deepEqual(await s.expire(7000, { dormantBefore: 4000 }), { messages: 0 });
   });
 
   withStore('concurrent sends to one queue are all stored and counted', async (t, s) => {
@@ -74,8 +116,8 @@ export function mailboxCompliance(withStore: WithStore): void {
     t.is(got.messages.length, 200);
     t.deepEqual(await s.queueStats(to), { count: 200, bytes: 1000 });
     const full = { maxMessages: 210, maxBytes: 1e6 };
-    const results = await Promise.allSettled(Array.from({ length: 20 }, () => s.enqueue([to], msg(), full)));
-    t.is(results.filter((r) => r.status === 'fulfilled').length, 10, 'the cap holds under concurrency');
+    const results = await Promise.all(Array.from({ length: 20 }, () => s.enqueue([to], msg(), full)));
+    t.is(results.filter((r) => r.status === 'queued').length, 10, 'the cap holds under concurrency');
   });
 
   withStore('undelivered messages expire; fresh ones stay', async (t, s) => {

@@ -87,6 +87,8 @@ interface QueueMeta {
   senders: Map<string, QueueStats>;
 }
 
+const NO_MESSAGES: QueueStats = Object.freeze({ count: 0, bytes: 0 });
+
 /** Adds `count` messages of `bytes` from `sender` to a queue's meta (negative to remove). */
 function countIn(meta: QueueMeta, sender: string, count: number, bytes: number): void {
   meta.count += count;
@@ -188,6 +190,11 @@ export class LevelServerStore implements ServerStore {
    * thread pool, which profiling showed to be the largest cost per request.
    */
   async #get<T>(key: string): Promise<T | undefined> {
+    return this.#getNow<T>(key);
+  }
+
+  /** #get without the turn of the event loop an await costs (for the per-send checks). */
+  #getNow<T>(key: string): T | undefined {
     try {
       return this.#db.getSync(key) as T | undefined;
     } catch (err) {
@@ -256,10 +263,13 @@ export class LevelServerStore implements ServerStore {
   }
 
   async getDevice(userId: string, deviceId: number): Promise<DeviceRecord | undefined> {
-    const key = dev({ userId, deviceId });
+    return this.#deviceNow(userId, deviceId);
+  }
+
+  #deviceNow(userId: string, deviceId: number, key = dev({ userId, deviceId })): DeviceRecord | undefined {
     const cached = this.#deviceCache.get(key);
     if (cached !== undefined) return cached ?? undefined;
-    const record = await this.#get<DeviceRecord>(`d!${key}`);
+    const record = this.#getNow<DeviceRecord>(`d!${key}`);
     this.#cacheDevice(key, record);
     return record;
   }
@@ -540,20 +550,19 @@ export class LevelServerStore implements ServerStore {
           ),
         );
         if (seen.some((s) => s && s.digest !== message.digest)) throw new LanternError('LA_ERR_MESSAGE_ID_CONFLICT');
-        const duplicates = Promise.all(seen.map((s) => (s as { written?: Promise<void> } | undefined)?.written));
+        const seenCount = seen.filter((s) => s !== undefined).length;
+        // A duplicate of a send still being written answers once that write is done.
+        const duplicates = seenCount ? Promise.all(seen.map((s) => (s as { written?: Promise<void> } | undefined)?.written)) : undefined;
         const metas = await Promise.all(recipients.map((r) => this.#loadMeta(r)));
         const skipped: SkippedDevice[] = [];
-        for (const [i, r] of recipients.entries()) {
-          if (seen[i] !== undefined) continue;
+        const take = recipients.map((r, i) => {
+          if (seen[i] !== undefined) return false;
           const m = metas[i]!;
-          const reason = (await this.#dormant(r, options?.dormantBefore))
-            ? 'dormant'
-            : skipReason(m, m.senders.get(message.from.userId) ?? { count: 0, bytes: 0 }, sizes[i]!, limits);
+          const reason = this.#dormant(r, options?.dormantBefore) ? 'dormant' : skipReason(m, m.senders.get(message.from.userId) ?? NO_MESSAGES, sizes[i]!, limits);
           if (reason) skipped.push({ deviceId: r.deviceId, reason });
-        }
-        const skip = new Set(skipped.map((s) => s.deviceId));
-        const take = recipients.map((r, i) => seen[i] === undefined && !skip.has(r.deviceId));
-        const status = enqueueStatus(take.filter(Boolean).length, seen.filter((s) => s !== undefined).length);
+          return !reason;
+        });
+        const status = enqueueStatus(take.filter(Boolean).length, seenCount);
         const result = skipped.length ? { status, skipped } : { status };
         if (status !== 'queued') return { outcome: result, written: duplicates };
         const { ops, reserved } = this.#queueWrites(recipients, message, { take, metas, sizes, dedupeKeys });
@@ -574,7 +583,7 @@ export class LevelServerStore implements ServerStore {
           () => dedupeKeys.forEach((k) => this.#pendingDedupe.get(k) === pending && this.#pendingDedupe.delete(k)),
           () => dedupeKeys.forEach((k) => this.#pendingDedupe.get(k) === pending && this.#pendingDedupe.delete(k)),
         );
-        return { outcome: result, written: Promise.all([written, duplicates]) };
+        return { outcome: result, written: duplicates ? Promise.all([written, duplicates]) : written };
       },
     );
     await outcome.written;
@@ -679,14 +688,15 @@ export class LevelServerStore implements ServerStore {
   }
 
   /** Whether the device is dormant (see EnqueueOptions.dormantBefore); false without a device record. */
-  async #dormant(address: Address, dormantBefore: number | undefined): Promise<boolean> {
+  #dormant(address: Address, dormantBefore: number | undefined): boolean {
     if (dormantBefore === undefined) return false;
-    const d = await this.getDevice(address.userId, address.deviceId);
+    const key = dev(address);
+    const d = this.#deviceNow(address.userId, address.deviceId, key);
     if (!d) return false;
-    let polled = this.#polled.get(dev(address));
+    let polled = this.#polled.get(key);
     if (polled === undefined) {
-      polled = (await this.#get<number>(`t!${dev(address)}`)) ?? null;
-      this.#polled.set(dev(address), polled);
+      polled = this.#getNow<number>(`t!${key}`) ?? null;
+      this.#polled.set(key, polled);
     }
     return isDormant(polled ?? undefined, d.createdAt, dormantBefore);
   }
@@ -706,7 +716,7 @@ export class LevelServerStore implements ServerStore {
           this.#queues.delete(k);
           return undefined;
         }
-        if (!(await this.#dormant(addr, dormantBefore))) return undefined;
+        if (!this.#dormant(addr, dormantBefore)) return undefined;
         const rows = await this.#range<LevelMessage>(`m!${k}!${pad(meta.head, 16)}`, `m!${k}!~`);
         // Not those an ack is deleting already; the counts change once the deletes are written.
         const going = rows.filter(([key]) => !this.#acking.has(key));

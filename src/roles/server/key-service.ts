@@ -39,12 +39,19 @@ export class KeyService {
     return this.#c.store.keyCounts(device);
   }
 
-  /** Whether the device has fewer one-time keys left than KEYS_LOW_WATER (looked up at most once a minute per device). */
-  async keysLow(device: Address): Promise<boolean> {
+  /**
+   * Whether the device has fewer one-time keys left than KEYS_LOW_WATER, looked up at most once a
+   * minute per device: a boolean when known, a promise when it has to look.
+   */
+  keysLow(device: Address): boolean | Promise<boolean> {
     const key = `${device.userId}:${device.deviceId}`;
     const now = this.#c.clock.now();
     const known = this.#low.get(key);
     if (known && known.until > now) return known.low;
+    return this.#lookUpKeysLow(device, key, now);
+  }
+
+  async #lookUpKeysLow(device: Address, key: string, now: number): Promise<boolean> {
     const counts = await this.#c.store.keyCounts(device);
     const low = counts.preKeys < KEYS_LOW_WATER.preKeys || counts.kyberPreKeys < KEYS_LOW_WATER.kyberPreKeys;
     if (this.#low.size >= 100_000) this.#low.clear();

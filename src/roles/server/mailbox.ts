@@ -118,6 +118,12 @@ class HeldPoll {
 
 const kHeld = Symbol('held polls');
 
+/** The queue limits, with each sender's share of them. */
+function queueLimits({ queue, queueSenderShare: share }: ServerOptions): QueueLimits {
+  if (share >= 1) return queue;
+  return { ...queue, perSender: { maxMessages: Math.max(1, Math.floor(queue.maxMessages * share)), maxBytes: Math.max(1, Math.floor(queue.maxBytes * share)) } };
+}
+
 /** The error of a send that reached no device: the sender's share first, then a full queue, then dormancy. */
 function skippedError(skipped: readonly SkippedDevice[]): LanternError {
   const details = { skipped };
@@ -134,6 +140,7 @@ function skippedError(skipped: readonly SkippedDevice[]): LanternError {
 export class Mailbox {
   readonly #c: MailboxComponents;
   readonly #options: ServerOptions;
+  readonly #queueLimits: QueueLimits;
   readonly [kHeld] = new Set<HeldPoll>();
   /** When this process last recorded each device's poll (see #recordPoll). */
   readonly #polled = new Map<string, number>();
@@ -142,6 +149,7 @@ export class Mailbox {
   constructor(components: MailboxComponents, options: ServerOptions) {
     this.#c = components;
     this.#options = options;
+    this.#queueLimits = queueLimits(options);
   }
 
   get heldPolls(): number {
@@ -189,12 +197,6 @@ export class Mailbox {
     return { devices: reached.map((r) => r.deviceId), ...(skipped.length ? { skipped } : {}) };
   }
 
-  /** The queue limits, with each sender's share of them. */
-  get #queueLimits(): QueueLimits {
-    const { queue, queueSenderShare: share } = this.#options;
-    if (share >= 1) return queue;
-    return { ...queue, perSender: { maxMessages: Math.max(1, Math.floor(queue.maxMessages * share)), maxBytes: Math.max(1, Math.floor(queue.maxBytes * share)) } };
-  }
 
   /**
    * Answers with queued messages at once, or holds the poll up to `waitSeconds` for one (see
@@ -203,7 +205,8 @@ export class Mailbox {
    */
   async poll(device: Address, waitSeconds: number, limit: number, respond: PollResponder): Promise<{ cancel(): void }> {
     if (this.#stopping) throw new LanternError('LA_ERR_SHUTTING_DOWN');
-    await this.#recordPoll(device);
+    const recording = this.#recordPoll(device);
+    if (recording) await recording;
     const held = new HeldPoll(this, this.#c, device, limit, respond);
     try {
       await held.start(Math.min(waitSeconds, this.#options.maxPollWaitSeconds) * 1000);
@@ -252,17 +255,18 @@ export class Mailbox {
 
   /**
    * Notes that the device polls (it is not dormant), written at most once per a tenth of
-   * --dormant-after (and per hour) per device and process: polls stay reads.
+   * --dormant-after (and per hour) per device and process: polls stay reads. Undefined when
+   * there is nothing to write (no promise to await on the hot path).
    */
-  async #recordPoll(device: Address): Promise<void> {
+  #recordPoll(device: Address): Promise<void> | undefined {
     const now = this.#c.clock.now();
     const key = `${device.userId}:${device.deviceId}`;
     const every = Math.min(3600_000, this.#options.dormantAfterMs / 10);
     const last = this.#polled.get(key);
-    if (last !== undefined && now - last < every) return;
+    if (last !== undefined && now - last < every) return undefined;
     if (this.#polled.size >= 100_000) this.#polled.clear();
     this.#polled.set(key, now);
-    await this.#c.store.recordPoll(device, now);
+    return this.#c.store.recordPoll(device, now);
   }
 
   async ack(device: Address, ids: readonly string[]): Promise<number> {

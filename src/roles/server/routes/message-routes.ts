@@ -31,7 +31,8 @@ export function messageRoutes({ mailbox, keys, fail }: RouteContext): Route[] {
       const device = deviceOf(auth);
       if (q.ack?.length) await mailbox.ack(device, q.ack);
       // Whatever the poll's answer, it tells a device whose one-time keys run low to upload more.
-      if (await keys.keysLow(device)) res.setHeader(KEYS_HEADER, 'low');
+      const low = keys.keysLow(device);
+      if (low === true || (low !== false && (await low))) res.setHeader(KEYS_HEADER, 'low');
       const held = await mailbox.poll(device, q.wait, q.limit, (batch, error) => {
         if (error !== undefined) fail(res, error);
         else if (batch) sendJson(res, 200, batch);

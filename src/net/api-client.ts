@@ -20,6 +20,8 @@ import {
   PollResponse,
   SendBatchResponse,
   SendResponse,
+  PeerReportResponse,
+  ProbeRequestsResponse,
   SessionResponse,
   WhoamiResponse,
   type KeysUpload,
@@ -192,6 +194,20 @@ export class ApiClient {
   /** Every live registration (verifier accounts only). */
   async peers(): Promise<PeerInfo[]> {
     return (await this.#call('GET', API.peers, undefined, PeersResponse)).peers;
+  }
+
+  /**
+   * The peers to probe now (verifier accounts only): held up to `waitSeconds` until one is asked
+   * for; pass the answer's `now` as the next `since`.
+   */
+  probeRequests(since: number | undefined, waitSeconds: number, signal?: AbortSignal): Promise<ProbeRequestsResponse> {
+    const query = `?wait=${waitSeconds}${since === undefined ? '' : `&since=${since}`}`;
+    return this.#call('GET', `${API.probeRequests}${query}`, undefined, ProbeRequestsResponse, { timeoutMs: (waitSeconds + 30) * 1000, ...(signal ? { signal } : {}) });
+  }
+
+  /** Tells the server a give peer failed this client (it asks a verifier to probe it); true if counted. */
+  async reportPeer(identityKey: string, status: string): Promise<boolean> {
+    return (await this.#call('POST', API.peerReport, { identityKey, status }, PeerReportResponse)).accepted;
   }
 
   /** Posts a verification verdict about a peer (verifier accounts only). */

@@ -18,6 +18,8 @@ export const API = {
   peerSelf: '/v1/peers/self',
   roundRobin: '/v1/peers/round-robin',
   verdict: '/v1/peers/:peerId/verdict',
+  probeRequests: '/v1/peers/probe-requests',
+  peerReport: '/v1/peers/report',
   canary: '/v1/canary',
   canaryContent: '/v1/canary/:nonce',
   messages: '/v1/messages',

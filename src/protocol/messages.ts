@@ -334,6 +334,26 @@ export type PeerInfo = z.infer<typeof PeerInfo>;
 /** GET /v1/peers (verifiers only): every live registration with its state and last verdict. */
 export const PeersResponse = z.strictObject({ peers: z.array(PeerInfo) });
 
+/**
+ * GET /v1/peers/probe-requests?wait=S[&since=T] (verifiers only): held up to S s until a peer is to
+ * be probed now (it registered, or users reported it), then those asked for since T (server time;
+ * pass back `now`).
+ */
+export const ProbeRequestsQuery = z.strictObject({
+  wait: z.coerce.number().min(0).max(MAX_POLL_WAIT_SECONDS).default(0),
+  since: z.coerce.number().int().min(0).optional(),
+});
+export const ProbeRequestsResponse = z.strictObject({ now: z.int(), peers: z.array(PeerInfo) });
+export type ProbeRequestsResponse = z.infer<typeof ProbeRequestsResponse>;
+
+/**
+ * POST /v1/peers/report — a get client could not tunnel through this give peer while another one
+ * worked. Reports only make a verifier probe the peer at once; they never evict it themselves.
+ */
+export const PeerReport = z.strictObject({ identityKey: PeerIdentityKey, status: z.string().min(1).max(64) });
+export type PeerReport = z.infer<typeof PeerReport>;
+export const PeerReportResponse = z.strictObject({ accepted: z.boolean() });
+
 /** GET /v1/peers/round-robin — the verified give peers (what get clients may use), with the keys to pin. */
 export const RoundRobinPeer = z.strictObject({
   host: z.string(),

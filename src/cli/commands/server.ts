@@ -48,6 +48,7 @@ interface ServerFlags {
   ticketLifetime: number;
   peerTtl: number;
   peerPauseAfter: number;
+  verdictTtl: number;
   ratePair: ServerOptions['rate']['pair'];
   rateRecipientBytes: ServerOptions['rate']['pair'];
   rateLoginAddress: ServerOptions['rate']['pair'];
@@ -55,6 +56,7 @@ interface ServerFlags {
   rateLoginAccountTotal: ServerOptions['rate']['pair'];
   ratePrekeyFetch: ServerOptions['rate']['pair'];
   ratePrekeyTarget: ServerOptions['rate']['pair'];
+  ratePeerReport: ServerOptions['rate']['pair'];
   fsync: boolean;
   store: StoreSpec;
   storeCa?: string;
@@ -144,6 +146,7 @@ export function serverCommand(io: Io, done: (code: number) => void): Command {
     .addOption(durationOption('--cert-lifetime <duration>', 'lifetime of device certificates', d.certificateLifetimeMs))
     .addOption(durationOption('--peer-ttl <duration>', 'a give peer registration lives this long after its last heartbeat', d.peerTtlMs))
     .addOption(durationOption('--peer-pause-after <duration>', 'pause a peer that fails verification this long', d.peerPauseAfterMs))
+    .addOption(durationOption('--verdict-ttl <duration>', 'a verified peer without a fresh pass this long leaves the round robin', d.verdictTtlMs))
     .addOption(durationOption('--ticket-lifetime <duration>', 'lifetime of proxy tickets', d.ticketLifetimeMs))
     .option('--sessions-per-device <n>', 'request-signing sessions (LA1S) a device holds at most; the oldest ends first', parsePositiveInt, d.sessionsPerDevice)
     .addOption(durationOption('--session-lifetime <duration>', 'lifetime of request-signing sessions (LA1S)', d.sessionLifetimeMs))
@@ -153,6 +156,7 @@ export function serverCommand(io: Io, done: (code: number) => void): Command {
     .addOption(rateOption('--rate-login-account <burst/per-s>', 'login attempts per account from one client network', d.rate.loginPerAccount))
     .addOption(rateOption('--rate-login-account-total <burst/per-s>', 'login attempts per account from all networks', d.rate.loginPerAccountTotal))
     .addOption(rateOption('--rate-prekey-fetch <burst/per-s>', 'prekey bundle fetches per requester device -> target device', d.rate.prekeyFetch))
+    .addOption(rateOption('--rate-peer-report <burst/per-s>', 'reports of failing give peers per user (each asks the verifiers for a probe)', d.rate.peerReport))
     .addOption(rateOption('--rate-prekey-target <burst/per-s>', 'one-time prekeys handed out per target device, whoever asks (beyond: bundles without them)', d.rate.prekeyTarget))
     .option('--dns-listen <host:port>', 'also answer DNS (UDP and TCP) for the round robin zone here', parseListen)
     .option('--zone <zone>', 'the DNS zone: roundrobin.ZONE (verified peers), <peer-id>.peers.ZONE (each registered peer)')
@@ -300,6 +304,7 @@ function serverOptions(
       loginPerAccountTotal: flags.rateLoginAccountTotal,
       prekeyFetch: flags.ratePrekeyFetch,
       prekeyTarget: flags.ratePrekeyTarget,
+      peerReport: flags.ratePeerReport,
     },
     certificateLifetimeMs: flags.certLifetime,
     sessionLifetimeMs: flags.sessionLifetime,
@@ -307,6 +312,7 @@ function serverOptions(
     ticketLifetimeMs: flags.ticketLifetime,
     peerTtlMs: flags.peerTtl,
     peerPauseAfterMs: flags.peerPauseAfter,
+    verdictTtlMs: flags.verdictTtl,
     maxPollWaitSeconds: MAX_POLL_WAIT_SECONDS,
     clientAddress: { trustProxy: flags.trustProxy, header: flags.clientAddressHeader, prefix: { v4: flags.ipv4Prefix, v6: flags.ipv6Prefix } },
   };

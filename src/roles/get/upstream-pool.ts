@@ -9,6 +9,15 @@ export interface UpstreamSource {
   upstreams(): PeerEndpoint[];
   /** A valid ticket for one give peer (by its fingerprint), renewed by the source before it expires. */
   ticket(peerFingerprint: string): Promise<string>;
+  /** A peer failed a tunnel that another peer then opened: tell the server (it has a verifier probe it). */
+  report?(peer: PeerEndpoint, status: string): void;
+}
+
+/** What a failed tunnel says about the peer, as a report's status. */
+function failureStatus(err: unknown): string {
+  if (LanternError.is(err, 'LA_ERR_PEER_IDENTITY_MISMATCH')) return 'identity-mismatch';
+  if (LanternError.is(err) && err.details?.['stage'] === 'tls') return 'tls-failed';
+  return 'tunnel-failed';
 }
 
 /**
@@ -33,13 +42,18 @@ export class UpstreamPool {
     if (peers.length === 0) throw new LanternError('LA_ERR_DESTINATION_UNREACHABLE', 'No give peer is known yet (no verified peer, no ad from a contact)');
     const start = this.#next++ % peers.length;
     let last: unknown;
+    const failed: Array<{ peer: PeerEndpoint; status: string }> = [];
     for (let i = 0; i < peers.length; i++) {
       const peer = peers[(start + i) % peers.length]!;
       try {
         const ticket = await this.#source.ticket(identityFingerprint(peer.identityKey));
-        return await this.#tunnels.open(peer, ticket, target);
+        const tunnel = await this.#tunnels.open(peer, ticket, target);
+        // Another peer reached the destination: those before it failed on their own account.
+        for (const f of failed) this.#source.report?.(f.peer, f.status);
+        return tunnel;
       } catch (err) {
         last = err;
+        failed.push({ peer, status: failureStatus(err) });
         this.#logger.info({ code: (err as LanternError).code }, 'give peer failed; trying the next one');
       }
     }

@@ -10,7 +10,12 @@ import type { UpstreamSource } from './upstream-pool.js';
 export interface UpstreamApi {
   roundRobin(): Promise<RoundRobinPeer[]>;
   ticket(request: { peer: string }): Promise<TicketResponse>;
+  /** Reports a peer that failed while another worked (the server has a verifier probe it). */
+  reportPeer?(identityKey: string, status: string): Promise<boolean>;
 }
+
+/** A peer is reported at most this often by one client. */
+const REPORT_EVERY_MS = 60_000;
 
 /** A ticket is renewed when less than this is left of it. */
 const TICKET_RENEW_MS = 60_000;
@@ -24,6 +29,8 @@ export class Upstreams implements UpstreamSource {
   readonly #c: { api: UpstreamApi; clock: Clock; logger: Logger; ads(now: number): Promise<Advertisement[]> };
   #peers: PeerEndpoint[] = [];
   readonly #tickets = new Map<string, TicketResponse>();
+  /** When each peer (identity key) was last reported. */
+  readonly #reported = new Map<string, number>();
 
   constructor(components: { api: UpstreamApi; clock: Clock; logger: Logger; ads(now: number): Promise<Advertisement[]> }) {
     this.#c = components;
@@ -42,6 +49,19 @@ export class Upstreams implements UpstreamSource {
       for (const [k, v] of this.#tickets) if (v.expiresAt <= now) this.#tickets.delete(k);
     }
     return held.ticket;
+  }
+
+  report(peer: PeerEndpoint, status: string): void {
+    const { api, clock, logger } = this.#c;
+    if (!api.reportPeer) return;
+    const now = clock.now();
+    if (now - (this.#reported.get(peer.identityKey) ?? -Infinity) < REPORT_EVERY_MS) return;
+    if (this.#reported.size >= 1000) this.#reported.clear();
+    this.#reported.set(peer.identityKey, now);
+    void api.reportPeer(peer.identityKey, status).then(
+      (accepted) => logger.info({ status, accepted }, 'reported a failing give peer'),
+      (err: unknown) => logger.warn({ code: LanternError.is(err) ? err.code : undefined }, 'could not report a failing give peer'),
+    );
   }
 
   /** Reads both lists again. The round robin being unavailable leaves the ads. */

@@ -9,6 +9,7 @@ import type { CertificateAuthority } from '../../crypto/x509/certificate-authori
 import type { PeerjsDirectory } from '../../storage/peerjs-directory.js';
 import type { Notifier, ServerStore } from '../../storage/server-store.js';
 import { DnsServer, type DnsServerOptions } from './dns-server.js';
+import { currentPeers } from './peer-admission.js';
 import { LanternServer, type ListenOptions } from './lantern-server.js';
 import { MetricsServer, ServerMetrics } from './metrics.js';
 import type { ServerOptions } from './options.js';
@@ -86,7 +87,7 @@ export class ServerRole implements Startable {
       : undefined;
     this.#rotation = new RotationMonitor(
       { store, clock, logger: logger.child({ component: 'rotation' }), metrics: this.metrics, faults: this.faults },
-      { minRotation: options.minRotation, checkEveryMs: 5000, repeatWarningMs: 60_000 },
+      { minRotation: options.minRotation, checkEveryMs: 5000, repeatWarningMs: 60_000, verdictTtlMs: options.api.verdictTtlMs },
     );
     this.api = new LanternServer(
       { ...components, logger: logger.child({ component: 'server' }), metrics: this.metrics, faults: this.faults, onVerdict: () => this.#rotation.poke() },
@@ -110,7 +111,7 @@ export class ServerRole implements Startable {
     if (dns) {
       const server = new DnsServer(
         {
-          store: this.#c.store,
+          store: currentPeers(this.#c.store, this.#o.api.verdictTtlMs),
           clock: this.#c.clock,
           logger: this.#c.logger.child({ component: 'dns' }),
           faults: this.faults,

@@ -21,6 +21,7 @@ import { parseMessage } from '../../protocol/validate.js';
 import { PROTOCOL_VERSION, VERSION_HEADER } from '../../protocol/version.js';
 import { UNVERSIONED_PREFIXES } from '../../protocol/api-paths.js';
 import { ClientAddresses } from './client-address.js';
+import { ProbeRequests } from './probe-requests.js';
 import { KeyService } from './key-service.js';
 import { apiRoutes, type Route, type RouteContext } from './routes/index.js';
 import type { Method } from './routes/route.js';
@@ -106,6 +107,8 @@ export class LanternServer implements Startable {
   readonly #options: ServerOptions;
   /** Who a request comes from (behind trusted proxies, the address they name): logged, scrubbed unless --unsafe-logging. */
   readonly #clients: ClientAddresses;
+  /** Peers to probe now (registered, reported), for verifiers long-polling any server instance. */
+  readonly #probes: ProbeRequests;
   readonly #listen: ListenOptions;
   readonly accounts: AccountService;
   readonly #auth: Authenticator;
@@ -129,6 +132,7 @@ export class LanternServer implements Startable {
     this.#auth = new Authenticator(components);
     this.#mailbox = new Mailbox({ ...components, faults: this.#faults }, options);
     this.#clients = new ClientAddresses(options.clientAddress, components.addressKey ?? randomBytes(32));
+    this.#probes = new ProbeRequests(components);
     const context: RouteContext = {
       c: components,
       options,
@@ -136,6 +140,7 @@ export class LanternServer implements Startable {
       mailbox: this.#mailbox,
       keys: new KeyService(components, options),
       clients: this.#clients,
+      probes: this.#probes,
       fail: (res, err) => this.#fail(res, err),
       limit: (key, policy) => this.#limit(key, policy),
       requireVerifier: (auth) => this.#requireVerifier(auth),
@@ -159,6 +164,7 @@ export class LanternServer implements Startable {
   }
 
   async start(): Promise<void> {
+    await this.#probes.start();
     const attachments = this.#listen.attachments ?? [];
     const faults = this.#faults;
     // Every request and upgrade runs inside a boundary: a fault answers 500 (or drops the
@@ -237,6 +243,7 @@ export class LanternServer implements Startable {
       const server = this.#http;
       const closed = server ? new Promise<void>((resolve) => server.close(() => resolve())) : Promise.resolve();
       this.#mailbox.releaseAll();
+      await this.#probes.stop();
       server?.closeIdleConnections();
       const force = setTimeout(() => server?.closeAllConnections(), 5000);
       await closed;

@@ -22,6 +22,11 @@ export class ServerMetrics {
     help: '1 while the round robin has fewer peers than --min-rotation',
     registers: [this.registry],
   });
+  readonly verifierLastPassAge = new Gauge({
+    name: 'lantern_verifier_last_pass_age_seconds',
+    help: 'Seconds since a verifier last passed a live peer (since the server started, if none has)',
+    registers: [this.registry],
+  });
   readonly roundRobinMin = new Gauge({ name: 'lantern_round_robin_min', help: 'The --min-rotation threshold', registers: [this.registry] });
   readonly peers = new Gauge({ name: 'lantern_peers', help: 'Live give peer registrations by state', labelNames: ['state'], registers: [this.registry] });
   readonly verdicts = new Counter({ name: 'lantern_peer_verdicts_total', help: 'Verdicts posted by verifiers', labelNames: ['result'], registers: [this.registry] });

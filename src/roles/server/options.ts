@@ -20,6 +20,8 @@ export interface RateLimits {
    * one-time keys (the signed and last-resort keys still make a session), so nobody drains them.
    */
   prekeyTarget: BucketPolicy;
+  /** Reports of failing give peers per user (each only asks for a probe). */
+  peerReport: BucketPolicy;
 }
 
 export interface ServerOptions {
@@ -46,6 +48,8 @@ export interface ServerOptions {
   peerTtlMs: number;
   /** A peer failing verification this long without a pass is paused until it registers again. */
   peerPauseAfterMs: number;
+  /** A verified peer without a fresh pass for this long leaves the round robin (see currentState). */
+  verdictTtlMs: number;
   /** Longest a poll is held (seconds, at most 60). */
   maxPollWaitSeconds: number;
   /** Who a request comes from behind trusted proxies, and the networks per-address limits count. */
@@ -69,6 +73,7 @@ export const defaultServerOptions: ServerOptions = {
     loginPerAccountTotal: { capacity: 100, refillPerSecond: 1 },
     prekeyFetch: { capacity: 20, refillPerSecond: 0.5 },
     prekeyTarget: { capacity: 50, refillPerSecond: 0.05 },
+    peerReport: { capacity: 10, refillPerSecond: 0.1 },
   },
   certificateLifetimeMs: 90 * DAY,
   sessionLifetimeMs: DAY,
@@ -76,6 +81,8 @@ export const defaultServerOptions: ServerOptions = {
   ticketLifetimeMs: 3600_000,
   peerTtlMs: 90_000,
   peerPauseAfterMs: 600_000,
+  // Three missed passes of `verify` at its default interval (15 s), and its probe timeout (5 s).
+  verdictTtlMs: 50_000,
   maxPollWaitSeconds: MAX_POLL_WAIT_SECONDS,
   clientAddress: defaultClientAddressOptions,
 };

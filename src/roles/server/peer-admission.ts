@@ -1,5 +1,5 @@
 import type { Verdict } from '../../protocol/messages.js';
-import type { PeerRecord, PeerRegistrationInput } from '../../storage/server-store.js';
+import type { PeerRecord, PeerRegistrationInput, PeerRegistry } from '../../storage/server-store.js';
 
 // The admission rules of the peer registry (LEP 007): what a (re-)registration and a verdict do
 // to a give peer's state. The stores apply them atomically (registerPeer, recordVerdict).
@@ -42,4 +42,20 @@ export function applyVerdict(peer: PeerRecord, verdict: Verdict, pauseAfterMs: n
   if (verdict.ok) return { ...rest, state: 'verified', lastVerdict: verdict };
   const failingSince = peer.failingSince ?? verdict.at;
   return { ...rest, failingSince, state: verdict.at - failingSince >= pauseAfterMs ? 'paused' : 'candidate', lastVerdict: verdict };
+}
+
+/**
+ * The state a peer is in now: a verified peer whose last pass is older than `verdictTtlMs` counts as
+ * a candidate (out of the round robin, probed like one) until a fresh pass. Verification that no
+ * verifier renews goes stale, so a dead verifier cannot leave peers in the rotation for ever.
+ */
+export function currentState(peer: PeerRecord, now: number, verdictTtlMs: number): PeerRecord {
+  if (peer.state !== 'verified') return peer;
+  const passedAt = peer.lastVerdict?.ok ? peer.lastVerdict.at : undefined;
+  return passedAt !== undefined && now - passedAt <= verdictTtlMs ? peer : { ...peer, state: 'candidate' };
+}
+
+/** The registry's live peers in their current state (see currentState): what get, DNS and the gauges see. */
+export function currentPeers(registry: Pick<PeerRegistry, 'listPeers'>, verdictTtlMs: number): Pick<PeerRegistry, 'listPeers'> {
+  return { listPeers: async (now) => (await registry.listPeers(now)).map((p) => currentState(p, now, verdictTtlMs)) };
 }

@@ -2,7 +2,8 @@ import type { Clock, ClockTimer } from '../../core/clock.js';
 import { FaultBoundary } from '../../core/fault-boundary.js';
 import type { Logger } from '../../core/logger.js';
 import type { Startable } from '../../core/lifecycle.js';
-import type { PeerRegistry } from '../../storage/server-store.js';
+import type { PeerRecord, PeerRegistry } from '../../storage/server-store.js';
+import { currentState } from './peer-admission.js';
 import type { ServerMetrics } from './metrics.js';
 
 export interface RotationMonitorOptions {
@@ -11,6 +12,8 @@ export interface RotationMonitorOptions {
   checkEveryMs: number;
   /** While below, the warning is repeated this often. */
   repeatWarningMs: number;
+  /** Verified peers without a pass this fresh are out of the round robin; no verdict for this long is warned about. */
+  verdictTtlMs: number;
 }
 
 /**
@@ -26,6 +29,9 @@ export class RotationMonitor implements Startable {
   #poked: ClockTimer | undefined;
   #below = false;
   #warnedAt = -Infinity;
+  #silent = false;
+  #silenceWarnedAt = -Infinity;
+  #startedAt: number | undefined;
   #stopped = false;
 
   constructor(components: { store: Pick<PeerRegistry, 'listPeers'>; clock: Clock; logger: Logger; metrics: ServerMetrics; faults?: FaultBoundary }, options: RotationMonitorOptions) {
@@ -35,6 +41,7 @@ export class RotationMonitor implements Startable {
   }
 
   async start(): Promise<void> {
+    this.#startedAt = this.#c.clock.now();
     this.#c.metrics.roundRobinMin.set(this.#o.minRotation);
     await this.check();
     this.#schedule();
@@ -69,11 +76,33 @@ export class RotationMonitor implements Startable {
     this.#poked.unref?.();
   }
 
+  /**
+   * The verifiers' pulse, from the verdicts on live peers: the age of the newest pass (a gauge), and
+   * a warning (repeated while it lasts) when peers are registered but no verdict at all is fresher
+   * than --verdict-ttl, which is when their verification goes stale.
+   */
+  #checkVerifiers(peers: readonly PeerRecord[], now: number): void {
+    const since = this.#startedAt ?? now;
+    const newest = (ok?: boolean) => Math.max(since, ...peers.flatMap((p) => (p.lastVerdict && (ok === undefined || p.lastVerdict.ok === ok) ? [p.lastVerdict.at] : [])));
+    this.#c.metrics.verifierLastPassAge.set(Math.max(0, (now - newest(true)) / 1000));
+    const silentMs = now - newest();
+    const silent = peers.length > 0 && silentMs > this.#o.verdictTtlMs;
+    if (silent && (!this.#silent || now - this.#silenceWarnedAt >= this.#o.repeatWarningMs)) {
+      this.#c.logger.warn({ silentSeconds: Math.round(silentMs / 1000), verdictTtlSeconds: this.#o.verdictTtlMs / 1000, peers: peers.length }, 'no verifier has reported for longer than --verdict-ttl; verified peers leave the round robin');
+      this.#silenceWarnedAt = now;
+    } else if (!silent && this.#silent) {
+      this.#c.logger.info({}, 'verifiers report again');
+    }
+    this.#silent = silent;
+  }
+
   /** One look at the registry (run on a timer, and after changes such as verdicts). */
   async check(): Promise<void> {
     try {
       const now = this.#c.clock.now();
-      const peers = await this.#c.store.listPeers(now);
+      const registered = await this.#c.store.listPeers(now);
+      this.#checkVerifiers(registered, now);
+      const peers = registered.map((p) => currentState(p, now, this.#o.verdictTtlMs));
       const count = { candidate: 0, verified: 0, paused: 0 };
       for (const p of peers) count[p.state]++;
       for (const [state, n] of Object.entries(count)) this.#c.metrics.peers.set({ state }, n);

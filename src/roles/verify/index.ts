@@ -1,7 +1,7 @@
 import type { Clock } from '../../core/clock.js';
 import type { Startable } from '../../core/lifecycle.js';
 import type { Logger } from '../../core/logger.js';
-import { sleep } from '../../net/retry.js';
+import { Backoff, SERVER_BACKOFF, sleep } from '../../net/retry.js';
 import { Verifier, type VerdictReport, type VerifierOptions, type VerifyApi } from './verifier.js';
 
 export interface VerifyComponents {
@@ -44,13 +44,50 @@ export class VerifyLoop implements Startable {
   }
 
   async start(): Promise<void> {
-    this.#running ??= this.#loop();
+    this.#running ??= Promise.all([this.#loop(), this.#answerRequests()]).then(() => undefined);
   }
 
   /** No new probe starts; those under way finish and post their verdicts. */
   async stop(): Promise<void> {
     this.#abort.abort();
     await this.#running;
+  }
+
+  /**
+   * Between passes: long-polls the server for peers to probe now (one that registered, one users
+   * reported) and probes each at once, so a new peer is admitted in about a second whatever the
+   * interval. A failed poll is waited out (SERVER_BACKOFF) and retried.
+   */
+  async #answerRequests(): Promise<void> {
+    const { api, clock, logger } = this.#c;
+    if (!api.probeRequests) return;
+    const signal = this.#abort.signal;
+    const backoff = new Backoff(SERVER_BACKOFF);
+    const probing = new Map<string, Promise<void>>();
+    let since: number | undefined;
+    while (!signal.aborted) {
+      try {
+        const asked = await api.probeRequests(since, PROBE_REQUEST_WAIT_SECONDS, signal);
+        since = asked.now;
+        backoff.reset();
+        for (const peer of asked.peers) {
+          // A peer asked for again while its probe is under way is not probed twice.
+          if (probing.has(peer.peerId)) continue;
+          const probe = this.#verifier
+            .probe(peer)
+            .then((report) => void (report && this.#c.onVerdict?.(report)))
+            .catch((err: unknown) => logger.warn({ code: (err as { code?: string }).code }, 'requested probe failed'))
+            .finally(() => probing.delete(peer.peerId));
+          probing.set(peer.peerId, probe);
+        }
+      } catch (err) {
+        if (signal.aborted) break;
+        logger.warn({ code: (err as { code?: string }).code }, 'waiting for probe requests failed; retrying');
+        await sleep(clock, backoff.next(), signal);
+      }
+    }
+    // Probes under way finish and post their verdicts before stop() returns.
+    await Promise.all(probing.values());
   }
 
   async #loop(): Promise<void> {
@@ -66,6 +103,9 @@ export class VerifyLoop implements Startable {
     }
   }
 }
+
+/** How long one wait for probe requests is held by the server. */
+const PROBE_REQUEST_WAIT_SECONDS = 30;
 
 export function createVerify(components: VerifyComponents, options: VerifyOptions): VerifyLoop {
   return new VerifyLoop(components, options);

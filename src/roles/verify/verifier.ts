@@ -2,8 +2,8 @@ import type { Logger } from '../../core/logger.js';
 import type { ApiClient } from '../../net/api-client.js';
 import type { PeerInfo, VerdictRequest } from '../../protocol/messages.js';
 
-/** What the verifier asks of the server. */
-export type VerifyApi = Pick<ApiClient, 'peers' | 'ticket' | 'canary' | 'verdict'>;
+/** What the verifier asks of the server (probeRequests: to probe registered and reported peers at once). */
+export type VerifyApi = Pick<ApiClient, 'peers' | 'ticket' | 'canary' | 'verdict'> & Partial<Pick<ApiClient, 'probeRequests'>>;
 import { identityFingerprint } from '../../crypto/peer-identity.js';
 import { probePeer, type ProbeOptions } from './probe.js';
 
@@ -43,23 +43,30 @@ export class Verifier {
     const worker = async () => {
       // Once stopped, no new probe starts (those under way finish and post their verdicts).
       for (let peer = queue.shift(); peer && !on.signal?.aborted; peer = queue.shift()) {
-        // A ticket for this peer alone, as a get client gets one.
-        const { ticket } = await this.#api.ticket({ peer: identityFingerprint(peer.identityKey) });
-        const canary = await this.#api.canary();
-        const socksCanary = peer.protocols.includes('socks5') ? await this.#api.canary() : undefined;
-        const endpoint = { host: peer.host, port: peer.port, identityKey: peer.identityKey, ...(peer.plaintext ? { plaintext: true } : {}), ...(peer.sniName ? { sniName: peer.sniName } : {}) };
-        const verdict = await probePeer({ ...endpoint, peerId: peer.peerId }, { ticket, canary, ...(socksCanary ? { socksCanary } : {}), server: this.#o.server, timeoutMs: this.#o.timeoutMs, maxLatencyMs: this.#o.maxLatencyMs, minMbps: this.#o.minMbps });
-        try {
-          const after = await this.#api.verdict(peer.peerId, verdict);
-          const report = { peerId: peer.peerId, host: peer.host, port: peer.port, state: after.state, ...verdict };
-          reports.push(report);
-          on.verdict?.(report);
-        } catch (err) {
-          this.#logger.warn({ code: (err as { code?: string }).code }, 'verdict not recorded (peer gone?)');
-        }
+        const report = await this.probe(peer);
+        if (!report) continue;
+        reports.push(report);
+        on.verdict?.(report);
       }
     };
     await Promise.all(Array.from({ length: Math.max(1, this.#o.concurrency) }, worker));
     return reports;
+  }
+
+  /** Probes one peer and posts the verdict; undefined when the server did not take it (the peer is gone). */
+  async probe(peer: PeerInfo): Promise<VerdictReport | undefined> {
+    // A ticket for this peer alone, as a get client gets one.
+    const { ticket } = await this.#api.ticket({ peer: identityFingerprint(peer.identityKey) });
+    const canary = await this.#api.canary();
+    const socksCanary = peer.protocols.includes('socks5') ? await this.#api.canary() : undefined;
+    const endpoint = { host: peer.host, port: peer.port, identityKey: peer.identityKey, ...(peer.plaintext ? { plaintext: true } : {}), ...(peer.sniName ? { sniName: peer.sniName } : {}) };
+    const verdict = await probePeer({ ...endpoint, peerId: peer.peerId }, { ticket, canary, ...(socksCanary ? { socksCanary } : {}), server: this.#o.server, timeoutMs: this.#o.timeoutMs, maxLatencyMs: this.#o.maxLatencyMs, minMbps: this.#o.minMbps });
+    try {
+      const after = await this.#api.verdict(peer.peerId, verdict);
+      return { peerId: peer.peerId, host: peer.host, port: peer.port, state: after.state, ...verdict };
+    } catch (err) {
+      this.#logger.warn({ code: (err as { code?: string }).code }, 'verdict not recorded (peer gone?)');
+      return undefined;
+    }
   }
 }

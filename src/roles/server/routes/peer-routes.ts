@@ -2,18 +2,22 @@ import { createHash, randomUUID } from 'node:crypto';
 import { LanternError } from '../../../core/errors.js';
 import { CanaryMaker } from '../../../crypto/canary.js';
 import { API } from '../../../protocol/api-paths.js';
-import { PeerRegistration, VerdictRequest } from '../../../protocol/messages.js';
+import { PeerRegistration, PeerReport, ProbeRequestsQuery, VerdictRequest } from '../../../protocol/messages.js';
 import { parseMessage } from '../../../protocol/validate.js';
 import type { PeerRecord } from '../../../storage/server-store.js';
 import { parseJson, sendJson } from '../http-kit.js';
-import { applyVerdict, nextPeerRecord } from '../peer-admission.js';
+import { applyVerdict, currentState, nextPeerRecord } from '../peer-admission.js';
 import { deviceOf, open, signed, type Route, type RouteContext } from './route.js';
 
 /** A registration as its owner and verifiers see it (without the owner's ids). */
-const peerInfo = ({ userId: _u, deviceId: _d, ...info }: PeerRecord) => info;
+/** A registration as clients see it: without its owner, in its current state (see currentState). */
+const peerInfoAt = (now: number, ttlMs: number) => (record: PeerRecord) => {
+  const { userId: _u, deviceId: _d, ...info } = currentState(record, now, ttlMs);
+  return info;
+};
 
 /** The peer registry: give peers register and heartbeat; get clients read the verified round robin. */
-export function peerRoutes({ c, options, clients }: RouteContext): Route[] {
+export function peerRoutes({ c, options, clients, probes, limit }: RouteContext): Route[] {
   return [
     signed('POST', API.peers, async ({ req, res, body, auth }) => {
       const reg = parseMessage(PeerRegistration, parseJson(body));
@@ -36,30 +40,58 @@ export function peerRoutes({ c, options, clients }: RouteContext): Route[] {
       };
       const record = await c.store.registerPeer(deviceOf(auth), (prev) => nextPeerRecord(prev, input, now, options.peerTtlMs, randomUUID));
       c.logger.info({ peerId: record.peerId, client: host }, 'give peer registered');
-      sendJson(res, 200, peerInfo(record));
+      // A verifier probes a new (or changed) peer now, not at its next pass.
+      if (record.state === 'candidate') await probes.request(record.peerId).catch((err: unknown) => c.logger.warn({ err }, 'probe request not sent'));
+      sendJson(res, 200, peerInfoAt(c.clock.now(), options.verdictTtlMs)(record));
     }),
     signed('POST', API.peerHeartbeat, async ({ res, auth }) => {
       const record = await c.store.heartbeatPeer(deviceOf(auth), c.clock.now(), options.peerTtlMs);
       if (!record) throw new LanternError('LA_ERR_PEER_NOT_REGISTERED');
-      sendJson(res, 200, peerInfo(record));
+      sendJson(res, 200, peerInfoAt(c.clock.now(), options.verdictTtlMs)(record));
     }),
     signed('GET', API.peerSelf, async ({ res, auth }) => {
       const mine = (await c.store.listPeers(c.clock.now())).find((p) => p.userId === auth.userId && p.deviceId === auth.deviceId);
       if (!mine) throw new LanternError('LA_ERR_PEER_NOT_REGISTERED');
-      sendJson(res, 200, peerInfo(mine));
+      sendJson(res, 200, peerInfoAt(c.clock.now(), options.verdictTtlMs)(mine));
     }),
     signed('DELETE', API.peers, async ({ res, auth }) => sendJson(res, 200, { unregistered: await c.store.unregisterPeer(deviceOf(auth)) })),
+    signed('POST', API.peerReport, async ({ res, body, auth }) => {
+      const report = parseMessage(PeerReport, parseJson(body));
+      await limit(`peer-report:${auth.userId}`, options.rate.peerReport);
+      const now = c.clock.now();
+      const peer = (await c.store.listPeers(now)).find((p) => p.identityKey === report.identityKey && p.state !== 'paused');
+      // One report per user and peer a minute counts; it only asks for a probe (a censor reporting
+      // honest peers gets them probed, never evicted).
+      const fresh = peer !== undefined && (await c.store.claimNonce(`peer-report:${peer.peerId}`, auth.userId, now + 60_000));
+      if (fresh) {
+        c.logger.info({ peerId: peer.peerId, status: report.status }, 'give peer reported by a user; probing it');
+        await probes.request(peer.peerId);
+      }
+      sendJson(res, 202, { accepted: fresh });
+    }),
     signed('GET', API.roundRobin, async ({ res }) => {
       // Get clients only ever receive verified peers.
-      const verified = (await c.store.listPeers(c.clock.now())).filter((p) => p.state === 'verified');
+      const now = c.clock.now();
+      const verified = (await c.store.listPeers(now)).filter((p) => currentState(p, now, options.verdictTtlMs).state === 'verified');
       sendJson(res, 200, { peers: verified.map(({ host, port, protocols, identityKey, sniName }) => ({ host, port, protocols, identityKey, ...(sniName ? { sniName } : {}) })) });
     }),
   ];
 }
 
 /** Verification: canaries to fetch through peers, the candidate list and verdicts (verifier accounts). */
-export function verificationRoutes({ c, options, requireVerifier }: RouteContext): Route[] {
+export function verificationRoutes({ c, options, requireVerifier, probes }: RouteContext): Route[] {
   return [
+    signed('GET', API.probeRequests, async ({ res, url, auth }) => {
+      await requireVerifier(auth);
+      const q = parseMessage(ProbeRequestsQuery, Object.fromEntries(url.searchParams));
+      const gone = new AbortController();
+      res.once('close', () => gone.abort());
+      const asked = await probes.since(q.since, Math.min(q.wait, options.maxPollWaitSeconds) * 1000, gone.signal);
+      if (gone.signal.aborted) return;
+      const wanted = new Set(asked.peerIds);
+      const peers = (await c.store.listPeers(asked.now)).filter((p) => wanted.has(p.peerId) && p.state !== 'paused');
+      sendJson(res, 200, { now: asked.now, peers: peers.map(peerInfoAt(asked.now, options.verdictTtlMs)) });
+    }),
     signed('POST', API.canary, async ({ res, auth }) => {
       await requireVerifier(auth);
       const nonce = CanaryMaker.newNonce();
@@ -74,7 +106,8 @@ export function verificationRoutes({ c, options, requireVerifier }: RouteContext
     }),
     signed('GET', API.peers, async ({ res, auth }) => {
       await requireVerifier(auth);
-      sendJson(res, 200, { peers: (await c.store.listPeers(c.clock.now())).map(peerInfo) });
+      const now = c.clock.now();
+      sendJson(res, 200, { peers: (await c.store.listPeers(now)).map(peerInfoAt(now, options.verdictTtlMs)) });
     }),
     signed('POST', API.verdict, async ({ res, params, body, auth }) => {
       await requireVerifier(auth);
@@ -84,7 +117,7 @@ export function verificationRoutes({ c, options, requireVerifier }: RouteContext
       if (!record) throw new LanternError('LA_ERR_PEER_NOT_REGISTERED', 'No live peer with that id');
       c.metrics?.verdicts.inc({ result: verdict.ok ? 'pass' : 'fail' });
       c.onVerdict?.(record);
-      sendJson(res, 200, peerInfo(record));
+      sendJson(res, 200, peerInfoAt(c.clock.now(), options.verdictTtlMs)(record));
     }),
   ];
 }

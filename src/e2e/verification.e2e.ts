@@ -1,0 +1,106 @@
+import { createServer as createHttpServer } from 'node:http';
+import test from 'ava';
+import { ProxyAgent, request } from 'undici';
+import { listen } from '../net/listen.js';
+import { announcedPeer } from '../testing/helpers/give-client.js';
+import { addAgent } from '../testing/helpers/agents.js';
+import { startRole, testServer, type RunningRole } from '../testing/helpers/cli.js';
+import { scrape, until } from '../testing/helpers/observe.js';
+
+// Issue 16: verification that reacts in seconds (a new peer, users' reports) and goes stale when no
+// verifier renews it. Whole binaries on loopback; `verify` runs with a 60 s interval, so anything
+// faster than that comes from the probe requests, not from a pass.
+
+const metric = async (url: string, name: string) => (await scrape(url))(name);
+
+test('a new peer is admitted within 2 s of registering; killing the verifier empties the round robin after --verdict-ttl, with metric and warning', async (t) => {
+  const { dir, server } = await testServer(t, ['--verdict-ttl', '4s', '--metrics-listen', '127.0.0.1:0', '--log-level', 'info']);
+  const metricsUrl = String(server.events.find((e) => e['event'] === 'metrics-listening')?.['url']);
+  const verifier = await addAgent(server, dir, 'verifier', { role: 'verifier' });
+  const [first, second] = [await addAgent(server, dir, 'first'), await addAgent(server, dir, 'second')];
+  const user = await addAgent(server, dir, 'user');
+  const userApi = await user.api();
+  t.teardown(() => userApi.close());
+  const giveArgs = (home: string) => ['give', '--listen', '127.0.0.1:0', '--home', home, '--allow-private-destinations'];
+  const early = await startRole(giveArgs(first.home), 'registered');
+  t.teardown(() => early.stop('SIGKILL'));
+  // The verifier's first pass admits the peer already there; then it waits for probe requests.
+  const verify = await startRole(['verify', '--home', verifier.home, '--interval', '60s', '--timeout', '2s', '--json'], (v) => v['ok'] === true);
+  t.teardown(() => verify.stop());
+  await new Promise((r) => setTimeout(r, 500));
+
+  const give = await startRole(giveArgs(second.home), 'registered');
+  t.teardown(() => give.stop('SIGKILL'));
+  const registeredAt = performance.now();
+  await until('admission', async () => ((await userApi.roundRobin()).length === 2 ? true : undefined), 5000);
+  const admittedAfter = performance.now() - registeredAt;
+  t.log(`admitted ${Math.round(admittedAfter)} ms after it registered (pass interval 60 s)`);
+  t.true(admittedAfter < 2000, `admitted after ${Math.round(admittedAfter)} ms`);
+  t.true((await metric(metricsUrl, 'lantern_verifier_last_pass_age_seconds'))! < 5);
+
+  await verify.stop('SIGKILL');
+  const killedAt = performance.now();
+  const logBefore = server.stderr().length;
+  await until('the verdict to go stale', async () => ((await userApi.roundRobin()).length === 0 ? true : undefined), 10_000);
+  const staleAfter = performance.now() - killedAt;
+  t.log(`out of the round robin ${Math.round(staleAfter)} ms after the verifier was killed (--verdict-ttl 4 s)`);
+  t.true(staleAfter >= 3000 && staleAfter < 7000, `stale after ${Math.round(staleAfter)} ms`);
+  await until('the warning', async () => (/no verifier has reported for longer than --verdict-ttl/.test(server.stderr().slice(logBefore)) ? true : undefined), 8000);
+  t.true((await metric(metricsUrl, 'lantern_verifier_last_pass_age_seconds'))! >= 4);
+});
+
+test("a get client's report of a failing peer has it probed, and evicted, in seconds rather than at the next pass", async (t) => {
+  const { dir, server } = await testServer(t, ['--log-level', 'info']);
+  const origin = createHttpServer((_req, res) => res.end('through a peer'));
+  const originPort = (await listen(origin, '127.0.0.1', 0)).port;
+  t.teardown(() => origin.close());
+  const verifier = await addAgent(server, dir, 'verifier', { role: 'verifier' });
+  const [a, b, user] = [await addAgent(server, dir, 'a'), await addAgent(server, dir, 'b'), await addAgent(server, dir, 'user')];
+  const gives: RunningRole[] = [];
+  for (const owner of [a, b]) {
+    const g = await startRole(['give', '--listen', '127.0.0.1:0', '--home', owner.home, '--allow-private-destinations'], 'registered');
+    t.teardown(() => g.stop('SIGKILL'));
+    gives.push(g);
+  }
+  const verdicts = (v: Record<string, unknown>) => v['ok'] === true;
+  const verify = await startRole(['verify', '--home', verifier.home, '--interval', '60s', '--timeout', '2s', '--json'], verdicts);
+  t.teardown(() => verify.stop());
+  const userApi = await user.api();
+  t.teardown(() => userApi.close());
+  await until('both admitted', async () => ((await userApi.roundRobin()).length === 2 ? true : undefined), 5000);
+  const get = await startRole(['get', '--listen', '127.0.0.1:0', '--home', user.home]);
+  t.teardown(() => get.stop('SIGKILL'));
+
+  // Peer b stops serving: the next pass is a minute away, but get notices at its first request.
+  await gives[1]!.stop('SIGKILL');
+  const failedAt = performance.now();
+  for (let i = 0; i < 4; i++) {
+    const res = await request(`http://127.0.0.1:${originPort}/`, { dispatcher: new ProxyAgent({ uri: get.url, proxyTunnel: true }) });
+    t.is(await res.body.text(), 'through a peer', `request ${i + 1} went through the other peer`);
+  }
+  await until('eviction', async () => ((await userApi.roundRobin()).length === 1 ? true : undefined), 5000);
+  t.log(`evicted ${Math.round(performance.now() - failedAt)} ms after it stopped serving (pass interval 60 s)`);
+  t.true(await until('the report in the log', async () => (/give peer reported by a user; probing it/.test(server.stderr()) ? true : undefined), 3000));
+  // The verifier's line comes on its stdout, perhaps after the server has the verdict.
+  const failedPort = Number(new URL(gives[1]!.url).port);
+  t.true(await until('the failed probe', async () => (verify.events.some((v) => v['ok'] === false && v['port'] === failedPort) ? true : undefined), 3000));
+});
+
+test('reports are counted once per user and peer, are rate limited, and never evict by themselves', async (t) => {
+  const { dir, server } = await testServer(t, ['--rate-peer-report', '3/0.001']);
+  const owner = await addAgent(server, dir, 'owner');
+  const reporters = [await addAgent(server, dir, 'r1'), await addAgent(server, dir, 'r2')];
+  const give = await startRole(['give', '--listen', '127.0.0.1:0', '--home', owner.home, '--allow-private-destinations'], 'registered');
+  t.teardown(() => give.stop('SIGKILL'));
+  const key = announcedPeer(give).identityKey;
+  const [one, two, own] = await Promise.all([...reporters.map((r) => r.api()), owner.api()]);
+  t.teardown(() => Promise.all([one!.close(), two!.close(), own!.close()]));
+  t.true(await one!.reportPeer(key, 'tunnel-failed'), 'the first report counts');
+  t.false(await one!.reportPeer(key, 'tunnel-failed'), 'the same user again within a minute does not');
+  t.true(await two!.reportPeer(key, 'tunnel-failed'), 'another user does');
+  t.false(await one!.reportPeer(Buffer.alloc(91, 7).toString('base64url'), 'tunnel-failed'), 'an unknown peer is not counted');
+  await t.throwsAsync(one!.reportPeer(key, 'tunnel-failed'), { code: 'LA_ERR_RATE_LIMITED' } as never);
+  const self = await own!.peerSelf();
+  t.is(self.state, 'candidate', 'no verdict came of it: nobody verified');
+  t.is(self.lastVerdict, undefined);
+});

@@ -1,10 +1,12 @@
+import { createSocket } from 'node:dgram';
 import { createServer as createHttpServer } from 'node:http';
+import * as dnsPacket from 'dns-packet';
 import test from 'ava';
 import { ProxyAgent, request } from 'undici';
 import { listen } from '../net/listen.js';
 import { announcedPeer } from '../testing/helpers/give-client.js';
 import { addAgent } from '../testing/helpers/agents.js';
-import { startRole, testServer, type RunningRole } from '../testing/helpers/cli.js';
+import { runCli, startRole, testServer, type RunningRole } from '../testing/helpers/cli.js';
 import { scrape, until } from '../testing/helpers/observe.js';
 
 // Issue 16: verification that reacts in seconds (a new peer, users' reports) and goes stale when no
@@ -103,4 +105,73 @@ test('reports are counted once per user and peer, are rate limited, and never ev
   const self = await own!.peerSelf();
   t.is(self.state, 'candidate', 'no verdict came of it: nobody verified');
   t.is(self.lastVerdict, undefined);
+});
+
+test('with --verifier-quorum 2 a peer needs passes from two verifiers; peers shows each verifier’s view', async (t) => {
+  const { dir, server } = await testServer(t, ['--verifier-quorum', '2']);
+  const checkers = [await addAgent(server, dir, 'east', { role: 'verifier' }), await addAgent(server, dir, 'west', { role: 'verifier' })];
+  const [owner, user] = [await addAgent(server, dir, 'owner'), await addAgent(server, dir, 'user')];
+  const give = await startRole(['give', '--listen', '127.0.0.1:0', '--home', owner.home, '--allow-private-destinations'], 'registered');
+  t.teardown(() => give.stop('SIGKILL'));
+  const userApi = await user.api();
+  t.teardown(() => userApi.close());
+  const once = async (home: string) => {
+    const r = await runCli(['verify', '--once', '--home', home, '--json', '--timeout', '3s']);
+    t.is(r.code, 0, r.stderr);
+    return JSON.parse(r.stdout.trim().split('\n')[0]!) as { ok: boolean; state: string };
+  };
+  t.like(await once(checkers[0]!.home), { ok: true, state: 'candidate' }, 'one pass of the two needed');
+  t.deepEqual(await userApi.roundRobin(), []);
+  t.like(await once(checkers[1]!.home), { ok: true, state: 'verified' });
+  t.is((await userApi.roundRobin()).length, 1);
+  const listed = await runCli(['peers', '--home', checkers[0]!.home]);
+  t.is(listed.stdout.match(/ {2}verifier [0-9a-f-]+:\d+: pass at /g)?.length, 2, listed.stdout);
+  const ownerApi = await owner.api();
+  t.teardown(() => ownerApi.close());
+  t.is((await ownerApi.heartbeatPeer()).verdicts, undefined, 'the give peer does not learn who verifies it');
+});
+
+/** A DNS server on loopback that answers every A query with `answer` (undefined: NXDOMAIN). */
+async function fakeDns(t: { teardown(fn: () => unknown): void }): Promise<{ port: number; answer: string | undefined }> {
+  const state = { port: 0, answer: undefined as string | undefined };
+  const socket = createSocket('udp4');
+  socket.on('message', (msg, rinfo) => {
+    const query = dnsPacket.decode(msg);
+    const question = query.questions?.[0];
+    const reply = dnsPacket.encode({
+      type: 'response',
+      id: query.id,
+      flags: dnsPacket.AUTHORITATIVE_ANSWER | (state.answer ? 0 : 3),
+      questions: query.questions,
+      answers: state.answer && question ? [{ name: question.name, type: 'A', ttl: 5, data: state.answer }] : [],
+    });
+    socket.send(reply, rinfo.port, rinfo.address);
+  });
+  await new Promise<void>((resolve) => socket.bind(0, '127.0.0.1', resolve));
+  state.port = socket.address().port;
+  t.teardown(() => socket.close());
+  return state;
+}
+
+test("verify --dns resolves each peer's name from the server's DNS first: a wrong or missing answer fails the peer", async (t) => {
+  const { dir, server } = await testServer(t, ['--dns-listen', '127.0.0.1:0', '--zone', 'lantern.test']);
+  const dnsPort = Number(server.events.find((e) => e['event'] === 'dns-listening')?.['port']);
+  const verifier = await addAgent(server, dir, 'verifier', { role: 'verifier' });
+  const owner = await addAgent(server, dir, 'owner');
+  const give = await startRole(['give', '--listen', '127.0.0.1:0', '--home', owner.home, '--allow-private-destinations'], 'registered');
+  t.teardown(() => give.stop('SIGKILL'));
+  const once = async (dns: string) => {
+    const r = await runCli(['verify', '--once', '--home', verifier.home, '--json', '--timeout', '3s', '--dns', dns, '--zone', 'lantern.test']);
+    t.is(r.code, 0, r.stderr);
+    return JSON.parse(r.stdout.trim().split('\n')[0]!) as { ok: boolean; status: string; state: string };
+  };
+  t.like(await once(`127.0.0.1:${dnsPort}`), { ok: true, status: 'ok', state: 'verified' }, "the server's own DNS names the peer's address");
+  const fake = await fakeDns(t);
+  fake.answer = '192.0.2.1';
+  t.like(await once(`127.0.0.1:${fake.port}`), { ok: false, status: 'dns-mismatch', state: 'candidate' }, 'a name that points elsewhere evicts');
+  fake.answer = undefined;
+  t.like(await once(`127.0.0.1:${fake.port}`), { ok: false, status: 'dns-failed' });
+  const usage = await runCli(['verify', '--once', '--home', verifier.home, '--dns', `127.0.0.1:${dnsPort}`]);
+  t.is(usage.code, 2);
+  t.regex(usage.stderr, /--dns and --zone go together/);
 });

@@ -326,6 +326,8 @@ export const PeerInfo = z.strictObject({
   registeredAt: z.int(),
   expiresAt: z.int(),
   lastVerdict: Verdict.optional(),
+  /** Each verifier's latest verdict, by verifier (shown to verifiers only). */
+  verdicts: z.record(z.string().max(80), Verdict).optional(),
   /** Since when it has failed without a pass in between. */
   failingSince: z.int().optional(),
 });

@@ -1,11 +1,12 @@
 import { Command } from 'commander';
+import type { Verdict } from '../../protocol/messages.js';
 import { withApi } from '../agent-home.js';
 import { resolveHome } from '../config.js';
 import { writeJson, writeLine, type Io } from '../io.js';
 
 export function peersCommand(io: Io, done: (code: number) => void): Command {
   return new Command('peers')
-    .description('Operator view: registered give peers, their state and last verdict (verifier accounts)')
+    .description("Operator view: registered give peers, their state and last verdict, and each verifier's (verifier accounts)")
     .option('--home <dir>', 'agent home (default $LANTERN_HOME, else ~/.lantern-agent)')
     .option('--json', 'print JSON')
     .action(async (flags: { home?: string; json?: boolean }) => {
@@ -13,9 +14,12 @@ export function peersCommand(io: Io, done: (code: number) => void): Command {
         const peers = await api.peers();
         if (flags.json) writeJson(io.stdout, { peers, verified: peers.filter((p) => p.state === 'verified').length });
         else {
+          const verdictText = (v: Verdict) => `${v.ok ? 'pass' : `FAIL (${v.status})`} at ${new Date(v.at).toISOString()}`;
           for (const p of peers) {
-            const v = p.lastVerdict ? `${p.lastVerdict.ok ? 'pass' : `FAIL (${p.lastVerdict.status})`} at ${new Date(p.lastVerdict.at).toISOString()}` : 'not verified yet';
-            writeLine(io.stdout, `${p.peerId} ${p.host}:${p.port} ${p.state.padEnd(9)} ${v}`);
+            writeLine(io.stdout, `${p.peerId} ${p.host}:${p.port} ${p.state.padEnd(9)} ${p.lastVerdict ? verdictText(p.lastVerdict) : 'not verified yet'}`);
+            // With several verifiers, each one's view (its latest verdict still counting).
+            const views = Object.entries(p.verdicts ?? {});
+            if (views.length > 1) for (const [verifier, v] of views) writeLine(io.stdout, `  verifier ${verifier}: ${verdictText(v)}`);
           }
         }
       });

@@ -49,6 +49,7 @@ interface ServerFlags {
   peerTtl: number;
   peerPauseAfter: number;
   verdictTtl: number;
+  verifierQuorum: number;
   ratePair: ServerOptions['rate']['pair'];
   rateRecipientBytes: ServerOptions['rate']['pair'];
   rateLoginAddress: ServerOptions['rate']['pair'];
@@ -147,6 +148,7 @@ export function serverCommand(io: Io, done: (code: number) => void): Command {
     .addOption(durationOption('--peer-ttl <duration>', 'a give peer registration lives this long after its last heartbeat', d.peerTtlMs))
     .addOption(durationOption('--peer-pause-after <duration>', 'pause a peer that fails verification this long', d.peerPauseAfterMs))
     .addOption(durationOption('--verdict-ttl <duration>', 'a verified peer without a fresh pass this long leaves the round robin', d.verdictTtlMs))
+    .option('--verifier-quorum <n>', 'verifiers (each its latest verdict) that must pass a peer to admit it, or fail it to evict it', parsePositiveInt, d.verifierQuorum)
     .addOption(durationOption('--ticket-lifetime <duration>', 'lifetime of proxy tickets', d.ticketLifetimeMs))
     .option('--sessions-per-device <n>', 'request-signing sessions (LA1S) a device holds at most; the oldest ends first', parsePositiveInt, d.sessionsPerDevice)
     .addOption(durationOption('--session-lifetime <duration>', 'lifetime of request-signing sessions (LA1S)', d.sessionLifetimeMs))
@@ -313,6 +315,7 @@ function serverOptions(
     peerTtlMs: flags.peerTtl,
     peerPauseAfterMs: flags.peerPauseAfter,
     verdictTtlMs: flags.verdictTtl,
+    verifierQuorum: flags.verifierQuorum,
     maxPollWaitSeconds: MAX_POLL_WAIT_SECONDS,
     clientAddress: { trustProxy: flags.trustProxy, header: flags.clientAddressHeader, prefix: { v4: flags.ipv4Prefix, v6: flags.ipv6Prefix } },
   };

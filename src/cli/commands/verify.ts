@@ -1,4 +1,5 @@
 import { Command } from 'commander';
+import { LanternError } from '../../core/errors.js';
 import { createLogger } from '../../core/logger.js';
 import { systemClock } from '../../core/clock.js';
 import { createVerify } from '../../roles/verify/index.js';
@@ -18,6 +19,8 @@ interface VerifyFlags {
   minMbps: number;
   json?: boolean;
   logLevel: string;
+  dns?: string;
+  zone?: string;
 }
 
 export function verifyCommand(io: Io, done: (code: number) => void): Command {
@@ -30,9 +33,13 @@ export function verifyCommand(io: Io, done: (code: number) => void): Command {
     .addOption(durationOption('--timeout <duration>', 'per-step timeout', 5000))
     .addOption(durationOption('--max-latency <duration>', 'latency ceiling for the canary', 2000))
     .option('--min-mbps <n>', 'throughput floor for the canary (Mbit/s)', Number, 0.1)
+    .option('--dns <host:port>', "resolve each peer's name (<peer-id>.peers.ZONE) from this DNS server first (the server's --dns-listen); a wrong or missing answer fails the peer")
+    .option('--zone <zone>', 'the zone of --dns (the server\'s --zone)')
     .option('--json', 'one verdict per line (NDJSON)')
     .option('--log-level <level>', 'log level (stderr, JSON)', 'warn')
     .action(async (flags: VerifyFlags) => {
+      if ((flags.dns === undefined) !== (flags.zone === undefined)) throw new LanternError('LA_ERR_USAGE', '--dns and --zone go together');
+      if (flags.dns !== undefined && !/^(\[[0-9a-fA-F:.]+\]|[^\s:[\]]+):\d{1,5}$/.test(flags.dns)) throw new LanternError('LA_ERR_USAGE', `--dns ${flags.dns}: expected HOST:PORT`);
       const logger = createLogger({ level: flags.logLevel }).child({ component: 'verify' });
       await withApi(resolveHome(flags.home, io.env), async (api, credential) => {
         const server = new URL(credential.server);
@@ -69,6 +76,7 @@ export function verifyCommand(io: Io, done: (code: number) => void): Command {
             maxLatencyMs: flags.maxLatency,
             minMbps: flags.minMbps,
             intervalMs: flags.interval,
+            ...(flags.dns ? { dns: { server: flags.dns, zone: flags.zone! } } : {}),
           },
         );
         if (flags.once) {

@@ -107,7 +107,7 @@ async function startDns(
   for (const p of peers) {
     const { verified, ...input } = p;
     const rec = await store.registerPeer(input, (prev) => nextPeerRecord(prev, input, Date.now(), 3_600_000, randomUUID));
-    if (verified) await store.recordVerdict(rec.peerId, Date.now(), (p) => applyVerdict(p, { ok: true, status: 'ok', at: Date.now() }, 600_000));
+    if (verified) await store.recordVerdict(rec.peerId, Date.now(), (p) => applyVerdict(p, 'v', { ok: true, status: 'ok', at: Date.now() }, { peerPauseAfterMs: 600_000, verdictTtlMs: 3_600_000, verifierQuorum: 1 }));
     ids.push(rec.peerId);
   }
   const dns = new DnsServer(

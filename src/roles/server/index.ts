@@ -87,7 +87,7 @@ export class ServerRole implements Startable {
       : undefined;
     this.#rotation = new RotationMonitor(
       { store, clock, logger: logger.child({ component: 'rotation' }), metrics: this.metrics, faults: this.faults },
-      { minRotation: options.minRotation, checkEveryMs: 5000, repeatWarningMs: 60_000, verdictTtlMs: options.api.verdictTtlMs },
+      { minRotation: options.minRotation, checkEveryMs: 5000, repeatWarningMs: 60_000, verdictTtlMs: options.api.verdictTtlMs, verifierQuorum: options.api.verifierQuorum },
     );
     this.api = new LanternServer(
       { ...components, logger: logger.child({ component: 'server' }), metrics: this.metrics, faults: this.faults, onVerdict: () => this.#rotation.poke() },
@@ -111,7 +111,7 @@ export class ServerRole implements Startable {
     if (dns) {
       const server = new DnsServer(
         {
-          store: currentPeers(this.#c.store, this.#o.api.verdictTtlMs),
+          store: currentPeers(this.#c.store, this.#o.api),
           clock: this.#c.clock,
           logger: this.#c.logger.child({ component: 'dns' }),
           faults: this.faults,

@@ -50,6 +50,8 @@ export interface ServerOptions {
   peerPauseAfterMs: number;
   /** A verified peer without a fresh pass for this long leaves the round robin (see currentState). */
   verdictTtlMs: number;
+  /** Verifiers that must pass a peer to admit it, or fail it to evict it (each verifier's latest verdict counts). */
+  verifierQuorum: number;
   /** Longest a poll is held (seconds, at most 60). */
   maxPollWaitSeconds: number;
   /** Who a request comes from behind trusted proxies, and the networks per-address limits count. */
@@ -83,6 +85,7 @@ export const defaultServerOptions: ServerOptions = {
   peerPauseAfterMs: 600_000,
   // Three missed passes of `verify` at its default interval (15 s), and its probe timeout (5 s).
   verdictTtlMs: 50_000,
+  verifierQuorum: 1,
   maxPollWaitSeconds: MAX_POLL_WAIT_SECONDS,
   clientAddress: defaultClientAddressOptions,
 };

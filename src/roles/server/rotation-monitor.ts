@@ -14,6 +14,7 @@ export interface RotationMonitorOptions {
   repeatWarningMs: number;
   /** Verified peers without a pass this fresh are out of the round robin; no verdict for this long is warned about. */
   verdictTtlMs: number;
+  verifierQuorum: number;
 }
 
 /**
@@ -102,7 +103,7 @@ export class RotationMonitor implements Startable {
       const now = this.#c.clock.now();
       const registered = await this.#c.store.listPeers(now);
       this.#checkVerifiers(registered, now);
-      const peers = registered.map((p) => currentState(p, now, this.#o.verdictTtlMs));
+      const peers = registered.map((p) => currentState(p, now, this.#o));
       const count = { candidate: 0, verified: 0, paused: 0 };
       for (const p of peers) count[p.state]++;
       for (const [state, n] of Object.entries(count)) this.#c.metrics.peers.set({ state }, n);

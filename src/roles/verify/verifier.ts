@@ -5,6 +5,7 @@ import type { PeerInfo, VerdictRequest } from '../../protocol/messages.js';
 /** What the verifier asks of the server (probeRequests: to probe registered and reported peers at once). */
 export type VerifyApi = Pick<ApiClient, 'peers' | 'ticket' | 'canary' | 'verdict'> & Partial<Pick<ApiClient, 'probeRequests'>>;
 import { identityFingerprint } from '../../crypto/peer-identity.js';
+import { checkPeerName, type PeerDns } from './dns-check.js';
 import { probePeer, type ProbeOptions } from './probe.js';
 
 export interface VerifierOptions {
@@ -13,6 +14,8 @@ export interface VerifierOptions {
   timeoutMs: number;
   maxLatencyMs: number;
   minMbps: number;
+  /** Resolve each peer's name from the server's DNS first, and fail it unless the name gives its address. */
+  dns?: PeerDns;
 }
 
 export interface VerdictReport extends VerdictRequest {
@@ -60,7 +63,8 @@ export class Verifier {
     const canary = await this.#api.canary();
     const socksCanary = peer.protocols.includes('socks5') ? await this.#api.canary() : undefined;
     const endpoint = { host: peer.host, port: peer.port, identityKey: peer.identityKey, ...(peer.plaintext ? { plaintext: true } : {}), ...(peer.sniName ? { sniName: peer.sniName } : {}) };
-    const verdict = await probePeer({ ...endpoint, peerId: peer.peerId }, { ticket, canary, ...(socksCanary ? { socksCanary } : {}), server: this.#o.server, timeoutMs: this.#o.timeoutMs, maxLatencyMs: this.#o.maxLatencyMs, minMbps: this.#o.minMbps });
+    const dnsStatus = this.#o.dns ? await checkPeerName(this.#o.dns, peer, this.#o.timeoutMs) : undefined;
+    const verdict = dnsStatus ? { ok: false, status: dnsStatus } : await probePeer({ ...endpoint, peerId: peer.peerId }, { ticket, canary, ...(socksCanary ? { socksCanary } : {}), server: this.#o.server, timeoutMs: this.#o.timeoutMs, maxLatencyMs: this.#o.maxLatencyMs, minMbps: this.#o.minMbps });
     try {
       const after = await this.#api.verdict(peer.peerId, verdict);
       return { peerId: peer.peerId, host: peer.host, port: peer.port, state: after.state, ...verdict };

@@ -7,13 +7,17 @@ import { parseMessage } from '../../../protocol/validate.js';
 import type { PeerRecord } from '../../../storage/server-store.js';
 import { parseJson, sendJson } from '../http-kit.js';
 import { applyVerdict, currentState, nextPeerRecord } from '../peer-admission.js';
+import type { ServerOptions } from '../options.js';
 import { deviceOf, open, signed, type Route, type RouteContext } from './route.js';
 
 /** A registration as its owner and verifiers see it (without the owner's ids). */
-/** A registration as clients see it: without its owner, in its current state (see currentState). */
-const peerInfoAt = (now: number, ttlMs: number) => (record: PeerRecord) => {
-  const { userId: _u, deviceId: _d, ...info } = currentState(record, now, ttlMs);
-  return info;
+/**
+ * A registration as clients see it: without its owner, in its current state (see currentState);
+ * each verifier's verdict only for verifiers (a give peer learns nothing of who verifies it).
+ */
+const peerInfoAt = (now: number, rules: ServerOptions, forVerifier = false) => (record: PeerRecord) => {
+  const { userId: _u, deviceId: _d, verdicts, ...info } = currentState(record, now, rules);
+  return forVerifier && verdicts ? { ...info, verdicts } : info;
 };
 
 /** The peer registry: give peers register and heartbeat; get clients read the verified round robin. */
@@ -42,17 +46,17 @@ export function peerRoutes({ c, options, clients, probes, limit }: RouteContext)
       c.logger.info({ peerId: record.peerId, client: host }, 'give peer registered');
       // A verifier probes a new (or changed) peer now, not at its next pass.
       if (record.state === 'candidate') await probes.request(record.peerId).catch((err: unknown) => c.logger.warn({ err }, 'probe request not sent'));
-      sendJson(res, 200, peerInfoAt(c.clock.now(), options.verdictTtlMs)(record));
+      sendJson(res, 200, peerInfoAt(c.clock.now(), options)(record));
     }),
     signed('POST', API.peerHeartbeat, async ({ res, auth }) => {
       const record = await c.store.heartbeatPeer(deviceOf(auth), c.clock.now(), options.peerTtlMs);
       if (!record) throw new LanternError('LA_ERR_PEER_NOT_REGISTERED');
-      sendJson(res, 200, peerInfoAt(c.clock.now(), options.verdictTtlMs)(record));
+      sendJson(res, 200, peerInfoAt(c.clock.now(), options)(record));
     }),
     signed('GET', API.peerSelf, async ({ res, auth }) => {
       const mine = (await c.store.listPeers(c.clock.now())).find((p) => p.userId === auth.userId && p.deviceId === auth.deviceId);
       if (!mine) throw new LanternError('LA_ERR_PEER_NOT_REGISTERED');
-      sendJson(res, 200, peerInfoAt(c.clock.now(), options.verdictTtlMs)(mine));
+      sendJson(res, 200, peerInfoAt(c.clock.now(), options)(mine));
     }),
     signed('DELETE', API.peers, async ({ res, auth }) => sendJson(res, 200, { unregistered: await c.store.unregisterPeer(deviceOf(auth)) })),
     signed('POST', API.peerReport, async ({ res, body, auth }) => {
@@ -72,7 +76,7 @@ export function peerRoutes({ c, options, clients, probes, limit }: RouteContext)
     signed('GET', API.roundRobin, async ({ res }) => {
       // Get clients only ever receive verified peers.
       const now = c.clock.now();
-      const verified = (await c.store.listPeers(now)).filter((p) => currentState(p, now, options.verdictTtlMs).state === 'verified');
+      const verified = (await c.store.listPeers(now)).filter((p) => currentState(p, now, options).state === 'verified');
       sendJson(res, 200, { peers: verified.map(({ host, port, protocols, identityKey, sniName }) => ({ host, port, protocols, identityKey, ...(sniName ? { sniName } : {}) })) });
     }),
   ];
@@ -90,7 +94,7 @@ export function verificationRoutes({ c, options, requireVerifier, probes }: Rout
       if (gone.signal.aborted) return;
       const wanted = new Set(asked.peerIds);
       const peers = (await c.store.listPeers(asked.now)).filter((p) => wanted.has(p.peerId) && p.state !== 'paused');
-      sendJson(res, 200, { now: asked.now, peers: peers.map(peerInfoAt(asked.now, options.verdictTtlMs)) });
+      sendJson(res, 200, { now: asked.now, peers: peers.map(peerInfoAt(asked.now, options, true)) });
     }),
     signed('POST', API.canary, async ({ res, auth }) => {
       await requireVerifier(auth);
@@ -107,17 +111,17 @@ export function verificationRoutes({ c, options, requireVerifier, probes }: Rout
     signed('GET', API.peers, async ({ res, auth }) => {
       await requireVerifier(auth);
       const now = c.clock.now();
-      sendJson(res, 200, { peers: (await c.store.listPeers(now)).map(peerInfoAt(now, options.verdictTtlMs)) });
+      sendJson(res, 200, { peers: (await c.store.listPeers(now)).map(peerInfoAt(now, options, true)) });
     }),
     signed('POST', API.verdict, async ({ res, params, body, auth }) => {
       await requireVerifier(auth);
       const verdict = parseMessage(VerdictRequest, parseJson(body));
       const now = c.clock.now();
-      const record = await c.store.recordVerdict(params['peerId']!, now, (p) => applyVerdict(p, { ...verdict, at: now }, options.peerPauseAfterMs));
+      const record = await c.store.recordVerdict(params['peerId']!, now, (p) => applyVerdict(p, `${auth.userId}:${auth.deviceId}`, { ...verdict, at: now }, options));
       if (!record) throw new LanternError('LA_ERR_PEER_NOT_REGISTERED', 'No live peer with that id');
       c.metrics?.verdicts.inc({ result: verdict.ok ? 'pass' : 'fail' });
       c.onVerdict?.(record);
-      sendJson(res, 200, peerInfoAt(c.clock.now(), options.verdictTtlMs)(record));
+      sendJson(res, 200, peerInfoAt(c.clock.now(), options)(record));
     }),
   ];
 }

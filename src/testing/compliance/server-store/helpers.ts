@@ -42,7 +42,8 @@ export function msg(over: Partial<EnqueueInput> = {}): EnqueueInput {
 /** A (re-)registration under the admission rules, as the server's peer routes make it. */
 export const registerPeer = (s: ServerStore, input: PeerRegistrationInput, now: number, ttlMs: number) => s.registerPeer(input, (prev) => nextPeerRecord(prev, input, now, ttlMs, randomUUID));
 /** A verdict under the admission rules, as the server's verdict route records it. */
-export const recordVerdict = (s: ServerStore, peerId: string, verdict: Verdict, now: number, pauseAfterMs: number) => s.recordVerdict(peerId, now, (p) => applyVerdict(p, verdict, pauseAfterMs));
+export const recordVerdict = (s: ServerStore, peerId: string, verdict: Verdict, now: number, pauseAfterMs: number, verifier = 'verifier') =>
+  s.recordVerdict(peerId, now, (p) => applyVerdict(p, verifier, verdict, { peerPauseAfterMs: pauseAfterMs, verdictTtlMs: 3_600_000, verifierQuorum: 1 }));
 
 export const b64 = (bytes: number, fill: number) => Buffer.alloc(bytes, fill).toString('base64');
 

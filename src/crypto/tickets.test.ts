@@ -55,3 +55,20 @@ test('only the canonical encoding of a ticket is accepted: no junk appended, no 
     t.is((t.throws(() => verifier.verify(variant, 1)) as LanternError).code, 'LA_ERR_TICKET_INVALID', JSON.stringify(variant));
   }
 });
+
+test('each ticket names its user by a new pseudonym that only the issuing server reads back', (t) => {
+  const key = generateTicketKey();
+  const issuer = new TicketIssuer(key.privateKeyPem);
+  const userId = randomUUID();
+  const [a, b] = [issuer.pseudonym(userId), issuer.pseudonym(userId)];
+  t.not(a, b, 'two tickets of one user cannot be linked');
+  t.regex(a, /^[A-Za-z0-9_-]{38}$/);
+  t.is(issuer.subjectOf(a), userId);
+  t.is(issuer.subjectOf(b), userId);
+  t.is(new TicketIssuer(key.privateKeyPem).subjectOf(a), userId, 'every instance with the ticket key reads it');
+  t.not(new TicketIssuer(generateTicketKey().privateKeyPem).subjectOf(a), userId, 'another key reads nothing of it');
+  t.is(issuer.subjectOf('short'), undefined);
+  const ticket = issuer.issue({ v: 1, sub: a, exp: 9_999_999_999_999, aud: 'A'.repeat(22) });
+  t.true(ticket.length <= 255, `a proxy ticket is ${ticket.length} bytes (SOCKS5 passwords hold 255)`);
+  t.is(new TicketVerifier(key.publicKeyPem).verify(ticket, 1).sub, a);
+});

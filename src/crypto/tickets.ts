@@ -1,4 +1,4 @@
-import { createPrivateKey, createPublicKey, generateKeyPairSync, sign, verify, type KeyObject } from 'node:crypto';
+import { createCipheriv, createDecipheriv, createPrivateKey, createPublicKey, generateKeyPairSync, hkdfSync, randomBytes, sign, verify, type KeyObject } from 'node:crypto';
 import { LanternError } from '../core/errors.js';
 import { isCanonicalBase64url } from './request-signature.js';
 import { TicketClaims, type TicketAudience } from '../protocol/ticket.js';
@@ -15,14 +15,39 @@ export function generateTicketKey(): { privateKeyPem: string; publicKeyPem: stri
 /** `body.signature`: base64url without padding; an Ed25519 signature is 64 bytes (86 characters). */
 const TICKET_SHAPE = /^([A-Za-z0-9_-]+)\.([A-Za-z0-9_-]{86})$/;
 
-/** The server side: signs tickets. */
+/** The server side: signs tickets, and names their subjects by pseudonyms only it can read. */
 export class TicketIssuer {
   readonly #key: KeyObject;
+  /** AES-256 key of the subject pseudonyms, derived from the ticket key (every instance has it). */
+  readonly #subjectKey: Buffer;
   readonly publicKeyPem: string;
 
   constructor(privateKeyPem: string) {
     this.#key = createPrivateKey(privateKeyPem);
     this.publicKeyPem = createPublicKey(this.#key).export({ type: 'spki', format: 'pem' }).toString();
+    const secret = this.#key.export({ type: 'pkcs8', format: 'der' });
+    this.#subjectKey = Buffer.from(hkdfSync('sha256', secret, Buffer.alloc(0), 'lantern-agent ticket subject v1', 32));
+  }
+
+  /**
+   * A fresh pseudonym of a user id (a UUID) for one ticket's `sub`: the id's 16 bytes encrypted with
+   * AES-256-CTR under a random 96-bit IV (38 characters). Encryption only hides the id; the ticket's
+   * signature protects it.
+   */
+  pseudonym(userId: string): string {
+    const iv = randomBytes(12);
+    const cipher = createCipheriv('aes-256-ctr', this.#subjectKey, Buffer.concat([iv, Buffer.alloc(4)]));
+    const id = Buffer.from(userId.replace(/-/g, ''), 'hex');
+    return Buffer.concat([iv, cipher.update(id), cipher.final()]).toString('base64url');
+  }
+
+  /** The user id behind a pseudonym this issuer made (an operator looking into a peer's report). */
+  subjectOf(pseudonym: string): string | undefined {
+    const raw = Buffer.from(pseudonym, 'base64url');
+    if (raw.length !== 28) return undefined;
+    const decipher = createDecipheriv('aes-256-ctr', this.#subjectKey, Buffer.concat([raw.subarray(0, 12), Buffer.alloc(4)]));
+    const hex = Buffer.concat([decipher.update(raw.subarray(12)), decipher.final()]).toString('hex');
+    return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
   }
 
   issue(claims: TicketClaims): string {

@@ -15,7 +15,7 @@ const TIMEOUT_MS = 1000;
 
 const metric = async (url: string, name: string) => (await scrape(url))(name);
 
-test('a good give peer enters the round robin over DNS, is evicted within interval + timeout after it dies, and comes back after it recovers', async (t) => {
+test('a good give peer enters the round robin over DNS, is evicted within 1.2 × interval + timeout after it dies, and comes back after it recovers', async (t) => {
   const dir = await tempDir('lantern-rotation-');
   t.teardown(() => dir.remove());
   const server = await startServer(`${dir.path}/data`, ['--dns-listen', '127.0.0.1:0', '--zone', 'lantern.test', '--min-rotation', '1', '--metrics-listen', '127.0.0.1:0']);
@@ -63,7 +63,8 @@ test('a good give peer enters the round robin over DNS, is evicted within interv
   await until('eviction', async () => ((await userApi.roundRobin()).length === 0 ? true : undefined), INTERVAL_MS + TIMEOUT_MS + 2000);
   const evictedAfter = performance.now() - killedAt;
   t.log(`evicted ${Math.round(evictedAfter)} ms after kill -9 (interval ${INTERVAL_MS} ms + timeout ${TIMEOUT_MS} ms)`);
-  t.true(evictedAfter <= INTERVAL_MS + TIMEOUT_MS + 250, `evicted after ${Math.round(evictedAfter)} ms`);
+  // Passes come within 20 % of the interval (jitter), then the probe's timeout.
+  t.true(evictedAfter <= 1.2 * INTERVAL_MS + TIMEOUT_MS + 250, `evicted after ${Math.round(evictedAfter)} ms`);
   await until('the warning again', async () => ((await metric(metricsUrl, 'lantern_round_robin_below_min')) === 1 ? true : undefined), 2000);
 
   // The owner starts it again on the same port: a new identity key, so it must pass again, and does.

@@ -9,17 +9,23 @@
  * username `ticket`, password TICKET.
  */
 import { z } from 'zod';
-import { UserId } from './messages.js';
 
 export const TICKET_USERNAME = 'ticket';
 
 /** A give peer's identity fingerprint: SHA-256 of its key's SPKI DER, first 16 bytes, base64url. */
 export const PeerFingerprint = z.string().regex(/^[A-Za-z0-9_-]{22}$/, 'a give peer fingerprint');
 
+/**
+ * A ticket's subject: an opaque pseudonym of the user, new for every ticket (the server encrypts
+ * the user id under a random IV), so no give peer can link two tickets, or tell a verifier's from a
+ * user's. Only the server can read it back (TicketIssuer.subjectOf).
+ */
+export const TicketSubject = z.string().regex(/^[A-Za-z0-9_-]{16,64}$/, 'an opaque ticket subject');
+
 export const TicketClaims = z.strictObject({
   v: z.literal(1),
-  /** The get client's user id. */
-  sub: UserId,
+  /** Who it was issued to, as a per-ticket pseudonym (see TicketSubject). */
+  sub: TicketSubject,
   /** Expiry, ms since the epoch. */
   exp: z.int().positive(),
   /**

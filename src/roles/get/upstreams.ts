@@ -1,6 +1,7 @@
 import type { Clock } from '../../core/clock.js';
 import { LanternError } from '../../core/errors.js';
 import type { Logger } from '../../core/logger.js';
+import { TicketCache } from '../../net/ticket-cache.js';
 import type { PeerEndpoint } from '../../net/tunnel.js';
 import type { Advertisement, RoundRobinPeer } from '../../protocol/messages.js';
 import type { TicketResponse } from '../../protocol/ticket.js';
@@ -17,8 +18,6 @@ export interface UpstreamApi {
 /** A peer is reported at most this often by one client. */
 const REPORT_EVERY_MS = 60_000;
 
-/** A ticket is renewed when less than this is left of it. */
-const TICKET_RENEW_MS = 60_000;
 
 /**
  * Where get's upstreams come from: the server's verified round robin and the unexpired ads of
@@ -28,27 +27,21 @@ const TICKET_RENEW_MS = 60_000;
 export class Upstreams implements UpstreamSource {
   readonly #c: { api: UpstreamApi; clock: Clock; logger: Logger; ads(now: number): Promise<Advertisement[]> };
   #peers: PeerEndpoint[] = [];
-  readonly #tickets = new Map<string, TicketResponse>();
+  readonly #tickets: TicketCache;
   /** When each peer (identity key) was last reported. */
   readonly #reported = new Map<string, number>();
 
   constructor(components: { api: UpstreamApi; clock: Clock; logger: Logger; ads(now: number): Promise<Advertisement[]> }) {
     this.#c = components;
+    this.#tickets = new TicketCache({ clock: components.clock, issue: (r) => components.api.ticket(r) });
   }
 
   upstreams(): PeerEndpoint[] {
     return this.#peers;
   }
 
-  async ticket(peer: string): Promise<string> {
-    const now = this.#c.clock.now();
-    let held = this.#tickets.get(peer);
-    if (!held || held.expiresAt - now < TICKET_RENEW_MS) {
-      held = await this.#c.api.ticket({ peer });
-      this.#tickets.set(peer, held);
-      for (const [k, v] of this.#tickets) if (v.expiresAt <= now) this.#tickets.delete(k);
-    }
-    return held.ticket;
+  ticket(peer: string): Promise<string> {
+    return this.#tickets.ticket(peer);
   }
 
   report(peer: PeerEndpoint, status: string): void {

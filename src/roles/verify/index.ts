@@ -10,6 +10,8 @@ export interface VerifyComponents {
   logger: Logger;
   /** Each verdict, as it is posted. */
   onVerdict?(report: VerdictReport): void;
+  /** [0, 1) for the jitter between passes (default Math.random). */
+  jitter?(): number;
 }
 
 export interface VerifyOptions extends VerifierOptions {
@@ -31,11 +33,14 @@ export class VerifyLoop implements Startable {
   #running: Promise<void> | undefined;
   /** Passes begun. */
   passes = 0;
+  /** A number in [0, 1) for the jitter between passes (a test may fix it). */
+  readonly #jitter: () => number;
 
   constructor(components: VerifyComponents, options: VerifyOptions) {
     this.#c = components;
     this.#o = options;
     this.#verifier = new Verifier(components, options);
+    this.#jitter = components.jitter ?? Math.random;
   }
 
   /** One pass; `start` hears how many peers it covers. */
@@ -99,7 +104,9 @@ export class VerifyLoop implements Startable {
       await this.#verifier
         .pass({ signal, ...(this.#c.onVerdict ? { verdict: this.#c.onVerdict } : {}) })
         .catch((err: unknown) => logger.warn({ code: (err as { code?: string }).code, err }, 'pass failed'));
-      await sleep(clock, Math.max(0, started + this.#o.intervalMs - clock.now()), signal);
+      // Passes come about an interval apart, never on a beat a peer could lock on to (±20 %).
+      const interval = Math.round(this.#o.intervalMs * (0.8 + 0.4 * this.#jitter()));
+      await sleep(clock, Math.max(0, started + interval - clock.now()), signal);
     }
   }
 }

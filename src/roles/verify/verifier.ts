@@ -1,4 +1,7 @@
+import { randomInt } from 'node:crypto';
+import type { Clock } from '../../core/clock.js';
 import type { Logger } from '../../core/logger.js';
+import { TicketCache } from '../../net/ticket-cache.js';
 import type { ApiClient } from '../../net/api-client.js';
 import type { PeerInfo, VerdictRequest } from '../../protocol/messages.js';
 
@@ -25,23 +28,37 @@ export interface VerdictReport extends VerdictRequest {
   state: PeerInfo['state'];
 }
 
+/** The items in a random order (Fisher-Yates). */
+function shuffle<T>(items: readonly T[]): T[] {
+  const out = [...items];
+  for (let i = out.length - 1; i > 0; i--) {
+    const j = randomInt(i + 1);
+    [out[i], out[j]] = [out[j]!, out[i]!];
+  }
+  return out;
+}
+
 /** One verification pass over every live candidate and verified peer, verdicts posted as it goes. */
 export class Verifier {
   readonly #api: VerifyApi;
   readonly #logger: Logger;
   readonly #o: VerifierOptions;
+  readonly #tickets: TicketCache;
 
-  constructor(components: { api: VerifyApi; logger: Logger }, options: VerifierOptions) {
+  constructor(components: { api: VerifyApi; logger: Logger; clock: Clock }, options: VerifierOptions) {
     this.#api = components.api;
     this.#logger = components.logger;
     this.#o = options;
+    // Tickets are kept and reused per peer exactly as get keeps them.
+    this.#tickets = new TicketCache({ clock: components.clock, issue: (r) => components.api.ticket(r) });
   }
 
   /** Probes every live candidate and verified peer; `on.start` hears how many, `on.verdict` each verdict. */
   async pass(on: { start?: (total: number) => void; verdict?: (r: VerdictReport) => void; signal?: AbortSignal } = {}): Promise<VerdictReport[]> {
     const peers = (await this.#api.peers()).filter((p) => p.state !== 'paused');
     on.start?.(peers.length);
-    const queue = [...peers];
+    // A new order each pass: no peer can tell a probe by its place in a fixed sequence.
+    const queue = shuffle(peers);
     const reports: VerdictReport[] = [];
     const worker = async () => {
       // Once stopped, no new probe starts (those under way finish and post their verdicts).
@@ -58,8 +75,8 @@ export class Verifier {
 
   /** Probes one peer and posts the verdict; undefined when the server did not take it (the peer is gone). */
   async probe(peer: PeerInfo): Promise<VerdictReport | undefined> {
-    // A ticket for this peer alone, as a get client gets one.
-    const { ticket } = await this.#api.ticket({ peer: identityFingerprint(peer.identityKey) });
+    // A ticket for this peer alone, as a get client gets and keeps one.
+    const ticket = await this.#tickets.ticket(identityFingerprint(peer.identityKey));
     const canary = await this.#api.canary();
     const socksCanary = peer.protocols.includes('socks5') ? await this.#api.canary() : undefined;
     const endpoint = { host: peer.host, port: peer.port, identityKey: peer.identityKey, ...(peer.plaintext ? { plaintext: true } : {}), ...(peer.sniName ? { sniName: peer.sniName } : {}) };

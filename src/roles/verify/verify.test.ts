@@ -22,7 +22,7 @@ function slowServer() {
 test('passes start an interval apart, from the start of the last; a pass longer than that is followed at once', async (t) => {
   const clock = new FakeClock();
   const server = slowServer();
-  const verify = createVerify({ api: server.api, clock, logger: silentLogger() }, options);
+  const verify = createVerify({ api: server.api, clock, logger: silentLogger(), jitter: () => 0.5 }, options);
   await verify.start();
   t.is(verify.passes, 1);
   clock.advance(4000);
@@ -54,11 +54,33 @@ test('a failed pass is logged and the next comes on time', async (t) => {
       throw new Error('server away');
     },
   } as unknown as VerifyApi;
-  const verify = createVerify({ api, clock, logger: silentLogger() }, options);
+  const verify = createVerify({ api, clock, logger: silentLogger(), jitter: () => 0.5 }, options);
   await verify.start();
   await settle();
   clock.advance(15_000);
   await settle();
   t.is(calls, 2);
   await verify.stop();
+});
+
+test('passes come within 20 % of the interval either way, at random', async (t) => {
+  for (const [jitter, due] of [
+    [0, 12_000],
+    [0.999, 17_994],
+  ] as const) {
+    const clock = new FakeClock();
+    const server = slowServer();
+    const verify = createVerify({ api: server.api, clock, logger: silentLogger(), jitter: () => jitter }, options);
+    await verify.start();
+    server.answer();
+    await settle();
+    clock.advance(due - 1);
+    await settle();
+    t.is(verify.passes, 1, `not before ${due} ms`);
+    clock.advance(1);
+    await settle();
+    t.is(verify.passes, 2, `at ${due} ms`);
+    void verify.stop();
+    server.answer();
+  }
 });

@@ -48,7 +48,9 @@ export function accountRoutes({ c, options, accounts, limit, clients }: RouteCon
         throw new LanternError('LA_ERR_INVALID_REQUEST', 'A proxy ticket is for one give peer: send {"peer": "<its fingerprint>"}');
       }
       const expiresAt = Math.min(c.clock.now() + options.ticketLifetimeMs, auth.certificateExpires);
-      const claims = aud === 'peerjs' ? { v: 1 as const, sub: auth.userId, exp: expiresAt, aud } : { v: 1 as const, sub: auth.userId, exp: expiresAt, aud: peer! };
+      // A new pseudonym per ticket: no peer links two tickets, or a verifier's to its account.
+      const sub = c.tickets.pseudonym(auth.userId);
+      const claims = aud === 'peerjs' ? { v: 1 as const, sub, exp: expiresAt, aud } : { v: 1 as const, sub, exp: expiresAt, aud: peer! };
       sendJson(res, 200, { ticket: c.tickets.issue(claims), expiresAt });
     }),
     open('GET', API.ticketKey, async ({ res }) => sendJson(res, 200, { publicKey: c.tickets.publicKeyPem })),

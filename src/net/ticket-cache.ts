@@ -1,0 +1,31 @@
+import type { Clock } from '../core/clock.js';
+import type { TicketResponse } from '../protocol/ticket.js';
+
+/** A ticket is renewed when less than this is left of it. */
+const TICKET_RENEW_MS = 60_000;
+
+/**
+ * One ticket per give peer (a ticket opens only the peer it names), kept until shortly before it
+ * expires. get and verify both use it, so a peer sees the same ticket pattern from either: one
+ * ticket reused for its lifetime, then a new one under a new pseudonym.
+ */
+export class TicketCache {
+  readonly #c: { clock: Clock; issue(request: { peer: string }): Promise<TicketResponse> };
+  readonly #tickets = new Map<string, TicketResponse>();
+
+  constructor(components: { clock: Clock; issue(request: { peer: string }): Promise<TicketResponse> }) {
+    this.#c = components;
+  }
+
+  /** A valid ticket for the peer with this fingerprint. */
+  async ticket(peer: string): Promise<string> {
+    const now = this.#c.clock.now();
+    let held = this.#tickets.get(peer);
+    if (!held || held.expiresAt - now < TICKET_RENEW_MS) {
+      held = await this.#c.issue({ peer });
+      this.#tickets.set(peer, held);
+      for (const [k, v] of this.#tickets) if (v.expiresAt <= now) this.#tickets.delete(k);
+    }
+    return held.ticket;
+  }
+}

@@ -1,5 +1,6 @@
 import { createSocket } from 'node:dgram';
 import { createServer as createHttpServer } from 'node:http';
+import { connect, createServer as createNetServer } from 'node:net';
 import * as dnsPacket from 'dns-packet';
 import test from 'ava';
 import { ProxyAgent, request } from 'undici';
@@ -174,4 +175,32 @@ test("verify --dns resolves each peer's name from the server's DNS first: a wron
   const usage = await runCli(['verify', '--once', '--home', verifier.home, '--dns', `127.0.0.1:${dnsPort}`]);
   t.is(usage.code, 2);
   t.regex(usage.stderr, /--dns and --zone go together/);
+});
+
+test("with --canary-origin the probe's canary comes through another front of the server, not its own address", async (t) => {
+  // The other front: a TCP relay on another port (in deployment, a CDN hostname), to the server.
+  let target = 0;
+  let relayed = 0;
+  const front = createNetServer((socket) => {
+    relayed++;
+    const upstream = connect(target, '127.0.0.1');
+    socket.pipe(upstream).pipe(socket);
+    upstream.on('error', () => socket.destroy());
+    socket.on('error', () => upstream.destroy());
+  });
+  const frontPort = (await listen(front, '127.0.0.1', 0)).port;
+  t.teardown(() => front.close());
+  const { dir, server } = await testServer(t, ['--canary-origin', `http://127.0.0.1:${frontPort}`]);
+  target = Number(new URL(server.url).port);
+  const verifier = await addAgent(server, dir, 'verifier', { role: 'verifier' });
+  const owner = await addAgent(server, dir, 'owner');
+  const give = await startRole(['give', '--listen', '127.0.0.1:0', '--home', owner.home, '--allow-private-destinations'], 'registered');
+  t.teardown(() => give.stop('SIGKILL'));
+  const r = await runCli(['verify', '--once', '--home', verifier.home, '--json', '--timeout', '3s']);
+  t.is(r.code, 0, r.stderr);
+  t.like(JSON.parse(r.stdout.trim().split('\n')[0]!) as object, { ok: true, status: 'ok' });
+  t.true(relayed >= 1, 'the canary was fetched through the other front');
+  const bad = await runCli(['server', '--listen', '127.0.0.1:0', '--data-dir', `${dir}/other`, '--canary-origin', 'ftp://cdn.example']);
+  t.is(bad.code, 2);
+  t.regex(bad.stderr, /canary-origin/);
 });

@@ -403,5 +403,11 @@ export const CanaryResponse = z.strictObject({
   path: z.string(),
   length: z.int().positive(),
   sha256: z.string().regex(/^[0-9a-f]{64}$/),
+  /**
+   * Where to fetch it (`scheme://host:port`): one of the server's other fronts (`server
+   * --canary-origin`, e.g. a CDN hostname), so that a probe's destination is not the server's own
+   * address. Absent: the server itself.
+   */
+  origin: z.url({ protocol: /^https?$/ }).optional(),
 });
 export type CanaryResponse = z.infer<typeof CanaryResponse>;

@@ -84,6 +84,7 @@ interface ServerFlags {
   /** Whether --max-connections-per-address was left at its default (then it is at most a quarter of the total). */
   perAddressIsDefault?: boolean;
   trustProxy: string[];
+  canaryOrigin: string[];
   clientAddressHeader: string;
   ipv4Prefix: number;
   ipv6Prefix: number;
@@ -106,6 +107,24 @@ function parseCidrList(value: string): string[] {
     throw new InvalidArgumentError((err as Error).message.replace(/^--trust-proxy /, ''));
   }
   return list;
+}
+
+/** `--canary-origin`: comma-separated http(s)://HOST[:PORT] origins, each normalised. */
+function parseOrigins(value: string): string[] {
+  return value
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean)
+    .map((s) => {
+      let url: URL;
+      try {
+        url = new URL(s);
+      } catch {
+        throw new InvalidArgumentError(`${s}: expected http(s)://HOST[:PORT]`);
+      }
+      if (!/^https?:$/.test(url.protocol) || (url.pathname !== '/' && url.pathname !== '') || url.search || url.username) throw new InvalidArgumentError(`${s}: expected http(s)://HOST[:PORT], nothing more`);
+      return `${url.protocol}//${url.host}`;
+    });
 }
 
 /** A fraction in (0, 1]. */
@@ -191,6 +210,11 @@ export function serverCommand(io: Io, done: (code: number) => void): Command {
       new Option('--client-address-header <name>', 'the header trusted proxies name the client in (the right-most untrusted hop counts)')
         .choices(['X-Forwarded-For', 'CF-Connecting-IP', 'Forwarded'])
         .default(defaultClientAddressOptions.header),
+    )
+    .addOption(
+      new Option('--canary-origin <urls>', "other fronts of this server (such as a CDN hostname) verifiers fetch canaries from, so a probe does not go to the server's own address: http(s)://HOST[:PORT], comma-separated; default none")
+        .argParser(parseOrigins)
+        .default([], 'none'),
     )
     .option('--ipv4-prefix <bits>', 'per-address limits count IPv4 networks of this size', parsePrefix(32), defaultClientAddressOptions.prefix.v4)
     .option('--ipv6-prefix <bits>', 'per-address limits count IPv6 networks of this size', parsePrefix(128), defaultClientAddressOptions.prefix.v6)
@@ -317,6 +341,7 @@ function serverOptions(
     verdictTtlMs: flags.verdictTtl,
     verifierQuorum: flags.verifierQuorum,
     maxPollWaitSeconds: MAX_POLL_WAIT_SECONDS,
+    canaryOrigins: flags.canaryOrigin,
     clientAddress: { trustProxy: flags.trustProxy, header: flags.clientAddressHeader, prefix: { v4: flags.ipv4Prefix, v6: flags.ipv6Prefix } },
   };
   return {

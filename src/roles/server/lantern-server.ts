@@ -98,6 +98,9 @@ export interface Attachment {
 
 const METHODS: readonly Method[] = ['GET', 'POST', 'PUT', 'DELETE'];
 
+/** Requests one connection may have in progress at once (a browser pipelines none). */
+const MAX_PIPELINED = 32;
+
 /** The server role: HTTP API v1 (login, whoami, messages), the retention job and the control socket. */
 export class LanternServer implements Startable {
   readonly #c: ServerComponents;
@@ -107,6 +110,8 @@ export class LanternServer implements Startable {
   readonly #options: ServerOptions;
   /** Who a request comes from (behind trusted proxies, the address they name): logged, scrubbed unless --unsafe-logging. */
   readonly #clients: ClientAddresses;
+  /** Requests in progress per connection (see #overPipelined). */
+  readonly #inFlight = new WeakMap<object, number>();
   /** Peers to probe now (registered, reported), for verifiers long-polling any server instance. */
   readonly #probes: ProbeRequests;
   readonly #listen: ListenOptions;
@@ -172,6 +177,7 @@ export class LanternServer implements Startable {
     const handler = faults.wrap(
       'request',
       (req: IncomingMessage, res: ServerResponse) => {
+        if (this.#overPipelined(req, res)) return;
         for (const a of attachments) if (a.handleRequest(req, res)) return;
         return this.#handle(req, res);
       },
@@ -262,6 +268,21 @@ export class LanternServer implements Startable {
   async #limit(key: string, policy: ServerOptions['rate']['pair']): Promise<void> {
     const r = await this.#c.store.takeTokens(key, 1, policy, this.#c.clock.now());
     if (!r.ok) throw new LanternError('LA_ERR_RATE_LIMITED', undefined, { details: { retryAfterMs: r.retryAfterMs } });
+  }
+
+  /**
+   * Counts the requests in progress on each connection (HTTP/1.1 pipelining queues their answers in
+   * order). A client that pipelines more than MAX_PIPELINED without reading the answers is cut off:
+   * Node parses a whole read of requests at once, and each costs memory until it is answered.
+   */
+  #overPipelined(req: IncomingMessage, res: ServerResponse): boolean {
+    const socket = req.socket;
+    const n = (this.#inFlight.get(socket) ?? 0) + 1;
+    this.#inFlight.set(socket, n);
+    res.once('close', () => this.#inFlight.set(socket, (this.#inFlight.get(socket) ?? 1) - 1));
+    if (n <= MAX_PIPELINED) return false;
+    socket.destroy();
+    return true;
   }
 
   async #handle(req: IncomingMessage, res: ServerResponse): Promise<void> {

@@ -54,6 +54,8 @@ export interface ServerOptions {
   verifierQuorum: number;
   /** Longest a poll is held (seconds, at most 60). */
   maxPollWaitSeconds: number;
+  /** Other fronts of this server (scheme://host:port) that verifiers fetch canaries from, one at random each time. */
+  canaryOrigins: string[];
   /** Who a request comes from behind trusted proxies, and the networks per-address limits count. */
   clientAddress: ClientAddressOptions;
 }
@@ -88,4 +90,5 @@ export const defaultServerOptions: ServerOptions = {
   verifierQuorum: 1,
   maxPollWaitSeconds: MAX_POLL_WAIT_SECONDS,
   clientAddress: defaultClientAddressOptions,
+  canaryOrigins: [],
 };

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { once } from 'node:events';
 import { request as httpRequest } from 'node:http';
-import { connect, type Socket } from 'node:net';
+import { connect, isIP, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { connect as tlsConnect } from 'node:tls';
 import { LanternError } from '../../core/errors.js';
@@ -100,7 +100,8 @@ async function fetchCanary(
   canary: CanaryResponse,
   timeoutMs: number,
 ): Promise<{ body: Buffer; firstByteMs: number; seconds: number } | { status: string }> {
-  const socket: Duplex = server.tls ? tlsConnect({ socket: tunnel as Socket, servername: server.host, ...(server.ca ? { ca: server.ca } : {}) }) : tunnel;
+  // SNI as a browser sends it: the name, never an IP address.
+  const socket: Duplex = server.tls ? tlsConnect({ socket: tunnel as Socket, host: server.host, ...(isIP(server.host) ? {} : { servername: server.host }), ...(server.ca ? { ca: server.ca } : {}) }) : tunnel;
   const started = performance.now();
   let timedOut = false;
   try {
@@ -110,7 +111,7 @@ async function fetchCanary(
         reject(new Error('timed out'));
       }, timeoutMs);
       const req = httpRequest(
-        { method: 'GET', path: canary.path, headers: { host: `${server.host}:${server.port}`, connection: 'close' }, createConnection: () => socket as Socket },
+        { method: 'GET', path: canary.path, headers: { host: `${isIP(server.host) === 6 ? `[${server.host}]` : server.host}:${server.port}`, connection: 'close' }, createConnection: () => socket as Socket },
         (res) => {
           const firstByteMs = performance.now() - started;
           const chunks: Buffer[] = [];

@@ -1,4 +1,5 @@
 import { randomInt } from 'node:crypto';
+import { rootCertificates } from 'node:tls';
 import type { Clock } from '../../core/clock.js';
 import type { Logger } from '../../core/logger.js';
 import { TicketCache } from '../../net/ticket-cache.js';
@@ -26,6 +27,22 @@ export interface VerdictReport extends VerdictRequest {
   host: string;
   port: number;
   state: PeerInfo['state'];
+}
+
+/**
+ * Where to fetch a canary from a front of the server: its certificate must verify against the
+ * system's roots or the server's CA, exactly as a browser would insist (a verifier that accepted a
+ * peer's own certificate would let the peer read the probe).
+ */
+function originTarget(origin: string, serverCa: string | undefined): ProbeOptions['server'] {
+  const url = new URL(origin);
+  const tls = url.protocol === 'https:';
+  return {
+    host: url.hostname.replace(/^\[|\]$/g, ''),
+    port: Number(url.port || (tls ? 443 : 80)),
+    tls,
+    ...(tls && serverCa ? { ca: [...rootCertificates, serverCa].join('\n') } : {}),
+  };
 }
 
 /** The items in a random order (Fisher-Yates). */
@@ -81,7 +98,11 @@ export class Verifier {
     const socksCanary = peer.protocols.includes('socks5') ? await this.#api.canary() : undefined;
     const endpoint = { host: peer.host, port: peer.port, identityKey: peer.identityKey, ...(peer.plaintext ? { plaintext: true } : {}), ...(peer.sniName ? { sniName: peer.sniName } : {}) };
     const dnsStatus = this.#o.dns ? await checkPeerName(this.#o.dns, peer, this.#o.timeoutMs) : undefined;
-    const verdict = dnsStatus ? { ok: false, status: dnsStatus } : await probePeer({ ...endpoint, peerId: peer.peerId }, { ticket, canary, ...(socksCanary ? { socksCanary } : {}), server: this.#o.server, timeoutMs: this.#o.timeoutMs, maxLatencyMs: this.#o.maxLatencyMs, minMbps: this.#o.minMbps });
+    // Fetched where the server says (another front of it), else from the server itself.
+    const from = canary.origin ? originTarget(canary.origin, this.#o.server.ca) : this.#o.server;
+    const verdict = dnsStatus
+      ? { ok: false, status: dnsStatus }
+      : await probePeer({ ...endpoint, peerId: peer.peerId }, { ticket, canary, ...(socksCanary ? { socksCanary } : {}), server: from, timeoutMs: this.#o.timeoutMs, maxLatencyMs: this.#o.maxLatencyMs, minMbps: this.#o.minMbps });
     try {
       const after = await this.#api.verdict(peer.peerId, verdict);
       return { peerId: peer.peerId, host: peer.host, port: peer.port, state: after.state, ...verdict };

@@ -1,4 +1,4 @@
-import { createHash, randomUUID } from 'node:crypto';
+import { createHash, randomInt, randomUUID } from 'node:crypto';
 import { LanternError } from '../../../core/errors.js';
 import { CanaryMaker } from '../../../crypto/canary.js';
 import { API } from '../../../protocol/api-paths.js';
@@ -100,7 +100,9 @@ export function verificationRoutes({ c, options, requireVerifier, probes }: Rout
       await requireVerifier(auth);
       const nonce = CanaryMaker.newNonce();
       const content = c.canary.content(nonce);
-      sendJson(res, 200, { nonce, path: `/v1/canary/${nonce}`, length: content.length, sha256: createHash('sha256').update(content).digest('hex') });
+      const origins = options.canaryOrigins;
+      const origin = origins.length ? origins[randomInt(origins.length)] : undefined;
+      sendJson(res, 200, { nonce, path: `/v1/canary/${nonce}`, length: content.length, sha256: createHash('sha256').update(content).digest('hex'), ...(origin ? { origin } : {}) });
     }),
     open('GET', API.canaryContent, async ({ res, params }) => {
       if (!/^[0-9a-f]{32}$/.test(params['nonce']!)) throw new LanternError('LA_ERR_NOT_FOUND');

@@ -146,6 +146,28 @@ const rateText = (r: { capacity: number; refillPerSecond: number }) => `${r.capa
 const rateOption = (flags: string, description: string, policy: { capacity: number; refillPerSecond: number }) =>
   new Option(flags, description).argParser(parseRate).default(policy, rateText(policy));
 
+/** The options of a server behind a CDN or reverse proxy: who to believe, how to count clients, other fronts. */
+function addFrontOptions(cmd: Command): Command {
+  return cmd
+    .addOption(
+      new Option('--trust-proxy <cidrs>', 'proxies (a CDN\'s edges, a local nginx) whose client address header is believed: addresses or CIDRs, comma-separated; default none')
+        .argParser(parseCidrList)
+        .default([], 'none'),
+    )
+    .addOption(
+      new Option('--client-address-header <name>', 'the header trusted proxies name the client in (the right-most untrusted hop counts)')
+        .choices(['X-Forwarded-For', 'CF-Connecting-IP', 'Forwarded'])
+        .default(defaultClientAddressOptions.header),
+    )
+    .addOption(
+      new Option('--canary-origin <urls>', "other fronts of this server (such as a CDN hostname) verifiers fetch canaries from, so a probe does not go to the server's own address: http(s)://HOST[:PORT], comma-separated; default none")
+        .argParser(parseOrigins)
+        .default([], 'none'),
+    )
+    .option('--ipv4-prefix <bits>', 'per-address limits count IPv4 networks of this size', parsePrefix(32), defaultClientAddressOptions.prefix.v4)
+    .option('--ipv6-prefix <bits>', 'per-address limits count IPv6 networks of this size', parsePrefix(128), defaultClientAddressOptions.prefix.v6);
+}
+
 export function serverCommand(io: Io, done: (code: number) => void): Command {
   const d = defaultServerOptions;
   const cmd = new Command('server')
@@ -201,23 +223,6 @@ export function serverCommand(io: Io, done: (code: number) => void): Command {
     .option('--peerjs-concurrent-limit <n>', 'PeerJS ids connected at once', parsePositiveInt, defaultPeerjsOptions.concurrentLimit)
     .option('--peerjs-allow-discovery', 'answer GET PATHKEY/peers with every connected id')
     .option('--peerjs-require-auth', 'only holders of a ticket (lantern-agent ticket --for peerjs, as the PeerJS token) may register an id')
-    .addOption(
-      new Option('--trust-proxy <cidrs>', 'proxies (a CDN\'s edges, a local nginx) whose client address header is believed: addresses or CIDRs, comma-separated; default none')
-        .argParser(parseCidrList)
-        .default([], 'none'),
-    )
-    .addOption(
-      new Option('--client-address-header <name>', 'the header trusted proxies name the client in (the right-most untrusted hop counts)')
-        .choices(['X-Forwarded-For', 'CF-Connecting-IP', 'Forwarded'])
-        .default(defaultClientAddressOptions.header),
-    )
-    .addOption(
-      new Option('--canary-origin <urls>', "other fronts of this server (such as a CDN hostname) verifiers fetch canaries from, so a probe does not go to the server's own address: http(s)://HOST[:PORT], comma-separated; default none")
-        .argParser(parseOrigins)
-        .default([], 'none'),
-    )
-    .option('--ipv4-prefix <bits>', 'per-address limits count IPv4 networks of this size', parsePrefix(32), defaultClientAddressOptions.prefix.v4)
-    .option('--ipv6-prefix <bits>', 'per-address limits count IPv6 networks of this size', parsePrefix(128), defaultClientAddressOptions.prefix.v6)
     .addOption(storeOption())
     .addOption(storeCaOption())
     .option('--no-fsync', 'do not fsync write batches (survives a crash of the process, not of the machine)')
@@ -226,7 +231,7 @@ export function serverCommand(io: Io, done: (code: number) => void): Command {
     .action(async (flags: ServerFlags, c: Command) =>
       done(await runServer(io, { ...flags, perAddressIsDefault: c.getOptionValueSource('maxConnectionsPerAddress') === 'default' })),
     );
-  return withConfigLayers(cmd, io, { required: ['--listen', '--data-dir'] });
+  return withConfigLayers(addFrontOptions(cmd), io, { required: ['--listen', '--data-dir'] });
 }
 
 async function runServer(io: Io, flags: ServerFlags): Promise<number> {

@@ -1,12 +1,11 @@
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { createServer as createHttpServer } from 'node:http';
-import { constants as h2, createSecureServer, type IncomingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
-import { connect, type Socket } from 'node:net';
+import { constants as h2 } from 'node:http2';
 import test from 'ava';
 import { silentLogger } from '../core/logger.js';
-import { PeerIdentity } from '../crypto/peer-identity.js';
 import { generateTicketKey, TicketIssuer } from '../crypto/tickets.js';
 import { listen } from '../net/listen.js';
+import { connectRelay } from '../testing/helpers/connect-relay.js';
 import { getOver } from '../testing/helpers/give-client.js';
 import { UpstreamPool } from '../roles/get/upstream-pool.js';
 import { probePeer } from '../roles/verify/probe.js';
@@ -23,25 +22,15 @@ interface Seen {
 }
 
 async function recordingPeer(t: { teardown(fn: () => unknown): void }) {
-  const identity = new PeerIdentity();
-  const creds = identity.tlsCredentials();
   const seen: Seen[] = [];
-  const server = createSecureServer({ cert: creds.certificatePem, key: creds.privateKeyPem, allowHTTP1: false });
-  server.on('stream', (stream: ServerHttp2Stream, headers: IncomingHttpHeaders) => {
-    const basic = Buffer.from(String(headers['proxy-authorization']).replace(/^Basic /, ''), 'base64').toString();
-    const claims = JSON.parse(Buffer.from(basic.replace(/^ticket:/, '').split('.')[0]!, 'base64url').toString()) as Record<string, unknown>;
-    seen.push({ headerNames: Object.keys(headers), authority: String(headers[h2.HTTP2_HEADER_AUTHORITY]), claimKeys: Object.keys(claims), sub: String(claims['sub']) });
-    const [host, port] = String(headers[h2.HTTP2_HEADER_AUTHORITY]).split(':');
-    const upstream = connect(Number(port), host!, () => {
-      stream.respond({ ':status': 200 });
-      stream.pipe(upstream).pipe(stream);
-    });
-    upstream.on('error', () => stream.destroy());
+  const relay = await connectRelay(t, {
+    onConnect: (headers) => {
+      const basic = Buffer.from(String(headers['proxy-authorization']).replace(/^Basic /, ''), 'base64').toString();
+      const claims = JSON.parse(Buffer.from(basic.replace(/^ticket:/, '').split('.')[0]!, 'base64url').toString()) as Record<string, unknown>;
+      seen.push({ headerNames: Object.keys(headers), authority: String(headers[h2.HTTP2_HEADER_AUTHORITY]), claimKeys: Object.keys(claims), sub: String(claims['sub']) });
+    },
   });
-  server.on('unknownProtocol', (socket: Socket) => socket.destroy());
-  const port = (await listen(server, '127.0.0.1', 0)).port;
-  t.teardown(() => server.close());
-  return { peer: { host: '127.0.0.1', port, identityKey: identity.publicKey }, fingerprint: identity.fingerprint, seen };
+  return { peer: relay.peer, fingerprint: relay.identity.fingerprint, seen };
 }
 
 test("a verifier's probe and a get client's tunnel look the same to the peer: headers, ticket fields, destination form", async (t) => {

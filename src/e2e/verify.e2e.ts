@@ -1,5 +1,4 @@
 import { createServer as createHttpServer, type IncomingMessage } from 'node:http';
-import { createSecureServer } from 'node:http2';
 import { connect, createServer, type Socket } from 'node:net';
 import test from 'ava';
 import { PassThrough, Readable } from 'node:stream';
@@ -7,34 +6,13 @@ import { main } from '../cli/main.js';
 import { PeerIdentity } from '../crypto/peer-identity.js';
 import { listen } from '../net/listen.js';
 import { announcedPeer } from '../testing/helpers/give-client.js';
+import { connectRelay } from '../testing/helpers/connect-relay.js';
 import { addAgent } from '../testing/helpers/agents.js';
 import { runCli, sharedServer, startRole } from '../testing/helpers/cli.js';
 
 // The verifier as a whole binary against real give peers and fake candidates.
 
 const ctx = sharedServer(test, ['--rate-login-address', '1000/100']);
-
-/**
- * A TLS peer with its own identity that relays HTTP/2 CONNECT streams but has no working SOCKS5
- * side (HTTP/1.1 connections are closed at once), while it registers one.
- */
-async function halfPeer(t: { teardown(fn: () => unknown): void }): Promise<{ port: number; identity: PeerIdentity }> {
-  const identity = new PeerIdentity();
-  const creds = identity.tlsCredentials();
-  const server = createSecureServer({ cert: creds.certificatePem, key: creds.privateKeyPem, allowHTTP1: false });
-  server.on('stream', (stream, headers) => {
-    const [host, port] = String(headers[':authority']).split(':');
-    const upstream = connect(Number(port), host!, () => {
-      stream.respond({ ':status': 200 });
-      stream.pipe(upstream).pipe(stream);
-    });
-    upstream.on('error', () => stream.destroy());
-  });
-  server.on('unknownProtocol', (socket: Socket) => socket.destroy());
-  const port = (await listen(server, '127.0.0.1', 0)).port;
-  t.teardown(() => server.close());
-  return { port, identity };
-}
 
 test('verify --once admits a working give peer, never a candidate that does not relay, and evicts a peer that dies', async (t) => {
   const added = await runCli(['account', 'add', 'verifier', '--data-dir', ctx.server.dataDir, '--role', 'verifier', '--password-stdin'], { stdin: 'pw-verifier-secret\n' });
@@ -55,7 +33,7 @@ test('verify --once admits a working give peer, never a candidate that does not 
   const userApi = await user.api();
   t.teardown(() => Promise.all([liarApi.close(), ghostApi.close(), userApi.close()]));
   await liarApi.registerPeer({ port: mutePort, protocols: ['connect'], identityKey: new PeerIdentity().publicKey });
-  const half = await halfPeer(t);
+  const half = await connectRelay(t);
   const halfOwner = await addAgent(ctx.server, ctx.dir, 'half');
   const halfApi = await halfOwner.api();
   t.teardown(() => halfApi.close());

@@ -1,11 +1,9 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { createServer as createHttpServer } from 'node:http';
-import { createSecureServer, type ServerHttp2Stream } from 'node:http2';
-import { connect, type Socket } from 'node:net';
 import { Transform } from 'node:stream';
 import test from 'ava';
-import { PeerIdentity } from '../../crypto/peer-identity.js';
 import { listen } from '../../net/listen.js';
+import { connectRelay } from '../../testing/helpers/connect-relay.js';
 import { probePeer } from './probe.js';
 
 // Each verdict of a probe against a give peer that misbehaves in one way: a TLS HTTP/2 CONNECT relay
@@ -14,23 +12,9 @@ import { probePeer } from './probe.js';
 type Misbehaviour = 'none' | 'slow' | 'throttle' | 'corrupt' | 'silent';
 
 async function peer(t: { teardown(fn: () => unknown): void }, how: Misbehaviour) {
-  const identity = new PeerIdentity();
-  const creds = identity.tlsCredentials();
-  const server = createSecureServer({ cert: creds.certificatePem, key: creds.privateKeyPem, allowHTTP1: false });
-  server.on('stream', (stream: ServerHttp2Stream, headers) => {
-    if (how === 'silent') return; // never answers the CONNECT
-    const [host, port] = String(headers[':authority']).split(':');
-    const upstream = connect(Number(port), host!, () => {
-      stream.respond({ ':status': 200 });
-      stream.pipe(upstream);
-      upstream.pipe(misbehave(how)).pipe(stream);
-    });
-    upstream.on('error', () => stream.destroy());
-  });
-  server.on('unknownProtocol', (socket: Socket) => socket.destroy());
-  const port = (await listen(server, '127.0.0.1', 0)).port;
-  t.teardown(() => server.close());
-  return { peerId: 'p', host: '127.0.0.1', port, identityKey: identity.publicKey };
+  // 'silent' never answers the CONNECT.
+  const relay = await connectRelay(t, { onConnect: () => how !== 'silent', transform: () => misbehave(how) });
+  return { peerId: 'p', ...relay.peer };
 }
 
 /** What the relay does to the bytes coming back from the destination. */

@@ -50,7 +50,14 @@ export async function connectPinned(peer: PeerEndpoint, timeoutMs: number, alpn:
   // new stream's HEADERS, a keystroke) must not wait behind an unacknowledged one (Nagle).
   socket.setNoDelay(true);
   socket.on('error', () => undefined);
-  const timer = setTimeout(() => socket.destroy(new Error(`TLS to ${where(peer)} timed out`)), timeoutMs);
+  // Whether the TCP connection was made: a refused or unanswered dial is not a failed handshake.
+  let connected = false;
+  socket.once('connect', () => (connected = true));
+  let timedOut = false;
+  const timer = setTimeout(() => {
+    timedOut = true;
+    socket.destroy(new Error(`TLS to ${where(peer)} timed out`));
+  }, timeoutMs);
   try {
     await new Promise<void>((resolve, reject) => {
       socket.once('secureConnect', () => resolve());
@@ -59,7 +66,8 @@ export async function connectPinned(peer: PeerEndpoint, timeoutMs: number, alpn:
     });
   } catch (err) {
     socket.destroy();
-    throw new LanternError('LA_ERR_DESTINATION_UNREACHABLE', `TLS to ${where(peer)} failed: ${(err as Error).message}`, { cause: err, details: { stage: 'tls' } });
+    const details = { stage: connected ? 'tls' : 'tcp', ...(timedOut ? { timedOut: true } : {}), ...((err as NodeJS.ErrnoException).code ? { errno: (err as NodeJS.ErrnoException).code } : {}) };
+    throw new LanternError('LA_ERR_DESTINATION_UNREACHABLE', `TLS to ${where(peer)} failed: ${(err as Error).message}`, { cause: err, details });
   } finally {
     clearTimeout(timer);
   }

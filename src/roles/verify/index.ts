@@ -44,8 +44,12 @@ export class VerifyLoop implements Startable {
   }
 
   /** One pass; `start` hears how many peers it covers. */
-  once(start?: (total: number) => void): Promise<VerdictReport[]> {
-    return this.#verifier.pass({ ...(start ? { start } : {}), ...(this.#c.onVerdict ? { verdict: this.#c.onVerdict } : {}) });
+  async once(start?: (total: number) => void): Promise<VerdictReport[]> {
+    try {
+      return await this.#verifier.pass({ ...(start ? { start } : {}), ...(this.#c.onVerdict ? { verdict: this.#c.onVerdict } : {}) });
+    } finally {
+      this.#verifier.close();
+    }
   }
 
   async start(): Promise<void> {
@@ -56,6 +60,7 @@ export class VerifyLoop implements Startable {
   async stop(): Promise<void> {
     this.#abort.abort();
     await this.#running;
+    this.#verifier.close();
   }
 
   /**

@@ -14,6 +14,13 @@ export type Candidate = PeerEndpoint & Pick<PeerInfo, 'peerId'>;
 export interface ProbeOptions {
   /** A second canary, fetched over SOCKS5 inside TLS once the HTTP/2 fetch passed. */
   socksCanary?: CanaryResponse;
+  /**
+   * `socks5`: the canary is fetched over the peer's SOCKS5 side inside TLS (a connection of its
+   * own) instead of an HTTP/2 stream; a failed SOCKS5 tunnel is `socks5-failed`.
+   */
+  over?: 'socks5';
+  /** Warm HTTP/2 connections to reuse (and leave open); default: a connection of its own, closed after. */
+  tunnels?: PeerTunnels;
   /** Ticket the verifier presents (for this peer), as a get client would. */
   ticket: string;
   /** The server, as give peers reach it (the canary is fetched from there through the peer). */
@@ -45,34 +52,51 @@ async function dial(peer: Upstream, timeoutMs: number): Promise<'ok' | 'refused'
   }
 }
 
-/** A failed tunnel as a verdict status: not the registered peer, no TLS, or the tunnel itself. */
+/**
+ * A failed tunnel as a verdict status: the dial (refused, unanswered, unreachable), not the
+ * registered peer, no TLS, or the tunnel itself.
+ */
 function tunnelStatus(err: unknown, timedOut: boolean): string {
   if (LanternError.is(err, 'LA_ERR_PEER_IDENTITY_MISMATCH')) return 'identity-mismatch';
+  const details = LanternError.is(err) ? err.details : undefined;
+  if (details?.['stage'] === 'tcp') {
+    if (details['errno'] === 'ECONNREFUSED') return 'refused';
+    return timedOut || details['timedOut'] ? 'timeout' : 'unreachable';
+  }
   if (timedOut) return 'timeout';
-  if (LanternError.is(err) && err.details?.['stage'] === 'tls') return 'tls-failed';
+  if (details?.['stage'] === 'tls') return 'tls-failed';
   return 'tunnel-failed';
 }
 
 /**
  * Verifies one give peer end to end, as a get client uses it, with the get role's own transport:
- * dial, then TLS pinned to the registered identity key (another key at that address fails with
+ * TLS pinned to the registered identity key (another key at that address fails with
  * `identity-mismatch`; a peer without TLS is never admitted), an HTTP/2 CONNECT tunnel, and a real
  * fetch of a fresh canary through it, checked for length and sha256, a latency ceiling and a
- * throughput floor; then SOCKS5 inside TLS. All within `timeoutMs`.
+ * throughput floor; then, with `o.socksCanary`, SOCKS5 inside TLS. All within `timeoutMs`.
+ *
+ * There is no dial of its own before the TLS connection (an empty connection just before a
+ * tunnel is something no get client does): a refused or unanswered dial is told from the TLS
+ * connection's own failure. With `o.tunnels` the tunnel is a stream on a warm HTTP/2 connection
+ * kept from earlier probes, as a get client's tunnels are.
  */
 export async function probePeer(peer: Candidate, o: ProbeOptions): Promise<VerdictRequest> {
   const deadline = performance.now() + o.timeoutMs;
   const left = () => Math.max(1, Math.round(deadline - performance.now()));
-  const dialed = await dial(peer, left());
-  if (dialed !== 'ok') return { ok: false, status: dialed };
-  if (peer.plaintext) return { ok: false, status: 'plaintext' };
-  const tunnels = new PeerTunnels();
+  if (peer.plaintext) {
+    const dialed = await dial(peer, left());
+    return { ok: false, status: dialed === 'ok' ? 'plaintext' : dialed };
+  }
+  const tunnels = o.tunnels ?? new PeerTunnels();
+  const done = () => o.tunnels || tunnels.close();
+  const target = { host: o.server.host, port: o.server.port };
   let tunnel: Duplex;
   try {
-    tunnel = await tunnels.open(peer, o.ticket, { host: o.server.host, port: o.server.port }, left());
+    tunnel = o.over === 'socks5' ? await connectSocks5(await connectPinned(peer, left(), ['http/1.1']), o.ticket, target, left()) : await tunnels.open(peer, o.ticket, target, left());
   } catch (err) {
-    tunnels.close();
-    return { ok: false, status: tunnelStatus(err, performance.now() >= deadline) };
+    done();
+    const status = tunnelStatus(err, performance.now() >= deadline);
+    return { ok: false, status: o.over === 'socks5' && (status === 'tunnel-failed' || status === 'tls-failed') ? 'socks5-failed' : status };
   }
   try {
     const fetched = await fetchCanary(tunnel, o.server, o.canary, left());
@@ -87,11 +111,17 @@ export async function probePeer(peer: Candidate, o: ProbeOptions): Promise<Verdi
     return { ok: true, status: 'ok', ...measured };
   } finally {
     tunnel.destroy();
-    tunnels.close();
+    done();
   }
 }
 
 const matches = (body: Buffer, canary: CanaryResponse) => body.length === canary.length && createHash('sha256').update(body).digest('hex') === canary.sha256;
+
+/** The Host header as a browser writes it: the scheme's default port left out. */
+function hostHeader(server: ProbeOptions['server']): string {
+  const host = isIP(server.host) === 6 ? `[${server.host}]` : server.host;
+  return server.port === (server.tls ? 443 : 80) ? host : `${host}:${server.port}`;
+}
 
 /** GET of the canary over a tunnel (TLS to the server inside it when the server has TLS). */
 async function fetchCanary(
@@ -111,7 +141,7 @@ async function fetchCanary(
         reject(new Error('timed out'));
       }, timeoutMs);
       const req = httpRequest(
-        { method: 'GET', path: canary.path, headers: { host: `${isIP(server.host) === 6 ? `[${server.host}]` : server.host}:${server.port}`, connection: 'close' }, createConnection: () => socket as Socket },
+        { method: 'GET', path: canary.path, headers: { host: hostHeader(server), connection: 'close' }, createConnection: () => socket as Socket },
         (res) => {
           const firstByteMs = performance.now() - started;
           const chunks: Buffer[] = [];

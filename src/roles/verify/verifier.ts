@@ -4,7 +4,8 @@ import type { Clock } from '../../core/clock.js';
 import type { Logger } from '../../core/logger.js';
 import { TicketCache } from '../../net/ticket-cache.js';
 import type { ApiClient } from '../../net/api-client.js';
-import type { PeerInfo, VerdictRequest } from '../../protocol/messages.js';
+import { PeerTunnels } from '../../net/tunnel.js';
+import type { CanaryResponse, PeerInfo, VerdictRequest } from '../../protocol/messages.js';
 
 /** What the verifier asks of the server (probeRequests: to probe registered and reported peers at once). */
 export type VerifyApi = Pick<ApiClient, 'peers' | 'ticket' | 'canary' | 'verdict'> & Partial<Pick<ApiClient, 'probeRequests'>>;
@@ -62,12 +63,20 @@ export class Verifier {
   readonly #o: VerifierOptions;
   readonly #tickets: TicketCache;
 
+  /** Warm HTTP/2 connections to the peers, kept between probes as a get client keeps them. */
+  #tunnels = new PeerTunnels();
+
   constructor(components: { api: VerifyApi; logger: Logger; clock: Clock }, options: VerifierOptions) {
     this.#api = components.api;
     this.#logger = components.logger;
     this.#o = options;
-    // Tickets are kept and reused per peer exactly as get keeps them.
     this.#tickets = new TicketCache({ clock: components.clock, issue: (r) => components.api.ticket(r) });
+  }
+
+  /** Ends the warm connections (a later probe opens new ones). */
+  close(): void {
+    this.#tunnels.close();
+    this.#tunnels = new PeerTunnels();
   }
 
   /** Probes every live candidate and verified peer; `on.start` hears how many, `on.verdict` each verdict. */
@@ -92,17 +101,17 @@ export class Verifier {
 
   /** Probes one peer and posts the verdict; undefined when the server did not take it (the peer is gone). */
   async probe(peer: PeerInfo): Promise<VerdictReport | undefined> {
-    // A ticket for this peer alone, as a get client gets and keeps one.
-    const ticket = await this.#tickets.ticket(identityFingerprint(peer.identityKey));
-    const canary = await this.#api.canary();
-    const socksCanary = peer.protocols.includes('socks5') ? await this.#api.canary() : undefined;
+    const { ticket, over, socksCanary, canary } = await this.#plan(peer);
     const endpoint = { host: peer.host, port: peer.port, identityKey: peer.identityKey, ...(peer.plaintext ? { plaintext: true } : {}), ...(peer.sniName ? { sniName: peer.sniName } : {}) };
     const dnsStatus = this.#o.dns ? await checkPeerName(this.#o.dns, peer, this.#o.timeoutMs) : undefined;
     // Fetched where the server says (another front of it), else from the server itself.
     const from = canary.origin ? originTarget(canary.origin, this.#o.server.ca) : this.#o.server;
     const verdict = dnsStatus
       ? { ok: false, status: dnsStatus }
-      : await probePeer({ ...endpoint, peerId: peer.peerId }, { ticket, canary, ...(socksCanary ? { socksCanary } : {}), server: from, timeoutMs: this.#o.timeoutMs, maxLatencyMs: this.#o.maxLatencyMs, minMbps: this.#o.minMbps });
+      : await probePeer(
+          { ...endpoint, peerId: peer.peerId },
+          { ticket, canary, ...(socksCanary ? { socksCanary } : {}), ...(over ? { over } : {}), tunnels: this.#tunnels, server: from, timeoutMs: this.#o.timeoutMs, maxLatencyMs: this.#o.maxLatencyMs, minMbps: this.#o.minMbps },
+        );
     try {
       const after = await this.#api.verdict(peer.peerId, verdict);
       return { peerId: peer.peerId, host: peer.host, port: peer.port, state: after.state, ...verdict };
@@ -110,5 +119,22 @@ export class Verifier {
       this.#logger.warn({ code: (err as { code?: string }).code }, 'verdict not recorded (peer gone?)');
       return undefined;
     }
+  }
+
+  /**
+   * What one probe presents, chosen so that no field tells it from a user's tunnel:
+   * - the ticket: the one held for this peer (as a get client reuses its ticket) or, at random half
+   *   the time, a fresh one under a new pseudonym, so that a peer keying on pseudonyms (serving
+   *   those it saw probe before, or only new ones) is caught within a few probes;
+   * - the transport: an HTTP/2 stream, as get uses. A candidate (no user knows it yet) is also
+   *   checked over SOCKS5 inside TLS right after; a verified peer gets a SOCKS5 probe instead, on
+   *   one probe in four, so that no SOCKS5 connection follows an HTTP/2 tunnel and marks it.
+   */
+  async #plan(peer: PeerInfo): Promise<{ ticket: string; canary: CanaryResponse; over?: 'socks5'; socksCanary?: CanaryResponse }> {
+    const ticket = await this.#tickets.ticket(identityFingerprint(peer.identityKey), { renew: randomInt(2) === 0 });
+    const canary = await this.#api.canary();
+    if (!peer.protocols.includes('socks5')) return { ticket, canary };
+    if (peer.state !== 'verified') return { ticket, canary, socksCanary: await this.#api.canary() };
+    return randomInt(4) === 0 ? { ticket, canary, over: 'socks5' } : { ticket, canary };
   }
 }

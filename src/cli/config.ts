@@ -15,13 +15,19 @@ export function parseDuration(value: string): number {
 
 /** Milliseconds as the shortest duration text parseDuration reads back ("60s", "10m", "1500ms"). */
 export function formatDuration(ms: number): string {
+  if (ms === 0) return '0s';
   for (const unit of ['d', 'h', 'm', 's'] as const) if (ms >= UNITS[unit]! && ms % UNITS[unit]! === 0) return `${ms / UNITS[unit]!}${unit}`;
   return `${ms}ms`;
 }
 
-/** A duration option whose help shows its default as a duration ("60s"), not as milliseconds. */
-export function durationOption(flags: string, description: string, defaultMs: number): Option {
-  return new Option(flags, description).argParser(parseDuration).default(defaultMs, formatDuration(defaultMs));
+/** A duration option whose help shows its default as a duration ("60s"), not as milliseconds; `max` bounds it. */
+export function durationOption(flags: string, description: string, defaultMs: number, o: { max?: number } = {}): Option {
+  const parse = (value: string) => {
+    const ms = parseDuration(value);
+    if (o.max !== undefined && ms > o.max) throw new InvalidArgumentError(`expected at most ${formatDuration(o.max)}`);
+    return ms;
+  };
+  return new Option(flags, description).argParser(parse).default(defaultMs, formatDuration(defaultMs));
 }
 
 /** A count option (0 or more) with its default. */
@@ -44,12 +50,6 @@ export function parseCount(value: string): number {
 export function parsePort(value: string): number {
   const n = Number(value);
   if (!Number.isInteger(n) || n < 1 || n > 65535) throw new InvalidArgumentError('expected a port between 1 and 65535');
-  return n;
-}
-
-export function parseSeconds(value: string): number {
-  const n = Number(value);
-  if (!Number.isFinite(n) || n < 0 || n > 60) throw new InvalidArgumentError('expected seconds between 0 and 60');
   return n;
 }
 

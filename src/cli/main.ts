@@ -8,7 +8,7 @@ import { peersCommand } from './commands/peers.js';
 import { verifyCommand } from './commands/verify.js';
 import { giveCommand, statusCommand, ticketCommand } from './commands/give.js';
 import { safetyNumberCommand, trustCommand } from './commands/identity.js';
-import { inboxCommand, sendCommand } from './commands/messages.js';
+import { inboxCommand, messagesCommand, sendCommand } from './commands/messages.js';
 import { serverCommand } from './commands/server.js';
 import { demoCommand } from './commands/demo.js';
 import { processIo, writeLine, type Io } from './io.js';
@@ -27,7 +27,7 @@ export function buildProgram(io: Io, done: (code: number) => void): Command {
     for (const c of [cmd, ...cmd.commands]) c.exitOverride().configureOutput(output);
     program.addCommand(cmd);
   };
-  for (const make of [serverCommand, accountCommand, loginCommand, whoamiCommand, sendCommand, inboxCommand, trustCommand, safetyNumberCommand, giveCommand, ticketCommand, statusCommand, contactsCommand, adsCommand, getCommand, peersCommand, verifyCommand]) {
+  for (const make of [serverCommand, accountCommand, loginCommand, whoamiCommand, sendCommand, inboxCommand, messagesCommand, trustCommand, safetyNumberCommand, giveCommand, ticketCommand, statusCommand, contactsCommand, adsCommand, getCommand, peersCommand, verifyCommand]) {
     add(make(io, done));
   }
   // The demo runs the other commands in this process, each with its own Io.

@@ -1,4 +1,5 @@
-import type { Address, Advertisement } from '../protocol/messages.js';
+import { LanternError } from '../core/errors.js';
+import { UserId, type Address, type Advertisement } from '../protocol/messages.js';
 import type { Keystore } from '../storage/keystore.js';
 
 export interface Contact {
@@ -44,6 +45,24 @@ export class Contacts {
 
   async list(): Promise<Contact[]> {
     return (await this.#keystore.list<Contact>('contact!')).map(([, c]) => c);
+  }
+
+  /** The names contacts were added with, by user id. */
+  async names(): Promise<Map<string, string>> {
+    return new Map((await this.list()).flatMap((c) => (c.name ? [[c.userId, c.name] as [string, string]] : [])));
+  }
+
+  /**
+   * The user id a command-line name stands for: a user id as it is, else the contact with that
+   * name (case-insensitive). LA_ERR_USAGE when no contact, or more than one, has it.
+   */
+  async resolve(nameOrId: string): Promise<string> {
+    if (UserId.safeParse(nameOrId).success) return nameOrId;
+    const wanted = nameOrId.toLowerCase();
+    const matches = (await this.list()).filter((c) => c.name?.toLowerCase() === wanted);
+    if (matches.length === 1) return matches[0]!.userId;
+    if (matches.length > 1) throw new LanternError('LA_ERR_USAGE', `${matches.length} contacts are named "${nameOrId}": use the user id (${matches.map((c) => c.userId).join(', ')})`);
+    throw new LanternError('LA_ERR_USAGE', `"${nameOrId}" is neither a user id nor a contact's name; add it with \`lantern-agent contacts add USERID --name ${nameOrId}\``);
   }
 
   /**

@@ -7,6 +7,7 @@ import type { ApiClient } from '../net/api-client.js';
 import { Envelope, type Address, type Advertisement, type DeliveredMessage, type PollResponse } from '../protocol/messages.js';
 import type { Keystore } from '../storage/keystore.js';
 import type { Contacts } from './contacts.js';
+import { messageKey } from './message-store.js';
 
 /** A message as kept in the keystore and shown to the user. */
 export interface ReceivedMessage {
@@ -23,9 +24,11 @@ export interface ReceivedMessage {
   /** Set when it could not be decrypted; the ciphertext is kept in `payload`. */
   error?: { code: string; message: string };
   payload?: string;
+  /** Shown to the user (by `inbox` or `messages`); absent until then. */
+  read?: boolean;
 }
 
-const key = (id: string) => `inbox!${id}`;
+const key = messageKey;
 
 export interface InboxComponents {
   api: ApiClient;
@@ -131,10 +134,5 @@ export class Inbox {
     } catch (err) {
       this.#c.logger.warn({ err }, 'could not top up one-time keys');
     }
-  }
-
-  /** Messages kept in the keystore, oldest id order. */
-  async stored(): Promise<ReceivedMessage[]> {
-    return (await this.#c.keystore.list<ReceivedMessage>('inbox!')).map(([, m]) => m);
   }
 }

@@ -2,13 +2,14 @@ import { Command } from 'commander';
 import { systemClock } from '../../core/clock.js';
 import { createLogger } from '../../core/logger.js';
 import { Contacts } from '../../messaging/contacts.js';
-import { Inbox } from '../../messaging/inbox.js';
+import { Inbox, type ReceivedMessage } from '../../messaging/inbox.js';
 import { createGet } from '../../roles/get/index.js';
 import { openAgent, requireCredential, signedClient, withKeystore } from '../agent-home.js';
 import { durationOption, parseListen, resolveHome } from '../config.js';
 import { connectionCap } from '../fd-limit.js';
 import { withConfigLayers } from '../config-layers.js';
 import { writeJson, writeLine, type Io } from '../io.js';
+import { senderLabel } from './messages.js';
 
 interface GetFlags {
   listen: { host: string; port: number };
@@ -40,15 +41,18 @@ async function runGet(io: Io, flags: GetFlags): Promise<number> {
   const credential = await withKeystore(home, requireCredential);
   const api = await signedClient(credential);
   /** An inbox on the home's keystore, opened for this use only (other commands on the home keep working). */
-  const withInbox = <T>(use: (inbox: Inbox) => Promise<T>) =>
+  const withInbox = <T>(use: (inbox: Inbox, contacts: Contacts) => Promise<T>) =>
     withKeystore(home, async (keystore) => {
       const agent = await openAgent(keystore, credential);
+      const contacts = new Contacts(keystore);
       try {
-        return await use(new Inbox({ api: agent.api, keystore, logger, deviceKeys: agent.deviceKeys, contacts: new Contacts(keystore), ...(agent.cipher ? { cipher: agent.cipher } : {}) }));
+        return await use(new Inbox({ api: agent.api, keystore, logger, deviceKeys: agent.deviceKeys, contacts, ...(agent.cipher ? { cipher: agent.cipher } : {}) }), contacts);
       } finally {
         await agent.api.close();
       }
     });
+  /** Contacts' names, read with each batch received (for the arrival lines). */
+  let names: ReadonlyMap<string, string> = new Map();
   const get = createGet(
     {
       api,
@@ -56,9 +60,17 @@ async function runGet(io: Io, flags: GetFlags): Promise<number> {
       logger,
       // The keystore is opened per use, so that other commands on this home keep working.
       ads: (now) => withKeystore(home, (k) => new Contacts(k).ads(now)),
-      receive: (batch) => withInbox((inbox) => inbox.handle(batch).then((r) => r.messages)),
+      receive: (batch) =>
+        withInbox(async (inbox, contacts) => {
+          const { messages } = await inbox.handle(batch);
+          if (messages.length) names = await contacts.names();
+          return messages;
+        }),
       topUpKeys: () => withInbox((inbox) => inbox.topUp()),
-      onMessage: (m) => flags.json && writeJson(io.stdout, { event: 'message', id: m.id, from: m.from, ...(m.ad ? { ad: m.ad, adStatus: m.adStatus } : { text: m.text }) }),
+      onMessage: (m) => {
+        if (flags.json) writeJson(io.stdout, { event: 'message', id: m.id, from: m.from, ...(m.ad ? { ad: m.ad, adStatus: m.adStatus } : { text: m.text }) });
+        else writeLine(io.stdout, arrivalLine(m, names));
+      },
     },
     { ...flags.listen, handshakeTimeoutMs: flags.handshakeTimeout, idleTimeoutMs: flags.idleTimeout, maxConnections: connectionCap(1024, 256, 2) },
   );
@@ -71,4 +83,12 @@ async function runGet(io: Io, flags: GetFlags): Promise<number> {
   await api.close();
   if (flags.json) writeJson(io.stdout, { event: 'stopped' });
   return 0;
+}
+
+/** One line per message get received: it stays unread in the home until `messages` or `inbox` shows it. */
+function arrivalLine(m: ReceivedMessage, names: ReadonlyMap<string, string>): string {
+  const who = senderLabel(m.from, names);
+  if (m.error) return `message ${m.id} from ${who} could not be decrypted (${m.error.code}); kept, see \`lantern-agent messages\``;
+  if (m.ad) return `availability ad from ${who}: ${m.ad.host}:${m.ad.port} (${m.adStatus === 'accepted' ? 'kept, in use now' : `ignored: ${m.adStatus}`})`;
+  return `message from ${who}: ${m.text ?? ''}  (kept unread: \`lantern-agent messages\`)`;
 }

@@ -121,10 +121,15 @@ export function whoamiCommand(io: Io, done: (code: number) => void): Command {
   return new Command('whoami')
     .description("Show this home's identity: user id, device id, server, certificate expiry")
     .option('--home <dir>', 'agent home (default $LANTERN_HOME, else ~/.lantern-agent)')
+    .option('--id', 'print only the user id (to share it: others add it with `contacts add ID --name …`)')
     .option('--json', 'print JSON')
-    .action(async (flags: { home?: string; json?: boolean }) => {
+    .action(async (flags: { home?: string; json?: boolean; id?: boolean }) => {
       const credential = await withKeystore(resolveHome(flags.home, io.env), loadCredential);
       if (!credential) throw new LanternError('LA_ERR_NOT_LOGGED_IN');
+      if (flags.id) {
+        writeLine(io.stdout, credential.userId);
+        return done(0);
+      }
       const out = {
         userId: credential.userId,
         deviceId: credential.deviceId,

@@ -3,49 +3,48 @@ import { Command } from 'commander';
 import { systemClock } from '../../core/clock.js';
 import { LanternError } from '../../core/errors.js';
 import { createLogger } from '../../core/logger.js';
-import { UserId, type SkippedDevice } from '../../protocol/messages.js';
+import type { SkippedDevice } from '../../protocol/messages.js';
 import { MAX_DEVICE_ID } from '../../protocol/version.js';
 import { Contacts } from '../../messaging/contacts.js';
 import { Inbox, type ReceivedMessage } from '../../messaging/inbox.js';
+import { MessageStore } from '../../messaging/message-store.js';
 import { Messenger } from '../../messaging/messenger.js';
 import { longPoll } from '../../net/long-poll.js';
 import { retry, type BackoffPolicy } from '../../net/retry.js';
 import { openAgent, requireCredential, withKeystore } from '../agent-home.js';
-import { parsePositiveInt, parseSeconds, resolveHome } from '../config.js';
+import { durationOption, parsePositiveInt, resolveHome } from '../config.js';
 import { readAll, writeJson, writeLine, type Io } from '../io.js';
 
 /** A plaintext send that could not reach the server: again after 250 ms, then 500 ms. */
 const SEND_BACKOFF: BackoffPolicy = { initialMs: 250, maxMs: 500, factor: 2 };
 
-function parseRecipient(value: string): { userId: string; deviceId?: number } {
-  const [user, device, ...rest] = value.split(':');
-  const deviceId = device === undefined ? undefined : Number(device);
-  if (
-    rest.length > 0 ||
-    !UserId.safeParse(user).success ||
-    (deviceId !== undefined && !(Number.isInteger(deviceId) && deviceId >= 1 && deviceId <= MAX_DEVICE_ID))
-  ) {
-    throw new LanternError('LA_ERR_USAGE', '--to must be USERID or USERID:DEVICE (a UUID and 1..127)');
+/** `--to NAME|USERID[:DEVICE]`: the user part is resolved against contacts once the keystore is open. */
+function parseRecipient(value: string): { user: string; deviceId?: number } {
+  const match = /^([^:]+)(?::(\d+))?$/.exec(value);
+  const deviceId = match?.[2] === undefined ? undefined : Number(match[2]);
+  if (!match || (deviceId !== undefined && !(deviceId >= 1 && deviceId <= MAX_DEVICE_ID))) {
+    throw new LanternError('LA_ERR_USAGE', '--to must be NAME, USERID or USERID:DEVICE (a contact name or UUID, and 1..127)');
   }
-  return { userId: user!, ...(deviceId !== undefined ? { deviceId } : {}) };
+  return { user: match[1]!, ...(deviceId !== undefined ? { deviceId } : {}) };
 }
 
 export function sendCommand(io: Io, done: (code: number) => void): Command {
   return new Command('send')
     .description('Send a message to every device of a user, or to one device (USERID:DEVICE)')
     .argument('[text]', 'message text (or --stdin)')
-    .requiredOption('--to <userId[:device]>', 'recipient')
+    .requiredOption('--to <name|userId[:device]>', "recipient: a contact's name or a user id")
     .option('--stdin', 'read the message from stdin')
     .option('--raw', 'send the text WITHOUT end-to-end encryption (debugging); allows USERID:DEVICE')
     .option('--home <dir>', 'agent home (default $LANTERN_HOME, else ~/.lantern-agent)')
     .option('--json', 'print the result as JSON')
     .action(async (text: string | undefined, flags: { to: string; stdin?: boolean; raw?: boolean; home?: string; json?: boolean }) => {
-      const to = parseRecipient(flags.to);
+      const recipient = parseRecipient(flags.to);
       const body = flags.stdin ? await readAll(io.stdin) : text;
       if (body === undefined || (text !== undefined && flags.stdin)) throw new LanternError('LA_ERR_USAGE', 'give the text as an argument or with --stdin (not both)');
       const logger = createLogger({ level: 'warn' });
       const result = await withKeystore(resolveHome(flags.home, io.env), async (keystore) => {
         const credential = await requireCredential(keystore);
+        const to = { ...recipient, userId: await new Contacts(keystore).resolve(recipient.user) };
         const { api, cipher } = await openAgent(keystore, credential);
         try {
           if (flags.raw) {
@@ -87,40 +86,56 @@ function skippedText(skipped: readonly SkippedDevice[] | undefined): string {
   return skipped?.length ? `; skipped device(s) ${skipped.map((s) => `${s.deviceId} (${s.reason})`).join(', ')}` : '';
 }
 
-function show(io: Io, json: boolean | undefined, m: ReceivedMessage): void {
+/** `bob:1` for a contact named bob, else `USERID:DEVICE`. */
+export function senderLabel(from: { userId: string; deviceId: number }, names: ReadonlyMap<string, string>): string {
+  return `${names.get(from.userId) ?? from.userId}:${from.deviceId}`;
+}
+
+/** One message, as `inbox` and `messages` print it (NDJSON with --json); errors go to stderr. */
+function show(io: Io, json: boolean | undefined, m: ReceivedMessage, names: ReadonlyMap<string, string>): void {
   const sentAt = new Date(m.sentAt).toISOString();
+  const name = names.get(m.from.userId);
+  const base = { id: m.id, from: m.from, ...(name ? { fromName: name } : {}), sentAt };
+  const who = senderLabel(m.from, names);
   if (m.error) {
     // Kept in the keystore with its ciphertext; reported, never dropped.
-    if (json) writeJson(io.stdout, { id: m.id, from: m.from, sentAt, encrypted: true, error: m.error });
-    writeLine(io.stderr, `error ${m.error.code}: message ${m.id} from ${m.from.userId}:${m.from.deviceId} could not be decrypted (kept; the session is rebuilt): ${m.error.message}`);
+    if (json) writeJson(io.stdout, { ...base, encrypted: true, error: m.error });
+    writeLine(io.stderr, `error ${m.error.code}: message ${m.id} from ${who} could not be decrypted (kept; the session is rebuilt): ${m.error.message}`);
     return;
   }
   if (m.ad) {
-    if (json) writeJson(io.stdout, { id: m.id, from: m.from, sentAt, encrypted: true, ad: m.ad, adStatus: m.adStatus });
-    else writeLine(io.stdout, `[${sentAt}] ${m.from.userId}:${m.from.deviceId}: availability ad ${m.ad.host}:${m.ad.port} (${m.adStatus === 'accepted' ? 'kept' : `ignored: ${m.adStatus}`})`);
+    if (json) writeJson(io.stdout, { ...base, encrypted: true, ad: m.ad, adStatus: m.adStatus });
+    else writeLine(io.stdout, `[${sentAt}] ${who}: availability ad ${m.ad.host}:${m.ad.port} (${m.adStatus === 'accepted' ? 'kept' : `ignored: ${m.adStatus}`})`);
     return;
   }
-  if (json) writeJson(io.stdout, { id: m.id, from: m.from, sentAt, encrypted: m.encrypted, text: m.text });
-  else writeLine(io.stdout, `[${sentAt}] ${m.from.userId}:${m.from.deviceId}${m.encrypted ? '' : ' (unencrypted)'}: ${m.text}`);
+  if (json) writeJson(io.stdout, { ...base, encrypted: m.encrypted, text: m.text });
+  else writeLine(io.stdout, `[${sentAt}] ${who}${m.encrypted ? '' : ' (unencrypted)'}: ${m.text}`);
 }
 
 export function inboxCommand(io: Io, done: (code: number) => void): Command {
   return new Command('inbox')
-    .description('Receive messages: long-poll, store each in the keystore, then ack it')
-    .option('--wait <seconds>', 'how long to wait for a message (0..60)', parseSeconds, 0)
+    .description('Receive messages: show the unread ones already stored, then long-poll, store each new one in the keystore, and ack it')
+    .addOption(durationOption('--wait <duration>', 'how long to wait for a message (0..60 s)', 0, { max: 60_000 }))
     .option('--follow', 'keep receiving until interrupted')
     .option('--limit <n>', 'messages per batch', parsePositiveInt, 100)
     .option('--home <dir>', 'agent home (default $LANTERN_HOME, else ~/.lantern-agent)')
-    .option('--json', 'one NDJSON object per message: id, from, sentAt, text')
+    .option('--json', 'one NDJSON object per message: id, from, fromName, sentAt, text')
     .action(async (flags: { wait: number; follow?: boolean; limit: number; home?: string; json?: boolean }) => {
       const logger = createLogger({ level: 'warn' });
       await withKeystore(resolveHome(flags.home, io.env), async (keystore) => {
         const credential = await requireCredential(keystore);
+        const names = await new Contacts(keystore).names();
+        const store = new MessageStore(keystore);
+        // What arrived while another command received (get) and nobody has read yet comes first.
+        const unread = (await store.list()).filter((m) => !m.read);
+        for (const m of unread) show(io, flags.json, m, names);
+        await store.markRead(unread.map((m) => m.id));
         const { api, cipher, deviceKeys } = await openAgent(keystore, credential);
         const inbox = new Inbox({ api, keystore, logger, deviceKeys, contacts: new Contacts(keystore), ...(cipher ? { cipher } : {}) });
         const abort = new AbortController();
         void io.stopSignal.then(() => abort.abort());
-        const wait = flags.follow ? Math.max(flags.wait, 30) : flags.wait;
+        const waitSeconds = Math.round(flags.wait / 1000);
+        const wait = flags.follow ? Math.max(waitSeconds, 30) : waitSeconds;
         try {
           await longPoll({
             clock: systemClock,
@@ -134,7 +149,8 @@ export function inboxCommand(io: Io, done: (code: number) => void): Command {
             },
             handle: async (batch) => {
               const got = await inbox.handle(batch);
-              for (const m of got.messages) show(io, flags.json, m);
+              for (const m of got.messages) show(io, flags.json, m, names);
+              await store.markRead(got.messages.map((m) => m.id));
             },
             ack: (ids) => api.ack(ids),
             // --follow waits out a server that is away; anything else is the user's to see.
@@ -146,4 +162,55 @@ export function inboxCommand(io: Io, done: (code: number) => void): Command {
       });
       done(0);
     });
+}
+
+interface MessagesFlags {
+  unread?: boolean;
+  from?: string;
+  limit?: number;
+  markRead: boolean;
+  home?: string;
+  json?: boolean;
+}
+
+export function messagesCommand(io: Io, done: (code: number) => void): Command {
+  return new Command('messages')
+    .description('List the messages this home has received and stored (unread first, oldest first), or show one by id; what is shown is marked read')
+    .argument('[id]', 'show only this message')
+    .option('--unread', 'only messages not shown yet')
+    .option('--from <name|userId>', "only messages from this contact (a name) or user")
+    .option('--limit <n>', 'at most this many', parsePositiveInt)
+    .option('--no-mark-read', 'leave what is shown unread')
+    .option('--home <dir>', 'agent home (default $LANTERN_HOME, else ~/.lantern-agent)')
+    .option('--json', 'one NDJSON object per message, with `read`')
+    .action(async (id: string | undefined, flags: MessagesFlags) => {
+      const count = await withKeystore(resolveHome(flags.home, io.env), async (keystore) => {
+        await requireCredential(keystore);
+        const contacts = new Contacts(keystore);
+        const names = await contacts.names();
+        const store = new MessageStore(keystore);
+        const from = flags.from === undefined ? undefined : await contacts.resolve(flags.from);
+        let list = id === undefined ? await store.list() : [await store.get(id)].filter((m): m is ReceivedMessage => m !== undefined);
+        if (id !== undefined && list.length === 0) throw new LanternError('LA_ERR_NOT_FOUND', `No stored message ${id}`);
+        list = list.filter((m) => (!flags.unread || !m.read) && (!from || m.from.userId === from)).slice(0, flags.limit);
+        for (const m of list) {
+          if (flags.json) showJsonWithRead(io, m, names);
+          else {
+            if (!m.read) io.stdout.write('* ');
+            else io.stdout.write('  ');
+            show(io, false, m, names);
+          }
+        }
+        if (flags.markRead) await store.markRead(list.map((m) => m.id));
+        return list.length;
+      });
+      if (!flags.json && count === 0) writeLine(io.stderr, flags.unread ? 'no unread messages' : 'no messages stored');
+      done(0);
+    });
+}
+
+function showJsonWithRead(io: Io, m: ReceivedMessage, names: ReadonlyMap<string, string>): void {
+  const name = names.get(m.from.userId);
+  const { payload: _payload, type: _type, ...rest } = m;
+  writeJson(io.stdout, { ...rest, ...(name ? { fromName: name } : {}), sentAt: new Date(m.sentAt).toISOString(), read: m.read === true });
 }

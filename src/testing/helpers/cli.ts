@@ -133,3 +133,42 @@ export function sharedServer(
   });
   return ctx;
 }
+
+/** A long-running CLI role in human mode (no --json): its stdout and stderr as they come. */
+export interface HumanRole {
+  child: ChildProcess;
+  stdout(): string;
+  stderr(): string;
+  /** Signals the process (SIGTERM by default) and waits for it to exit; returns the exit code. */
+  stop(signal?: NodeJS.Signals): Promise<number | null>;
+}
+
+/** Spawns a role without --json and waits until its stdout or stderr matches `ready`. */
+export async function startHuman(args: string[], ready: RegExp, env: Record<string, string> = {}): Promise<HumanRole> {
+  const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
+  let stdout = '';
+  let stderr = '';
+  const exited = once(child, 'exit');
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`${args[0]} did not get ready: ${stderr}`)), 20_000);
+    const check = () => {
+      if (!ready.test(stdout) && !ready.test(stderr)) return;
+      clearTimeout(timer);
+      resolve();
+    };
+    child.stdout!.setEncoding('utf8').on('data', (d: string) => ((stdout += d), check()));
+    child.stderr!.setEncoding('utf8').on('data', (d: string) => ((stderr += d), check()));
+    void exited.then(() => reject(new Error(`${args[0]} exited early: ${stderr}`)));
+  });
+  return {
+    child,
+    stdout: () => stdout,
+    stderr: () => stderr,
+    async stop(signal = 'SIGTERM') {
+      if (child.exitCode !== null || child.signalCode !== null) return child.exitCode;
+      child.kill(signal);
+      const [code] = (await exited) as [number | null];
+      return code;
+    },
+  };
+}

@@ -1,6 +1,11 @@
+import { once } from 'node:events';
+import { createServer as createHttpServer } from 'node:http';
+import { connect, createServer as createNetServer } from 'node:net';
 import test from 'ava';
+import { ProxyAgent, request } from 'undici';
+import { listen } from '../net/listen.js';
 import { addAgent } from '../testing/helpers/agents.js';
-import { runCli, sharedServer, startHuman } from '../testing/helpers/cli.js';
+import { runCli, sharedServer, startHuman, startRole, testServer } from '../testing/helpers/cli.js';
 import { until } from '../testing/helpers/observe.js';
 
 // Issue 17: the friction points a new user hit just past the walkthrough, each as the user meets it.
@@ -60,4 +65,101 @@ test('inbox shows what arrived while get ran (unread) before it polls', async (t
   t.regex(inbox.stdout, new RegExp(`${alice.userId}:1: while get ran`));
   const later = await runCli(['inbox', '--wait', '0s', '--home', bob.home]);
   t.is(later.stdout, '', 'shown once');
+});
+
+/** A CONNECT through an HTTP proxy: the status line and body of its answer. */
+async function connectThrough(proxyUrl: string, target: string): Promise<{ statusLine: string; body: string }> {
+  const u = new URL(proxyUrl);
+  const socket = connect(Number(u.port), u.hostname);
+  socket.write(`CONNECT ${target} HTTP/1.1\r\nHost: ${target}\r\n\r\n`);
+  let data = '';
+  socket.setEncoding('utf8').on('data', (d: string) => (data += d));
+  await Promise.race([once(socket, 'close'), new Promise((r) => setTimeout(r, 10_000))]);
+  socket.destroy();
+  const [head = '', body = ''] = data.split('\r\n\r\n');
+  return { statusLine: head.split('\r\n')[0] ?? '', body };
+}
+
+/** A SOCKS5 CONNECT (no authentication) to 127.0.0.1:port: the reply code. */
+async function socksReplyCode(proxyUrl: string, port: number): Promise<number> {
+  const u = new URL(proxyUrl);
+  const socket = connect(Number(u.port), u.hostname);
+  socket.write(Buffer.from([5, 1, 0, 5, 1, 0, 1, 127, 0, 0, 1, port >> 8, port & 0xff]));
+  const chunks: Buffer[] = [];
+  socket.on('data', (d: Buffer) => chunks.push(d));
+  await Promise.race([once(socket, 'close'), new Promise((r) => setTimeout(r, 10_000))]);
+  socket.destroy();
+  return Buffer.concat(chunks)[3] ?? -1;
+}
+
+test("get's proxy says why a tunnel failed, with a status line, a body and a SOCKS5 code of its own for each cause", async (t) => {
+  const site = createHttpServer((_req, res) => res.end('the site'));
+  const sitePort = (await listen(site, '127.0.0.1', 0)).port;
+  t.teardown(() => site.close());
+  const closed = createNetServer();
+  const closedPort = (await listen(closed, '127.0.0.1', 0)).port;
+  await new Promise((r) => closed.close(r));
+  const [bob, alice, carol] = [await addAgent(ctx.server, ctx.dir, 'bob3'), await addAgent(ctx.server, ctx.dir, 'alice3'), await addAgent(ctx.server, ctx.dir, 'carol3')];
+  for (const [name, who] of [['alice', alice], ['carol', carol]] as const) t.is((await runCli(['contacts', 'add', who.userId, '--name', name, '--home', bob.home])).code, 0);
+  const get = await startHuman(['get', '--listen', '127.0.0.1:0', '--home', bob.home], /local proxy on/);
+  t.teardown(() => get.stop('SIGKILL'));
+  const getUrl = /local proxy on (\S+)/.exec(get.stderr())![1]!;
+
+  // 1. Nothing verified, no ad: no peer yet.
+  let r = await connectThrough(getUrl, `127.0.0.1:${sitePort}`);
+  t.is(r.statusLine, 'HTTP/1.1 503 No Give Peer Yet');
+  t.regex(r.body, /no give peer is known yet[\s\S]*lantern-agent verify[\s\S]*lantern-agent ads/);
+  t.is(await socksReplyCode(getUrl, sitePort), 3, 'SOCKS5: network unreachable');
+  const page = await request(`http://127.0.0.1:${sitePort}/`, { dispatcher: new ProxyAgent({ uri: getUrl, proxyTunnel: false }), headers: { accept: 'text/html' } });
+  t.is(page.statusCode, 503);
+  t.regex(await page.body.text(), /<h1>No Give Peer Yet<\/h1>/, 'a forward request gets a page');
+
+  // 2. A contact's peer that guards private destinations (no --allow-private-destinations).
+  const guarded = await startRole(['give', '--listen', '127.0.0.1:0', '--home', alice.home, '--no-register', '--advertise-to', bob.userId], 'advertised');
+  t.teardown(() => guarded.stop('SIGKILL'));
+  await until('the ad', async () => (/availability ad from alice:1: .*kept, in use now/.test(get.stdout()) ? true : undefined), 10_000);
+  r = await connectThrough(getUrl, `127.0.0.1:${sitePort}`);
+  t.is(r.statusLine, 'HTTP/1.1 403 Destination Refused By Give Peer');
+  t.regex(r.body, /--allow-private-destinations/);
+  t.is(await socksReplyCode(getUrl, sitePort), 2, 'SOCKS5: not allowed');
+
+  // 3. That peer gone, another that reaches private addresses: a closed port is the destination's fault.
+  await guarded.stop('SIGKILL');
+  const open = await startRole(['give', '--listen', '127.0.0.1:0', '--home', carol.home, '--no-register', '--allow-private-destinations', '--advertise-to', bob.userId], 'advertised');
+  t.teardown(() => open.stop('SIGKILL'));
+  await until('the second ad', async () => (/availability ad from carol:1: .*kept, in use now/.test(get.stdout()) ? true : undefined), 10_000);
+  r = await connectThrough(getUrl, `127.0.0.1:${closedPort}`);
+  t.is(r.statusLine, 'HTTP/1.1 504 Destination Unreachable');
+  t.regex(r.body, new RegExp(`could not reach 127.0.0.1:${closedPort}`));
+  t.is(await socksReplyCode(getUrl, closedPort), 4, 'SOCKS5: host unreachable');
+  t.regex((await connectThrough(getUrl, `127.0.0.1:${sitePort}`)).statusLine, /^HTTP\/1.1 200 /, 'and the site works');
+
+  // 4. Both peers down.
+  await open.stop('SIGKILL');
+  r = await connectThrough(getUrl, `127.0.0.1:${sitePort}`);
+  t.is(r.statusLine, 'HTTP/1.1 502 Give Peers Failed');
+  t.regex(r.body, /every known give peer \(2\) failed/);
+  t.is(await socksReplyCode(getUrl, sitePort), 1, 'SOCKS5: general failure');
+});
+
+test("get's proxy says when the server cannot be reached and no peer is known", async (t) => {
+  const { dir, server } = await testServer(t);
+  const dave = await addAgent(server, dir, 'dave');
+  await server.stop();
+  const get = await startHuman(['get', '--listen', '127.0.0.1:0', '--home', dave.home], /local proxy on/);
+  t.teardown(() => get.stop('SIGKILL'));
+  const getUrl = /local proxy on (\S+)/.exec(get.stderr())![1]!;
+  const r = await connectThrough(getUrl, '127.0.0.1:9');
+  t.is(r.statusLine, 'HTTP/1.1 503 Lantern Server Unreachable');
+  t.regex(r.body, /cannot be reached/);
+});
+
+test('a peer whose guard refuses the canary (a server on a private address) fails with destination-refused, not tunnel-failed', async (t) => {
+  const { dir, server } = await testServer(t);
+  const verifier = await addAgent(server, dir, 'verifier', { role: 'verifier' });
+  const owner = await addAgent(server, dir, 'owner');
+  const give = await startRole(['give', '--listen', '127.0.0.1:0', '--home', owner.home], 'registered');
+  t.teardown(() => give.stop('SIGKILL'));
+  const r = await runCli(['verify', '--once', '--json', '--home', verifier.home, '--timeout', '3s']);
+  t.like(JSON.parse(r.stdout.trim().split('\n')[0]!) as object, { ok: false, status: 'destination-refused' });
 });

@@ -10,6 +10,24 @@ import { firstByte, SOCKS, SOCKS_REPLY, socksGreeting, socksReply, socksRequest,
 /** How a tunnel request ended when it did not become a tunnel. */
 export type TunnelFailure = 'bad-request' | 'forbidden' | 'unreachable' | 'busy';
 
+/**
+ * A failure told to the client in its own words (get's local proxy): the HTTP status line and a
+ * short text body naming the cause and the next step, and the SOCKS5 reply code. Without one, a
+ * failure gets the bare status of its TunnelFailure (give's proxy, which answers as nginx would).
+ */
+export interface FailureAnswer {
+  status: number;
+  reason: string;
+  text: string;
+  socks: number;
+}
+
+/** The whole HTTP/1.1 answer carrying a FailureAnswer. */
+export function explainedRefusal(a: FailureAnswer): string {
+  const body = `${a.text}\n`;
+  return `HTTP/1.1 ${a.status} ${a.reason}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`;
+}
+
 /** A CONNECT (HTTP) or SOCKS5 CONNECT request, answered with `accept` or `fail`. */
 export interface TunnelRequest {
   protocol: 'http' | 'socks5';
@@ -24,7 +42,7 @@ export interface TunnelRequest {
    */
   accept(extraHeaders?: string): Buffer;
   /** Sends the protocol's failure answer and closes. */
-  fail(why: TunnelFailure): void;
+  fail(why: TunnelFailure, answer?: FailureAnswer): void;
   /** Instead of either: stops reading and returns every byte received since the connection began (for a decoy). */
   giveUp(): Buffer;
 }
@@ -68,15 +86,15 @@ const SOCKS_CODE: Record<TunnelFailure, number> = {
  * How a SOCKS5 request read by `reader` is answered: success (then the bytes read past the
  * request go on into the tunnel), or the reply code of its failure, and the end.
  */
-export function socksAnswers(socket: Socket, reader: HandshakeReader): { accept(): Buffer; fail(why: TunnelFailure): void } {
+export function socksAnswers(socket: Socket, reader: HandshakeReader): { accept(): Buffer; fail(why: TunnelFailure, answer?: FailureAnswer): void } {
   return {
     accept: () => {
       socket.write(socksReply(SOCKS_REPLY.ok));
       return reader.release();
     },
-    fail: (why) => {
+    fail: (why, answer) => {
       reader.release();
-      finish(socket, socksReply(SOCKS_CODE[why]));
+      finish(socket, socksReply(answer ? answer.socks : SOCKS_CODE[why]));
     },
   };
 }
@@ -142,9 +160,9 @@ export class ProxyFrontEnd {
         socket.write(`HTTP/1.1 200 Connection Established\r\n${extraHeaders}\r\n`);
         return reader.release();
       },
-      fail: (why) => {
+      fail: (why, answer) => {
         reader.release();
-        finish(socket, connectRefusal(TUNNEL_FAILURE_STATUS[why]));
+        finish(socket, answer ? explainedRefusal(answer) : connectRefusal(TUNNEL_FAILURE_STATUS[why]));
       },
       giveUp,
     });

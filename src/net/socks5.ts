@@ -6,7 +6,7 @@ import type { ParseStep } from './handshake-reader.js';
  * over the bytes received so far, run by a HandshakeReader), shared by give and get.
  */
 export const SOCKS = { version: 5, noAuth: 0, userPass: 2, noAcceptable: 0xff, connect: 1, ipv4: 1, domain: 3, ipv6: 4 } as const;
-export const SOCKS_REPLY = { ok: 0, failure: 1, notAllowed: 2, hostUnreachable: 4, refused: 5, commandNotSupported: 7, addressNotSupported: 8 } as const;
+export const SOCKS_REPLY = { ok: 0, failure: 1, notAllowed: 2, networkUnreachable: 3, hostUnreachable: 4, refused: 5, commandNotSupported: 7, addressNotSupported: 8 } as const;
 
 /** Longest SOCKS5 message of the handshake (a request with a 255-byte name, or a user/pass message). */
 export const SOCKS_MAX_MESSAGE = 513;

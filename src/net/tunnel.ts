@@ -29,6 +29,8 @@ export function ticketAuthorization(ticket: string): string {
 }
 
 const unreachable = (message: string, cause?: unknown) => new LanternError('LA_ERR_DESTINATION_UNREACHABLE', message, cause === undefined ? {} : { cause });
+/** The peer answered the CONNECT with another status than 200 (403: its destination guard; 502: the destination). */
+const refusedBy = (status: number) => new LanternError('LA_ERR_DESTINATION_UNREACHABLE', `The peer answered ${status}`, { details: { peerStatus: status } });
 const where = (p: Upstream) => `${p.host.includes(':') ? `[${p.host}]` : p.host}:${p.port}`;
 
 /**
@@ -105,7 +107,7 @@ export async function connectHttp1(socket: Socket, ticket: string, target: Upstr
   const reader = new HandshakeReader(socket, { maxBytes: 16 * 1024 });
   try {
     const head = await reader.read(httpResponseHead, timeoutMs);
-    if (head.status !== 200) throw unreachable(`The peer answered ${head.status}`);
+    if (head.status !== 200) throw refusedBy(head.status);
   } catch (err) {
     socket.destroy();
     throw LanternError.is(err, 'LA_ERR_DESTINATION_UNREACHABLE') ? err : unreachable(`CONNECT failed: ${(err as Error).message}`, err);
@@ -271,7 +273,7 @@ export class PeerTunnels {
       const timer = setTimeout(() => fail(() => unreachable(`CONNECT to ${where(target)} timed out`)), timeoutMs);
       stream.once('response', (headers) => {
         const status = Number(headers[h2.HTTP2_HEADER_STATUS]);
-        if (status !== 200) return fail(() => unreachable(`The peer answered ${status}`));
+        if (status !== 200) return fail(() => refusedBy(status));
         settled = true;
         clearTimeout(timer);
         resolve(stream);

@@ -7,8 +7,9 @@ import type { Logger } from '../../core/logger.js';
 import type { Startable } from '../../core/lifecycle.js';
 import { ConnectionLimiter } from '../../net/connection-limiter.js';
 import { formatUrl, listen } from '../../net/listen.js';
-import { ProxyFrontEnd, type TunnelRequest } from '../../net/proxy-front-end.js';
+import { ProxyFrontEnd, type FailureAnswer, type TunnelRequest } from '../../net/proxy-front-end.js';
 import { splice } from '../../net/relay.js';
+import { failureAnswer } from './failure-answers.js';
 import type { UpstreamPool } from './upstream-pool.js';
 
 export interface LocalProxyOptions {
@@ -102,8 +103,9 @@ export class LocalProxy implements Startable {
     try {
       upstream = await this.#pool.tunnel(request.target);
     } catch (err) {
-      this.#logger.warn({ code: (err as { code?: string }).code }, 'no give peer could open the tunnel');
-      return request.fail('unreachable');
+      const answer = failureAnswer(err, request.target);
+      this.#logger.warn({ code: (err as { code?: string }).code, cause: answer.cause }, 'no give peer could open the tunnel');
+      return request.fail('unreachable', answer);
     }
     if (client.destroyed) return void upstream.destroy();
     client.off('close', early);
@@ -128,11 +130,13 @@ export class LocalProxy implements Startable {
       return void res.end();
     }
     let tunnel: Duplex;
+    const destination = { host: target.hostname.replace(/^\[|\]$/g, ''), port: Number(target.port || 80) };
     try {
-      tunnel = await this.#pool.tunnel({ host: target.hostname.replace(/^\[|\]$/g, ''), port: Number(target.port || 80) });
-    } catch {
-      res.writeHead(502, { 'Content-Length': 0 });
-      return void res.end();
+      tunnel = await this.#pool.tunnel(destination);
+    } catch (err) {
+      const answer = failureAnswer(err, destination);
+      this.#logger.warn({ code: (err as { code?: string }).code, cause: answer.cause }, 'no give peer could open the tunnel');
+      return explain(req, res, answer);
     }
     const out = httpRequest(
       { method: req.method, path: `${target.pathname}${target.search}`, headers: endToEndHeaders(req.headers), createConnection: () => tunnel as Socket },
@@ -148,4 +152,15 @@ export class LocalProxy implements Startable {
     });
     req.pipe(out);
   }
+}
+
+/** A forward request's failure, as a page a browser shows (HTML when it asks for HTML, else text). */
+function explain(req: IncomingMessage, res: ServerResponse, answer: FailureAnswer): void {
+  const html = /text\/html/.test(req.headers.accept ?? '');
+  const escape = (t: string) => t.replace(/[&<>"]/g, (c) => `&#${c.charCodeAt(0)};`);
+  const body = html
+    ? `<!doctype html>\n<html><head><title>${answer.status} ${escape(answer.reason)}</title></head>\n<body><h1>${escape(answer.reason)}</h1>\n${answer.text.split('\n').map((l) => `<p>${escape(l)}</p>`).join('\n')}\n</body></html>\n`
+    : `${answer.text}\n`;
+  res.writeHead(answer.status, answer.reason, { 'Content-Type': `${html ? 'text/html' : 'text/plain'}; charset=utf-8`, 'Content-Length': Buffer.byteLength(body), Connection: 'close' });
+  res.end(body);
 }

@@ -11,6 +11,22 @@ export interface UpstreamSource {
   ticket(peerFingerprint: string): Promise<string>;
   /** A peer failed a tunnel that another peer then opened: tell the server (it has a verifier probe it). */
   report?(peer: PeerEndpoint, status: string): void;
+  /** Whether the server answered the last time the peers were read. */
+  serverReachable?(): boolean;
+}
+
+/** Why get could not open a tunnel, as its local proxy tells the client (see failure-answers.ts). */
+export type TunnelFailureCause = 'no-peers' | 'server-unreachable' | 'peers-failed' | 'destination-refused' | 'destination-unreachable';
+
+/**
+ * What the peers' answers say, all tried: a destination guard refused (403) before a destination
+ * that could not be reached (502, 504), before peers that failed themselves.
+ */
+function causeOf(errors: readonly unknown[]): TunnelFailureCause {
+  const statuses = errors.map((e) => (LanternError.is(e) ? e.details?.['peerStatus'] : undefined));
+  if (statuses.includes(403)) return 'destination-refused';
+  if (statuses.includes(502) || statuses.includes(504)) return 'destination-unreachable';
+  return 'peers-failed';
 }
 
 /** What a failed tunnel says about the peer, as a report's status. */
@@ -39,9 +55,12 @@ export class UpstreamPool {
 
   async tunnel(target: Upstream): Promise<Duplex> {
     const peers = this.#source.upstreams();
-    if (peers.length === 0) throw new LanternError('LA_ERR_DESTINATION_UNREACHABLE', 'No give peer is known yet (no verified peer, no ad from a contact)');
+    if (peers.length === 0) {
+      const cause = this.#source.serverReachable?.() === false ? 'server-unreachable' : 'no-peers';
+      throw new LanternError('LA_ERR_DESTINATION_UNREACHABLE', 'No give peer is known yet (no verified peer, no ad from a contact)', { details: { cause } });
+    }
     const start = this.#next++ % peers.length;
-    let last: unknown;
+    const errors: unknown[] = [];
     const failed: Array<{ peer: PeerEndpoint; status: string }> = [];
     for (let i = 0; i < peers.length; i++) {
       const peer = peers[(start + i) % peers.length]!;
@@ -52,12 +71,16 @@ export class UpstreamPool {
         for (const f of failed) this.#source.report?.(f.peer, f.status);
         return tunnel;
       } catch (err) {
-        last = err;
+        errors.push(err);
         failed.push({ peer, status: failureStatus(err) });
         this.#logger.info({ code: (err as LanternError).code }, 'give peer failed; trying the next one');
       }
     }
-    throw LanternError.is(last) ? last : new LanternError('LA_ERR_DESTINATION_UNREACHABLE');
+    const last = errors.at(-1);
+    throw new LanternError('LA_ERR_DESTINATION_UNREACHABLE', `${(last as Error | undefined)?.message ?? 'no tunnel'} (${peers.length} give peer(s) tried)`, {
+      cause: last,
+      details: { cause: causeOf(errors), tried: peers.length },
+    });
   }
 
   /** Closes the warm connections to the peers. */

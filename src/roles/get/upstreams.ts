@@ -27,6 +27,9 @@ const REPORT_EVERY_MS = 60_000;
 export class Upstreams implements UpstreamSource {
   readonly #c: { api: UpstreamApi; clock: Clock; logger: Logger; ads(now: number): Promise<Advertisement[]> };
   #peers: PeerEndpoint[] = [];
+  /** The round robin as last read. */
+  #verified: RoundRobinPeer[] = [];
+  #serverReachable = true;
   readonly #tickets: TicketCache;
   /** When each peer (identity key) was last reported. */
   readonly #reported = new Map<string, number>();
@@ -57,12 +60,26 @@ export class Upstreams implements UpstreamSource {
     );
   }
 
-  /** Reads both lists again. The round robin being unavailable leaves the ads. */
+  serverReachable(): boolean {
+    return this.#serverReachable;
+  }
+
+  /**
+   * Reads both lists again. The round robin being unavailable (the server down or blocked) keeps
+   * the verified peers last read: they may well still work, and their tickets last an hour.
+   */
   async refresh(): Promise<void> {
-    const verified = await this.#c.api.roundRobin().catch((err: unknown) => {
-      this.#c.logger.warn({ code: LanternError.is(err) ? err.code : undefined }, 'round robin unavailable');
-      return [];
-    });
+    const verified = await this.#c.api.roundRobin().then(
+      (peers) => {
+        this.#serverReachable = true;
+        return (this.#verified = peers);
+      },
+      (err: unknown) => {
+        if (this.#serverReachable) this.#c.logger.warn({ code: LanternError.is(err) ? err.code : undefined }, 'round robin unavailable; keeping the peers last read');
+        this.#serverReachable = false;
+        return this.#verified;
+      },
+    );
     const ads = await this.#c.ads(this.#c.clock.now());
     const seen = new Set<string>();
     this.#peers = [...verified, ...ads]

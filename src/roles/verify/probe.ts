@@ -65,6 +65,8 @@ function tunnelStatus(err: unknown, timedOut: boolean): string {
   }
   if (timedOut) return 'timeout';
   if (details?.['stage'] === 'tls') return 'tls-failed';
+  // The peer's destination guard refused the canary's address (a server on a private address).
+  if (details?.['peerStatus'] === 403) return 'destination-refused';
   return 'tunnel-failed';
 }
 

@@ -163,3 +163,36 @@ test('a peer whose guard refuses the canary (a server on a private address) fail
   const r = await runCli(['verify', '--once', '--json', '--home', verifier.home, '--timeout', '3s']);
   t.like(JSON.parse(r.stdout.trim().split('\n')[0]!) as object, { ok: false, status: 'destination-refused' });
 });
+
+test('give says what the server thinks of it as it changes; status shows the verdict within a second; get says when peers come and go', async (t) => {
+  const { dir, server } = await testServer(t);
+  const verifier = await addAgent(server, dir, 'verifier', { role: 'verifier' });
+  const [owner, guardedOwner, user] = [await addAgent(server, dir, 'owner'), await addAgent(server, dir, 'guarded'), await addAgent(server, dir, 'user')];
+  const get = await startHuman(['get', '--listen', '127.0.0.1:0', '--home', user.home], /local proxy on/);
+  t.teardown(() => get.stop('SIGKILL'));
+  t.regex(get.stderr(), /0 give peer\(s\) known; none yet: a give peer is used once a verifier passes it/);
+
+  const give = await startHuman(['give', '--listen', '127.0.0.1:0', '--home', owner.home, '--allow-private-destinations'], /registered as/);
+  t.teardown(() => give.stop('SIGKILL'));
+  t.regex(give.stderr(), /registered as 127\.0\.0\.1:\d+ \(peer [0-9a-f-]+\); a candidate until a verifier passes it/);
+  const guarded = await startHuman(['give', '--listen', '127.0.0.1:0', '--home', guardedOwner.home], /registered as/);
+  t.teardown(() => guarded.stop('SIGKILL'));
+
+  const status = async (home: string) => (await runCli(['status', '--home', home])).stdout;
+  t.regex(await status(owner.home), /no verdict yet/);
+  const verified = await runCli(['verify', '--once', '--home', verifier.home, '--timeout', '3s']);
+  const verdictAt = performance.now();
+  t.is(verified.code === 0 || verified.code === 1, true, verified.stderr);
+  // The give peer hears of the verdict from the server at once (its heartbeat is a minute away).
+  await until('give says verified', async () => (/verified: in the round robin at 127\.0\.0\.1:\d+/.test(give.stderr()) ? true : undefined), 3000);
+  const heardAfter = performance.now() - verdictAt;
+  t.log(`give knew of the verdict ${Math.round(heardAfter)} ms after verify --once ended`);
+  t.true(heardAfter < 1000, `${Math.round(heardAfter)} ms`);
+  t.regex(await status(owner.home), /last verdict .*: pass \(ok\)/, 'and status shows it');
+  await until('the guarded one says why not', async () => (/not verified at 127\.0\.0\.1:\d+: destination-refused — the server is on a private address.*--allow-private-destinations/.test(guarded.stderr()) ? true : undefined), 3000);
+  t.regex(await status(guardedOwner.home), /last verdict .*: FAIL \(destination-refused\) — /);
+
+  await until('get hears of the peer', async () => (/give peer 127\.0\.0\.1:\d+ available \(1 known\)/.test(get.stderr()) ? true : undefined), 8000);
+  await give.stop();
+  await until('get hears it is gone', async () => (/give peer 127\.0\.0\.1:\d+ gone \(0 known; requests get 503/.test(get.stderr()) ? true : undefined), 8000);
+});

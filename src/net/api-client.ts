@@ -215,8 +215,13 @@ export class ApiClient {
     return this.#call('POST', apiPath(API.verdict, { peerId }), verdict, PeerInfo);
   }
 
-  peerSelf(): Promise<PeerInfo> {
-    return this.#call('GET', API.peerSelf, undefined, PeerInfo);
+  /**
+   * This device's registration. With `wait`: held by the server (up to `wait.seconds`) until a
+   * verdict newer than `wait.after` (server ms; the last verdict seen) is recorded.
+   */
+  peerSelf(wait?: { seconds: number; after: number; signal?: AbortSignal }): Promise<PeerInfo> {
+    if (!wait) return this.#call('GET', API.peerSelf, undefined, PeerInfo);
+    return this.#call('GET', `${API.peerSelf}?wait=${wait.seconds}&after=${wait.after}`, undefined, PeerInfo, { timeoutMs: (wait.seconds + 30) * 1000, ...(wait.signal ? { signal: wait.signal } : {}) });
   }
 
   async unregisterPeer(): Promise<boolean> {

@@ -345,6 +345,11 @@ export const ProbeRequestsQuery = z.strictObject({
   wait: z.coerce.number().min(0).max(MAX_POLL_WAIT_SECONDS).default(0),
   since: z.coerce.number().int().min(0).optional(),
 });
+/** GET /v1/peers/self?wait=S&after=T — a give peer waiting (up to S s) for a verdict newer than T (server ms). */
+export const PeerSelfQuery = z.strictObject({
+  wait: z.coerce.number().min(0).max(MAX_POLL_WAIT_SECONDS).default(0),
+  after: z.coerce.number().int().min(0).optional(),
+});
 export const ProbeRequestsResponse = z.strictObject({ now: z.int(), peers: z.array(PeerInfo) });
 export type ProbeRequestsResponse = z.infer<typeof ProbeRequestsResponse>;
 

@@ -4,6 +4,7 @@ import { createLogger } from '../../core/logger.js';
 import { Contacts } from '../../messaging/contacts.js';
 import { Inbox, type ReceivedMessage } from '../../messaging/inbox.js';
 import { createGet } from '../../roles/get/index.js';
+import type { UpstreamChange } from '../../roles/get/upstreams.js';
 import { openAgent, requireCredential, signedClient, withKeystore } from '../agent-home.js';
 import { durationOption, parseListen, resolveHome } from '../config.js';
 import { connectionCap } from '../fd-limit.js';
@@ -67,6 +68,10 @@ async function runGet(io: Io, flags: GetFlags): Promise<number> {
           return messages;
         }),
       topUpKeys: () => withInbox((inbox) => inbox.topUp()),
+      onUpstreams: (change) => {
+        if (flags.json) writeJson(io.stdout, { event: 'upstreams', added: change.added.length, removed: change.removed.length, total: change.total, serverReachable: change.serverReachable });
+        else for (const line of upstreamLines(change)) writeLine(io.stderr, `lantern-agent get: ${line}`);
+      },
       onMessage: (m) => {
         if (flags.json) writeJson(io.stdout, { event: 'message', id: m.id, from: m.from, ...(m.ad ? { ad: m.ad, adStatus: m.adStatus } : { text: m.text }) });
         else writeLine(io.stdout, arrivalLine(m, names));
@@ -76,7 +81,15 @@ async function runGet(io: Io, flags: GetFlags): Promise<number> {
   );
   await get.start();
   if (flags.json) writeJson(io.stdout, { event: 'listening', url: get.url, upstreams: get.upstreams });
-  else writeLine(io.stderr, `lantern-agent get: local proxy on ${get.url} (${get.upstreams} give peer(s) known)`);
+  else {
+    const known = get.upstreams;
+    const why = !get.serverReachable
+      ? 'the server cannot be reached; requests get 503 until it can'
+      : known === 0
+        ? 'none yet: a give peer is used once a verifier passes it or a contact sends its ad; requests get 503 until then'
+        : 'requests go through them';
+    writeLine(io.stderr, `lantern-agent get: local proxy on ${get.url} (${known} give peer(s) known; ${why})`);
+  }
   const signal = await io.stopSignal;
   if (flags.json) writeJson(io.stdout, { event: 'stopping', signal });
   await get.stop();
@@ -91,4 +104,14 @@ function arrivalLine(m: ReceivedMessage, names: ReadonlyMap<string, string>): st
   if (m.error) return `message ${m.id} from ${who} could not be decrypted (${m.error.code}); kept, see \`lantern-agent messages\``;
   if (m.ad) return `availability ad from ${who}: ${m.ad.host}:${m.ad.port} (${m.adStatus === 'accepted' ? 'kept, in use now' : `ignored: ${m.adStatus}`})`;
   return `message from ${who}: ${m.text ?? ''}  (kept unread: \`lantern-agent messages\`)`;
+}
+
+/** Human lines for a change of upstreams: peers that came or went, the server lost or back. */
+function upstreamLines(change: UpstreamChange): string[] {
+  const lines: string[] = [];
+  if (change.serverChanged) lines.push(change.serverReachable ? 'the server answers again' : `the server cannot be reached; keeping the ${change.total} give peer(s) known`);
+  const where = (p: { host: string; port: number }) => `${p.host.includes(':') ? `[${p.host}]` : p.host}:${p.port}`;
+  for (const p of change.added) lines.push(`give peer ${where(p)} available (${change.total} known)`);
+  for (const p of change.removed) lines.push(`give peer ${where(p)} gone (${change.total} known${change.total === 0 ? '; requests get 503 until another is verified' : ''})`);
+  return lines;
 }

@@ -2,12 +2,12 @@ import { join } from 'node:path';
 import { Command, Option } from 'commander';
 import { LanternError } from '../../core/errors.js';
 import { ControlSocketServer, controlRequest } from '../../net/control-socket.js';
-import { GiveControlRequest, type Advertisement } from '../../protocol/messages.js';
+import { GiveControlRequest, type Advertisement, type PeerInfo } from '../../protocol/messages.js';
 import { parseMessage } from '../../protocol/validate.js';
 import { systemClock } from '../../core/clock.js';
 import { createLogger, type Logger } from '../../core/logger.js';
 import { defaultGiveLimits } from '../../roles/give/give-proxy.js';
-import { createGive, type AdReport, type GiveOptions } from '../../roles/give/index.js';
+import { createGive, type GiveEvent, type AdReport, type GiveOptions } from '../../roles/give/index.js';
 import { FaultBoundary } from '../../core/fault-boundary.js';
 import { listenerCaps } from '../fd-limit.js';
 import { Messenger } from '../../messaging/messenger.js';
@@ -105,9 +105,10 @@ async function runGive(io: Io, flags: GiveFlags): Promise<number> {
       ticketKey: await api.ticketKey(),
       advertise: (ad, userIds) => advertise(home, ad, userIds, logger),
       onEvent: (e) => {
-        if (e.event === 'registered') emit({ event: 'registered', ...e.registration });
+        if (e.event === 'registered' || e.event === 'changed') emit({ event: e.event, ...e.registration });
         else if (e.event === 'advertised') emit({ event: 'advertised', ...e.report });
-        else {
+        if (!flags.json && e.event !== 'listening') writeLine(io.stderr, `lantern-agent give: ${giveEventLine(e)}`);
+        if (e.event === 'listening') {
           emit({ event: 'listening', url: give.url, ...give.peer });
           if (!flags.json) writeLine(io.stderr, `lantern-agent give: proxy listening on ${give.url} (${give.peer.tls ? 'TLS' : 'PLAINTEXT: local tests only'}; fingerprint ${give.peer.fingerprint})`);
         }
@@ -232,7 +233,41 @@ export function statusCommand(io: Io, done: (code: number) => void): Command {
             (Number(result['overCapacity']) > 0 ? `; ${String(result['overCapacity'])} connection(s) over the caps closed` : '') +
             (Number(result['faults']) > 0 ? `; ${String(result['faults'])} fault(s) contained (see the log)` : ''),
         );
+        const verdict = result['lastVerdict'] as PeerInfo['lastVerdict'] | null;
+        if (reg && verdict) writeLine(io.stdout, `last verdict ${new Date(verdict.at).toISOString()}: ${verdict.ok ? 'pass' : 'FAIL'} (${verdict.status})${!verdict.ok && VERDICT_HINTS[verdict.status] ? ` — ${VERDICT_HINTS[verdict.status]}` : ''}`);
+        else if (reg) writeLine(io.stdout, 'no verdict yet: a verifier has not probed this peer');
       }
       done(0);
     });
+}
+
+/** What a verdict's status asks of the person running the give peer. */
+const VERDICT_HINTS: Record<string, string> = {
+  'destination-refused': 'the server is on a private address, which this peer refuses to reach; for local tests run give with --allow-private-destinations',
+  refused: 'nothing accepts connections at that address: is the port forwarded to this machine (--public-port), or a firewall in the way?',
+  timeout: 'the verifier got no answer at that address: forward the port on your router (--public-port) or open the firewall',
+  unreachable: 'the verifier cannot route to that address: check --public-addr and the router',
+  'tls-failed': 'something else answers at that address (another program, or a router forwarding the port elsewhere)',
+  'identity-mismatch': 'another give peer answers at that address (a router forwarding the port elsewhere?)',
+  slow: 'the first byte came too late: a slow or busy connection',
+  'low-throughput': 'too few bytes a second came through: a slow connection, or --max-mbps set too low',
+  plaintext: 'a peer started with --plaintext is never verified',
+};
+
+/** One human line for a give event: what the server now thinks of this peer, and what to do. */
+export function giveEventLine(e: Exclude<GiveEvent, { event: 'listening' }>): string {
+  if (e.event === 'advertised') {
+    const failed = e.report.failed.map((f) => `${f.userId} (${f.code})`).join(', ');
+    return `availability ad sent to ${e.report.sentTo.length} user(s)${failed ? `; not to ${failed}` : ''}`;
+  }
+  const r = e.registration;
+  const where = `${r.host}:${r.port}`;
+  if (e.event === 'registered' && !r.lastVerdict) {
+    return `registered as ${where} (peer ${r.peerId}); a candidate until a verifier passes it: get clients use only verified peers (or a contact's ad)`;
+  }
+  const v = r.lastVerdict;
+  if (r.state === 'verified') return `verified: in the round robin at ${where}${v?.latencyMs !== undefined ? ` (first byte in ${v.latencyMs} ms)` : ''}`;
+  if (r.state === 'paused') return `paused by the server after failing verification for too long; restart give to register again${v ? ` (last: ${v.status})` : ''}`;
+  if (v && !v.ok) return `not verified at ${where}: ${v.status}${VERDICT_HINTS[v.status] ? ` — ${VERDICT_HINTS[v.status]}` : ''}`;
+  return `${r.state} at ${where}`;
 }

@@ -7,7 +7,7 @@ import { longPoll } from '../../net/long-poll.js';
 import type { Advertisement, PollResponse } from '../../protocol/messages.js';
 import { LocalProxy, type LocalProxyOptions } from './local-proxy.js';
 import { UpstreamPool } from './upstream-pool.js';
-import { Upstreams, type UpstreamApi } from './upstreams.js';
+import { Upstreams, type UpstreamApi, type UpstreamChange } from './upstreams.js';
 
 /** What get asks of the server: upstreams and tickets, and its messages. */
 export interface GetApi extends UpstreamApi {
@@ -30,6 +30,8 @@ export interface GetComponents {
   onMessage?(message: ReceivedMessage): void;
   /** Uploads more one-time keys (a poll answer said they run low). */
   topUpKeys?(): Promise<void>;
+  /** Give peers appeared or vanished, or the server became (un)reachable (the CLI prints it). */
+  onUpstreams?(change: UpstreamChange): void;
 }
 
 export interface GetOptions extends LocalProxyOptions {
@@ -57,7 +59,7 @@ export class GetClient implements Startable {
   constructor(components: GetComponents, options: GetOptions) {
     this.#c = components;
     this.#o = options;
-    this.#source = new Upstreams(components);
+    this.#source = new Upstreams({ ...components, ...(components.onUpstreams ? { onChange: components.onUpstreams } : {}) });
     this.#pool = new UpstreamPool({ source: this.#source, logger: components.logger });
     this.#proxy = new LocalProxy({ pool: this.#pool, logger: components.logger, ...(components.faults ? { faults: components.faults } : {}) }, options);
   }
@@ -69,6 +71,11 @@ export class GetClient implements Startable {
   /** Give peers known now. */
   get upstreams(): number {
     return this.#source.upstreams().length;
+  }
+
+  /** Whether the server answered the last time the peers were read. */
+  get serverReachable(): boolean {
+    return this.#source.serverReachable();
   }
 
   async start(): Promise<void> {
@@ -90,9 +97,9 @@ export class GetClient implements Startable {
       },
       handle: async (batch) => {
         const messages = await this.#c.receive(batch);
-        for (const m of messages) this.#c.onMessage?.(m);
-        // An accepted ad is a new upstream: use it now, not at the next refresh.
+        // An accepted ad is a new upstream: in use now (before it is announced), not at the next refresh.
         if (messages.some((m) => m.adStatus === 'accepted')) await this.#source.refresh();
+        for (const m of messages) this.#c.onMessage?.(m);
       },
       ack: (ids) => this.#c.api.ack(ids),
     });

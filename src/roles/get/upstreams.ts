@@ -15,6 +15,27 @@ export interface UpstreamApi {
   reportPeer?(identityKey: string, status: string): Promise<boolean>;
 }
 
+/** What changed at a refresh: peers that appeared or vanished, and whether the server answered. */
+export interface UpstreamChange {
+  added: PeerEndpoint[];
+  removed: PeerEndpoint[];
+  total: number;
+  serverReachable: boolean;
+  /** The server's reachability is not what it was at the last refresh. */
+  serverChanged: boolean;
+}
+
+export interface UpstreamsComponents {
+  api: UpstreamApi;
+  clock: Clock;
+  logger: Logger;
+  ads(now: number): Promise<Advertisement[]>;
+  /** Called after a refresh that changed something (not at the first, which `start` reports). */
+  onChange?(change: UpstreamChange): void;
+}
+
+const peerKey = (p: PeerEndpoint) => `${p.host}:${p.port}:${p.identityKey}`;
+
 /** A peer is reported at most this often by one client. */
 const REPORT_EVERY_MS = 60_000;
 
@@ -25,16 +46,18 @@ const REPORT_EVERY_MS = 60_000;
  * it names), renewed before it expires.
  */
 export class Upstreams implements UpstreamSource {
-  readonly #c: { api: UpstreamApi; clock: Clock; logger: Logger; ads(now: number): Promise<Advertisement[]> };
+  readonly #c: UpstreamsComponents;
   #peers: PeerEndpoint[] = [];
   /** The round robin as last read. */
   #verified: RoundRobinPeer[] = [];
   #serverReachable = true;
+  /** The first refresh (at start) is reported by the caller, not as a change. */
+  #refreshed = false;
   readonly #tickets: TicketCache;
   /** When each peer (identity key) was last reported. */
   readonly #reported = new Map<string, number>();
 
-  constructor(components: { api: UpstreamApi; clock: Clock; logger: Logger; ads(now: number): Promise<Advertisement[]> }) {
+  constructor(components: UpstreamsComponents) {
     this.#c = components;
     this.#tickets = new TicketCache({ clock: components.clock, issue: (r) => components.api.ticket(r) });
   }
@@ -69,6 +92,7 @@ export class Upstreams implements UpstreamSource {
    * the verified peers last read: they may well still work, and their tickets last an hour.
    */
   async refresh(): Promise<void> {
+    const reachableBefore = this.#serverReachable;
     const verified = await this.#c.api.roundRobin().then(
       (peers) => {
         this.#serverReachable = true;
@@ -82,6 +106,7 @@ export class Upstreams implements UpstreamSource {
     );
     const ads = await this.#c.ads(this.#c.clock.now());
     const seen = new Set<string>();
+    const before = this.#peers;
     this.#peers = [...verified, ...ads]
       .map(({ host, port, identityKey, sniName, ...rest }) => ({
         host,
@@ -90,6 +115,20 @@ export class Upstreams implements UpstreamSource {
         ...(sniName ? { sniName } : {}),
         ...('plaintext' in rest && rest.plaintext ? { plaintext: true } : {}),
       }))
-      .filter((p) => !seen.has(`${p.host}:${p.port}:${p.identityKey}`) && seen.add(`${p.host}:${p.port}:${p.identityKey}`));
+      .filter((p) => !seen.has(peerKey(p)) && seen.add(peerKey(p)));
+    this.#tell(before, reachableBefore);
+  }
+
+  #tell(before: PeerEndpoint[], reachableBefore: boolean): void {
+    if (!this.#refreshed) {
+      this.#refreshed = true;
+      return;
+    }
+    const was = new Set(before.map(peerKey));
+    const now = new Set(this.#peers.map(peerKey));
+    const added = this.#peers.filter((p) => !was.has(peerKey(p)));
+    const removed = before.filter((p) => !now.has(peerKey(p)));
+    const serverChanged = reachableBefore !== this.#serverReachable;
+    if (added.length || removed.length || serverChanged) this.#c.onChange?.({ added, removed, total: this.#peers.length, serverReachable: this.#serverReachable, serverChanged });
   }
 }

@@ -33,7 +33,12 @@ export interface GiveComponents {
   onEvent?(event: GiveEvent): void;
 }
 
-export type GiveEvent = { event: 'listening' } | { event: 'registered'; registration: PeerInfo } | { event: 'advertised'; report: AdReport };
+/** `changed`: the server's view of this peer changed (a verdict, or registered again), as it happened. */
+export type GiveEvent =
+  | { event: 'listening' }
+  | { event: 'registered'; registration: PeerInfo }
+  | { event: 'changed'; registration: PeerInfo }
+  | { event: 'advertised'; report: AdReport };
 
 export interface GiveOptions extends Omit<GiveProxyOptions, 'tls'> {
   /** No TLS on the port (local tests only). */
@@ -75,7 +80,7 @@ export class GivePeer implements Startable {
       { ...proxyOptions, ...(plaintext ? {} : { tls: identity.tlsCredentials(sniName ? { name: sniName } : {}) }) },
     );
     this.#registrar = new PeerRegistrar(
-      { api: components.api, clock: components.clock, logger: components.logger, faults },
+      { api: components.api, clock: components.clock, logger: components.logger, faults, onChange: (registration) => components.onEvent?.({ event: 'changed', registration }) },
       {
         port: options.publicPort ?? 1, // the listening port is set at start, once it is known
         protocols: PROTOCOLS,

@@ -4,10 +4,14 @@ import { FaultBoundary } from '../../core/fault-boundary.js';
 import type { Logger } from '../../core/logger.js';
 import type { Startable } from '../../core/lifecycle.js';
 import type { ApiClient } from '../../net/api-client.js';
+import { Backoff, SERVER_BACKOFF, sleep } from '../../net/retry.js';
+import type { PeerInfo, PeerRegistration } from '../../protocol/messages.js';
 
 /** What registration asks of the server. */
-export type RegistrationApi = Pick<ApiClient, 'registerPeer' | 'heartbeatPeer' | 'unregisterPeer'>;
-import type { PeerInfo, PeerRegistration } from '../../protocol/messages.js';
+export type RegistrationApi = Pick<ApiClient, 'registerPeer' | 'heartbeatPeer' | 'unregisterPeer'> & Partial<Pick<ApiClient, 'peerSelf'>>;
+
+/** How long one wait for a verdict is held by the server. */
+const WATCH_SECONDS = 30;
 
 /**
  * Keeps a give peer registered: registers at start, heartbeats at a third of the registration's
@@ -15,14 +19,15 @@ import type { PeerInfo, PeerRegistration } from '../../protocol/messages.js';
  * reach the server are logged and retried at the next beat; the proxy keeps serving meanwhile.
  */
 export class PeerRegistrar implements Startable {
-  readonly #c: { api: RegistrationApi; clock: Clock; logger: Logger };
+  readonly #c: { api: RegistrationApi; clock: Clock; logger: Logger; onChange?: (info: PeerInfo) => void };
   readonly #faults: FaultBoundary;
   #registration: PeerRegistration;
   #timer: ClockTimer | undefined;
   #info: PeerInfo | undefined;
   #stopped = false;
+  #watching: AbortController | undefined;
 
-  constructor(components: { api: RegistrationApi; clock: Clock; logger: Logger; faults?: FaultBoundary }, registration: PeerRegistration) {
+  constructor(components: { api: RegistrationApi; clock: Clock; logger: Logger; faults?: FaultBoundary; onChange?: (info: PeerInfo) => void }, registration: PeerRegistration) {
     this.#c = components;
     this.#faults = components.faults ?? new FaultBoundary({ logger: components.logger });
     this.#registration = registration;
@@ -38,6 +43,40 @@ export class PeerRegistrar implements Startable {
     if (port !== undefined) this.#registration = { ...this.#registration, port };
     this.#info = await this.#c.api.registerPeer(this.#registration);
     this.#schedule();
+    this.#watch();
+  }
+
+  /** A new registration or verdict from the server (state or last verdict changed): kept, and told. */
+  #update(info: PeerInfo | undefined): void {
+    const before = this.#info;
+    this.#info = info;
+    if (info && (info.state !== before?.state || info.lastVerdict?.at !== before?.lastVerdict?.at || info.peerId !== before?.peerId)) this.#c.onChange?.(info);
+  }
+
+  /**
+   * Waits on the server for each new verdict (GET /v1/peers/self?wait=…&after=…), so that the
+   * peer's state is known here within a second of the verdict, not at the next heartbeat. A failed
+   * wait is retried after a backoff (0.5 s up to 30 s).
+   */
+  #watch(): void {
+    const peerSelf = this.#c.api.peerSelf?.bind(this.#c.api);
+    if (!peerSelf || this.#watching) return;
+    const abort = (this.#watching = new AbortController());
+    const backoff = new Backoff(SERVER_BACKOFF);
+    void (async () => {
+      while (!abort.signal.aborted) {
+        try {
+          const info = await peerSelf({ seconds: WATCH_SECONDS, after: this.#info?.lastVerdict?.at ?? 0, signal: abort.signal });
+          if (abort.signal.aborted) break;
+          this.#update(info);
+          backoff.reset();
+        } catch (err) {
+          if (abort.signal.aborted) break;
+          this.#c.logger.debug({ code: (err as LanternError).code }, 'waiting for a verdict failed; retrying');
+          await sleep(this.#c.clock, backoff.next(), abort.signal);
+        }
+      }
+    })();
   }
 
   #schedule(): void {
@@ -53,10 +92,10 @@ export class PeerRegistrar implements Startable {
 
   async #beat(): Promise<void> {
     try {
-      this.#info = await this.#c.api.heartbeatPeer();
+      this.#update(await this.#c.api.heartbeatPeer());
     } catch (err) {
       if (LanternError.is(err, 'LA_ERR_PEER_NOT_REGISTERED')) {
-        this.#info = await this.#c.api.registerPeer(this.#registration).catch(() => undefined);
+        this.#update(await this.#c.api.registerPeer(this.#registration).catch(() => undefined));
       } else {
         this.#c.logger.warn({ code: (err as LanternError).code }, 'heartbeat failed; retrying');
       }
@@ -68,6 +107,8 @@ export class PeerRegistrar implements Startable {
   async pause(): Promise<void> {
     this.#stopped = true;
     if (this.#timer) this.#c.clock.clearTimeout(this.#timer);
+    this.#watching?.abort();
+    this.#watching = undefined;
     this.#info = undefined;
     await this.#c.api.unregisterPeer().catch((err: unknown) => this.#c.logger.warn({ err }, 'could not unregister'));
   }

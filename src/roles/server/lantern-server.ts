@@ -21,7 +21,7 @@ import { parseMessage } from '../../protocol/validate.js';
 import { PROTOCOL_VERSION, VERSION_HEADER } from '../../protocol/version.js';
 import { UNVERSIONED_PREFIXES } from '../../protocol/api-paths.js';
 import { ClientAddresses } from './client-address.js';
-import { ProbeRequests } from './probe-requests.js';
+import { PeerSignals, PROBE_CHANNEL, VERDICT_CHANNEL } from './peer-signals.js';
 import { KeyService } from './key-service.js';
 import { apiRoutes, type Route, type RouteContext } from './routes/index.js';
 import type { Method } from './routes/route.js';
@@ -113,7 +113,8 @@ export class LanternServer implements Startable {
   /** Requests in progress per connection (see #overPipelined). */
   readonly #inFlight = new WeakMap<object, number>();
   /** Peers to probe now (registered, reported), for verifiers long-polling any server instance. */
-  readonly #probes: ProbeRequests;
+  readonly #probes: PeerSignals;
+  readonly #verdicts: PeerSignals;
   readonly #listen: ListenOptions;
   readonly accounts: AccountService;
   readonly #auth: Authenticator;
@@ -137,7 +138,8 @@ export class LanternServer implements Startable {
     this.#auth = new Authenticator(components);
     this.#mailbox = new Mailbox({ ...components, faults: this.#faults }, options);
     this.#clients = new ClientAddresses(options.clientAddress, components.addressKey ?? randomBytes(32));
-    this.#probes = new ProbeRequests(components);
+    this.#probes = new PeerSignals(components, PROBE_CHANNEL);
+    this.#verdicts = new PeerSignals(components, VERDICT_CHANNEL);
     const context: RouteContext = {
       c: components,
       options,
@@ -146,6 +148,7 @@ export class LanternServer implements Startable {
       keys: new KeyService(components, options),
       clients: this.#clients,
       probes: this.#probes,
+      verdicts: this.#verdicts,
       fail: (res, err) => this.#fail(res, err),
       limit: (key, policy) => this.#limit(key, policy),
       requireVerifier: (auth) => this.#requireVerifier(auth),
@@ -170,6 +173,7 @@ export class LanternServer implements Startable {
 
   async start(): Promise<void> {
     await this.#probes.start();
+    await this.#verdicts.start();
     const attachments = this.#listen.attachments ?? [];
     const faults = this.#faults;
     // Every request and upgrade runs inside a boundary: a fault answers 500 (or drops the
@@ -250,6 +254,7 @@ export class LanternServer implements Startable {
       const closed = server ? new Promise<void>((resolve) => server.close(() => resolve())) : Promise.resolve();
       this.#mailbox.releaseAll();
       await this.#probes.stop();
+      await this.#verdicts.stop();
       server?.closeIdleConnections();
       const force = setTimeout(() => server?.closeAllConnections(), 5000);
       await closed;

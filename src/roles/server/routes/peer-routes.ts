@@ -2,7 +2,7 @@ import { createHash, randomInt, randomUUID } from 'node:crypto';
 import { LanternError } from '../../../core/errors.js';
 import { CanaryMaker } from '../../../crypto/canary.js';
 import { API } from '../../../protocol/api-paths.js';
-import { PeerRegistration, PeerReport, ProbeRequestsQuery, VerdictRequest } from '../../../protocol/messages.js';
+import { PeerRegistration, PeerReport, PeerSelfQuery, ProbeRequestsQuery, VerdictRequest } from '../../../protocol/messages.js';
 import { parseMessage } from '../../../protocol/validate.js';
 import type { PeerRecord } from '../../../storage/server-store.js';
 import { parseJson, sendJson } from '../http-kit.js';
@@ -21,7 +21,7 @@ const peerInfoAt = (now: number, rules: ServerOptions, forVerifier = false) => (
 };
 
 /** The peer registry: give peers register and heartbeat; get clients read the verified round robin. */
-export function peerRoutes({ c, options, clients, probes, limit }: RouteContext): Route[] {
+export function peerRoutes({ c, options, clients, probes, verdicts, limit }: RouteContext): Route[] {
   return [
     signed('POST', API.peers, async ({ req, res, body, auth }) => {
       const reg = parseMessage(PeerRegistration, parseJson(body));
@@ -45,7 +45,7 @@ export function peerRoutes({ c, options, clients, probes, limit }: RouteContext)
       const record = await c.store.registerPeer(deviceOf(auth), (prev) => nextPeerRecord(prev, input, now, options.peerTtlMs, randomUUID));
       c.logger.info({ peerId: record.peerId, client: host }, 'give peer registered');
       // A verifier probes a new (or changed) peer now, not at its next pass.
-      if (record.state === 'candidate') await probes.request(record.peerId).catch((err: unknown) => c.logger.warn({ err }, 'probe request not sent'));
+      if (record.state === 'candidate') await probes.signal(record.peerId).catch((err: unknown) => c.logger.warn({ err }, 'probe request not sent'));
       sendJson(res, 200, peerInfoAt(c.clock.now(), options)(record));
     }),
     signed('POST', API.peerHeartbeat, async ({ res, auth }) => {
@@ -53,9 +53,21 @@ export function peerRoutes({ c, options, clients, probes, limit }: RouteContext)
       if (!record) throw new LanternError('LA_ERR_PEER_NOT_REGISTERED');
       sendJson(res, 200, peerInfoAt(c.clock.now(), options)(record));
     }),
-    signed('GET', API.peerSelf, async ({ res, auth }) => {
-      const mine = (await c.store.listPeers(c.clock.now())).find((p) => p.userId === auth.userId && p.deviceId === auth.deviceId);
+    // With ?wait=S&after=T: held until a verdict newer than T (server time) is recorded, or S seconds.
+    signed('GET', API.peerSelf, async ({ res, url, auth }) => {
+      const q = parseMessage(PeerSelfQuery, Object.fromEntries(url.searchParams));
+      const find = async () => (await c.store.listPeers(c.clock.now())).find((p) => p.userId === auth.userId && p.deviceId === auth.deviceId);
+      const readAt = c.clock.now();
+      let mine = await find();
       if (!mine) throw new LanternError('LA_ERR_PEER_NOT_REGISTERED');
+      if (q.wait > 0 && q.after !== undefined && (mine.lastVerdict?.at ?? 0) <= q.after) {
+        const gone = new AbortController();
+        res.once('close', () => gone.abort());
+        await verdicts.until(mine.peerId, readAt, Math.min(q.wait, options.maxPollWaitSeconds) * 1000, gone.signal);
+        if (gone.signal.aborted) return;
+        mine = await find();
+        if (!mine) throw new LanternError('LA_ERR_PEER_NOT_REGISTERED');
+      }
       sendJson(res, 200, peerInfoAt(c.clock.now(), options)(mine));
     }),
     signed('DELETE', API.peers, async ({ res, auth }) => sendJson(res, 200, { unregistered: await c.store.unregisterPeer(deviceOf(auth)) })),
@@ -69,7 +81,7 @@ export function peerRoutes({ c, options, clients, probes, limit }: RouteContext)
       const fresh = peer !== undefined && (await c.store.claimNonce(`peer-report:${peer.peerId}`, auth.userId, now + 60_000));
       if (fresh) {
         c.logger.info({ peerId: peer.peerId, status: report.status }, 'give peer reported by a user; probing it');
-        await probes.request(peer.peerId);
+        await probes.signal(peer.peerId);
       }
       sendJson(res, 202, { accepted: fresh });
     }),
@@ -83,7 +95,7 @@ export function peerRoutes({ c, options, clients, probes, limit }: RouteContext)
 }
 
 /** Verification: canaries to fetch through peers, the candidate list and verdicts (verifier accounts). */
-export function verificationRoutes({ c, options, requireVerifier, probes }: RouteContext): Route[] {
+export function verificationRoutes({ c, options, requireVerifier, probes, verdicts }: RouteContext): Route[] {
   return [
     signed('GET', API.probeRequests, async ({ res, url, auth }) => {
       await requireVerifier(auth);
@@ -123,6 +135,8 @@ export function verificationRoutes({ c, options, requireVerifier, probes }: Rout
       if (!record) throw new LanternError('LA_ERR_PEER_NOT_REGISTERED', 'No live peer with that id');
       c.metrics?.verdicts.inc({ result: verdict.ok ? 'pass' : 'fail' });
       c.onVerdict?.(record);
+      // The give peer waiting on GET /v1/peers/self hears of it now, not at its next heartbeat.
+      await verdicts.signal(record.peerId).catch((err: unknown) => c.logger.warn({ err }, 'verdict signal not sent'));
       sendJson(res, 200, peerInfoAt(c.clock.now(), options)(record));
     }),
   ];

@@ -6,7 +6,7 @@ import type { ClientAddresses } from '../client-address.js';
 import type { KeyService } from '../key-service.js';
 import type { ServerComponents } from '../lantern-server.js';
 import type { Mailbox } from '../mailbox.js';
-import type { ProbeRequests } from '../probe-requests.js';
+import type { PeerSignals } from '../peer-signals.js';
 import type { ServerOptions } from '../options.js';
 
 export type Method = 'GET' | 'POST' | 'PUT' | 'DELETE';
@@ -43,8 +43,10 @@ export interface RouteContext {
   keys: KeyService;
   /** Who a request comes from (behind trusted proxies), and the keys per-address limits use. */
   clients: ClientAddresses;
-  /** Peers a verifier should probe now (see ProbeRequests). */
-  probes: ProbeRequests;
+  /** Peers a verifier should probe now (see PeerSignals). */
+  probes: PeerSignals;
+  /** Peers with a new verdict (their give peers wait for it). */
+  verdicts: PeerSignals;
   /** Answers a request with an error, counted (for answers that come later, as a held poll's). */
   fail(res: ServerResponse, err: unknown): void;
   /** Takes a token from a rate-limit bucket, or throws LA_ERR_RATE_LIMITED. */

@@ -1,3 +1,4 @@
+import { rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { systemClock } from '../core/clock.js';
 import { LanternError } from '../core/errors.js';
@@ -9,7 +10,7 @@ import { ApiClient } from '../net/api-client.js';
 import { retry, type BackoffPolicy } from '../net/retry.js';
 import { loadCredential, loadSession, saveSession, type StoredCredential } from '../storage/credential-store.js';
 import type { Keystore } from '../storage/keystore.js';
-import { makePrivate, tightenedText } from '../storage/private-dir.js';
+import { ensureDirectory, makePrivate, tightenedText } from '../storage/private-dir.js';
 import { LevelKeystore } from '../storage/level-keystore.js';
 
 /** Homes this process has made private (withKeystore). */
@@ -23,26 +24,40 @@ const LOCK_WAIT: BackoffPolicy = { initialMs: 100, maxMs: 100, factor: 1, jitter
  * only briefly, so when another command holds it, opening is retried for a few seconds instead of
  * failing on the lock.
  */
-export async function withKeystore<T>(home: string, fn: (keystore: Keystore) => Promise<T>): Promise<T> {
-  // The home holds the device's private key and Signal state: private, and made so if it was not.
-  // Once per process: what this process creates afterwards is private already (umask 077), and get
-  // opens the keystore every few seconds.
+export async function withKeystore<T>(home: string, fn: (keystore: Keystore) => Promise<T>, o: { create?: boolean } = {}): Promise<T> {
+  // Only `login` makes a home; any other command on a home that is not there says so and leaves
+  // nothing behind. A home this call made is removed again if `fn` fails.
+  let created: string | undefined;
   if (!privateHomes.has(home)) {
+    const exists = await stat(home).then((s) => s.isDirectory(), () => false);
+    if (!exists && !o.create) throw new LanternError('LA_ERR_NOT_LOGGED_IN', `No agent home at ${home}: run \`lantern-agent login --home ${home}\` first (or set --home / $LANTERN_HOME)`);
+    if (!exists) created = (await ensureDirectory(home)).created;
+    // The home holds the device's private key and Signal state: private, and made so if it was not.
+    // Once per process: what this process creates afterwards is private already (umask 077), and get
+    // opens the keystore every few seconds.
     for (const t of await makePrivate(home)) process.stderr.write(`warning: ${tightenedText(t)}\n`);
     privateHomes.add(home);
   }
-  const keystore = await retry(
-    async () => {
-      const k = new LevelKeystore(join(home, 'keystore'));
-      await k.open();
-      return k;
-    },
-    { clock: systemClock, attempts: 100, policy: LOCK_WAIT, retryable: (err) => LanternError.is(err, 'LA_ERR_STORE_LOCKED') },
-  );
   try {
-    return await fn(keystore);
-  } finally {
-    await keystore.close();
+    const keystore = await retry(
+      async () => {
+        const k = new LevelKeystore(join(home, 'keystore'));
+        await k.open();
+        return k;
+      },
+      { clock: systemClock, attempts: 100, policy: LOCK_WAIT, retryable: (err) => LanternError.is(err, 'LA_ERR_STORE_LOCKED') },
+    );
+    try {
+      return await fn(keystore);
+    } finally {
+      await keystore.close();
+    }
+  } catch (err) {
+    if (created) {
+      privateHomes.delete(home);
+      await rm(created, { recursive: true, force: true });
+    }
+    throw err;
   }
 }
 

@@ -6,22 +6,45 @@ export interface Io {
   stderr: Writable;
   stdin: Readable;
   env: Record<string, string | undefined>;
-  /** Resolves when the process is asked to stop (SIGINT/SIGTERM). */
+  /**
+   * Resolves when the process is asked to stop (SIGINT/SIGTERM). A command that reads it handles
+   * the stop itself (a role shuts down gracefully); for any other, Ctrl-C ends the process at once.
+   */
   stopSignal: Promise<string>;
+  /** The signal that asked the process to stop, if one did (Ctrl-C makes the exit code 130). */
+  stoppedBy?(): string | undefined;
 }
 
 export function processIo(): Io {
   // Data dirs and homes hold secrets: whatever this process creates (LevelDB files, keys, sockets)
   // is the user's alone (files 0600, directories 0700).
   process.umask(0o077);
+  let handled = false;
+  let stoppedBy: string | undefined;
   const stopSignal = new Promise<string>((resolve) => {
-    process.once('SIGINT', () => resolve('SIGINT'));
-    process.once('SIGTERM', () => resolve('SIGTERM'));
+    const stop = (signal: string, exitCode: number) => {
+      stoppedBy = signal;
+      // Nobody waits for it (a one-shot command): the process ends now, as without a handler.
+      if (!handled) process.exit(exitCode);
+      resolve(signal);
+    };
+    process.once('SIGINT', () => stop('SIGINT', 130));
+    process.once('SIGTERM', () => stop('SIGTERM', 143));
   });
   // A reader that went away (`lantern-agent server --json | head`, a log collector that died)
   // must not end a running role: EPIPE on stdout or stderr is ignored, and the role goes on.
   for (const stream of [process.stdout, process.stderr]) stream.on('error', () => undefined);
-  return { stdout: process.stdout, stderr: process.stderr, stdin: process.stdin, env: process.env, stopSignal };
+  return {
+    stdout: process.stdout,
+    stderr: process.stderr,
+    stdin: process.stdin,
+    env: process.env,
+    get stopSignal() {
+      handled = true;
+      return stopSignal;
+    },
+    stoppedBy: () => stoppedBy,
+  };
 }
 
 export async function readAll(stream: Readable): Promise<string> {

@@ -12,19 +12,25 @@ import { inboxCommand, messagesCommand, sendCommand } from './commands/messages.
 import { serverCommand } from './commands/server.js';
 import { demoCommand } from './commands/demo.js';
 import { processIo, writeLine, type Io } from './io.js';
+import { versionText } from './version.js';
 
 /** Builds the program; each command calls `done` with its exit code. */
 export function buildProgram(io: Io, done: (code: number) => void): Command {
-  const output = { writeOut: (s: string) => io.stdout.write(s), writeErr: (s: string) => io.stderr.write(s) };
+  const output = {
+    writeOut: (s: string) => io.stdout.write(s),
+    writeErr: (s: string) => io.stderr.write(s),
+    // commander's own parse errors in the documented form: `error LA_ERR_USAGE: …`.
+    outputError: (s: string, write: (s: string) => void) => write(s.replace(/^error: /, 'error LA_ERR_USAGE: ')),
+  };
   const program = new Command('lantern-agent')
     .description('Peer agent for a censorship-circumvention network: signaling server, give/get proxies, verifier')
-    .version('0.1.0')
-    .showHelpAfterError()
+    .version(versionText(), '-V, --version', 'print the version, the protocol version, libsignal and the git commit')
+    .showHelpAfterError('(add --help for usage)')
     .configureOutput(output)
     .exitOverride();
   // addCommand does not pass settings down: each command (and subcommand) gets them here.
   const add = (cmd: Command) => {
-    for (const c of [cmd, ...cmd.commands]) c.exitOverride().configureOutput(output);
+    for (const c of [cmd, ...cmd.commands]) c.exitOverride().configureOutput(output).showHelpAfterError(`(run \`lantern-agent ${c === cmd ? c.name() : `${cmd.name()} ${c.name()}`} --help\` for usage)`);
     program.addCommand(cmd);
   };
   for (const make of [serverCommand, accountCommand, loginCommand, whoamiCommand, sendCommand, inboxCommand, messagesCommand, trustCommand, safetyNumberCommand, giveCommand, ticketCommand, statusCommand, contactsCommand, adsCommand, getCommand, peersCommand, verifyCommand]) {
@@ -38,19 +44,24 @@ export function buildProgram(io: Io, done: (code: number) => void): Command {
 /** Runs the CLI; resolves with the exit code (the only caller of process.* lives in bin/). */
 export async function main(argv: string[], io: Io = processIo()): Promise<number> {
   let code = 0;
+  // --debug (anywhere) or LANTERN_DEBUG=1: stack traces for unexpected errors.
+  const debug = argv.includes('--debug') || io.env['LANTERN_DEBUG'] === '1';
   const program = buildProgram(io, (c) => (code = c));
   try {
-    await program.parseAsync(argv);
-    return code;
+    await program.parseAsync(argv.filter((a) => a !== '--debug'));
+    // A role stopped with Ctrl-C ends as a shell expects of an interrupted command.
+    return code === 0 && io.stoppedBy?.() === 'SIGINT' ? 130 : code;
   } catch (err) {
     if (err instanceof CommanderError) {
       return err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help' ? 0 : 2;
     }
     if (LanternError.is(err)) {
       writeLine(io.stderr, `error ${err.code}: ${err.message}`);
+      if (debug && err.cause) writeLine(io.stderr, String((err.cause as Error)?.stack ?? err.cause));
       return err.exitCode;
     }
-    writeLine(io.stderr, `error LA_ERR_INTERNAL: ${(err as Error)?.stack ?? String(err)}`);
+    const e = err as Error | undefined;
+    writeLine(io.stderr, `error LA_ERR_INTERNAL: ${debug ? (e?.stack ?? String(err)) : `${e?.message ?? String(err)} (a bug: run again with --debug for the stack trace, and report it)`}`);
     return 1;
   }
 }

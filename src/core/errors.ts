@@ -70,6 +70,11 @@ export const errorCatalogue = {
   LA_ERR_PEER_IDENTITY_TAKEN: { status: 409, exit: 6, message: 'Another live give peer registered this identity key' },
   LA_ERR_PEER_NOT_REGISTERED: { status: 404, exit: 6, message: 'This device has no (live) give peer registration' },
   LA_ERR_TLS_CONFIG: { status: 500, exit: 2, message: 'TLS certificate or key cannot be used' },
+  LA_ERR_ADDRESS_IN_USE: { status: 500, exit: 2, message: 'The listen address is in use by another program' },
+  LA_ERR_ADDRESS_UNAVAILABLE: { status: 500, exit: 2, message: 'The listen address cannot be used here (no such interface address, or a port below 1024 without privilege)' },
+  LA_ERR_NOT_A_DIRECTORY: { status: 500, exit: 2, message: 'A path that must be a directory is a file or something else' },
+  LA_ERR_PERMISSION_DENIED: { status: 500, exit: 2, message: 'This user may not read or write that path' },
+  LA_ERR_PATH_UNUSABLE: { status: 500, exit: 2, message: 'A directory cannot be made or used at that path' },
 } as const satisfies Record<string, { status: number; exit: number; message: string }>;
 
 export type ErrorCode = keyof typeof errorCatalogue;

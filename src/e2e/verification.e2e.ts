@@ -163,7 +163,7 @@ test("verify --dns resolves each peer's name from the server's DNS first: a wron
   t.teardown(() => give.stop('SIGKILL'));
   const once = async (dns: string) => {
     const r = await runCli(['verify', '--once', '--home', verifier.home, '--json', '--timeout', '3s', '--dns', dns, '--zone', 'lantern.test']);
-    t.is(r.code, 0, r.stderr);
+    t.true(r.code === 0 || r.code === 1, r.stderr);
     return JSON.parse(r.stdout.trim().split('\n')[0]!) as { ok: boolean; status: string; state: string };
   };
   t.like(await once(`127.0.0.1:${dnsPort}`), { ok: true, status: 'ok', state: 'verified' }, "the server's own DNS names the peer's address");

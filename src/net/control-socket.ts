@@ -106,7 +106,9 @@ export async function controlRequest(path: string, request: unknown): Promise<Re
     socket.on('end', () => resolve(buf));
     socket.on('error', (err: NodeJS.ErrnoException) => {
       if (err.code === 'ENOENT' || err.code === 'ECONNREFUSED') resolve(undefined);
-      else reject(err);
+      else if (err.code === 'EACCES' || err.code === 'EPERM') {
+        reject(new LanternError('LA_ERR_PERMISSION_DENIED', `Cannot use the control socket ${path}: permission denied; run this as the user that runs the process (the socket is theirs alone, mode 0600)`, { cause: err }));
+      } else reject(new LanternError('LA_ERR_SERVER_UNREACHABLE', `Cannot use the control socket ${path}: ${err.message}`, { cause: err }));
     });
   });
   if (answer === undefined) return undefined;

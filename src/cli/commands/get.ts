@@ -1,4 +1,4 @@
-import { Command } from 'commander';
+import { Command, Option } from 'commander';
 import { systemClock } from '../../core/clock.js';
 import { createLogger } from '../../core/logger.js';
 import { Contacts } from '../../messaging/contacts.js';
@@ -25,7 +25,7 @@ interface GetFlags {
 export function getCommand(io: Io, done: (code: number) => void): Command {
   const cmd = new Command('get')
     .description('Run the local proxy (HTTP CONNECT, HTTP forward, SOCKS5) that tunnels through give peers, and receive messages meanwhile')
-    .option('--listen <host:port>', 'local address for the proxy', parseListen, { host: '127.0.0.1', port: 8118 })
+    .addOption(new Option('--listen <host:port>', 'local address for the proxy').argParser(parseListen).default({ host: '127.0.0.1', port: 8118 }, '127.0.0.1:8118'))
     .option('--home <dir>', 'agent home (default $LANTERN_HOME, else ~/.lantern-agent); must be logged in')
     .addOption(durationOption('--handshake-timeout <duration>', 'a local client must send its request within this', 30_000))
     .addOption(durationOption('--idle-timeout <duration>', 'close a tunnel with no byte either way this long', 600_000))

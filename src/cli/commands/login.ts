@@ -45,11 +45,18 @@ export function loginCommand(io: Io, done: (code: number) => void): Command {
         throw new LanternError('LA_ERR_USAGE', '--server must be an http:// or https:// URL');
       }
       const password = await readPassword(io.stdin);
-      const tlsCaPem = flags.ca ? await readFile(flags.ca, 'utf8') : undefined;
+      const tlsCaPem = flags.ca
+        ? await readFile(flags.ca, 'utf8').catch((err: unknown) => {
+            throw new LanternError('LA_ERR_CONFIG', `Cannot read --ca ${flags.ca}: ${(err as Error).message}`, { cause: err });
+          })
+        : undefined;
       const home = resolveHome(flags.home, io.env);
       const serverUrl = server.origin;
-      const result = await withKeystore(home, (keystore) =>
-        logIn(keystore, { server: serverUrl, user: flags.user, password, register: flags.register === true, resetKeys: flags.resetKeys === true, ...(tlsCaPem ? { tlsCaPem } : {}), ...(flags.front ? { front: flags.front } : {}) }),
+      const result = await withKeystore(
+        home,
+        (keystore) =>
+          logIn(keystore, { server: serverUrl, user: flags.user, password, register: flags.register === true, resetKeys: flags.resetKeys === true, ...(tlsCaPem ? { tlsCaPem } : {}), ...(flags.front ? { front: flags.front } : {}) }),
+        { create: true },
       );
       const summary = {
         userId: result.userId,

@@ -41,7 +41,7 @@ export function verifyCommand(io: Io, done: (code: number) => void): Command {
       if ((flags.dns === undefined) !== (flags.zone === undefined)) throw new LanternError('LA_ERR_USAGE', '--dns and --zone go together');
       if (flags.dns !== undefined && !/^(\[[0-9a-fA-F:.]+\]|[^\s:[\]]+):\d{1,5}$/.test(flags.dns)) throw new LanternError('LA_ERR_USAGE', `--dns ${flags.dns}: expected HOST:PORT`);
       const logger = createLogger({ level: flags.logLevel }).child({ component: 'verify' });
-      await withApi(resolveHome(flags.home, io.env), async (api, credential) => {
+      await withApi(resolveHome(flags.home, io.env), async (api, credential): Promise<number> => {
         const server = new URL(credential.server);
         const line = (r: VerdictReport) =>
           `${r.ok ? 'pass' : 'FAIL'} ${r.peerId.slice(0, 8)} ${r.host}:${r.port} ${r.status}${r.latencyMs !== undefined ? ` ${r.latencyMs} ms` : ''} -> ${r.state}`;
@@ -86,13 +86,14 @@ export function verifyCommand(io: Io, done: (code: number) => void): Command {
           });
           if (progress) io.stderr.write('\n');
           if (!flags.json) writeLine(io.stdout, summarize(reports));
-        } else {
-          await verify.start();
-          await io.stopSignal;
-          await verify.stop();
+          // A script running `verify --once` learns from the exit code whether every peer passed.
+          return reports.every((r) => r.ok) ? 0 : 1;
         }
-      });
-      done(0);
+        await verify.start();
+        await io.stopSignal;
+        await verify.stop();
+        return 0;
+      }).then(done);
     });
   return withConfigLayers(cmd, io);
 }

@@ -138,8 +138,8 @@ export class ServerRole implements Startable {
       await part.start();
     } catch (err) {
       await stopAll(this.#started.splice(0));
-      if (LanternError.is(err)) throw err;
-      throw new LanternError('LA_ERR_CONFIG', `Cannot start ${what}: ${(err as Error).message}`, { cause: err });
+      if (LanternError.is(err) && !err.code.startsWith('LA_ERR_ADDRESS_')) throw err;
+      throw new LanternError(LanternError.is(err) ? err.code : 'LA_ERR_CONFIG', `Cannot start ${what}: ${(err as Error).message}`, { cause: err });
     }
     this.#started.push(part);
   }

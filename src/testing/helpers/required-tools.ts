@@ -7,6 +7,7 @@ export const TOOLS = {
   chromium: { path: '/usr/bin/chromium', pkg: 'chromium' },
   dig: { path: '/usr/bin/dig', pkg: 'dnsutils' },
   tcpdump: { path: '/usr/bin/tcpdump', pkg: 'tcpdump' },
+  setpriv: { path: '/usr/bin/setpriv', pkg: 'util-linux' },
 } as const;
 
 export type Tool = keyof typeof TOOLS;

@@ -70,3 +70,8 @@ export function parseListen(value: string): { host: string; port: number } {
 export function resolveHome(flag: string | undefined, env: Record<string, string | undefined>): string {
   return flag ?? env['LANTERN_HOME'] ?? join(homedir(), '.lantern-agent');
 }
+
+/** `--log-format pretty|json`: without it, pretty on a terminal and JSON otherwise (a file, a collector). */
+export function logFormatOption(): Option {
+  return new Option('--log-format <format>', 'log lines: pretty (for a person) or json (for a collector); default: pretty on a terminal, else json').choices(['pretty', 'json']);
+}

@@ -1,4 +1,6 @@
 import type { Readable, Writable } from 'node:stream';
+import { LanternError } from '../core/errors.js';
+import { prettyDestination, type LoggerOptions } from '../core/logger.js';
 
 /** The process surface a command may use; tests pass their own. */
 export interface Io {
@@ -69,4 +71,54 @@ export function writeJson(stream: Writable, value: unknown): void {
 /** Is this stream a terminal (progress lines may be redrawn in place)? */
 export function isTerminal(stream: Writable): boolean {
   return (stream as Writable & { isTTY?: boolean }).isTTY === true;
+}
+
+/** The logger's options for a role: level, address scrubbing, and the format (see logFormatOption). */
+export function logOptions(io: Io, flags: { logLevel: string; logFormat?: string; unsafeLogging?: boolean }): LoggerOptions {
+  const pretty = flags.logFormat ? flags.logFormat === 'pretty' : isTerminal(io.stderr);
+  return { level: flags.logLevel, unsafeLogging: flags.unsafeLogging === true, ...(pretty ? { destination: prettyDestination((text) => io.stderr.write(text)) } : {}) };
+}
+
+/**
+ * The password: the first line of stdin with `--password-stdin` (scripts), else asked for on the
+ * terminal without echo. Neither (stdin is not a terminal) is LA_ERR_USAGE.
+ */
+export async function obtainPassword(io: Io, fromStdin: boolean | undefined, prompt = 'Password: '): Promise<string> {
+  if (fromStdin) return readPassword(io.stdin);
+  const input = io.stdin as Readable & { isTTY?: boolean; setRawMode?(raw: boolean): void };
+  if (input.isTTY !== true || !input.setRawMode) throw new LanternError('LA_ERR_USAGE', 'pass the password on stdin with --password-stdin (or run this on a terminal to be asked for it)');
+  return promptHidden(io, input as Readable & { setRawMode(raw: boolean): void }, prompt);
+}
+
+/** Reads one line from a terminal in raw mode (nothing echoed); Ctrl-C interrupts as it would. */
+function promptHidden(io: Io, input: Readable & { setRawMode(raw: boolean): void }, prompt: string): Promise<string> {
+  io.stderr.write(prompt);
+  input.setRawMode(true);
+  input.setEncoding('utf8');
+  input.resume();
+  return new Promise((resolve) => {
+    let text = '';
+    const finish = () => {
+      input.off('data', onData);
+      input.setRawMode(false);
+      input.pause();
+      io.stderr.write('\n');
+    };
+    const onData = (chunk: string) => {
+      for (const ch of chunk) {
+        if (ch === '\r' || ch === '\n') {
+          finish();
+          return resolve(text);
+        }
+        // Ctrl-C arrives as a byte in raw mode: the process is interrupted as by the key itself.
+        if (ch === '\u0003') {
+          finish();
+          return void process.kill(process.pid, 'SIGINT');
+        }
+        if (ch === '\u007f' || ch === '\b') text = text.slice(0, -1);
+        else if (ch >= ' ') text += ch;
+      }
+    };
+    input.on('data', onData);
+  });
 }

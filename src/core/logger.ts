@@ -31,6 +31,29 @@ function scrubValue(value: unknown, depth = 0): unknown {
   return out;
 }
 
+const LEVEL_NAMES: Record<number, string> = { 10: 'TRACE', 20: 'DEBUG', 30: 'INFO', 40: 'WARN', 50: 'ERROR', 60: 'FATAL' };
+
+/**
+ * Log lines for a person at a terminal: `14:03:07 WARN give: heartbeat failed code=…`, local
+ * time, the fields after the message. A line that is not pino's JSON is passed on as it is.
+ */
+export function prettyDestination(write: (text: string) => void): DestinationStream {
+  return {
+    write(line: string) {
+      try {
+        const { level, time, msg, component, ...rest } = JSON.parse(line) as Record<string, unknown>;
+        const when = new Date(Number(time)).toTimeString().slice(0, 8);
+        const fields = Object.entries(rest)
+          .map(([k, v]) => ` ${k}=${typeof v === 'string' ? v : JSON.stringify(v)}`)
+          .join('');
+        write(`${when} ${LEVEL_NAMES[Number(level)] ?? String(level)} ${component ? `${String(component)}: ` : ''}${String(msg ?? '')}${fields}\n`);
+      } catch {
+        write(line);
+      }
+    },
+  };
+}
+
 /** JSON logs on stderr (or `destination`), addresses scrubbed unless `unsafeLogging`. */
 export function createLogger(options: LoggerOptions = {}): Logger {
   const unsafe = options.unsafeLogging === true;

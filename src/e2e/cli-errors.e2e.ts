@@ -8,6 +8,7 @@ import { listen } from '../net/listen.js';
 import { addAgent } from '../testing/helpers/agents.js';
 import { CLI, runCli, startHuman, testServer, type CliResult } from '../testing/helpers/cli.js';
 import { requireTool } from '../testing/helpers/required-tools.js';
+import { untilPollsHeld } from '../testing/helpers/observe.js';
 import { tempDir } from '../testing/helpers/temp-dir.js';
 
 // Issue 17, item 4: every failure a user can cause says what it is (an LA_ERR_* code, a hint, the
@@ -125,15 +126,15 @@ test('commander parse errors use the documented form; failed commands leave no h
 });
 
 test('Ctrl-C ends a role with exit code 130, after its graceful stop; a one-shot command at once', async (t) => {
-  const { dir, server } = await testServer(t);
+  const { dir, server } = await testServer(t, ['--metrics-listen', '127.0.0.1:0']);
   const user = await addAgent(server, dir, 'user');
-  const get = await startHuman(['get', '--listen', '127.0.0.1:0', '--home', user.home], /local proxy on/);
-  t.is(await get.stop('SIGINT'), 130);
   const inbox = spawn(process.execPath, [CLI, 'inbox', '--wait', '30s', '--home', user.home], { stdio: 'ignore' });
-  await new Promise((r) => setTimeout(r, 1500));
+  await untilPollsHeld(server, 1);
   inbox.kill('SIGINT');
   const [code] = (await once(inbox, 'exit')) as [number | null];
   t.is(code, 130, 'inbox, interrupted in its poll');
+  const get = await startHuman(['get', '--listen', '127.0.0.1:0', '--home', user.home], /local proxy on/);
+  t.is(await get.stop('SIGINT'), 130);
   // login waiting for a password on stdin does not handle the stop: it ends at once.
   const login = spawn(process.execPath, [CLI, 'login', '--server', server.url, '--user', 'user', '--password-stdin', '--home', join(dir, 'elsewhere')], { stdio: ['pipe', 'ignore', 'ignore'] });
   await new Promise((r) => setTimeout(r, 1000));
@@ -143,4 +144,14 @@ test('Ctrl-C ends a role with exit code 130, after its graceful stop; a one-shot
   t.true(loginCode === 130 || loginSignal === 'SIGINT', `login, waiting on stdin: ${loginCode} ${loginSignal}`);
   const stopped = await startHuman(['get', '--listen', '127.0.0.1:0', '--home', user.home], /local proxy on/);
   t.is(await stopped.stop('SIGTERM'), 0, 'SIGTERM (systemd stop) is a clean stop');
+});
+
+test('logs: --log-format pretty is a line a person reads, JSON when not on a terminal (a collector)', async (t) => {
+  const dir = await openDir(t);
+  const pretty = await startHuman(['server', '--listen', '127.0.0.1:0', '--data-dir', join(dir, 'a'), '--log-format', 'pretty'], /INFO listening/);
+  t.regex(pretty.stderr(), /^\d\d:\d\d:\d\d INFO listening url=http:\/\/\[addr\]:\d+ tls=false$/m);
+  await pretty.stop();
+  const json = await startHuman(['server', '--listen', '127.0.0.1:0', '--data-dir', join(dir, 'b')], /"msg":"listening"/);
+  t.regex(json.stderr(), /^\{"level":30,"time":\d+,.*"msg":"listening"\}$/m, 'stderr is a pipe here: JSON');
+  await json.stop();
 });

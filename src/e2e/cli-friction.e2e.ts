@@ -1,3 +1,4 @@
+import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { createServer as createHttpServer } from 'node:http';
 import { connect, createServer as createNetServer } from 'node:net';
@@ -5,7 +6,8 @@ import test from 'ava';
 import { ProxyAgent, request } from 'undici';
 import { listen } from '../net/listen.js';
 import { addAgent } from '../testing/helpers/agents.js';
-import { runCli, sharedServer, startHuman, startRole, testServer } from '../testing/helpers/cli.js';
+import { CLI, runCli, sharedServer, startHuman, startRole, testServer } from '../testing/helpers/cli.js';
+import { requireTool } from '../testing/helpers/required-tools.js';
 import { until } from '../testing/helpers/observe.js';
 
 // Issue 17: the friction points a new user hit just past the walkthrough, each as the user meets it.
@@ -196,4 +198,29 @@ test('give says what the server thinks of it as it changes; status shows the ver
   await until('get hears of the peer', async () => (/give peer 127\.0\.0\.1:\d+ available \(1 known\)/.test(get.stderr()) ? true : undefined), 8000);
   await give.stop();
   await until('get hears it is gone', async () => (/give peer 127\.0\.0\.1:\d+ gone \(0 known; requests get 503/.test(get.stderr()) ? true : undefined), 8000);
+});
+
+test('login asks for the password on a terminal without echoing it; a short wrong password is just wrong', async (t) => {
+  await requireTool('script');
+  const added = await runCli(['account', 'add', 'carl', '--data-dir', ctx.server.dataDir, '--password-stdin'], { stdin: 'carl-password\n' });
+  t.is(added.code, 0, added.stderr);
+  const home = `${ctx.dir}/home-carl`;
+  // A terminal: `script` runs login on a pseudo-terminal, as a person at a shell would.
+  const child = spawn('script', ['-qec', `${process.execPath} ${CLI} login --server ${ctx.server.url} --user carl --home ${home}`, '/dev/null'], { stdio: ['pipe', 'pipe', 'pipe'] });
+  let out = '';
+  child.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
+  await until('the prompt', async () => (/Password: /.test(out) ? true : undefined), 15_000);
+  child.stdin.write('carl-password\r');
+  const [code] = (await once(child, 'exit')) as [number | null];
+  child.stdin.end();
+  t.is(code, 0, out);
+  t.regex(out, /logged in as carl: user [0-9a-f-]+, device 1/);
+  t.false(out.includes('carl-password'), 'the password was not echoed');
+
+  const notTty = await runCli(['login', '--server', ctx.server.url, '--user', 'carl', '--home', `${ctx.dir}/home-carl2`]);
+  t.is(notTty.code, 2);
+  t.regex(notTty.stderr, /LA_ERR_USAGE: pass the password on stdin with --password-stdin \(or run this on a terminal to be asked for it\)/);
+  const short = await runCli(['login', '--server', ctx.server.url, '--user', 'carl', '--password-stdin', '--home', `${ctx.dir}/home-carl3`], { stdin: 'short\n' });
+  t.is(short.code, 4);
+  t.regex(short.stderr, /^error LA_ERR_LOGIN_FAILED: /, 'not a schema error about its length');
 });

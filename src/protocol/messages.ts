@@ -35,7 +35,9 @@ export type Address = z.infer<typeof Address>;
  */
 export const LoginRequest = z.strictObject({
   user: AccountName,
-  password: Password,
+  // Any length: a password too short to be one is simply wrong (LA_ERR_LOGIN_FAILED), not a schema
+  // error that would tell a guesser how passwords are made. Accounts are still made with `Password`.
+  password: z.string().min(1).max(1024),
   csr: Pem('CERTIFICATE REQUEST'),
   register: z.boolean().optional(),
   deviceId: DeviceId.optional(),

@@ -9,7 +9,7 @@ import { dataDirPaths, ensureDataDir } from '../../roles/server/data-dir.js';
 import { tightenedText } from '../../storage/private-dir.js';
 import { openServerStore, resolveStoreSpec, storeCaOption, storeOption, type StoreSpec } from '../store-spec.js';
 import { parsePositiveInt } from '../config.js';
-import { readPassword, writeJson, writeLine, type Io } from '../io.js';
+import { obtainPassword, writeJson, writeLine, type Io } from '../io.js';
 
 /**
  * Runs an account operation: on Redis directly (shared by every server process), else through the
@@ -47,11 +47,10 @@ export function accountCommand(io: Io, done: (code: number) => void): Command {
     .addOption(storeOption())
     .addOption(storeCaOption())
     .addOption(new Option('--role <role>', 'user or verifier').choices(['user', 'verifier']).default('user'))
-    .option('--password-stdin', 'read the password from stdin (required)')
+    .option('--password-stdin', 'read the password from stdin (scripts); without it, it is asked for on the terminal')
     .option('--json', 'print the result as JSON')
     .action(async (name: string, flags: { dataDir?: string; store: StoreSpec; storeCa?: string; role: Role; passwordStdin?: boolean; json?: boolean }) => {
-      if (!flags.passwordStdin) throw new LanternError('LA_ERR_USAGE', 'pass the password on stdin with --password-stdin');
-      const password = await readPassword(io.stdin);
+      const password = await obtainPassword(io, flags.passwordStdin);
       const result = await runAccountOp(flags, { op: 'account.add', name, role: flags.role, password });
       if (flags.json) writeJson(io.stdout, result);
       else writeLine(io.stdout, `account ${name} added (role ${flags.role}, user id ${String(result['userId'])})`);

@@ -6,10 +6,10 @@ import { Inbox, type ReceivedMessage } from '../../messaging/inbox.js';
 import { createGet } from '../../roles/get/index.js';
 import type { UpstreamChange } from '../../roles/get/upstreams.js';
 import { openAgent, requireCredential, signedClient, withKeystore } from '../agent-home.js';
-import { durationOption, parseListen, resolveHome } from '../config.js';
+import { durationOption, parseListen, resolveHome, logFormatOption } from '../config.js';
 import { connectionCap } from '../fd-limit.js';
 import { withConfigLayers } from '../config-layers.js';
-import { writeJson, writeLine, type Io } from '../io.js';
+import { writeJson, writeLine, logOptions, type Io } from '../io.js';
 import { senderLabel } from './messages.js';
 
 interface GetFlags {
@@ -30,14 +30,15 @@ export function getCommand(io: Io, done: (code: number) => void): Command {
     .addOption(durationOption('--handshake-timeout <duration>', 'a local client must send its request within this', 30_000))
     .addOption(durationOption('--idle-timeout <duration>', 'close a tunnel with no byte either way this long', 600_000))
     .option('--json', 'print NDJSON events on stdout')
-    .option('--log-level <level>', 'log level (stderr, JSON)', 'info')
+    .option('--log-level <level>', 'log level (stderr)', 'info')
+    .addOption(logFormatOption())
     .option('--unsafe-logging', 'keep IP addresses in logs')
     .action(async (flags: GetFlags) => done(await runGet(io, flags)));
   return withConfigLayers(cmd, io);
 }
 
 async function runGet(io: Io, flags: GetFlags): Promise<number> {
-  const logger = createLogger({ level: flags.logLevel, unsafeLogging: flags.unsafeLogging === true }).child({ component: 'get' });
+  const logger = createLogger(logOptions(io, flags)).child({ component: 'get' });
   const home = resolveHome(flags.home, io.env);
   const credential = await withKeystore(home, requireCredential);
   const api = await signedClient(credential);

@@ -12,9 +12,9 @@ import { FaultBoundary } from '../../core/fault-boundary.js';
 import { listenerCaps } from '../fd-limit.js';
 import { Messenger } from '../../messaging/messenger.js';
 import { openAgent, requireCredential, signedClient, withApi, withKeystore } from '../agent-home.js';
-import { countOption, durationOption, parseCount, parseListen, parsePort, parsePositiveInt, resolveHome } from '../config.js';
+import { countOption, durationOption, parseCount, parseListen, parsePort, parsePositiveInt, resolveHome, logFormatOption } from '../config.js';
 import { withConfigLayers } from '../config-layers.js';
-import { writeJson, writeLine, type Io } from '../io.js';
+import { writeJson, writeLine, logOptions, type Io } from '../io.js';
 
 interface GiveFlags {
   listen?: { host: string; port: number };
@@ -66,7 +66,8 @@ export function giveCommand(io: Io, done: (code: number) => void): Command {
     .addOption(new Option('--max-connections <n>', 'connections open at once; 0: no limit (default: 1024, at most (open-file limit - 256) / 2)').argParser(parseCount))
     .addOption(countOption('--max-connections-per-address <n>', 'connections open at once from one address (IPv6: per /64); 0: no limit', defaultGiveLimits.maxConnectionsPerAddress))
     .option('--json', 'print NDJSON events on stdout')
-    .option('--log-level <level>', 'log level (stderr, JSON)', 'info')
+    .option('--log-level <level>', 'log level (stderr)', 'info')
+    .addOption(logFormatOption())
     .option('--unsafe-logging', 'keep IP addresses in logs')
     .action(async (flags: GiveFlags, c: Command) =>
       done(await runGive(io, { ...flags, perAddressIsDefault: c.getOptionValueSource('maxConnectionsPerAddress') === 'default' })),
@@ -89,7 +90,7 @@ async function runGive(io: Io, flags: GiveFlags): Promise<number> {
   }
   if (!flags.listen) throw new LanternError('LA_ERR_USAGE', '--listen HOST:PORT is required to run a give peer');
   const listenAt = flags.listen;
-  const logger = createLogger({ level: flags.logLevel, unsafeLogging: flags.unsafeLogging === true }).child({ component: 'give' });
+  const logger = createLogger(logOptions(io, flags)).child({ component: 'give' });
   const faults = new FaultBoundary({ logger });
   // The credential is read once; the keystore is not held, so other commands keep using the home.
   const credential = await withKeystore(home, requireCredential);

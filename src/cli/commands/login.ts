@@ -9,7 +9,7 @@ import type { Keystore } from '../../storage/keystore.js';
 import { DeviceKeys } from '../../crypto/signal/device-keys.js';
 import { signedClient, withKeystore } from '../agent-home.js';
 import { resolveHome } from '../config.js';
-import { readPassword, writeJson, writeLine, type Io } from '../io.js';
+import { obtainPassword, writeJson, writeLine, type Io } from '../io.js';
 
 interface LoginFlags {
   server: string;
@@ -28,7 +28,7 @@ export function loginCommand(io: Io, done: (code: number) => void): Command {
     .description('Log in: make a device key here, send a CSR, store the issued credential in the home')
     .requiredOption('--server <url>', 'server base URL, e.g. https://127.0.0.1:8443')
     .requiredOption('--user <name>', 'account name')
-    .option('--password-stdin', 'read the password from stdin (required)')
+    .option('--password-stdin', 'read the password from stdin (scripts); without it, it is asked for on the terminal')
     .option('--register', 'create the account first (server must run with --open-registration)')
     .option('--home <dir>', 'agent home (default $LANTERN_HOME, else ~/.lantern-agent)')
     .option('--ca <file>', "CA certificate (PEM) to trust for the server's TLS, e.g. DATA_DIR/ca.pem")
@@ -36,7 +36,6 @@ export function loginCommand(io: Io, done: (code: number) => void): Command {
     .option('--reset-keys', 'register again with a new registration id and new prekeys (the identity key stays)')
     .option('--json', 'print the result as JSON')
     .action(async (flags: LoginFlags) => {
-      if (!flags.passwordStdin) throw new LanternError('LA_ERR_USAGE', 'pass the password on stdin with --password-stdin');
       let server: URL;
       try {
         server = new URL(flags.server);
@@ -44,7 +43,7 @@ export function loginCommand(io: Io, done: (code: number) => void): Command {
       } catch {
         throw new LanternError('LA_ERR_USAGE', '--server must be an http:// or https:// URL');
       }
-      const password = await readPassword(io.stdin);
+      const password = await obtainPassword(io, flags.passwordStdin);
       const tlsCaPem = flags.ca
         ? await readFile(flags.ca, 'utf8').catch((err: unknown) => {
             throw new LanternError('LA_ERR_CONFIG', `Cannot read --ca ${flags.ca}: ${(err as Error).message}`, { cause: err });

@@ -23,9 +23,9 @@ import { defaultPeerjsOptions } from '../../roles/server/peerjs-broker.js';
 import { RedisPeerjsDirectory } from '../../storage/peerjs-directory.js';
 import { tightenedText } from '../../storage/private-dir.js';
 import { withConfigLayers } from '../config-layers.js';
-import { countOption, durationOption, parseCount, parseListen, parsePositiveInt, parseRate } from '../config.js';
+import { countOption, durationOption, parseCount, parseListen, parsePositiveInt, parseRate, logFormatOption } from '../config.js';
 import { listenerCaps } from '../fd-limit.js';
-import { writeJson, writeLine, type Io } from '../io.js';
+import { writeJson, writeLine, logOptions, type Io } from '../io.js';
 import { openServerStore, resolveStoreSpec, storeCaOption, storeOption, type StoreSpec } from '../store-spec.js';
 
 interface ServerFlags {
@@ -226,7 +226,8 @@ export function serverCommand(io: Io, done: (code: number) => void): Command {
     .addOption(storeOption())
     .addOption(storeCaOption())
     .option('--no-fsync', 'do not fsync write batches (survives a crash of the process, not of the machine)')
-    .option('--log-level <level>', 'log level (stderr, JSON)', 'info')
+    .option('--log-level <level>', 'log level (stderr)', 'info')
+    .addOption(logFormatOption())
     .option('--unsafe-logging', 'keep IP addresses in logs')
     .action(async (flags: ServerFlags, c: Command) =>
       done(await runServer(io, { ...flags, perAddressIsDefault: c.getOptionValueSource('maxConnectionsPerAddress') === 'default' })),
@@ -238,7 +239,7 @@ async function runServer(io: Io, flags: ServerFlags): Promise<number> {
   checkCombinations(flags);
   const metricsToken = flags.metricsTokenFile ? await readMetricsToken(flags.metricsTokenFile) : undefined;
   const zone = flags.zone ? checkZone(flags.zone) : undefined;
-  const logger = createLogger({ level: flags.logLevel, unsafeLogging: flags.unsafeLogging === true });
+  const logger = createLogger(logOptions(io, flags));
   const emit = (event: Record<string, unknown>) => flags.json && writeJson(io.stdout, event);
   for (const t of await ensureDataDir(flags.dataDir)) {
     logger.warn({ path: t.path }, tightenedText(t));

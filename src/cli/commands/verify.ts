@@ -5,9 +5,9 @@ import { systemClock } from '../../core/clock.js';
 import { createVerify } from '../../roles/verify/index.js';
 import type { VerdictReport } from '../../roles/verify/verifier.js';
 import { withApi } from '../agent-home.js';
-import { durationOption, parsePositiveInt, resolveHome } from '../config.js';
+import { durationOption, parsePositiveInt, resolveHome, logFormatOption } from '../config.js';
 import { withConfigLayers } from '../config-layers.js';
-import { isTerminal, writeJson, writeLine, type Io } from '../io.js';
+import { isTerminal, writeJson, writeLine, logOptions, type Io } from '../io.js';
 
 interface VerifyFlags {
   home?: string;
@@ -36,11 +36,12 @@ export function verifyCommand(io: Io, done: (code: number) => void): Command {
     .option('--dns <host:port>', "resolve each peer's name (<peer-id>.peers.ZONE) from this DNS server first (the server's --dns-listen); a wrong or missing answer fails the peer")
     .option('--zone <zone>', 'the zone of --dns (the server\'s --zone)')
     .option('--json', 'one verdict per line (NDJSON)')
-    .option('--log-level <level>', 'log level (stderr, JSON)', 'warn')
+    .option('--log-level <level>', 'log level (stderr)', 'warn')
+    .addOption(logFormatOption())
     .action(async (flags: VerifyFlags) => {
       if ((flags.dns === undefined) !== (flags.zone === undefined)) throw new LanternError('LA_ERR_USAGE', '--dns and --zone go together');
       if (flags.dns !== undefined && !/^(\[[0-9a-fA-F:.]+\]|[^\s:[\]]+):\d{1,5}$/.test(flags.dns)) throw new LanternError('LA_ERR_USAGE', `--dns ${flags.dns}: expected HOST:PORT`);
-      const logger = createLogger({ level: flags.logLevel }).child({ component: 'verify' });
+      const logger = createLogger(logOptions(io, flags)).child({ component: 'verify' });
       await withApi(resolveHome(flags.home, io.env), async (api, credential): Promise<number> => {
         const server = new URL(credential.server);
         const line = (r: VerdictReport) =>

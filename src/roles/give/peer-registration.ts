@@ -26,6 +26,8 @@ export class PeerRegistrar implements Startable {
   #info: PeerInfo | undefined;
   #stopped = false;
   #watching: AbortController | undefined;
+  readonly #beatBackoff = new Backoff(SERVER_BACKOFF);
+  #beatFailing = false;
 
   constructor(components: { api: RegistrationApi; clock: Clock; logger: Logger; faults?: FaultBoundary; onChange?: (info: PeerInfo) => void }, registration: PeerRegistration) {
     this.#c = components;
@@ -79,17 +81,22 @@ export class PeerRegistrar implements Startable {
     })();
   }
 
-  #schedule(): void {
+  /** The next heartbeat: at a third of the registration's remaining life, or `afterMs` (a failed one's backoff). */
+  #schedule(afterMs?: number): void {
     if (this.#stopped) return;
     const left = this.#info ? this.#info.expiresAt - this.#c.clock.now() : 30_000;
     // A faulted beat is dropped; the next one is scheduled all the same.
     this.#timer = this.#c.clock.setTimeout(
-      this.#faults.wrap('timer', () => this.#beat(), () => this.#schedule()),
-      Math.max(1000, left / 3),
+      this.#faults.wrap('timer', () => this.#beat(), () => this.#schedule(this.#beatBackoff.next())),
+      afterMs ?? Math.max(1000, left / 3),
     );
     this.#timer.unref?.();
   }
 
+  /**
+   * One heartbeat (registering again if the server forgot the peer). While the server cannot be
+   * reached, beats back off (0.5 s up to 30 s) and the outage is logged once, not at every beat.
+   */
   async #beat(): Promise<void> {
     try {
       this.#update(await this.#c.api.heartbeatPeer());
@@ -97,9 +104,14 @@ export class PeerRegistrar implements Startable {
       if (LanternError.is(err, 'LA_ERR_PEER_NOT_REGISTERED')) {
         this.#update(await this.#c.api.registerPeer(this.#registration).catch(() => undefined));
       } else {
-        this.#c.logger.warn({ code: (err as LanternError).code }, 'heartbeat failed; retrying');
+        if (!this.#beatFailing) this.#c.logger.warn({ code: (err as LanternError).code }, 'heartbeat failed; retrying with backoff');
+        this.#beatFailing = true;
+        return this.#schedule(this.#beatBackoff.next());
       }
     }
+    if (this.#beatFailing) this.#c.logger.info('heartbeat works again');
+    this.#beatFailing = false;
+    this.#beatBackoff.reset();
     this.#schedule();
   }
 

@@ -4,7 +4,8 @@ import { LanternError } from '../../core/errors.js';
 import type { Logger } from '../../core/logger.js';
 import { dummyPasswordHash, hashPassword, verifyPassword } from '../../crypto/password.js';
 import { randomSerial, type CertificateAuthority } from '../../crypto/x509/certificate-authority.js';
-import type { LoginRequest, LoginResponse, Role } from '../../protocol/messages.js';
+import { Password, type LoginRequest, type LoginResponse, type Role } from '../../protocol/messages.js';
+import { parseMessage } from '../../protocol/validate.js';
 import { deviceChannel, type Notifier, type ServerStore } from '../../storage/server-store.js';
 import type { ServerOptions } from './options.js';
 
@@ -69,6 +70,8 @@ export class AccountService {
     let account = await store.getAccount(request.user);
     if (!account && request.register) {
       if (!deps.options.openRegistration) throw new LanternError('LA_ERR_REGISTRATION_CLOSED');
+      // A new account's password must be one (logins accept any length, and fail if it is wrong).
+      parseMessage(Password, request.password);
       try {
         await this.add(request.user, 'user', request.password);
       } catch (err) {

@@ -8,6 +8,7 @@ export const TOOLS = {
   dig: { path: '/usr/bin/dig', pkg: 'dnsutils' },
   tcpdump: { path: '/usr/bin/tcpdump', pkg: 'tcpdump' },
   setpriv: { path: '/usr/bin/setpriv', pkg: 'util-linux' },
+  script: { path: '/usr/bin/script', pkg: 'bsdutils' },
 } as const;
 
 export type Tool = keyof typeof TOOLS;

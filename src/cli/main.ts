@@ -11,6 +11,7 @@ import { safetyNumberCommand, trustCommand } from './commands/identity.js';
 import { inboxCommand, messagesCommand, sendCommand } from './commands/messages.js';
 import { serverCommand } from './commands/server.js';
 import { demoCommand } from './commands/demo.js';
+import { completionCommand } from './commands/completion.js';
 import { processIo, writeLine, type Io } from './io.js';
 import { versionText } from './version.js';
 
@@ -38,6 +39,7 @@ export function buildProgram(io: Io, done: (code: number) => void): Command {
   }
   // The demo runs the other commands in this process, each with its own Io.
   add(demoCommand(io, done, (argv, subIo) => main(argv, subIo)));
+  add(completionCommand(io, done, () => program));
   return program;
 }
 

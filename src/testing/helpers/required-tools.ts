@@ -9,6 +9,8 @@ export const TOOLS = {
   tcpdump: { path: '/usr/bin/tcpdump', pkg: 'tcpdump' },
   setpriv: { path: '/usr/bin/setpriv', pkg: 'util-linux' },
   script: { path: '/usr/bin/script', pkg: 'bsdutils' },
+  'systemd-analyze': { path: '/usr/bin/systemd-analyze', pkg: 'systemd' },
+  zsh: { path: '/usr/bin/zsh', pkg: 'zsh' },
 } as const;
 
 export type Tool = keyof typeof TOOLS;

@@ -12,6 +12,7 @@ import { inboxCommand, messagesCommand, sendCommand } from './commands/messages.
 import { serverCommand } from './commands/server.js';
 import { demoCommand } from './commands/demo.js';
 import { completionCommand } from './commands/completion.js';
+import { doctorCommand } from './commands/doctor.js';
 import { processIo, writeLine, type Io } from './io.js';
 import { versionText } from './version.js';
 
@@ -34,7 +35,7 @@ export function buildProgram(io: Io, done: (code: number) => void): Command {
     for (const c of [cmd, ...cmd.commands]) c.exitOverride().configureOutput(output).showHelpAfterError(`(run \`lantern-agent ${c === cmd ? c.name() : `${cmd.name()} ${c.name()}`} --help\` for usage)`);
     program.addCommand(cmd);
   };
-  for (const make of [serverCommand, accountCommand, loginCommand, whoamiCommand, sendCommand, inboxCommand, messagesCommand, trustCommand, safetyNumberCommand, giveCommand, ticketCommand, statusCommand, contactsCommand, adsCommand, getCommand, peersCommand, verifyCommand]) {
+  for (const make of [serverCommand, accountCommand, loginCommand, whoamiCommand, sendCommand, inboxCommand, messagesCommand, trustCommand, safetyNumberCommand, giveCommand, ticketCommand, statusCommand, contactsCommand, adsCommand, getCommand, peersCommand, verifyCommand, doctorCommand]) {
     add(make(io, done));
   }
   // The demo runs the other commands in this process, each with its own Io.

@@ -224,3 +224,35 @@ test('login asks for the password on a terminal without echoing it; a short wron
   t.is(short.code, 4);
   t.regex(short.stderr, /^error LA_ERR_LOGIN_FAILED: /, 'not a schema error about its length');
 });
+
+test('doctor checks a home end to end and says what to do about each problem', async (t) => {
+  const { dir, server } = await testServer(t);
+  const verifier = await addAgent(server, dir, 'verifier', { role: 'verifier' });
+  const owner = await addAgent(server, dir, 'owner');
+  const give = await startRole(['give', '--listen', '127.0.0.1:0', '--home', owner.home, '--allow-private-destinations'], 'registered');
+  t.teardown(() => give.stop('SIGKILL'));
+  t.is((await runCli(['verify', '--once', '--home', verifier.home, '--timeout', '3s'])).code, 0);
+  const doctor = async (home: string) => {
+    const r = await runCli(['doctor', '--home', home, '--listen', '127.0.0.1:0', '--json']);
+    const out = JSON.parse(r.stdout) as { ok: boolean; checks: Array<{ name: string; status: string; detail: string; hint?: string }> };
+    return { code: r.code, ...out, status: Object.fromEntries(out.checks.map((c) => [c.name, c.status])) };
+  };
+  const good = await doctor(owner.home);
+  t.is(good.code, 0, JSON.stringify(good.checks));
+  t.deepEqual(good.status, { home: 'ok', credential: 'ok', server: 'ok', 'signed requests': 'ok', 'give peers': 'ok', ticket: 'ok', 'get port': 'ok', 'give reachable': 'ok', 'give address': 'ok' });
+  t.regex(good.checks.find((c) => c.name === 'server')!.detail, /answers in \d+ ms, protocol v1; clock skew [+-]\d+\.\d s/);
+  t.regex(good.checks.find((c) => c.name === 'give peers')!.detail, /^1 verified, 0 from contacts' ads$/);
+
+  const human = await runCli(['doctor', '--home', owner.home, '--listen', '127.0.0.1:0']);
+  t.regex(human.stdout, /^OK {4}server {10}http:\/\/127\.0\.0\.1:\d+ answers in/m);
+
+  await give.stop();
+  await server.stop();
+  const down = await doctor(verifier.home);
+  t.is(down.code, 1);
+  t.is(down.status['server'], 'fail');
+  t.regex(down.checks.find((c) => c.name === 'server')!.hint!, /whether the server runs/);
+  const nowhere = await doctor(`${dir}/no-such-home`);
+  t.is(nowhere.status['home'], 'fail');
+  t.regex(nowhere.checks.find((c) => c.name === 'credential')!.hint!, /lantern-agent login --home/);
+});

@@ -24,6 +24,7 @@ import {
   ProbeRequestsResponse,
   SessionResponse,
   WhoamiResponse,
+  HealthResponse,
   type KeysUpload,
   type PeerRegistration,
   type LoginRequest,
@@ -148,6 +149,11 @@ export class ApiClient {
       }
     })();
     return this.#opening;
+  }
+
+  /** GET /v1/health (unsigned): the server's protocol version and clock. */
+  health(): Promise<z.infer<typeof HealthResponse>> {
+    return this.#call('GET', API.health, undefined, HealthResponse, { auth: 'none' });
   }
 
   whoami(): Promise<z.infer<typeof WhoamiResponse>> {

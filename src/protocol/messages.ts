@@ -175,6 +175,9 @@ export const AckResponse = z.strictObject({ acked: z.int().min(0) });
 export type AckResponse = z.infer<typeof AckResponse>;
 
 /** GET /v1/whoami — the identity behind the credential that signed the request. */
+/** GET /v1/health: up, its protocol version, and its clock (ms). */
+export const HealthResponse = z.object({ ok: z.boolean(), version: z.int(), time: z.int().optional() });
+
 export const WhoamiResponse = z.strictObject({
   userId: UserId,
   deviceId: DeviceId,

@@ -12,7 +12,8 @@ import { open, signed, type Route, type RouteContext } from './route.js';
 /** Health, login, sessions, whoami and tickets. */
 export function accountRoutes({ c, options, accounts, limit, clients }: RouteContext): Route[] {
   return [
-    open('GET', API.health, async ({ res }) => sendJson(res, 200, { ok: true, version: PROTOCOL_VERSION })),
+    // The server's time lets a client measure its clock skew (`doctor`); signed requests outside AUTH_WINDOW_MS fail.
+    open('GET', API.health, async ({ res }) => sendJson(res, 200, { ok: true, version: PROTOCOL_VERSION, time: c.clock.now() })),
     open('POST', API.login, async ({ req, res, body }) => {
       const login = parseMessage(LoginRequest, parseJson(body));
       // Per client network (a keyed hash of its prefix: no address is stored), behind trusted proxies

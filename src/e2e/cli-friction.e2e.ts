@@ -154,6 +154,11 @@ test("get's proxy says when the server cannot be reached and no peer is known", 
   const r = await connectThrough(getUrl, '127.0.0.1:9');
   t.is(r.statusLine, 'HTTP/1.1 503 Lantern Server Unreachable');
   t.regex(r.body, /cannot be reached/);
+  // It keeps trying, backing off, without a log line every second (the peer list: one line per outage).
+  await new Promise((resolve) => setTimeout(resolve, 6000));
+  const count = (re: RegExp) => get.stderr().split('\n').filter((l) => re.test(l)).length;
+  t.true(count(/receiving failed; retrying/) <= 5, `${count(/receiving failed; retrying/)} retries logged in 6 s`);
+  t.true(count(/round robin unavailable/) <= 1);
 });
 
 test('a peer whose guard refuses the canary (a server on a private address) fails with destination-refused, not tunnel-failed', async (t) => {

@@ -25,6 +25,7 @@ import {
   SessionResponse,
   WhoamiResponse,
   HealthResponse,
+  ReachabilityResponse,
   type KeysUpload,
   type PeerRegistration,
   type LoginRequest,
@@ -228,6 +229,11 @@ export class ApiClient {
   peerSelf(wait?: { seconds: number; after: number; signal?: AbortSignal }): Promise<PeerInfo> {
     if (!wait) return this.#call('GET', API.peerSelf, undefined, PeerInfo);
     return this.#call('GET', `${API.peerSelf}?wait=${wait.seconds}&after=${wait.after}`, undefined, PeerInfo, { timeoutMs: (wait.seconds + 30) * 1000, ...(wait.signal ? { signal: wait.signal } : {}) });
+  }
+
+  /** Asks the server to dial this device's give peer at its registered address (TLS, pinned). */
+  checkReachability(): Promise<ReachabilityResponse> {
+    return this.#call('POST', API.peerReachability, undefined, ReachabilityResponse);
   }
 
   async unregisterPeer(): Promise<boolean> {

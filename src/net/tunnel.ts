@@ -81,6 +81,22 @@ export async function connectPinned(peer: PeerEndpoint, timeoutMs: number, alpn:
   return socket;
 }
 
+/**
+ * Why connectPinned failed, as a status: `identity-mismatch` (another key answers there), the dial
+ * (`refused`, `timeout`, `unreachable`), or `tls-failed` (something answered, but no TLS).
+ * Undefined for any other error.
+ */
+export function connectStatus(err: unknown, timedOut = false): 'identity-mismatch' | 'refused' | 'timeout' | 'unreachable' | 'tls-failed' | undefined {
+  if (LanternError.is(err, 'LA_ERR_PEER_IDENTITY_MISMATCH')) return 'identity-mismatch';
+  const details = LanternError.is(err) ? err.details : undefined;
+  if (details?.['stage'] === 'tcp') {
+    if (details['errno'] === 'ECONNREFUSED') return 'refused';
+    return timedOut || details['timedOut'] ? 'timeout' : 'unreachable';
+  }
+  if (details?.['stage'] === 'tls') return timedOut || details['timedOut'] ? 'timeout' : 'tls-failed';
+  return undefined;
+}
+
 /** A plain TCP connection (for `--plaintext` peers). */
 async function connectPlain(peer: Upstream, timeoutMs: number): Promise<Socket> {
   const socket = netConnect({ host: peer.host, port: peer.port, timeout: timeoutMs });

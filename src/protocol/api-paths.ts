@@ -20,6 +20,7 @@ export const API = {
   verdict: '/v1/peers/:peerId/verdict',
   probeRequests: '/v1/peers/probe-requests',
   peerReport: '/v1/peers/report',
+  peerReachability: '/v1/peers/reachability',
   canary: '/v1/canary',
   canaryContent: '/v1/canary/:nonce',
   messages: '/v1/messages',

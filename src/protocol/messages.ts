@@ -350,6 +350,21 @@ export const ProbeRequestsQuery = z.strictObject({
   wait: z.coerce.number().min(0).max(MAX_POLL_WAIT_SECONDS).default(0),
   since: z.coerce.number().int().min(0).optional(),
 });
+/**
+ * POST /v1/peers/reachability — the server dials the caller's registered address (TLS pinned to its
+ * identity key) and says whether the world can reach it: `status` is `ok` or why not (`refused`,
+ * `timeout`, `unreachable`, `tls-failed`, `identity-mismatch`, `plaintext`).
+ */
+export const ReachabilityResponse = z.strictObject({
+  host: z.string(),
+  port: z.int(),
+  reachable: z.boolean(),
+  status: z.string().min(1).max(64),
+  ms: z.number().optional(),
+  at: z.int(),
+});
+export type ReachabilityResponse = z.infer<typeof ReachabilityResponse>;
+
 /** GET /v1/peers/self?wait=S&after=T — a give peer waiting (up to S s) for a verdict newer than T (server ms). */
 export const PeerSelfQuery = z.strictObject({
   wait: z.coerce.number().min(0).max(MAX_POLL_WAIT_SECONDS).default(0),

@@ -2,7 +2,7 @@ import { join } from 'node:path';
 import { Command, Option } from 'commander';
 import { LanternError } from '../../core/errors.js';
 import { ControlSocketServer, controlRequest } from '../../net/control-socket.js';
-import { GiveControlRequest, type Advertisement, type PeerInfo } from '../../protocol/messages.js';
+import { GiveControlRequest, type Advertisement, type PeerInfo, type ReachabilityResponse } from '../../protocol/messages.js';
 import { parseMessage } from '../../protocol/validate.js';
 import { systemClock } from '../../core/clock.js';
 import { createLogger, type Logger } from '../../core/logger.js';
@@ -108,6 +108,7 @@ async function runGive(io: Io, flags: GiveFlags): Promise<number> {
       onEvent: (e) => {
         if (e.event === 'registered' || e.event === 'changed') emit({ event: e.event, ...e.registration });
         else if (e.event === 'advertised') emit({ event: 'advertised', ...e.report });
+        else if (e.event === 'reachability') emit({ event: 'reachability', ...e.reachability });
         if (!flags.json && e.event !== 'listening') writeLine(io.stderr, `lantern-agent give: ${giveEventLine(e)}`);
         if (e.event === 'listening') {
           emit({ event: 'listening', url: give.url, ...give.peer });
@@ -234,6 +235,8 @@ export function statusCommand(io: Io, done: (code: number) => void): Command {
             (Number(result['overCapacity']) > 0 ? `; ${String(result['overCapacity'])} connection(s) over the caps closed` : '') +
             (Number(result['faults']) > 0 ? `; ${String(result['faults'])} fault(s) contained (see the log)` : ''),
         );
+        const reach = result['reachability'] as ReachabilityResponse | null;
+        if (reg && reach) writeLine(io.stdout, `${reachabilityLine(reach)} (checked ${new Date(reach.at).toISOString()})`);
         const verdict = result['lastVerdict'] as PeerInfo['lastVerdict'] | null;
         if (reg && verdict) writeLine(io.stdout, `last verdict ${new Date(verdict.at).toISOString()}: ${verdict.ok ? 'pass' : 'FAIL'} (${verdict.status})${!verdict.ok && VERDICT_HINTS[verdict.status] ? ` — ${VERDICT_HINTS[verdict.status]}` : ''}`);
         else if (reg) writeLine(io.stdout, 'no verdict yet: a verifier has not probed this peer');
@@ -261,6 +264,7 @@ export function giveEventLine(e: Exclude<GiveEvent, { event: 'listening' }>): st
     const failed = e.report.failed.map((f) => `${f.userId} (${f.code})`).join(', ');
     return `availability ad sent to ${e.report.sentTo.length} user(s)${failed ? `; not to ${failed}` : ''}`;
   }
+  if (e.event === 'reachability') return reachabilityLine(e.reachability);
   const r = e.registration;
   const where = `${r.host}:${r.port}`;
   if (e.event === 'registered' && !r.lastVerdict) {
@@ -271,4 +275,11 @@ export function giveEventLine(e: Exclude<GiveEvent, { event: 'listening' }>): st
   if (r.state === 'paused') return `paused by the server after failing verification for too long; restart give to register again${v ? ` (last: ${v.status})` : ''}`;
   if (v && !v.ok) return `not verified at ${where}: ${v.status}${VERDICT_HINTS[v.status] ? ` — ${VERDICT_HINTS[v.status]}` : ''}`;
   return `${r.state} at ${where}`;
+}
+
+/** What the server found when it dialed this peer, and what to do if it could not reach it. */
+function reachabilityLine(r: ReachabilityResponse): string {
+  const where = `${r.host}:${r.port}`;
+  if (r.reachable) return `reachable: the server reached ${where} (TLS in ${r.ms ?? '?'} ms), so get clients will connect to it directly`;
+  return `NOT reachable: the server could not reach ${where} (${r.status})${VERDICT_HINTS[r.status] ? ` — ${VERDICT_HINTS[r.status]}` : ''}`;
 }

@@ -58,6 +58,7 @@ interface ServerFlags {
   ratePrekeyFetch: ServerOptions['rate']['pair'];
   ratePrekeyTarget: ServerOptions['rate']['pair'];
   ratePeerReport: ServerOptions['rate']['pair'];
+  rateReachability: ServerOptions['rate']['pair'];
   fsync: boolean;
   store: StoreSpec;
   storeCa?: string;
@@ -200,6 +201,7 @@ export function serverCommand(io: Io, done: (code: number) => void): Command {
     .addOption(rateOption('--rate-login-account-total <burst/per-s>', 'login attempts per account from all networks', d.rate.loginPerAccountTotal))
     .addOption(rateOption('--rate-prekey-fetch <burst/per-s>', 'prekey bundle fetches per requester device -> target device', d.rate.prekeyFetch))
     .addOption(rateOption('--rate-peer-report <burst/per-s>', 'reports of failing give peers per user (each asks the verifiers for a probe)', d.rate.peerReport))
+    .addOption(rateOption('--rate-reachability <burst/per-s>', "reachability checks per user (each makes the server dial the user's give peer)", d.rate.reachability))
     .addOption(rateOption('--rate-prekey-target <burst/per-s>', 'one-time prekeys handed out per target device, whoever asks (beyond: bundles without them)', d.rate.prekeyTarget))
     .option('--dns-listen <host:port>', 'also answer DNS (UDP and TCP) for the round robin zone here', parseListen)
     .option('--zone <zone>', 'the DNS zone: roundrobin.ZONE (verified peers), <peer-id>.peers.ZONE (each registered peer)')
@@ -337,6 +339,7 @@ function serverOptions(
       prekeyFetch: flags.ratePrekeyFetch,
       prekeyTarget: flags.ratePrekeyTarget,
       peerReport: flags.ratePeerReport,
+      reachability: flags.rateReachability,
     },
     certificateLifetimeMs: flags.certLifetime,
     sessionLifetimeMs: flags.sessionLifetime,

@@ -5,12 +5,13 @@ import type { Logger } from '../../core/logger.js';
 import { PeerIdentity } from '../../crypto/peer-identity.js';
 import { TicketVerifier } from '../../crypto/tickets.js';
 import { parseHostPort } from '../../net/listen.js';
-import type { Advertisement, PeerInfo } from '../../protocol/messages.js';
+import type { ApiClient } from '../../net/api-client.js';
+import type { Advertisement, PeerInfo, ReachabilityResponse } from '../../protocol/messages.js';
 import { GiveProxy, type GiveProxyOptions } from './give-proxy.js';
 import { PeerRegistrar, type RegistrationApi } from './peer-registration.js';
 
-/** What a give peer asks of the server: its registration. */
-export type GiveApi = RegistrationApi;
+/** What a give peer asks of the server: its registration, and whether the world reaches it. */
+export type GiveApi = RegistrationApi & Partial<Pick<ApiClient, 'checkReachability'>>;
 
 /** Ads sent, and to whom they could not be. */
 export interface AdReport {
@@ -38,6 +39,7 @@ export type GiveEvent =
   | { event: 'listening' }
   | { event: 'registered'; registration: PeerInfo }
   | { event: 'changed'; registration: PeerInfo }
+  | { event: 'reachability'; reachability: ReachabilityResponse }
   | { event: 'advertised'; report: AdReport };
 
 export interface GiveOptions extends Omit<GiveProxyOptions, 'tls'> {
@@ -68,6 +70,7 @@ export class GivePeer implements Startable {
   readonly #identity: PeerIdentity;
   readonly #proxy: GiveProxy;
   readonly #registrar: PeerRegistrar;
+  #reachability: ReachabilityResponse | undefined;
 
   constructor(components: GiveComponents, options: GiveOptions) {
     const faults = components.faults ?? new FaultBoundary({ logger: components.logger });
@@ -112,6 +115,7 @@ export class GivePeer implements Startable {
       if (this.#o.register) {
         await this.#registrar.start(this.#o.publicPort ?? this.#proxy.address.port);
         this.#c.onEvent?.({ event: 'registered', registration: this.#registrar.info! });
+        void this.checkReachability();
       }
       if (this.#o.advertiseTo.length && this.#c.advertise) {
         const report = await this.#c.advertise(this.ad(), this.#o.advertiseTo);
@@ -148,13 +152,32 @@ export class GivePeer implements Startable {
     this.#proxy.setPaused(paused);
     if (!this.#o.register) return;
     if (paused) await this.#registrar.pause();
-    else await this.#registrar.resume();
+    else {
+      await this.#registrar.resume();
+      void this.checkReachability();
+    }
+  }
+
+  /**
+   * Has the server dial this peer's registered address (as a get client would) and reports what
+   * it found (event `reachability`, and `status`). A failure to ask is logged, never thrown.
+   */
+  async checkReachability(): Promise<ReachabilityResponse | undefined> {
+    if (!this.#c.api.checkReachability) return undefined;
+    try {
+      this.#reachability = await this.#c.api.checkReachability();
+      this.#c.onEvent?.({ event: 'reachability', reachability: this.#reachability });
+      return this.#reachability;
+    } catch (err) {
+      this.#c.logger.warn({ code: (err as { code?: string }).code }, 'could not ask the server whether this peer is reachable');
+      return undefined;
+    }
   }
 
   /** What `status` shows. */
   status(): Record<string, unknown> {
     const info = this.#registrar.info;
-    return { role: 'give', url: this.url, ...this.peer, registration: info ?? null, lastVerdict: info?.lastVerdict ?? null, ...this.#proxy.stats() };
+    return { role: 'give', url: this.url, ...this.peer, registration: info ?? null, lastVerdict: info?.lastVerdict ?? null, reachability: this.#reachability ?? null, ...this.#proxy.stats() };
   }
 
   stats(): ReturnType<GiveProxy['stats']> {

@@ -22,6 +22,8 @@ export interface RateLimits {
   prekeyTarget: BucketPolicy;
   /** Reports of failing give peers per user (each only asks for a probe). */
   peerReport: BucketPolicy;
+  /** Reachability checks (the server dials the caller's give peer) per user. */
+  reachability: BucketPolicy;
 }
 
 export interface ServerOptions {
@@ -78,6 +80,7 @@ export const defaultServerOptions: ServerOptions = {
     prekeyFetch: { capacity: 20, refillPerSecond: 0.5 },
     prekeyTarget: { capacity: 50, refillPerSecond: 0.05 },
     peerReport: { capacity: 10, refillPerSecond: 0.1 },
+    reachability: { capacity: 5, refillPerSecond: 0.05 },
   },
   certificateLifetimeMs: 90 * DAY,
   sessionLifetimeMs: DAY,

@@ -5,7 +5,7 @@ import { connect, isIP, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { connect as tlsConnect } from 'node:tls';
 import { LanternError } from '../../core/errors.js';
-import { connectPinned, connectSocks5, PeerTunnels, type PeerEndpoint, type Upstream } from '../../net/tunnel.js';
+import { connectPinned, connectSocks5, connectStatus, PeerTunnels, type PeerEndpoint, type Upstream } from '../../net/tunnel.js';
 import type { CanaryResponse, PeerInfo, VerdictRequest } from '../../protocol/messages.js';
 
 /** What the verifier knows of a candidate: where it is, how it is reached, the identity key it registered. */
@@ -57,16 +57,11 @@ async function dial(peer: Upstream, timeoutMs: number): Promise<'ok' | 'refused'
  * registered peer, no TLS, or the tunnel itself.
  */
 function tunnelStatus(err: unknown, timedOut: boolean): string {
-  if (LanternError.is(err, 'LA_ERR_PEER_IDENTITY_MISMATCH')) return 'identity-mismatch';
-  const details = LanternError.is(err) ? err.details : undefined;
-  if (details?.['stage'] === 'tcp') {
-    if (details['errno'] === 'ECONNREFUSED') return 'refused';
-    return timedOut || details['timedOut'] ? 'timeout' : 'unreachable';
-  }
+  const connecting = connectStatus(err, timedOut);
+  if (connecting) return connecting;
   if (timedOut) return 'timeout';
-  if (details?.['stage'] === 'tls') return 'tls-failed';
   // The peer's destination guard refused the canary's address (a server on a private address).
-  if (details?.['peerStatus'] === 403) return 'destination-refused';
+  if (LanternError.is(err) && err.details?.['peerStatus'] === 403) return 'destination-refused';
   return 'tunnel-failed';
 }
 

@@ -6,6 +6,7 @@ import { PeerRegistration, PeerReport, PeerSelfQuery, ProbeRequestsQuery, Verdic
 import { parseMessage } from '../../../protocol/validate.js';
 import type { PeerRecord } from '../../../storage/server-store.js';
 import { parseJson, sendJson } from '../http-kit.js';
+import { connectPinned, connectStatus } from '../../../net/tunnel.js';
 import { applyVerdict, currentState, nextPeerRecord } from '../peer-admission.js';
 import type { ServerOptions } from '../options.js';
 import { deviceOf, open, signed, type Route, type RouteContext } from './route.js';
@@ -19,6 +20,22 @@ const peerInfoAt = (now: number, rules: ServerOptions, forVerifier = false) => (
   const { userId: _u, deviceId: _d, verdicts, ...info } = currentState(record, now, rules);
   return forVerifier && verdicts ? { ...info, verdicts } : info;
 };
+
+/** How long the server gives a give peer's address to answer a reachability check. */
+const DIAL_BACK_MS = 3000;
+
+/** A TLS connection to a registered peer, pinned to its identity key: reachable, or why not. */
+async function dialBack(peer: PeerRecord): Promise<{ reachable: boolean; status: string; ms?: number }> {
+  if (peer.plaintext) return { reachable: false, status: 'plaintext' };
+  const started = performance.now();
+  try {
+    const socket = await connectPinned({ host: peer.host, port: peer.port, identityKey: peer.identityKey, ...(peer.sniName ? { sniName: peer.sniName } : {}) }, DIAL_BACK_MS);
+    socket.destroy();
+    return { reachable: true, status: 'ok', ms: Math.round((performance.now() - started) * 10) / 10 };
+  } catch (err) {
+    return { reachable: false, status: connectStatus(err) ?? 'tls-failed' };
+  }
+}
 
 /** The peer registry: give peers register and heartbeat; get clients read the verified round robin. */
 export function peerRoutes({ c, options, clients, probes, verdicts, limit }: RouteContext): Route[] {
@@ -71,6 +88,13 @@ export function peerRoutes({ c, options, clients, probes, verdicts, limit }: Rou
       sendJson(res, 200, peerInfoAt(c.clock.now(), options)(mine));
     }),
     signed('DELETE', API.peers, async ({ res, auth }) => sendJson(res, 200, { unregistered: await c.store.unregisterPeer(deviceOf(auth)) })),
+    // The server dials the caller's registered address, as a get client would, and says what it found.
+    signed('POST', API.peerReachability, async ({ res, auth }) => {
+      await limit(`reachability:${auth.userId}`, options.rate.reachability);
+      const mine = (await c.store.listPeers(c.clock.now())).find((p) => p.userId === auth.userId && p.deviceId === auth.deviceId);
+      if (!mine) throw new LanternError('LA_ERR_PEER_NOT_REGISTERED');
+      sendJson(res, 200, { host: mine.host, port: mine.port, ...(await dialBack(mine)), at: c.clock.now() });
+    }),
     signed('POST', API.peerReport, async ({ res, body, auth }) => {
       const report = parseMessage(PeerReport, parseJson(body));
       await limit(`peer-report:${auth.userId}`, options.rate.peerReport);

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { setImmediate as tick } from 'node:timers/promises';
 import test from 'ava';
 import { LanternError } from '../../core/errors.js';
-import { silentLogger } from '../../core/logger.js';
+import { createLogger, silentLogger } from '../../core/logger.js';
 import { generateTicketKey } from '../../crypto/tickets.js';
 import type { PeerInfo, PeerRegistration } from '../../protocol/messages.js';
 import { FakeClock } from '../../testing/fake-clock.js';
@@ -114,4 +114,42 @@ test('a start that fails after the port opened leaves nothing running: out of th
   t.deepEqual(registry.calls.map((c) => c.split(':')[0]), ['register', 'unregister']);
   await t.throwsAsync(fetch(give.url), undefined, 'the port is closed');
   t.is(give.ad().host, '198.51.100.9', '--public-addr names the address of ads');
+});
+
+test('while the server is away, heartbeats back off and the outage is logged once; the first beat that works resets them', async (t) => {
+  const clock = new FakeClock();
+  const registry = fakeRegistry(clock);
+  let down = false;
+  const heartbeat = registry.api.heartbeatPeer.bind(registry.api);
+  registry.api.heartbeatPeer = async () => {
+    if (!down) return heartbeat();
+    registry.calls.push('heartbeat-failed');
+    throw new LanternError('LA_ERR_SERVER_UNREACHABLE');
+  };
+  const lines: string[] = [];
+  const logger = createLogger({ level: 'info', destination: { write: (line: string) => void lines.push(line) } });
+  const give = createGive({ api: registry.api, clock, logger, ticketKey: generateTicketKey().publicKeyPem }, { ...options, advertiseTo: [] });
+  await give.start();
+  down = true;
+  // Three minutes of outage, in half-second steps (the registration expired after 90 s).
+  for (let i = 0; i < 360; i++) {
+    clock.advance(500);
+    await settle();
+  }
+  const failed = registry.calls.filter((c) => c === 'heartbeat-failed').length;
+  t.log(`${failed} heartbeats in 3 minutes of outage`);
+  t.true(failed >= 5 && failed <= 14, `${failed} attempts (one a second would be about 150)`);
+  t.is(lines.filter((l) => /heartbeat failed/.test(l)).length, 1, 'the outage is logged once');
+  down = false;
+  for (let i = 0; i < 70 && registry.calls.at(-1) !== 'heartbeat'; i++) {
+    clock.advance(500);
+    await settle();
+  }
+  t.is(registry.calls.at(-1), 'heartbeat', 'back once the server is, within the longest backoff');
+  t.is(lines.filter((l) => /heartbeat works again/.test(l)).length, 1);
+  const before = registry.calls.length;
+  clock.advance(TTL / 3 - 1000);
+  await settle();
+  t.is(registry.calls.length, before, 'and at a third of the time left again, not at the backoff');
+  await give.stop();
 });

@@ -30,7 +30,10 @@ async function dialBack(peer: PeerRecord): Promise<{ reachable: boolean; status:
   const started = performance.now();
   try {
     const socket = await connectPinned({ host: peer.host, port: peer.port, identityKey: peer.identityKey, ...(peer.sniName ? { sniName: peer.sniName } : {}) }, DIAL_BACK_MS);
-    socket.destroy();
+    // Closed gracefully: the handshake's last flight reaches the peer, which sees a client that hung
+    // up; a peer that never closes its side is cut off a second later.
+    socket.end();
+    setTimeout(() => socket.destroy(), 1000).unref();
     return { reachable: true, status: 'ok', ms: Math.round((performance.now() - started) * 10) / 10 };
   } catch (err) {
     return { reachable: false, status: connectStatus(err) ?? 'tls-failed' };

@@ -43,6 +43,16 @@ export interface RunningServer extends RunningRole {
   dataDir: string;
 }
 
+/** Signals the process (SIGTERM by default) and waits for it to exit; its exit code (null: killed by a signal). */
+function stopper(child: ChildProcess, exited: Promise<unknown[]>): (signal?: NodeJS.Signals) => Promise<number | null> {
+  return async (signal = 'SIGTERM') => {
+    if (child.exitCode !== null || child.signalCode !== null) return child.exitCode;
+    child.kill(signal);
+    const [code] = (await exited) as [number | null];
+    return code;
+  };
+}
+
 /**
  * Spawns a long-running CLI role with `--json` and waits for the NDJSON line `ready` names: an
  * event name (`listening` carries `url`) or a test on each line.
@@ -84,12 +94,7 @@ export async function startRole(
     child,
     events,
     stderr: () => stderr,
-    async stop(signal = 'SIGTERM') {
-      if (child.exitCode !== null || child.signalCode !== null) return child.exitCode;
-      child.kill(signal);
-      const [code] = (await exited) as [number | null];
-      return code;
-    },
+    stop: stopper(child, exited),
   };
 }
 
@@ -164,11 +169,6 @@ export async function startHuman(args: string[], ready: RegExp, env: Record<stri
     child,
     stdout: () => stdout,
     stderr: () => stderr,
-    async stop(signal = 'SIGTERM') {
-      if (child.exitCode !== null || child.signalCode !== null) return child.exitCode;
-      child.kill(signal);
-      const [code] = (await exited) as [number | null];
-      return code;
-    },
+    stop: stopper(child, exited),
   };
 }

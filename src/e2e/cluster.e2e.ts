@@ -1,11 +1,11 @@
 import test from 'ava';
 import { Redis } from 'ioredis';
-import { untilPollsHeld } from '../testing/helpers/observe.js';
+import { until, untilPollsHeld } from '../testing/helpers/observe.js';
 import { requireTool } from '../testing/helpers/required-tools.js';
 import { systemClock } from '../core/clock.js';
 import { ApiClient } from '../net/api-client.js';
 import { addAgent, type TestAgent } from '../testing/helpers/agents.js';
-import { runCli, startServer, type RunningServer } from '../testing/helpers/cli.js';
+import { runCli, startHuman, startServer, type RunningServer } from '../testing/helpers/cli.js';
 import { RawPeer } from '../testing/helpers/peerjs-client.js';
 import { startRedis, type RunningRedis } from '../testing/helpers/redis.js';
 import { tempDir } from '../testing/helpers/temp-dir.js';
@@ -165,4 +165,22 @@ test('no client address is written to Redis: per-address limits are keyed by a h
   } while (cursor !== '0');
   t.true(keys.some((k) => k.includes('login-net:')), 'the login limit has its buckets');
   t.deepEqual(keys.filter((k) => /127\.0\.0\.|::1|::ffff/.test(k)), [], 'no key names an address');
+});
+
+test("a verdict posted on one instance reaches the give peer waiting on another at once (the verdict signal is on Redis pub/sub)", async (t) => {
+  const c = ctx.cluster!;
+  const owner = await agent(c, 'giver', 0);
+  const added = await runCli(['account', 'add', 'checker', '--store', c.redis.url, '--role', 'verifier', '--password-stdin'], { stdin: 'pw-checker-secret\n' });
+  t.is(added.code, 0, added.stderr);
+  const checker = await addAgent(c.servers[1]!, c.dir, 'checker', { existing: true });
+  // give waits on instance 0; the verifier posts its verdict to instance 1.
+  const give = await startHuman(['give', '--listen', '127.0.0.1:0', '--home', owner.home, '--allow-private-destinations'], /reachable: /);
+  t.teardown(() => give.stop('SIGKILL'));
+  const r = await runCli(['verify', '--once', '--home', checker.home, '--timeout', '3s']);
+  const posted = performance.now();
+  t.regex(r.stderr, /pass [0-9a-f]{8} 127\.0\.0\.1:\d+ ok/, r.stderr);
+  await until('the give peer hears of it', async () => (/verified: in the round robin/.test(give.stderr()) ? true : undefined), 5000);
+  const after = performance.now() - posted;
+  t.log(`the give peer on instance 0 knew ${Math.round(after)} ms after verify --once (on instance 1) ended`);
+  t.true(after < 1500, `${Math.round(after)} ms (its heartbeat is 30 s away)`);
 });

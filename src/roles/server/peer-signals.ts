@@ -27,6 +27,8 @@ export class PeerSignals {
   readonly #channel: string;
   readonly #recent: Array<{ at: number; peerId: string }> = [];
   readonly #waiters = new Set<() => void>();
+  /** Waiters for one peer (until): woken by that peer's signal only, not by every signal. */
+  readonly #byPeer = new Map<string, Set<() => void>>();
   #unsubscribe: (() => Promise<void>) | undefined;
 
   constructor(components: { notifier: Notifier; clock: Clock; logger: Logger }, channel: string) {
@@ -40,11 +42,12 @@ export class PeerSignals {
       this.#recent.push({ at: now, peerId });
       while (this.#recent.length > MAX_KEPT || (this.#recent[0] && this.#recent[0].at < now - KEEP_MS)) this.#recent.shift();
       for (const wake of [...this.#waiters]) wake();
+      for (const wake of [...(this.#byPeer.get(peerId) ?? [])]) wake();
     });
   }
 
   async stop(): Promise<void> {
-    for (const wake of [...this.#waiters]) wake();
+    for (const wake of [...this.#waiters, ...[...this.#byPeer.values()].flatMap((set) => [...set])]) wake();
     await this.#unsubscribe?.().catch((err: unknown) => this.#c.logger.warn({ err }, 'unsubscribe failed'));
   }
 
@@ -68,32 +71,36 @@ export class PeerSignals {
     return this.#wait(waitMs, signal).then(collect);
   }
 
-  /** Resolves at the next signal, after `waitMs`, or when `signal` aborts. */
-  #wait(waitMs: number, signal: AbortSignal): Promise<void> {
+  /** Resolves when a waiter in `set` is woken, after `waitMs`, or when `signal` aborts. */
+  #wait(waitMs: number, signal: AbortSignal, set: Set<() => void> = this.#waiters): Promise<void> {
     return new Promise<void>((resolve) => {
       let timer: ClockTimer | undefined;
       const done = () => {
-        this.#waiters.delete(done);
+        set.delete(done);
         if (timer) this.#c.clock.clearTimeout(timer);
         signal.removeEventListener('abort', done);
         resolve();
       };
-      this.#waiters.add(done);
+      set.add(done);
       signal.addEventListener('abort', done, { once: true });
       timer = this.#c.clock.setTimeout(done, waitMs);
       timer.unref?.();
     });
   }
 
-  /** Waits until this peer is signalled after `since` (server time), or `waitMs` passes, or `signal` aborts. */
+  /**
+   * Waits until this peer is signalled after `since` (server time), or `waitMs` passes, or `signal`
+   * aborts. Only this peer's signals wake it: thousands of give peers waiting for their verdicts
+   * cost nothing per verdict but the one that is theirs.
+   */
   async until(peerId: string, since: number, waitMs: number, signal: AbortSignal): Promise<void> {
-    const deadline = this.#c.clock.now() + waitMs;
-    let from = since;
-    while (!signal.aborted) {
-      const left = deadline - this.#c.clock.now();
-      const got = await this.since(from, Math.max(0, left), signal);
-      if (got.peerIds.includes(peerId) || left <= 0) return;
-      from = got.now;
+    if (this.#recent.some((r) => r.peerId === peerId && r.at >= since) || waitMs <= 0 || signal.aborted) return;
+    let set = this.#byPeer.get(peerId);
+    if (!set) this.#byPeer.set(peerId, (set = new Set()));
+    try {
+      await this.#wait(waitMs, signal, set);
+    } finally {
+      if (set.size === 0) this.#byPeer.delete(peerId);
     }
   }
 }

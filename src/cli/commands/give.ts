@@ -8,6 +8,7 @@ import { systemClock } from '../../core/clock.js';
 import { createLogger, type Logger } from '../../core/logger.js';
 import { defaultGiveLimits } from '../../roles/give/give-proxy.js';
 import { createGive, type GiveEvent, type AdReport, type GiveOptions } from '../../roles/give/index.js';
+import { PORT_MAPPING_CHOICES, type PortMappingChoice, type PortMappingStatus } from '../../net/port-mapping/index.js';
 import { FaultBoundary } from '../../core/fault-boundary.js';
 import { listenerCaps } from '../fd-limit.js';
 import { Messenger } from '../../messaging/messenger.js';
@@ -26,6 +27,8 @@ interface GiveFlags {
   maxMbps?: number;
   publicAddr?: string;
   publicPort?: number;
+  portMapping: PortMappingChoice;
+  portMappingLease: number;
   register: boolean;
   advertiseTo?: string[];
   adLifetime: number;
@@ -57,6 +60,8 @@ export function giveCommand(io: Io, done: (code: number) => void): Command {
     .option('--max-mbps <n>', 'shared bandwidth cap in megabits per second', parsePositiveInt)
     .option('--public-addr <host:port>', 'how the world reaches this proxy (a hint: the server uses the connection address)')
     .option('--public-port <n>', 'the port the world reaches this proxy on, when a router forwards another port to it', parsePort)
+    .addOption(new Option('--port-mapping <method>', 'open the port on the home router: auto (PCP or NAT-PMP, then UPnP-IGD), upnp, pcp, or off; never with --public-port').choices(PORT_MAPPING_CHOICES).default('auto'))
+    .addOption(durationOption('--port-mapping-lease <duration>', 'the lease asked of the router, renewed at half its life', 3600_000))
     .option('--no-register', 'do not register with the server (serve only peers that were told the address)')
     .option('--advertise-to <userIds...>', "send an availability ad to these users (store-and-forward, end-to-end encrypted)")
     .addOption(durationOption('--ad-lifetime <duration>', 'how long ads stay valid', 3600_000))
@@ -109,7 +114,8 @@ async function runGive(io: Io, flags: GiveFlags): Promise<number> {
         if (e.event === 'registered' || e.event === 'changed') emit({ event: e.event, ...e.registration });
         else if (e.event === 'advertised') emit({ event: 'advertised', ...e.report });
         else if (e.event === 'reachability') emit({ event: 'reachability', ...e.reachability });
-        if (!flags.json && e.event !== 'listening') writeLine(io.stderr, `lantern-agent give: ${giveEventLine(e)}`);
+        else if (e.event === 'port-mapping') emit({ event: 'port-mapping', ...e.portMapping });
+        if (!flags.json && e.event !== 'listening' && !(e.event === 'port-mapping' && QUIET_MAPPING.has(e.portMapping.method === null ? e.portMapping.reason : ''))) writeLine(io.stderr, `lantern-agent give: ${giveEventLine(e)}`);
         if (e.event === 'listening') {
           emit({ event: 'listening', url: give.url, ...give.peer });
           if (!flags.json) writeLine(io.stderr, `lantern-agent give: proxy listening on ${give.url} (${give.peer.tls ? 'TLS' : 'PLAINTEXT: local tests only'}; fingerprint ${give.peer.fingerprint})`);
@@ -166,6 +172,7 @@ function giveOptions(flags: GiveFlags, listenAt: { host: string; port: number })
     register: flags.register,
     ...(flags.publicPort ? { publicPort: flags.publicPort } : {}),
     ...(flags.publicAddr ? { publicAddr: flags.publicAddr } : {}),
+    portMapping: { method: flags.portMapping, leaseSeconds: Math.max(1, Math.round(flags.portMappingLease / 1000)) },
     advertiseTo: flags.advertiseTo ?? [],
     adLifetimeMs: flags.adLifetime,
   };
@@ -235,6 +242,8 @@ export function statusCommand(io: Io, done: (code: number) => void): Command {
             (Number(result['overCapacity']) > 0 ? `; ${String(result['overCapacity'])} connection(s) over the caps closed` : '') +
             (Number(result['faults']) > 0 ? `; ${String(result['faults'])} fault(s) contained (see the log)` : ''),
         );
+        const mapping = result['portMapping'] as PortMappingStatus | null;
+        if (mapping && !QUIET_MAPPING.has(mapping.method === null ? mapping.reason : '')) writeLine(io.stdout, portMappingLine(mapping));
         const reach = result['reachability'] as ReachabilityResponse | null;
         if (reg && reach) writeLine(io.stdout, `${reachabilityLine(reach)} (checked ${new Date(reach.at).toISOString()})`);
         const verdict = result['lastVerdict'] as PeerInfo['lastVerdict'] | null;
@@ -265,6 +274,7 @@ export function giveEventLine(e: Exclude<GiveEvent, { event: 'listening' }>): st
     return `availability ad sent to ${e.report.sentTo.length} user(s)${failed ? `; not to ${failed}` : ''}`;
   }
   if (e.event === 'reachability') return reachabilityLine(e.reachability);
+  if (e.event === 'port-mapping') return portMappingLine(e.portMapping);
   const r = e.registration;
   const where = `${r.host}:${r.port}`;
   if (e.event === 'registered' && !r.lastVerdict) {
@@ -275,6 +285,24 @@ export function giveEventLine(e: Exclude<GiveEvent, { event: 'listening' }>): st
   if (r.state === 'paused') return `paused by the server after failing verification for too long; restart give to register again${v ? ` (last: ${v.status})` : ''}`;
   if (v && !v.ok) return `not verified at ${where}: ${v.status}${VERDICT_HINTS[v.status] ? ` — ${VERDICT_HINTS[v.status]}` : ''}`;
   return `${r.state} at ${where}`;
+}
+
+/** Port-mapping outcomes not worth a line: mapping off, or a proxy on loopback or a public address. */
+const QUIET_MAPPING = new Set(['off', 'not-needed']);
+
+const MAPPING_METHODS = { upnp: 'UPnP-IGD', pcp: 'PCP', 'nat-pmp': 'NAT-PMP' } as const;
+
+/** What the home router did for this peer, and what to do when it did nothing. */
+export function portMappingLine(m: PortMappingStatus): string {
+  if (m.method) {
+    const lease = m.lifetimeSeconds > 0 ? `lease ${m.lifetimeSeconds} s, renewed at half` : 'permanent lease, removed at stop';
+    return `port mapped: router ${m.gateway} forwards ${m.externalHost}:${m.externalPort} to this proxy (${MAPPING_METHODS[m.method]}, ${lease})`;
+  }
+  const hint = 'get clients reach this peer only if its address is public or a port is forwarded by hand (--public-port)';
+  if (m.reason === 'no-answer') return `no port mapping: the router answered neither PCP/NAT-PMP nor UPnP (enable UPnP on the router, or forward the port by hand); ${hint}`;
+  if (m.reason === 'refused') return `no port mapping: the router refused (${m.detail ?? 'no reason given'}); ${hint}`;
+  if (m.reason === 'no-gateway') return `no port mapping: this machine has no default route; ${hint}`;
+  return `no port mapping (${m.reason})`;
 }
 
 /** What the server found when it dialed this peer, and what to do if it could not reach it. */

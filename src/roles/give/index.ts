@@ -6,6 +6,7 @@ import { PeerIdentity } from '../../crypto/peer-identity.js';
 import { TicketVerifier } from '../../crypto/tickets.js';
 import { parseHostPort } from '../../net/listen.js';
 import type { ApiClient } from '../../net/api-client.js';
+import { PortMapper, type PortMappingChoice, type PortMappingStatus } from '../../net/port-mapping/index.js';
 import type { Advertisement, PeerInfo, ReachabilityResponse } from '../../protocol/messages.js';
 import { GiveProxy, type GiveProxyOptions } from './give-proxy.js';
 import { PeerRegistrar, type RegistrationApi } from './peer-registration.js';
@@ -40,6 +41,7 @@ export type GiveEvent =
   | { event: 'registered'; registration: PeerInfo }
   | { event: 'changed'; registration: PeerInfo }
   | { event: 'reachability'; reachability: ReachabilityResponse }
+  | { event: 'port-mapping'; portMapping: PortMappingStatus }
   | { event: 'advertised'; report: AdReport };
 
 export interface GiveOptions extends Omit<GiveProxyOptions, 'tls'> {
@@ -55,6 +57,11 @@ export interface GiveOptions extends Omit<GiveProxyOptions, 'tls'> {
   /** Users who get an availability ad at start. */
   advertiseTo: readonly string[];
   adLifetimeMs: number;
+  /**
+   * Open the port on the home router (UPnP-IGD, PCP/NAT-PMP) and register the router's public
+   * port; not when --public-port says a forward exists. Undefined: no mapping.
+   */
+  portMapping?: { method: PortMappingChoice; leaseSeconds: number; gateway?: string };
 }
 
 const PROTOCOLS: Array<'connect' | 'http' | 'socks5'> = ['connect', 'http', 'socks5'];
@@ -71,13 +78,14 @@ export class GivePeer implements Startable {
   readonly #proxy: GiveProxy;
   readonly #registrar: PeerRegistrar;
   #reachability: ReachabilityResponse | undefined;
+  #mapper: PortMapper | undefined;
 
   constructor(components: GiveComponents, options: GiveOptions) {
     const faults = components.faults ?? new FaultBoundary({ logger: components.logger });
     this.#c = { ...components, faults };
     this.#o = options;
     const identity = (this.#identity = components.identity ?? new PeerIdentity());
-    const { plaintext, sniName, register: _register, publicPort: _port, publicAddr: _addr, advertiseTo: _to, adLifetimeMs: _life, ...proxyOptions } = options;
+    const { plaintext, sniName, register: _register, publicPort: _port, publicAddr: _addr, advertiseTo: _to, adLifetimeMs: _life, portMapping: _mapping, ...proxyOptions } = options;
     this.#proxy = new GiveProxy(
       { tickets: new TicketVerifier(components.ticketKey, { peer: identity.fingerprint }), clock: components.clock, logger: components.logger, faults },
       { ...proxyOptions, ...(plaintext ? {} : { tls: identity.tlsCredentials(sniName ? { name: sniName } : {}) }) },
@@ -112,8 +120,9 @@ export class GivePeer implements Startable {
     await this.#proxy.start();
     try {
       this.#c.onEvent?.({ event: 'listening' });
+      const port = (await this.#mapPort()) ?? this.#o.publicPort ?? this.#proxy.address.port;
       if (this.#o.register) {
-        await this.#registrar.start(this.#o.publicPort ?? this.#proxy.address.port);
+        await this.#registrar.start(port);
         this.#c.onEvent?.({ event: 'registered', registration: this.#registrar.info! });
         void this.checkReachability();
       }
@@ -124,17 +133,44 @@ export class GivePeer implements Startable {
     } catch (err) {
       // Nothing is left running: out of the registry if it got in, and the port closed.
       if (this.#registrar.info) await this.#registrar.stop();
+      await this.#mapper?.stop();
       await this.#proxy.stop(0);
       throw err;
     }
   }
 
   /**
+   * Maps the listening port on the home router, unless a forward exists (--public-port) or mapping
+   * is off; the external port to register, if mapped. A mapping that moves later (the router
+   * restarted and gave another port) is registered again.
+   */
+  async #mapPort(): Promise<number | undefined> {
+    const mapping = this.#o.portMapping;
+    if (!mapping || this.#o.publicPort !== undefined) return undefined;
+    const { host, port } = this.#proxy.address;
+    this.#mapper = new PortMapper(
+      {
+        clock: this.#c.clock,
+        logger: this.#c.logger,
+        onChange: (portMapping) => {
+          this.#c.onEvent?.({ event: 'port-mapping', portMapping });
+          if (this.#o.register && this.#registrar.info) void this.#registrar.moveTo(portMapping.method ? portMapping.externalPort : port).then(() => this.checkReachability());
+        },
+      },
+      { method: mapping.method, listenHost: host, internalPort: port, leaseSeconds: mapping.leaseSeconds, ...(mapping.gateway ? { gateway: mapping.gateway } : {}) },
+    );
+    const status = await this.#mapper.start();
+    this.#c.onEvent?.({ event: 'port-mapping', portMapping: status });
+    return status.method ? status.externalPort : undefined;
+  }
+
+  /**
    * The availability ad: the address is --public-addr if given, else the one the server saw at
-   * registration, else the listening address.
+   * registration, else the router's mapping, else the listening address.
    */
   ad(): Advertisement {
-    const where = (this.#o.publicAddr ? parseHostPort(this.#o.publicAddr) : undefined) ?? this.#registrar.info ?? this.#proxy.address;
+    const mapped = this.#mapper?.mapping;
+    const where = (this.#o.publicAddr ? parseHostPort(this.#o.publicAddr) : undefined) ?? this.#registrar.info ?? (mapped ? { host: mapped.externalHost, port: mapped.externalPort } : undefined) ?? this.#proxy.address;
     return {
       host: where.host,
       port: where.port,
@@ -177,16 +213,32 @@ export class GivePeer implements Startable {
   /** What `status` shows. */
   status(): Record<string, unknown> {
     const info = this.#registrar.info;
-    return { role: 'give', url: this.url, ...this.peer, registration: info ?? null, lastVerdict: info?.lastVerdict ?? null, reachability: this.#reachability ?? null, ...this.#proxy.stats() };
+    return {
+      role: 'give',
+      url: this.url,
+      ...this.peer,
+      registration: info ?? null,
+      lastVerdict: info?.lastVerdict ?? null,
+      reachability: this.#reachability ?? null,
+      portMapping: this.#mapper?.status ?? null,
+      path: this.path,
+      ...this.#proxy.stats(),
+    };
+  }
+
+  /** How get clients reach this peer: through the router's port mapping, or directly at its address. */
+  get path(): 'mapped' | 'direct' {
+    return this.#mapper?.mapping ? 'mapped' : 'direct';
   }
 
   stats(): ReturnType<GiveProxy['stats']> {
     return this.#proxy.stats();
   }
 
-  /** Out of the registry first, so that no new client is sent here, then the tunnels drain. */
+  /** Out of the registry first, so that no new client is sent here, then the router's mapping goes and the tunnels drain. */
   async stop(): Promise<void> {
     if (this.#o.register) await this.#registrar.stop();
+    await this.#mapper?.stop();
     await this.#proxy.stop();
   }
 }

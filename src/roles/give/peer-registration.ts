@@ -48,6 +48,17 @@ export class PeerRegistrar implements Startable {
     this.#watch();
   }
 
+  /** Registers again at another port (the router's mapping moved); a failure is left to the next heartbeat. */
+  async moveTo(port: number): Promise<void> {
+    this.#registration = { ...this.#registration, port };
+    if (this.#stopped) return;
+    try {
+      this.#update(await this.#c.api.registerPeer(this.#registration));
+    } catch (err) {
+      this.#c.logger.warn({ code: (err as LanternError).code }, 'could not register the new port; the next heartbeat registers it');
+    }
+  }
+
   /** A new registration or verdict from the server (state or last verdict changed): kept, and told. */
   #update(info: PeerInfo | undefined): void {
     const before = this.#info;

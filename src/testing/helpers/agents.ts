@@ -28,7 +28,8 @@ export async function addAgent(
   server: RunningServer,
   dir: string,
   name: string,
-  options: { existing?: boolean; homeSuffix?: string; password?: string; role?: 'user' | 'verifier' } = {},
+  /** `launcher`: runs the login in a network namespace (`['ip', 'netns', 'exec', NS]`). */
+  options: { existing?: boolean; homeSuffix?: string; password?: string; role?: 'user' | 'verifier'; launcher?: string[] } = {},
 ): Promise<TestAgent> {
   const password = options.password ?? `pw-${name}-secret`;
   if (!options.existing) {
@@ -37,7 +38,7 @@ export async function addAgent(
   }
   const home = join(dir, `home-${name}${options.homeSuffix ?? ''}`);
   const ca = server.url.startsWith('https:') ? ['--ca', join(server.dataDir, 'ca.pem')] : [];
-  const login = await runCli(['login', '--server', server.url, '--user', name, '--password-stdin', '--home', home, ...ca], { stdin: `${password}\n` });
+  const login = await runCli(['login', '--server', server.url, '--user', name, '--password-stdin', '--home', home, ...ca], { stdin: `${password}\n`, ...(options.launcher ? { launcher: options.launcher } : {}) });
   if (login.code !== 0) throw new Error(`login failed: ${login.stderr}`);
   const credential = await readHomeCredential(home);
   const { userId, deviceId, serial, privateKeyPem } = credential;

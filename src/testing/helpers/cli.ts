@@ -13,8 +13,9 @@ export interface CliResult {
 }
 
 /** Runs the CLI to completion (bounded by `timeoutMs`). */
-export async function runCli(args: string[], options: { stdin?: string; timeoutMs?: number; env?: Record<string, string> } = {}): Promise<CliResult> {
-  const child = spawn(process.execPath, [CLI, ...args], {
+export async function runCli(args: string[], options: { stdin?: string; timeoutMs?: number; env?: Record<string, string>; launcher?: string[] } = {}): Promise<CliResult> {
+  const command = [...(options.launcher ?? []), process.execPath, CLI, ...args];
+  const child = spawn(command[0]!, command.slice(1), {
     stdio: ['pipe', 'pipe', 'pipe'],
     env: { ...process.env, ...options.env },
   });

@@ -11,6 +11,11 @@ export const TOOLS = {
   script: { path: '/usr/bin/script', pkg: 'bsdutils' },
   'systemd-analyze': { path: '/usr/bin/systemd-analyze', pkg: 'systemd' },
   zsh: { path: '/usr/bin/zsh', pkg: 'zsh' },
+  ip: { path: '/usr/sbin/ip', pkg: 'iproute2' },
+  iptables: { path: '/usr/sbin/iptables', pkg: 'iptables' },
+  nft: { path: '/usr/sbin/nft', pkg: 'nftables' },
+  miniupnpd: { path: '/usr/sbin/miniupnpd', pkg: 'miniupnpd' },
+  curl: { path: '/usr/bin/curl', pkg: 'curl' },
 } as const;
 
 export type Tool = keyof typeof TOOLS;

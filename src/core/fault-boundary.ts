@@ -12,6 +12,7 @@ export type FaultSurface =
   | 'proxy'
   | 'dns-udp'
   | 'dns-tcp'
+  | 'stun'
   | 'control';
 
 export interface FaultBoundaryComponents {

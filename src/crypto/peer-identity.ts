@@ -1,4 +1,4 @@
-import { createHash, createPublicKey, generateKeyPairSync, randomBytes, sign, X509Certificate, type KeyObject } from 'node:crypto';
+import { createHash, createPublicKey, generateKeyPairSync, randomBytes, sign, verify, X509Certificate, type KeyObject } from 'node:crypto';
 import forge from 'node-forge';
 
 /**
@@ -19,6 +19,11 @@ export class PeerIdentity {
     const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
     this.#privateKey = privateKey;
     this.publicKey = publicKey.export({ type: 'spki', format: 'der' }).toString('base64url');
+  }
+
+  /** Signs `data` with the identity key (ECDSA P-256 over SHA-256, DER, base64url): ICE answers carry one. */
+  sign(data: Buffer): string {
+    return sign('sha256', data, this.#privateKey).toString('base64url');
   }
 
   /** The short form tickets are bound to (see identityFingerprint). */
@@ -84,6 +89,16 @@ export function isIdentityKey(publicKey: string): boolean {
   try {
     const key = createPublicKey({ key: Buffer.from(publicKey, 'base64url'), format: 'der', type: 'spki' });
     return key.asymmetricKeyType === 'ec' && key.asymmetricKeyDetails?.namedCurve === 'prime256v1' && key.export({ type: 'spki', format: 'der' }).toString('base64url') === publicKey;
+  } catch {
+    return false;
+  }
+}
+
+/** Whether `signature` (PeerIdentity.sign) is the identity key `publicKey`'s over `data`. */
+export function verifyIdentitySignature(publicKey: string, data: Buffer, signature: string): boolean {
+  try {
+    const key = createPublicKey({ key: Buffer.from(publicKey, 'base64url'), format: 'der', type: 'spki' });
+    return verify('sha256', data, key, Buffer.from(signature, 'base64url'));
   } catch {
     return false;
   }

@@ -26,6 +26,7 @@ import {
   WhoamiResponse,
   HealthResponse,
   ReachabilityResponse,
+  IceServersResponse,
   type KeysUpload,
   type PeerRegistration,
   type LoginRequest,
@@ -234,6 +235,11 @@ export class ApiClient {
   /** Asks the server to dial this device's give peer at its registered address (TLS, pinned). */
   checkReachability(): Promise<ReachabilityResponse> {
     return this.#call('POST', API.peerReachability, undefined, ReachabilityResponse);
+  }
+
+  /** The STUN and TURN servers to traverse NAT with (a TURN credential minted for this user). */
+  iceServers(): Promise<IceServersResponse> {
+    return this.#call('GET', API.iceServers, undefined, IceServersResponse);
   }
 
   async unregisterPeer(): Promise<boolean> {

@@ -21,6 +21,7 @@ export const API = {
   probeRequests: '/v1/peers/probe-requests',
   peerReport: '/v1/peers/report',
   peerReachability: '/v1/peers/reachability',
+  iceServers: '/v1/ice-servers',
   canary: '/v1/canary',
   canaryContent: '/v1/canary/:nonce',
   messages: '/v1/messages',

@@ -365,6 +365,18 @@ export const ReachabilityResponse = z.strictObject({
 });
 export type ReachabilityResponse = z.infer<typeof ReachabilityResponse>;
 
+/**
+ * GET /v1/ice-servers — the STUN and TURN servers give and get use to traverse NAT, as
+ * RTCIceServer entries; a TURN entry carries a credential for this user valid until `expiresAt`.
+ */
+export const IceServersResponse = z.strictObject({
+  iceServers: z
+    .array(z.strictObject({ urls: z.array(z.string().regex(/^(stun|stuns|turn|turns):/).max(300)).min(1).max(8), username: z.string().max(200).optional(), credential: z.string().max(200).optional() }))
+    .max(8),
+  expiresAt: z.int(),
+});
+export type IceServersResponse = z.infer<typeof IceServersResponse>;
+
 /** GET /v1/peers/self?wait=S&after=T — a give peer waiting (up to S s) for a verdict newer than T (server ms). */
 export const PeerSelfQuery = z.strictObject({
   wait: z.coerce.number().min(0).max(MAX_POLL_WAIT_SECONDS).default(0),

@@ -31,3 +31,29 @@ export function pruneFullBuckets(buckets: Map<string, BucketState & { policy: Bu
     if (b.tokens + elapsed * b.policy.refillPerSecond >= b.policy.capacity) buckets.delete(key);
   }
 }
+
+/**
+ * A per-key rate limit kept in this process (the UDP listeners: DNS and STUN answer per client
+ * network): `perSecond` a key, bursts of twice that; 0 turns it off. Keys beyond `maxKeys` make
+ * the full buckets go first.
+ */
+export class LocalRateLimit {
+  readonly #buckets = new Map<string, BucketState & { policy: BucketPolicy }>();
+  readonly #policy: BucketPolicy;
+
+  constructor(
+    readonly perSecond: number,
+    readonly maxKeys = 10_000,
+  ) {
+    this.#policy = { capacity: 2 * perSecond, refillPerSecond: perSecond };
+  }
+
+  /** Whether one more is allowed for `key` now (and counts it). */
+  take(key: string, now: number): boolean {
+    if (this.perSecond <= 0) return true;
+    const { state, result } = takeFromBucket(this.#buckets.get(key), 1, this.#policy, now);
+    this.#buckets.set(key, { ...state, policy: this.#policy });
+    if (this.#buckets.size > this.maxKeys) pruneFullBuckets(this.#buckets, now);
+    return result.ok;
+  }
+}

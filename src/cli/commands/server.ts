@@ -66,6 +66,12 @@ interface ServerFlags {
   zone?: string;
   dnsTtl: number;
   dnsRate: number;
+  stunListen?: { host: string; port: number };
+  stunUrl?: string[];
+  stunRate: number;
+  turnUrl?: string[];
+  turnSecretFile?: string;
+  turnTtl: number;
   minRotation: number;
   metricsListen?: { host: string; port: number };
   metricsTokenFile?: string;
@@ -207,6 +213,12 @@ export function serverCommand(io: Io, done: (code: number) => void): Command {
     .option('--zone <zone>', 'the DNS zone: roundrobin.ZONE (verified peers), <peer-id>.peers.ZONE (each registered peer)')
     .addOption(durationOption('--dns-ttl <duration>', 'TTL of DNS answers', 30_000))
     .option('--dns-rate <n>', 'UDP DNS answers per second to one client network (/24, /56; bursts of twice that); 0: no limit', parseCount, 20)
+    .option('--stun-listen <host:port>', 'answer STUN Binding requests (UDP) here, so give and get behind NAT learn their public address for ICE', parseListen)
+    .option('--stun-url <url...>', 'the STUN servers clients are told of (stun:HOST:PORT); default: --stun-listen, named by the host clients reach the API at', parseIceUrl('stun'))
+    .option('--stun-rate <n>', 'STUN answers per second to one client network (/24, /56; bursts of twice that); 0: no limit', parseCount, 20)
+    .option('--turn-url <url...>', 'TURN servers (turn:HOST:PORT[?transport=udp|tcp], turns:…) sharing --turn-secret-file, for peers whose NAT defeats ICE', parseIceUrl('turn'))
+    .option('--turn-secret-file <file>', "the TURN REST API shared secret (coturn's static-auth-secret) in this file's first line")
+    .addOption(durationOption('--turn-ttl <duration>', 'how long a TURN credential the server mints lasts', 3600_000))
     .option('--min-rotation <n>', 'warn (log line and metric) when fewer verified peers are in the round robin', parseCount, 0)
     .option('--metrics-listen <host:port>', 'serve Prometheus metrics at http://HOST:PORT/metrics', parseListen)
     .option('--metrics-token-file <file>', 'require Authorization: Bearer <the token in this file> for /metrics')
@@ -239,7 +251,8 @@ export function serverCommand(io: Io, done: (code: number) => void): Command {
 
 async function runServer(io: Io, flags: ServerFlags): Promise<number> {
   checkCombinations(flags);
-  const metricsToken = flags.metricsTokenFile ? await readMetricsToken(flags.metricsTokenFile) : undefined;
+  const metricsToken = flags.metricsTokenFile ? await readSecretFile('--metrics-token-file', flags.metricsTokenFile, 'token') : undefined;
+  const turnSecret = flags.turnSecretFile ? await readSecretFile('--turn-secret-file', flags.turnSecretFile) : undefined;
   const zone = flags.zone ? checkZone(flags.zone) : undefined;
   const logger = createLogger(logOptions(io, flags));
   const emit = (event: Record<string, unknown>) => flags.json && writeJson(io.stdout, event);
@@ -269,7 +282,7 @@ async function runServer(io: Io, flags: ServerFlags): Promise<number> {
   }
   const server = createServer(
     { store, notifier, ...(directory ? { peerjsDirectory: directory } : {}), clock: systemClock, logger, ca, tickets, canary, addressKey, onEvent: (e) => emit(e) },
-    serverOptions(flags, { tls, zone, metricsToken, controlSocketPath: flags.store.kind === 'level' ? dataDirPaths(flags.dataDir).control : undefined }),
+    serverOptions(flags, { tls, zone, metricsToken, turnSecret, controlSocketPath: flags.store.kind === 'level' ? dataDirPaths(flags.dataDir).control : undefined }),
   );
   try {
     await server.start();
@@ -294,6 +307,7 @@ function checkCombinations(flags: ServerFlags): void {
   if (flags.tlsCert && flags.tlsSelfSigned) throw new LanternError('LA_ERR_USAGE', 'use either --tls-cert/--tls-key or --tls-self-signed');
   if (Boolean(flags.dnsListen) !== Boolean(flags.zone)) throw new LanternError('LA_ERR_USAGE', '--dns-listen and --zone go together');
   if (flags.metricsTokenFile && !flags.metricsListen) throw new LanternError('LA_ERR_USAGE', '--metrics-token-file goes with --metrics-listen');
+  if (Boolean(flags.turnUrl?.length) !== Boolean(flags.turnSecretFile)) throw new LanternError('LA_ERR_USAGE', '--turn-url and --turn-secret-file go together');
 }
 
 /** The DNS zone, normalized; LA_ERR_USAGE for a name that is no DNS name. */
@@ -321,7 +335,7 @@ async function serverTls(flags: ServerFlags, ca: Awaited<ReturnType<typeof loadO
 /** The flags as the server role's options. */
 function serverOptions(
   flags: ServerFlags,
-  more: { tls: { certificatePem: string; privateKeyPem: string } | undefined; zone: string | undefined; metricsToken: string | undefined; controlSocketPath: string | undefined },
+  more: { tls: { certificatePem: string; privateKeyPem: string } | undefined; zone: string | undefined; metricsToken: string | undefined; turnSecret?: string | undefined; controlSocketPath: string | undefined },
 ): ServerRoleOptions {
   const api: ServerOptions = {
     openRegistration: flags.openRegistration === true,
@@ -351,6 +365,7 @@ function serverOptions(
     verifierQuorum: flags.verifierQuorum,
     maxPollWaitSeconds: MAX_POLL_WAIT_SECONDS,
     canaryOrigins: flags.canaryOrigin,
+    ice: { stunUrls: flags.stunUrl ?? [], turnUrls: flags.turnUrl ?? [], ...(more.turnSecret ? { turnSecret: more.turnSecret } : {}), turnTtlMs: flags.turnTtl },
     clientAddress: { trustProxy: flags.trustProxy, header: flags.clientAddressHeader, prefix: { v4: flags.ipv4Prefix, v6: flags.ipv6Prefix } },
   };
   return {
@@ -387,19 +402,31 @@ function serverOptions(
         }
       : {}),
     ...(flags.dnsListen && more.zone ? { dns: { host: flags.dnsListen.host, port: flags.dnsListen.port, zone: more.zone, ttlSeconds: Math.round(flags.dnsTtl / 1000), ratePerSecond: flags.dnsRate } } : {}),
+    ...(flags.stunListen ? { stun: { host: flags.stunListen.host, port: flags.stunListen.port, ratePerSecond: flags.stunRate } } : {}),
     ...(flags.metricsListen ? { metrics: { ...flags.metricsListen, ...(more.metricsToken ? { token: more.metricsToken } : {}) } } : {}),
     minRotation: flags.minRotation,
   };
 }
 
-/** The bearer token of /metrics: the file's first line, at least 16 characters. */
-async function readMetricsToken(file: string): Promise<string> {
-  let token: string;
-  try {
-    token = (await readFile(file, 'utf8')).split('\n')[0]!.trim();
-  } catch (err) {
-    throw new LanternError('LA_ERR_CONFIG', `Cannot read --metrics-token-file: ${(err as Error).message}`, { cause: err });
-  }
-  if (token.length < 16) throw new LanternError('LA_ERR_CONFIG', '--metrics-token-file must hold a token of at least 16 characters');
-  return token;
+/** `--stun-url` / `--turn-url` values: an ICE server URL of that kind (RFC 7064, 7065). */
+function parseIceUrl(kind: 'stun' | 'turn'): (value: string, previous?: string[]) => string[] {
+  return (value, previous = []) => {
+    if (!new RegExp(`^${kind}s?:(\\[[0-9a-fA-F:.]+\\]|[A-Za-z0-9.-]+)(:\\d{1,5})?(\\?transport=(udp|tcp))?$`).test(value)) {
+      throw new LanternError('LA_ERR_USAGE', `--${kind}-url ${value}: expected ${kind}:HOST:PORT${kind === 'turn' ? '[?transport=udp|tcp] (or turns:)' : ''}`);
+    }
+    return [...previous, value];
+  };
 }
+
+/** A secret (the bearer token of /metrics, the TURN secret) from a file's first line, at least 16 characters. */
+async function readSecretFile(flag: string, file: string, what = 'secret'): Promise<string> {
+  let secret: string;
+  try {
+    secret = (await readFile(file, 'utf8')).split('\n')[0]!.trim();
+  } catch (err) {
+    throw new LanternError('LA_ERR_CONFIG', `Cannot read ${flag}: ${(err as Error).message}`, { cause: err });
+  }
+  if (secret.length < 16) throw new LanternError('LA_ERR_CONFIG', `${flag} must hold a ${what} of at least 16 characters`);
+  return secret;
+}
+

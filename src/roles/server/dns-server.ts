@@ -10,8 +10,8 @@ import { BoundedWriter } from '../../net/backpressure.js';
 import { ConnectionLimiter } from '../../net/connection-limiter.js';
 import type { Startable } from '../../core/lifecycle.js';
 import { listen } from '../../net/listen.js';
-import type { BucketPolicy, PeerRecord, PeerRegistry } from '../../storage/server-store.js';
-import { pruneFullBuckets, takeFromBucket, type BucketState } from '../../storage/token-bucket.js';
+import type { PeerRecord, PeerRegistry } from '../../storage/server-store.js';
+import { LocalRateLimit } from '../../storage/token-bucket.js';
 import { answerQuery, encodeResponse, RCODE, type ZoneOptions } from './dns-answer.js';
 
 export interface DnsServerOptions extends ZoneOptions {
@@ -45,8 +45,6 @@ const TCP_MAX_IN_FLIGHT = 16;
 /** TCP connections at once, and from one client address. */
 const TCP_MAX_CONNECTIONS = 1024;
 const TCP_MAX_PER_ADDRESS = 16;
-/** Client networks tracked at most (full buckets are dropped first). */
-const MAX_RATE_BUCKETS = 10_000;
 
 /** The client network a UDP source belongs to, for the response-rate limit: IPv4 /24, IPv6 /56. */
 export const clientNetwork = (address: string): string => networkKey(address, { v4: 24, v6: 56 });
@@ -88,12 +86,13 @@ export class DnsServer implements Startable {
   #rotation = 0;
   #address: { host: string; port: number } | undefined;
 
-  readonly #rate = new Map<string, BucketState & { policy: BucketPolicy }>();
+  readonly #rate: LocalRateLimit;
   #slip = 0;
 
   constructor(components: DnsComponents, options: DnsServerOptions) {
     this.#c = components;
     this.#o = options;
+    this.#rate = new LocalRateLimit(options.ratePerSecond);
     this.#faults = components.faults ?? new FaultBoundary({ logger: components.logger });
   }
 
@@ -194,16 +193,9 @@ export class DnsServer implements Startable {
   }
 
   #withinRate(host: string): boolean {
-    const perSecond = this.#o.ratePerSecond;
-    if (perSecond <= 0) return true;
-    const key = clientNetwork(host);
-    const now = this.#c.clock.now();
-    const policy = { capacity: 2 * perSecond, refillPerSecond: perSecond };
-    const { state, result } = takeFromBucket(this.#rate.get(key), 1, policy, now);
-    this.#rate.set(key, { ...state, policy });
-    if (this.#rate.size > MAX_RATE_BUCKETS) pruneFullBuckets(this.#rate, now);
-    return result.ok;
+    return this.#rate.take(clientNetwork(host), this.#c.clock.now());
   }
+
 
   /** Over the limit: every second query gets an empty answer with TC set (retry over TCP), the rest nothing. */
   #slipOrDrop(message: Buffer): Buffer | undefined {

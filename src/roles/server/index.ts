@@ -9,6 +9,7 @@ import type { CertificateAuthority } from '../../crypto/x509/certificate-authori
 import type { PeerjsDirectory } from '../../storage/peerjs-directory.js';
 import type { Notifier, ServerStore } from '../../storage/server-store.js';
 import { DnsServer, type DnsServerOptions } from './dns-server.js';
+import { StunServer, type StunServerOptions } from './stun-server.js';
 import { currentPeers } from './peer-admission.js';
 import { LanternServer, type ListenOptions } from './lantern-server.js';
 import { MetricsServer, ServerMetrics } from './metrics.js';
@@ -39,6 +40,8 @@ export interface ServerRoleOptions {
   peerjs?: PeerjsBrokerOptions & { requireAuth: boolean };
   /** The round robin as DNS. */
   dns?: Omit<DnsServerOptions, 'maxAnswers' | 'snapshotMs'> & Partial<Pick<DnsServerOptions, 'maxAnswers' | 'snapshotMs'>>;
+  /** STUN Binding answers over UDP (`--stun-listen`), for ICE. */
+  stun?: StunServerOptions;
   /** Prometheus metrics on a listener of their own, with an optional bearer token. */
   metrics?: { host: string; port: number; token?: string };
   /** Warn when fewer verified peers than this are in the round robin. */
@@ -47,6 +50,7 @@ export interface ServerRoleOptions {
 
 export type ServerEvent =
   | { event: 'dns-listening'; host: string; port: number; zone: string }
+  | { event: 'stun-listening'; host: string; port: number }
   | { event: 'metrics-listening'; url: string }
   | { event: 'listening'; url: string; peerjs: string | null };
 
@@ -67,11 +71,15 @@ export class ServerRole implements Startable {
   readonly #started: Array<{ stop(): Promise<void> }> = [];
   /** The DNS server, once started (when asked for). */
   dns: DnsServer | undefined;
+  /** The STUN server, once started (when asked for). */
+  stun: StunServer | undefined;
 
   constructor(components: ServerRoleComponents & { onEvent?: (e: ServerEvent) => void }, options: ServerRoleOptions) {
     this.#c = components;
-    this.#o = options;
     this.#onEvent = components.onEvent ?? (() => undefined);
+    // Clients are told the STUN listener's address once it is known (port 0 picks one at start).
+    options = { ...options, api: { ...options.api, ice: { ...options.api.ice, stunListen: () => this.stun?.address } } };
+    this.#o = options;
     const { logger, clock, store, notifier } = components;
     this.faults = components.faults ?? new FaultBoundary({ logger, onFault: (surface) => this.metrics.faults.inc({ surface }) });
     this.broker = options.peerjs
@@ -107,7 +115,13 @@ export class ServerRole implements Startable {
     const { host, port } = this.#o.listen;
     await this.#part(`the API on ${host}:${port}`, this.api);
     await this.#part('the rotation monitor', this.#rotation);
-    const { dns, metrics } = this.#o;
+    const { dns, metrics, stun } = this.#o;
+    if (stun) {
+      const server = new StunServer({ clock: this.#c.clock, logger: this.#c.logger.child({ component: 'stun' }), faults: this.faults, onAnswer: () => this.metrics.stunAnswers.inc() }, stun);
+      await this.#part(`STUN on ${stun.host}:${stun.port}`, server);
+      this.stun = server;
+      this.#onEvent({ event: 'stun-listening', ...server.address });
+    }
     if (dns) {
       const server = new DnsServer(
         {

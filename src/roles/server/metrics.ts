@@ -31,6 +31,7 @@ export class ServerMetrics {
   readonly peers = new Gauge({ name: 'lantern_peers', help: 'Live give peer registrations by state', labelNames: ['state'], registers: [this.registry] });
   readonly verdicts = new Counter({ name: 'lantern_peer_verdicts_total', help: 'Verdicts posted by verifiers', labelNames: ['result'], registers: [this.registry] });
   readonly dnsAnswers = new Counter({ name: 'lantern_dns_answers_total', help: 'DNS answers sent, by response code', labelNames: ['rcode'], registers: [this.registry] });
+  readonly stunAnswers = new Counter({ name: 'lantern_stun_answers_total', help: 'STUN Binding responses sent (--stun-listen)', registers: [this.registry] });
   readonly dnsRateLimited = new Counter({
     name: 'lantern_dns_rate_limited_total',
     help: 'UDP DNS queries over the response-rate limit: truncated (TC, retry over TCP) or dropped',

@@ -1,3 +1,4 @@
+import type { IceServerOptions } from './ice-servers.js';
 import type { BucketPolicy, QueueLimits } from '../../storage/server-store.js';
 import { MAX_POLL_WAIT_SECONDS } from '../../protocol/version.js';
 import { defaultClientAddressOptions, type ClientAddressOptions } from './client-address.js';
@@ -60,6 +61,8 @@ export interface ServerOptions {
   canaryOrigins: string[];
   /** Who a request comes from behind trusted proxies, and the networks per-address limits count. */
   clientAddress: ClientAddressOptions;
+  /** The STUN and TURN servers handed to clients (GET /v1/ice-servers). */
+  ice: IceServerOptions;
 }
 
 const DAY = 24 * 3600_000;
@@ -94,4 +97,5 @@ export const defaultServerOptions: ServerOptions = {
   maxPollWaitSeconds: MAX_POLL_WAIT_SECONDS,
   clientAddress: defaultClientAddressOptions,
   canaryOrigins: [],
+  ice: { stunUrls: [], turnUrls: [], turnTtlMs: 3600_000 },
 };

@@ -19,6 +19,8 @@ import { PROTOCOL_VERSION, VERSION_HEADER } from '../../protocol/version.js';
 import { GiveProxy } from '../../roles/give/give-proxy.js';
 import { Authenticator } from '../../roles/server/authenticator.js';
 import { rawQuestionsEnd } from '../../roles/server/dns-server.js';
+import { StunServer } from '../../roles/server/stun-server.js';
+import { bindingRequest, parseBindingRequest, parseBindingSuccess } from '../../protocol/stun.js';
 import { MemoryServerStore } from '../../storage/memory-server-store.js';
 import { dnsQuery, rcodeOf, tcpExchange, udpExchange } from '../helpers/dns-client.js';
 import { startInProcessServer, type InProcessServer } from '../helpers/in-process-server.js';
@@ -547,6 +549,56 @@ const dns: FuzzTarget<InProcessServer> = {
 };
 
 // ---------------------------------------------------------------------------------------------
+// STUN (server --stun-listen).
+
+/** Binding requests with attributes, mutated at random bytes, and random datagrams. */
+const stunDatagrams: fc.Arbitrary<Buffer> = fc.oneof(
+  fc.tuple(fc.uint8Array({ minLength: 12, maxLength: 12 }), fc.array(fc.tuple(fc.integer({ min: 0, max: 0xffff }), fc.uint8Array({ maxLength: 40 })), { maxLength: 4 })).map(([id, attrs]) => {
+    const body = Buffer.concat(
+      attrs.map(([type, value]) => {
+        const head = Buffer.alloc(4);
+        head.writeUInt16BE(type, 0);
+        head.writeUInt16BE(value.length, 2);
+        return Buffer.concat([head, Buffer.from(value), Buffer.alloc((4 - (value.length % 4)) % 4)]);
+      }),
+    );
+    const request = Buffer.concat([bindingRequest(Buffer.from(id)), body]);
+    request.writeUInt16BE(body.length, 2);
+    return request;
+  }),
+  fc.tuple(fc.uint8Array({ minLength: 12, maxLength: 12 }), fc.array(fc.tuple(fc.nat(19), fc.integer({ min: 0, max: 255 })), { minLength: 1, maxLength: 3 })).map(([id, flips]) => {
+    const request = bindingRequest(Buffer.from(id));
+    for (const [at, value] of flips) request.writeUInt8(value, at);
+    return request;
+  }),
+  fc.uint8Array({ maxLength: 600 }).map((a) => Buffer.from(a)),
+);
+
+const stun: FuzzTarget<StunServer> = {
+  name: 'STUN datagrams',
+  runs: 200,
+  async setup() {
+    const server = new StunServer({ clock: systemClock, logger: silentLogger() }, { host: '127.0.0.1', port: 0, ratePerSecond: 0 });
+    await server.start();
+    return server;
+  },
+  property: (server) =>
+    fc.asyncProperty(stunDatagrams, async (datagram) => {
+      const id = parseBindingRequest(datagram);
+      const answer = await udpExchange(server.address.port, datagram, id ? 1000 : 40);
+      if (!id) return answer ? fail(`answered what is no Binding request: ${datagram.toString('hex')}`) : undefined;
+      if (!answer) return fail(`no answer to a Binding request: ${datagram.toString('hex')}`);
+      if (!parseBindingSuccess(answer, id)) fail(`an answer that is no Binding success for the request: ${answer.toString('hex')}`);
+    }),
+  async after(server) {
+    const id = Buffer.alloc(12, 7);
+    const answer = await udpExchange(server.address.port, bindingRequest(id), 1000);
+    if (!answer || parseBindingSuccess(answer, id)?.address !== '127.0.0.1') fail('STUN no longer answers');
+  },
+  teardown: (server) => server.stop(),
+};
+
+// ---------------------------------------------------------------------------------------------
 // Control-socket messages.
 
 const control: FuzzTarget<InProcessServer> = {
@@ -590,4 +642,4 @@ const control: FuzzTarget<InProcessServer> = {
   teardown: (srv) => srv.stop(),
 };
 
-export const fuzzTargets: Array<FuzzTarget<never>> = [apiBodies, authorizationHeader, tickets, handshakeSplits, giveWire, peerjs, dns, control] as Array<FuzzTarget<never>>;
+export const fuzzTargets: Array<FuzzTarget<never>> = [apiBodies, authorizationHeader, tickets, handshakeSplits, giveWire, peerjs, dns, stun, control] as Array<FuzzTarget<never>>;

@@ -16,6 +16,7 @@ export const TOOLS = {
   nft: { path: '/usr/sbin/nft', pkg: 'nftables' },
   miniupnpd: { path: '/usr/sbin/miniupnpd', pkg: 'miniupnpd' },
   curl: { path: '/usr/bin/curl', pkg: 'curl' },
+  turnserver: { path: '/usr/bin/turnserver', pkg: 'coturn' },
 } as const;
 
 export type Tool = keyof typeof TOOLS;

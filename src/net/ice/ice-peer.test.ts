@@ -1,0 +1,76 @@
+import test from 'ava';
+import { randomUUID } from 'node:crypto';
+import nodeDataChannel from 'node-datachannel';
+import { PeerIdentity } from '../../crypto/peer-identity.js';
+import { acceptChannelTunnels, openChannelTunnel } from './channel-tunnel.js';
+import { checkIceAnswer, IcePeer, sdpFingerprint, signIceAnswer } from './ice-peer.js';
+
+test.after.always(async () => {
+  await new Promise((r) => setTimeout(r, 200));
+  nodeDataChannel.cleanup();
+});
+
+const config = { iceServers: [], bindAddress: '127.0.0.1' };
+
+/** An offer from a get side and an answer from a give side, each one message, as the signaling carries them. */
+async function session(t: { teardown(fn: () => void): void }) {
+  const get = new IcePeer('get', config);
+  const give = new IcePeer('give', config);
+  t.teardown(() => {
+    get.close();
+    give.close();
+  });
+  const offer = await get.offer(3000);
+  const answer = await give.answer(offer, 3000);
+  return { get, give, offer, answer };
+}
+
+test('one offer and one answer, each with every candidate: the answer is pinned to the give identity, then tunnels run', async (t) => {
+  const identity = new PeerIdentity();
+  const id = randomUUID();
+  const { get, give, offer, answer } = await session(t);
+  t.regex(offer, /^a=candidate:/m, 'the offer carries its candidates (no trickle)');
+  t.regex(answer, /^a=candidate:/m);
+  t.truthy(sdpFingerprint(answer));
+  const signature = signIceAnswer(identity, id, answer);
+  t.notThrows(() => checkIceAnswer({ identityKey: identity.publicKey, session: id, answerSdp: answer, signature }));
+  get.accept(answer);
+  await Promise.all([get.connected(5000), give.connected(5000)]);
+  // Direct on one machine: host candidates (the far one may be learnt from its first check: prflx).
+  const path = get.selectedPath();
+  t.is(path?.local, 'host');
+  t.true(['host', 'prflx'].includes(path?.remote ?? ''), JSON.stringify(path));
+
+  acceptChannelTunnels(give.pc, (_request, stream) => {
+    const s = stream().on('error', () => undefined);
+    s.pipe(s);
+  });
+  const tunnel = (await openChannelTunnel(get.pc, { ticket: 'T', host: 'example.org', port: 443 }, 5000)).on('error', () => undefined);
+  const back = new Promise<string>((resolve) => tunnel.once('data', (d: Buffer) => resolve(d.toString())));
+  tunnel.write('ping');
+  t.is(await back, 'ping');
+});
+
+test('an answer signed by another key, for another session, or with another certificate is refused', async (t) => {
+  const identity = new PeerIdentity();
+  const id = randomUUID();
+  const { answer } = await session(t);
+  const other = await session(t);
+  const signature = signIceAnswer(identity, id, answer);
+  const check = (o: Partial<Parameters<typeof checkIceAnswer>[0]>) => () => checkIceAnswer({ identityKey: identity.publicKey, session: id, answerSdp: answer, signature, ...o });
+  t.throws(check({ identityKey: new PeerIdentity().publicKey }), { code: 'LA_ERR_PEER_IDENTITY_MISMATCH' } as never, 'another peer key');
+  t.throws(check({ session: randomUUID() }), { code: 'LA_ERR_PEER_IDENTITY_MISMATCH' } as never, 'replayed into another session');
+  t.throws(check({ answerSdp: other.answer }), { code: 'LA_ERR_PEER_IDENTITY_MISMATCH' } as never, "someone else's certificate under the peer's signature");
+  t.throws(check({ answerSdp: answer.replace(/^a=fingerprint:.*$/m, '') }), { code: 'LA_ERR_PEER_IDENTITY_MISMATCH' } as never, 'no fingerprint');
+  t.throws(check({ signature: `${signature.slice(0, -4)}AAAA` }), { code: 'LA_ERR_PEER_IDENTITY_MISMATCH' } as never, 'a damaged signature');
+});
+
+test('a session that never gets its answer fails with stage ice, in time', async (t) => {
+  const get = new IcePeer('get', config);
+  t.teardown(() => get.close());
+  await get.offer(3000);
+  const started = Date.now();
+  await t.throwsAsync(get.connected(800), { code: 'LA_ERR_DESTINATION_UNREACHABLE' } as never);
+  t.true(Date.now() - started < 2000);
+  t.throws(() => get.accept('v=0\r\nnot an answer'), { code: 'LA_ERR_INVALID_REQUEST' } as never);
+});

@@ -109,9 +109,10 @@ test('clients get STUN and a TURN credential minted for them; a real coturn acce
   // Relay-only: the data channel can only open through coturn, with the credential the server minted.
   const relayed = await connectPair(rtcConfig(answer.iceServers, { relayOnly: true }), 10_000);
   t.is(relayed.echoed, 'echo hello');
-  t.regex(relayed.selected, /relay/, 'the pair goes through the TURN relay');
+  // (libdatachannel names the types of a relayed pair inconsistently; coturn's log says what happened.)
   const escaped = turn.username!.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
   t.regex(coturn.log(), new RegExp(`user <${escaped}>: incoming packet ALLOCATE processed, success`), 'coturn allocated a relay for the minted credential');
+  t.regex(coturn.log(), new RegExp(`user <${escaped}>: incoming packet CREATE_PERMISSION processed, success`), 'and relayed toward the other peer');
   const forged = [{ urls: [turnUrl], username: turn.username!, credential: createHmac('sha1', 'not-the-secret').update(turn.username!).digest('base64') }];
   await t.throwsAsync(connectPair(rtcConfig(forged, { relayOnly: true }), 3000), { message: /no data channel/ }, 'a credential not made with the secret is refused by coturn');
   t.regex(coturn.log(), new RegExp(`user <${escaped}>: incoming packet \\w+ processed, error 401`), 'coturn said 401 to the forged one');

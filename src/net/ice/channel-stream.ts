@@ -6,6 +6,8 @@ import { closeChannel, whenClosed } from './channels.js';
 export const CHANNEL_WINDOW = 1 << 20;
 /** Binary messages carry at most this much (usrsctp fragments larger ones, at a latency cost). */
 export const MAX_CHANNEL_MESSAGE = 64 * 1024;
+/** A stream destroyed after its end keeps the channel this long at most for the end's acknowledgment. */
+const LINGER_MS = 5000;
 /** Writes wait while the channel's own send buffer holds more than this… */
 const SEND_HIGH_WATER = 1 << 20;
 /** …until it drains below this. */
@@ -55,6 +57,9 @@ export class ChannelStream extends Duplex {
   #localEnded = false;
   #endAcknowledged = false;
   #preface: ((text: string) => void) | undefined;
+  #idle: { ms: number; onIdle: () => void; timer: NodeJS.Timeout | undefined } | undefined;
+  /** Set while a destroyed stream waits for its end's acknowledgment before closing the channel. */
+  #linger: (() => void) | undefined;
 
   /**
    * `preface`: the peer's first string message (a tunnel's answer) goes to it before the stream
@@ -62,7 +67,8 @@ export class ChannelStream extends Duplex {
    * from the start matters: data that follows the answer at once must not reach another handler.
    */
   constructor(dc: DataChannel, options: { window?: number; preface?: (text: string) => void } = {}) {
-    super({ allowHalfOpen: true, readableHighWaterMark: 64 * 1024, writableHighWaterMark: 64 * 1024 });
+    // Not destroyed when both halves are done: the channel closes only once our end is acknowledged.
+    super({ allowHalfOpen: true, autoDestroy: false, readableHighWaterMark: 64 * 1024, writableHighWaterMark: 64 * 1024 });
     this.#dc = dc;
     this.#window = options.window ?? CHANNEL_WINDOW;
     this.#sendCredit = this.#window;
@@ -73,14 +79,42 @@ export class ChannelStream extends Duplex {
     // (The channel was adopted into channels.ts, which owns its one closed callback.)
     whenClosed(dc, () => {
       if (this.destroyed) return;
-      if (!this.#remoteEnded || !this.#localEnded) this.destroy(new Error('the data channel closed mid-stream'));
+      if (!this.#remoteEnded || !this.#localEnded) this.destroy(new Error(`the data channel closed mid-stream (ended: ${this.#localEnded ? 'ours' : 'not ours'}, ${this.#remoteEnded ? 'theirs' : 'not theirs'})`));
       else this.destroy();
     });
     dc.onError((err) => this.destroy(new Error(`data channel: ${err}`)));
   }
 
+  /** Sends one string message ahead of the data (a tunnel's answer). */
+  sendPreface(text: string): boolean {
+    return this.#send(text);
+  }
+
+  /**
+   * Like a socket's: `onIdle` once nothing has come or gone for `ms` (0 turns it off); each
+   * message either way starts the wait again.
+   */
+  setTimeout(ms: number, onIdle: () => void): this {
+    if (this.#idle?.timer) clearTimeout(this.#idle.timer);
+    this.#idle = ms > 0 ? { ms, onIdle, timer: undefined } : undefined;
+    this.#touch();
+    return this;
+  }
+
+  #touch(): void {
+    const idle = this.#idle;
+    if (!idle || this.destroyed) return;
+    if (idle.timer) clearTimeout(idle.timer);
+    idle.timer = setTimeout(idle.onIdle, idle.ms);
+    idle.timer.unref();
+  }
+
   #onMessage(msg: string | Buffer | ArrayBuffer): void {
-    if (this.destroyed) return;
+    if (this.destroyed) {
+      if (this.#linger && typeof msg === 'string' && msg.includes('endack')) this.#linger();
+      return;
+    }
+    this.#touch();
     if (this.#preface) {
       const preface = this.#preface;
       this.#preface = undefined;
@@ -170,6 +204,7 @@ export class ChannelStream extends Duplex {
         if (!this.#send(chunk.subarray(offset, offset + size))) return callback(new Error('the data channel is closed'));
         this.#sendCredit -= size;
         offset += size;
+        this.#touch();
       }
       callback();
     };
@@ -185,7 +220,18 @@ export class ChannelStream extends Duplex {
 
   override _destroy(err: Error | null, callback: (err?: Error | null) => void): void {
     this.#blocked = undefined;
-    closeChannel(this.#dc);
+    if (this.#idle?.timer) clearTimeout(this.#idle.timer);
+    if (!err && this.#localEnded && !this.#endAcknowledged && this.#dc.isOpen()) {
+      // Destroyed after its end, as a socket is once its FIN is sent (closeAfterFlush): the channel
+      // stays until the peer acknowledges the end, since a close could overtake what we sent.
+      const timer = setTimeout(() => closeChannel(this.#dc), LINGER_MS);
+      timer.unref();
+      this.#linger = () => {
+        this.#linger = undefined;
+        clearTimeout(timer);
+        closeChannel(this.#dc);
+      };
+    } else closeChannel(this.#dc);
     callback(err);
   }
 

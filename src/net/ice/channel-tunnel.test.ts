@@ -38,9 +38,10 @@ async function readAll(stream: ChannelStream): Promise<Buffer> {
 /** Streams left open at a test's end error when its peers close: expected there. */
 const quiet = <T extends ChannelStream>(s: T): T => s.on('error', () => undefined);
 
-const echo: ChannelTunnelHandler = (_request, stream) => {
-  const s = quiet(stream());
-  s.pipe(s);
+const echo: ChannelTunnelHandler = (_request, stream, answer) => {
+  quiet(stream);
+  answer.accept();
+  stream.pipe(stream);
 };
 
 test('a tunnel carries bytes both ways intact, and each side ends its half', async (t) => {
@@ -62,9 +63,9 @@ test("a reader that does not read holds at most a window: the sender waits, and 
   const { opener, acceptor } = await pair(t);
   const sent = randomBytes(16 * 1024 * 1024);
   let senderDone = false;
-  acceptChannelTunnels(acceptor, (_r, stream) => {
-    const s = quiet(stream());
-    s.end(sent, () => (senderDone = true));
+  acceptChannelTunnels(acceptor, (_r, stream, answer) => {
+    answer.accept();
+    quiet(stream).end(sent, () => (senderDone = true));
   });
   const tunnel = quiet(await openChannelTunnel(opener, { ticket: 'T', host: 'example.org', port: 80 }, 5000));
   await new Promise((r) => setTimeout(r, 800));
@@ -75,7 +76,10 @@ test("a reader that does not read holds at most a window: the sender waits, and 
 
 test('refusals reach the opener as the errors a TCP tunnel gives', async (t) => {
   const { opener, acceptor } = await pair(t);
-  acceptChannelTunnels(acceptor, (request, _stream, answer) => answer.refuse(request.host === 'private.test' ? 'forbidden' : request.ticket === 'bad' ? 'ticket' : 'unreachable'));
+  acceptChannelTunnels(acceptor, (request, stream, answer) => {
+    quiet(stream);
+    answer.refuse(request.host === 'private.test' ? 'forbidden' : request.ticket === 'bad' ? 'ticket' : 'unreachable');
+  });
   await t.throwsAsync(openChannelTunnel(opener, { ticket: 'T', host: 'private.test', port: 80 }, 5000), { code: 'LA_ERR_DESTINATION_FORBIDDEN' } as never);
   await t.throwsAsync(openChannelTunnel(opener, { ticket: 'bad', host: 'a.test', port: 80 }, 5000), { code: 'LA_ERR_TICKET_INVALID' } as never);
   const err = await t.throwsAsync(openChannelTunnel(opener, { ticket: 'T', host: 'a.test', port: 80 }, 5000));
@@ -85,7 +89,10 @@ test('refusals reach the opener as the errors a TCP tunnel gives', async (t) => 
 test('a request that is no request is refused; a sender beyond its window is cut off; a tunnel dropped mid-stream is an error', async (t) => {
   const { opener, acceptor } = await pair(t);
   const acceptorStreams: ChannelStream[] = [];
-  acceptChannelTunnels(acceptor, (_r, stream) => acceptorStreams.push(quiet(stream())));
+  acceptChannelTunnels(acceptor, (_r, stream, answer) => {
+    acceptorStreams.push(quiet(stream));
+    answer.accept();
+  });
 
   const raw = createChannel(opener, 'data');
   await new Promise<void>((resolve) => raw.onOpen(resolve));

@@ -99,17 +99,15 @@ export function openChannelTunnel(pc: PeerConnection, request: Omit<ChannelTunne
   });
 }
 
-/** What the acceptor does with a request: the give proxy's ticket check, slot and destination guard. */
-export type ChannelTunnelHandler = (
-  request: ChannelTunnelRequest,
-  stream: () => ChannelStream,
-  answer: { refuse(status: ChannelTunnelRefusal): void },
-) => void;
+/**
+ * What the acceptor does with a request: `accept()` sends the answer `ok` (the stream then carries
+ * the tunnel) or `refuse(status)` the refusal. The stream exists from the request on (it owns the
+ * channel's callbacks), so the give proxy can tie its slot to the stream's close as for a socket.
+ */
+export type ChannelTunnelHandler = (request: ChannelTunnelRequest, stream: ChannelStream, answer: { accept(): void; refuse(status: ChannelTunnelRefusal): void }) => void;
 
 /**
- * Serves every tunnel channel the peer opens. The request must come within `requestTimeoutMs`;
- * `handler` either calls `stream()` (the answer `ok` is sent and the channel becomes the tunnel)
- * or `answer.refuse(status)`.
+ * Serves every tunnel channel the peer opens. The request must come within `requestTimeoutMs`.
  */
 export function acceptChannelTunnels(pc: PeerConnection, handler: ChannelTunnelHandler, requestTimeoutMs = 10_000): void {
   pc.onDataChannel((dc) => {
@@ -139,23 +137,23 @@ export function acceptChannelTunnels(pc: PeerConnection, handler: ChannelTunnelH
       } catch {
         return refuse('bad-request');
       }
-      let streamed: ChannelStream | undefined;
-      handler(
-        request,
-        () => {
-          if (!streamed) {
-            dc.sendMessage(JSON.stringify({ ok: true }));
-            streamed = new ChannelStream(dc);
-          }
-          return streamed;
+      // Data before the answer is held (within the window) by the stream, as on a socket.
+      const stream = new ChannelStream(dc);
+      let answered = false;
+      handler(request, stream, {
+        accept: () => {
+          if (answered) return;
+          answered = true;
+          stream.sendPreface(JSON.stringify({ ok: true }));
         },
-        {
-          refuse: (status) => {
-            if (streamed) return void streamed.destroy();
-            refuse(status);
-          },
+        refuse: (status) => {
+          if (answered) return void stream.destroy();
+          answered = true;
+          if (!stream.sendPreface(JSON.stringify({ ok: false, status }))) return void stream.destroy();
+          // Left for the opener to close (a close now could overtake the refusal).
+          setTimeout(() => stream.destroy(), REFUSED_LINGER_MS).unref();
         },
-      );
+      });
     });
   });
 }

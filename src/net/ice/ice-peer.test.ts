@@ -41,9 +41,9 @@ test('one offer and one answer, each with every candidate: the answer is pinned 
   t.is(path?.local, 'host');
   t.true(['host', 'prflx'].includes(path?.remote ?? ''), JSON.stringify(path));
 
-  acceptChannelTunnels(give.pc, (_request, stream) => {
-    const s = stream().on('error', () => undefined);
-    s.pipe(s);
+  acceptChannelTunnels(give.pc, (_request, stream, answer) => {
+    answer.accept();
+    stream.on('error', () => undefined).pipe(stream);
   });
   const tunnel = (await openChannelTunnel(get.pc, { ticket: 'T', host: 'example.org', port: 443 }, 5000)).on('error', () => undefined);
   const back = new Promise<string>((resolve) => tunnel.once('data', (d: Buffer) => resolve(d.toString())));

@@ -1,7 +1,7 @@
 import nodeDataChannel, { type PeerConnection, type RtcConfig } from 'node-datachannel';
 import { LanternError } from '../../core/errors.js';
 import { verifyIdentitySignature } from '../../crypto/peer-identity.js';
-import { closeChannel, closePeer, createChannel } from './channels.js';
+import { closePeer, createChannel } from './channels.js';
 
 /**
  * One end of a WebRTC connection between get and give, signaled without trickle: each side sends
@@ -68,11 +68,13 @@ export class IcePeer {
     return local.sdp;
   }
 
-  /** The offering side: a first channel puts a data section in the offer; its description. */
+  /**
+   * The offering side: a first channel puts a data section in the offer; its description. The
+   * channel stays open for the connection's life: closing it would free its stream id for a
+   * tunnel's channel while the close is still under way on the other side.
+   */
   async offer(timeoutMs: number): Promise<string> {
-    const first = createChannel(this.pc, 'control');
-    // The channel only starts the negotiation; tunnels open channels of their own.
-    first.onOpen(() => closeChannel(first));
+    createChannel(this.pc, 'control');
     return this.description(timeoutMs);
   }
 

@@ -396,6 +396,25 @@ export class GiveProxy implements Startable {
     });
   }
 
+  /**
+   * A tunnel asked for over another transport (a WebRTC data channel, for a give peer behind NAT):
+   * the same ticket check, client slot, destination guard, idle timeout, bandwidth cap and byte count
+   * as a CONNECT on the port. `fail('ticket')`: no valid ticket for this peer (or sharing is paused).
+   */
+  serveTunnel(client: Duplex, request: { ticket: string; host: string; port: number }, answer: { accept(): void; fail(why: TunnelFailure | 'ticket'): void }): void {
+    if (this.#paused || !this.#ticketOk(request.ticket)) {
+      this.#refused++;
+      return answer.fail('ticket');
+    }
+    void this.#tunnel(client, { host: request.host, port: request.port }, {
+      accept: () => {
+        answer.accept();
+        return Buffer.alloc(0);
+      },
+      fail: (why) => answer.fail(why),
+    });
+  }
+
   /** A connection that is not a ticket holder's, on a plaintext port: nginx's from here on. */
   #toDecoy(socket: Socket, bytes: Buffer): void {
     this.#refused++;

@@ -137,8 +137,10 @@ export function acceptChannelTunnels(pc: PeerConnection, handler: ChannelTunnelH
       } catch {
         return refuse('bad-request');
       }
-      // Data before the answer is held (within the window) by the stream, as on a socket.
-      const stream = new ChannelStream(dc);
+      // Data before the answer is held (within the window) by the stream, as on a socket. Its
+      // errors (a refused opener closing the channel, a peer that vanished) end the stream and
+      // its tunnel; the handler's own listeners see them too, none is left to crash the process.
+      const stream = new ChannelStream(dc).on('error', () => undefined);
       let answered = false;
       handler(request, stream, {
         accept: () => {

@@ -6,6 +6,7 @@ const benches: Record<string, () => Promise<void>> = {
   verify: async () => (await import('./verify.js')).run(),
   peerjs: async () => (await import('./peerjs.js')).run(),
   cluster: async () => (await import('./cluster.js')).run(),
+  webrtc: async () => (await import('./webrtc.js')).run(),
 };
 
 const name = process.argv[2];

@@ -132,9 +132,14 @@ export function igdServiceFrom(location: string, descriptionXml: string): IgdSer
   return undefined;
 }
 
-/** Finds a router's port-mapping service on the LAN; undefined when none answers in `timeoutMs`. */
+/**
+ * Finds a router's port-mapping service on the LAN; undefined when none answers in `timeoutMs`.
+ * With `gateway` known, only its answers are followed: any host on the LAN can answer an SSDP
+ * search, and its LOCATION would otherwise make us fetch a URL of its choosing.
+ */
 export async function discoverIgd(localAddress: string, timeoutMs: number, gateway?: string): Promise<IgdService | undefined> {
-  for (const location of await ssdpSearch(localAddress, timeoutMs, gateway)) {
+  const locations = await ssdpSearch(localAddress, timeoutMs, gateway);
+  for (const location of gateway ? locations.filter((l) => new URL(l).hostname === gateway) : locations) {
     try {
       const { status, text } = await fetchText(location, {}, timeoutMs);
       if (status !== 200) continue;

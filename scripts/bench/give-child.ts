@@ -1,10 +1,15 @@
 // A give proxy in its own process for the proxy benchmark (memory is read from it after a GC).
-// Env: TICKET_PUBLIC_KEY (PEM); GIVE_TLS=1 for the TLS port (else plaintext). Prints
-// {"url", "identityKey"} when listening; SIGUSR2 prints memoryUsage after a GC.
+// Env: TICKET_PUBLIC_KEY (PEM); GIVE_TLS=1 for the TLS port (else plaintext); GIVE_ICE=1 to take
+// WebRTC offers too: {"signal"} lines on stdin (from the client), {"signal"} lines on stdout (to it),
+// standing for the end-to-end encrypted messages. Prints {"url", "identityKey"} when listening;
+// SIGUSR2 prints memoryUsage after a GC.
+import { createInterface } from 'node:readline';
+import nodeDataChannel from 'node-datachannel';
 import { systemClock } from '../../src/core/clock.js';
 import { silentLogger } from '../../src/core/logger.js';
 import { PeerIdentity } from '../../src/crypto/peer-identity.js';
 import { TicketVerifier } from '../../src/crypto/tickets.js';
+import { IceListener } from '../../src/net/ice/ice-listener.js';
 import { GiveProxy } from '../../src/roles/give/give-proxy.js';
 
 const identity = new PeerIdentity();
@@ -21,11 +26,34 @@ const proxy = new GiveProxy(
   },
 );
 await proxy.start();
+const client = { userId: '9b1e6f2c-3a4d-4e5f-8a7b-1c2d3e4f5a6b', deviceId: 1 };
+const ice =
+  process.env['GIVE_ICE'] === '1'
+    ? new IceListener(
+        {
+          signaling: { send: async (_to, signal) => void console.log(JSON.stringify({ signal })) },
+          iceServers: async () => [],
+          identity,
+          logger: silentLogger(),
+          ticketOk: (ticket) => proxy.ticketOk(ticket),
+          paused: () => false,
+          serve: (request, stream, answer) => proxy.serveTunnel(stream, request, { accept: answer.accept, fail: answer.refuse }),
+        },
+        { bindAddress: '127.0.0.1' },
+      )
+    : undefined;
+if (ice) createInterface({ input: process.stdin }).on('line', (line) => void ice.handle(client, (JSON.parse(line) as { signal: Parameters<IceListener['handle']>[1] }).signal));
 process.on('SIGUSR2', () => {
   const gc = (globalThis as { gc?: () => void }).gc;
   gc?.();
   gc?.();
   console.log(JSON.stringify({ memory: process.memoryUsage(), cpu: process.cpuUsage(), stats: proxy.stats() }));
 });
-process.on('SIGTERM', () => void proxy.stop(0).then(() => process.exit(0)));
+process.on('SIGTERM', () => {
+  ice?.close();
+  void proxy.stop(0).then(() => {
+    if (ice) nodeDataChannel.cleanup();
+    process.exit(0);
+  });
+});
 console.log(JSON.stringify({ url: proxy.url, identityKey: identity.publicKey }));

@@ -15,6 +15,10 @@ import { Agent, ProxyAgent, request } from 'undici';
 import type { Duplex } from 'node:stream';
 import { generateTicketKey, TicketIssuer } from '../../src/crypto/tickets.js';
 import { connectHttp1, connectPinned, PeerTunnels } from '../../src/net/tunnel.js';
+import nodeDataChannel from 'node-datachannel';
+import { silentLogger } from '../../src/core/logger.js';
+import { IceTunnels } from '../../src/net/ice/ice-tunnels.js';
+import type { IceSignal } from '../../src/protocol/messages.js';
 import { listen } from '../../src/net/listen.js';
 import { delayLink } from './delay-link.js';
 
@@ -125,14 +129,24 @@ async function smallGets(dispatcher: Agent | ProxyAgent, url: string): Promise<n
   return n / SECONDS;
 }
 
-/** A give peer in its own process (plaintext or TLS), and how to read its memory. */
-async function startGive(ticketKey: string, tls: boolean) {
+/**
+ * A give peer in its own process (plaintext or TLS), and how to read its memory. With `ice` it also
+ * takes WebRTC offers, the signals passed over its stdin and stdout (standing for the messages).
+ */
+async function startGive(ticketKey: string, tls: boolean, ice?: { onSignal(signal: IceSignal): void }) {
   const child = spawn(process.execPath, ['--expose-gc', '--import', 'tsx', fileURLToPath(new URL('./give-child.ts', import.meta.url))], {
-    env: { ...process.env, TICKET_PUBLIC_KEY: ticketKey, GIVE_TLS: tls ? '1' : '0' },
-    stdio: ['ignore', 'pipe', 'inherit'],
+    env: { ...process.env, TICKET_PUBLIC_KEY: ticketKey, GIVE_TLS: tls ? '1' : '0', GIVE_ICE: ice ? '1' : '0' },
+    stdio: ['pipe', 'pipe', 'inherit'],
   });
   const lines = createInterface({ input: child.stdout! });
-  const next = () => new Promise<Record<string, unknown>>((resolve) => lines.once('line', (l) => resolve(JSON.parse(l) as Record<string, unknown>)));
+  const waiting: Array<(line: Record<string, unknown>) => void> = [];
+  lines.on('line', (l) => {
+    const line = JSON.parse(l) as Record<string, unknown>;
+    if (line['signal']) ice?.onSignal(line['signal'] as IceSignal);
+    else waiting.shift()?.(line);
+  });
+  const next = () => new Promise<Record<string, unknown>>((resolve) => waiting.push(resolve));
+  const signal = (s: IceSignal) => child.stdin!.write(`${JSON.stringify({ signal: s })}\n`);
   const first = await next();
   const url = new URL(String(first['url']));
   const sample = async () => {
@@ -144,7 +158,7 @@ async function startGive(ticketKey: string, tls: boolean) {
     child.kill('SIGTERM');
     await once(child, 'exit');
   };
-  return { child, url: url.toString(), port: Number(url.port), identityKey: String(first['identityKey']), sample, stop };
+  return { child, url: url.toString(), port: Number(url.port), identityKey: String(first['identityKey']), sample, stop, signal };
 }
 type Give = Awaited<ReturnType<typeof startGive>>;
 
@@ -200,24 +214,31 @@ export async function run(): Promise<void> {
   const ticket = new TicketIssuer(key.privateKeyPem).issue({ v: 1, sub: '9b1e6f2c-3a4d-4e5f-8a7b-1c2d3e4f5a6b', exp: Date.now() + 3600_000 });
   const auth = `Basic ${Buffer.from(`ticket:${ticket}`).toString('base64')}`;
   console.log(`proxy benchmark: each give peer in a fresh process; ${SECONDS} s per timed case`);
-  const transports: Array<[string, 'plain' | 'tlsH1' | 'tlsH2' | undefined]> = [
+  const transports: Array<[string, 'plain' | 'tlsH1' | 'tlsH2' | 'ice' | undefined]> = [
     ['direct', undefined],
     ['plaintext give (HTTP/1.1 CONNECT)', 'plain'],
     ['TLS give, HTTP/1.1 CONNECT', 'tlsH1'],
     ['TLS give, HTTP/2 CONNECT (one warm connection)', 'tlsH2'],
+    ['give over WebRTC (a data channel per tunnel on one connection, host candidates)', 'ice'],
   ];
   const results = new Map<string, Measured>();
   for (const [name, kind] of transports) {
-    const give = kind ? await startGive(key.publicKeyPem, kind !== 'plain') : undefined;
-    const h2 = new PeerTunnels();
-    const open: Opener = give && kind ? openers(give.port, give, ticket, h2)[kind] : (port) => connectVia(undefined, port, auth);
+    // Over WebRTC the signals go through the child's stdin and stdout instead of the server's messages.
+    let iceTunnels: IceTunnels | undefined;
+    const giveDevice = { userId: '0c2b6f1e-3a4d-4e5f-8a7b-1c2d3e4f5a6b', deviceId: 1 };
+    const give = kind ? await startGive(key.publicKeyPem, kind !== 'plain', kind === 'ice' ? { onSignal: (signal) => iceTunnels?.deliver(giveDevice, signal) } : undefined) : undefined;
+    if (kind === 'ice') iceTunnels = new IceTunnels({ signaling: { send: async (_to, signal) => void give!.signal(signal) }, iceServers: async () => [], logger: silentLogger() }, { bindAddress: '127.0.0.1' });
+    const h2 = new PeerTunnels(iceTunnels ? { ice: iceTunnels } : {});
+    const icePeer = give ? { host: '127.0.0.1', port: give.port, identityKey: give.identityKey, ice: giveDevice } : undefined;
+    const open: Opener =
+      give && kind === 'ice' ? (port) => h2.open(icePeer!, ticket, { host: '127.0.0.1', port }) : give && kind ? openers(give.port, give, ticket, h2)[kind as 'plain' | 'tlsH1' | 'tlsH2'] : (port) => connectVia(undefined, port, auth);
     const b = await bulk(open, httpPort);
     const r = await rtts(open, echoPort, 5000);
     const { tunnels, giveCpu } = await tunnelCost(give, open, echoPort);
     // The same give peer behind a link with a 20 ms round trip (scripts/bench/delay-link.ts).
     let linkTunnels: number | undefined;
     let linkTunnels10: number | undefined;
-    if (give && kind) {
+    if (give && kind && kind !== 'ice') {
       for (const concurrent of [50, 10]) {
         const link = await delayLink(give.port, LINK_ONE_WAY_MS);
         const h2Far = new PeerTunnels();
@@ -237,7 +258,7 @@ export async function run(): Promise<void> {
         `${linkTunnels === undefined || linkTunnels10 === undefined ? '' : `; opened over a 20 ms RTT link, 50 concurrent ${linkTunnels.toFixed(0)}/s (${((50 / linkTunnels) * 1000).toFixed(1)} ms each), 10 concurrent ${linkTunnels10.toFixed(0)}/s (${((10 / linkTunnels10) * 1000).toFixed(1)} ms each)`}`,
     );
   }
-  const [direct, clear, tlsH1, tlsH2] = [...results.values()] as [Measured, Measured, Measured, Measured];
+  const [direct, clear, tlsH1, tlsH2, overIce] = [...results.values()] as [Measured, Measured, Measured, Measured, Measured];
   const ratio = (a: number, b: number) => (a / b).toFixed(2);
   console.log(`plaintext give vs direct: bulk ${ratio(clear.bulk, direct.bulk)}x (target >= 0.36x); added RTT p50 ${(clear.p50 - direct.p50).toFixed(0)} us; tunnels ${ratio(clear.tunnels, direct.tunnels)}x`);
   console.log(`bulk through TLS vs plaintext: HTTP/1.1 ${ratio(tlsH1.bulk, clear.bulk)}x, HTTP/2 ${ratio(tlsH2.bulk, clear.bulk)}x (target >= 0.8x)`);
@@ -245,6 +266,10 @@ export async function run(): Promise<void> {
     `new tunnels/s over HTTP/2 vs plaintext, opened over a 20 ms RTT link: 10 concurrent ${ratio(tlsH2.linkTunnels10!, clear.linkTunnels10!)}x, 50 concurrent ${ratio(tlsH2.linkTunnels!, clear.linkTunnels!)}x ` +
       `(target >= 1.5x; TLS HTTP/1.1, a handshake per tunnel: ${ratio(tlsH1.linkTunnels10!, clear.linkTunnels10!)}x and ${ratio(tlsH1.linkTunnels!, clear.linkTunnels!)}x); ` +
       `opened and used on loopback, where a TCP handshake costs no time and both are CPU-bound, ${ratio(tlsH2.tunnels, clear.tunnels)}x, with give CPU per tunnel ${ratio(tlsH2.giveCpu, clear.giveCpu)}x`,
+  );
+  console.log(
+    `give over WebRTC vs TLS give over HTTP/2: bulk ${ratio(overIce.bulk, tlsH2.bulk)}x (target >= 0.3x); added echo RTT p50 ${(overIce.p50 - tlsH2.p50).toFixed(0)} us (target <= 1000 us); ` +
+      `new tunnels ${ratio(overIce.tunnels, tlsH2.tunnels)}x, with give CPU per tunnel ${ratio(overIce.giveCpu, tlsH2.giveCpu)}x`,
   );
   console.log(`added echo RTT p50 over plaintext: HTTP/2 ${(tlsH2.p50 - clear.p50).toFixed(0)} us, HTTP/1.1 ${(tlsH1.p50 - clear.p50).toFixed(0)} us (target <= +150 us)`);
   for (const [name, kind, useTls] of [
@@ -271,4 +296,5 @@ export async function run(): Promise<void> {
   await viaProxy.close();
   await viaGive.stop();
   origin.kill();
+  nodeDataChannel.cleanup();
 }

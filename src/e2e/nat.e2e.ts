@@ -1,6 +1,10 @@
 import test, { type ExecutionContext } from 'ava';
+import { randomBytes } from 'node:crypto';
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { addAgent } from '../testing/helpers/agents.js';
 import { runCli, startRole, type RunningRole } from '../testing/helpers/cli.js';
+import { startCoturn } from '../testing/helpers/coturn.js';
 import { canMakeNamespaces, natLab, startOrigin, type NatLab } from '../testing/helpers/nat-lab.js';
 import { requireTool } from '../testing/helpers/required-tools.js';
 import { tempDir } from '../testing/helpers/temp-dir.js';
@@ -84,5 +88,66 @@ natTest('give behind a home router maps its port by UPnP-IGD and by PCP, is veri
     }
     t.is(await give.stop(), 0);
     t.notRegex(await upnpd.forwards(), new RegExp(`dport ${externalPort} `), `${method}: the mapping is removed when give stops`);
+  }
+});
+
+natTest('give behind a NAT with nothing to map serves a get client behind another NAT over WebRTC, ICE through the two NATs, verified the same way (issue 18, items 3, 5 and 6)', async (t) => {
+  await requireTool('ip', 'iptables', 'curl', 'turnserver');
+  const lab = await natLab(t, 2);
+  const dir = await tempDir('lantern-nat-ice-');
+  t.teardown(() => dir.remove());
+  // coturn beside the server, on the internet; the server hands out its own STUN and coturn credentials.
+  const secret = randomBytes(24).toString('hex');
+  await writeFile(join(dir.path, 'turn-secret'), `${secret}\n`);
+  const coturn = await startCoturn(t, { host: lab.wanAddress, secret, launcher: lab.exec(lab.wan) });
+  const server = await startRole(
+    ['server', '--listen', `${lab.wanAddress}:0`, '--data-dir', `${dir.path}/data`, '--stun-listen', `${lab.wanAddress}:0`, '--turn-url', `turn:${lab.wanAddress}:${coturn.port}`, '--turn-secret-file', join(dir.path, 'turn-secret')],
+    'listening',
+    {},
+    lab.exec(lab.wan),
+  );
+  t.teardown(() => server.stop());
+  const origin = await startOrigin(t, lab.exec(lab.wan), lab.wanAddress);
+  const [home1, home2] = lab.homes as [NatLab['homes'][0], NatLab['homes'][0]];
+  const data = { ...server, dataDir: `${dir.path}/data` };
+  const giver = await addAgent(data, dir.path, 'giver', { launcher: lab.exec(home1.ns) });
+  const user = await addAgent(data, dir.path, 'user', { launcher: lab.exec(home2.ns) });
+  const verifier = await addAgent(data, dir.path, 'verifier', { role: 'verifier', launcher: lab.exec(lab.wan) });
+
+  {
+    const nat = 'endpoint-independent';
+    // No miniupnpd on the router: nothing maps, the server cannot reach the port, and give needs no flag.
+    const give = await startRole(['give', '--listen', '0.0.0.0:0', '--home', giver.home], 'ice', {}, lab.exec(home1.ns));
+    t.teardown(() => give.stop('SIGKILL'));
+    t.like(give.events.find((e) => e['event'] === 'port-mapping'), { method: null, reason: 'no-answer' });
+    t.like(give.events.find((e) => e['event'] === 'reachability'), { reachable: false, host: home1.publicAddress });
+    t.like(give.events.find((e) => e['event'] === 'ice'), { enabled: true, reason: 'unreachable' });
+
+    // The verifier on the internet admits it over WebRTC, through the same path as get.
+    await waitFor('the registration to say WebRTC', async () => {
+      const peers = JSON.parse((await runCli(['peers', '--json', '--home', verifier.home], { launcher: lab.exec(lab.wan) })).stdout) as { peers: Array<Record<string, unknown>> };
+      return peers.peers.some((p) => p['ice'] !== undefined && p['identityKey'] === give.events.find((e) => e['event'] === 'listening')!['identityKey']);
+    });
+    const verified = await runCli(['verify', '--once', '--json', '--home', verifier.home, '--timeout', '5s'], { launcher: lab.exec(lab.wan) });
+    t.is(verified.code, 0, `${nat}: ${verified.stdout}${verified.stderr}`);
+    t.like(JSON.parse(verified.stdout.trim().split('\n')[0]!), { ok: true, state: 'verified' });
+    const peers = JSON.parse((await runCli(['peers', '--json', '--home', verifier.home], { launcher: lab.exec(lab.wan) })).stdout) as { peers: Array<Record<string, unknown>> };
+    t.true(['ice', 'turn'].includes(String(peers.peers[0]!['path'])), `peers shows the WebRTC path: ${String(peers.peers[0]!['path'])}`);
+
+    const get = await startRole(['get', '--listen', '127.0.0.1:0', '--home', user.home], 'listening', {}, lab.exec(home2.ns));
+    t.teardown(() => get.stop('SIGKILL'));
+    await waitFor('get to learn the verified peer', () => get.events.some((e) => e['event'] === 'upstreams' && Number(e['total']) > 0) || Number(get.events.find((e) => e['event'] === 'listening')?.['upstreams']) > 0);
+    t.is(await fetchThroughGet(lab, home2.ns, get, origin.url), origin.sha256, `${nat}: the page came through get → NAT 2 → NAT 1 → give over a data channel, intact`);
+    t.is(await fetchThroughGet(lab, home2.ns, get, origin.url), origin.sha256, `${nat}: and again on the same connection`);
+
+    const status = JSON.parse((await runCli(['status', '--home', giver.home, '--json'], { launcher: lab.exec(home1.ns) })).stdout) as { path: string; ice: { connections: number; paths: { ice: number; turn: number } } };
+    t.is(status.path, 'ice');
+    t.true(status.ice.paths.ice >= 1, `${nat}: get came straight through the two NATs: ${JSON.stringify(status.ice)}`);
+    t.is(status.ice.paths.turn, 0, `${nat}: nothing was relayed (TURN only when direct ICE fails): ${JSON.stringify(status.ice)}`);
+    t.regex(coturn.log(), /ALLOCATE processed, success/, 'both sides had a TURN relay candidate from the credential the server minted');
+    const human = (await runCli(['status', '--home', giver.home], { launcher: lab.exec(home1.ns) })).stdout;
+    t.regex(human, /clients reach this peer over WebRTC \(the server could not reach this peer and no port is mapped\)/);
+    await get.stop();
+    t.is(await give.stop(), 0);
   }
 });

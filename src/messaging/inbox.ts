@@ -4,7 +4,7 @@ import type { DeviceKeys } from '../crypto/signal/device-keys.js';
 import { KEYS_LOW_WATER } from '../protocol/version.js';
 import { MESSAGE_TYPE, type SignalCipher } from '../crypto/signal/signal-cipher.js';
 import type { ApiClient } from '../net/api-client.js';
-import { Envelope, type Address, type Advertisement, type DeliveredMessage, type PollResponse } from '../protocol/messages.js';
+import { Envelope, type Address, type Advertisement, type DeliveredMessage, type IceSignal, type PollResponse } from '../protocol/messages.js';
 import type { Keystore } from '../storage/keystore.js';
 import type { Contacts } from './contacts.js';
 import { messageKey } from './message-store.js';
@@ -21,6 +21,13 @@ export interface ReceivedMessage {
   /** An availability ad, and what became of it (kept only from contacts, and only unexpired). */
   ad?: Advertisement;
   adStatus?: 'accepted' | 'not-a-contact' | 'expired';
+  /**
+   * ICE signaling for a WebRTC tunnel, handed to whoever runs the session and never stored: the
+   * keystore keeps only `signal` (its kind), so that redeliveries are known, and no home address
+   * from a description lands on disk.
+   */
+  ice?: IceSignal;
+  signal?: IceSignal['kind'];
   /** Set when it could not be decrypted; the ciphertext is kept in `payload`. */
   error?: { code: string; message: string };
   payload?: string;
@@ -41,6 +48,13 @@ export interface InboxComponents {
   /** Decides which availability ads to keep. Without it ads are reported and not kept. */
   contacts?: Contacts;
   now?: () => number;
+}
+
+/** What the keystore keeps of a message: all of it, but of ICE signaling only its kind (marked read: nobody reads it). */
+function storedForm(m: ReceivedMessage): ReceivedMessage {
+  if (!m.ice) return m;
+  const { ice, ...rest } = m;
+  return { ...rest, signal: ice.kind, read: true };
 }
 
 /**
@@ -68,7 +82,7 @@ export class Inbox {
       // between would otherwise lose the message (libsignal then calls the redelivery a duplicate).
       const received = await keystore.transaction(async () => {
         const r = await this.#open(m);
-        if (r) await keystore.put(key(m.id), r);
+        if (r) await keystore.put(key(m.id), storedForm(r));
         return r;
       });
       if (!received) continue;
@@ -92,6 +106,7 @@ export class Inbox {
       if (!parsed.success) throw new LanternError('LA_ERR_DECRYPT_FAILED', 'Unknown envelope');
       const envelope = parsed.data;
       if ('text' in envelope) return { ...base, encrypted: true, text: envelope.text };
+      if ('ice' in envelope) return { ...base, encrypted: true, ice: envelope.ice };
       const now = this.#c.now?.() ?? Date.now();
       const adStatus = this.#c.contacts ? await this.#c.contacts.acceptAd(m.from, envelope.ad, now) : 'not-a-contact';
       return { ...base, encrypted: true, ad: envelope.ad, adStatus };

@@ -18,7 +18,8 @@ export class MessageStore {
 
   /** Every stored message: the unread ones first, each group in the order they were sent. */
   async list(): Promise<ReceivedMessage[]> {
-    const all = (await this.#keystore.list<ReceivedMessage>('inbox!')).map(([, m]) => m);
+    // ICE signaling is kept only to know redeliveries: it is not a message anyone reads.
+    const all = (await this.#keystore.list<ReceivedMessage>('inbox!')).map(([, m]) => m).filter((m) => !m.signal);
     const bySent = (a: ReceivedMessage, b: ReceivedMessage) => a.sentAt - b.sentAt || a.id.localeCompare(b.id);
     return [...all.filter((m) => !m.read).sort(bySent), ...all.filter((m) => m.read).sort(bySent)];
   }

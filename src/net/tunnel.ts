@@ -5,7 +5,9 @@ import { connect as tlsConnect, type TLSSocket } from 'node:tls';
 import { LanternError } from '../core/errors.js';
 import { certificateKey } from '../crypto/peer-identity.js';
 import { TICKET_USERNAME } from '../protocol/ticket.js';
+import type { Address } from '../protocol/messages.js';
 import { HandshakeReader } from './handshake-reader.js';
+import type { IceTunnels } from './ice/ice-tunnels.js';
 import { httpResponseHead } from './http-head.js';
 import { SOCKS, socksRequestBytes } from './socks5.js';
 
@@ -21,6 +23,8 @@ export interface PeerEndpoint extends Upstream {
   plaintext?: boolean;
   /** The TLS server name to send (a peer with a name); none for an address, as browsers do. */
   sniName?: string;
+  /** A peer behind a NAT, reached over WebRTC: the device its offers go to (its address is not dialed). */
+  ice?: Address;
 }
 
 /** The Proxy-Authorization value carrying a ticket. */
@@ -182,11 +186,27 @@ const H2_CONNECTION_WINDOW = 16 * 1024 * 1024;
  */
 export class PeerTunnels {
   readonly #sessions = new Map<string, Array<Promise<ClientHttp2Session | undefined>>>();
+  readonly #ice: IceTunnels | undefined;
   #closed = false;
+
+  /** `ice`: how peers behind a NAT are reached (data channels over WebRTC); without it they cannot be. */
+  constructor(o: { ice?: IceTunnels } = {}) {
+    this.#ice = o.ice;
+  }
+
+  /** How tunnels to this peer run: `direct` (TLS to its address), or over WebRTC (`ice`, `turn`; undefined until connected). */
+  path(peer: PeerEndpoint): 'direct' | 'ice' | 'turn' | undefined {
+    if (!peer.ice) return 'direct';
+    return this.#ice?.path({ identityKey: peer.identityKey, ice: peer.ice });
+  }
 
   /** Opens a tunnel to `target` through `peer` within `timeoutMs`. */
   async open(peer: PeerEndpoint, ticket: string, target: Upstream, timeoutMs = 5000): Promise<Duplex> {
     if (this.#closed) throw unreachable('The tunnels are closed');
+    if (peer.ice) {
+      if (!this.#ice) throw new LanternError('LA_ERR_DESTINATION_UNREACHABLE', 'This peer is reached over WebRTC, which needs a Signal identity on this home (log in again)', { details: { stage: 'ice' } });
+      return this.#ice.open({ identityKey: peer.identityKey, ice: peer.ice }, ticket, target, timeoutMs);
+    }
     if (peer.plaintext) return connectHttp1(await connectPlain(peer, timeoutMs), ticket, target, timeoutMs);
     const session = await this.#session(peer, timeoutMs);
     if (!session) return connectHttp1(await connectPinned(peer, timeoutMs, ['http/1.1']), ticket, target, timeoutMs);
@@ -204,6 +224,7 @@ export class PeerTunnels {
   /** Ends every session (open tunnels on them end too). */
   close(): void {
     this.#closed = true;
+    this.#ice?.close();
     for (const list of this.#sessions.values()) for (const s of list) s.then((session) => session?.destroy(), () => undefined);
     this.#sessions.clear();
   }

@@ -299,6 +299,13 @@ export const PeerRegistration = z.strictObject({
   identityKey: PeerIdentityKey,
   plaintext: z.boolean().optional(),
   sniName: SniName.optional(),
+  /**
+   * Not reachable at its address (behind a NAT no port could be mapped on): clients reach it over
+   * WebRTC, signaled by end-to-end encrypted messages to the registering device.
+   */
+  ice: z.boolean().optional(),
+  /** Its port is forwarded by a mapping on the home router (UPnP-IGD, PCP, NAT-PMP): shown to operators. */
+  mapped: z.boolean().optional(),
 });
 export type PeerRegistration = z.infer<typeof PeerRegistration>;
 
@@ -311,6 +318,8 @@ export const VerdictRequest = z.strictObject({
   status: z.string().min(1).max(64),
   latencyMs: z.number().min(0).optional(),
   throughputMbps: z.number().min(0).optional(),
+  /** How the probe reached the peer: TLS to its address, or WebRTC between the NATs or through TURN. */
+  path: z.enum(['direct', 'ice', 'turn']).optional(),
 });
 export type VerdictRequest = z.infer<typeof VerdictRequest>;
 
@@ -327,6 +336,10 @@ export const PeerInfo = z.strictObject({
   identityKey: PeerIdentityKey,
   plaintext: z.boolean().optional(),
   sniName: SniName.optional(),
+  /** A peer reached over WebRTC: the device its ICE offers go to (end-to-end encrypted). */
+  ice: Address.optional(),
+  /** Its port is forwarded by a mapping on its home router. */
+  mapped: z.boolean().optional(),
   state: PeerState,
   registeredAt: z.int(),
   expiresAt: z.int(),
@@ -400,6 +413,8 @@ export const RoundRobinPeer = z.strictObject({
   protocols: z.array(ProxyProtocol),
   identityKey: PeerIdentityKey,
   sniName: SniName.optional(),
+  /** Reached over WebRTC: the device to send ICE offers to (the address above is not reachable). */
+  ice: Address.optional(),
 });
 export type RoundRobinPeer = z.infer<typeof RoundRobinPeer>;
 export const RoundRobinResponse = z.strictObject({ peers: z.array(RoundRobinPeer) });
@@ -419,14 +434,35 @@ export const Advertisement = z.strictObject({
   /** A `give --plaintext` peer (local tests only). */
   plaintext: z.boolean().optional(),
   sniName: SniName.optional(),
+  /** Reached over WebRTC (behind a NAT): the device its offers go to. */
+  ice: Address.optional(),
   expiresAt: z.int(),
 });
 export type Advertisement = z.infer<typeof Advertisement>;
 
-/** The plaintext of every encrypted message: a text, or an advertisement. */
+/** Names one ICE session between a get client (or verifier) and a give peer: 128 random bits. */
+const IceSession = z.string().regex(/^[A-Za-z0-9_-]{22}$/);
+/** A session description with every candidate in it (no trickle): a few KiB at most. */
+const Sdp = z.string().min(1).max(16 * 1024);
+
+/**
+ * ICE signaling between a client and a give peer reached over WebRTC, inside end-to-end encrypted
+ * messages (the candidates name home addresses; the server never sees them): the client's offer
+ * with the ticket for that peer, and the peer's answer with its DTLS fingerprint signed by its
+ * identity key for this session, or why it refused.
+ */
+export const IceSignal = z.discriminatedUnion('kind', [
+  z.strictObject({ kind: z.literal('offer'), session: IceSession, sdp: Sdp, ticket: z.string().min(1).max(4096) }),
+  z.strictObject({ kind: z.literal('answer'), session: IceSession, sdp: Sdp, signature: z.string().min(1).max(200) }),
+  z.strictObject({ kind: z.literal('refused'), session: IceSession, reason: z.enum(['ticket', 'busy', 'paused', 'failed']) }),
+]);
+export type IceSignal = z.infer<typeof IceSignal>;
+
+/** The plaintext of every encrypted message: a text, an advertisement, or ICE signaling. */
 export const Envelope = z.union([
   z.strictObject({ v: z.literal(1), text: z.string().max(64 * 1024) }),
   z.strictObject({ v: z.literal(1), ad: Advertisement }),
+  z.strictObject({ v: z.literal(1), ice: IceSignal }),
 ]);
 export type Envelope = z.infer<typeof Envelope>;
 

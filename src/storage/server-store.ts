@@ -89,6 +89,9 @@ export interface PeerRegistrationInput {
   identityKey: string;
   plaintext?: boolean;
   sniName?: string;
+  /** Reached over WebRTC, offers sent to this device. */
+  ice?: Address;
+  mapped?: boolean;
 }
 
 export interface QueueLimits {

@@ -5,7 +5,8 @@ import { Contacts } from '../../messaging/contacts.js';
 import { Inbox, type ReceivedMessage } from '../../messaging/inbox.js';
 import { createGet } from '../../roles/get/index.js';
 import type { UpstreamChange } from '../../roles/get/upstreams.js';
-import { openAgent, requireCredential, signedClient, withKeystore } from '../agent-home.js';
+import { requireCredential, signedClient, withKeystore } from '../agent-home.js';
+import { hasSignalIdentity, iceSignaling, withInbox } from '../home-messaging.js';
 import { durationOption, parseListen, resolveHome, logFormatOption } from '../config.js';
 import { connectionCap } from '../fd-limit.js';
 import { withConfigLayers } from '../config-layers.js';
@@ -43,16 +44,7 @@ async function runGet(io: Io, flags: GetFlags): Promise<number> {
   const credential = await withKeystore(home, requireCredential);
   const api = await signedClient(credential);
   /** An inbox on the home's keystore, opened for this use only (other commands on the home keep working). */
-  const withInbox = <T>(use: (inbox: Inbox, contacts: Contacts) => Promise<T>) =>
-    withKeystore(home, async (keystore) => {
-      const agent = await openAgent(keystore, credential);
-      const contacts = new Contacts(keystore);
-      try {
-        return await use(new Inbox({ api: agent.api, keystore, logger, deviceKeys: agent.deviceKeys, contacts, ...(agent.cipher ? { cipher: agent.cipher } : {}) }), contacts);
-      } finally {
-        await agent.api.close();
-      }
-    });
+  const inboxOf = <T>(use: (inbox: Inbox, contacts: Contacts) => Promise<T>) => withInbox(home, credential, logger, use);
   /** Contacts' names, read with each batch received (for the arrival lines). */
   let names: ReadonlyMap<string, string> = new Map();
   const get = createGet(
@@ -63,12 +55,14 @@ async function runGet(io: Io, flags: GetFlags): Promise<number> {
       // The keystore is opened per use, so that other commands on this home keep working.
       ads: (now) => withKeystore(home, (k) => new Contacts(k).ads(now)),
       receive: (batch) =>
-        withInbox(async (inbox, contacts) => {
+        inboxOf(async (inbox, contacts) => {
           const { messages } = await inbox.handle(batch);
           if (messages.length) names = await contacts.names();
           return messages;
         }),
-      topUpKeys: () => withInbox((inbox) => inbox.topUp()),
+      topUpKeys: () => inboxOf((inbox) => inbox.topUp()),
+      // Give peers behind a NAT are reached over WebRTC, signaled by end-to-end encrypted messages.
+      ...((await hasSignalIdentity(home)) ? { signaling: iceSignaling(home, credential, logger) } : {}),
       onUpstreams: (change) => {
         if (flags.json) writeJson(io.stdout, { event: 'upstreams', added: change.added.length, removed: change.removed.length, total: change.total, serverReachable: change.serverReachable });
         else for (const line of upstreamLines(change)) writeLine(io.stderr, `lantern-agent get: ${line}`);
@@ -111,7 +105,7 @@ function arrivalLine(m: ReceivedMessage, names: ReadonlyMap<string, string>): st
 function upstreamLines(change: UpstreamChange): string[] {
   const lines: string[] = [];
   if (change.serverChanged) lines.push(change.serverReachable ? 'the server answers again' : `the server cannot be reached; keeping the ${change.total} give peer(s) known`);
-  const where = (p: { host: string; port: number }) => `${p.host.includes(':') ? `[${p.host}]` : p.host}:${p.port}`;
+  const where = (p: { host: string; port: number; ice?: unknown }) => (p.ice ? `${p.host} (behind a NAT, over WebRTC)` : `${p.host.includes(':') ? `[${p.host}]` : p.host}:${p.port}`);
   for (const p of change.added) lines.push(`give peer ${where(p)} available (${change.total} known)`);
   for (const p of change.removed) lines.push(`give peer ${where(p)} gone (${change.total} known${change.total === 0 ? '; requests get 503 until another is verified' : ''})`);
   return lines;

@@ -7,12 +7,13 @@ import { parseMessage } from '../../protocol/validate.js';
 import { systemClock } from '../../core/clock.js';
 import { createLogger, type Logger } from '../../core/logger.js';
 import { defaultGiveLimits } from '../../roles/give/give-proxy.js';
-import { createGive, type GiveEvent, type AdReport, type GiveOptions } from '../../roles/give/index.js';
+import { createGive, type GiveEvent, type AdReport, type GiveOptions, type IceStatus } from '../../roles/give/index.js';
 import { PORT_MAPPING_CHOICES, type PortMappingChoice, type PortMappingStatus } from '../../net/port-mapping/index.js';
 import { FaultBoundary } from '../../core/fault-boundary.js';
 import { listenerCaps } from '../fd-limit.js';
 import { Messenger } from '../../messaging/messenger.js';
 import { openAgent, requireCredential, signedClient, withApi, withKeystore } from '../agent-home.js';
+import { hasSignalIdentity, iceSignaling, receiveBatch, withInbox } from '../home-messaging.js';
 import { countOption, durationOption, parseCount, parseListen, parsePort, parsePositiveInt, resolveHome, logFormatOption } from '../config.js';
 import { withConfigLayers } from '../config-layers.js';
 import { writeJson, writeLine, logOptions, type Io } from '../io.js';
@@ -29,6 +30,7 @@ interface GiveFlags {
   publicPort?: number;
   portMapping: PortMappingChoice;
   portMappingLease: number;
+  ice: 'auto' | 'always' | 'off';
   register: boolean;
   advertiseTo?: string[];
   adLifetime: number;
@@ -62,6 +64,11 @@ export function giveCommand(io: Io, done: (code: number) => void): Command {
     .option('--public-port <n>', 'the port the world reaches this proxy on, when a router forwards another port to it', parsePort)
     .addOption(new Option('--port-mapping <method>', 'open the port on the home router: auto (PCP or NAT-PMP, then UPnP-IGD), upnp, pcp, or off; never with --public-port').choices(PORT_MAPPING_CHOICES).default('auto'))
     .addOption(durationOption('--port-mapping-lease <duration>', 'the lease asked of the router, renewed at half its life', 3600_000))
+    .addOption(
+      new Option('--ice <mode>', 'reach clients over WebRTC (ICE, TURN as a last resort), signaled by end-to-end encrypted messages: auto (when the server cannot reach this peer and no port is mapped), always, or off')
+        .choices(['auto', 'always', 'off'])
+        .default('auto'),
+    )
     .option('--no-register', 'do not register with the server (serve only peers that were told the address)')
     .option('--advertise-to <userIds...>', "send an availability ad to these users (store-and-forward, end-to-end encrypted)")
     .addOption(durationOption('--ad-lifetime <duration>', 'how long ads stay valid', 3600_000))
@@ -110,11 +117,21 @@ async function runGive(io: Io, flags: GiveFlags): Promise<number> {
       // Tickets come from the server this home is logged in to, and are then checked offline.
       ticketKey: await api.ticketKey(),
       advertise: (ad, userIds) => advertise(home, ad, userIds, logger),
+      // Offers from clients, when this peer is reached over WebRTC, come as end-to-end encrypted messages.
+      ...((await hasSignalIdentity(home))
+        ? {
+            signaling: iceSignaling(home, credential, logger),
+            receive: receiveBatch(home, credential, logger),
+            topUpKeys: () => withInbox(home, credential, logger, (inbox) => inbox.topUp()),
+            self: { userId: credential.userId, deviceId: credential.deviceId },
+          }
+        : {}),
       onEvent: (e) => {
         if (e.event === 'registered' || e.event === 'changed') emit({ event: e.event, ...e.registration });
         else if (e.event === 'advertised') emit({ event: 'advertised', ...e.report });
         else if (e.event === 'reachability') emit({ event: 'reachability', ...e.reachability });
         else if (e.event === 'port-mapping') emit({ event: 'port-mapping', ...e.portMapping });
+        else if (e.event === 'ice') emit({ event: 'ice', ...e.ice });
         if (!flags.json && e.event !== 'listening' && !(e.event === 'port-mapping' && QUIET_MAPPING.has(e.portMapping.method === null ? e.portMapping.reason : ''))) writeLine(io.stderr, `lantern-agent give: ${giveEventLine(e)}`);
         if (e.event === 'listening') {
           emit({ event: 'listening', url: give.url, ...give.peer });
@@ -173,6 +190,7 @@ function giveOptions(flags: GiveFlags, listenAt: { host: string; port: number })
     ...(flags.publicPort ? { publicPort: flags.publicPort } : {}),
     ...(flags.publicAddr ? { publicAddr: flags.publicAddr } : {}),
     portMapping: { method: flags.portMapping, leaseSeconds: Math.max(1, Math.round(flags.portMappingLease / 1000)) },
+    ice: flags.ice,
     advertiseTo: flags.advertiseTo ?? [],
     adLifetimeMs: flags.adLifetime,
   };
@@ -245,7 +263,9 @@ export function statusCommand(io: Io, done: (code: number) => void): Command {
         const mapping = result['portMapping'] as PortMappingStatus | null;
         if (mapping && !QUIET_MAPPING.has(mapping.method === null ? mapping.reason : '')) writeLine(io.stdout, portMappingLine(mapping));
         const reach = result['reachability'] as ReachabilityResponse | null;
-        if (reg && reach) writeLine(io.stdout, `${reachabilityLine(reach)} (checked ${new Date(reach.at).toISOString()})`);
+        const ice = result['ice'] as IceStatus | null;
+        if (reg && reach && !(ice && !reach.reachable)) writeLine(io.stdout, `${reachabilityLine(reach)} (checked ${new Date(reach.at).toISOString()})`);
+        if (ice) writeLine(io.stdout, iceLine(ice));
         const verdict = result['lastVerdict'] as PeerInfo['lastVerdict'] | null;
         if (reg && verdict) writeLine(io.stdout, `last verdict ${new Date(verdict.at).toISOString()}: ${verdict.ok ? 'pass' : 'FAIL'} (${verdict.status})${!verdict.ok && VERDICT_HINTS[verdict.status] ? ` — ${VERDICT_HINTS[verdict.status]}` : ''}`);
         else if (reg) writeLine(io.stdout, 'no verdict yet: a verifier has not probed this peer');
@@ -275,8 +295,9 @@ export function giveEventLine(e: Exclude<GiveEvent, { event: 'listening' }>): st
   }
   if (e.event === 'reachability') return reachabilityLine(e.reachability);
   if (e.event === 'port-mapping') return portMappingLine(e.portMapping);
+  if (e.event === 'ice') return iceLine(e.ice);
   const r = e.registration;
-  const where = `${r.host}:${r.port}`;
+  const where = r.ice ? `${r.host} (over WebRTC)` : `${r.host}:${r.port}`;
   if (e.event === 'registered' && !r.lastVerdict) {
     return `registered as ${where} (peer ${r.peerId}); a candidate until a verifier passes it: get clients use only verified peers (or a contact's ad)`;
   }
@@ -303,6 +324,13 @@ export function portMappingLine(m: PortMappingStatus): string {
   if (m.reason === 'refused') return `no port mapping: the router refused (${m.detail ?? 'no reason given'}); ${hint}`;
   if (m.reason === 'no-gateway') return `no port mapping: this machine has no default route; ${hint}`;
   return `no port mapping (${m.reason})`;
+}
+
+/** How clients reach this peer over WebRTC, and why. */
+export function iceLine(ice: IceStatus): string {
+  const why = ice.reason === 'always' ? '--ice always' : 'the server could not reach this peer and no port is mapped';
+  const up = ice.connections ? `; ${ice.connections} client connection(s) up (${ice.paths.ice} direct between the NATs, ${ice.paths.turn} through the TURN relay)` : '';
+  return `clients reach this peer over WebRTC (${why}): offers come end-to-end encrypted through the server, which relays over TURN only when no direct path works${up}`;
 }
 
 /** What the server found when it dialed this peer, and what to do if it could not reach it. */

@@ -149,7 +149,8 @@ export function inboxCommand(io: Io, done: (code: number) => void): Command {
             },
             handle: async (batch) => {
               const got = await inbox.handle(batch);
-              for (const m of got.messages) show(io, flags.json, m, names);
+              // ICE signaling belongs to a give or get session elsewhere; it is not shown.
+              for (const m of got.messages) if (!m.ice) show(io, flags.json, m, names);
               await store.markRead(got.messages.map((m) => m.id));
             },
             ack: (ids) => api.ack(ids),

@@ -5,6 +5,7 @@ import { systemClock } from '../../core/clock.js';
 import { createVerify } from '../../roles/verify/index.js';
 import type { VerdictReport } from '../../roles/verify/verifier.js';
 import { withApi } from '../agent-home.js';
+import { hasSignalIdentity, iceSignaling, receiveBatch, withInbox } from '../home-messaging.js';
 import { durationOption, parsePositiveInt, resolveHome, logFormatOption } from '../config.js';
 import { withConfigLayers } from '../config-layers.js';
 import { isTerminal, writeJson, writeLine, logOptions, type Io } from '../io.js';
@@ -45,18 +46,23 @@ export function verifyCommand(io: Io, done: (code: number) => void): Command {
       await withApi(resolveHome(flags.home, io.env), async (api, credential): Promise<number> => {
         const server = new URL(credential.server);
         const line = (r: VerdictReport) =>
-          `${r.ok ? 'pass' : 'FAIL'} ${r.peerId.slice(0, 8)} ${r.host}:${r.port} ${r.status}${r.latencyMs !== undefined ? ` ${r.latencyMs} ms` : ''} -> ${r.state}`;
+          `${r.ok ? 'pass' : 'FAIL'} ${r.peerId.slice(0, 8)} ${r.host}:${r.port}${r.path && r.path !== 'direct' ? ` (${PATH_TEXT[r.path]})` : ''} ${r.status}${r.latencyMs !== undefined ? ` ${r.latencyMs} ms` : ''} -> ${r.state}`;
         // On a terminal, --once redraws one progress line in place, failures kept above it;
         // otherwise a line per verdict.
         const progress = flags.once === true && !flags.json && isTerminal(io.stderr);
         let total = 0;
         let seen = 0;
         let failed = 0;
+        const home = resolveHome(flags.home, io.env);
         const verify = createVerify(
           {
             api,
             clock: systemClock,
             logger,
+            // Peers behind a NAT are verified over WebRTC, signaled by end-to-end encrypted messages.
+            ...((await hasSignalIdentity(home))
+              ? { signaling: iceSignaling(home, credential, logger), receive: receiveBatch(home, credential, logger), topUpKeys: () => withInbox(home, credential, logger, (inbox) => inbox.topUp()) }
+              : {}),
             onVerdict: (r) => {
               seen++;
               if (!r.ok) failed++;
@@ -98,6 +104,9 @@ export function verifyCommand(io: Io, done: (code: number) => void): Command {
     });
   return withConfigLayers(cmd, io);
 }
+
+/** How a probe reached a peer behind a NAT. */
+const PATH_TEXT = { ice: 'over WebRTC', turn: 'over WebRTC via TURN' } as const;
 
 /** "verified 5 peer(s): 3 passed, 2 failed (refused 1, identity-mismatch 1); median latency 4.2 ms" */
 export function summarize(reports: readonly VerdictReport[]): string {

@@ -1,6 +1,7 @@
 import test from 'ava';
 import { randomUUID } from 'node:crypto';
 import nodeDataChannel from 'node-datachannel';
+import type { LanternError } from '../../core/errors.js';
 import { PeerIdentity } from '../../crypto/peer-identity.js';
 import { acceptChannelTunnels, openChannelTunnel } from './channel-tunnel.js';
 import { checkIceAnswer, IcePeer, sdpFingerprint, signIceAnswer } from './ice-peer.js';
@@ -28,13 +29,22 @@ async function session(t: { teardown(fn: () => void): void }) {
 test('one offer and one answer, each with every candidate: the answer is pinned to the give identity, then tunnels run', async (t) => {
   const identity = new PeerIdentity();
   const id = randomUUID();
-  const { get, give, offer, answer } = await session(t);
+  let { get, give, offer, answer } = await session(t);
+  // (libdatachannel sometimes closes an offering connection on its own before the answer is taken,
+  // when the answering side's checks come first: IceTunnels makes such a connection again, once.)
+  try {
+    get.accept(answer);
+  } catch (err) {
+    t.is((err as LanternError).details?.['state'], 'closed', String(err));
+    t.log('the first connection closed under us before the answer; made again');
+    ({ get, give, offer, answer } = await session(t));
+    get.accept(answer);
+  }
   t.regex(offer, /^a=candidate:/m, 'the offer carries its candidates (no trickle)');
   t.regex(answer, /^a=candidate:/m);
   t.truthy(sdpFingerprint(answer));
   const signature = signIceAnswer(identity, id, answer);
   t.notThrows(() => checkIceAnswer({ identityKey: identity.publicKey, session: id, answerSdp: answer, signature }));
-  get.accept(answer);
   await Promise.all([get.connected(5000), give.connected(5000)]);
   // Direct on one machine: host candidates (the far one may be learnt from its first check: prflx).
   const path = get.selectedPath();

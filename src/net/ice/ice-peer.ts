@@ -17,12 +17,14 @@ export class IcePeer {
   #state = 'new';
   #gathering = 'new';
   readonly #waiters = new Set<() => void>();
+  readonly #onEnd: Array<() => void> = [];
+  #ended = false;
 
   constructor(name: string, config: RtcConfig) {
     this.pc = new nodeDataChannel.PeerConnection(name, config);
     this.pc.onStateChange((state) => {
       this.#state = state;
-      if (state === 'failed' || state === 'closed') closePeer(this.pc);
+      if (state === 'failed' || state === 'closed') this.#end();
       this.#wake();
     });
     this.pc.onGatheringStateChange((state) => {
@@ -33,6 +35,24 @@ export class IcePeer {
 
   get state(): string {
     return this.#state;
+  }
+
+  /** Whether the connection has failed, dropped or been closed (it is not used again). */
+  get ended(): boolean {
+    return this.#ended;
+  }
+
+  /** Calls `fn` once the connection fails, drops or is closed (at once if it has). */
+  onEnd(fn: () => void): void {
+    if (this.#ended) fn();
+    else this.#onEnd.push(fn);
+  }
+
+  #end(): void {
+    if (this.#ended) return;
+    this.#ended = true;
+    closePeer(this.pc);
+    for (const fn of this.#onEnd.splice(0)) fn();
   }
 
   #wake(): void {
@@ -90,9 +110,13 @@ export class IcePeer {
   }
 
   #remote(sdp: string, type: 'offer' | 'answer'): void {
+    // The WebRTC stack may have closed the connection on its own (its state event not delivered
+    // yet): a connection to make again, not a bad description.
+    if (this.pc.state() === 'closed') throw closedUnder(type);
     try {
       this.pc.setRemoteDescription(sdp, type);
     } catch (err) {
+      if (this.pc.state() === 'closed') throw closedUnder(type);
       throw new LanternError('LA_ERR_INVALID_REQUEST', `not a usable ${type}: ${(err as Error).message}`, { cause: err });
     }
   }
@@ -115,8 +139,13 @@ export class IcePeer {
   }
 
   close(): void {
-    closePeer(this.pc);
+    this.#end();
   }
+}
+
+/** The connection closed under us before the remote description could be taken. */
+function closedUnder(type: 'offer' | 'answer'): LanternError {
+  return new LanternError('LA_ERR_DESTINATION_UNREACHABLE', `the WebRTC connection closed before the ${type} was taken`, { details: { stage: 'ice', state: 'closed' } });
 }
 
 /**
@@ -156,4 +185,11 @@ export function checkIceAnswer(o: { identityKey: string; session: string; answer
   if (!fingerprint || !verifyIdentitySignature(o.identityKey, iceSignedData(o.session, fingerprint), o.signature)) {
     throw new LanternError('LA_ERR_PEER_IDENTITY_MISMATCH', "the ICE answer's DTLS fingerprint is not signed by the peer's registered identity key for this session");
   }
+}
+
+/** How many candidates of each type (host, srflx, relay…) a description carries: what can be logged of it without an address. */
+export function candidateTypes(sdp: string): Record<string, number> {
+  const counts: Record<string, number> = {};
+  for (const m of sdp.matchAll(/^a=candidate:.* typ (\w+)/gm)) counts[m[1]!] = (counts[m[1]!] ?? 0) + 1;
+  return counts;
 }

@@ -3,8 +3,9 @@ import type { FaultBoundary } from '../../core/fault-boundary.js';
 import type { Startable } from '../../core/lifecycle.js';
 import type { Logger } from '../../core/logger.js';
 import type { ReceivedMessage } from '../../messaging/inbox.js';
+import { IceTunnels, type IceSignaling } from '../../net/ice/ice-tunnels.js';
 import { longPoll } from '../../net/long-poll.js';
-import type { Advertisement, PollResponse } from '../../protocol/messages.js';
+import type { Advertisement, IceServersResponse, PollResponse } from '../../protocol/messages.js';
 import { LocalProxy, type LocalProxyOptions } from './local-proxy.js';
 import { UpstreamPool } from './upstream-pool.js';
 import { Upstreams, type UpstreamApi, type UpstreamChange } from './upstreams.js';
@@ -15,6 +16,8 @@ export interface GetApi extends UpstreamApi {
   ack(ids: string[]): Promise<unknown>;
   /** Whether a poll answer said this device's one-time keys run low (cleared by reading it). */
   takeKeysLow?(): boolean;
+  /** The server's STUN and TURN servers (for peers reached over WebRTC). */
+  iceServers?(): Promise<IceServersResponse>;
 }
 
 export interface GetComponents {
@@ -32,9 +35,16 @@ export interface GetComponents {
   topUpKeys?(): Promise<void>;
   /** Give peers appeared or vanished, or the server became (un)reachable (the CLI prints it). */
   onUpstreams?(change: UpstreamChange): void;
+  /**
+   * Sends ICE signaling to a give peer's device, end-to-end encrypted (the caller's keystore and
+   * messenger). Without it, peers behind a NAT (reached over WebRTC) are not used.
+   */
+  signaling?: IceSignaling;
 }
 
 export interface GetOptions extends LocalProxyOptions {
+  /** WebRTC candidates only on this local address (tests on loopback). */
+  iceBindAddress?: string;
   /** How often the upstreams are read again (default 5 s). */
   refreshMs?: number;
   /** How long each poll for messages may be held (default 30 s). */
@@ -53,6 +63,7 @@ export class GetClient implements Startable {
   readonly #pool: UpstreamPool;
   readonly #proxy: LocalProxy;
   readonly #abort = new AbortController();
+  readonly #ice: IceTunnels | undefined;
   #refresher: ReturnType<typeof setInterval> | undefined;
   #receiving: Promise<void> | undefined;
 
@@ -60,7 +71,12 @@ export class GetClient implements Startable {
     this.#c = components;
     this.#o = options;
     this.#source = new Upstreams({ ...components, ...(components.onUpstreams ? { onChange: components.onUpstreams } : {}) });
-    this.#pool = new UpstreamPool({ source: this.#source, logger: components.logger });
+    const { signaling, api } = components;
+    this.#ice =
+      signaling && api.iceServers
+        ? new IceTunnels({ signaling, iceServers: async () => (await api.iceServers!()).iceServers, logger: components.logger }, options.iceBindAddress ? { bindAddress: options.iceBindAddress } : {})
+        : undefined;
+    this.#pool = new UpstreamPool({ source: this.#source, logger: components.logger, ...(this.#ice ? { ice: this.#ice } : {}) });
     this.#proxy = new LocalProxy({ pool: this.#pool, logger: components.logger, ...(components.faults ? { faults: components.faults } : {}) }, options);
   }
 
@@ -99,7 +115,11 @@ export class GetClient implements Startable {
         const messages = await this.#c.receive(batch);
         // An accepted ad is a new upstream: in use now (before it is announced), not at the next refresh.
         if (messages.some((m) => m.adStatus === 'accepted')) await this.#source.refresh();
-        for (const m of messages) this.#c.onMessage?.(m);
+        for (const m of messages) {
+          // A give peer's answer to an offer of ours goes to the session waiting for it.
+          if (m.ice) this.#ice?.deliver(m.from, m.ice);
+          else this.#c.onMessage?.(m);
+        }
       },
       ack: (ids) => this.#c.api.ack(ids),
     });

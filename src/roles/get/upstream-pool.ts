@@ -2,6 +2,7 @@ import type { Duplex } from 'node:stream';
 import { LanternError } from '../../core/errors.js';
 import type { Logger } from '../../core/logger.js';
 import { identityFingerprint } from '../../crypto/peer-identity.js';
+import type { IceTunnels } from '../../net/ice/ice-tunnels.js';
 import { PeerTunnels, type PeerEndpoint, type Upstream } from '../../net/tunnel.js';
 
 export interface UpstreamSource {
@@ -45,12 +46,19 @@ function failureStatus(err: unknown): string {
 export class UpstreamPool {
   readonly #source: UpstreamSource;
   readonly #logger: Logger;
-  readonly #tunnels = new PeerTunnels();
+  readonly #tunnels: PeerTunnels;
   #next = 0;
 
-  constructor(components: { source: UpstreamSource; logger: Logger }) {
+  /** `ice`: how peers behind a NAT are reached (without it they are skipped as unreachable). */
+  constructor(components: { source: UpstreamSource; logger: Logger; ice?: IceTunnels }) {
     this.#source = components.source;
     this.#logger = components.logger;
+    this.#tunnels = new PeerTunnels(components.ice ? { ice: components.ice } : {});
+  }
+
+  /** How tunnels to this peer run: `direct`, or over WebRTC (`ice`, `turn`) once connected. */
+  path(peer: PeerEndpoint): 'direct' | 'ice' | 'turn' | undefined {
+    return this.#tunnels.path(peer);
   }
 
   async tunnel(target: Upstream): Promise<Duplex> {
@@ -73,7 +81,7 @@ export class UpstreamPool {
       } catch (err) {
         errors.push(err);
         failed.push({ peer, status: failureStatus(err) });
-        this.#logger.info({ code: (err as LanternError).code }, 'give peer failed; trying the next one');
+        this.#logger.info({ code: (err as LanternError).code, reason: (err as Error).message }, 'give peer failed; trying the next one');
       }
     }
     const last = errors.at(-1);

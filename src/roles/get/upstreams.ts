@@ -34,7 +34,7 @@ export interface UpstreamsComponents {
   onChange?(change: UpstreamChange): void;
 }
 
-const peerKey = (p: PeerEndpoint) => `${p.host}:${p.port}:${p.identityKey}`;
+const peerKey = (p: PeerEndpoint) => (p.ice ? `ice:${p.ice.userId}.${p.ice.deviceId}:${p.identityKey}` : `${p.host}:${p.port}:${p.identityKey}`);
 
 /** A peer is reported at most this often by one client. */
 const REPORT_EVERY_MS = 60_000;
@@ -114,6 +114,7 @@ export class Upstreams implements UpstreamSource {
         identityKey,
         ...(sniName ? { sniName } : {}),
         ...('plaintext' in rest && rest.plaintext ? { plaintext: true } : {}),
+        ...('ice' in rest && rest.ice ? { ice: rest.ice } : {}),
       }))
       .filter((p) => !seen.has(peerKey(p)) && seen.add(peerKey(p)));
     this.#tell(before, reachableBefore);

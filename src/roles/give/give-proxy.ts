@@ -442,6 +442,11 @@ export class GiveProxy implements Startable {
     return colon > 0 && decoded.slice(0, colon) === TICKET_USERNAME && this.#ticketOk(decoded.slice(colon + 1));
   }
 
+  /** Whether a ticket opens this peer now (valid, for this peer, unexpired). */
+  ticketOk(ticket: string): boolean {
+    return this.#ticketOk(ticket);
+  }
+
   #ticketOk(ticket: string): boolean {
     try {
       this.#c.tickets.verify(ticket, this.#c.clock.now());

@@ -49,8 +49,21 @@ export class PeerRegistrar implements Startable {
   }
 
   /** Registers again at another port (the router's mapping moved); a failure is left to the next heartbeat. */
-  async moveTo(port: number): Promise<void> {
-    this.#registration = { ...this.#registration, port };
+  moveTo(port: number): Promise<void> {
+    return this.amend({ port });
+  }
+
+  /** Changes what the next registration says (before `start`). */
+  preset(change: Partial<PeerRegistration>): void {
+    this.#registration = { ...this.#registration, ...change };
+  }
+
+  /**
+   * Registers again with a change (another port, reached over WebRTC from now on); a failure is
+   * left to the next heartbeat, which registers what is current.
+   */
+  async amend(change: Partial<PeerRegistration>): Promise<void> {
+    this.#registration = { ...this.#registration, ...change };
     if (this.#stopped) return;
     try {
       this.#update(await this.#c.api.registerPeer(this.#registration));

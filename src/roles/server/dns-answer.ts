@@ -74,7 +74,8 @@ export function answerQuery(query: Packet, state: ZoneState, o: ZoneOptions): Pa
     return qtype === 'SOA' || qtype === 'ANY' ? reply(RCODE.NOERROR, true, { answers: [soa] }) : negative(RCODE.NOERROR);
   }
   if (relative === 'peers' || relative === '_tcp.roundrobin') return negative(RCODE.NOERROR);
-  const verified = peers.filter((p) => p.state === 'verified');
+  // A peer reached over WebRTC has no address to give out.
+  const verified = peers.filter((p) => p.state === 'verified' && !p.ice);
   if (relative === 'roundrobin') {
     if (!ADDRESS_TYPES.has(qtype)) return negative(RCODE.NOERROR);
     const answers = addressAnswers(question.name, verified, qtype, o, rotation);

@@ -11,7 +11,9 @@ import type { PeerRecord, PeerRegistrationInput, PeerRegistry } from '../../stor
 export function nextPeerRecord(prev: PeerRecord | undefined, input: PeerRegistrationInput, now: number, ttlMs: number, newId: () => string): PeerRecord {
   const live = prev && prev.expiresAt > now ? prev : undefined;
   // Verification holds for one proxy: the same address answering for the same identity key.
-  const sameAddress = live !== undefined && live.host === input.host && live.port === input.port && live.identityKey === input.identityKey;
+  // A peer reached over WebRTC has no address clients dial: the same identity, still over WebRTC.
+  const sameAddress =
+    live !== undefined && live.identityKey === input.identityKey && (input.ice ? live.ice !== undefined : live.ice === undefined && live.host === input.host && live.port === input.port);
   return {
     peerId: live?.peerId ?? newId(),
     userId: input.userId,
@@ -23,6 +25,8 @@ export function nextPeerRecord(prev: PeerRecord | undefined, input: PeerRegistra
     identityKey: input.identityKey,
     ...(input.plaintext ? { plaintext: true } : {}),
     ...(input.sniName ? { sniName: input.sniName } : {}),
+    ...(input.ice ? { ice: { userId: input.ice.userId, deviceId: input.ice.deviceId } } : {}),
+    ...(input.mapped ? { mapped: true } : {}),
     state: sameAddress && live.state === 'verified' ? 'verified' : 'candidate',
     registeredAt: live?.registeredAt ?? now,
     expiresAt: now + ttlMs,

@@ -1,11 +1,22 @@
 import type { Clock } from '../../core/clock.js';
 import type { Startable } from '../../core/lifecycle.js';
 import type { Logger } from '../../core/logger.js';
+import type { ReceivedMessage } from '../../messaging/inbox.js';
+import { receiveLoop, type ReceiveApi } from '../../messaging/receive-loop.js';
+import { IceTunnels, type IceSignaling } from '../../net/ice/ice-tunnels.js';
 import { Backoff, SERVER_BACKOFF, sleep } from '../../net/retry.js';
+import type { IceServersResponse, PollResponse } from '../../protocol/messages.js';
 import { Verifier, type VerdictReport, type VerifierOptions, type VerifyApi } from './verifier.js';
 
 export interface VerifyComponents {
-  api: VerifyApi;
+  api: VerifyApi & Partial<ReceiveApi> & { iceServers?(): Promise<IceServersResponse> };
+  /**
+   * Peers behind a NAT are verified over WebRTC, as get reaches them: ICE signaling sent end to
+   * end encrypted, and the receive loop's batches decrypted and stored (the caller's keystore).
+   */
+  signaling?: IceSignaling;
+  receive?(batch: PollResponse): Promise<ReceivedMessage[]>;
+  topUpKeys?(): Promise<void>;
   clock: Clock;
   logger: Logger;
   /** Each verdict, as it is posted. */
@@ -15,6 +26,8 @@ export interface VerifyComponents {
 }
 
 export interface VerifyOptions extends VerifierOptions {
+  /** WebRTC candidates only on this local address (tests on loopback). */
+  iceBindAddress?: string;
   /** Time from the start of one pass to the start of the next. */
   intervalMs: number;
 }
@@ -35,25 +48,35 @@ export class VerifyLoop implements Startable {
   passes = 0;
   /** A number in [0, 1) for the jitter between passes (a test may fix it). */
   readonly #jitter: () => number;
+  readonly #ice: IceTunnels | undefined;
 
   constructor(components: VerifyComponents, options: VerifyOptions) {
     this.#c = components;
     this.#o = options;
-    this.#verifier = new Verifier(components, options);
+    const { api, signaling } = components;
+    this.#ice =
+      signaling && components.receive && api.poll && api.ack && api.iceServers
+        ? new IceTunnels({ signaling, iceServers: async () => (await api.iceServers!()).iceServers, logger: components.logger }, options.iceBindAddress ? { bindAddress: options.iceBindAddress } : {})
+        : undefined;
+    this.#verifier = new Verifier({ ...components, ...(this.#ice ? { ice: this.#ice } : {}) }, options);
     this.#jitter = components.jitter ?? Math.random;
   }
 
   /** One pass; `start` hears how many peers it covers. */
   async once(start?: (total: number) => void): Promise<VerdictReport[]> {
+    const receiving = new AbortController();
+    const received = this.#receive(receiving.signal);
     try {
       return await this.#verifier.pass({ ...(start ? { start } : {}), ...(this.#c.onVerdict ? { verdict: this.#c.onVerdict } : {}) });
     } finally {
       this.#verifier.close();
+      receiving.abort();
+      await received;
     }
   }
 
   async start(): Promise<void> {
-    this.#running ??= Promise.all([this.#loop(), this.#answerRequests()]).then(() => undefined);
+    this.#running ??= Promise.all([this.#loop(), this.#answerRequests(), this.#receive(this.#abort.signal)]).then(() => undefined);
   }
 
   /** No new probe starts; those under way finish and post their verdicts. */
@@ -61,6 +84,22 @@ export class VerifyLoop implements Startable {
     this.#abort.abort();
     await this.#running;
     this.#verifier.close();
+  }
+
+  /** Receives the answers of give peers behind a NAT to the verifier's offers, while probes run. */
+  async #receive(signal: AbortSignal): Promise<void> {
+    const { api, receive, clock, logger, topUpKeys } = this.#c;
+    const ice = this.#ice;
+    if (!ice || !receive || !api.poll || !api.ack) return;
+    await receiveLoop({
+      api: { poll: api.poll.bind(api), ack: api.ack.bind(api), ...(api.takeKeysLow ? { takeKeysLow: api.takeKeysLow.bind(api) } : {}) },
+      clock,
+      logger,
+      signal,
+      receive,
+      onMessage: (m) => void (m.ice && ice.deliver(m.from, m.ice)),
+      ...(topUpKeys ? { topUpKeys } : {}),
+    });
   }
 
   /**

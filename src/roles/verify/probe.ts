@@ -32,6 +32,9 @@ export interface ProbeOptions {
   minMbps: number;
 }
 
+/** What a WebRTC connection may take to come up, on top of a probe's timeout. */
+const ICE_SETUP_MS = 15_000;
+
 /** A plain TCP dial first, so "refused" and "timed out" are different, actionable statuses. */
 async function dial(peer: Upstream, timeoutMs: number): Promise<'ok' | 'refused' | 'timeout' | 'unreachable'> {
   const socket = connect({ host: peer.host, port: peer.port });
@@ -59,6 +62,8 @@ async function dial(peer: Upstream, timeoutMs: number): Promise<'ok' | 'refused'
 function tunnelStatus(err: unknown, timedOut: boolean): string {
   const connecting = connectStatus(err, timedOut);
   if (connecting) return connecting;
+  // A peer behind a NAT that did not answer the offer, or no WebRTC path to it.
+  if (LanternError.is(err) && err.details?.['stage'] === 'ice') return 'ice-failed';
   if (timedOut) return 'timeout';
   // The peer's destination guard refused the canary's address (a server on a private address).
   if (LanternError.is(err) && err.details?.['peerStatus'] === 403) return 'destination-refused';
@@ -78,7 +83,9 @@ function tunnelStatus(err: unknown, timedOut: boolean): string {
  * kept from earlier probes, as a get client's tunnels are.
  */
 export async function probePeer(peer: Candidate, o: ProbeOptions): Promise<VerdictRequest> {
-  const deadline = performance.now() + o.timeoutMs;
+  // A peer behind a NAT is connected to first (an offer and an answer through the server, then
+  // ICE), as a get client connects to it; that set-up is not held against the probe's timeout.
+  const deadline = performance.now() + o.timeoutMs + (peer.ice ? ICE_SETUP_MS : 0);
   const left = () => Math.max(1, Math.round(deadline - performance.now()));
   if (peer.plaintext) {
     const dialed = await dial(peer, left());

@@ -4,6 +4,7 @@ import type { Clock } from '../../core/clock.js';
 import type { Logger } from '../../core/logger.js';
 import { TicketCache } from '../../net/ticket-cache.js';
 import type { ApiClient } from '../../net/api-client.js';
+import type { IceTunnels } from '../../net/ice/ice-tunnels.js';
 import { PeerTunnels } from '../../net/tunnel.js';
 import type { CanaryResponse, PeerInfo, VerdictRequest } from '../../protocol/messages.js';
 
@@ -63,11 +64,15 @@ export class Verifier {
   readonly #o: VerifierOptions;
   readonly #tickets: TicketCache;
 
-  /** Warm HTTP/2 connections to the peers, kept between probes as a get client keeps them. */
-  #tunnels = new PeerTunnels();
+  /** Warm HTTP/2 connections to the peers (and WebRTC ones to peers behind a NAT), kept between probes as a get client keeps them. */
+  #tunnels: PeerTunnels;
+  readonly #ice: IceTunnels | undefined;
 
-  constructor(components: { api: VerifyApi; logger: Logger; clock: Clock }, options: VerifierOptions) {
+  /** `ice`: how peers behind a NAT are reached, as get reaches them (without it they fail `ice-unsupported`). */
+  constructor(components: { api: VerifyApi; logger: Logger; clock: Clock; ice?: IceTunnels }, options: VerifierOptions) {
     this.#api = components.api;
+    this.#ice = components.ice;
+    this.#tunnels = this.#newTunnels();
     this.#logger = components.logger;
     this.#o = options;
     this.#tickets = new TicketCache({ clock: components.clock, issue: (r) => components.api.ticket(r) });
@@ -76,7 +81,11 @@ export class Verifier {
   /** Ends the warm connections (a later probe opens new ones). */
   close(): void {
     this.#tunnels.close();
-    this.#tunnels = new PeerTunnels();
+    this.#tunnels = this.#newTunnels();
+  }
+
+  #newTunnels(): PeerTunnels {
+    return new PeerTunnels(this.#ice ? { ice: this.#ice } : {});
   }
 
   /** Probes every live candidate and verified peer; `on.start` hears how many, `on.verdict` each verdict. */
@@ -102,8 +111,16 @@ export class Verifier {
   /** Probes one peer and posts the verdict; undefined when the server did not take it (the peer is gone). */
   async probe(peer: PeerInfo): Promise<VerdictReport | undefined> {
     const { ticket, over, socksCanary, canary } = await this.#plan(peer);
-    const endpoint = { host: peer.host, port: peer.port, identityKey: peer.identityKey, ...(peer.plaintext ? { plaintext: true } : {}), ...(peer.sniName ? { sniName: peer.sniName } : {}) };
-    const dnsStatus = this.#o.dns ? await checkPeerName(this.#o.dns, peer, this.#o.timeoutMs) : undefined;
+    const endpoint = {
+      host: peer.host,
+      port: peer.port,
+      identityKey: peer.identityKey,
+      ...(peer.plaintext ? { plaintext: true } : {}),
+      ...(peer.sniName ? { sniName: peer.sniName } : {}),
+      ...(peer.ice ? { ice: peer.ice } : {}),
+    };
+    // A peer reached over WebRTC has no name in the zone (it has no address to give out).
+    const dnsStatus = this.#o.dns && !peer.ice ? await checkPeerName(this.#o.dns, peer, this.#o.timeoutMs) : undefined;
     // Fetched where the server says (another front of it), else from the server itself.
     const from = canary.origin ? originTarget(canary.origin, this.#o.server.ca) : this.#o.server;
     const verdict = dnsStatus
@@ -112,9 +129,12 @@ export class Verifier {
           { ...endpoint, peerId: peer.peerId },
           { ticket, canary, ...(socksCanary ? { socksCanary } : {}), ...(over ? { over } : {}), tunnels: this.#tunnels, server: from, timeoutMs: this.#o.timeoutMs, maxLatencyMs: this.#o.maxLatencyMs, minMbps: this.#o.minMbps },
         );
+    // How the probe went (direct, or over WebRTC between the NATs or through TURN), for operators.
+    const path = dnsStatus ? undefined : this.#tunnels.path(endpoint);
+    const posted = path ? { ...verdict, path } : verdict;
     try {
-      const after = await this.#api.verdict(peer.peerId, verdict);
-      return { peerId: peer.peerId, host: peer.host, port: peer.port, state: after.state, ...verdict };
+      const after = await this.#api.verdict(peer.peerId, posted);
+      return { peerId: peer.peerId, host: peer.host, port: peer.port, state: after.state, ...posted };
     } catch (err) {
       this.#logger.warn({ code: (err as { code?: string }).code }, 'verdict not recorded (peer gone?)');
       return undefined;
@@ -133,7 +153,8 @@ export class Verifier {
   async #plan(peer: PeerInfo): Promise<{ ticket: string; canary: CanaryResponse; over?: 'socks5'; socksCanary?: CanaryResponse }> {
     const ticket = await this.#tickets.ticket(identityFingerprint(peer.identityKey), { renew: randomInt(2) === 0 });
     const canary = await this.#api.canary();
-    if (!peer.protocols.includes('socks5')) return { ticket, canary };
+    // (A peer reached over WebRTC has no TLS port for SOCKS5: its tunnels are data channels.)
+    if (!peer.protocols.includes('socks5') || peer.ice) return { ticket, canary };
     if (peer.state !== 'verified') return { ticket, canary, socksCanary: await this.#api.canary() };
     return randomInt(4) === 0 ? { ticket, canary, over: 'socks5' } : { ticket, canary };
   }

@@ -133,6 +133,11 @@ export async function natLab(t: { teardown(fn: () => Promise<unknown>): void }, 
     await ip('-n', home, 'route', 'add', 'default', 'via', gateway);
     await inNs(router, 'sysctl', '-qw', 'net.ipv4.ip_forward=1');
     await inNs(router, TOOLS.iptables.path, '-t', 'nat', '-A', 'POSTROUTING', '-o', 'wan0', '-j', 'MASQUERADE');
+    // A home router's own firewall (OpenWrt's wan zone: input REJECT): nothing unasked for from the
+    // internet reaches the router itself. Without it a stray packet to the router's address leaves
+    // a conntrack entry that makes MASQUERADE pick another port for the home's next flow to the
+    // same peer, which no home router in the field does (ICE's checks through two NATs then fail).
+    await inNs(router, TOOLS.iptables.path, '-A', 'INPUT', '-i', 'wan0', '-m', 'conntrack', '--ctstate', 'NEW', '-j', 'DROP');
     list.push({ ns: home, router, address, gateway, publicAddress });
   }
 

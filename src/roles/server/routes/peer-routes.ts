@@ -61,6 +61,9 @@ export function peerRoutes({ c, options, clients, probes, verdicts, limit }: Rou
         ...(reg.plaintext ? { plaintext: true } : {}),
         ...(reg.sniName ? { sniName: reg.sniName } : {}),
         ...(reg.publicAddr ? { publicAddrHint: reg.publicAddr } : {}),
+        // Reached over WebRTC: offers go to this device, as end-to-end encrypted messages.
+        ...(reg.ice ? { ice: deviceOf(auth) } : {}),
+        ...(reg.mapped ? { mapped: true } : {}),
       };
       const record = await c.store.registerPeer(deviceOf(auth), (prev) => nextPeerRecord(prev, input, now, options.peerTtlMs, randomUUID));
       c.logger.info({ peerId: record.peerId, client: host }, 'give peer registered');
@@ -116,7 +119,7 @@ export function peerRoutes({ c, options, clients, probes, verdicts, limit }: Rou
       // Get clients only ever receive verified peers.
       const now = c.clock.now();
       const verified = (await c.store.listPeers(now)).filter((p) => currentState(p, now, options).state === 'verified');
-      sendJson(res, 200, { peers: verified.map(({ host, port, protocols, identityKey, sniName }) => ({ host, port, protocols, identityKey, ...(sniName ? { sniName } : {}) })) });
+      sendJson(res, 200, { peers: verified.map(({ host, port, protocols, identityKey, sniName, ice }) => ({ host, port, protocols, identityKey, ...(sniName ? { sniName } : {}), ...(ice ? { ice } : {}) })) });
     }),
   ];
 }

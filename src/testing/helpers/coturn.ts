@@ -63,6 +63,10 @@ export async function startCoturn(
     // Its own database file: the REST API scheme needs none, and /var/lib/turn is not ours.
     '--db', `/tmp/lantern-coturn-${process.pid}-${port}.db`,
     ...(o.allowLoopbackPeers ? ['--allow-loopback-peers'] : []),
+    // As a TURN server on the internet should be run: never a relay into private networks (the
+    // candidates of a home's own addresses get 403). In the lab the wan has no route to them
+    // either, and coturn ends an allocation whose relay could not send (ENETUNREACH).
+    ...['10.0.0.0-10.255.255.255', '172.16.0.0-172.31.255.255', '192.168.0.0-192.168.255.255'].flatMap((range) => ['--denied-peer-ip', range]),
   ];
   const command = [...launcher, TOOLS.turnserver.path, ...args];
   const child = spawn(command[0]!, command.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });

@@ -31,6 +31,11 @@ export interface NatLab {
   sh(ns: string, command: string[]): Promise<string>;
   /** miniupnpd (UPnP-IGD and PCP/NAT-PMP) on a home's router. */
   startMiniupnpd(home: NatHome): Promise<Miniupnpd>;
+  /**
+   * Makes a home's router a symmetric NAT: a fresh random source port for every new destination
+   * (MASQUERADE --random-fully), so the address a STUN server sees is not the one a peer would.
+   */
+  makeSymmetric(home: NatHome): Promise<void>;
 }
 
 export interface NatHome {
@@ -147,6 +152,9 @@ export async function natLab(t: { teardown(fn: () => Promise<unknown>): void }, 
     homes: list,
     exec: (ns) => [TOOLS.ip.path, 'netns', 'exec', ns],
     sh: async (ns, command) => (await inNs(ns, ...command)).stdout,
+    async makeSymmetric(home) {
+      await inNs(home.router, TOOLS.iptables.path, '-t', 'nat', '-R', 'POSTROUTING', '1', '-o', 'wan0', '-j', 'MASQUERADE', '--random-fully');
+    },
     async startMiniupnpd(home) {
       const nft = join(dir.path, `${home.router}.nft`);
       await writeFile(nft, MINIUPNPD_NFT);

@@ -1,4 +1,5 @@
 import { createServer, request as httpRequest } from 'node:http';
+import { createServer as createNetServer, type Socket } from 'node:net';
 import test from 'ava';
 import { ProxyAgent, request } from 'undici';
 import { systemClock } from '../../core/clock.js';
@@ -17,11 +18,11 @@ import { createGet, type GetApi } from './index.js';
 const key = generateTicketKey();
 const issuer = new TicketIssuer(key.privateKeyPem);
 
-async function givePeer(t: { teardown(fn: () => unknown): void }) {
+async function givePeer(t: { teardown(fn: () => unknown): void }, maxClients = 100) {
   const identity = new PeerIdentity();
   const proxy = new GiveProxy(
     { tickets: new TicketVerifier(key.publicKeyPem, { peer: identity.fingerprint }), clock: systemClock, logger: silentLogger() },
-    { host: '127.0.0.1', port: 0, allowPrivateDestinations: true, maxClients: 100, tls: identity.tlsCredentials() },
+    { host: '127.0.0.1', port: 0, allowPrivateDestinations: true, maxClients, tls: identity.tlsCredentials() },
   );
   await proxy.start();
   t.teardown(() => proxy.stop(0));
@@ -154,4 +155,49 @@ test("get's plain HTTP forwarding drops hop-by-hop fields both ways, and those C
   t.is(answer.headers['x-hop-back'], undefined, 'a field the origin named in Connection');
   // get's own connection to the client has its own Keep-Alive; the origin's is not passed on.
   t.not(answer.headers['keep-alive'], 'timeout=99');
+});
+
+test("10,000 small GETs forwarded through get leave no tunnel open on the give peer and get no 502 at its default --max-clients (issue 19, item 3)", async (t) => {
+  // give's default --max-clients: a get that held a tunnel per forwarded request locked everyone out.
+  const give = await givePeer(t, 64);
+  // An origin that answers every request on a connection and never closes one itself, not even
+  // after `Connection: close` (get must not count on the origin to end a tunnel).
+  const sockets = new Set<Socket>();
+  const server = createNetServer((socket) => {
+    sockets.add(socket);
+    socket.on('error', () => undefined);
+    let buffered = '';
+    socket.on('data', (d: Buffer) => {
+      buffered += d.toString('latin1');
+      for (let end = buffered.indexOf('\r\n\r\n'); end >= 0; end = buffered.indexOf('\r\n\r\n')) {
+        buffered = buffered.slice(end + 4);
+        socket.write('HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nsmall');
+      }
+    });
+  });
+  const { port } = await listen(server, '127.0.0.1', 0);
+  t.teardown(() => {
+    for (const s of sockets) s.destroy();
+    server.close();
+  });
+  const { api } = fakeApi([give.peer]);
+  const get = createGet({ api, clock: systemClock, logger: silentLogger(), ads: async () => [], receive: async () => [] }, { host: '127.0.0.1', port: 0, refreshMs: 60_000 });
+  await get.start();
+  t.teardown(() => get.stop());
+  const agent = new ProxyAgent({ uri: get.url, proxyTunnel: false, connections: 20 });
+  t.teardown(() => agent.close());
+  const statuses = new Map<number, number>();
+  let next = 0;
+  const worker = async () => {
+    while (next++ < 10_000) {
+      const res = await request(`http://127.0.0.1:${port}/small`, { dispatcher: agent });
+      await res.body.text();
+      statuses.set(res.statusCode, (statuses.get(res.statusCode) ?? 0) + 1);
+    }
+  };
+  await Promise.all(Array.from({ length: 20 }, worker));
+  t.deepEqual([...statuses], [[200, 10_000]], 'every request answered by the origin');
+  await new Promise((r) => setTimeout(r, 200));
+  const open = give.proxy.stats().activeTunnels;
+  t.true(open <= 5, `${open} tunnel(s) still open on the give peer after the requests`);
 });

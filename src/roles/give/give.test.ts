@@ -153,3 +153,31 @@ test('while the server is away, heartbeats back off and the outage is logged onc
   t.is(registry.calls.length, before, 'and at a third of the time left again, not at the backoff');
   await give.stop();
 });
+
+test('a change the server did not take (the router moved the port, or WebRTC from now on) is registered at the next beat, not lost', async (t) => {
+  const clock = new FakeClock();
+  const registry = fakeRegistry(clock);
+  const { PeerRegistrar } = await import('./peer-registration.js');
+  const registrar = new PeerRegistrar({ api: registry.api, clock, logger: silentLogger() }, { port: 1, protocols: ['connect'], identityKey: 'k' });
+  await registrar.start(4000);
+  const register = registry.api.registerPeer.bind(registry.api);
+  const sent: PeerRegistration[] = [];
+  let down = true;
+  registry.api.registerPeer = async (r) => {
+    sent.push(r);
+    if (down) throw new LanternError('LA_ERR_SERVER_UNREACHABLE');
+    return register(r);
+  };
+  await registrar.amend({ ice: true });
+  t.is(sent.length, 1, 'tried at once');
+  down = false;
+  clock.advance(TTL / 3);
+  await settle();
+  t.is(sent.length, 2, 'the next beat registers the change instead of a heartbeat');
+  t.like(sent.at(-1), { ice: true, port: 4000 });
+  t.is(registry.calls.filter((c) => c === 'heartbeat').length, 0);
+  clock.advance(TTL / 3);
+  await settle();
+  t.is(registry.calls.at(-1), 'heartbeat', 'then heartbeats as before');
+  await registrar.stop();
+});

@@ -28,6 +28,8 @@ export class PeerRegistrar implements Startable {
   #watching: AbortController | undefined;
   readonly #beatBackoff = new Backoff(SERVER_BACKOFF);
   #beatFailing = false;
+  /** A change the server has not taken yet (amend failed): the next beat registers instead. */
+  #amended = false;
 
   constructor(components: { api: RegistrationApi; clock: Clock; logger: Logger; faults?: FaultBoundary; onChange?: (info: PeerInfo) => void }, registration: PeerRegistration) {
     this.#c = components;
@@ -65,8 +67,10 @@ export class PeerRegistrar implements Startable {
   async amend(change: Partial<PeerRegistration>): Promise<void> {
     this.#registration = { ...this.#registration, ...change };
     if (this.#stopped) return;
+    this.#amended = true;
     try {
       this.#update(await this.#c.api.registerPeer(this.#registration));
+      this.#amended = false;
     } catch (err) {
       this.#c.logger.warn({ code: (err as LanternError).code }, 'could not register the new port; the next heartbeat registers it');
     }
@@ -74,6 +78,8 @@ export class PeerRegistrar implements Startable {
 
   /** A new registration or verdict from the server (state or last verdict changed): kept, and told. */
   #update(info: PeerInfo | undefined): void {
+    // An answer that arrives after a pause or stop (a beat under way then) changes nothing.
+    if (this.#stopped) return;
     const before = this.#info;
     this.#info = info;
     if (info && (info.state !== before?.state || info.lastVerdict?.at !== before?.lastVerdict?.at || info.peerId !== before?.peerId)) this.#c.onChange?.(info);
@@ -123,8 +129,12 @@ export class PeerRegistrar implements Startable {
    */
   async #beat(): Promise<void> {
     try {
-      this.#update(await this.#c.api.heartbeatPeer());
+      if (this.#amended) {
+        this.#update(await this.#c.api.registerPeer(this.#registration));
+        this.#amended = false;
+      } else this.#update(await this.#c.api.heartbeatPeer());
     } catch (err) {
+      if (this.#stopped) return;
       if (LanternError.is(err, 'LA_ERR_PEER_NOT_REGISTERED')) {
         this.#update(await this.#c.api.registerPeer(this.#registration).catch(() => undefined));
       } else {

@@ -1,8 +1,13 @@
-// `npm run bench -- NAME`: runs one benchmark and prints its numbers.
+// `npm run bench -- NAME`: runs one benchmark and prints its numbers, with the machine's load
+// average at the start and the end; it refuses to run when the machine is busy before it starts
+// (scripts/bench/load.ts).
+import { loadAverage, quietEnough } from './load.js';
+
 const benches: Record<string, () => Promise<void>> = {
   signaling: async () => (await import('./signaling.js')).run(),
   e2ee: async () => (await import('./e2ee.js')).run(),
   proxy: async () => (await import('./proxy.js')).run(),
+  'proxy-peers': async () => (await import('./proxy-peers.js')).run(),
   verify: async () => (await import('./verify.js')).run(),
   peerjs: async () => (await import('./peerjs.js')).run(),
   cluster: async () => (await import('./cluster.js')).run(),
@@ -15,5 +20,13 @@ if (!bench) {
   console.error(`usage: npm run bench -- <${Object.keys(benches).join('|')}>`);
   process.exitCode = 2;
 } else {
-  await bench();
+  const quiet = await quietEnough();
+  if (!quiet.ok) {
+    console.error(`bench ${name}: refused: ${quiet.message}`);
+    process.exitCode = 3;
+  } else {
+    console.log(`load average at start: ${quiet.load}`);
+    await bench();
+    console.log(`load average at end: ${loadAverage()}`);
+  }
 }

@@ -2,7 +2,6 @@
 // host candidates), the raw channel's bulk rate next to a tunnel's (ChannelStream with its credit
 // flow control), a tunnel's round trip p50/p99, and new tunnels a second. The data-channel path of
 // give behind NAT is this plus ICE; `npm run bench -- proxy` has the TCP give to compare with.
-import { loadavg } from 'node:os';
 import nodeDataChannel from 'node-datachannel';
 import { adoptChannel, createChannel } from '../../src/net/ice/channels.js';
 import { acceptChannelTunnels, openChannelTunnel } from '../../src/net/ice/channel-tunnel.js';
@@ -13,11 +12,9 @@ const CHUNK = 64 * 1024;
 const ROUND_TRIPS = 2000;
 const OPENS = 300;
 
-const load = () => loadavg().map((l) => l.toFixed(2)).join(' ');
 const pct = (xs: number[], p: number) => xs[Math.min(xs.length - 1, Math.floor((p / 100) * xs.length))]!;
 
 export async function run(): Promise<void> {
-  console.log(`load average at start: ${load()}`);
   const config = { iceServers: [], bindAddress: '127.0.0.1' };
   const get = new IcePeer('get', config);
   const give = new IcePeer('give', config);
@@ -105,5 +102,4 @@ export async function run(): Promise<void> {
   give.close();
   await new Promise((r) => setTimeout(r, 200));
   nodeDataChannel.cleanup();
-  console.log(`load average at end: ${load()}`);
 }

@@ -130,7 +130,8 @@ natTest('give behind a NAT with nothing to map serves a get client behind anothe
       const peers = JSON.parse((await runCli(['peers', '--json', '--home', verifier.home], { launcher: lab.exec(lab.wan) })).stdout) as { peers: Array<Record<string, unknown>> };
       return peers.peers.some((p) => p['ice'] !== undefined && p['identityKey'] === give.events.find((e) => e['event'] === 'listening')!['identityKey']);
     });
-    const verified = await runCli(['verify', '--once', '--json', '--home', verifier.home, '--timeout', '5s'], { launcher: lab.exec(lab.wan) });
+    // (At info, the verifier's log says why a probe failed.)
+    const verified = await runCli(['verify', '--once', '--json', '--home', verifier.home, '--timeout', '5s', '--log-level', 'info'], { launcher: lab.exec(lab.wan) });
     t.is(verified.code, 0, `${nat}: ${verified.stdout}${verified.stderr}`);
     t.like(JSON.parse(verified.stdout.trim().split('\n')[0]!), { ok: true, state: 'verified' });
     const peers = JSON.parse((await runCli(['peers', '--json', '--home', verifier.home], { launcher: lab.exec(lab.wan) })).stdout) as { peers: Array<Record<string, unknown>> };

@@ -166,13 +166,15 @@ export async function connectSocks5(socket: Socket, ticket: string, target: Upst
 /** HTTP/2 stream limit per session that this client uses before opening another session. */
 const STREAMS_PER_SESSION = 100;
 /**
- * Tunnels a session may cut short (RST_STREAM) before it takes no new ones. A peer's HTTP/2 server
+ * Tunnels a session carries in its life before it takes no new ones. A peer's HTTP/2 server
  * (nghttp2 ≥ 1.57, in Node) answers more than 1,000 received resets, refilled at 33 a second, with
- * GOAWAY INTERNAL_ERROR, which would end every tunnel on the session; a browser closing connections
- * resets one stream per connection. Retired at half that, a session's remaining streams (at most
- * STREAMS_PER_SESSION) stay within the limit, and new tunnels go to a fresh session.
+ * GOAWAY INTERNAL_ERROR, which would end every tunnel on the session. A browser closing connections
+ * resets one stream per connection, and even a tunnel closed gracefully from both ends may end in
+ * a RST_STREAM (NO_ERROR) from this side, which the peer counts alike: so every tunnel is counted.
+ * Retired at half the limit, a session's remaining streams (at most STREAMS_PER_SESSION) stay
+ * within it, and new tunnels go to a fresh session (one TLS handshake per 500 tunnels).
  */
-const RESETS_PER_SESSION = 500;
+const TUNNELS_PER_SESSION = 500;
 /** The client's receive windows: large enough for a fast link with real latency. */
 const H2_SETTINGS = { initialWindowSize: 1024 * 1024, enablePush: false };
 const H2_CONNECTION_WINDOW = 16 * 1024 * 1024;
@@ -237,10 +239,10 @@ export class PeerTunnels {
     for (const pending of list) {
       const s = await pending.catch(() => undefined);
       if (s && !s.closed && !s.destroyed && countStreams(s) < STREAMS_PER_SESSION) {
-        const cut = resets.get(s) ?? 0;
-        if (cut < RESETS_PER_SESSION) {
+        const carried = opened.get(s) ?? 0;
+        if (carried < TUNNELS_PER_SESSION) {
           // Nearing retirement: its successor connects now, so that no tunnel waits for a handshake.
-          if (cut >= RESETS_PER_SESSION * 0.8 && !succeeded.has(s)) {
+          if (carried >= TUNNELS_PER_SESSION * 0.8 && !succeeded.has(s)) {
             succeeded.add(s);
             this.#add(list, peer, timeoutMs).catch(() => undefined);
           }
@@ -291,11 +293,8 @@ export class PeerTunnels {
         return reject(unreachable(`CONNECT failed: ${(err as Error).message}`, err));
       }
       openStreams.set(session, countStreams(session) + 1);
-      stream.once('close', () => {
-        openStreams.set(session, countStreams(session) - 1);
-        // Closed before both sides ended it: this side reset it (or the peer did; counted alike).
-        if (!stream.readableEnded || !stream.writableFinished) resets.set(session, (resets.get(session) ?? 0) + 1);
-      });
+      opened.set(session, (opened.get(session) ?? 0) + 1);
+      stream.once('close', () => openStreams.set(session, countStreams(session) - 1));
       // Once the tunnel is handed over its user listens too; a late session error must not be
       // unhandled in between.
       stream.on('error', () => undefined);
@@ -324,7 +323,7 @@ export class PeerTunnels {
 /** Open tunnels per session (Node keeps no public count). */
 const openStreams = new WeakMap<ClientHttp2Session, number>();
 const countStreams = (session: ClientHttp2Session) => openStreams.get(session) ?? 0;
-/** Streams per session that closed by a reset (RESETS_PER_SESSION). */
-const resets = new WeakMap<ClientHttp2Session, number>();
+/** Tunnels a session has carried (TUNNELS_PER_SESSION). */
+const opened = new WeakMap<ClientHttp2Session, number>();
 /** Sessions whose successor is already connecting. */
 const succeeded = new WeakSet<ClientHttp2Session>();

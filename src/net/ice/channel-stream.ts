@@ -91,12 +91,14 @@ export class ChannelStream extends Duplex {
   }
 
   /**
-   * Like a socket's: `onIdle` once nothing has come or gone for `ms` (0 turns it off); each
-   * message either way starts the wait again.
+   * Like a socket's: 'timeout' once nothing has come or gone for `ms` (0 turns it off), `onIdle`
+   * as a one-time listener of it; each message either way starts the wait again. (An HTTP agent
+   * keeping the stream between requests sets it without a callback and listens for 'timeout'.)
    */
-  setTimeout(ms: number, onIdle: () => void): this {
+  setTimeout(ms: number, onIdle?: () => void): this {
+    if (onIdle) this.once('timeout', onIdle);
     if (this.#idle?.timer) clearTimeout(this.#idle.timer);
-    this.#idle = ms > 0 ? { ms, onIdle, timer: undefined } : undefined;
+    this.#idle = ms > 0 ? { ms, onIdle: () => this.emit('timeout'), timer: undefined } : undefined;
     this.#touch();
     return this;
   }

@@ -119,3 +119,20 @@ test('a request that is no request is refused; a sender beyond its window is cut
   tunnel.destroy();
   t.regex(String((await vanished)[0]), /closed mid-stream/);
 });
+
+test('a tunnel kept idle by an HTTP agent between requests: setTimeout without a callback emits timeout, like a socket', async (t) => {
+  const { opener, acceptor } = await pair(t);
+  acceptChannelTunnels(acceptor, echo);
+  const tunnel = quiet(await openChannelTunnel(opener, { ticket: 'T', host: 'example.org', port: 80 }, 5000));
+  const started = performance.now();
+  // As http.Agent's keepSocketAlive sets it on a free connection (and listens for 'timeout').
+  tunnel.setTimeout(150);
+  await once(tunnel, 'timeout');
+  t.true(performance.now() - started >= 140, 'not before the deadline');
+  // A callback is a one-time 'timeout' listener, as on a socket.
+  let called = 0;
+  tunnel.setTimeout(100, () => called++);
+  await once(tunnel, 'timeout');
+  t.is(called, 1);
+  tunnel.destroy();
+});

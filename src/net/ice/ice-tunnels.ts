@@ -77,9 +77,11 @@ export class IceTunnels {
 
   /** Opens a tunnel to `target` through the peer, connecting to it first if no connection is up. */
   async open(peer: IcePeerEndpoint, ticket: string, target: { host: string; port: number }, timeoutMs: number): Promise<Duplex> {
-    // A connection the WebRTC stack closed on its own while it was being made is made once more.
+    // A connection the WebRTC stack closed on its own while it was being made, or whose checks
+    // failed (a NAT mapping raced them), is made once more, on new ports. A refusal, no answer or a
+    // connection that timed out is not: the peer said no, is not listening, or there is no path.
     const connection = await this.#connection(peer, ticket).catch((err: unknown) => {
-      if (LanternError.is(err) && err.details?.['stage'] === 'ice' && err.details['state'] === 'closed') return this.#connection(peer, ticket);
+      if (LanternError.is(err) && err.details?.['stage'] === 'ice' && ['closed', 'failed'].includes(String(err.details['state']))) return this.#connection(peer, ticket);
       throw err;
     });
     try {

@@ -1,5 +1,5 @@
 import { createServer, request as httpRequest } from 'node:http';
-import { createServer as createNetServer, type Socket } from 'node:net';
+import { createConnection, createServer as createNetServer, type Socket } from 'node:net';
 import test from 'ava';
 import { ProxyAgent, request } from 'undici';
 import { systemClock } from '../../core/clock.js';
@@ -157,7 +157,7 @@ test("get's plain HTTP forwarding drops hop-by-hop fields both ways, and those C
   t.not(answer.headers['keep-alive'], 'timeout=99');
 });
 
-test("10,000 small GETs forwarded through get leave no tunnel open on the give peer and get no 502 at its default --max-clients (issue 19, item 3)", async (t) => {
+test("10,000 small GETs forwarded through get reuse a few kept-alive tunnels, leave none open once idle and get no 502 at the give peer's default --max-clients (issue 19, item 3)", async (t) => {
   // give's default --max-clients: a get that held a tunnel per forwarded request locked everyone out.
   const give = await givePeer(t, 64);
   // An origin that answers every request on a connection and never closes one itself, not even
@@ -181,7 +181,7 @@ test("10,000 small GETs forwarded through get leave no tunnel open on the give p
     server.close();
   });
   const { api } = fakeApi([give.peer]);
-  const get = createGet({ api, clock: systemClock, logger: silentLogger(), ads: async () => [], receive: async () => [] }, { host: '127.0.0.1', port: 0, refreshMs: 60_000 });
+  const get = createGet({ api, clock: systemClock, logger: silentLogger(), ads: async () => [], receive: async () => [] }, { host: '127.0.0.1', port: 0, refreshMs: 60_000, forwardIdleMs: 300 });
   await get.start();
   t.teardown(() => get.stop());
   const agent = new ProxyAgent({ uri: get.url, proxyTunnel: false, connections: 20 });
@@ -200,4 +200,67 @@ test("10,000 small GETs forwarded through get leave no tunnel open on the give p
   await new Promise((r) => setTimeout(r, 200));
   const open = give.proxy.stats().activeTunnels;
   t.true(open <= 5, `${open} tunnel(s) still open on the give peer after the requests`);
+  // Requests to one origin reuse tunnels kept alive between them, as a proxy keeps its upstream connections.
+  const served = give.proxy.stats().tunnelsServed;
+  t.true(served <= 1000, `${served} tunnels for 10,000 requests to one origin`);
+  t.log(`${served} tunnels carried the 10,000 requests`);
+  // And the kept ones close once idle (after 2 s by default; 300 ms here).
+  await new Promise((r) => setTimeout(r, 800));
+  t.is(give.proxy.stats().activeTunnels, 0, 'no idle tunnel is kept past its deadline');
+});
+
+test('3,000 tunnels opened, used once and closed through get, 50 at a time, all echo: the peer never ends a session under them (issue 19)', async (t) => {
+  // A browser's pattern: many short tunnels. Each one's close is a RST_STREAM the peer's HTTP/2
+  // server counts (nghttp2 ends a session past 1,000 at a burst with GOAWAY INTERNAL_ERROR, taking
+  // every tunnel on it); get moves to a fresh session long before, whatever way the tunnels closed.
+  const give = await givePeer(t, 1000);
+  const echo = createNetServer((socket) => {
+    socket.on('error', () => undefined);
+    socket.pipe(socket);
+  });
+  const { port } = await listen(echo, '127.0.0.1', 0);
+  t.teardown(() => echo.close());
+  const { api } = fakeApi([give.peer]);
+  const get = createGet({ api, clock: systemClock, logger: silentLogger(), ads: async () => [], receive: async () => [] }, { host: '127.0.0.1', port: 0, refreshMs: 60_000 });
+  await get.start();
+  t.teardown(() => get.stop());
+  const proxyPort = Number(new URL(get.url).port);
+  /** Sends `what` and resolves with all that came back once `done` holds; rejects if the tunnel closes first. */
+  const exchange = (socket: Socket, what: string, done: (got: string) => boolean) =>
+    new Promise<string>((resolve, reject) => {
+      let got = '';
+      const onData = (d: Buffer) => {
+        got += d.toString('latin1');
+        if (!done(got)) return;
+        socket.off('data', onData);
+        socket.off('close', onClose);
+        resolve(got);
+      };
+      const onClose = () => reject(new Error(`the tunnel closed after ${JSON.stringify(got)}`));
+      socket.on('data', onData);
+      socket.once('close', onClose);
+      socket.write(what);
+    });
+  let echoed = 0;
+  const failures: string[] = [];
+  let next = 0;
+  const worker = async () => {
+    while (next++ < 3000) {
+      const socket = createConnection(proxyPort, '127.0.0.1');
+      socket.on('error', () => undefined);
+      try {
+        const head = await exchange(socket, `CONNECT 127.0.0.1:${port} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\n\r\n`, (got) => got.includes('\r\n\r\n'));
+        if (!head.startsWith('HTTP/1.1 200')) throw new Error(head.split('\r\n')[0]);
+        await exchange(socket, 'x', (got) => got === 'x');
+        echoed++;
+      } catch (err) {
+        failures.push((err as Error).message);
+      } finally {
+        socket.destroy();
+      }
+    }
+  };
+  await Promise.race([Promise.all(Array.from({ length: 50 }, worker)), new Promise((r) => setTimeout(r, 60_000))]);
+  t.deepEqual(failures.slice(0, 3), [], `${failures.length} tunnel(s) failed`);
+  t.is(echoed, 3000);
 });

@@ -1,7 +1,8 @@
 import { endToEndHeaders } from '../../net/hop-by-hop.js';
-import { createServer as createHttpServer, request as httpRequest, type IncomingMessage, type ServerResponse } from 'node:http';
+import { Agent as HttpAgent, createServer as createHttpServer, request as httpRequest, type AgentOptions, type IncomingMessage, type ServerResponse } from 'node:http';
 import { createServer, type Server, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
+import { LanternError } from '../../core/errors.js';
 import { FaultBoundary } from '../../core/fault-boundary.js';
 import type { Logger } from '../../core/logger.js';
 import type { Startable } from '../../core/lifecycle.js';
@@ -21,6 +22,48 @@ export interface LocalProxyOptions {
   idleTimeoutMs?: number;
   /** Connections open at once (default 1024; 0: no limit). */
   maxConnections?: number;
+  /** A forwarded request's tunnel kept for the next request to the same origin this long (default 2 s). */
+  forwardIdleMs?: number;
+}
+
+/** Idle forward tunnels kept per origin: a handful, each also holding a place at its give peer. */
+const FORWARD_IDLE_PER_ORIGIN = 4;
+
+/**
+ * The plain-HTTP forward's connections to origins: each a tunnel through a give peer, kept alive
+ * between requests to the same origin (HTTP/1.1 keep-alive, as a proxy keeps its upstream
+ * connections), at most FORWARD_IDLE_PER_ORIGIN idle per origin, each closed after `idleMs` idle
+ * or as soon as the origin ends it. A request no tunnel could be opened for fails with the pool's
+ * error (the page that explains it is the caller's).
+ */
+class TunnelAgent extends HttpAgent {
+  readonly #open: (target: { host: string; port: number }) => Promise<Duplex>;
+
+  constructor(open: (target: { host: string; port: number }) => Promise<Duplex>, idleMs: number) {
+    super({ keepAlive: true, timeout: idleMs, maxFreeSockets: FORWARD_IDLE_PER_ORIGIN, scheduling: 'lifo' } satisfies AgentOptions);
+    this.#open = open;
+  }
+
+  override createConnection(options: { host?: string | null; port?: number | string | null }, callback: (err: Error | null, socket?: Duplex) => void): undefined {
+    const target = { host: String(options.host ?? '').replace(/^\[|\]$/g, ''), port: Number(options.port) };
+    this.#open(target).then(
+      (tunnel) => {
+        // The origin closed the connection: the tunnel is not reused (nor kept half open). Deferred,
+        // so that a request on it reads its answer to the end first.
+        tunnel.once('end', () => setImmediate(() => tunnel.destroy()));
+        tunnel.on('error', () => tunnel.destroy());
+        // An HTTP/2 stream or a data channel is not a TCP socket: what the agent asks of one
+        // between requests (keep-alive probes, not holding the process open) does not apply.
+        const socketLike = tunnel as Duplex & Partial<Pick<Socket, 'ref' | 'unref' | 'setKeepAlive'>>;
+        socketLike.ref ??= () => tunnel as Socket;
+        socketLike.unref ??= () => tunnel as Socket;
+        socketLike.setKeepAlive ??= () => tunnel as Socket;
+        callback(null, tunnel);
+      },
+      (err: unknown) => callback(err as Error),
+    );
+    return undefined;
+  }
 }
 
 /**
@@ -37,6 +80,7 @@ export class LocalProxy implements Startable {
   readonly #connections: ConnectionLimiter;
   readonly #idleMs: number;
   readonly #sockets = new Set<Socket>();
+  readonly #agent: TunnelAgent;
   #server: Server | undefined;
   #url: string | undefined;
 
@@ -51,6 +95,7 @@ export class LocalProxy implements Startable {
       this.#faults.run('proxy', () => this.#forward(req, res), () => res.destroy()),
     );
     this.#http.timeout = this.#idleMs;
+    this.#agent = new TunnelAgent((target) => this.#pool.tunnel(target), options.forwardIdleMs ?? 2000);
     this.#front = new ProxyFrontEnd({ faults: this.#faults }, { handshakeTimeoutMs }, {
       tunnel: (request) => this.#tunnel(request),
       http: (_head, _socket, handOff) => handOff(this.#http),
@@ -89,6 +134,7 @@ export class LocalProxy implements Startable {
     this.#server = undefined;
     if (!server) return;
     for (const s of this.#sockets) s.destroy();
+    this.#agent.destroy();
     await new Promise<void>((resolve) => server.close(() => resolve()));
     this.#http.close();
   }
@@ -129,25 +175,24 @@ export class LocalProxy implements Startable {
       res.writeHead(400, { 'Content-Length': 0 });
       return void res.end();
     }
-    let tunnel: Duplex;
     const destination = { host: target.hostname.replace(/^\[|\]$/g, ''), port: Number(target.port || 80) };
-    try {
-      tunnel = await this.#pool.tunnel(destination);
-    } catch (err) {
-      const answer = failureAnswer(err, destination);
-      this.#logger.warn({ code: (err as { code?: string }).code, cause: answer.cause }, 'no give peer could open the tunnel');
-      return explain(req, res, answer);
-    }
     const out = httpRequest(
-      { method: req.method, path: `${target.pathname}${target.search}`, headers: endToEndHeaders(req.headers), createConnection: () => tunnel as Socket },
+      { method: req.method, host: target.hostname, port: destination.port, path: `${target.pathname}${target.search}`, headers: endToEndHeaders(req.headers), agent: this.#agent },
       (upstream) => {
         res.writeHead(upstream.statusCode ?? 502, endToEndHeaders(upstream.headers));
         upstream.pipe(res);
       },
     );
     out.on('error', (err) => {
+      if (res.headersSent) return void res.destroy();
+      // No give peer could open the tunnel: say why, as a CONNECT's failure says.
+      if (LanternError.is(err)) {
+        const answer = failureAnswer(err, destination);
+        this.#logger.warn({ code: err.code, cause: answer.cause }, 'no give peer could open the tunnel');
+        return explain(req, res, answer);
+      }
       this.#logger.warn({ err: String(err) }, 'forward failed');
-      if (!res.headersSent) res.writeHead(502, { 'Content-Length': 0 });
+      res.writeHead(502, { 'Content-Length': 0 });
       res.end();
     });
     req.pipe(out);

@@ -32,6 +32,9 @@ export interface ProbeOptions {
   minMbps: number;
 }
 
+/** A verdict, and for a tunnel that failed the error's message: for the verifier's log, never posted. */
+export type ProbeResult = VerdictRequest & { reason?: string };
+
 /** What a WebRTC connection may take to come up, on top of a probe's timeout. */
 const ICE_SETUP_MS = 15_000;
 
@@ -82,7 +85,7 @@ function tunnelStatus(err: unknown, timedOut: boolean): string {
  * connection's own failure. With `o.tunnels` the tunnel is a stream on a warm HTTP/2 connection
  * kept from earlier probes, as a get client's tunnels are.
  */
-export async function probePeer(peer: Candidate, o: ProbeOptions): Promise<VerdictRequest> {
+export async function probePeer(peer: Candidate, o: ProbeOptions): Promise<ProbeResult> {
   // A peer behind a NAT is connected to first (an offer and an answer through the server, then
   // ICE), as a get client connects to it; that set-up is not held against the probe's timeout.
   const deadline = performance.now() + o.timeoutMs + (peer.ice ? ICE_SETUP_MS : 0);
@@ -100,7 +103,7 @@ export async function probePeer(peer: Candidate, o: ProbeOptions): Promise<Verdi
   } catch (err) {
     done();
     const status = tunnelStatus(err, performance.now() >= deadline);
-    return { ok: false, status: o.over === 'socks5' && (status === 'tunnel-failed' || status === 'tls-failed') ? 'socks5-failed' : status };
+    return { ok: false, status: o.over === 'socks5' && (status === 'tunnel-failed' || status === 'tls-failed') ? 'socks5-failed' : status, reason: (err as Error).message };
   }
   try {
     const fetched = await fetchCanary(tunnel, o.server, o.canary, left());

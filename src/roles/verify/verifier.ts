@@ -123,12 +123,13 @@ export class Verifier {
     const dnsStatus = this.#o.dns && !peer.ice ? await checkPeerName(this.#o.dns, peer, this.#o.timeoutMs) : undefined;
     // Fetched where the server says (another front of it), else from the server itself.
     const from = canary.origin ? originTarget(canary.origin, this.#o.server.ca) : this.#o.server;
-    const verdict = dnsStatus
+    const { reason, ...verdict } = dnsStatus
       ? { ok: false, status: dnsStatus }
       : await probePeer(
           { ...endpoint, peerId: peer.peerId },
           { ticket, canary, ...(socksCanary ? { socksCanary } : {}), ...(over ? { over } : {}), tunnels: this.#tunnels, server: from, timeoutMs: this.#o.timeoutMs, maxLatencyMs: this.#o.maxLatencyMs, minMbps: this.#o.minMbps },
         );
+    if (reason) this.#logger.info({ peerId: peer.peerId, status: verdict.status, reason }, 'probe failed');
     // How the probe went (direct, or over WebRTC between the NATs or through TURN), for operators.
     const path = dnsStatus ? undefined : this.#tunnels.path(endpoint);
     const posted = path ? { ...verdict, path } : verdict;

@@ -16,7 +16,7 @@ import { scrape, until } from '../testing/helpers/observe.js';
 
 const metric = async (url: string, name: string) => (await scrape(url))(name);
 
-test('a new peer is admitted within 2 s of registering; killing the verifier empties the round robin after --verdict-ttl, with metric and warning', async (t) => {
+test('a new peer is admitted within seconds of registering, not at the next pass; killing the verifier empties the round robin after --verdict-ttl, with metric and warning', async (t) => {
   const { dir, server } = await testServer(t, ['--verdict-ttl', '4s', '--metrics-listen', '127.0.0.1:0', '--log-level', 'info']);
   const metricsUrl = String(server.events.find((e) => e['event'] === 'metrics-listening')?.['url']);
   const verifier = await addAgent(server, dir, 'verifier', { role: 'verifier' });
@@ -35,10 +35,11 @@ test('a new peer is admitted within 2 s of registering; killing the verifier emp
   const give = await startRole(giveArgs(second.home), 'registered');
   t.teardown(() => give.stop('SIGKILL'));
   const registeredAt = performance.now();
-  await until('admission', async () => ((await userApi.roundRobin()).length === 2 ? true : undefined), 5000);
+  // At once, not at the next pass 60 s on (about 200 ms on a quiet machine; seconds at load 12).
+  await until('admission', async () => ((await userApi.roundRobin()).length === 2 ? true : undefined), 15_000);
   const admittedAfter = performance.now() - registeredAt;
   t.log(`admitted ${Math.round(admittedAfter)} ms after it registered (pass interval 60 s)`);
-  t.true(admittedAfter < 2000, `admitted after ${Math.round(admittedAfter)} ms`);
+  t.true(admittedAfter < 10_000, `admitted after ${Math.round(admittedAfter)} ms`);
   t.true((await metric(metricsUrl, 'lantern_verifier_last_pass_age_seconds'))! < 5);
 
   await verify.stop('SIGKILL');

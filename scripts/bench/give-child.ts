@@ -7,10 +7,14 @@ import { createInterface } from 'node:readline';
 import nodeDataChannel from 'node-datachannel';
 import { systemClock } from '../../src/core/clock.js';
 import { silentLogger } from '../../src/core/logger.js';
+import { keepFreedHeap } from '../../src/core/malloc-tuning.js';
 import { PeerIdentity } from '../../src/crypto/peer-identity.js';
 import { TicketVerifier } from '../../src/crypto/tickets.js';
 import { IceListener } from '../../src/net/ice/ice-listener.js';
 import { GiveProxy } from '../../src/roles/give/give-proxy.js';
+
+// As the CLI does at startup, so that the benchmark measures what ships.
+keepFreedHeap();
 
 const identity = new PeerIdentity();
 const proxy = new GiveProxy(

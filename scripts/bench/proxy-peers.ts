@@ -12,7 +12,8 @@
 //
 // Prints a Markdown table with each number's ratio to direct and to the best reference; with
 // `--readme` it also writes that table into the README's performance section.
-// Env: BENCH_ROUNDS (3), BENCH_BULK_MIB (1024), BENCH_SECONDS (3, per timed case).
+// Env: BENCH_ROUNDS (3), BENCH_BULK_MIB (1024), BENCH_SECONDS (3, per timed case), BENCH_ONLY (a
+// regular expression: only the ways whose name matches it, and direct, are measured; not with --readme).
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
@@ -31,6 +32,7 @@ import { loadAverage } from './load.js';
 const ROUNDS = Number(process.env['BENCH_ROUNDS'] ?? 3);
 const BULK_MIB = Number(process.env['BENCH_BULK_MIB'] ?? 1024);
 const SECONDS = Number(process.env['BENCH_SECONDS'] ?? 3);
+const ONLY = process.env['BENCH_ONLY'] ? new RegExp(process.env['BENCH_ONLY']) : undefined;
 const IDLE = 1000;
 const CONCURRENT = 50;
 const RTT_COUNT = 5000;
@@ -622,7 +624,8 @@ export async function run(): Promise<void> {
   const ours = await startOurs(key);
   const references = [await startSquid(dir), await startDante(dir), await startTinyproxy(dir), await startMicrosocks()];
   const directContestant: Contestant = { name: 'direct', reference: false, pids: [], open: dial, forward: () => new Agent({ connections: CONCURRENT }), stop: async () => undefined };
-  const all = [directContestant, ...references, ...ours.contestants];
+  const all = [directContestant, ...references, ...ours.contestants].filter((c) => c === directContestant || !ONLY || ONLY.test(c.name));
+  if (ONLY && writeReadme) throw new Error('BENCH_ONLY measures some of the ways: the README table needs them all');
   const results = new Map(all.map((c) => [c.name, { reference: c.reference, samples: [] as Sample[] }]));
   console.log(`proxy-peers: ${all.length} ways, ${ROUNDS} interleaved rounds, ${BULK_MIB} MiB each way, ${SECONDS} s per timed case`);
   try {

@@ -1,5 +1,6 @@
 import { Command, CommanderError } from 'commander';
 import { LanternError } from '../core/errors.js';
+import { keepFreedHeap } from '../core/malloc-tuning.js';
 import { accountCommand } from './commands/account.js';
 import { loginCommand, whoamiCommand } from './commands/login.js';
 import { adsCommand, contactsCommand } from './commands/contacts.js';
@@ -47,6 +48,8 @@ export function buildProgram(io: Io, done: (code: number) => void): Command {
 /** Runs the CLI; resolves with the exit code (the only caller of process.* lives in bin/). */
 export async function main(argv: string[], io: Io = processIo()): Promise<number> {
   let code = 0;
+  // Proxying roles move gigabytes through 64 KiB read buffers: see malloc-tuning.ts.
+  keepFreedHeap();
   // --debug (anywhere) or LANTERN_DEBUG=1: stack traces for unexpected errors.
   const debug = argv.includes('--debug') || io.env['LANTERN_DEBUG'] === '1';
   const program = buildProgram(io, (c) => (code = c));

@@ -2,6 +2,8 @@
 // pairs, through our broker (the built `lantern-agent server`) and through the official peer@1.0.2
 // server, each in its own process, with the same load generator (this process, `ws` clients). Each
 // pair ping-pongs a CANDIDATE with a ~1 KB payload ROUNDS times; a round trip is two relays.
+// Then memory per idle client: RSS growth of each broker with BENCH_IDLE_CLIENTS (2000) registered ids
+// that send nothing.
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
@@ -20,6 +22,34 @@ const CANDIDATE = { candidate: `candidate:${randomBytes(480).toString('hex')} 1 
 function cpuSeconds(pid: number): number {
   const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
   return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+
+/** Resident memory of a process, in KiB, from /proc. */
+function rssKiB(pid: number): number {
+  return (Number(readFileSync(`/proc/${pid}/statm`, 'utf8').split(' ')[1]) * 4096) / 1024;
+}
+
+const IDLE_CLIENTS = Number(process.env['BENCH_IDLE_CLIENTS'] ?? 2000);
+
+/**
+ * Memory per idle client: the broker's RSS growth with IDLE_CLIENTS registered ids that send
+ * nothing, over its RSS before they connected (after a first such round, so that buffers and
+ * pools the first connections grow are not counted).
+ */
+async function idleMemory(base: string, pid: number): Promise<number> {
+  const round = async () => {
+    const tag = randomBytes(4).toString('hex');
+    const before = rssKiB(pid);
+    const sockets: WebSocket[] = [];
+    for (let i = 0; i < IDLE_CLIENTS; i += 50) sockets.push(...(await Promise.all(Array.from({ length: Math.min(50, IDLE_CLIENTS - i) }, (_, j) => open(base, `i${tag}${i + j}`)))));
+    await new Promise((r) => setTimeout(r, 1000));
+    const perClient = (rssKiB(pid) - before) / IDLE_CLIENTS;
+    for (const ws of sockets) ws.terminate();
+    await new Promise((r) => setTimeout(r, 1000));
+    return perClient;
+  };
+  await round();
+  return round();
 }
 
 const pct = (xs: number[], p: number) => xs[Math.min(xs.length - 1, Math.floor((p / 100) * xs.length))]!;
@@ -111,6 +141,12 @@ export async function run(): Promise<void> {
           `broker CPU per message ${(o.cpuMicros / off.cpuMicros).toFixed(2)}×`,
       );
     }
+    const idle: Record<string, number> = {};
+    for (const t of targets) {
+      idle[t.name] = await idleMemory(t.base, t.pid);
+      console.log(`  ${IDLE_CLIENTS} idle clients, ${t.name.padEnd(20)} ${idle[t.name]!.toFixed(1)} KiB RSS per client`);
+    }
+    console.log(`  memory per idle client: ours/official ${(idle['ours']! / idle['official peer@1.0.2']!).toFixed(2)}× (target ≤ 1×)`);
   } finally {
     server.kill('SIGTERM');
     await official.stop();

@@ -4,23 +4,26 @@ import { LanternError } from '../core/errors.js';
 import { dataDirPaths } from '../roles/server/data-dir.js';
 import { LevelServerStore } from '../storage/level-server-store.js';
 import { MemoryNotifier } from '../storage/memory-notifier.js';
-import type { RedisEndpoint } from '../storage/redis-client.js';
+import { parseRedisUrl, type RedisEndpoint } from '../storage/redis-client.js';
 import { RedisNotifier, redisChannelName } from '../storage/redis-notifier.js';
 import { RedisServerStore } from '../storage/redis-server-store.js';
 import { deviceChannel, type Notifier, type ServerStore } from '../storage/server-store.js';
 
-/** `--store`: `level` (the embedded LevelDB in the data dir) or `redis[s]://[[USER]:PASSWORD@]HOST:PORT[/DB]`. */
+/**
+ * `--store`: `level` (the embedded LevelDB in the data dir) or
+ * `redis[s]://[[USER]:PASSWORD@]HOST:PORT[,HOST:PORT…][/DB]` (several nodes: a Redis Cluster's seeds).
+ */
 export type StoreSpec = { kind: 'level' } | ({ kind: 'redis' } & RedisEndpoint);
 
 export function parseStoreSpec(value: string): StoreSpec {
   if (value === 'level') return { kind: 'level' };
-  if (/^rediss?:\/\/[^/\s]+(\/\d{1,2})?$/.test(value)) return { kind: 'redis', url: value };
-  throw new InvalidArgumentError('expected level or redis[s]://[[USER]:PASSWORD@]HOST:PORT[/DB]');
+  if (parseRedisUrl(value)) return { kind: 'redis', url: value };
+  throw new InvalidArgumentError('expected level or redis[s]://[[USER]:PASSWORD@]HOST:PORT[,HOST:PORT…][/DB]');
 }
 
 /** `--store`; it may come from LANTERN_STORE instead, which keeps a Redis password out of the process list. */
 export function storeOption(): Option {
-  return new Option('--store <store>', 'level (the embedded LevelDB in the data dir) or redis[s]://[[USER]:PASSWORD@]HOST:PORT[/DB] (shared by several server processes)')
+  return new Option('--store <store>', 'level (the embedded LevelDB in the data dir) or redis[s]://[[USER]:PASSWORD@]HOST:PORT[,HOST:PORT…][/DB] (shared by several server processes; several nodes, or one node of a cluster: Redis Cluster)')
     .env('LANTERN_STORE')
     .argParser(parseStoreSpec)
     .default({ kind: 'level' }, 'level');

@@ -1,5 +1,4 @@
-import type { Redis } from 'ioredis';
-import { connectRedis, redisClient, type RedisEndpoint } from './redis-client.js';
+import { openRedis, type RedisConnection, type RedisEndpoint } from './redis-client.js';
 
 /**
  * Which PeerJS ids are taken, shared by every server instance (so ID-TAKEN holds across them). A
@@ -26,19 +25,20 @@ return 1
 `;
 
 export class RedisPeerjsDirectory implements PeerjsDirectory {
-  readonly #redis: Redis;
+  readonly #endpoint: RedisEndpoint;
+  #redis!: RedisConnection;
   readonly #prefix: string;
 
   constructor(options: RedisEndpoint & { prefix?: string }) {
+    this.#endpoint = options;
     this.#prefix = `${options.prefix ?? 'la:'}peerjs:`;
-    this.#redis = redisClient(options, { lazyConnect: true, maxRetriesPerRequest: 2 });
-    this.#redis.on('error', () => undefined);
-    this.#redis.defineCommand('claimId', { lua: CLAIM, numberOfKeys: 1 });
-    this.#redis.defineCommand('releaseId', { lua: RELEASE, numberOfKeys: 1 });
   }
 
   async open(): Promise<void> {
-    await connectRedis(this.#redis);
+    this.#redis = await openRedis(this.#endpoint, { lazyConnect: true, maxRetriesPerRequest: 2 });
+    this.#redis.on('error', () => undefined);
+    this.#redis.defineCommand('claimId', { lua: CLAIM, numberOfKeys: 1 });
+    this.#redis.defineCommand('releaseId', { lua: RELEASE, numberOfKeys: 1 });
   }
 
   async claim(id: string, token: string, ttlMs: number): Promise<boolean> {
@@ -52,6 +52,7 @@ export class RedisPeerjsDirectory implements PeerjsDirectory {
   }
 
   async close(): Promise<void> {
+    if (!this.#redis) return;
     await this.#redis.quit().catch(() => this.#redis.disconnect());
   }
 }

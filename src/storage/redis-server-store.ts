@@ -1,9 +1,8 @@
 import { randomBytes } from 'node:crypto';
-import type { Redis } from 'ioredis';
 import { LanternError } from '../core/errors.js';
 import type { Address, DeviceBundle, KeyCounts, KeysUpload } from '../protocol/messages.js';
 import { MAX_DEVICE_ID, MIN_DEVICE_ID } from '../protocol/version.js';
-import { connectRedis, redisClient, type RedisEndpoint } from './redis-client.js';
+import { isCluster, openRedis, type RedisConnection, type RedisEndpoint } from './redis-client.js';
 import { ACK, CLAIM_SESSION_NONCE, COMPARE_AND_SET, ENQUEUE, EXPIRE_DORMANT, EXPIRE_QUEUE, FETCH, PUT_DEVICE, PUT_KEYS, REGISTRATIONS, REVOKE_DEVICE, TAKE_BUNDLE, TAKE_TOKENS } from './redis-scripts.js';
 import {
   base64Bytes,
@@ -71,8 +70,8 @@ const gcAt = (expiresAt: number) => (inPast(expiresAt) ? Date.now() + 24 * 3600_
  */
 export class RedisServerStore implements ServerStore {
   readonly #o: RedisStoreOptions;
-  readonly #redis: Redis;
-  readonly #s: Scripts;
+  #redis!: RedisConnection;
+  #s!: Scripts;
   readonly #p: string;
   #queuedDelta = 0;
   #flushTimer: ReturnType<typeof setTimeout> | undefined;
@@ -80,13 +79,17 @@ export class RedisServerStore implements ServerStore {
   constructor(options: RedisStoreOptions) {
     this.#o = options;
     this.#p = options.prefix ?? 'la:';
+  }
+
+  async open(): Promise<void> {
     // No auto-pipelining: it holds new commands while a batch awaits its replies (measured: slower).
-    this.#redis = redisClient(options, { lazyConnect: true, maxRetriesPerRequest: 2, enableOfflineQueue: true });
+    this.#redis = await openRedis(this.#o, { lazyConnect: true, maxRetriesPerRequest: 2, enableOfflineQueue: true });
     this.#redis.on('error', () => undefined); // surfaced per call as LA_ERR_STORE_UNAVAILABLE
     // numberOfKeys given: the leading arguments are KEYS; without it (enqueue) the first argument says how many.
     const define = (name: keyof Scripts, lua: string, numberOfKeys?: number) =>
       this.#redis.defineCommand(name, { lua, ...(numberOfKeys !== undefined ? { numberOfKeys } : {}) });
-    define('enqueue', ENQUEUE);
+    // On a cluster, wake-ups go over sharded pub/sub (see RedisNotifier), on the slot of the recipient's keys.
+    define('enqueue', isCluster(this.#redis) ? ENQUEUE.replaceAll("redis.call('PUBLISH'", "redis.call('SPUBLISH'") : ENQUEUE);
     define('fetchQueue', FETCH, 2);
     define('ack', ACK, 4);
     define('expireQueue', EXPIRE_QUEUE, 4);
@@ -102,12 +105,9 @@ export class RedisServerStore implements ServerStore {
     this.#s = this.#redis as unknown as Scripts;
   }
 
-  async open(): Promise<void> {
-    await connectRedis(this.#redis);
-  }
-
   async close(): Promise<void> {
     if (this.#flushTimer) clearTimeout(this.#flushTimer);
+    if (!this.#redis) return;
     await this.#flushQueued().catch(() => undefined);
     await this.#redis.quit().catch(() => this.#redis.disconnect());
   }
@@ -222,11 +222,25 @@ export class RedisServerStore implements ServerStore {
     });
   }
 
-  /** Deletes keys with one DEL each, in one pipeline: the keys may lie in different cluster slots. */
+  /** Deletes keys with one DEL each: the keys may lie in different cluster slots. */
   async #delEach(keys: string[]): Promise<void> {
-    const deletes = this.#redis.pipeline();
-    for (const key of keys) deletes.del(key);
-    for (const [err] of (await deletes.exec()) ?? []) if (err) throw err;
+    await this.#perKey('del', keys);
+  }
+
+  /**
+   * One command per key, answers in order: one pipeline on a single Redis; on a cluster each
+   * command goes to the node of its key's slot (a pipeline, like MGET, must stay on one node).
+   */
+  async #perKey<C extends 'get' | 'del'>(command: C, keys: string[]): Promise<Array<C extends 'get' ? string | null : number>> {
+    type Answer = C extends 'get' ? string | null : number;
+    if (keys.length === 0) return [];
+    if (isCluster(this.#redis)) return (await Promise.all(keys.map((k) => this.#redis[command](k)))) as Answer[];
+    const pipeline = this.#redis.pipeline();
+    for (const key of keys) pipeline[command](key);
+    return ((await pipeline.exec()) ?? []).map(([err, value]) => {
+      if (err) throw err;
+      return value as Answer;
+    });
   }
 
   async putSession(session: SessionRecord, keep?: number): Promise<void> {
@@ -238,7 +252,7 @@ export class RedisServerStore implements ServerStore {
       // Instances may open sessions of one device at once: each trims to `keep`, so at most a few more live a moment.
       const ids = await this.#redis.smembers(this.#devSessions(session));
       if (ids.length <= keep) return;
-      const raw = await this.#redis.mget(...ids.map((id) => this.#sess(id)));
+      const raw = await this.#perKey('get', ids.map((id) => this.#sess(id)));
       const mine = ids.flatMap((_id, i) => (raw[i] ? [parse<SessionRecord>(raw[i]!)!] : []));
       const ended = sessionsBeyond(mine, keep).map((s) => s.id);
       const gone = ids.filter((_id, i) => !raw[i]);
@@ -338,16 +352,14 @@ export class RedisServerStore implements ServerStore {
   async listPeers(now: number): Promise<PeerRecord[]> {
     return this.#run(async () => {
       const members = await this.#redis.smembers(`${this.#p}peers`);
-      const pipeline = this.#redis.pipeline();
       const addresses = members.map((m) => {
         const i = m.lastIndexOf(':');
         return { userId: m.slice(0, i), deviceId: Number(m.slice(i + 1)) };
       });
-      for (const a of addresses) pipeline.get(this.#peer(a));
-      const rows = (await pipeline.exec()) ?? [];
+      const rows = await this.#perKey('get', addresses.map((a) => this.#peer(a)));
       const out: PeerRecord[] = [];
       const gone: string[] = [];
-      rows.forEach(([, raw], i) => {
+      rows.forEach((raw, i) => {
         if (typeof raw !== 'string') gone.push(members[i]!);
         else {
           const p = JSON.parse(raw) as PeerRecord;

@@ -312,7 +312,9 @@ export interface Notifier {
 }
 
 export function deviceChannel(address: Address): string {
-  return `device:${address.userId}:${address.deviceId}`;
+  // The user's hash tag: on a Redis Cluster the wake-up is published (SPUBLISH) in the script that
+  // queued the message, which may only touch the slot of that user's keys.
+  return `device:{${address.userId}}:${address.deviceId}`;
 }
 
 /**

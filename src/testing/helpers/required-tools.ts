@@ -3,6 +3,7 @@ import { access } from 'node:fs/promises';
 /** The Debian programs some tests start; `.ci/run` installs every one of them. */
 export const TOOLS = {
   'redis-server': { path: '/usr/bin/redis-server', pkg: 'redis-server' },
+  'redis-cli': { path: '/usr/bin/redis-cli', pkg: 'redis-tools' },
   nginx: { path: '/usr/sbin/nginx', pkg: 'nginx' },
   chromium: { path: '/usr/bin/chromium', pkg: 'chromium' },
   dig: { path: '/usr/bin/dig', pkg: 'dnsutils' },

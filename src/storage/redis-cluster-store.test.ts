@@ -9,6 +9,7 @@ import { RedisNotifier, redisChannelName } from './redis-notifier.js';
 import { RedisServerStore } from './redis-server-store.js';
 import { deviceChannel } from './server-store.js';
 import { isCluster, openRedis } from './redis-client.js';
+import { RedisPeerjsDirectory } from './peerjs-directory.js';
 
 // The store compliance suite on a real Redis Cluster of three masters (Debian's redis-server,
 // made with redis-cli --cluster create): every script's keys share one hash tag, and commands over
@@ -77,4 +78,25 @@ test('a send wakes the recipients over sharded pub/sub, from the script, on the 
   } finally {
     await Promise.all([store.close(), notifier.close(), other.close()]);
   }
+});
+
+test('the PeerJS directory on the cluster: ids taken once, a limit across instances, renewals, expiry and the list', async (t) => {
+  const prefix = `p${randomUUID().slice(0, 8)}:`;
+  const [one, two] = [new RedisPeerjsDirectory({ url: ctx.cluster!.url, prefix }), new RedisPeerjsDirectory({ url: `redis://127.0.0.1:${ctx.cluster!.nodes[2]!.port}`, prefix })];
+  await Promise.all([one.open(), two.open()]);
+  t.teardown(() => Promise.all([one.close(), two.close()]));
+  t.is(await one.claim('a', 'ta', 60_000, 2), 'claimed');
+  t.is(await two.claim('a', 'other', 60_000, 2), 'taken', 'another token, another instance');
+  t.is(await two.claim('b', 'tb', 60_000, 2), 'claimed');
+  t.is(await one.claim('c', 'tc', 60_000, 2), 'full', 'two ids held across the instances');
+  t.is(await two.claim('a', 'ta', 60_000, 2), 'claimed', 'a renewal is never refused');
+  t.deepEqual((await one.list()).sort(), ['a', 'b']);
+  await one.release('b', 'not-its-token');
+  t.is(await one.claim('c', 'tc', 60_000, 2), 'full', 'only the holder releases');
+  await one.release('b', 'tb');
+  t.is(await one.claim('c', 'tc', 300, 2), 'claimed');
+  t.deepEqual((await two.list()).sort(), ['a', 'c']);
+  await new Promise((r) => setTimeout(r, 600));
+  t.deepEqual(await two.list(), ['a'], 'an unrenewed claim expires');
+  t.is(await two.claim('d', 'td', 60_000, 2), 'claimed', 'and its place is free');
 });

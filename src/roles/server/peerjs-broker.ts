@@ -37,6 +37,7 @@ export interface PeerjsBrokerOptions {
   expireTimeoutMs: number;
   /** A client without a HEARTBEAT for this long is closed. */
   aliveTimeoutMs: number;
+  /** Ids connected at once: to this broker, and with a cluster to all the instances together. */
   concurrentLimit: number;
   allowDiscovery: boolean;
   /** Larger frames get an ERROR and are dropped (the connection stays). */
@@ -69,8 +70,8 @@ interface Client {
 }
 
 /**
- * Several server instances as one broker: ids are claimed in a shared directory (ID-TAKEN across
- * instances), frames for an id connected elsewhere are published on its channel, and an id coming
+ * Several server instances as one broker: ids are claimed in a shared directory (ID-TAKEN, the
+ * concurrent-client limit and `/peers` across instances), frames for an id connected elsewhere are published on its channel, and an id coming
  * online is announced so that signaling queued for it on other instances is sent on.
  */
 export interface PeerjsCluster {
@@ -179,8 +180,17 @@ export class PeerjsBroker {
       return true;
     }
     if (pathname === `${path}${key}/peers`) {
-      if (this.#o.allowDiscovery) send(200, 'application/json', JSON.stringify([...this.#clients.keys()]));
-      else send(401, 'text/plain', 'Unauthorized');
+      if (!this.#o.allowDiscovery) send(401, 'text/plain', 'Unauthorized');
+      else if (!this.#cluster) send(200, 'application/json', JSON.stringify([...this.#clients.keys()]));
+      // Several instances: the ids connected to any of them.
+      else
+        this.#cluster.directory.list().then(
+          (ids) => send(200, 'application/json', JSON.stringify(ids)),
+          (err: unknown) => {
+            this.#logger.error({ err }, 'PeerJS: directory unavailable');
+            send(503, 'text/plain', 'Service Unavailable');
+          },
+        );
       return true;
     }
     return false;
@@ -228,7 +238,10 @@ export class PeerjsBroker {
     socket.on('message', hold);
     void (async () => {
       try {
-        if (!(await this.#cluster!.directory.claim(id, token, this.#claimTtl()))) return taken();
+        // The id, and a place under the concurrent-client limit, across every instance.
+        const claimed = await this.#cluster!.directory.claim(id, token, this.#claimTtl(), this.#o.concurrentLimit);
+        if (claimed === 'taken') return taken();
+        if (claimed === 'full') return refuse(errorFrame(PEERJS_ERRORS.concurrentLimit));
         if (socket.readyState !== socket.OPEN) return void (await this.#cluster!.directory.release(id, token));
         client.unsubscribe = await this.#cluster!.notifier.subscribe(
           idChannel(id),
@@ -318,7 +331,7 @@ export class PeerjsBroker {
     if (!frame) return this.#reject(client, PEERJS_ERRORS.notJson);
     if (frame.type === PEERJS_TYPES.heartbeat) {
       client.lastHeartbeat = this.#clock.now();
-      if (this.#cluster) void this.#cluster.directory.claim(client.id, client.token, this.#claimTtl()).catch(() => undefined);
+      if (this.#cluster) void this.#cluster.directory.claim(client.id, client.token, this.#claimTtl(), this.#o.concurrentLimit).catch(() => undefined);
       return;
     }
     // Not signaling (unknown types, a client's EXPIRE), or nowhere to go: nothing is delivered.

@@ -123,6 +123,34 @@ export function multiInstanceTests(test: TestFn, start: (dir: string) => Promise
     t.is(after.preKeys, before.preKeys - 9);
   });
 
+  // Serial: it runs before the other tests, while no PeerJS client is connected anywhere (the
+  // limit counts every id in the shared store).
+  test.serial('the PeerJS concurrent-client limit and /peers discovery hold across instances', async (t) => {
+    const c = ctx.cluster!;
+    const extra = ['--store', c.store.url, '--peerjs-concurrent-limit', '2', '--peerjs-allow-discovery'];
+    const [x, y] = await Promise.all([startServer(`${c.dir}/data`, extra), startServer(`${c.dir}/data`, extra)]);
+    t.teardown(() => Promise.all([x.stop(), y.stop()]));
+    const ws = (s: RunningServer, id: string) => new RawPeer(`${s.url.replace(/^http/, 'ws')}/peerjs?key=peerjs&id=${id}&token=t-${id}`);
+    const peers = async (s: RunningServer) => ((await (await fetch(`${s.url}/peerjs/peers`)).json()) as string[]).sort();
+    const one = ws(x, 'limit-one');
+    const two = ws(y, 'limit-two');
+    t.teardown(() => (one.close(), two.close()));
+    await one.next((f) => f['type'] === 'OPEN');
+    await two.next((f) => f['type'] === 'OPEN');
+    t.deepEqual(await peers(x), ['limit-one', 'limit-two'], '/peers on one instance lists the ids connected to the other');
+    t.deepEqual(await peers(y), ['limit-one', 'limit-two']);
+    // One on each instance: the limit of 2 is reached for both.
+    const three = ws(x, 'limit-three');
+    t.teardown(() => three.close());
+    t.deepEqual(await three.next(() => true), { type: 'ERROR', payload: { msg: 'Server has reached its concurrent user limit' } });
+    two.close();
+    await until('the id is released', async () => ((await peers(x)).length === 1 ? true : undefined), 5000);
+    const four = ws(x, 'limit-four');
+    t.teardown(() => four.close());
+    t.deepEqual(await four.next(() => true), { type: 'OPEN' }, 'a place freed on one instance is taken on another');
+    t.deepEqual(await peers(y), ['limit-four', 'limit-one']);
+  });
+
   test('PeerJS peers on different instances signal each other; ids are unique across instances; queued signaling follows an id online elsewhere', async (t) => {
     const c = ctx.cluster!;
     const ws = (i: number, id: string, token = `t-${id}`) => new RawPeer(`${c.servers[i]!.url.replace(/^http/, 'ws')}/peerjs?key=peerjs&id=${id}&token=${token}`);

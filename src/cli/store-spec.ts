@@ -46,7 +46,7 @@ export async function resolveStoreSpec(flags: { store: StoreSpec; storeCa?: stri
 }
 
 /** Opens the store (and the notifier that goes with it: in-process for LevelDB, pub/sub for Redis). */
-export async function openServerStore(spec: StoreSpec, dataDir: string, options: { fsync?: boolean } = {}): Promise<{ store: ServerStore; notifier: Notifier & { open?(): Promise<void> } }> {
+export async function openServerStore(spec: StoreSpec, dataDir: string, options: { fsync?: boolean; waitReplicas?: number } = {}): Promise<{ store: ServerStore; notifier: Notifier & { open?(): Promise<void> } }> {
   if (spec.kind === 'level') {
     const store = new LevelServerStore({ location: dataDirPaths(dataDir).store, sync: options.fsync ?? true });
     await store.open();
@@ -54,7 +54,7 @@ export async function openServerStore(spec: StoreSpec, dataDir: string, options:
   }
   // The store wakes polls in its send script, on the channels the notifier listens to.
   const endpoint = { url: spec.url, ...(spec.ca !== undefined ? { ca: spec.ca } : {}) };
-  const store = new RedisServerStore({ ...endpoint, wakeChannels: (a) => redisChannelName(deviceChannel(a)) });
+  const store = new RedisServerStore({ ...endpoint, wakeChannels: (a) => redisChannelName(deviceChannel(a)), ...(options.waitReplicas ? { waitReplicas: options.waitReplicas } : {}) });
   await store.open();
   const notifier = new RedisNotifier(endpoint);
   try {

@@ -63,3 +63,25 @@ test('a send wakes the recipients in the same script, on the notifier channel', 
     await Promise.all([store.close(), notifier.close()]);
   }
 });
+
+test('with waitReplicas, a send is answered only once a replica has it: on a Redis without replicas it fails, and retries store it once', async (t) => {
+  if (!ctx.redis) return t.fail('redis-server is not installed');
+  const store = new RedisServerStore({ url: ctx.redis.url, prefix: `r${randomUUID().slice(0, 8)}:`, waitReplicas: 1 });
+  await store.open();
+  t.teardown(() => store.close());
+  const userId = randomUUID();
+  const started = Date.now();
+  // putDevice is a write that waits too.
+  await t.throwsAsync(store.putDevice(userId, { serial: 'aa01', publicKeyPem: 'pem', expiresAt: Date.now() + 60_000 }, Date.now()), {
+    code: 'LA_ERR_STORE_UNAVAILABLE',
+    message: /reached 0 of 1 replicas/,
+  } as never);
+  t.true(Date.now() - started >= 1900, 'it waited for the replica');
+  const [device] = await store.listDevices(userId);
+  const to = { userId, deviceId: device!.deviceId };
+  const input = { clientId: randomUUID(), digest: 'd', from: { userId: randomUUID(), deviceId: 1 }, type: 0, payload: 'aGk=', sentAt: Date.now(), expiresAt: Date.now() + 60_000 };
+  const limits = { maxMessages: 10, maxBytes: 1000 };
+  await t.throwsAsync(store.enqueue([to], input, limits), { code: 'LA_ERR_STORE_UNAVAILABLE' } as never);
+  await t.throwsAsync(store.enqueue([to], input, limits), { code: 'LA_ERR_STORE_UNAVAILABLE' } as never, 'the retry waits too');
+  t.is((await store.fetch(to, 10)).messages.length, 1, 'stored once');
+});

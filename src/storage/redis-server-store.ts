@@ -38,7 +38,16 @@ export interface RedisStoreOptions extends RedisEndpoint {
    * (`notified`): one round trip, and no wake-up lost if this process dies in between.
    */
   wakeChannels?: (recipient: Address) => string;
+  /**
+   * `--store-wait-replicas`: a write that must survive a failover (a send, an ack, a device, keys,
+   * an account) is answered only once this many replicas have it (WAIT, up to WAIT_TIMEOUT_MS;
+   * fewer is LA_ERR_STORE_UNAVAILABLE, and the client's retry with the same id is deduped).
+   */
+  waitReplicas?: number;
 }
+
+/** How long a write waits for its replicas (`waitReplicas`) before it is answered as failed. */
+const WAIT_TIMEOUT_MS = 2000;
 
 interface RedisMessage extends StoredMessage {
   expiresAt: number;
@@ -160,6 +169,7 @@ export class RedisServerStore implements ServerStore {
       const set = await this.#redis.set(`${this.#p}acct:${account.name}`, JSON.stringify(account), 'NX');
       if (set !== 'OK') throw new LanternError('LA_ERR_ACCOUNT_EXISTS');
       await this.#redis.set(`${this.#p}acctid:${account.userId}`, account.name);
+      await Promise.all([this.#replicated(`${this.#p}acct:${account.name}`), this.#replicated(`${this.#p}acctid:${account.userId}`)]);
     });
   }
 
@@ -186,6 +196,7 @@ export class RedisServerStore implements ServerStore {
     if (out === 'not-found') throw new LanternError('LA_ERR_DEVICE_NOT_FOUND');
     if (out === 'limit') throw new LanternError('LA_ERR_DEVICE_LIMIT');
     const record = JSON.parse(out) as DeviceRecord;
+    await this.#run(() => this.#replicated(this.#dev(userId)));
     if (deviceId !== undefined) await this.#endSessions({ userId, deviceId });
     return record;
   }
@@ -243,6 +254,20 @@ export class RedisServerStore implements ServerStore {
     });
   }
 
+  /**
+   * With `waitReplicas`: returns once that many replicas have every write made so far on the
+   * connection to `key`'s node (WAIT counts per connection; on a cluster, a pipeline led by a
+   * command on `key` goes to the connection of its slot's master).
+   */
+  async #replicated(key: string): Promise<void> {
+    const wanted = this.#o.waitReplicas ?? 0;
+    if (wanted === 0) return;
+    const answers = await this.#redis.pipeline().exists(key).wait(wanted, WAIT_TIMEOUT_MS).exec();
+    const [err, got] = answers?.[1] ?? [new Error('no answer to WAIT')];
+    if (err) throw err;
+    if (Number(got) < wanted) throw new LanternError('LA_ERR_STORE_UNAVAILABLE', `Redis: the write reached ${Number(got)} of ${wanted} replicas within ${WAIT_TIMEOUT_MS} ms`);
+  }
+
   async putSession(session: SessionRecord, keep?: number): Promise<void> {
     await this.#run(async () => {
       await this.#redis.set(this.#sess(session.id), JSON.stringify(session), 'PXAT', gcAt(session.expiresAt));
@@ -284,6 +309,7 @@ export class RedisServerStore implements ServerStore {
         ...kyber,
       ),
     );
+    await this.#run(() => this.#replicated(this.#keys(address, 'k')));
   }
 
   async keyCounts(address: Address): Promise<KeyCounts> {
@@ -459,6 +485,7 @@ export class RedisServerStore implements ServerStore {
     indexed.catch(() => undefined); // awaited below; never an unhandled rejection
     const out = (await this.#run(() => this.#s.enqueue(keys.length, ...keys, ...args))) as [string, ...Array<number | string>];
     await this.#run(() => indexed);
+    if (out[0] === 'queued' || out[0] === 'duplicate') await this.#run(() => this.#replicated(keys[0]!));
     const notified = wake ? ({ notified: true } as const) : {};
     switch (out[0]) {
       case 'conflict':
@@ -498,6 +525,7 @@ export class RedisServerStore implements ServerStore {
   async ack(address: Address, ids: readonly string[]): Promise<number> {
     if (ids.length === 0) return 0;
     const n = Number(await this.#run(() => this.#s.ack(...this.#queueKeys(address), ...new Set(ids))));
+    if (n > 0) await this.#run(() => this.#replicated(this.#q(address, 'q')));
     this.#countQueued(-n);
     return n;
   }

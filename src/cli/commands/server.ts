@@ -60,6 +60,7 @@ interface ServerFlags {
   ratePeerReport: ServerOptions['rate']['pair'];
   rateReachability: ServerOptions['rate']['pair'];
   fsync: boolean;
+  storeWaitReplicas: number;
   store: StoreSpec;
   storeCa?: string;
   dnsListen?: { host: string; port: number };
@@ -239,6 +240,7 @@ export function serverCommand(io: Io, done: (code: number) => void): Command {
     .option('--peerjs-require-auth', 'only holders of a ticket (lantern-agent ticket --for peerjs, as the PeerJS token) may register an id')
     .addOption(storeOption())
     .addOption(storeCaOption())
+    .option('--store-wait-replicas <n>', 'Redis: answer a write (a send, an ack, a device, keys) only once this many replicas have it (WAIT), so a failover loses no answered message', parseCount, 0)
     .option('--no-fsync', 'do not fsync write batches (survives a crash of the process, not of the machine)')
     .option('--log-level <level>', 'log level (stderr)', 'info')
     .addOption(logFormatOption())
@@ -266,7 +268,8 @@ async function runServer(io: Io, flags: ServerFlags): Promise<number> {
   const addressKey = await loadOrCreateAddressKey(flags.dataDir);
   const tls = await serverTls(flags, ca);
   const spec = await resolveStoreSpec(flags);
-  const { store, notifier } = await openServerStore(spec, flags.dataDir, { fsync: flags.fsync });
+  if (flags.storeWaitReplicas > 0 && spec.kind !== 'redis') throw new LanternError('LA_ERR_USAGE', '--store-wait-replicas goes with a redis:// store');
+  const { store, notifier } = await openServerStore(spec, flags.dataDir, { fsync: flags.fsync, waitReplicas: flags.storeWaitReplicas });
   // Several instances on Redis are one broker: ids claimed in Redis, frames over pub/sub.
   const directory = flags.peerjs && spec.kind === 'redis' ? new RedisPeerjsDirectory(spec) : undefined;
   const closeStores = async () => {

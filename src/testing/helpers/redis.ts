@@ -82,7 +82,10 @@ export async function startRedisCluster(dir: string, options: { masters?: number
     for (const n of nodes) {
       for (;;) {
         const info = spawnSync(REDIS_CLI, ['-p', String(n.port), 'cluster', 'info'], { encoding: 'utf8', timeout: 5000 }).stdout ?? '';
-        if (info.includes('cluster_state:ok')) break;
+        // Ready: the cluster is up and, with replicas, every master has its replicas in sync.
+        const replication = replicas > 0 ? (spawnSync(REDIS_CLI, ['-p', String(n.port), 'info', 'replication'], { encoding: 'utf8', timeout: 5000 }).stdout ?? '') : '';
+        const synced = replicas === 0 || (replication.includes('role:master') ? new RegExp(`connected_slaves:${replicas}\\b`).test(replication) && !/state=(wait_bgsave|send_bulk)/.test(replication) : replication.includes('master_link_status:up'));
+        if (info.includes('cluster_state:ok') && synced) break;
         if (Date.now() > deadline) throw new Error(`the Redis Cluster did not become ready: ${info}`);
         await new Promise((r) => setTimeout(r, 100));
       }

@@ -1,7 +1,9 @@
 // Cluster benchmark: delivery latency (send -> long-poll receive) at a fixed rate across two server
-// instances on one Redis (senders on instance A, receivers polling instance B, so every wake-up
-// crosses Redis pub/sub), and the same on one instance with the embedded LevelDB store. Devices are
-// written straight into each store first, so the run does not spend minutes on logins.
+// instances (senders on instance A, receivers polling instance B, so every wake-up crosses Redis
+// pub/sub) on one Redis, on a 3-master Redis Cluster (sharded pub/sub), and on 3 masters + 3
+// replicas with --store-wait-replicas 1; then the same on one instance with the embedded LevelDB
+// store. Devices are written straight into each store first, so the run does not spend minutes on
+// logins. BENCH_REDIS_SETUPS=single,cluster,replicated picks the Redis setups.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { createInterface } from 'node:readline';
@@ -16,7 +18,7 @@ import { LevelServerStore } from '../../src/storage/level-server-store.js';
 import { RedisServerStore } from '../../src/storage/redis-server-store.js';
 import type { ServerStore } from '../../src/storage/server-store.js';
 import { CLI } from '../../src/testing/helpers/cli.js';
-import { startRedis } from '../../src/testing/helpers/redis.js';
+import { startRedis, startRedisCluster } from '../../src/testing/helpers/redis.js';
 import { tempDir } from '../../src/testing/helpers/temp-dir.js';
 import { fixedRate, stampedPayload, startReceiving } from './delivery.js';
 
@@ -70,25 +72,40 @@ async function measure(label: string, senderUrl: string, receiverUrl: string, se
   await dispatcher.close();
 }
 
+const SETUPS = (process.env['BENCH_REDIS_SETUPS'] ?? 'single,cluster,replicated').split(',');
+
 export async function run(): Promise<void> {
   const dir = await tempDir('lantern-bench-cluster-');
   const children: ChildProcess[] = [];
-  const redis = await startRedis(`${dir.path}/redis`);
+  const stops: Array<() => Promise<void>> = [];
   try {
     console.log(`cluster benchmark: ${PAIRS} senders -> ${PAIRS} receivers, one signed request per send`);
-    // Two instances on Redis: senders talk to A, receivers long-poll B.
     const shared = `${dir.path}/shared`;
     await ensureDataDir(shared);
     await loadOrCreateCa(shared);
-    const store = new RedisServerStore({ url: redis.url });
-    await store.open();
-    const [senders, receivers] = [await makeDevices(store, PAIRS), await makeDevices(store, PAIRS)];
-    await store.close();
-    const a = await startInstance(shared, ['--store', redis.url]);
-    const b = await startInstance(shared, ['--store', redis.url]);
-    children.push(a.child, b.child);
-    await measure('two instances on Redis (send on A, receive on B)', a.url, b.url, senders, receivers);
-    for (const c of children.splice(0)) c.kill('SIGTERM');
+    for (const setup of SETUPS) {
+      const where = `${dir.path}/${setup}`;
+      const redis =
+        setup === 'single'
+          ? await startRedis(where)
+          : await startRedisCluster(where, { masters: 3, replicasPerMaster: setup === 'replicated' ? 1 : 0 });
+      stops.push(() => redis.stop());
+      const label =
+        setup === 'single' ? 'one Redis' : setup === 'cluster' ? 'Redis Cluster, 3 masters' : 'Redis Cluster, 3 masters + 3 replicas, --store-wait-replicas 1';
+      const extra = ['--store', redis.url, ...(setup === 'replicated' ? ['--store-wait-replicas', '1'] : [])];
+      // Two instances on the setup: senders talk to A, receivers long-poll B.
+      const store = new RedisServerStore({ url: redis.url });
+      await store.open();
+      const [senders, receivers] = [await makeDevices(store, PAIRS), await makeDevices(store, PAIRS)];
+      await store.close();
+      const a = await startInstance(shared, extra);
+      const b = await startInstance(shared, extra);
+      children.push(a.child, b.child);
+      await measure(`two instances, ${label} (send on A, receive on B)`, a.url, b.url, senders, receivers);
+      for (const c of children.splice(0)) c.kill('SIGTERM');
+      await new Promise((r) => setTimeout(r, 500));
+      await stops.pop()!();
+    }
 
     // One instance on the embedded LevelDB store, for comparison.
     const data = `${dir.path}/level`;
@@ -104,7 +121,7 @@ export async function run(): Promise<void> {
   } finally {
     for (const c of children) c.kill('SIGTERM');
     await new Promise((r) => setTimeout(r, 500));
-    await redis.stop();
+    for (const stop of stops) await stop();
     await dir.remove();
   }
 }

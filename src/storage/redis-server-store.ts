@@ -81,6 +81,9 @@ export class RedisServerStore implements ServerStore {
   readonly #o: RedisStoreOptions;
   #redis!: RedisConnection;
   #s!: Scripts;
+  /** The connection (and its scripts) of the writes that wait for replicas: #redis unless `waitReplicas`. */
+  #durable!: RedisConnection;
+  #w!: Scripts;
   readonly #p: string;
   #queuedDelta = 0;
   #flushTimer: ReturnType<typeof setTimeout> | undefined;
@@ -92,33 +95,44 @@ export class RedisServerStore implements ServerStore {
 
   async open(): Promise<void> {
     // No auto-pipelining: it holds new commands while a batch awaits its replies (measured: slower).
-    this.#redis = await openRedis(this.#o, { lazyConnect: true, maxRetriesPerRequest: 2, enableOfflineQueue: true });
-    this.#redis.on('error', () => undefined); // surfaced per call as LA_ERR_STORE_UNAVAILABLE
-    // numberOfKeys given: the leading arguments are KEYS; without it (enqueue) the first argument says how many.
-    const define = (name: keyof Scripts, lua: string, numberOfKeys?: number) =>
-      this.#redis.defineCommand(name, { lua, ...(numberOfKeys !== undefined ? { numberOfKeys } : {}) });
-    // On a cluster, wake-ups go over sharded pub/sub (see RedisNotifier), on the slot of the recipient's keys.
-    define('enqueue', isCluster(this.#redis) ? ENQUEUE.replaceAll("redis.call('PUBLISH'", "redis.call('SPUBLISH'") : ENQUEUE);
-    define('fetchQueue', FETCH, 2);
-    define('ack', ACK, 4);
-    define('expireQueue', EXPIRE_QUEUE, 4);
-    define('expireDormant', EXPIRE_DORMANT, 6);
-    define('putDevice', PUT_DEVICE, 1);
-    define('revokeDevice', REVOKE_DEVICE, 9);
-    define('putKeys', PUT_KEYS, 3);
-    define('takeBundle', TAKE_BUNDLE, 3);
-    define('takeTokens', TAKE_TOKENS, 1);
-    define('cas', COMPARE_AND_SET, 1);
-    define('claimSessionNonce', CLAIM_SESSION_NONCE, 2);
-    define('registrations', REGISTRATIONS, 2);
+    const connect = async () => {
+      const r = await openRedis(this.#o, { lazyConnect: true, maxRetriesPerRequest: 2, enableOfflineQueue: true });
+      r.on('error', () => undefined); // surfaced per call as LA_ERR_STORE_UNAVAILABLE
+      // numberOfKeys given: the leading arguments are KEYS; without it (enqueue) the first argument says how many.
+      const define = (name: keyof Scripts, lua: string, numberOfKeys?: number) => r.defineCommand(name, { lua, ...(numberOfKeys !== undefined ? { numberOfKeys } : {}) });
+      // On a cluster, wake-ups go over sharded pub/sub (see RedisNotifier), on the slot of the recipient's keys.
+      define('enqueue', isCluster(r) ? ENQUEUE.replaceAll("redis.call('PUBLISH'", "redis.call('SPUBLISH'") : ENQUEUE);
+      define('fetchQueue', FETCH, 2);
+      define('ack', ACK, 4);
+      define('expireQueue', EXPIRE_QUEUE, 4);
+      define('expireDormant', EXPIRE_DORMANT, 6);
+      define('putDevice', PUT_DEVICE, 1);
+      define('revokeDevice', REVOKE_DEVICE, 9);
+      define('putKeys', PUT_KEYS, 3);
+      define('takeBundle', TAKE_BUNDLE, 3);
+      define('takeTokens', TAKE_TOKENS, 1);
+      define('cas', COMPARE_AND_SET, 1);
+      define('claimSessionNonce', CLAIM_SESSION_NONCE, 2);
+      define('registrations', REGISTRATIONS, 2);
+      return r;
+    };
+    this.#redis = await connect();
     this.#s = this.#redis as unknown as Scripts;
+    // WAIT holds its connection until the replicas answer (up to WAIT_TIMEOUT_MS, and all of it on
+    // a shard whose replica is gone): the writes that wait get a connection of their own, so reads,
+    // nonces and rate limits on the same node do not queue behind them.
+    this.#durable = (this.#o.waitReplicas ?? 0) > 0 ? await connect().catch(async (err: unknown) => {
+      this.#redis.disconnect();
+      throw err;
+    }) : this.#redis;
+    this.#w = this.#durable as unknown as Scripts;
   }
 
   async close(): Promise<void> {
     if (this.#flushTimer) clearTimeout(this.#flushTimer);
     if (!this.#redis) return;
     await this.#flushQueued().catch(() => undefined);
-    await this.#redis.quit().catch(() => this.#redis.disconnect());
+    for (const r of new Set([this.#redis, this.#durable])) await r.quit().catch(() => r.disconnect());
   }
 
   /**
@@ -166,9 +180,9 @@ export class RedisServerStore implements ServerStore {
 
   async createAccount(account: AccountRecord): Promise<void> {
     await this.#run(async () => {
-      const set = await this.#redis.set(`${this.#p}acct:${account.name}`, JSON.stringify(account), 'NX');
+      const set = await this.#durable.set(`${this.#p}acct:${account.name}`, JSON.stringify(account), 'NX');
       if (set !== 'OK') throw new LanternError('LA_ERR_ACCOUNT_EXISTS');
-      await this.#redis.set(`${this.#p}acctid:${account.userId}`, account.name);
+      await this.#durable.set(`${this.#p}acctid:${account.userId}`, account.name);
       await Promise.all([this.#replicated(`${this.#p}acct:${account.name}`), this.#replicated(`${this.#p}acctid:${account.userId}`)]);
     });
   }
@@ -191,7 +205,7 @@ export class RedisServerStore implements ServerStore {
   async putDevice(userId: string, credential: DeviceCredential, now: number, deviceId?: number): Promise<DeviceRecord> {
     const template: DeviceRecord = { ...credential, userId, deviceId: 0, createdAt: now };
     const out = await this.#run(
-      () => this.#s.putDevice(this.#dev(userId), JSON.stringify(template), now, deviceId ?? '', MIN_DEVICE_ID, MAX_DEVICE_ID) as Promise<string>,
+      () => this.#w.putDevice(this.#dev(userId), JSON.stringify(template), now, deviceId ?? '', MIN_DEVICE_ID, MAX_DEVICE_ID) as Promise<string>,
     );
     if (out === 'not-found') throw new LanternError('LA_ERR_DEVICE_NOT_FOUND');
     if (out === 'limit') throw new LanternError('LA_ERR_DEVICE_LIMIT');
@@ -256,13 +270,13 @@ export class RedisServerStore implements ServerStore {
 
   /**
    * With `waitReplicas`: returns once that many replicas have every write made so far on the
-   * connection to `key`'s node (WAIT counts per connection; on a cluster, a pipeline led by a
+   * durable connection to `key`'s node (WAIT counts per connection; on a cluster, a pipeline led by a
    * command on `key` goes to the connection of its slot's master).
    */
   async #replicated(key: string): Promise<void> {
     const wanted = this.#o.waitReplicas ?? 0;
     if (wanted === 0) return;
-    const answers = await this.#redis.pipeline().exists(key).wait(wanted, WAIT_TIMEOUT_MS).exec();
+    const answers = await this.#durable.pipeline().exists(key).wait(wanted, WAIT_TIMEOUT_MS).exec();
     const [err, got] = answers?.[1] ?? [new Error('no answer to WAIT')];
     if (err) throw err;
     if (Number(got) < wanted) throw new LanternError('LA_ERR_STORE_UNAVAILABLE', `Redis: the write reached ${Number(got)} of ${wanted} replicas within ${WAIT_TIMEOUT_MS} ms`);
@@ -296,7 +310,7 @@ export class RedisServerStore implements ServerStore {
     const pre = (preKeys ?? []).map((k) => JSON.stringify(k));
     const kyber = (kyberPreKeys ?? []).map((k) => JSON.stringify(k));
     await this.#run(() =>
-      this.#s.putKeys(
+      this.#w.putKeys(
         this.#keys(address, 'k'),
         this.#keys(address, 'pk'),
         this.#keys(address, 'kpk'),
@@ -481,9 +495,9 @@ export class RedisServerStore implements ServerStore {
     if (wake) args.push(...recipients.map((r) => this.#o.wakeChannels!(r)));
     // Indexed for the retention job before the messages exist (issued first on the same connection,
     // so it lands first), so none can be missed.
-    const indexed = this.#redis.sadd(`${this.#p}expq`, ...recipients.map((r) => `${r.userId}:${r.deviceId}`));
+    const indexed = this.#durable.sadd(`${this.#p}expq`, ...recipients.map((r) => `${r.userId}:${r.deviceId}`));
     indexed.catch(() => undefined); // awaited below; never an unhandled rejection
-    const out = (await this.#run(() => this.#s.enqueue(keys.length, ...keys, ...args))) as [string, ...Array<number | string>];
+    const out = (await this.#run(() => this.#w.enqueue(keys.length, ...keys, ...args))) as [string, ...Array<number | string>];
     await this.#run(() => indexed);
     if (out[0] === 'queued' || out[0] === 'duplicate') await this.#run(() => this.#replicated(keys[0]!));
     const notified = wake ? ({ notified: true } as const) : {};
@@ -524,7 +538,7 @@ export class RedisServerStore implements ServerStore {
 
   async ack(address: Address, ids: readonly string[]): Promise<number> {
     if (ids.length === 0) return 0;
-    const n = Number(await this.#run(() => this.#s.ack(...this.#queueKeys(address), ...new Set(ids))));
+    const n = Number(await this.#run(() => this.#w.ack(...this.#queueKeys(address), ...new Set(ids))));
     if (n > 0) await this.#run(() => this.#replicated(this.#q(address, 'q')));
     this.#countQueued(-n);
     return n;

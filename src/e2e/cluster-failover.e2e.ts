@@ -1,4 +1,3 @@
-import { randomUUID } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
 import test from 'ava';
 import { requireTool } from '../testing/helpers/required-tools.js';
@@ -8,6 +7,7 @@ import { addAgent } from '../testing/helpers/agents.js';
 import { runCli, startServer, type RunningServer } from '../testing/helpers/cli.js';
 import { startNginx } from '../testing/helpers/nginx.js';
 import { startRedis } from '../testing/helpers/redis.js';
+import { messageLoad } from '../testing/helpers/message-load.js';
 import { tempDir } from '../testing/helpers/temp-dir.js';
 
 // kill -9 of one of three instances during a send/receive load, behind a load balancer (nginx):
@@ -44,56 +44,13 @@ test('kill -9 of one instance under load: clients move to the others, no answere
   t.teardown(() => dispatcher.close());
   const api = (i: number) => new ApiClient({ clock: systemClock, auth: agents[i]!.signer }, { server: lb, dispatcher });
 
-  const answered = new Set<string>();
-  const received = new Set<string>();
-  let sendFailures = 0;
-  let sending = true;
-  let receiving = true;
-  const senders = Array.from({ length: PAIRS }, async (_, p) => {
-    const client = api(p);
-    const to = agents[PAIRS + p]!.userId;
-    while (sending) {
-      const tag = `${p}:${randomUUID()}`;
-      const id = randomUUID();
-      // A send that fails is retried with the same id until it is answered (the server dedupes).
-      for (let attempt = 0; attempt < 20; attempt++) {
-        try {
-          await client.send({ id, to, deviceId: 1, type: 0, payload: Buffer.from(tag).toString('base64') });
-          answered.add(tag);
-          break;
-        } catch {
-          sendFailures++;
-          await new Promise((r) => setTimeout(r, 100));
-        }
-      }
-    }
-  });
-  const receivers = Array.from({ length: PAIRS }, async (_, p) => {
-    const client = api(PAIRS + p);
-    while (receiving) {
-      try {
-        const batch = await client.poll(2, 100);
-        if (!batch) continue;
-        for (const m of batch.messages) received.add(Buffer.from(m.payload, 'base64').toString());
-        await client.ack(batch.messages.map((m) => m.id));
-      } catch {
-        await new Promise((r) => setTimeout(r, 100));
-      }
-    }
-  });
+  const load = messageLoad(Array.from({ length: PAIRS }, (_, p) => ({ sender: api(p), receiver: api(PAIRS + p), to: agents[PAIRS + p]!.userId })));
   await new Promise((r) => setTimeout(r, KILL_AT_MS));
-  const answeredBeforeKill = answered.size;
+  const answeredBeforeKill = load.answered.size;
   await servers[0]!.stop('SIGKILL');
   await new Promise((r) => setTimeout(r, LOAD_MS - KILL_AT_MS));
-  sending = false;
-  await Promise.all(senders);
-  // Drain: everything answered must arrive.
-  const deadline = Date.now() + 20_000;
-  while ([...answered].some((m) => !received.has(m)) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
-  receiving = false;
-  await Promise.all(receivers);
-  const lost = [...answered].filter((m) => !received.has(m));
-  t.log(`${answered.size} sends answered (${answeredBeforeKill} before the kill), ${sendFailures} failed attempts retried, ${received.size} received, ${lost.length} lost`);
-  t.true(answered.size - answeredBeforeKill > 50, 'the load went on after the kill');
+  const lost = await load.finish(20_000);
+  t.log(`${load.answered.size} sends answered (${answeredBeforeKill} before the kill), ${load.sendFailures()} failed attempts retried, ${load.received.size} received, ${lost.length} lost`);
+  t.true(load.answered.size - answeredBeforeKill > 50, 'the load went on after the kill');
   t.deepEqual(lost, []);
 });

@@ -493,10 +493,14 @@ export class RedisServerStore implements ServerStore {
       args.push(b.cost, b.policy.capacity, b.policy.refillPerSecond);
     }
     if (wake) args.push(...recipients.map((r) => this.#o.wakeChannels!(r)));
-    // Indexed for the retention job before the messages exist (issued first on the same connection,
-    // so it lands first), so none can be missed.
-    const indexed = this.#durable.sadd(`${this.#p}expq`, ...recipients.map((r) => `${r.userId}:${r.deviceId}`));
+    // Indexed for the retention job before the messages exist, so none can be missed: issued first
+    // on the same connection, so it lands first. Never on the durable connection: this one key
+    // takes every send, and there it would queue behind the WAITs of whatever shard holds it (a
+    // promoted master with no replica left stalled every send for 2 s). With a durable connection
+    // of its own the send waits for the index first, as the two connections keep no order.
+    const indexed = this.#redis.sadd(`${this.#p}expq`, ...recipients.map((r) => `${r.userId}:${r.deviceId}`));
     indexed.catch(() => undefined); // awaited below; never an unhandled rejection
+    if (this.#durable !== this.#redis) await this.#run(() => indexed);
     const out = (await this.#run(() => this.#w.enqueue(keys.length, ...keys, ...args))) as [string, ...Array<number | string>];
     await this.#run(() => indexed);
     if (out[0] === 'queued' || out[0] === 'duplicate') await this.#run(() => this.#replicated(keys[0]!));

@@ -2,8 +2,10 @@
 // instances (senders on instance A, receivers polling instance B, so every wake-up crosses Redis
 // pub/sub) on one Redis, on a 3-master Redis Cluster (sharded pub/sub), and on 3 masters + 3
 // replicas with --store-wait-replicas 1; then the same on one instance with the embedded LevelDB
-// store. Devices are written straight into each store first, so the run does not spend minutes on
-// logins. BENCH_REDIS_SETUPS=single,cluster,replicated picks the Redis setups.
+// store. Each setup: delivery p50/p99 at BENCH_RATE (2,000) msg/s, then durable throughput (batch
+// senders, closed loop), and a table of all setups side by side at the end. Devices are written
+// straight into each store first, so the run does not spend minutes on logins.
+// BENCH_REDIS_SETUPS=single,cluster,replicated picks the Redis setups.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { createInterface } from 'node:readline';
@@ -20,12 +22,13 @@ import type { ServerStore } from '../../src/storage/server-store.js';
 import { CLI } from '../../src/testing/helpers/cli.js';
 import { startRedis, startRedisCluster } from '../../src/testing/helpers/redis.js';
 import { tempDir } from '../../src/testing/helpers/temp-dir.js';
-import { fixedRate, stampedPayload, startReceiving } from './delivery.js';
+import { durableThroughput, fixedRate, stampedPayload, startReceiving, type DurableResult, type FixedRateResult } from './delivery.js';
 
 const env = (k: string, d: number) => Number(process.env[k] ?? d);
 const RATE = env('BENCH_RATE', 2000);
 const SECONDS = env('BENCH_SECONDS', 10);
 const PAIRS = 20;
+const DURABLE_SENDERS = env('BENCH_SENDERS', 4);
 
 interface Device {
   userId: string;
@@ -53,7 +56,14 @@ async function startInstance(data: string, extra: string[]): Promise<{ url: stri
   return { url, child };
 }
 
-async function measure(label: string, senderUrl: string, receiverUrl: string, senders: Device[], receivers: Device[]): Promise<void> {
+interface Row {
+  label: string;
+  fixed: FixedRateResult;
+  durable: DurableResult;
+}
+
+/** Fixed-rate delivery latency, then durable throughput (BENCH_SENDERS batch senders, 4 by default). */
+async function measure(label: string, senderUrl: string, receiverUrl: string, senders: Device[], receivers: Device[]): Promise<Row> {
   const dispatcher = new Agent({ connections: 128, keepAliveTimeout: 60_000 });
   const api = (url: string, d: Device) => new ApiClient({ clock: systemClock, auth: d.signer }, { server: url, dispatcher });
   const senderApis = senders.map((d) => api(senderUrl, d));
@@ -63,13 +73,16 @@ async function measure(label: string, senderUrl: string, receiverUrl: string, se
   await Promise.all(senderApis.map((a) => a.session()));
   for (let i = 0; i < 2000; i += 50) await Promise.all(Array.from({ length: 50 }, (_, j) => send(i + j)));
   while (receiving.received < 2000) await new Promise((r) => setTimeout(r, 20));
-  const r = await fixedRate(send, receiving, RATE, SECONDS);
+  const fixed = await fixedRate(send, receiving, RATE, SECONDS);
   console.log(
-    `  ${label}: ${RATE} msg/s for ${SECONDS} s, delivered ${r.delivered}/${r.total}; send->receive p50 ${r.p50.toFixed(1)} ms, p99 ${r.p99.toFixed(1)} ms ` +
-      `(targets across instances: p50 <= 5 ms, p99 <= 30 ms); send round trip p50 ${r.sendP50.toFixed(1)} ms; sends issued >50 ms late: ${r.lateSends}`,
+    `  ${label}: ${RATE} msg/s for ${SECONDS} s, delivered ${fixed.delivered}/${fixed.total}; send->receive p50 ${fixed.p50.toFixed(1)} ms, p99 ${fixed.p99.toFixed(1)} ms ` +
+      `(targets across instances: p50 <= 5 ms, p99 <= 30 ms); send round trip p50 ${fixed.sendP50.toFixed(1)} ms; sends issued >50 ms late: ${fixed.lateSends}`,
   );
+  const durable = await durableThroughput(senderApis.slice(0, DURABLE_SENDERS), receivers.map((r) => r.userId), receiving, SECONDS);
+  console.log(`    durable send->deliver->ack: ${durable.received}/${durable.sent} in ${durable.seconds.toFixed(1)} s = ${durable.perSecond.toFixed(0)} msg/s (batches of 50, ${DURABLE_SENDERS} senders; delivery p50 ${durable.deliveryP50.toFixed(0)} ms)`);
   await receiving.stop();
   await dispatcher.close();
+  return { label, fixed, durable };
 }
 
 const SETUPS = (process.env['BENCH_REDIS_SETUPS'] ?? 'single,cluster,replicated').split(',');
@@ -80,6 +93,7 @@ export async function run(): Promise<void> {
   const stops: Array<() => Promise<void>> = [];
   try {
     console.log(`cluster benchmark: ${PAIRS} senders -> ${PAIRS} receivers, one signed request per send`);
+    const rows: Row[] = [];
     const shared = `${dir.path}/shared`;
     await ensureDataDir(shared);
     await loadOrCreateCa(shared);
@@ -101,7 +115,7 @@ export async function run(): Promise<void> {
       const a = await startInstance(shared, extra);
       const b = await startInstance(shared, extra);
       children.push(a.child, b.child);
-      await measure(`two instances, ${label} (send on A, receive on B)`, a.url, b.url, senders, receivers);
+      rows.push(await measure(`two instances, ${label} (send on A, receive on B)`, a.url, b.url, senders, receivers));
       for (const c of children.splice(0)) c.kill('SIGTERM');
       await new Promise((r) => setTimeout(r, 500));
       await stops.pop()!();
@@ -117,7 +131,9 @@ export async function run(): Promise<void> {
     await level.close();
     const one = await startInstance(data, []);
     children.push(one.child);
-    await measure('one instance, embedded LevelDB (fsynced)', one.url, one.url, ls, lr);
+    rows.push(await measure('one instance, embedded LevelDB (fsynced)', one.url, one.url, ls, lr));
+    console.log(`\n| setup | delivery at ${RATE} msg/s: p50 / p99 | durable send->deliver->ack |\n|---|---|---|`);
+    for (const r of rows) console.log(`| ${r.label} | ${r.fixed.p50.toFixed(1)} / ${r.fixed.p99.toFixed(1)} ms | ${r.durable.perSecond.toFixed(0)} msg/s |`);
   } finally {
     for (const c of children) c.kill('SIGTERM');
     await new Promise((r) => setTimeout(r, 500));

@@ -1,5 +1,6 @@
 // Shared by the signaling and cluster benchmarks: receivers that long-poll and ack, measuring the
 // latency from the send time stamped in each payload, and a fixed-rate sender.
+import { randomUUID } from 'node:crypto';
 import type { ApiClient } from '../../src/net/api-client.js';
 
 export function percentile(sorted: number[], p: number): number {
@@ -84,4 +85,40 @@ export async function fixedRate(send: (i: number) => Promise<unknown>, receiving
   const sorted = receiving.latencies.sort((a, b) => a - b);
   const rtt = sendRtt.sort((a, b) => a - b);
   return { total, delivered: receiving.received, p50: percentile(sorted, 50), p99: percentile(sorted, 99), sendP50: percentile(rtt, 50), sendP99: percentile(rtt, 99), lateSends };
+}
+
+export interface DurableResult {
+  sent: number;
+  received: number;
+  seconds: number;
+  perSecond: number;
+  deliveryP50: number;
+}
+
+/**
+ * Durable throughput: a closed loop, each of `senders` sending batches of 50 messages (POST
+ * /v1/messages/batch) for `seconds`, each answered once stored; counts the messages received by
+ * long-poll and acked, waiting up to 10 s for the last.
+ */
+export async function durableThroughput(senders: ApiClient[], to: string[], receiving: Receiving, seconds: number): Promise<DurableResult> {
+  receiving.reset();
+  const start = performance.now();
+  let sent = 0;
+  const until = start + seconds * 1000;
+  await Promise.all(
+    senders.map(async (api) => {
+      while (performance.now() < until) {
+        const base = sent;
+        sent += 50;
+        const messages = Array.from({ length: 50 }, (_, j) => ({ id: randomUUID(), to: to[(base + j) % to.length]!, deviceId: 1, type: 0, payload: stampedPayload() }));
+        const { results } = await api.sendBatch(messages);
+        if (results.some((r) => 'error' in r)) throw new Error(`batch send failed: ${JSON.stringify(results.find((r) => 'error' in r))}`);
+      }
+    }),
+  );
+  const drainUntil = performance.now() + 10_000;
+  while (receiving.received < sent && performance.now() < drainUntil) await new Promise((r) => setTimeout(r, 20));
+  const elapsed = (performance.now() - start) / 1000;
+  const lat = receiving.latencies.sort((a, b) => a - b);
+  return { sent, received: receiving.received, seconds: elapsed, perSecond: receiving.received / elapsed, deliveryP50: percentile(lat, 50) };
 }

@@ -14,6 +14,10 @@ const benches: Record<string, () => Promise<void>> = {
   webrtc: async () => (await import('./webrtc.js')).run(),
 };
 
+// The stores a benchmark writes for its server are private, as the CLI makes them (else the server
+// warns about, and tightens, every file at start).
+process.umask(0o077);
+
 const name = process.argv[2];
 const bench = name ? benches[name] : undefined;
 if (!bench) {

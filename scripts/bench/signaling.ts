@@ -18,7 +18,7 @@ import { dataDirPaths, ensureDataDir, loadOrCreateCa } from '../../src/roles/ser
 import { LevelServerStore } from '../../src/storage/level-server-store.js';
 import { tempDir } from '../../src/testing/helpers/temp-dir.js';
 import { CLI } from '../../src/testing/helpers/cli.js';
-import { fixedRate, percentile, startReceiving, stampedPayload } from './delivery.js';
+import { durableThroughput, fixedRate, startReceiving, stampedPayload } from './delivery.js';
 
 const env = (k: string, d: number) => Number(process.env[k] ?? d);
 const RATE = env('BENCH_RATE', 2000);
@@ -110,32 +110,9 @@ export async function run(): Promise<void> {
 
   // 2. Durable throughput: closed loop, BENCH_SENDERS (4) senders each sending batches of 50 messages
   // (POST /v1/messages/batch); counts messages received by long-poll and acked.
-  receiving.reset();
-  const start = performance.now();
-  let sent = 0;
-  const until = start + SECONDS * 1000;
-  await Promise.all(
-    senderApis.slice(0, env('BENCH_SENDERS', 4)).map(async (api) => {
-      while (performance.now() < until) {
-        const base = sent;
-        sent += 50;
-        const messages = Array.from({ length: 50 }, (_, j) => ({
-          id: randomUUID(),
-          to: receivers[(base + j) % receivers.length]!.userId,
-          deviceId: 1,
-          type: 0,
-          payload: stampedPayload(),
-        }));
-        const { results } = await api.sendBatch(messages);
-        if (results.some((r) => 'error' in r)) throw new Error(`batch send failed: ${JSON.stringify(results.find((r) => 'error' in r))}`);
-      }
-    }),
-  );
-  const drainUntil = performance.now() + 10_000;
-  while (receiving.received < sent && performance.now() < drainUntil) await new Promise((r) => setTimeout(r, 20));
-  const elapsed = (performance.now() - start) / 1000;
-  const lat = receiving.latencies.sort((a, b) => a - b);
-  console.log(`durable send->deliver->ack: ${receiving.received}/${sent} messages in ${elapsed.toFixed(1)} s = ${(receiving.received / elapsed).toFixed(0)} msg/s (batches of 50, ${env('BENCH_SENDERS', 4)} senders; delivery p50 ${percentile(lat, 50).toFixed(0)} ms)`);
+  const senderCount = env('BENCH_SENDERS', 4);
+  const d = await durableThroughput(senderApis.slice(0, senderCount), receivers.map((r) => r.userId), receiving, SECONDS);
+  console.log(`durable send->deliver->ack: ${d.received}/${d.sent} messages in ${d.seconds.toFixed(1)} s = ${d.perSecond.toFixed(0)} msg/s (batches of 50, ${senderCount} senders; delivery p50 ${d.deliveryP50.toFixed(0)} ms)`);
   await receiving.stop();
 
   // 3. Idle long-polls: one raw socket per device, each holding GET /v1/messages?wait=60, MACed

@@ -1,11 +1,11 @@
 // Cluster benchmark: delivery latency (send -> long-poll receive) at a fixed rate across two server
 // instances (senders on instance A, receivers polling instance B, so every wake-up crosses Redis
 // pub/sub) on one Redis, on a 3-master Redis Cluster (sharded pub/sub), and on 3 masters + 3
-// replicas with --store-wait-replicas 1; then the same on one instance with the embedded LevelDB
-// store. Each setup: delivery p50/p99 at BENCH_RATE (2,000) msg/s, then durable throughput (batch
-// senders, closed loop), and a table of all setups side by side at the end. Devices are written
-// straight into each store first, so the run does not spend minutes on logins.
-// BENCH_REDIS_SETUPS=single,cluster,replicated picks the Redis setups.
+// replicas without and with --store-wait-replicas 1 (the cost of that setting); then the same on
+// one instance with the embedded LevelDB store. Each setup: delivery p50/p99 at BENCH_RATE (2,000)
+// msg/s, then durable throughput (batch senders, closed loop); a table of all setups side by side
+// at the end. Devices are written straight into each store first, so the run does not spend
+// minutes on logins. BENCH_REDIS_SETUPS=single,cluster,replicas,replicated picks the Redis setups.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { createInterface } from 'node:readline';
@@ -85,7 +85,7 @@ async function measure(label: string, senderUrl: string, receiverUrl: string, se
   return { label, fixed, durable };
 }
 
-const SETUPS = (process.env['BENCH_REDIS_SETUPS'] ?? 'single,cluster,replicated').split(',');
+const SETUPS = (process.env['BENCH_REDIS_SETUPS'] ?? 'single,cluster,replicas,replicated').split(',');
 
 export async function run(): Promise<void> {
   const dir = await tempDir('lantern-bench-cluster-');
@@ -102,10 +102,16 @@ export async function run(): Promise<void> {
       const redis =
         setup === 'single'
           ? await startRedis(where)
-          : await startRedisCluster(where, { masters: 3, replicasPerMaster: setup === 'replicated' ? 1 : 0 });
+          : await startRedisCluster(where, { masters: 3, replicasPerMaster: setup === 'replicated' || setup === 'replicas' ? 1 : 0 });
       stops.push(() => redis.stop());
       const label =
-        setup === 'single' ? 'one Redis' : setup === 'cluster' ? 'Redis Cluster, 3 masters' : 'Redis Cluster, 3 masters + 3 replicas, --store-wait-replicas 1';
+        setup === 'single'
+          ? 'one Redis'
+          : setup === 'cluster'
+            ? 'Redis Cluster, 3 masters'
+            : setup === 'replicas'
+              ? 'Redis Cluster, 3 masters + 3 replicas'
+              : 'Redis Cluster, 3 masters + 3 replicas, --store-wait-replicas 1';
       const extra = ['--store', redis.url, ...(setup === 'replicated' ? ['--store-wait-replicas', '1'] : [])];
       // Two instances on the setup: senders talk to A, receivers long-poll B.
       const store = new RedisServerStore({ url: redis.url });

@@ -1,8 +1,9 @@
+import { spawnSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import test from 'ava';
 import { requireTool } from '../testing/helpers/required-tools.js';
 import { serverStoreComplianceTests } from '../testing/compliance/server-store.js';
-import { startRedis, type RunningRedis } from '../testing/helpers/redis.js';
+import { REDIS_CLI, startRedis, type RunningRedis } from '../testing/helpers/redis.js';
 import { tempDir } from '../testing/helpers/temp-dir.js';
 import { until } from '../testing/helpers/observe.js';
 import { RedisNotifier, redisChannelName } from './redis-notifier.js';
@@ -84,4 +85,35 @@ test('with waitReplicas, a send is answered only once a replica has it: on a Red
   await t.throwsAsync(store.enqueue([to], input, limits), { code: 'LA_ERR_STORE_UNAVAILABLE' } as never);
   await t.throwsAsync(store.enqueue([to], input, limits), { code: 'LA_ERR_STORE_UNAVAILABLE' } as never, 'the retry waits too');
   t.is((await store.fetch(to, 10)).messages.length, 1, 'stored once');
+});
+
+test('with waitReplicas, the writes that ask while a WAIT is out share the next one: 200 concurrent sends, far fewer WAITs, every send stored', async (t) => {
+  await requireTool('redis-cli');
+  const dir = await tempDir('lantern-redis-replica-');
+  t.teardown(() => dir.remove());
+  const master = await startRedis(`${dir.path}/master`);
+  t.teardown(() => master.stop());
+  const replica = await startRedis(`${dir.path}/replica`, { extra: ['--replicaof', '127.0.0.1', String(master.port)] });
+  t.teardown(() => replica.stop());
+  const cli = (port: number, ...args: string[]) => spawnSync(REDIS_CLI, ['-p', String(port), ...args], { encoding: 'utf8', timeout: 5000 }).stdout;
+  await until('the replica in sync', async () => (/master_link_status:up/.test(cli(replica.port, 'info', 'replication')) ? true : undefined), 10_000);
+  const waits = () => Number(/cmdstat_wait:calls=(\d+)/.exec(cli(master.port, 'info', 'commandstats'))?.[1] ?? 0);
+
+  const store = new RedisServerStore({ url: master.url, waitReplicas: 1 });
+  await store.open();
+  t.teardown(() => store.close());
+  const userId = randomUUID();
+  const device = await store.putDevice(userId, { serial: 'aa01', publicKeyPem: 'pem', expiresAt: Date.now() + 60_000 }, Date.now());
+  const to = { userId, deviceId: device.deviceId };
+  const before = waits();
+  const results = await Promise.all(
+    Array.from({ length: 200 }, () =>
+      store.enqueue([to], { clientId: randomUUID(), digest: 'd', from: { userId: randomUUID(), deviceId: 1 }, type: 0, payload: 'aGk=', sentAt: Date.now(), expiresAt: Date.now() + 60_000 }, { maxMessages: 1000, maxBytes: 1_000_000 }),
+    ),
+  );
+  const used = waits() - before;
+  t.log(`200 sends, ${used} WAITs`);
+  t.true(results.every((r) => r.status === 'queued'));
+  t.is((await store.queueStats(to)).count, 200);
+  t.true(used >= 1 && used <= 50, `${used} WAITs for 200 sends`);
 });

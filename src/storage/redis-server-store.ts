@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { LanternError } from '../core/errors.js';
 import type { Address, DeviceBundle, KeyCounts, KeysUpload } from '../protocol/messages.js';
 import { MAX_DEVICE_ID, MIN_DEVICE_ID } from '../protocol/version.js';
+import { ReplicaWait } from './redis-replica-wait.js';
 import { isCluster, openRedis, type RedisConnection, type RedisEndpoint } from './redis-client.js';
 import { ACK, CLAIM_SESSION_NONCE, COMPARE_AND_SET, ENQUEUE, EXPIRE_DORMANT, EXPIRE_QUEUE, FETCH, PUT_DEVICE, PUT_KEYS, REGISTRATIONS, REVOKE_DEVICE, TAKE_BUNDLE, TAKE_TOKENS } from './redis-scripts.js';
 import {
@@ -39,9 +40,10 @@ export interface RedisStoreOptions extends RedisEndpoint {
    */
   wakeChannels?: (recipient: Address) => string;
   /**
-   * `--store-wait-replicas`: a write that must survive a failover (a send, an ack, a device, keys,
-   * an account) is answered only once this many replicas have it (WAIT, up to WAIT_TIMEOUT_MS;
-   * fewer is LA_ERR_STORE_UNAVAILABLE, and the client's retry with the same id is deduped).
+   * `--store-wait-replicas`: a write that must survive a failover (a send, a device, keys, an
+   * account) is answered only once this many replicas have it (WAIT, up to WAIT_TIMEOUT_MS; fewer
+   * is LA_ERR_STORE_UNAVAILABLE, and the client's retry with the same id is deduped). An ack does
+   * not wait: a lost ack only delivers the message again, which the client drops by its id.
    */
   waitReplicas?: number;
 }
@@ -81,9 +83,8 @@ export class RedisServerStore implements ServerStore {
   readonly #o: RedisStoreOptions;
   #redis!: RedisConnection;
   #s!: Scripts;
-  /** The connection (and its scripts) of the writes that wait for replicas: #redis unless `waitReplicas`. */
-  #durable!: RedisConnection;
-  #w!: Scripts;
+  /** With `waitReplicas`: the WAITs, on a connection of their own. */
+  #replicaWait: ReplicaWait | undefined;
   readonly #p: string;
   #queuedDelta = 0;
   #flushTimer: ReturnType<typeof setTimeout> | undefined;
@@ -119,20 +120,23 @@ export class RedisServerStore implements ServerStore {
     this.#redis = await connect();
     this.#s = this.#redis as unknown as Scripts;
     // WAIT holds its connection until the replicas answer (up to WAIT_TIMEOUT_MS, and all of it on
-    // a shard whose replica is gone): the writes that wait get a connection of their own, so reads,
-    // nonces and rate limits on the same node do not queue behind them.
-    this.#durable = (this.#o.waitReplicas ?? 0) > 0 ? await connect().catch(async (err: unknown) => {
-      this.#redis.disconnect();
-      throw err;
-    }) : this.#redis;
-    this.#w = this.#durable as unknown as Scripts;
+    // a shard whose replica is gone): the WAITs get a connection of their own (see ReplicaWait), so
+    // no write, read, nonce or rate limit queues behind one.
+    if ((this.#o.waitReplicas ?? 0) > 0) {
+      const waits = await connect().catch(async (err: unknown) => {
+        this.#redis.disconnect();
+        throw err;
+      });
+      this.#replicaWait = new ReplicaWait(waits, { replicas: this.#o.waitReplicas!, timeoutMs: WAIT_TIMEOUT_MS, prefix: this.#p });
+    }
   }
 
   async close(): Promise<void> {
     if (this.#flushTimer) clearTimeout(this.#flushTimer);
     if (!this.#redis) return;
     await this.#flushQueued().catch(() => undefined);
-    for (const r of new Set([this.#redis, this.#durable])) await r.quit().catch(() => r.disconnect());
+    await this.#replicaWait?.close();
+    await this.#redis.quit().catch(() => this.#redis.disconnect());
   }
 
   /**
@@ -180,9 +184,9 @@ export class RedisServerStore implements ServerStore {
 
   async createAccount(account: AccountRecord): Promise<void> {
     await this.#run(async () => {
-      const set = await this.#durable.set(`${this.#p}acct:${account.name}`, JSON.stringify(account), 'NX');
+      const set = await this.#redis.set(`${this.#p}acct:${account.name}`, JSON.stringify(account), 'NX');
       if (set !== 'OK') throw new LanternError('LA_ERR_ACCOUNT_EXISTS');
-      await this.#durable.set(`${this.#p}acctid:${account.userId}`, account.name);
+      await this.#redis.set(`${this.#p}acctid:${account.userId}`, account.name);
       await Promise.all([this.#replicated(`${this.#p}acct:${account.name}`), this.#replicated(`${this.#p}acctid:${account.userId}`)]);
     });
   }
@@ -205,7 +209,7 @@ export class RedisServerStore implements ServerStore {
   async putDevice(userId: string, credential: DeviceCredential, now: number, deviceId?: number): Promise<DeviceRecord> {
     const template: DeviceRecord = { ...credential, userId, deviceId: 0, createdAt: now };
     const out = await this.#run(
-      () => this.#w.putDevice(this.#dev(userId), JSON.stringify(template), now, deviceId ?? '', MIN_DEVICE_ID, MAX_DEVICE_ID) as Promise<string>,
+      () => this.#s.putDevice(this.#dev(userId), JSON.stringify(template), now, deviceId ?? '', MIN_DEVICE_ID, MAX_DEVICE_ID) as Promise<string>,
     );
     if (out === 'not-found') throw new LanternError('LA_ERR_DEVICE_NOT_FOUND');
     if (out === 'limit') throw new LanternError('LA_ERR_DEVICE_LIMIT');
@@ -269,17 +273,11 @@ export class RedisServerStore implements ServerStore {
   }
 
   /**
-   * With `waitReplicas`: returns once that many replicas have every write made so far on the
-   * durable connection to `key`'s node (WAIT counts per connection; on a cluster, a pipeline led by a
-   * command on `key` goes to the connection of its slot's master).
+   * With `waitReplicas`: returns once that many replicas have every write answered so far by
+   * `key`'s node (one WAIT for all the writes that ask meanwhile).
    */
   async #replicated(key: string): Promise<void> {
-    const wanted = this.#o.waitReplicas ?? 0;
-    if (wanted === 0) return;
-    const answers = await this.#durable.pipeline().exists(key).wait(wanted, WAIT_TIMEOUT_MS).exec();
-    const [err, got] = answers?.[1] ?? [new Error('no answer to WAIT')];
-    if (err) throw err;
-    if (Number(got) < wanted) throw new LanternError('LA_ERR_STORE_UNAVAILABLE', `Redis: the write reached ${Number(got)} of ${wanted} replicas within ${WAIT_TIMEOUT_MS} ms`);
+    if (this.#replicaWait) await this.#replicaWait.after(key);
   }
 
   async putSession(session: SessionRecord, keep?: number): Promise<void> {
@@ -310,7 +308,7 @@ export class RedisServerStore implements ServerStore {
     const pre = (preKeys ?? []).map((k) => JSON.stringify(k));
     const kyber = (kyberPreKeys ?? []).map((k) => JSON.stringify(k));
     await this.#run(() =>
-      this.#w.putKeys(
+      this.#s.putKeys(
         this.#keys(address, 'k'),
         this.#keys(address, 'pk'),
         this.#keys(address, 'kpk'),
@@ -493,15 +491,11 @@ export class RedisServerStore implements ServerStore {
       args.push(b.cost, b.policy.capacity, b.policy.refillPerSecond);
     }
     if (wake) args.push(...recipients.map((r) => this.#o.wakeChannels!(r)));
-    // Indexed for the retention job before the messages exist, so none can be missed: issued first
-    // on the same connection, so it lands first. Never on the durable connection: this one key
-    // takes every send, and there it would queue behind the WAITs of whatever shard holds it (a
-    // promoted master with no replica left stalled every send for 2 s). With a durable connection
-    // of its own the send waits for the index first, as the two connections keep no order.
+    // Indexed for the retention job before the messages exist (issued first on the same connection,
+    // so it lands first), so none can be missed.
     const indexed = this.#redis.sadd(`${this.#p}expq`, ...recipients.map((r) => `${r.userId}:${r.deviceId}`));
     indexed.catch(() => undefined); // awaited below; never an unhandled rejection
-    if (this.#durable !== this.#redis) await this.#run(() => indexed);
-    const out = (await this.#run(() => this.#w.enqueue(keys.length, ...keys, ...args))) as [string, ...Array<number | string>];
+    const out = (await this.#run(() => this.#s.enqueue(keys.length, ...keys, ...args))) as [string, ...Array<number | string>];
     await this.#run(() => indexed);
     if (out[0] === 'queued' || out[0] === 'duplicate') await this.#run(() => this.#replicated(keys[0]!));
     const notified = wake ? ({ notified: true } as const) : {};
@@ -542,8 +536,8 @@ export class RedisServerStore implements ServerStore {
 
   async ack(address: Address, ids: readonly string[]): Promise<number> {
     if (ids.length === 0) return 0;
-    const n = Number(await this.#run(() => this.#w.ack(...this.#queueKeys(address), ...new Set(ids))));
-    if (n > 0) await this.#run(() => this.#replicated(this.#q(address, 'q')));
+    // No WAIT (see waitReplicas): it would hold the poll that carries the ack.
+    const n = Number(await this.#run(() => this.#s.ack(...this.#queueKeys(address), ...new Set(ids))));
     this.#countQueued(-n);
     return n;
   }

@@ -240,7 +240,7 @@ export function serverCommand(io: Io, done: (code: number) => void): Command {
     .option('--peerjs-require-auth', 'only holders of a ticket (lantern-agent ticket --for peerjs, as the PeerJS token) may register an id')
     .addOption(storeOption())
     .addOption(storeCaOption())
-    .option('--store-wait-replicas <n>', 'Redis: answer a write (a send, an ack, a device, keys) only once this many replicas have it (WAIT), so a failover loses no answered message', parseCount, 0)
+    .option('--store-wait-replicas <n>', 'Redis: answer a write (a send, a device, keys, an account) only once this many replicas have it (WAIT), so a failover loses no answered message', parseCount, 0)
     .option('--no-fsync', 'do not fsync write batches (survives a crash of the process, not of the machine)')
     .option('--log-level <level>', 'log level (stderr)', 'info')
     .addOption(logFormatOption())

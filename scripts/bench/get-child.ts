@@ -5,13 +5,14 @@
 // Prints {"url"} when listening.
 import { systemClock } from '../../src/core/clock.js';
 import { silentLogger } from '../../src/core/logger.js';
-import { keepFreedHeap } from '../../src/core/malloc-tuning.js';
+import { growHeapInLargeSteps, keepFreedHeap } from '../../src/core/malloc-tuning.js';
 import { TicketIssuer } from '../../src/crypto/tickets.js';
 import type { RoundRobinPeer } from '../../src/protocol/messages.js';
 import { createGet } from '../../src/roles/get/index.js';
 
-// As the CLI does at startup, so that the benchmark measures what ships.
+// As the CLI does at startup (and give and get when they start), so that the benchmark measures what ships.
 keepFreedHeap();
+growHeapInLargeSteps();
 
 const issuer = new TicketIssuer(process.env['TICKET_PRIVATE_KEY']!);
 const peer: RoundRobinPeer = { host: '127.0.0.1', port: Number(process.env['GIVE_PORT']), protocols: ['connect'], identityKey: process.env['GIVE_IDENTITY_KEY']! };

@@ -7,14 +7,15 @@ import { createInterface } from 'node:readline';
 import nodeDataChannel from 'node-datachannel';
 import { systemClock } from '../../src/core/clock.js';
 import { silentLogger } from '../../src/core/logger.js';
-import { keepFreedHeap } from '../../src/core/malloc-tuning.js';
+import { growHeapInLargeSteps, keepFreedHeap } from '../../src/core/malloc-tuning.js';
 import { PeerIdentity } from '../../src/crypto/peer-identity.js';
 import { TicketVerifier } from '../../src/crypto/tickets.js';
 import { IceListener } from '../../src/net/ice/ice-listener.js';
 import { GiveProxy } from '../../src/roles/give/give-proxy.js';
 
-// As the CLI does at startup, so that the benchmark measures what ships.
+// As the CLI does at startup (and give and get when they start), so that the benchmark measures what ships.
 keepFreedHeap();
+growHeapInLargeSteps();
 
 const identity = new PeerIdentity();
 const proxy = new GiveProxy(

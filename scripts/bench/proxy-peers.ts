@@ -13,7 +13,9 @@
 // Prints a Markdown table with each number's ratio to direct and to the best reference; with
 // `--readme` it also writes that table into the README's performance section.
 // Env: BENCH_ROUNDS (3), BENCH_BULK_MIB (1024), BENCH_SECONDS (3, per timed case), BENCH_ONLY (a
-// regular expression: only the ways whose name matches it, and direct, are measured; not with --readme).
+// regular expression: only the ways whose name matches it, and direct, are measured; not with --readme),
+// BENCH_CHILD_NODE_ARGS (node flags for our give and get processes, e.g. --trace-incremental-marking;
+// their stdout then goes to stderr). Each row also prints the proxy's minor page faults per MiB.
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
@@ -32,6 +34,7 @@ import { loadAverage } from './load.js';
 const ROUNDS = Number(process.env['BENCH_ROUNDS'] ?? 3);
 const BULK_MIB = Number(process.env['BENCH_BULK_MIB'] ?? 1024);
 const SECONDS = Number(process.env['BENCH_SECONDS'] ?? 3);
+const CHILD_NODE_ARGS = (process.env['BENCH_CHILD_NODE_ARGS'] ?? '').split(' ').filter(Boolean);
 const ONLY = process.env['BENCH_ONLY'] ? new RegExp(process.env['BENCH_ONLY']) : undefined;
 const IDLE = 1000;
 const CONCURRENT = 50;
@@ -58,6 +61,8 @@ interface Sample {
   up: number;
   down: number;
   cpuPerGiB?: number;
+  /** Minor page faults of the proxy per MiB moved in the bulk transfers (glibc giving memory back and taking it again). */
+  faultsPerMiB?: number;
   p50: number;
   p99: number;
   tunnels: number;
@@ -110,6 +115,20 @@ function cpuSeconds(roots: number[]): number {
     }
   }
   return ticks / CLK_TCK;
+}
+
+/** Minor page faults of the processes and their descendants (field 10 of /proc/PID/stat). */
+function minorFaults(roots: number[]): number {
+  let faults = 0;
+  for (const pid of tree(roots)) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
+      faults += Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[7]);
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return faults;
 }
 
 /** Resident memory, bytes, of the processes and their descendants. */
@@ -347,10 +366,11 @@ async function measure(c: Contestant, ports: { httpPort: number; echoPort: numbe
   // A bulk transfer slower than 4 MiB/s, or a timed case that does not end, is a failure to report.
   const bulkMs = (BULK_MIB / 4) * 1000 + 10_000;
   const timedMs = SECONDS * 1000 + 30_000;
-  const cpu0 = cpuSeconds(c.pids);
+  const [cpu0, faults0] = [cpuSeconds(c.pids), minorFaults(c.pids)];
   const up = await step(c, 'bulk up', bulkMs, () => bulkUp(c.open, ports.sinkPort));
   const down = await step(c, 'bulk down', bulkMs, () => bulkDown(c.open, ports.httpPort));
   const cpu = cpuSeconds(c.pids) - cpu0;
+  const faults = minorFaults(c.pids) - faults0;
   const r = await step(c, 'echo round trips', 60_000, () => rtts(c.open, ports.echoPort));
   const tunnels = await step(c, 'new tunnels', timedMs, () => tunnelsPerSecond(c.open, ports.echoPort));
   const rss = c.pids.length ? await step(c, 'idle tunnels', 60_000, () => idleRss(c, ports.echoPort)) : undefined;
@@ -365,7 +385,7 @@ async function measure(c: Contestant, ports: { httpPort: number; echoPort: numbe
   return {
     up,
     down,
-    ...(c.pids.length ? { cpuPerGiB: cpu / ((2 * BULK_MIB) / 1024) } : {}),
+    ...(c.pids.length ? { cpuPerGiB: cpu / ((2 * BULK_MIB) / 1024), faultsPerMiB: faults / (2 * BULK_MIB) } : {}),
     p50: pct(r, 50),
     p99: pct(r, 99),
     tunnels,
@@ -502,8 +522,16 @@ async function startMicrosocks(): Promise<Contestant> {
 
 /** A node child of this benchmark that prints one JSON line when it is up. */
 async function nodeChild(script: string, env: Record<string, string>): Promise<{ child: ChildProcess; first: Record<string, unknown> }> {
-  const child = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(new URL(script, import.meta.url))], { env: { ...process.env, ...env }, stdio: ['pipe', 'pipe', 'inherit'] });
-  const [line] = (await once(createInterface({ input: child.stdout! }), 'line')) as [string];
+  const child = spawn(process.execPath, [...CHILD_NODE_ARGS, '--import', 'tsx', fileURLToPath(new URL(script, import.meta.url))], { env: { ...process.env, ...env }, stdio: ['pipe', 'pipe', 'inherit'] });
+  // The first JSON line: V8's traces (BENCH_CHILD_NODE_ARGS) may come before it, and go to stderr after.
+  let line = '';
+  for await (const l of createInterface({ input: child.stdout! })) {
+    if (l.startsWith('{')) {
+      line = l;
+      break;
+    }
+  }
+  child.stdout!.on('data', (d: Buffer) => CHILD_NODE_ARGS.length && process.stderr.write(d));
   return { child, first: JSON.parse(line) as Record<string, unknown> };
 }
 
@@ -637,7 +665,7 @@ export async function run(): Promise<void> {
         results.get(c.name)!.samples.push(sample);
         console.log(
           `round ${round}: ${c.name}: up ${sample.up.toFixed(0)} down ${sample.down.toFixed(0)} MiB/s` +
-            `${sample.cpuPerGiB === undefined ? '' : `, ${sample.cpuPerGiB.toFixed(2)} CPU-s/GiB`}, RTT p50 ${sample.p50.toFixed(0)} µs, ${sample.tunnels.toFixed(0)} tunnels/s` +
+            `${sample.cpuPerGiB === undefined ? '' : `, ${sample.cpuPerGiB.toFixed(2)} CPU-s/GiB, ${sample.faultsPerMiB!.toFixed(1)} faults/MiB`}, RTT p50 ${sample.p50.toFixed(0)} µs, ${sample.tunnels.toFixed(0)} tunnels/s` +
             `${sample.rssPerTunnel === undefined ? '' : `, ${sample.rssPerTunnel.toFixed(1)} KiB/idle tunnel`}${sample.forwardGets === undefined ? '' : `, forward ${sample.forwardGets.toFixed(0)} GETs/s`}, in tunnels ${sample.connectGets.toFixed(0)} GETs/s`,
         );
       }

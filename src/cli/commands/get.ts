@@ -12,6 +12,7 @@ import { connectionCap } from '../fd-limit.js';
 import { withConfigLayers } from '../config-layers.js';
 import { writeJson, writeLine, logOptions, type Io } from '../io.js';
 import { senderLabel } from './messages.js';
+import { growHeapInLargeSteps } from '../../core/malloc-tuning.js';
 
 interface GetFlags {
   listen: { host: string; port: number };
@@ -39,6 +40,8 @@ export function getCommand(io: Io, done: (code: number) => void): Command {
 }
 
 async function runGet(io: Io, flags: GetFlags): Promise<number> {
+  // A proxy: old-generation limits that relaying cannot outrun (see malloc-tuning.ts).
+  growHeapInLargeSteps();
   const logger = createLogger(logOptions(io, flags)).child({ component: 'get' });
   const home = resolveHome(flags.home, io.env);
   const credential = await withKeystore(home, requireCredential);

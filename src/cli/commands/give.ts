@@ -17,6 +17,7 @@ import { hasSignalIdentity, iceSignaling, receiveBatch, withInbox } from '../hom
 import { countOption, durationOption, parseCount, parseListen, parsePort, parsePositiveInt, resolveHome, logFormatOption } from '../config.js';
 import { withConfigLayers } from '../config-layers.js';
 import { writeJson, writeLine, logOptions, type Io } from '../io.js';
+import { growHeapInLargeSteps } from '../../core/malloc-tuning.js';
 
 interface GiveFlags {
   listen?: { host: string; port: number };
@@ -91,6 +92,8 @@ export function giveCommand(io: Io, done: (code: number) => void): Command {
 export const giveSocketPath = (home: string) => join(home, 'give.sock');
 
 async function runGive(io: Io, flags: GiveFlags): Promise<number> {
+  // A proxy: old-generation limits that relaying cannot outrun (see malloc-tuning.ts).
+  growHeapInLargeSteps();
   const home = resolveHome(flags.home, io.env);
   if (flags.pause || flags.resume) {
     if (flags.pause && flags.resume) throw new LanternError('LA_ERR_USAGE', 'use --pause or --resume');

@@ -2,7 +2,7 @@
 // CONNECT, HTTP forward, SOCKS5) carries every connection through one TLS give peer, as it would
 // through a peer from the server's round robin. The server is stood in for: the round robin is that
 // one peer, and tickets are issued here. Env: GIVE_PORT, GIVE_IDENTITY_KEY, TICKET_PRIVATE_KEY (PEM).
-// Prints {"url"} when listening.
+// Prints {"url"} when listening; SIGUSR2 runs a full GC.
 import { systemClock } from '../../src/core/clock.js';
 import { silentLogger } from '../../src/core/logger.js';
 import { growHeapInLargeSteps, keepFreedHeap } from '../../src/core/malloc-tuning.js';
@@ -39,3 +39,9 @@ const get = createGet(
 await get.start();
 process.on('SIGTERM', () => void get.stop().then(() => process.exit(0)));
 console.log(JSON.stringify({ url: get.url }));
+// A full GC before the benchmark reads memory (the child runs with --expose-gc).
+process.on('SIGUSR2', () => {
+  const gc = (globalThis as { gc?: () => void }).gc;
+  gc?.();
+  gc?.();
+});

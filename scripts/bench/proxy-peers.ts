@@ -54,6 +54,8 @@ interface Contestant {
   open: Opener;
   /** A dispatcher for plain-HTTP GETs: through the proxy's forward (absolute-form requests), or direct. */
   forward?: () => Dispatcher;
+  /** Ours: a full GC in the processes (SIGUSR2 to a child started with --expose-gc), before memory is read. */
+  collectGarbage?: () => Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -117,13 +119,14 @@ function cpuSeconds(roots: number[]): number {
   return ticks / CLK_TCK;
 }
 
-/** Minor page faults of the processes and their descendants (field 10 of /proc/PID/stat). */
+/** Minor page faults of the processes and their descendants, with their reaped children (fields 10–11 of /proc/PID/stat). */
 function minorFaults(roots: number[]): number {
   let faults = 0;
   for (const pid of tree(roots)) {
     try {
       const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
-      faults += Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[7]);
+      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      faults += Number(f[7]) + Number(f[8]); // minflt, cminflt (reaped children: dante forks)
     } catch {
       // gone meanwhile
     }
@@ -302,9 +305,11 @@ async function idleRss(c: Contestant, echoPort: number): Promise<number> {
   const settle = () => new Promise((r) => setTimeout(r, 500));
   for (const s of await openMany()) s.destroy();
   await settle();
+  await c.collectGarbage?.();
   const before = rssBytes(c.pids);
   const idle = await openMany();
   await settle();
+  await c.collectGarbage?.();
   const after = rssBytes(c.pids);
   for (const s of idle) s.destroy();
   await settle();
@@ -522,7 +527,7 @@ async function startMicrosocks(): Promise<Contestant> {
 
 /** A node child of this benchmark that prints one JSON line when it is up. */
 async function nodeChild(script: string, env: Record<string, string>): Promise<{ child: ChildProcess; first: Record<string, unknown> }> {
-  const child = spawn(process.execPath, [...CHILD_NODE_ARGS, '--import', 'tsx', fileURLToPath(new URL(script, import.meta.url))], { env: { ...process.env, ...env }, stdio: ['pipe', 'pipe', 'inherit'] });
+  const child = spawn(process.execPath, ['--expose-gc', ...CHILD_NODE_ARGS, '--import', 'tsx', fileURLToPath(new URL(script, import.meta.url))], { env: { ...process.env, ...env }, stdio: ['pipe', 'pipe', 'inherit'] });
   // The first JSON line: V8's traces (BENCH_CHILD_NODE_ARGS) may come before it, and go to stderr after.
   let line = '';
   for await (const l of createInterface({ input: child.stdout! })) {
@@ -546,33 +551,37 @@ async function startOurs(key: { publicKeyPem: string; privateKeyPem: string }): 
   const getPort = Number(new URL(String(get.first['url'])).port);
   const h2 = new PeerTunnels();
   const pid = (c: { child: ChildProcess }) => c.child.pid!;
+  const collect = (c: { child: ChildProcess }) => async () => {
+    c.child.kill('SIGUSR2');
+    await new Promise((r) => setTimeout(r, 300));
+  };
   const contestants: Contestant[] = [
     {
       name: 'give (plaintext, CONNECT)',
       reference: false,
-      pids: [pid(plain)],
+      pids: [pid(plain)], collectGarbage: collect(plain),
       open: httpConnect(plainPort, auth),
       forward: () => new ProxyAgent({ uri: `http://127.0.0.1:${plainPort}`, token: auth, proxyTunnel: false, connections: CONCURRENT }),
       stop: async () => undefined,
     },
-    { name: 'give (plaintext, SOCKS5)', reference: false, pids: [pid(plain)], open: socks5(plainPort, { user: 'ticket', pass: ticket }), stop: async () => undefined },
+    { name: 'give (plaintext, SOCKS5)', reference: false, pids: [pid(plain)], collectGarbage: collect(plain), open: socks5(plainPort, { user: 'ticket', pass: ticket }), stop: async () => undefined },
     {
       name: 'give (TLS, HTTP/1.1 CONNECT)',
       reference: false,
-      pids: [pid(tls)],
+      pids: [pid(tls)], collectGarbage: collect(tls),
       open: async (port) => connectHttp1(await connectPinned(tlsPeer, 5000, ['http/1.1']), ticket, { host: '127.0.0.1', port }, 5000),
       stop: async () => undefined,
     },
-    { name: 'give (TLS, HTTP/2 CONNECT)', reference: false, pids: [pid(tls)], open: (port) => h2.open(tlsPeer, ticket, { host: '127.0.0.1', port }), stop: async () => undefined },
+    { name: 'give (TLS, HTTP/2 CONNECT)', reference: false, pids: [pid(tls)], collectGarbage: collect(tls), open: (port) => h2.open(tlsPeer, ticket, { host: '127.0.0.1', port }), stop: async () => undefined },
     {
       name: 'get → give (CONNECT)',
       reference: false,
-      pids: [pid(get)],
+      pids: [pid(get)], collectGarbage: collect(get),
       open: httpConnect(getPort),
       forward: () => new ProxyAgent({ uri: `http://127.0.0.1:${getPort}`, proxyTunnel: false, connections: CONCURRENT }),
       stop: async () => undefined,
     },
-    { name: 'get → give (SOCKS5)', reference: false, pids: [pid(get)], open: socks5(getPort), stop: async () => undefined },
+    { name: 'get → give (SOCKS5)', reference: false, pids: [pid(get)], collectGarbage: collect(get), open: socks5(getPort), stop: async () => undefined },
   ];
   return {
     contestants,
@@ -630,7 +639,8 @@ function table(results: Map<string, { reference: boolean; samples: Sample[] }>):
       const direct = m.key === 'cpuPerGiB' || m.key === 'rssPerTunnel' ? undefined : value('direct', m.key);
       if (name !== 'direct' && direct !== undefined) parts.push(`${(v / direct).toFixed(2)}× direct`);
       const b = best.get(m.key);
-      if (!r.reference && name !== 'direct' && b) parts.push(`${(v / b.value).toFixed(2)}× ${b.name}`);
+      // A ratio to a best of 0 (a reference using no memory per idle tunnel) says nothing.
+      if (!r.reference && name !== 'direct' && b && b.value !== 0) parts.push(`${(v / b.value).toFixed(2)}× ${b.name}`);
       const cell = `${v.toFixed(m.digits)}${parts.length ? ` (${parts.join(', ')})` : ''}`;
       return cell;
     });

@@ -144,7 +144,14 @@ natTest('give behind a NAT with nothing to map serves a get client behind anothe
     t.is(await fetchThroughGet(lab, home2.ns, get, origin.url), origin.sha256, `${nat}: the page came through get → NAT 2 → NAT 1 → give over a data channel, intact\n${get.stderr()}`);
     t.is(await fetchThroughGet(lab, home2.ns, get, origin.url), origin.sha256, `${nat}: and again on the same connection\n${get.stderr()}`);
 
-    const status = JSON.parse((await runCli(['status', '--home', giver.home, '--json'], { launcher: lab.exec(home1.ns) })).stdout) as { path: string; ice: { connections: number; paths: { ice: number; turn: number } } };
+    type Status = { path: string; ice: { connections: number; paths: { ice: number; turn: number } } };
+    const readStatus = async () => JSON.parse((await runCli(['status', '--home', giver.home, '--json'], { launcher: lab.exec(home1.ns) })).stdout) as Status;
+    let status = await readStatus();
+    // ICE may start on the relay pair (its checks succeed first) and move to the direct pair once
+    // that one's hole punching succeeds; status reports the pair in use now, so give it time.
+    if (nat === 'endpoint-independent') {
+      await waitFor('the connection on the direct pair', async () => (status = await readStatus()).ice.paths.ice >= 1, 10_000).catch(() => undefined);
+    }
     t.is(status.path, 'ice');
     t.regex(coturn.log(), /ALLOCATE processed, success/, 'both sides had a TURN relay candidate from the credential the server minted');
     if (nat === 'endpoint-independent') {

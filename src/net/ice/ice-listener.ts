@@ -3,7 +3,7 @@ import type { Logger } from '../../core/logger.js';
 import type { Address, IceServersResponse, IceSignal } from '../../protocol/messages.js';
 import { acceptChannelTunnels, type ChannelTunnelHandler } from './channel-tunnel.js';
 import { IcePeer, signIceAnswer } from './ice-peer.js';
-import type { IcePath, IceSignaling } from './ice-tunnels.js';
+import { currentPath, type IcePath, type IceSignaling } from './ice-tunnels.js';
 import { rtcConfig } from './rtc-config.js';
 
 export interface IceListenerComponents {
@@ -112,8 +112,7 @@ export class IceListener {
       await this.#c.signaling.send(from, { kind: 'answer', session: offer.session, sdp, signature });
       this.#answered++;
       await connection.connected(this.#o.connectTimeoutMs ?? CONNECT_TIMEOUT_MS);
-      const selected = connection.selectedPath();
-      entry.path = selected && (selected.local === 'relay' || selected.remote === 'relay') ? 'turn' : 'ice';
+      entry.path = currentPath(connection, 'ice');
       this.#c.logger.info({ path: entry.path, connections: this.#connections.size }, 'WebRTC client connected');
     } catch (err) {
       connection.close();
@@ -131,7 +130,7 @@ export class IceListener {
 
   stats(): IceListenerStats {
     const paths: Record<IcePath, number> = { ice: 0, turn: 0 };
-    for (const c of this.#connections.values()) if (c.path) paths[c.path]++;
+    for (const [connection, c] of this.#connections) if (c.path) paths[currentPath(connection, c.path)!]++;
     return { connections: this.#connections.size, paths, offersAnswered: this.#answered, offersRefused: this.#refused };
   }
 

@@ -37,6 +37,17 @@ export interface IceTunnelsOptions {
 /** How a WebRTC connection runs: directly between the two NATs (`ice`), or through the TURN relay (`turn`). */
 export type IcePath = 'ice' | 'turn';
 
+/**
+ * The path a connection runs on now. ICE may start on the relay pair, whose checks succeed first,
+ * and move to a direct pair that succeeds after it, so the pair seen at connect time goes stale
+ * (through two endpoint-independent NATs it read 'turn' while the connection ran direct).
+ */
+export function currentPath(up: IcePeer, fallback?: IcePath): IcePath | undefined {
+  const selected = up.selectedPath();
+  if (!selected) return fallback;
+  return selected.local === 'relay' || selected.remote === 'relay' ? 'turn' : 'ice';
+}
+
 const CONNECT_TIMEOUT_MS = 15_000;
 const GATHER_TIMEOUT_MS = 3000;
 /** Answers waited for at once; more offers than this are refused here, not sent. */
@@ -96,7 +107,7 @@ export class IceTunnels {
   /** How the connection to this peer runs, if one is up. */
   path(peer: IcePeerEndpoint): IcePath | undefined {
     const known = this.#peers.get(`${deviceKey(peer.ice)} ${peer.identityKey}`);
-    return known?.up && !known.up.ended ? known.path : undefined;
+    return known?.up && !known.up.ended ? currentPath(known.up, known.path) : undefined;
   }
 
   /**
@@ -131,8 +142,7 @@ export class IceTunnels {
     entry.made.then(
       (up) => {
         entry.up = up;
-        const selected = up.selectedPath();
-        entry.path = selected && (selected.local === 'relay' || selected.remote === 'relay') ? 'turn' : 'ice';
+        entry.path = currentPath(up, 'ice');
         up.onEnd(() => this.#peers.get(key) === entry && this.#peers.delete(key));
       },
       () => this.#peers.get(key) === entry && this.#peers.delete(key),

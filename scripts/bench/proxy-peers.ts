@@ -103,36 +103,26 @@ function tree(roots: number[]): number[] {
   return out;
 }
 
-/** CPU-seconds (user + system, with reaped children) of the processes and their descendants. */
-function cpuSeconds(roots: number[]): number {
-  let ticks = 0;
+/** The sum of some fields of /proc/PID/stat (0-based, counted from field 3, the state) over the processes and their descendants. */
+function statSum(roots: number[], fields: number[]): number {
+  let sum = 0;
   for (const pid of tree(roots)) {
     try {
       const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
       const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      // utime, stime, cutime, cstime are fields 14–17 (1-based); f starts at field 3.
-      ticks += Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14]);
+      for (const i of fields) sum += Number(f[i]);
     } catch {
       // gone meanwhile
     }
   }
-  return ticks / CLK_TCK;
+  return sum;
 }
 
-/** Minor page faults of the processes and their descendants, with their reaped children (fields 10–11 of /proc/PID/stat). */
-function minorFaults(roots: number[]): number {
-  let faults = 0;
-  for (const pid of tree(roots)) {
-    try {
-      const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
-      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      faults += Number(f[7]) + Number(f[8]); // minflt, cminflt (reaped children: dante forks)
-    } catch {
-      // gone meanwhile
-    }
-  }
-  return faults;
-}
+/** CPU-seconds: utime, stime, cutime, cstime (fields 14–17, 1-based), so with reaped children. */
+const cpuSeconds = (roots: number[]) => statSum(roots, [11, 12, 13, 14]) / CLK_TCK;
+
+/** Minor page faults: minflt and cminflt (fields 10–11), so with reaped children (dante forks). */
+const minorFaults = (roots: number[]) => statSum(roots, [7, 8]);
 
 /** Resident memory, bytes, of the processes and their descendants. */
 function rssBytes(roots: number[]): number {

@@ -75,10 +75,11 @@ export class ReplicaWait {
   async #drain(name: string, node: Node): Promise<void> {
     node.busy = true;
     while (node.waiting.length > 0) {
-      const batch = node.waiting.splice(0);
-      // A slot that moved since (a failover) waits on its new node.
-      const here = batch.filter((w) => this.#nodeOf(w.key) === name);
-      for (const w of batch) if (!here.includes(w)) this.after(w.key).then(w.resolve, w.reject);
+      const here: Waiter[] = [];
+      for (const w of node.waiting.splice(0)) {
+        if (this.#nodeOf(w.key) === name) here.push(w);
+        else this.after(w.key).then(w.resolve, w.reject); // its slot moved (a failover): its new node
+      }
       if (here.length === 0) continue;
       try {
         await this.#wait(here[0]!.key);

@@ -17,7 +17,7 @@
 
 /** A Node writable stream: `writableLength` bytes wait unflushed; `write()` is false above its mark. */
 export interface StreamSink {
-  write(data: Buffer | string): boolean;
+  write(data: Buffer | string, done?: (err?: Error | null) => void): boolean;
   readonly writableLength: number;
   once(event: 'drain', listener: () => void): unknown;
 }
@@ -84,20 +84,27 @@ export class BoundedWriter {
     return this.#dropped;
   }
 
-  /** Writes, applying the rule; false when the connection was (or had been) dropped. */
-  write(data: Buffer | string): boolean {
-    if (this.#dropped) return false;
+  /**
+   * Writes, applying the rule; false when the connection was (or had been) dropped. `flushed`, if
+   * given, runs once the sink no longer holds `data` (written out, or failed), and only then.
+   */
+  write(data: Buffer | string, flushed?: () => void): boolean {
+    if (this.#dropped) {
+      flushed?.();
+      return false;
+    }
     let above: boolean;
     if (this.#stream) {
       const sink = this.#sink as StreamSink;
       // Writes waiting in the stream, for their per-write cost: none once it has emptied.
       if (sink.writableLength === 0) this.#pending = 0;
-      above = !sink.write(data);
+      above = !(flushed ? sink.write(data, flushed) : sink.write(data));
       if (sink.writableLength > 0) this.#pending++;
     } else {
       const cost = (typeof data === 'string' ? Buffer.byteLength(data) : data.length) + WRITE_OVERHEAD_BYTES;
       this.#pending += cost;
       (this.#sink as CallbackSink).write(data, () => {
+        flushed?.();
         this.#pending -= cost;
         if (this.#pending <= this.#limits.low) this.#drained();
       });

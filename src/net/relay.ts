@@ -1,5 +1,6 @@
 import { finished, type Duplex, type Readable, type Writable } from 'node:stream';
 import { BoundedWriter, type BackpressureLimits } from './backpressure.js';
+import { attachReader } from './reused-reads.js';
 
 /**
  * A token bucket in bytes per second shared by every tunnel of a proxy (`--max-mbps`). `delay(n)`
@@ -33,7 +34,9 @@ export const RELAY_LIMITS: BackpressureLimits = { high: 128 * 1024, low: 32 * 10
 
 /**
  * Copies `from` into `to` under the backpressure rule (BoundedWriter), counting bytes and, with a
- * budget, pausing the source as long as the shared budget says.
+ * budget, pausing the source as long as the shared budget says. A destination socket dialed with
+ * reused read buffers (reused-reads.ts) hands its chunks over directly, each buffer given back
+ * once its write has flushed; any other stream through `data`.
  */
 export function relay(from: Readable | Duplex, to: Writable | Duplex, options: { budget?: ByteBudget; onBytes(n: number): void }): void {
   let budgetWait = false;
@@ -45,9 +48,9 @@ export function relay(from: Readable | Duplex, to: Writable | Duplex, options: {
       to.destroy();
     },
   });
-  from.on('data', (chunk: Buffer) => {
+  const take = (chunk: Buffer, release?: () => void) => {
     options.onBytes(chunk.length);
-    writer.write(chunk);
+    writer.write(chunk, release);
     const wait = options.budget?.delay(chunk.length) ?? 0;
     if (wait > 0) {
       budgetWait = true;
@@ -57,8 +60,10 @@ export function relay(from: Readable | Duplex, to: Writable | Duplex, options: {
         if (!writer.holding) from.resume();
       }, wait);
     }
-  });
-  from.once('end', () => to.end());
+  };
+  if (!attachReader(from, take)) from.on('data', (chunk: Buffer) => take(chunk));
+  // The other side may be gone already (closed, which ends this one gracefully): no end() to a destroyed stream.
+  from.once('end', () => !to.destroyed && !to.writableEnded && to.end());
   from.resume();
 }
 

@@ -370,7 +370,7 @@ export class PeerjsBroker {
    */
   #writer(socket: WebSocket): BoundedWriter {
     return new BoundedWriter(
-      { write: (data, done) => socket.send(data, done) },
+      { write: (data: Buffer | string, done: (err?: Error) => void) => socket.send(data, done) },
       {
         source: socket,
         drop: () => {

@@ -1,0 +1,121 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { once } from 'node:events';
+import { connect, createServer, type Socket } from 'node:net';
+import { Writable } from 'node:stream';
+import test from 'ava';
+import { listen } from './listen.js';
+import { relay } from './relay.js';
+import { connectReusingReads } from './reused-reads.js';
+
+const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+
+/**
+ * Origin → (socket with reused reads) → relay → sink socket → a receiver that reads in fits and
+ * starts, so that writes stay pending in the sink while the origin keeps sending: a buffer read
+ * into again before its write flushed would corrupt what arrives.
+ */
+async function throughRelay(t: import('ava').ExecutionContext, payload: Buffer, options: { slowReceiver: boolean; attachAfterMs?: number }): Promise<Buffer> {
+  const origin = createServer((s) => {
+    s.on('error', () => undefined);
+    s.end(payload);
+  });
+  const { port: originPort } = await listen(origin, '127.0.0.1', 0);
+  const sinkServer = createServer();
+  const { port: sinkPort } = await listen(sinkServer, '127.0.0.1', 0);
+  t.teardown(() => {
+    origin.close();
+    sinkServer.close();
+  });
+  const receiver = connect(sinkPort, '127.0.0.1');
+  const [sink] = (await once(sinkServer, 'connection')) as [Socket];
+  const received: Buffer[] = [];
+  receiver.on('data', (b: Buffer) => {
+    received.push(b);
+    if (options.slowReceiver && received.length % 8 === 0) {
+      receiver.pause();
+      setTimeout(() => receiver.resume(), 5);
+    }
+  });
+  const ended = once(receiver, 'end');
+  const upstream = connectReusingReads({ host: '127.0.0.1', port: originPort });
+  await once(upstream, 'connect');
+  if (options.attachAfterMs) await new Promise((r) => setTimeout(r, options.attachAfterMs));
+  let counted = 0;
+  relay(upstream, sink, { onBytes: (n) => (counted += n) });
+  await ended;
+  t.is(counted, payload.length, 'every byte counted once');
+  return Buffer.concat(received);
+}
+
+test('a bulk transfer into a receiver that keeps stalling arrives intact (no lent buffer is read into again)', async (t) => {
+  const payload = randomBytes(24 * 1024 * 1024);
+  const got = await throughRelay(t, payload, { slowReceiver: true });
+  t.is(got.length, payload.length);
+  t.is(sha(got), sha(payload));
+});
+
+test('data the destination sends before the relay attaches is kept, in order, with the rest', async (t) => {
+  const payload = randomBytes(3 * 1024 * 1024 + 17);
+  const got = await throughRelay(t, payload, { slowReceiver: false, attachAfterMs: 100 });
+  t.is(sha(got), sha(payload));
+});
+
+test('many sockets with short and long reads interleaved, on the shared buffer and on lent ones, each gets its own bytes', async (t) => {
+  const payloads = Array.from({ length: 20 }, (_, i) => randomBytes(i % 2 ? 300 + i : 2 * 1024 * 1024 + i));
+  const results = await Promise.all(payloads.map((p) => throughRelay(t, p, { slowReceiver: true })));
+  results.forEach((got, i) => t.is(sha(got), sha(payloads[i]!), `socket ${i}`));
+});
+
+/**
+ * A sink that holds each chunk it is given for a while (and copies it only then), yet never says it
+ * is full: the relay keeps reading meanwhile, so only the buffers' own bookkeeping (a lent buffer
+ * is not read into until released; a short read on the shared buffer is copied out) keeps what the
+ * sink holds intact.
+ */
+async function intoHoldingSink(t: import('ava').ExecutionContext, send: (s: Socket) => Promise<Buffer>): Promise<{ sent: Buffer; got: Buffer }> {
+  let sent: Promise<Buffer> | undefined;
+  const origin = createServer((s) => {
+    s.on('error', () => undefined);
+    sent = send(s);
+  });
+  const { port } = await listen(origin, '127.0.0.1', 0);
+  t.teardown(() => origin.close());
+  const received: Buffer[] = [];
+  const sink = new Writable({
+    highWaterMark: 64 * 1024 * 1024,
+    write(chunk: Buffer, _encoding, done) {
+      setTimeout(() => {
+        received.push(Buffer.from(chunk));
+        done();
+      }, 2);
+    },
+  });
+  const upstream = connectReusingReads({ host: '127.0.0.1', port });
+  relay(upstream, sink, { onBytes: () => undefined });
+  await once(sink, 'finish');
+  return { sent: await sent!, got: Buffer.concat(received) };
+}
+
+test('a sink that holds lent chunks without pushing back: none is read into before it is released', async (t) => {
+  const { sent, got } = await intoHoldingSink(t, async (s) => {
+    const payload = randomBytes(3 * 1024 * 1024);
+    s.end(payload);
+    return payload;
+  });
+  t.is(sha(got), sha(sent));
+});
+
+test('a sink that holds short chunks without pushing back: short reads are copied off the shared buffer', async (t) => {
+  const { sent, got } = await intoHoldingSink(t, async (s) => {
+    const pieces: Buffer[] = [];
+    for (let i = 0; i < 200; i++) {
+      const piece = randomBytes(700 + i);
+      pieces.push(piece);
+      s.write(piece);
+      await new Promise((r) => setTimeout(r, 1));
+    }
+    s.end();
+    return Buffer.concat(pieces);
+  });
+  t.is(sha(got), sha(sent));
+});

@@ -4,7 +4,7 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { optionsBlock, readmeOptionTables } from '../src/cli/options-table.js';
 
-const tables = readmeOptionTables();
+const tables = await readmeOptionTables();
 if (process.argv.includes('--write')) {
   const path = new URL('../README.md', import.meta.url);
   let readme = readFileSync(path, 'utf8');

@@ -18,9 +18,9 @@ test('durations: units, and a bare number is seconds; the help shows defaults th
   t.is(formatDuration(75_000), '75s');
 });
 
-test('every option of every command shows its default as it would be typed, and every duration takes units or bare seconds', (t) => {
+test('every option of every command shows its default as it would be typed, and every duration takes units or bare seconds', async (t) => {
   const sink = new PassThrough();
-  const program = buildProgram({ stdout: sink, stderr: sink, stdin: new PassThrough(), env: {}, stopSignal: new Promise(() => undefined) }, () => undefined);
+  const program = await buildProgram({ stdout: sink, stderr: sink, stdin: new PassThrough(), env: {}, stopSignal: new Promise(() => undefined) }, () => undefined);
   const commands = program.commands.flatMap((c) => [c, ...c.commands]);
   let durations = 0;
   for (const command of commands) {

@@ -21,9 +21,9 @@ export function optionsTable(cmd: Command): string {
 }
 
 /** Each tabled command's table, between the README's markers `<!-- options: NAME -->` and `<!-- /options -->`. */
-export function readmeOptionTables(): Map<string, string> {
+export async function readmeOptionTables(): Promise<Map<string, string>> {
   const sink = new PassThrough();
-  const program = buildProgram({ stdout: sink, stderr: sink, stdin: new PassThrough(), env: {}, stopSignal: new Promise(() => undefined) }, () => undefined);
+  const program = await buildProgram({ stdout: sink, stderr: sink, stdin: new PassThrough(), env: {}, stopSignal: new Promise(() => undefined) }, () => undefined);
   return new Map(TABLED_COMMANDS.map((name) => [name, optionsTable(program.commands.find((c) => c.name() === name)!)]));
 }
 

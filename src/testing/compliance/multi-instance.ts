@@ -91,6 +91,9 @@ export function multiInstanceTests(test: TestFn, start: (dir: string) => Promise
     // Bob's device holds a poll on instance 1; a newer poll on instance 2 ends it at once (204).
     const [b1, b2] = [clientOn(bob, c.servers[1]!), clientOn(bob, c.servers[2]!)];
     t.teardown(() => Promise.all([b1.close(), b2.close()]));
+    // None held first: a poll of the inbox command still being answered would count as the older
+    // one, and the newer poll could then go out before the older one is held (seen under load).
+    await untilPollsHeld(c.servers[1]!, 0);
     const older = b1.poll(20);
     await untilPollsHeld(c.servers[1]!);
     const newer = b2.poll(2);

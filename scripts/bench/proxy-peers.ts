@@ -629,8 +629,9 @@ function table(results: Map<string, { reference: boolean; samples: Sample[] }>):
       const direct = m.key === 'cpuPerGiB' || m.key === 'rssPerTunnel' ? undefined : value('direct', m.key);
       if (name !== 'direct' && direct !== undefined) parts.push(`${(v / direct).toFixed(2)}× direct`);
       const b = best.get(m.key);
-      // A ratio to a best of 0 (a reference using no memory per idle tunnel) says nothing.
-      if (!r.reference && name !== 'direct' && b && b.value !== 0) parts.push(`${(v / b.value).toFixed(2)}× ${b.name}`);
+      // A ratio to a best that shows as 0 (a reference using next to no memory per idle tunnel,
+      // 0.03 KiB: "218×") says nothing the two numbers do not.
+      if (!r.reference && name !== 'direct' && b && Number(b.value.toFixed(m.digits)) !== 0) parts.push(`${(v / b.value).toFixed(2)}× ${b.name}`);
       const cell = `${v.toFixed(m.digits)}${parts.length ? ` (${parts.join(', ')})` : ''}`;
       return cell;
     });

@@ -48,6 +48,7 @@ export class UpstreamPool {
   readonly #logger: Logger;
   readonly #tunnels: PeerTunnels;
   #next = 0;
+  readonly #fingerprints = new Map<string, string>();
 
   /** `ice`: how peers behind a NAT are reached (without it they are skipped as unreachable). */
   constructor(components: { source: UpstreamSource; logger: Logger; ice?: IceTunnels }) {
@@ -73,7 +74,7 @@ export class UpstreamPool {
     for (let i = 0; i < peers.length; i++) {
       const peer = peers[(start + i) % peers.length]!;
       try {
-        const ticket = await this.#source.ticket(identityFingerprint(peer.identityKey));
+        const ticket = await this.#source.ticket(this.#fingerprint(peer.identityKey));
         const tunnel = await this.#tunnels.open(peer, ticket, target);
         // Another peer reached the destination: those before it failed on their own account.
         for (const f of failed) this.#source.report?.(f.peer, f.status);
@@ -89,6 +90,17 @@ export class UpstreamPool {
       cause: last,
       details: { cause: causeOf(errors), tried: peers.length },
     });
+  }
+
+  /** A peer's fingerprint, hashed once per peer rather than once per tunnel (the peers are few). */
+  #fingerprint(identityKey: string): string {
+    let fingerprint = this.#fingerprints.get(identityKey);
+    if (fingerprint === undefined) {
+      if (this.#fingerprints.size >= 1024) this.#fingerprints.clear();
+      fingerprint = identityFingerprint(identityKey);
+      this.#fingerprints.set(identityKey, fingerprint);
+    }
+    return fingerprint;
   }
 
   /** Closes the warm connections to the peers. */

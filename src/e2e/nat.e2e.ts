@@ -119,7 +119,8 @@ natTest('give behind a NAT with nothing to map serves a get client behind anothe
     // STUN reaches give, and get comes through the TURN relay.
     if (nat === 'symmetric') await lab.makeSymmetric(home1);
     // No miniupnpd on the router: nothing maps, the server cannot reach the port, and give needs no flag.
-    const give = await startRole(['give', '--listen', '0.0.0.0:0', '--home', giver.home], 'ice', {}, lab.exec(home1.ns));
+    // (At debug, give's log says why a tunnel or a WebRTC connection ended, should one end early.)
+    const give = await startRole(['give', '--listen', '0.0.0.0:0', '--home', giver.home, '--log-level', 'debug'], 'ice', {}, lab.exec(home1.ns));
     t.teardown(() => give.stop('SIGKILL'));
     t.like(give.events.find((e) => e['event'] === 'port-mapping'), { method: null, reason: 'no-answer' });
     t.like(give.events.find((e) => e['event'] === 'reachability'), { reachable: false, host: home1.publicAddress });
@@ -132,7 +133,7 @@ natTest('give behind a NAT with nothing to map serves a get client behind anothe
     });
     // (At info, the verifier's log says why a probe failed.)
     const verified = await runCli(['verify', '--once', '--json', '--home', verifier.home, '--timeout', '5s', '--log-level', 'info'], { launcher: lab.exec(lab.wan) });
-    t.is(verified.code, 0, `${nat}: ${verified.stdout}${verified.stderr}`);
+    t.is(verified.code, 0, `${nat}: ${verified.stdout}${verified.stderr}\ngive: ${give.stderr()}`);
     t.like(JSON.parse(verified.stdout.trim().split('\n')[0]!), { ok: true, state: 'verified' });
     const peers = JSON.parse((await runCli(['peers', '--json', '--home', verifier.home], { launcher: lab.exec(lab.wan) })).stdout) as { peers: Array<Record<string, unknown>> };
     t.true(['ice', 'turn'].includes(String(peers.peers[0]!['path'])), `peers shows the WebRTC path: ${String(peers.peers[0]!['path'])}`);
@@ -141,8 +142,8 @@ natTest('give behind a NAT with nothing to map serves a get client behind anothe
     const get = await startRole(['get', '--listen', '127.0.0.1:0', '--home', user.home, '--log-level', 'info'], 'listening', {}, lab.exec(home2.ns));
     t.teardown(() => get.stop('SIGKILL'));
     await waitFor('get to learn the verified peer', () => get.events.some((e) => e['event'] === 'upstreams' && Number(e['total']) > 0) || Number(get.events.find((e) => e['event'] === 'listening')?.['upstreams']) > 0);
-    t.is(await fetchThroughGet(lab, home2.ns, get, origin.url), origin.sha256, `${nat}: the page came through get → NAT 2 → NAT 1 → give over a data channel, intact\n${get.stderr()}`);
-    t.is(await fetchThroughGet(lab, home2.ns, get, origin.url), origin.sha256, `${nat}: and again on the same connection\n${get.stderr()}`);
+    t.is(await fetchThroughGet(lab, home2.ns, get, origin.url), origin.sha256, `${nat}: the page came through get → NAT 2 → NAT 1 → give over a data channel, intact\n${get.stderr()}\ngive: ${give.stderr()}`);
+    t.is(await fetchThroughGet(lab, home2.ns, get, origin.url), origin.sha256, `${nat}: and again on the same connection\n${get.stderr()}\ngive: ${give.stderr()}`);
 
     type Status = { path: string; ice: { connections: number; paths: { ice: number; turn: number } } };
     const readStatus = async () => JSON.parse((await runCli(['status', '--home', giver.home, '--json'], { launcher: lab.exec(home1.ns) })).stdout) as Status;

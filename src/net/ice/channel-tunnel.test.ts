@@ -89,10 +89,16 @@ test('refusals reach the opener as the errors a TCP tunnel gives', async (t) => 
 test('a request that is no request is refused; a sender beyond its window is cut off; a tunnel dropped mid-stream is an error', async (t) => {
   const { opener, acceptor } = await pair(t);
   const acceptorStreams: ChannelStream[] = [];
-  acceptChannelTunnels(acceptor, (_r, stream, answer) => {
-    acceptorStreams.push(quiet(stream));
-    answer.accept();
-  });
+  const heard: string[] = [];
+  acceptChannelTunnels(
+    acceptor,
+    (_r, stream, answer) => {
+      acceptorStreams.push(quiet(stream));
+      answer.accept();
+    },
+    undefined,
+    (err) => heard.push(err.message),
+  );
 
   const raw = createChannel(opener, 'data');
   await new Promise<void>((resolve) => raw.onOpen(resolve));
@@ -118,6 +124,9 @@ test('a request that is no request is refused; a sender beyond its window is cut
   const vanished = once(other, 'error');
   tunnel.destroy();
   t.regex(String((await vanished)[0]), /closed mid-stream/);
+  // Each stream's error reached the acceptor's log hook (give logs it at debug).
+  t.true(heard.some((m) => /beyond its window/.test(m)), heard.join('; '));
+  t.true(heard.some((m) => /closed mid-stream/.test(m)), heard.join('; '));
 });
 
 test('a tunnel kept idle by an HTTP agent between requests: setTimeout without a callback emits timeout, like a socket', async (t) => {

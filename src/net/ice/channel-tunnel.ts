@@ -108,8 +108,10 @@ export type ChannelTunnelHandler = (request: ChannelTunnelRequest, stream: Chann
 
 /**
  * Serves every tunnel channel the peer opens. The request must come within `requestTimeoutMs`.
+ * `onStreamError` hears why a tunnel's stream ended in an error (the peer vanished, a channel that
+ * closed mid-stream, a broken rule), for the log.
  */
-export function acceptChannelTunnels(pc: PeerConnection, handler: ChannelTunnelHandler, requestTimeoutMs = 10_000): void {
+export function acceptChannelTunnels(pc: PeerConnection, handler: ChannelTunnelHandler, requestTimeoutMs = 10_000, onStreamError?: (err: Error) => void): void {
   pc.onDataChannel((dc) => {
     adoptChannel(pc, dc);
     let handled = false;
@@ -140,7 +142,7 @@ export function acceptChannelTunnels(pc: PeerConnection, handler: ChannelTunnelH
       // Data before the answer is held (within the window) by the stream, as on a socket. Its
       // errors (a refused opener closing the channel, a peer that vanished) end the stream and
       // its tunnel; the handler's own listeners see them too, none is left to crash the process.
-      const stream = new ChannelStream(dc).on('error', () => undefined);
+      const stream = new ChannelStream(dc).on('error', (err: Error) => onStreamError?.(err));
       let answered = false;
       handler(request, stream, {
         accept: () => {

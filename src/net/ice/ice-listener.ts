@@ -104,8 +104,11 @@ export class IceListener {
     const entry: { user: string; path?: IcePath } = { user: from.userId };
     this.#connections.set(connection, entry);
     this.#starting.delete(offer.session);
-    connection.onEnd(() => this.#connections.delete(connection));
-    acceptChannelTunnels(connection.pc, this.#c.serve);
+    connection.onEnd(() => {
+      this.#connections.delete(connection);
+      this.#c.logger.debug({ state: connection.state, connections: this.#connections.size }, 'WebRTC client connection ended');
+    });
+    acceptChannelTunnels(connection.pc, this.#c.serve, undefined, (err) => this.#c.logger.debug({ reason: err.message }, 'a tunnel over WebRTC ended with an error'));
     try {
       const sdp = await connection.answer(offer.sdp, this.#o.gatherTimeoutMs ?? GATHER_TIMEOUT_MS);
       const signature = signIceAnswer(this.#c.identity, offer.session, sdp);

@@ -17,7 +17,10 @@ import { connect, type NetConnectOpts, type Socket } from 'node:net';
  *  - a socket whose last read filled the buffer (a bulk transfer) reads into a buffer of its own
  *    from a pool, lent with the chunk: the consumer gives it back (`release`) once its write has
  *    flushed, and only then is it read into again. At most two buffers per transferring socket are
- *    out (the consumer stops reading while a write is pending), and the pool keeps a few.
+ *    out (the consumer stops reading while a write is pending), and the pool keeps a few. A
+ *    socket that is paused (its sink is full, a budget waits) reads next into the shared buffer,
+ *    so a stalled tunnel holds only the buffer its pending write holds; a closed one gives back
+ *    the buffer it was to read into.
  *
  * A consumer attaches with `attachReader`; chunks read before that are kept (copied) and reading
  * stops until it attaches. Sockets not made here have no reader: consumers fall back to `data`.
@@ -29,9 +32,25 @@ const READ_BYTES = 64 * 1024;
 const POOL_MAX = 64;
 
 const pool: Buffer[] = [];
-const takeBuffer = () => pool.pop() ?? Buffer.allocUnsafeSlow(READ_BYTES);
+/** Buffers taken for sockets (to read into, or lent with a chunk) and not given back yet. */
+let out = 0;
 /** Where short reads land, for every socket: copied out before the read callback returns. */
 const shared = Buffer.allocUnsafeSlow(READ_BYTES);
+
+function takeBuffer(): Buffer {
+  out++;
+  return pool.pop() ?? Buffer.allocUnsafeSlow(READ_BYTES);
+}
+
+function giveBack(buffer: Buffer): void {
+  out--;
+  if (pool.length < POOL_MAX) pool.push(buffer);
+}
+
+/** How many read buffers sockets hold now (each up to 64 KiB): for tests and memory accounting. */
+export function readBuffersOut(): number {
+  return out;
+}
 
 /**
  * Takes each chunk. `release` is set when the chunk is a lent buffer: call it once nothing holds
@@ -44,9 +63,25 @@ class Reader {
   #handler: ChunkHandler | undefined;
   #early: Buffer[] = [];
   #bulk = false;
+  /** The buffer the next read lands in. */
+  #current: Buffer = shared;
+  socket: Socket | undefined;
 
-  /** The buffer for the next read: Node asks right after each read (and once at connect). */
-  next = (): Buffer => (this.#bulk ? takeBuffer() : shared);
+  /**
+   * The buffer for the next read: Node asks right after each read (and once at connect). A pool
+   * buffer only while a bulk transfer flows: not for a socket that is stopped (no consumer yet,
+   * or paused by it), whose next read may be long in coming.
+   */
+  next = (): Buffer => {
+    this.#current = this.#bulk && this.#handler && !this.socket!.isPaused() ? takeBuffer() : shared;
+    return this.#current;
+  };
+
+  /** The socket closed: the buffer it was to read into goes back to the pool. */
+  closed = (): void => {
+    if (this.#current !== shared) giveBack(this.#current);
+    this.#current = shared;
+  };
 
   read = (n: number, buffer: Buffer): boolean => {
     this.#bulk = n === READ_BYTES;
@@ -68,10 +103,6 @@ class Reader {
   }
 }
 
-function giveBack(buffer: Buffer): void {
-  if (pool.length < POOL_MAX) pool.push(buffer);
-}
-
 function once(fn: () => void): () => void {
   let done = false;
   return () => {
@@ -87,6 +118,8 @@ const readers = new WeakMap<Socket, Reader>();
 export function connectReusingReads(options: NetConnectOpts): Socket {
   const reader = new Reader();
   const socket = connect({ ...options, onread: { buffer: reader.next, callback: reader.read } } as NetConnectOpts);
+  reader.socket = socket;
+  socket.once('close', reader.closed);
   readers.set(socket, reader);
   return socket;
 }

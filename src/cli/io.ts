@@ -92,8 +92,9 @@ export async function obtainPassword(io: Io, fromStdin: boolean | undefined, pro
 
 /** Reads one line from a terminal in raw mode (nothing echoed); Ctrl-C interrupts as it would. */
 function promptHidden(io: Io, input: Readable & { setRawMode(raw: boolean): void }, prompt: string): Promise<string> {
-  io.stderr.write(prompt);
+  // Echo off before the prompt shows: a password typed (or pasted) the moment it appears must not echo.
   input.setRawMode(true);
+  io.stderr.write(prompt);
   input.setEncoding('utf8');
   input.resume();
   return new Promise((resolve) => {

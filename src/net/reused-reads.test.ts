@@ -3,6 +3,7 @@ import { once } from 'node:events';
 import { connect, createServer, type Socket } from 'node:net';
 import { Writable } from 'node:stream';
 import test from 'ava';
+import { until } from '../testing/helpers/observe.js';
 import { listen } from './listen.js';
 import { relay } from './relay.js';
 import { connectReusingReads, readBuffersOut } from './reused-reads.js';
@@ -203,8 +204,8 @@ test.serial('tunnels closed in the middle of a bulk transfer give back every rea
     relay(upstream, sink, { onBytes: (n) => (relayed += n) });
     upstreams.push(upstream, sink);
   }
-  await new Promise((r) => setTimeout(r, 300));
-  t.true(relayed > 10 * 1024 * 1024, `flowing when closed (${relayed} bytes)`);
+  // Closed while some hold a pool buffer (a moment a busy machine may need a few tries to catch).
+  await until('bulk reads in pool buffers', async () => (relayed > 10 * 1024 * 1024 && readBuffersOut() > before ? true : undefined), 10_000);
   t.true(readBuffersOut() > before, 'bulk reads were in pool buffers');
   for (const s of upstreams) s.destroy();
   await new Promise((r) => setTimeout(r, 200));

@@ -138,8 +138,9 @@ natTest('give behind a NAT with nothing to map serves a get client behind anothe
     const peers = JSON.parse((await runCli(['peers', '--json', '--home', verifier.home], { launcher: lab.exec(lab.wan) })).stdout) as { peers: Array<Record<string, unknown>> };
     t.true(['ice', 'turn'].includes(String(peers.peers[0]!['path'])), `peers shows the WebRTC path: ${String(peers.peers[0]!['path'])}`);
 
-    // (At info, get's log says why a give peer failed, should the page not come.)
-    const get = await startRole(['get', '--listen', '127.0.0.1:0', '--home', user.home, '--log-level', 'info'], 'listening', {}, lab.exec(home2.ns));
+    // (At debug, get's log says why a give peer failed, should the page not come, with what the
+    // WebRTC stack did.)
+    const get = await startRole(['get', '--listen', '127.0.0.1:0', '--home', user.home, '--log-level', 'debug'], 'listening', {}, lab.exec(home2.ns));
     t.teardown(() => get.stop('SIGKILL'));
     await waitFor('get to learn the verified peer', () => get.events.some((e) => e['event'] === 'upstreams' && Number(e['total']) > 0) || Number(get.events.find((e) => e['event'] === 'listening')?.['upstreams']) > 0);
     t.is(await fetchThroughGet(lab, home2.ns, get, origin.url), origin.sha256, `${nat}: the page came through get → NAT 2 → NAT 1 → give over a data channel, intact\n${get.stderr()}\ngive: ${give.stderr()}`);

@@ -1,6 +1,7 @@
 import { Command, Option } from 'commander';
 import { systemClock } from '../../core/clock.js';
 import { createLogger } from '../../core/logger.js';
+import { releaseStackLog } from '../../net/ice/stack-log.js';
 import { Contacts } from '../../messaging/contacts.js';
 import { Inbox, type ReceivedMessage } from '../../messaging/inbox.js';
 import { createGet } from '../../roles/get/index.js';
@@ -35,7 +36,7 @@ export function getCommand(io: Io, done: (code: number) => void): Command {
     .option('--log-level <level>', 'log level (stderr)', 'info')
     .addOption(logFormatOption())
     .option('--unsafe-logging', 'keep IP addresses in logs')
-    .action(async (flags: GetFlags) => done(await runGet(io, flags)));
+    .action(async (flags: GetFlags) => done(await runGet(io, flags).finally(releaseStackLog)));
   return withConfigLayers(cmd, io);
 }
 

@@ -6,6 +6,7 @@ import { GiveControlRequest, type Advertisement, type PeerInfo, type Reachabilit
 import { parseMessage } from '../../protocol/validate.js';
 import { systemClock } from '../../core/clock.js';
 import { createLogger, type Logger } from '../../core/logger.js';
+import { releaseStackLog } from '../../net/ice/stack-log.js';
 import { defaultGiveLimits } from '../../roles/give/give-proxy.js';
 import { createGive, type GiveEvent, type AdReport, type GiveOptions, type IceStatus } from '../../roles/give/index.js';
 import { PORT_MAPPING_CHOICES, type PortMappingChoice, type PortMappingStatus } from '../../net/port-mapping/index.js';
@@ -83,7 +84,7 @@ export function giveCommand(io: Io, done: (code: number) => void): Command {
     .addOption(logFormatOption())
     .option('--unsafe-logging', 'keep IP addresses in logs')
     .action(async (flags: GiveFlags, c: Command) =>
-      done(await runGive(io, { ...flags, perAddressIsDefault: c.getOptionValueSource('maxConnectionsPerAddress') === 'default' })),
+      done(await runGive(io, { ...flags, perAddressIsDefault: c.getOptionValueSource('maxConnectionsPerAddress') === 'default' }).finally(releaseStackLog)),
     );
   return withConfigLayers(cmd, io);
 }

@@ -1,6 +1,7 @@
 import { Command } from 'commander';
 import { LanternError } from '../../core/errors.js';
 import { createLogger } from '../../core/logger.js';
+import { releaseStackLog } from '../../net/ice/stack-log.js';
 import { systemClock } from '../../core/clock.js';
 import { createVerify } from '../../roles/verify/index.js';
 import type { VerdictReport } from '../../roles/verify/verifier.js';
@@ -100,7 +101,9 @@ export function verifyCommand(io: Io, done: (code: number) => void): Command {
         await io.stopSignal;
         await verify.stop();
         return 0;
-      }).then(done);
+      })
+        .finally(releaseStackLog)
+        .then(done);
     });
   return withConfigLayers(cmd, io);
 }

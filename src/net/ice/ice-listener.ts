@@ -5,6 +5,7 @@ import { acceptChannelTunnels, type ChannelTunnelHandler } from './channel-tunne
 import { IcePeer, signIceAnswer } from './ice-peer.js';
 import { currentPath, type IcePath, type IceSignaling } from './ice-tunnels.js';
 import { rtcConfig } from './rtc-config.js';
+import { routeStackLog } from './stack-log.js';
 
 export interface IceListenerComponents {
   signaling: IceSignaling;
@@ -65,6 +66,7 @@ export class IceListener {
   constructor(components: IceListenerComponents, options: IceListenerOptions = {}) {
     this.#c = components;
     this.#o = options;
+    routeStackLog(components.logger);
   }
 
   /** A signal from a client (received by the caller's message loop); only offers are taken. */

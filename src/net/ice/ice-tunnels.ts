@@ -6,6 +6,7 @@ import type { Address, IceServersResponse, IceSignal } from '../../protocol/mess
 import { openChannelTunnel } from './channel-tunnel.js';
 import { candidateTypes, checkIceAnswer, IcePeer } from './ice-peer.js';
 import { rtcConfig } from './rtc-config.js';
+import { routeStackLog } from './stack-log.js';
 
 /** Sends ICE signaling to a device, end-to-end encrypted, through the server's store-and-forward. */
 export interface IceSignaling {
@@ -84,6 +85,7 @@ export class IceTunnels {
   constructor(components: IceTunnelsComponents, options: IceTunnelsOptions = {}) {
     this.#c = components;
     this.#o = options;
+    routeStackLog(components.logger);
   }
 
   /** Opens a tunnel to `target` through the peer, connecting to it first if no connection is up. */
@@ -99,7 +101,10 @@ export class IceTunnels {
       return await openChannelTunnel(connection.pc, { ticket, host: target.host, port: target.port }, timeoutMs);
     } catch (err) {
       // The connection dropped under this tunnel (and no refusal came): once more on a new one.
-      if (!connection.ended || (LanternError.is(err) && err.details?.['peerStatus'] !== undefined)) throw err;
+      // (Asked of the stack: the channel's closed event can come before the connection's own.)
+      if (!connection.gone || (LanternError.is(err) && err.details?.['peerStatus'] !== undefined)) throw withState(err, connection);
+      this.#c.logger.debug({ reason: (err as Error).message, state: connection.describe() }, 'the WebRTC connection dropped under a new tunnel; once more on a new connection');
+      connection.close();
       return openChannelTunnel((await this.#connection(peer, ticket)).pc, { ticket, host: target.host, port: target.port }, timeoutMs);
     }
   }
@@ -107,7 +112,7 @@ export class IceTunnels {
   /** How the connection to this peer runs, if one is up. */
   path(peer: IcePeerEndpoint): IcePath | undefined {
     const known = this.#peers.get(`${deviceKey(peer.ice)} ${peer.identityKey}`);
-    return known?.up && !known.up.ended ? currentPath(known.up, known.path) : undefined;
+    return known?.up && !known.up.gone ? currentPath(known.up, known.path) : undefined;
   }
 
   /**
@@ -136,7 +141,7 @@ export class IceTunnels {
   #connection(peer: IcePeerEndpoint, ticket: string): Promise<IcePeer> {
     const key = `${deviceKey(peer.ice)} ${peer.identityKey}`;
     const known = this.#peers.get(key);
-    if (known && !known.up?.ended) return known.made;
+    if (known && !known.up?.gone) return known.made;
     const entry: Connection = { made: this.#connect(peer, ticket) };
     this.#peers.set(key, entry);
     entry.made.then(
@@ -181,6 +186,12 @@ export class IceTunnels {
       this.#pending.delete(session);
     }
   }
+}
+
+/** A tunnel that failed on a connection still up: the stack's view of the connection in its message, for the log. */
+function withState(err: unknown, connection: IcePeer): unknown {
+  if (!LanternError.is(err) || err.details?.['status'] !== 'closed') return err;
+  return new LanternError(err.code, `${err.message} (${connection.describe()})`, { cause: err, details: err.details });
 }
 
 /** A refused offer as the error a refused TCP tunnel gives. */

@@ -203,7 +203,8 @@ export function multiInstanceTests(test: TestFn, start: (dir: string) => Promise
     const revoked = await runCli(['account', 'revoke', 'erin', '--store', c.store.url, '--json']);
     t.is(revoked.code, 0, revoked.stderr);
     t.is(await held, undefined, 'the held poll is answered (204)');
-    t.true(Date.now() - started < 5000, `ended after ${Date.now() - started} ms, not at its 20 s deadline`);
+    // (The time includes the revoke command's own start, seconds on a loaded machine.)
+    t.true(Date.now() - started < 12_000, `ended after ${Date.now() - started} ms, not at its 20 s deadline`);
     await t.throwsAsync(api.poll(0), { code: 'LA_ERR_AUTH_REVOKED' } as never);
   });
 

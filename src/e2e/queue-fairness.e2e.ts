@@ -68,7 +68,9 @@ test("a full device is skipped and the user's other device still gets the messag
 });
 
 test('a dormant device gets nothing more, its queue is deleted first, and a poll wakes it', async (t) => {
-  const { dir, server } = await testServer(t, ['--dormant-after', '10', '--expire-interval', '200ms']);
+  // (20 s: from the poll that wakes device 2 to the inbox that reads it, a send runs in between,
+  // which takes seconds on a loaded machine; at 10 s the device went dormant again in between.)
+  const { dir, server } = await testServer(t, ['--dormant-after', '20', '--expire-interval', '200ms']);
   const a = await addAgent(server, dir, 'a');
   const b1 = await addAgent(server, dir, 'b');
   // Device 1 polls all along (the test's end stops it); device 2 never polls.
@@ -88,7 +90,7 @@ test('a dormant device gets nothing more, its queue is deleted first, and a poll
   const created = Date.now();
   const before = await runCli(['send', '--home', a.home, '--to', b1.userId, '--raw', 'early', '--json']);
   t.deepEqual((JSON.parse(before.stdout) as { devices: number[] }).devices, [1, 2], 'both devices are fresh');
-  await new Promise((r) => setTimeout(r, Math.max(0, created + 10_600 - Date.now())));
+  await new Promise((r) => setTimeout(r, Math.max(0, created + 20_600 - Date.now())));
   const late = await runCli(['send', '--home', a.home, '--to', b1.userId, '--raw', 'late']);
   t.is(late.code, 0, late.stderr);
   t.regex(late.stdout, /for device\(s\) 1; skipped device\(s\) 2 \(dormant\)/);

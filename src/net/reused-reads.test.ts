@@ -164,10 +164,10 @@ test.serial('tunnels stalled by a client that never reads hold one read buffer e
   }
   t.true(relayed > N * 1024 * 1024, `the relays moved data first (${relayed} bytes)`);
   const held = readBuffersOut() - before;
-  // One each: the buffer its pending write holds. Not also a second to read into while paused.
-  // None to read into while paused (that was one each, 21 for 20); what a pending write holds is
-  // mostly a copied short read, the first read after each drain.
-  t.true(held <= N / 2, `${held} buffers held by ${N} stalled tunnels`);
+  // At most one each: the buffer its pending write holds, none to read into while paused (that
+  // was one more, 21 for 20). What a pending write holds is mostly a copied short read, the first
+  // read after each drain (2 to 12 of 20 held, depending on the machine's load).
+  t.true(held <= N, `${held} buffers held by ${N} stalled tunnels`);
   for (const s of sockets) s.destroy();
   await new Promise((r) => setTimeout(r, 200));
   t.is(readBuffersOut(), before, 'all given back once the tunnels closed');
@@ -185,7 +185,16 @@ test.serial('tunnels closed in the middle of a bulk transfer give back every rea
     pump();
   });
   const { port: originPort } = await listen(origin, '127.0.0.1', 0);
-  const sinkServer = createServer((s) => s.on('error', () => undefined).resume());
+  // The sink reads in bursts, so that writes wait now and then and hold their lent buffers (a sink
+  // that reads at once frees them before anyone looks, on a loaded machine every time).
+  const sinkServer = createServer((s) => {
+    s.on('error', () => undefined).pause();
+    const burst = setInterval(() => {
+      s.resume();
+      setTimeout(() => s.pause(), 5);
+    }, 20);
+    s.once('close', () => clearInterval(burst));
+  });
   const { port: sinkPort } = await listen(sinkServer, '127.0.0.1', 0);
   t.teardown(() => {
     origin.close();

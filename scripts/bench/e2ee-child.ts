@@ -3,7 +3,7 @@
 // prints its rate (encrypt+decrypt pairs per second).
 import { createInterface } from 'node:readline';
 import { MemoryKeystore } from '../../src/storage/memory-keystore.js';
-import { direct, ours } from './e2ee.js';
+import { direct, ours, pairsPerSecond } from './e2ee.js';
 
 const step =
   process.env['E2EE_CASE'] === 'direct'
@@ -15,13 +15,4 @@ const step =
       });
 for (let i = 0; i < 200; i++) await step();
 process.stdout.write('ready\n');
-for await (const line of createInterface({ input: process.stdin })) {
-  const until = performance.now() + Number(line);
-  const start = performance.now();
-  let n = 0;
-  while (performance.now() < until) {
-    for (let i = 0; i < 20; i++) await step();
-    n += 20;
-  }
-  process.stdout.write(`${n / ((performance.now() - start) / 1000)}\n`);
-}
+for await (const line of createInterface({ input: process.stdin })) process.stdout.write(`${await pairsPerSecond(step, Number(line))}\n`);

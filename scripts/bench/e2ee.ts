@@ -46,16 +46,20 @@ import { tempDir } from '../../src/testing/helpers/temp-dir.js';
 const SECONDS = Number(process.env['BENCH_SECONDS'] ?? 5);
 const message = new Uint8Array(1024).fill(42);
 
-async function timed(label: string, step: () => Promise<void>): Promise<number> {
-  for (let i = 0; i < 200; i++) await step(); // warm-up
+/** Encrypt+decrypt pairs per second of `step` over `ms` milliseconds (no warm-up). */
+export async function pairsPerSecond(step: () => Promise<void>, ms: number): Promise<number> {
   let n = 0;
   const start = performance.now();
-  const until = start + SECONDS * 1000;
-  while (performance.now() < until) {
-    for (let i = 0; i < 50; i++) await step();
-    n += 50;
+  while (performance.now() < start + ms) {
+    for (let i = 0; i < 20; i++) await step();
+    n += 20;
   }
-  const rate = n / ((performance.now() - start) / 1000);
+  return n / ((performance.now() - start) / 1000);
+}
+
+async function timed(label: string, step: () => Promise<void>): Promise<number> {
+  for (let i = 0; i < 200; i++) await step(); // warm-up
+  const rate = await pairsPerSecond(step, SECONDS * 1000);
   console.log(`${label}: ${rate.toFixed(0)} encrypt+decrypt pairs/s (1 KiB)`);
   return rate;
 }

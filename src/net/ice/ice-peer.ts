@@ -3,6 +3,9 @@ import { LanternError } from '../../core/errors.js';
 import { verifyIdentitySignature } from '../../crypto/peer-identity.js';
 import { closePeer, createChannel } from './channels.js';
 
+/** States a connection does not come back from (libdatachannel closes it after 'disconnected'). */
+const ENDED_STATES = ['disconnected', 'failed', 'closed'];
+
 /**
  * One end of a WebRTC connection between get and give, signaled without trickle: each side sends
  * one description holding all its candidates (host, server-reflexive from the server's STUN, relay
@@ -26,8 +29,7 @@ export class IcePeer {
     this.pc = new nodeDataChannel.PeerConnection(name, config);
     this.pc.onStateChange((state) => {
       this.#state = state;
-      // (libdatachannel never comes back from 'disconnected': it closes the connection next.)
-      if (state === 'failed' || state === 'closed' || state === 'disconnected') this.#end();
+      if (ENDED_STATES.includes(state)) this.#end();
       this.#wake();
     });
     this.pc.onGatheringStateChange((state) => {
@@ -52,7 +54,7 @@ export class IcePeer {
   get gone(): boolean {
     if (this.#ended) return true;
     try {
-      return ['disconnected', 'failed', 'closed'].includes(this.pc.state());
+      return ENDED_STATES.includes(this.pc.state());
     } catch {
       return true;
     }
@@ -164,7 +166,7 @@ export class IcePeer {
    */
   async connected(timeoutMs: number): Promise<void> {
     const up = () => this.#state === 'connected' && this.#controlOpen !== false;
-    const settled = await this.#until(() => up() || ['failed', 'closed', 'disconnected'].includes(this.#state), timeoutMs);
+    const settled = await this.#until(() => up() || ENDED_STATES.includes(this.#state), timeoutMs);
     if (settled && up()) return;
     throw new LanternError('LA_ERR_DESTINATION_UNREACHABLE', `no WebRTC connection to the peer (${settled ? this.#state : `timed out after ${timeoutMs} ms`})`, { details: { stage: 'ice', state: this.#state } });
   }

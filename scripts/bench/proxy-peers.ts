@@ -5,9 +5,10 @@
 // For each proxy: bulk up and down through one tunnel (1 GiB each way unless BENCH_BULK_MIB), the
 // proxy's CPU-seconds per GiB moved (its processes' utime + stime from /proc over both transfers),
 // echo round trip p50/p99 on an established tunnel, new tunnels per second at 50 concurrent openers
-// (each used for one round trip), RSS per idle tunnel with 1,000 open (its processes, from /proc, after
-// 1,000 were opened and closed once), small GETs per second through the proxy's plain-HTTP forward and
-// through 50 CONNECT (or SOCKS5) tunnels kept alive. The destinations run in a process of their own
+// (each used for one round trip) and the proxy's CPU-µs per tunnel (for get → give also get's and
+// give's together, and the benchmark client's own, in the round's line), RSS per idle tunnel with
+// 1,000 open (its processes, from /proc, after 1,000 were opened and closed once), small GETs per
+// second through the proxy's plain-HTTP forward and through 50 CONNECT (or SOCKS5) tunnels kept alive. The destinations run in a process of their own
 // (scripts/bench/origin-child.ts), so "direct" crosses processes too.
 //
 // Prints a Markdown table with each number's ratio to direct and to the best reference; with
@@ -51,6 +52,8 @@ interface Contestant {
   reference: boolean;
   /** The processes whose CPU and memory are the proxy's. */
   pids: number[];
+  /** Every process of ours a tunnel crosses, when more than `pids` (get → give: get's and give's). */
+  chainPids?: number[];
   open: Opener;
   /** A dispatcher for plain-HTTP GETs: through the proxy's forward (absolute-form requests), or direct. */
   forward?: () => Dispatcher;
@@ -68,6 +71,11 @@ interface Sample {
   p50: number;
   p99: number;
   tunnels: number;
+  /** CPU-µs of the proxy's processes per tunnel opened in the new-tunnels case. */
+  cpuPerTunnel?: number;
+  /** The same for every process the tunnel crosses (get → give: get's and give's), and for the benchmark's own client. */
+  chainCpuPerTunnel?: number;
+  clientCpuPerTunnel: number;
   rssPerTunnel?: number;
   forwardGets?: number;
   connectGets: number;
@@ -367,7 +375,12 @@ async function measure(c: Contestant, ports: { httpPort: number; echoPort: numbe
   const cpu = cpuSeconds(c.pids) - cpu0;
   const faults = minorFaults(c.pids) - faults0;
   const r = await step(c, 'echo round trips', 60_000, () => rtts(c.open, ports.echoPort));
+  const chain = c.chainPids ?? c.pids;
+  const [tunnelCpu0, chainCpu0, clientCpu0] = [cpuSeconds(c.pids), cpuSeconds(chain), process.cpuUsage()];
   const tunnels = await step(c, 'new tunnels', timedMs, () => tunnelsPerSecond(c.open, ports.echoPort));
+  const perTunnel = (seconds: number) => (seconds * 1e6) / (tunnels * SECONDS);
+  const clientCpu = process.cpuUsage(clientCpu0);
+  const tunnelCpu = { proxy: perTunnel(cpuSeconds(c.pids) - tunnelCpu0), chain: perTunnel(cpuSeconds(chain) - chainCpu0), client: perTunnel((clientCpu.user + clientCpu.system) / 1e6) };
   const rss = c.pids.length ? await step(c, 'idle tunnels', 60_000, () => idleRss(c, ports.echoPort)) : undefined;
   const url = `http://127.0.0.1:${ports.httpPort}/small`;
   let forward: number | undefined;
@@ -384,6 +397,8 @@ async function measure(c: Contestant, ports: { httpPort: number; echoPort: numbe
     p50: pct(r, 50),
     p99: pct(r, 99),
     tunnels,
+    ...(c.pids.length ? { cpuPerTunnel: tunnelCpu.proxy, chainCpuPerTunnel: tunnelCpu.chain } : {}),
+    clientCpuPerTunnel: tunnelCpu.client,
     ...(rss === undefined ? {} : { rssPerTunnel: rss }),
     ...(forward === undefined ? {} : { forwardGets: forward }),
     connectGets: viaConnect,
@@ -566,12 +581,12 @@ async function startOurs(key: { publicKeyPem: string; privateKeyPem: string }): 
     {
       name: 'get → give (CONNECT)',
       reference: false,
-      pids: [pid(get)], collectGarbage: collect(get),
+      pids: [pid(get)], chainPids: [pid(get), pid(tls)], collectGarbage: collect(get),
       open: httpConnect(getPort),
       forward: () => new ProxyAgent({ uri: `http://127.0.0.1:${getPort}`, proxyTunnel: false, connections: CONCURRENT }),
       stop: async () => undefined,
     },
-    { name: 'get → give (SOCKS5)', reference: false, pids: [pid(get)], collectGarbage: collect(get), open: socks5(getPort), stop: async () => undefined },
+    { name: 'get → give (SOCKS5)', reference: false, pids: [pid(get)], chainPids: [pid(get), pid(tls)], collectGarbage: collect(get), open: socks5(getPort), stop: async () => undefined },
   ];
   return {
     contestants,
@@ -598,6 +613,7 @@ const METRICS: Metric[] = [
   { key: 'p50', label: 'echo RTT p50 µs', higherIsBetter: false, digits: 0 },
   { key: 'p99', label: 'echo RTT p99 µs', higherIsBetter: false, digits: 0 },
   { key: 'tunnels', label: 'new tunnels/s', higherIsBetter: true, digits: 0 },
+  { key: 'cpuPerTunnel', label: 'proxy CPU µs per new tunnel', higherIsBetter: false, digits: 0 },
   { key: 'rssPerTunnel', label: 'RSS KiB per idle tunnel', higherIsBetter: false, digits: 1 },
   { key: 'forwardGets', label: 'small GETs/s, forward', higherIsBetter: true, digits: 0 },
   { key: 'connectGets', label: 'small GETs/s, in tunnels', higherIsBetter: true, digits: 0 },
@@ -626,7 +642,7 @@ function table(results: Map<string, { reference: boolean; samples: Sample[] }>):
       const v = value(name, m.key);
       if (v === undefined) return '–';
       const parts: string[] = [];
-      const direct = m.key === 'cpuPerGiB' || m.key === 'rssPerTunnel' ? undefined : value('direct', m.key);
+      const direct = m.key === 'cpuPerGiB' || m.key === 'cpuPerTunnel' || m.key === 'rssPerTunnel' ? undefined : value('direct', m.key);
       if (name !== 'direct' && direct !== undefined) parts.push(`${(v / direct).toFixed(2)}× direct`);
       const b = best.get(m.key);
       // A ratio to a best that shows as 0 (a reference using next to no memory per idle tunnel,
@@ -667,6 +683,7 @@ export async function run(): Promise<void> {
         console.log(
           `round ${round}: ${c.name}: up ${sample.up.toFixed(0)} down ${sample.down.toFixed(0)} MiB/s` +
             `${sample.cpuPerGiB === undefined ? '' : `, ${sample.cpuPerGiB.toFixed(2)} CPU-s/GiB, ${sample.faultsPerMiB!.toFixed(1)} faults/MiB`}, RTT p50 ${sample.p50.toFixed(0)} µs, ${sample.tunnels.toFixed(0)} tunnels/s` +
+            ` (CPU-µs each:${sample.cpuPerTunnel === undefined ? '' : ` proxy ${sample.cpuPerTunnel.toFixed(0)},`}${c.chainPids ? ` get + give ${sample.chainCpuPerTunnel!.toFixed(0)},` : ''} client ${sample.clientCpuPerTunnel.toFixed(0)})` +
             `${sample.rssPerTunnel === undefined ? '' : `, ${sample.rssPerTunnel.toFixed(1)} KiB/idle tunnel`}${sample.forwardGets === undefined ? '' : `, forward ${sample.forwardGets.toFixed(0)} GETs/s`}, in tunnels ${sample.connectGets.toFixed(0)} GETs/s`,
         );
       }

@@ -78,9 +78,16 @@ export async function run(): Promise<void> {
     stdio: ['ignore', 'pipe', 'inherit'],
     env: { ...process.env, BENCH_MEM_FILE: memFile },
   });
-  const url = await new Promise<string>((resolve) =>
-    createInterface({ input: child.stdout! }).once('line', (l) => resolve(String((JSON.parse(l) as { url: string }).url))),
-  );
+  // The first JSON line; anything else the server prints (a V8 trace from BENCH_SERVER_NODE_ARGS) goes to stderr.
+  const url = await new Promise<string>((resolve) => {
+    let found = false;
+    createInterface({ input: child.stdout! }).on('line', (l) => {
+      if (!found && l.startsWith('{')) {
+        found = true;
+        resolve(String((JSON.parse(l) as { url: string }).url));
+      } else process.stderr.write(`${l}\n`);
+    });
+  });
   const dispatcher = new Agent({ connections: 128, keepAliveTimeout: 60_000 });
   console.log(`signaling benchmark: server pid ${child.pid} at ${url} (fsynced group commit)`);
 

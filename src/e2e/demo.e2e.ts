@@ -36,7 +36,8 @@ test('demo runs every step (server, give, verify, DNS, get, fetch, encrypted mes
 test('demo --keep-running keeps the network up until it is stopped, then stops it cleanly', async (t) => {
   const dir = await tempDir('lantern-demo-test-');
   t.teardown(() => dir.remove());
-  const demo = await startRole(['demo', '--keep-running', '--dir', dir.path], (e) => e['title'] === 'running');
+  // The demo starts a server, give, verify and get before it says so: 15 s on a quiet machine, 45 s in the full suite.
+  const demo = await startRole(['demo', '--keep-running', '--dir', dir.path], (e) => e['title'] === 'running', {}, [], 90_000);
   t.teardown(() => demo.stop('SIGKILL'));
   const proxyUrl = String(demo.events.find((e) => e['title'] === 'get')?.['proxyUrl']);
   // The network is still there: the get proxy answers (a request without a target is refused, not dropped).

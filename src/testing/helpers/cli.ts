@@ -64,6 +64,8 @@ export async function startRole(
   env: Record<string, string> = {},
   /** A command that runs node, e.g. `['prlimit', '--nofile=600:600']`. */
   launcher: string[] = [],
+  /** How long it may take to get ready (a demo starts a whole network first). */
+  readyMs = 20_000,
 ): Promise<RunningRole> {
   const isReady = typeof ready === 'string' ? (e: Record<string, unknown>) => e['event'] === ready : ready;
   const command = [...launcher, process.execPath, CLI, ...args, '--json', ...(args.includes('--log-level') ? [] : ['--log-level', 'warn'])];
@@ -78,7 +80,7 @@ export async function startRole(
   const exited = once(child, 'exit');
   let url = '';
   await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`${args[0]} did not get ready: ${stderr}`)), 20_000);
+    const timer = setTimeout(() => reject(new Error(`${args[0]} did not get ready within ${readyMs / 1000} s: ${stderr}`)), readyMs);
     lines.on('line', (line) => {
       const event = JSON.parse(line) as Record<string, unknown>;
       events.push(event);
@@ -150,13 +152,13 @@ export interface HumanRole {
 }
 
 /** Spawns a role without --json and waits until its stdout or stderr matches `ready`. */
-export async function startHuman(args: string[], ready: RegExp, env: Record<string, string> = {}): Promise<HumanRole> {
+export async function startHuman(args: string[], ready: RegExp, env: Record<string, string> = {}, readyMs = 20_000): Promise<HumanRole> {
   const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
   let stdout = '';
   let stderr = '';
   const exited = once(child, 'exit');
   await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`${args[0]} did not get ready: ${stderr}`)), 20_000);
+    const timer = setTimeout(() => reject(new Error(`${args[0]} did not get ready within ${readyMs / 1000} s: ${stderr}`)), readyMs);
     const check = () => {
       if (!ready.test(stdout) && !ready.test(stderr)) return;
       clearTimeout(timer);

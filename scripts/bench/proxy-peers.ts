@@ -3,7 +3,8 @@
 // interleaved rounds (each round measures every proxy once, in a new order), medians reported.
 //
 // For each proxy: bulk up and down through one tunnel (1 GiB each way unless BENCH_BULK_MIB), the
-// proxy's CPU-seconds per GiB moved (its processes' utime + stime from /proc over both transfers),
+// proxy's CPU-seconds per GiB moved (its processes' utime + stime from /proc over both transfers;
+// for get → give also get's and give's together, in the round's line),
 // echo round trip p50/p99 on an established tunnel, new tunnels per second at 50 concurrent openers
 // (each used for one round trip) and the proxy's CPU-µs per tunnel (for get → give also get's and
 // give's together, and the benchmark client's own, in the round's line), RSS per idle tunnel with
@@ -66,6 +67,8 @@ interface Sample {
   up: number;
   down: number;
   cpuPerGiB?: number;
+  /** The same for every process the bulk transfers cross (get → give: get's and give's). */
+  chainCpuPerGiB?: number;
   /** Minor page faults of the proxy per MiB moved in the bulk transfers (glibc giving memory back and taking it again). */
   faultsPerMiB?: number;
   p50: number;
@@ -369,18 +372,19 @@ async function measure(c: Contestant, ports: { httpPort: number; echoPort: numbe
   // A bulk transfer slower than 4 MiB/s, or a timed case that does not end, is a failure to report.
   const bulkMs = (BULK_MIB / 4) * 1000 + 10_000;
   const timedMs = SECONDS * 1000 + 30_000;
-  const [cpu0, faults0] = [cpuSeconds(c.pids), minorFaults(c.pids)];
+  const chain = c.chainPids ?? c.pids;
+  const [cpu0, chainCpu0, faults0] = [cpuSeconds(c.pids), cpuSeconds(chain), minorFaults(c.pids)];
   const up = await step(c, 'bulk up', bulkMs, () => bulkUp(c.open, ports.sinkPort));
   const down = await step(c, 'bulk down', bulkMs, () => bulkDown(c.open, ports.httpPort));
   const cpu = cpuSeconds(c.pids) - cpu0;
+  const chainCpu = cpuSeconds(chain) - chainCpu0;
   const faults = minorFaults(c.pids) - faults0;
   const r = await step(c, 'echo round trips', 60_000, () => rtts(c.open, ports.echoPort));
-  const chain = c.chainPids ?? c.pids;
-  const [tunnelCpu0, chainCpu0, clientCpu0] = [cpuSeconds(c.pids), cpuSeconds(chain), process.cpuUsage()];
+  const [tunnelCpu0, tunnelChainCpu0, clientCpu0] = [cpuSeconds(c.pids), cpuSeconds(chain), process.cpuUsage()];
   const tunnels = await step(c, 'new tunnels', timedMs, () => tunnelsPerSecond(c.open, ports.echoPort));
   const perTunnel = (seconds: number) => (seconds * 1e6) / (tunnels * SECONDS);
   const clientCpu = process.cpuUsage(clientCpu0);
-  const tunnelCpu = { proxy: perTunnel(cpuSeconds(c.pids) - tunnelCpu0), chain: perTunnel(cpuSeconds(chain) - chainCpu0), client: perTunnel((clientCpu.user + clientCpu.system) / 1e6) };
+  const tunnelCpu = { proxy: perTunnel(cpuSeconds(c.pids) - tunnelCpu0), chain: perTunnel(cpuSeconds(chain) - tunnelChainCpu0), client: perTunnel((clientCpu.user + clientCpu.system) / 1e6) };
   const rss = c.pids.length ? await step(c, 'idle tunnels', 60_000, () => idleRss(c, ports.echoPort)) : undefined;
   const url = `http://127.0.0.1:${ports.httpPort}/small`;
   let forward: number | undefined;
@@ -393,7 +397,7 @@ async function measure(c: Contestant, ports: { httpPort: number; echoPort: numbe
   return {
     up,
     down,
-    ...(c.pids.length ? { cpuPerGiB: cpu / ((2 * BULK_MIB) / 1024), faultsPerMiB: faults / (2 * BULK_MIB) } : {}),
+    ...(c.pids.length ? { cpuPerGiB: cpu / ((2 * BULK_MIB) / 1024), chainCpuPerGiB: chainCpu / ((2 * BULK_MIB) / 1024), faultsPerMiB: faults / (2 * BULK_MIB) } : {}),
     p50: pct(r, 50),
     p99: pct(r, 99),
     tunnels,
@@ -682,7 +686,7 @@ export async function run(): Promise<void> {
         results.get(c.name)!.samples.push(sample);
         console.log(
           `round ${round}: ${c.name}: up ${sample.up.toFixed(0)} down ${sample.down.toFixed(0)} MiB/s` +
-            `${sample.cpuPerGiB === undefined ? '' : `, ${sample.cpuPerGiB.toFixed(2)} CPU-s/GiB, ${sample.faultsPerMiB!.toFixed(1)} faults/MiB`}, RTT p50 ${sample.p50.toFixed(0)} µs, ${sample.tunnels.toFixed(0)} tunnels/s` +
+            `${sample.cpuPerGiB === undefined ? '' : `, ${sample.cpuPerGiB.toFixed(2)} CPU-s/GiB${c.chainPids ? ` (get + give ${sample.chainCpuPerGiB!.toFixed(2)})` : ''}, ${sample.faultsPerMiB!.toFixed(1)} faults/MiB`}, RTT p50 ${sample.p50.toFixed(0)} µs, ${sample.tunnels.toFixed(0)} tunnels/s` +
             ` (CPU-µs each:${sample.cpuPerTunnel === undefined ? '' : ` proxy ${sample.cpuPerTunnel.toFixed(0)},`}${c.chainPids ? ` get + give ${sample.chainCpuPerTunnel!.toFixed(0)},` : ''} client ${sample.clientCpuPerTunnel.toFixed(0)})` +
             `${sample.rssPerTunnel === undefined ? '' : `, ${sample.rssPerTunnel.toFixed(1)} KiB/idle tunnel`}${sample.forwardGets === undefined ? '' : `, forward ${sample.forwardGets.toFixed(0)} GETs/s`}, in tunnels ${sample.connectGets.toFixed(0)} GETs/s`,
         );

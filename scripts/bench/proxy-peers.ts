@@ -9,8 +9,9 @@
 // (each used for one round trip) and the proxy's CPU-µs per tunnel (for get → give also get's and
 // give's together, and the benchmark client's own, in the round's line), RSS per idle tunnel with
 // 1,000 open (its processes, from /proc, after 1,000 were opened and closed once), small GETs per
-// second through the proxy's plain-HTTP forward and through 50 CONNECT (or SOCKS5) tunnels kept alive. The destinations run in a process of their own
-// (scripts/bench/origin-child.ts), so "direct" crosses processes too.
+// second through the proxy's plain-HTTP forward and through 50 CONNECT (or SOCKS5) tunnels kept
+// alive. The destinations run in a process of their own (scripts/bench/origin-child.ts), so
+// "direct" crosses processes too.
 //
 // Prints a Markdown table with each number's ratio to direct and to the best reference; with
 // `--readme` it also writes that table into the README's performance section.
@@ -25,12 +26,12 @@ import { once } from 'node:events';
 import { connect, createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import type { Duplex } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { Agent, ProxyAgent, request, type Dispatcher } from 'undici';
 import { generateTicketKey, TicketIssuer } from '../../src/crypto/tickets.js';
 import { connectHttp1, connectPinned, PeerTunnels } from '../../src/net/tunnel.js';
+import { firstJsonLine } from './child-output.js';
 import { loadAverage } from './load.js';
 
 const ROUNDS = Number(process.env['BENCH_ROUNDS'] ?? 3);
@@ -131,6 +132,12 @@ function statSum(roots: number[], fields: number[]): number {
 
 /** CPU-seconds: utime, stime, cutime, cstime (fields 14–17, 1-based), so with reaped children. */
 const cpuSeconds = (roots: number[]) => statSum(roots, [11, 12, 13, 14]) / CLK_TCK;
+
+/** CPU-seconds each list of processes spends from now until the returned function is called. */
+function cpuWindow(...lists: number[][]): () => number[] {
+  const start = lists.map(cpuSeconds);
+  return () => lists.map((roots, i) => cpuSeconds(roots) - start[i]!);
+}
 
 /** Minor page faults: minflt and cminflt (fields 10–11), so with reaped children (dante forks). */
 const minorFaults = (roots: number[]) => statSum(roots, [7, 8]);
@@ -373,18 +380,17 @@ async function measure(c: Contestant, ports: { httpPort: number; echoPort: numbe
   const bulkMs = (BULK_MIB / 4) * 1000 + 10_000;
   const timedMs = SECONDS * 1000 + 30_000;
   const chain = c.chainPids ?? c.pids;
-  const [cpu0, chainCpu0, faults0] = [cpuSeconds(c.pids), cpuSeconds(chain), minorFaults(c.pids)];
+  const bulkCpu = cpuWindow(c.pids, chain);
+  const faults0 = minorFaults(c.pids);
   const up = await step(c, 'bulk up', bulkMs, () => bulkUp(c.open, ports.sinkPort));
   const down = await step(c, 'bulk down', bulkMs, () => bulkDown(c.open, ports.httpPort));
-  const cpu = cpuSeconds(c.pids) - cpu0;
-  const chainCpu = cpuSeconds(chain) - chainCpu0;
+  const [cpu, chainCpu] = bulkCpu();
   const faults = minorFaults(c.pids) - faults0;
   const r = await step(c, 'echo round trips', 60_000, () => rtts(c.open, ports.echoPort));
-  const [tunnelCpu0, tunnelChainCpu0, clientCpu0] = [cpuSeconds(c.pids), cpuSeconds(chain), process.cpuUsage()];
+  const [openingCpu, clientCpu0] = [cpuWindow(c.pids, chain), process.cpuUsage()];
   const tunnels = await step(c, 'new tunnels', timedMs, () => tunnelsPerSecond(c.open, ports.echoPort));
-  const perTunnel = (seconds: number) => (seconds * 1e6) / (tunnels * SECONDS);
   const clientCpu = process.cpuUsage(clientCpu0);
-  const tunnelCpu = { proxy: perTunnel(cpuSeconds(c.pids) - tunnelCpu0), chain: perTunnel(cpuSeconds(chain) - tunnelChainCpu0), client: perTunnel((clientCpu.user + clientCpu.system) / 1e6) };
+  const [proxyPerTunnel, chainPerTunnel, clientPerTunnel] = [...openingCpu(), (clientCpu.user + clientCpu.system) / 1e6].map((seconds) => (seconds * 1e6) / (tunnels * SECONDS));
   const rss = c.pids.length ? await step(c, 'idle tunnels', 60_000, () => idleRss(c, ports.echoPort)) : undefined;
   const url = `http://127.0.0.1:${ports.httpPort}/small`;
   let forward: number | undefined;
@@ -401,8 +407,8 @@ async function measure(c: Contestant, ports: { httpPort: number; echoPort: numbe
     p50: pct(r, 50),
     p99: pct(r, 99),
     tunnels,
-    ...(c.pids.length ? { cpuPerTunnel: tunnelCpu.proxy, chainCpuPerTunnel: tunnelCpu.chain } : {}),
-    clientCpuPerTunnel: tunnelCpu.client,
+    ...(c.pids.length ? { cpuPerTunnel: proxyPerTunnel, chainCpuPerTunnel: chainPerTunnel } : {}),
+    clientCpuPerTunnel: clientPerTunnel!,
     ...(rss === undefined ? {} : { rssPerTunnel: rss }),
     ...(forward === undefined ? {} : { forwardGets: forward }),
     connectGets: viaConnect,
@@ -537,16 +543,9 @@ async function startMicrosocks(): Promise<Contestant> {
 /** A node child of this benchmark that prints one JSON line when it is up. */
 async function nodeChild(script: string, env: Record<string, string>): Promise<{ child: ChildProcess; first: Record<string, unknown> }> {
   const child = spawn(process.execPath, ['--expose-gc', ...CHILD_NODE_ARGS, '--import', 'tsx', fileURLToPath(new URL(script, import.meta.url))], { env: { ...process.env, ...env }, stdio: ['pipe', 'pipe', 'inherit'] });
-  // The first JSON line: V8's traces (BENCH_CHILD_NODE_ARGS) may come before it, and go to stderr after.
-  let line = '';
-  for await (const l of createInterface({ input: child.stdout! })) {
-    if (l.startsWith('{')) {
-      line = l;
-      break;
-    }
-  }
-  child.stdout!.on('data', (d: Buffer) => CHILD_NODE_ARGS.length && process.stderr.write(d));
-  return { child, first: JSON.parse(line) as Record<string, unknown> };
+  // V8's traces (BENCH_CHILD_NODE_ARGS) go to stderr.
+  const first = await firstJsonLine(child.stdout!, (line) => CHILD_NODE_ARGS.length && process.stderr.write(`${line}\n`));
+  return { child, first };
 }
 
 async function startOurs(key: { publicKeyPem: string; privateKeyPem: string }): Promise<{ contestants: Contestant[]; stop(): Promise<void> }> {

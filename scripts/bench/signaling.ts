@@ -6,7 +6,6 @@ import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { connect } from 'node:net';
-import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { Agent } from 'undici';
 import { systemClock } from '../../src/core/clock.js';
@@ -18,6 +17,7 @@ import { dataDirPaths, ensureDataDir, loadOrCreateCa } from '../../src/roles/ser
 import { LevelServerStore } from '../../src/storage/level-server-store.js';
 import { tempDir } from '../../src/testing/helpers/temp-dir.js';
 import { CLI } from '../../src/testing/helpers/cli.js';
+import { firstJsonLine } from './child-output.js';
 import { durableThroughput, fixedRate, startReceiving, stampedPayload } from './delivery.js';
 
 const env = (k: string, d: number) => Number(process.env[k] ?? d);
@@ -78,16 +78,8 @@ export async function run(): Promise<void> {
     stdio: ['ignore', 'pipe', 'inherit'],
     env: { ...process.env, BENCH_MEM_FILE: memFile },
   });
-  // The first JSON line; anything else the server prints (a V8 trace from BENCH_SERVER_NODE_ARGS) goes to stderr.
-  const url = await new Promise<string>((resolve) => {
-    let found = false;
-    createInterface({ input: child.stdout! }).on('line', (l) => {
-      if (!found && l.startsWith('{')) {
-        found = true;
-        resolve(String((JSON.parse(l) as { url: string }).url));
-      } else process.stderr.write(`${l}\n`);
-    });
-  });
+  // Anything else the server prints (a V8 trace from BENCH_SERVER_NODE_ARGS) goes to stderr.
+  const url = String((await firstJsonLine(child.stdout!, (line) => process.stderr.write(`${line}\n`)))['url']);
   const dispatcher = new Agent({ connections: 128, keepAliveTimeout: 60_000 });
   console.log(`signaling benchmark: server pid ${child.pid} at ${url} (fsynced group commit)`);
 

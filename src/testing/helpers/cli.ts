@@ -152,13 +152,13 @@ export interface HumanRole {
 }
 
 /** Spawns a role without --json and waits until its stdout or stderr matches `ready`. */
-export async function startHuman(args: string[], ready: RegExp, env: Record<string, string> = {}, readyMs = 20_000): Promise<HumanRole> {
+export async function startHuman(args: string[], ready: RegExp, env: Record<string, string> = {}): Promise<HumanRole> {
   const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
   let stdout = '';
   let stderr = '';
   const exited = once(child, 'exit');
   await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`${args[0]} did not get ready within ${readyMs / 1000} s: ${stderr}`)), readyMs);
+    const timer = setTimeout(() => reject(new Error(`${args[0]} did not get ready within 20 s: ${stderr}`)), 20_000);
     const check = () => {
       if (!ready.test(stdout) && !ready.test(stderr)) return;
       clearTimeout(timer);

@@ -1,6 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { createInterface } from 'node:readline';
+import { Readable, Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 
 /** The built CLI (tests run after `npm run build`). */
@@ -27,6 +28,35 @@ export async function runCli(args: string[], options: { stdin?: string; timeoutM
   const timer = setTimeout(() => child.kill('SIGKILL'), options.timeoutMs ?? 30_000);
   const [code] = (await once(child, 'close')) as [number | null];
   clearTimeout(timer);
+  return { code, stdout, stderr };
+}
+
+/**
+ * Runs a one-shot command of the built CLI inside this process: the same `main` the binary runs
+ * (dist/cli/main.js, with the arguments, stdin, stdout and stderr of a run), without starting a
+ * Node process. For test setup (`account add`, `login` for every agent a test needs): a CLI start
+ * loads Node's and the dependencies' modules again, ~0.7 CPU-s on the 2-core CI machine, and the
+ * suite made 430 of them for setup alone. What a test asserts about a command runs the binary.
+ */
+export async function runCliInProcess(args: string[], options: { stdin?: string; env?: Record<string, string> } = {}): Promise<CliResult> {
+  const { main } = (await import(new URL('../../../dist/cli/main.js', import.meta.url).href)) as typeof import('../../cli/main.js');
+  let stdout = '';
+  let stderr = '';
+  const sink = (append: (s: string) => void) =>
+    new Writable({
+      write(chunk: Buffer | string, _encoding, callback) {
+        append(String(chunk));
+        callback();
+      },
+    });
+  const code = await main([process.execPath, CLI, ...args], {
+    stdin: Readable.from([Buffer.from(options.stdin ?? '')]),
+    stdout: sink((s) => (stdout += s)),
+    stderr: sink((s) => (stderr += s)),
+    env: { ...process.env, ...options.env },
+    // A one-shot command is never asked to stop.
+    stopSignal: new Promise<string>(() => undefined),
+  });
   return { code, stdout, stderr };
 }
 

@@ -1,8 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { dirname, extname, resolve } from 'node:path';
 import { InvalidArgumentError, type Command, type Option } from 'commander';
-import { parse as parseToml } from 'smol-toml';
-import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { LanternError } from '../core/errors.js';
 import { writeJson, type Io } from './io.js';
@@ -84,8 +82,11 @@ async function readConfigFile(path: string): Promise<Record<string, unknown>> {
     throw new LanternError('LA_ERR_CONFIG', `Cannot read the config file ${path}: ${(err as Error).message}`, { cause: err });
   }
   let parsed: unknown;
+  // Each parser is loaded only when a file needs it: most runs read no config file.
+  const yaml = ['.yaml', '.yml'].includes(extname(path).toLowerCase());
+  const parse: (text: string) => unknown = yaml ? (await import('yaml')).parse : (await import('smol-toml')).parse;
   try {
-    parsed = ['.yaml', '.yml'].includes(extname(path).toLowerCase()) ? parseYaml(text) : parseToml(text);
+    parsed = parse(text);
   } catch (err) {
     throw new LanternError('LA_ERR_CONFIG', `The config file ${path} is not valid ${extname(path).toLowerCase() === '.toml' ? 'TOML' : 'TOML or YAML'}: ${(err as Error).message.split('\n')[0]}`, { cause: err });
   }

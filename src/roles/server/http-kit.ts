@@ -7,6 +7,9 @@ export const MAX_BODY_BYTES = 512 * 1024;
 
 export const EMPTY_BODY = Buffer.alloc(0);
 
+/** What of a refused body is still read and dropped after the 413, so that the client reads it. */
+export const LINGER_BYTES = 8 * 1024 * 1024;
+
 /** Whether a request carries a body at all (a GET usually does not; then nothing is read). */
 export function hasBody(req: IncomingMessage): boolean {
   return req.headers['transfer-encoding'] !== undefined || (req.headers['content-length'] !== undefined && req.headers['content-length'] !== '0');
@@ -51,8 +54,28 @@ export function readBody(req: IncomingMessage, options: { limit?: number; deadli
   });
 }
 
-/** Errors after which the rest of the request is not read: the connection closes after the answer. */
+/**
+ * Errors that cut a request off: a body too large, too slow, or a client gone. After the last two
+ * the connection closes with the answer.
+ */
 export const CLOSING_ERRORS: ReadonlySet<string> = new Set(['LA_ERR_BODY_TOO_LARGE', 'LA_ERR_REQUEST_TIMEOUT', 'LA_ERR_CLIENT_GONE']);
+
+/**
+ * After a 413 the rest of the body is read and dropped, up to LINGER_BYTES (beyond, the connection
+ * is closed), and the connection is kept. Closing at once, with the client still sending, leaves
+ * unread data in the socket, so the kernel resets the connection and the client's next write fails
+ * with EPIPE before it reads the answer: 18 uploads of 2 MiB in 40 ended so on loopback, where the
+ * client should have read LA_ERR_BODY_TOO_LARGE. nginx's lingering close does the same. The whole
+ * request stays bounded in time by the server's request deadline.
+ */
+function lingerAfterRefusal(req: IncomingMessage): void {
+  let left = LINGER_BYTES;
+  req.on('data', (chunk: Buffer) => {
+    left -= chunk.length;
+    if (left < 0) req.socket.destroy();
+  });
+  req.resume();
+}
 
 export function parseJson(body: Buffer): unknown {
   if (body.length === 0) throw new LanternError('LA_ERR_MALFORMED_JSON', 'Request body is empty; a JSON object is expected');
@@ -89,7 +112,9 @@ export function errorBody(err: LanternError): ErrorBody {
 }
 
 export function sendError(res: ServerResponse, err: LanternError): void {
-  const headers: Record<string, string> = CLOSING_ERRORS.has(err.code) ? { connection: 'close' } : {};
+  const lingers = err.code === 'LA_ERR_BODY_TOO_LARGE' && !res.req.complete;
+  if (lingers) lingerAfterRefusal(res.req);
+  const headers: Record<string, string> = CLOSING_ERRORS.has(err.code) && !lingers ? { connection: 'close' } : {};
   const retry = err.details?.['retryAfterMs'];
   if (typeof retry === 'number') headers['retry-after'] = String(Math.max(1, Math.ceil(retry / 1000)));
   sendJson(res, err.status, errorBody(err), headers);

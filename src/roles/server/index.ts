@@ -98,7 +98,7 @@ export class ServerRole implements Startable {
       { minRotation: options.minRotation, checkEveryMs: 5000, repeatWarningMs: 60_000, verdictTtlMs: options.api.verdictTtlMs, verifierQuorum: options.api.verifierQuorum },
     );
     this.api = new LanternServer(
-      { ...components, logger: logger.child({ component: 'server' }), metrics: this.metrics, faults: this.faults, onVerdict: () => this.#rotation.poke() },
+      { ...components, logger: logger.child({ component: 'server' }), metrics: this.metrics, faults: this.faults, onVerdict: (peer) => this.#rotation.verdict(peer) },
       options.api,
       { ...options.listen, attachments: this.broker ? [this.broker] : [] },
     );

@@ -22,10 +22,15 @@ export class ServerMetrics {
     help: '1 while the round robin has fewer peers than --min-rotation',
     registers: [this.registry],
   });
+  /** Reads the age of the newest pass at scrape time (see passAge). */
+  #passAge: (() => number) | undefined;
   readonly verifierLastPassAge = new Gauge({
     name: 'lantern_verifier_last_pass_age_seconds',
     help: 'Seconds since a verifier last passed a live peer (since the server started, if none has)',
     registers: [this.registry],
+    collect: () => {
+      if (this.#passAge) this.verifierLastPassAge.set(this.#passAge());
+    },
   });
   readonly roundRobinMin = new Gauge({ name: 'lantern_round_robin_min', help: 'The --min-rotation threshold', registers: [this.registry] });
   readonly peers = new Gauge({ name: 'lantern_peers', help: 'Live give peer registrations by state', labelNames: ['state'], registers: [this.registry] });
@@ -88,6 +93,11 @@ export class ServerMetrics {
         },
       });
     }
+  }
+
+  /** Where lantern_verifier_last_pass_age_seconds reads its age, in seconds, when scraped. */
+  passAge(read: () => number): void {
+    this.#passAge = read;
   }
 
   /** Tells the gauges where to read (once the server parts exist). */

@@ -33,6 +33,8 @@ export class RotationMonitor implements Startable {
   #silent = false;
   #silenceWarnedAt = -Infinity;
   #startedAt: number | undefined;
+  /** The newest pass on a live peer (or the start): the age gauge is read from it when scraped. */
+  #lastPassAt: number | undefined;
   #stopped = false;
 
   constructor(components: { store: Pick<PeerRegistry, 'listPeers'>; clock: Clock; logger: Logger; metrics: ServerMetrics; faults?: FaultBoundary }, options: RotationMonitorOptions) {
@@ -44,6 +46,7 @@ export class RotationMonitor implements Startable {
   async start(): Promise<void> {
     this.#startedAt = this.#c.clock.now();
     this.#c.metrics.roundRobinMin.set(this.#o.minRotation);
+    this.#c.metrics.passAge(() => Math.max(0, (this.#c.clock.now() - (this.#lastPassAt ?? this.#startedAt ?? this.#c.clock.now())) / 1000));
     await this.check();
     this.#schedule();
   }
@@ -62,6 +65,15 @@ export class RotationMonitor implements Startable {
     this.#stopped = true;
     if (this.#timer) this.#c.clock.clearTimeout(this.#timer);
     if (this.#poked) this.#c.clock.clearTimeout(this.#poked);
+  }
+
+  /**
+   * A verdict was posted: a pass counts for the age gauge at once (a scrape right after it must not
+   * read the age of the pass before), and the registry is looked at again soon.
+   */
+  verdict(peer: PeerRecord): void {
+    if (peer.lastVerdict?.ok) this.#lastPassAt = Math.max(this.#lastPassAt ?? 0, peer.lastVerdict.at);
+    this.poke();
   }
 
   /** Something changed (a verdict): look again soon, once for a burst of changes. */
@@ -85,7 +97,7 @@ export class RotationMonitor implements Startable {
   #checkVerifiers(peers: readonly PeerRecord[], now: number): void {
     const since = this.#startedAt ?? now;
     const newest = (ok?: boolean) => Math.max(since, ...peers.flatMap((p) => (p.lastVerdict && (ok === undefined || p.lastVerdict.ok === ok) ? [p.lastVerdict.at] : [])));
-    this.#c.metrics.verifierLastPassAge.set(Math.max(0, (now - newest(true)) / 1000));
+    this.#lastPassAt = newest(true);
     const silentMs = now - newest();
     const silent = peers.length > 0 && silentMs > this.#o.verdictTtlMs;
     if (silent && (!this.#silent || now - this.#silenceWarnedAt >= this.#o.repeatWarningMs)) {

@@ -1,14 +1,12 @@
 import { createServer as createHttpServer, type IncomingMessage } from 'node:http';
 import { connect, createServer, type Socket } from 'node:net';
 import test from 'ava';
-import { PassThrough, Readable } from 'node:stream';
-import { main } from '../cli/main.js';
 import { PeerIdentity } from '../crypto/peer-identity.js';
 import { listen } from '../net/listen.js';
 import { announcedPeer } from '../testing/helpers/give-client.js';
 import { connectRelay } from '../testing/helpers/connect-relay.js';
 import { addAgent } from '../testing/helpers/agents.js';
-import { runCli, sharedServer, startRole } from '../testing/helpers/cli.js';
+import { runCli, runCliInProcess, sharedServer, startRole } from '../testing/helpers/cli.js';
 
 // The verifier as a whole binary against real give peers and fake candidates.
 
@@ -115,19 +113,7 @@ test("a registration pointing at another peer's proxy, at a plain proxy, or at a
   if (aliceId) t.is(alice2?.peerId, aliceId);
 
   // On a terminal, --once redraws one progress line, keeps failures above it and ends with a summary.
-  const stdout = new PassThrough();
-  const stderr = Object.assign(new PassThrough(), { isTTY: true });
-  let out = '';
-  let err = '';
-  stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
-  stderr.setEncoding('utf8').on('data', (d: string) => (err += d));
-  const code = await main(['node', 'lantern-agent', 'verify', '--once', '--home', verifier.home, '--timeout', '2s'], {
-    stdout,
-    stderr,
-    stdin: Readable.from([]),
-    env: {},
-    stopSignal: new Promise(() => undefined),
-  });
+  const { code, stdout: out, stderr: err } = await runCliInProcess(['verify', '--once', '--home', verifier.home, '--timeout', '2s'], { terminal: true });
   t.is(code, 1, err);
   t.regex(err, /^verifying \d+ peer\(s\)…/);
   t.true(err.includes('\r\x1b[K'), 'the progress line is redrawn in place');

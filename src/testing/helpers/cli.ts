@@ -36,9 +36,11 @@ export async function runCli(args: string[], options: { stdin?: string; timeoutM
  * (dist/cli/main.js, with the arguments, stdin, stdout and stderr of a run), without starting a
  * Node process. For test setup (`account add`, `login` for every agent a test needs): a CLI start
  * loads Node's and the dependencies' modules again, ~0.7 CPU-s on the 2-core CI machine, and the
- * suite made 430 of them for setup alone. What a test asserts about a command runs the binary.
+ * suite made 430 of them for setup alone. What a test asserts about a command runs the binary,
+ * except what needs a terminal: with `terminal`, stderr says it is one (progress lines).
+ * A command that has not finished within `timeoutMs` fails the caller (it cannot be killed).
  */
-export async function runCliInProcess(args: string[], options: { stdin?: string; env?: Record<string, string> } = {}): Promise<CliResult> {
+export async function runCliInProcess(args: string[], options: { stdin?: string; env?: Record<string, string>; terminal?: boolean; timeoutMs?: number } = {}): Promise<CliResult> {
   const { main } = (await import(new URL('../../../dist/cli/main.js', import.meta.url).href)) as typeof import('../../cli/main.js');
   let stdout = '';
   let stderr = '';
@@ -49,15 +51,24 @@ export async function runCliInProcess(args: string[], options: { stdin?: string;
         callback();
       },
     });
-  const code = await main([process.execPath, CLI, ...args], {
+  const run = main([process.execPath, CLI, ...args], {
     stdin: Readable.from([Buffer.from(options.stdin ?? '')]),
     stdout: sink((s) => (stdout += s)),
-    stderr: sink((s) => (stderr += s)),
+    stderr: Object.assign(sink((s) => (stderr += s)), options.terminal ? { isTTY: true } : {}),
     env: { ...process.env, ...options.env },
     // A one-shot command is never asked to stop.
     stopSignal: new Promise<string>(() => undefined),
   });
-  return { code, stdout, stderr };
+  const limitMs = options.timeoutMs ?? 30_000;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`lantern-agent ${args.join(' ')} (in process) did not finish within ${limitMs / 1000} s; stderr so far: ${stderr}`)), limitMs);
+  });
+  try {
+    return { code: await Promise.race([run, late]), stdout, stderr };
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 export interface RunningRole {

@@ -1,6 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { createServer, get as httpGet, type Server } from 'node:http';
+import { connect as h2connect, type ClientHttp2Session } from 'node:http2';
 import { connect, createServer as createTcpServer } from 'node:net';
 import test from 'ava';
 import { SocksProxyAgent } from 'socks-proxy-agent';
@@ -199,4 +200,36 @@ test('HTTP/2 tunnels cut short by the client keep opening past the peer\'s 1,000
   );
   t.deepEqual(failures, []);
   t.true(proxy.stats().tunnelsServed >= 1500, `served ${proxy.stats().tunnelsServed}`);
+});
+
+test('HTTP/2: nginx\'s 64 KiB stream window for everyone, 1 MiB once a session has a tunnel with a ticket', async (t) => {
+  const identity = new PeerIdentity();
+  const { proxy, basic } = await setup(t, { tls: identity.tlsCredentials() });
+  const echo = createTcpServer((c) => c.pipe(c));
+  const target = await listen(echo, '127.0.0.1', 0);
+  const session: ClientHttp2Session = h2connect(proxy.url.replace(/^http:/, 'https:'), { rejectUnauthorized: false });
+  t.teardown(() => {
+    session.destroy();
+    echo.close();
+  });
+  session.on('error', () => undefined);
+  await once(session, 'remoteSettings');
+  // A prober's request: the decoy answers it, and the window stays nginx's.
+  const probe = session.request({ ':path': '/' });
+  probe.resume();
+  await once(probe, 'end');
+  t.is(session.remoteSettings.initialWindowSize, 65_536);
+  const tunnel = session.request({ ':method': 'CONNECT', ':authority': `${target.host}:${target.port}`, 'proxy-authorization': basic }, { endStream: false });
+  const widened = once(session, 'remoteSettings');
+  const [headers] = (await once(tunnel, 'response')) as [Record<string, unknown>];
+  t.is(headers[':status'], 200);
+  await Promise.race([widened, new Promise((r) => setTimeout(r, 5000))]);
+  t.is(session.remoteSettings.initialWindowSize, 1024 * 1024, 'SETTINGS after the accepted tunnel');
+  // The stream opened before the change carries more than the old window, both ways.
+  tunnel.write(Buffer.alloc(768 * 1024, 1));
+  let echoed = 0;
+  tunnel.on('data', (c: Buffer) => (echoed += c.length));
+  while (echoed < 768 * 1024) await once(tunnel, 'data');
+  t.is(echoed, 768 * 1024);
+  tunnel.destroy();
 });

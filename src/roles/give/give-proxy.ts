@@ -86,6 +86,16 @@ const H2_IDLE_MS = 180_000;
  */
 const H2_CONNECTION_WINDOW = 2 ** 31 - 1;
 /**
+ * The streams' receive window once a session has shown a valid ticket (a SETTINGS frame after its
+ * first tunnel is accepted; open streams grow with it, RFC 9113 §6.9.2). nginx's 64 KiB
+ * held an upload to one window per round trip: half the download rate on loopback. Inside TLS
+ * only a ticket holder sees the change; what one may send unread stays bounded by the window times
+ * the streams (128).
+ */
+const H2_TUNNEL_WINDOW = 1024 * 1024;
+/** Sessions whose stream windows were raised (one SETTINGS each). */
+const widened = new WeakSet<Http2Session>();
+/**
  * nginx's ssl_ciphers default (HIGH:!aNULL:!MD5) for TLS 1.2, in OpenSSL's order, and the
  * server's preference (Debian: ssl_prefer_server_ciphers on; Node's default too): a prober who
  * offers suites in some order sees the same choice as from nginx. TLS 1.3 keeps OpenSSL's suites.
@@ -391,6 +401,10 @@ export class GiveProxy implements Startable {
     void this.#tunnel(stream, target, {
       accept: () => {
         stream.respond({ [h2.HTTP2_HEADER_STATUS]: 200 });
+        if (session && !session.destroyed && !widened.has(session)) {
+          widened.add(session);
+          session.settings({ initialWindowSize: H2_TUNNEL_WINDOW });
+        }
         return Buffer.alloc(0);
       },
       fail: (why) => fail(TUNNEL_FAILURE_STATUS[why]),

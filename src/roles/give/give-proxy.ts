@@ -89,8 +89,9 @@ const H2_CONNECTION_WINDOW = 2 ** 31 - 1;
  * The streams' receive window once a session has shown a valid ticket (a SETTINGS frame after its
  * first tunnel is accepted; open streams grow with it, RFC 9113 §6.9.2). nginx's 64 KiB
  * held an upload to one window per round trip: half the download rate on loopback. Inside TLS
- * only a ticket holder sees the change; what one may send unread stays bounded by the window times
- * the streams (128).
+ * only a ticket holder sees the change. What clients may send unread is the window times the
+ * streams that hold a tunnel slot (`--max-clients`, 64 by default: 64 MiB at most); a stream
+ * refused for want of a slot is answered and closed at once.
  */
 const H2_TUNNEL_WINDOW = 1024 * 1024;
 /** Sessions whose stream windows were raised (one SETTINGS each). */

@@ -231,5 +231,14 @@ test('HTTP/2: nginx\'s 64 KiB stream window for everyone, 1 MiB once a session h
   tunnel.on('data', (c: Buffer) => (echoed += c.length));
   while (echoed < 768 * 1024) await once(tunnel, 'data');
   t.is(echoed, 768 * 1024);
+  // A request the decoy answers on this session is closed once answered, its body (more than the
+  // window) not held: nothing beyond the tunnels' windows stays buffered.
+  const post = session.request({ ':method': 'POST', ':path': '/' }, { endStream: false });
+  post.resume();
+  post.on('error', () => undefined);
+  post.end(Buffer.alloc(3 * 1024 * 1024, 2));
+  const closed = await Promise.race([once(post, 'close').then(() => true), new Promise((r) => setTimeout(() => r(false), 5000))]);
+  t.true(closed, 'the decoy stream is closed once answered');
+  t.true(post.bufferSize > 0, 'before the whole body went out');
   tunnel.destroy();
 });

@@ -82,7 +82,7 @@ const H2_IDLE_MS = 180_000;
 /**
  * The connection's receive window, raised at once to the largest there is, as nginx does (its
  * WINDOW_UPDATE follows its SETTINGS). What a client may send unread is still bounded by the
- * streams' 64 KiB windows times their number.
+ * streams' windows times their number (below).
  */
 const H2_CONNECTION_WINDOW = 2 ** 31 - 1;
 /**
@@ -90,8 +90,9 @@ const H2_CONNECTION_WINDOW = 2 ** 31 - 1;
  * first tunnel is accepted; open streams grow with it, RFC 9113 §6.9.2). nginx's 64 KiB
  * held an upload to one window per round trip: half the download rate on loopback. Inside TLS
  * only a ticket holder sees the change. What clients may send unread is the window times the
- * streams that hold a tunnel slot (`--max-clients`, 64 by default: 64 MiB at most); a stream
- * refused for want of a slot is answered and closed at once.
+ * streams that hold a tunnel slot (`--max-clients`, 64 by default: 64 MiB at most): a stream
+ * refused for want of a slot, and one the decoy answers, is closed once answered (RST_STREAM
+ * NO_ERROR after the response), whatever of its body is still coming.
  */
 const H2_TUNNEL_WINDOW = 1024 * 1024;
 /** Sessions whose stream windows were raised (one SETTINGS each). */

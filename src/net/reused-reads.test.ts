@@ -6,7 +6,7 @@ import test from 'ava';
 import { until } from '../testing/helpers/observe.js';
 import { listen } from './listen.js';
 import { relay } from './relay.js';
-import { connectReusingReads, readBuffersOut } from './reused-reads.js';
+import { connectReusingReads, readBuffersOut, readsReused } from './reused-reads.js';
 
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
@@ -58,6 +58,60 @@ test('a bulk transfer into a receiver that keeps stalling arrives intact (no len
 test('data the destination sends before the relay attaches is kept, in order, with the rest', async (t) => {
   const payload = randomBytes(3 * 1024 * 1024 + 17);
   const got = await throughRelay(t, payload, { slowReceiver: false, attachAfterMs: 100 });
+  t.is(sha(got), sha(payload));
+});
+
+/**
+ * A client uploads through an accepted socket (what give's and get's front ends relay) → relay →
+ * sink → a receiver that stalls now and then. The server's socket is left paused for a while first
+ * (as a handshake leaves it), so Node has read some of the upload before the relay attaches.
+ */
+async function uploadThroughRelay(t: import('ava').ExecutionContext, payload: Buffer, options: { holdMs: number }): Promise<{ got: Buffer; accepted: Socket }> {
+  const server = createServer({ pauseOnConnect: false });
+  const { port } = await listen(server, '127.0.0.1', 0);
+  const sinkServer = createServer();
+  const { port: sinkPort } = await listen(sinkServer, '127.0.0.1', 0);
+  t.teardown(() => {
+    server.close();
+    sinkServer.close();
+  });
+  const receiver = connect(sinkPort, '127.0.0.1');
+  const [sink] = (await once(sinkServer, 'connection')) as [Socket];
+  const received: Buffer[] = [];
+  receiver.on('data', (b: Buffer) => {
+    received.push(b);
+    if (received.length % 8 === 0) {
+      receiver.pause();
+      setTimeout(() => receiver.resume(), 5);
+    }
+  });
+  const ended = once(receiver, 'end');
+  const client = connect(port, '127.0.0.1');
+  client.on('error', () => undefined);
+  const [accepted] = (await once(server, 'connection')) as [Socket];
+  accepted.pause();
+  client.end(payload);
+  await new Promise((r) => setTimeout(r, options.holdMs));
+  const readBefore = accepted.readableLength;
+  let counted = 0;
+  relay(accepted, sink, { onBytes: (n) => (counted += n) });
+  t.true(readsReused(accepted), 'the accepted socket reads into reused buffers once relayed');
+  await ended;
+  t.log(`${readBefore} bytes read before the relay attached`);
+  t.is(counted, payload.length, 'every byte counted once');
+  return { got: Buffer.concat(received), accepted };
+}
+
+test('an upload through an accepted socket switched to reused reads arrives intact, what Node read before the switch first', async (t) => {
+  const payload = randomBytes(24 * 1024 * 1024 + 5);
+  const { got } = await uploadThroughRelay(t, payload, { holdMs: 100 });
+  t.is(got.length, payload.length);
+  t.is(sha(got), sha(payload));
+});
+
+test('an accepted socket switched at once (nothing read yet) relays the same', async (t) => {
+  const payload = randomBytes(2 * 1024 * 1024 + 3);
+  const { got } = await uploadThroughRelay(t, payload, { holdMs: 0 });
   t.is(sha(got), sha(payload));
 });
 

@@ -1,4 +1,5 @@
-import { connect, type NetConnectOpts, type Socket } from 'node:net';
+import { connect, Socket, type NetConnectOpts } from 'node:net';
+import { TLSSocket } from 'node:tls';
 
 /**
  * Outgoing TCP connections whose reads land in reused buffers (Node's `onread` option) instead of a
@@ -23,7 +24,9 @@ import { connect, type NetConnectOpts, type Socket } from 'node:net';
  *    the buffer it was to read into.
  *
  * A consumer attaches with `attachReader`; chunks read before that are kept (copied) and reading
- * stops until it attaches. Sockets not made here have no reader: consumers fall back to `data`.
+ * stops until it attaches. A plain TCP socket not made here (an accepted one: what a client
+ * uploads) is switched to reused reads when a consumer attaches (`adopt`), once its handshake has
+ * been read through `data` events; any other stream has no reader: consumers fall back to `data`.
  */
 
 /** Bytes per read: as Node's own. */
@@ -45,6 +48,11 @@ function takeBuffer(): Buffer {
 function giveBack(buffer: Buffer): void {
   out--;
   if (pool.length < POOL_MAX) pool.push(buffer);
+}
+
+/** Whether a socket's reads land in reused buffers (made by connectReusingReads, or adopted): for tests. */
+export function readsReused(socket: Socket): boolean {
+  return readers.has(socket);
 }
 
 /** How many read buffers sockets hold now (each up to 64 KiB): for tests and memory accounting. */
@@ -87,7 +95,7 @@ class Reader {
     this.#bulk = n === READ_BYTES;
     const lent = buffer !== shared;
     if (!this.#handler) {
-      this.#early.push(Buffer.from(buffer.subarray(0, n)));
+      this.keep(Buffer.from(buffer.subarray(0, n)));
       if (lent) giveBack(buffer);
       // Stopped until a consumer attaches (it resumes the socket).
       return false;
@@ -96,6 +104,11 @@ class Reader {
     else this.#handler(buffer.subarray(0, n), once(() => giveBack(buffer)));
     return true;
   };
+
+  /** A chunk read before the consumer attached (the consumer's own, handed on at `attach`). */
+  keep(chunk: Buffer): void {
+    this.#early.push(chunk);
+  }
 
   attach(handler: ChunkHandler): void {
     this.#handler = handler;
@@ -114,6 +127,63 @@ function once(fn: () => void): () => void {
 
 const readers = new WeakMap<Socket, Reader>();
 
+/**
+ * Node's `onread` is an option of the Socket constructor only, and a server makes the sockets it
+ * accepts itself. The constructor keeps the option in three symbol-keyed fields, which its read
+ * path (`onStreamRead`) and `pause`/`resume` consult; the handle is switched with its
+ * `useUserBuffer`. Found by their descriptions on a socket made with the option: if a Node version
+ * names them otherwise, sockets are not adopted and consumers keep using `data` (slower, correct).
+ */
+interface OnreadFields {
+  buffer: symbol;
+  generate: symbol;
+  callback: symbol;
+}
+let onreadFields: OnreadFields | null | undefined;
+
+function findOnreadFields(): OnreadFields | null {
+  const probe = new Socket({ onread: { buffer: () => shared, callback: () => true } } as ConstructorParameters<typeof Socket>[0]);
+  const symbols = Object.getOwnPropertySymbols(probe);
+  const named = (description: string) => symbols.find((s) => s.description === description && (probe as unknown as Record<symbol, unknown>)[s] !== undefined);
+  const buffer = named('kBuffer');
+  const generate = named('kBufferGen');
+  const callback = named('kBufferCb');
+  probe.destroy();
+  return buffer && generate && callback ? { buffer, generate, callback } : null;
+}
+
+interface UserBufferHandle {
+  useUserBuffer(buffer: Uint8Array): void;
+}
+
+/**
+ * Switches a connected plain TCP socket (one that reads into Node's fresh buffers) to reused reads.
+ * What it has read and not handed on yet is kept, ahead of what it reads next. Undefined when the
+ * socket is not such a socket (TLS, already switched, not connected, gone) or Node's fields are
+ * not found.
+ */
+function adopt(socket: Socket): Reader | undefined {
+  if (!(socket instanceof Socket) || socket instanceof TLSSocket || socket.destroyed || socket.connecting) return undefined;
+  const handle = (socket as unknown as { _handle?: Partial<UserBufferHandle> | null })._handle;
+  if (typeof handle?.useUserBuffer !== 'function') return undefined;
+  if (onreadFields === undefined) onreadFields = findOnreadFields();
+  const fields = onreadFields;
+  const own = socket as unknown as Record<symbol, unknown>;
+  if (!fields || own[fields.buffer]) return undefined;
+  const reader = new Reader();
+  reader.socket = socket;
+  const first = reader.next();
+  own[fields.buffer] = first;
+  own[fields.generate] = reader.next;
+  own[fields.callback] = reader.read;
+  handle.useUserBuffer(first);
+  // Bytes Node read before the switch (a socket keeps reading while its consumer is paused) come first.
+  for (let chunk: Buffer | null; (chunk = socket.read() as Buffer | null) !== null; ) reader.keep(chunk);
+  socket.once('close', reader.closed);
+  readers.set(socket, reader);
+  return reader;
+}
+
 /** `net.connect` with reused read buffers: attach a consumer with `attachReader` (no `data` events). */
 export function connectReusingReads(options: NetConnectOpts): Socket {
   const reader = new Reader();
@@ -124,9 +194,13 @@ export function connectReusingReads(options: NetConnectOpts): Socket {
   return socket;
 }
 
-/** Attaches `handler` to a socket made by connectReusingReads; false for any other stream (use `data`). */
+/**
+ * Attaches `handler` to a socket made by connectReusingReads, or to a plain TCP socket, switched
+ * to reused reads now (`adopt`): from here on its reads come only to `handler`, no `data` events.
+ * False for any other stream (use `data`).
+ */
 export function attachReader(stream: object, handler: ChunkHandler): boolean {
-  const reader = readers.get(stream as Socket);
+  const reader = readers.get(stream as Socket) ?? adopt(stream as Socket);
   if (!reader) return false;
   reader.attach(handler);
   return true;

@@ -109,6 +109,13 @@ test('an upload through an accepted socket switched to reused reads arrives inta
   t.is(sha(got), sha(payload));
 });
 
+test('an accepted socket whose client sent everything and closed before the switch: the bytes and the end both arrive', async (t) => {
+  const payload = randomBytes(1000);
+  const { got, accepted } = await uploadThroughRelay(t, payload, { holdMs: 100 });
+  t.is(sha(got), sha(payload));
+  t.true(accepted.readableEnded, 'the relay saw the end');
+});
+
 test('an accepted socket switched at once (nothing read yet) relays the same', async (t) => {
   const payload = randomBytes(2 * 1024 * 1024 + 3);
   const { got } = await uploadThroughRelay(t, payload, { holdMs: 0 });

@@ -2,7 +2,9 @@ import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { connect, createServer, type Socket } from 'node:net';
 import { Writable } from 'node:stream';
+import { connect as tlsConnect, createServer as createTlsServer, type TLSSocket } from 'node:tls';
 import test from 'ava';
+import { PeerIdentity } from '../crypto/peer-identity.js';
 import { until } from '../testing/helpers/observe.js';
 import { listen } from './listen.js';
 import { relay } from './relay.js';
@@ -61,13 +63,23 @@ test('data the destination sends before the relay attaches is kept, in order, wi
   t.is(sha(got), sha(payload));
 });
 
+let tlsCredentials: { key: string; cert: string } | undefined;
+function credentials(): { key: string; cert: string } {
+  if (!tlsCredentials) {
+    const { privateKeyPem, certificatePem } = new PeerIdentity().tlsCredentials();
+    tlsCredentials = { key: privateKeyPem, cert: certificatePem };
+  }
+  return tlsCredentials;
+}
+
 /**
- * A client uploads through an accepted socket (what give's and get's front ends relay) → relay →
- * sink → a receiver that stalls now and then. The server's socket is left paused for a while first
- * (as a handshake leaves it), so Node has read some of the upload before the relay attaches.
+ * A client uploads through an accepted socket (what give's and get's front ends relay: TCP, or TLS
+ * with `tls`) → relay → sink → a receiver that stalls now and then. The server's socket is left
+ * paused for a while first (as a handshake leaves it), so Node has read some of the upload before
+ * the relay attaches.
  */
-async function uploadThroughRelay(t: import('ava').ExecutionContext, payload: Buffer, options: { holdMs: number }): Promise<{ got: Buffer; accepted: Socket }> {
-  const server = createServer({ pauseOnConnect: false });
+async function uploadThroughRelay(t: import('ava').ExecutionContext, payload: Buffer, options: { holdMs: number; tls?: boolean }): Promise<{ got: Buffer; accepted: Socket }> {
+  const server = options.tls ? createTlsServer(credentials()) : createServer();
   const { port } = await listen(server, '127.0.0.1', 0);
   const sinkServer = createServer();
   const { port: sinkPort } = await listen(sinkServer, '127.0.0.1', 0);
@@ -86,9 +98,9 @@ async function uploadThroughRelay(t: import('ava').ExecutionContext, payload: Bu
     }
   });
   const ended = once(receiver, 'end');
-  const client = connect(port, '127.0.0.1');
+  const client = options.tls ? tlsConnect({ port, host: '127.0.0.1', rejectUnauthorized: false }) : connect(port, '127.0.0.1');
   client.on('error', () => undefined);
-  const [accepted] = (await once(server, 'connection')) as [Socket];
+  const [accepted] = (await once(server, options.tls ? 'secureConnection' : 'connection')) as [Socket];
   accepted.pause();
   client.end(payload);
   await new Promise((r) => setTimeout(r, options.holdMs));
@@ -114,6 +126,19 @@ test('an accepted socket whose client sent everything and closed before the swit
   const { got, accepted } = await uploadThroughRelay(t, payload, { holdMs: 100 });
   t.is(sha(got), sha(payload));
   t.true(accepted.readableEnded, 'the relay saw the end');
+});
+
+// Serial: the count of buffers out is the process's.
+test.serial('an upload through an accepted TLS socket switched to reused reads arrives intact, full records in lent buffers', async (t) => {
+  const payload = randomBytes(24 * 1024 * 1024 + 5);
+  const before = readBuffersOut();
+  let most = 0;
+  const watch = setInterval(() => (most = Math.max(most, readBuffersOut() - before)), 1);
+  const { got, accepted } = await uploadThroughRelay(t, payload, { holdMs: 100, tls: true });
+  clearInterval(watch);
+  t.is(sha(got), sha(payload));
+  t.true((accepted as TLSSocket).encrypted);
+  t.true(most > 0, 'full 16 KiB records were read into lent buffers');
 });
 
 test('an accepted socket switched at once (nothing read yet) relays the same', async (t) => {

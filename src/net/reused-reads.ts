@@ -24,30 +24,35 @@ import { TLSSocket } from 'node:tls';
  *    the buffer it was to read into.
  *
  * A consumer attaches with `attachReader`; chunks read before that are kept (copied) and reading
- * stops until it attaches. A plain TCP socket not made here (an accepted one: what a client
+ * stops until it attaches. A TCP or TLS socket not made here (an accepted one: what a client
  * uploads) is switched to reused reads when a consumer attaches (`adopt`), once its handshake has
- * been read through `data` events; any other stream has no reader: consumers fall back to `data`.
+ * been read through `data` events; a TLS socket's buffers are 16 KiB, a record's most. Any other
+ * stream (an HTTP/2 stream) has no reader: consumers fall back to `data`.
  */
 
-/** Bytes per read: as Node's own. */
+/** Bytes per read: as Node's own for TCP. */
 const READ_BYTES = 64 * 1024;
-/** Free buffers kept across sockets (4 MiB); more are left to the GC. */
-const POOL_MAX = 64;
+/** A TLS socket hands on one record a read: at most 16 KiB (RFC 8446 §5.1). */
+const TLS_READ_BYTES = 16 * 1024;
+/** Free buffers kept across sockets, per size (4 MiB each); more are left to the GC. */
+const POOL_BYTES = 4 * 1024 * 1024;
 
-const pool: Buffer[] = [];
+const pools = new Map<number, Buffer[]>();
 /** Buffers taken for sockets (to read into, or lent with a chunk) and not given back yet. */
 let out = 0;
 /** Where short reads land, for every socket: copied out before the read callback returns. */
 const shared = Buffer.allocUnsafeSlow(READ_BYTES);
 
-function takeBuffer(): Buffer {
+function takeBuffer(size: number): Buffer {
   out++;
-  return pool.pop() ?? Buffer.allocUnsafeSlow(READ_BYTES);
+  return pools.get(size)?.pop() ?? Buffer.allocUnsafeSlow(size);
 }
 
 function giveBack(buffer: Buffer): void {
   out--;
-  if (pool.length < POOL_MAX) pool.push(buffer);
+  let pool = pools.get(buffer.length);
+  if (!pool) pools.set(buffer.length, (pool = []));
+  if (pool.length < POOL_BYTES / buffer.length) pool.push(buffer);
 }
 
 /** Whether a socket's reads land in reused buffers (made by connectReusingReads, or adopted): for tests. */
@@ -55,7 +60,7 @@ export function readsReused(socket: Socket): boolean {
   return readers.has(socket);
 }
 
-/** How many read buffers sockets hold now (each up to 64 KiB): for tests and memory accounting. */
+/** How many read buffers sockets hold now (each 64 KiB, or 16 KiB for TLS): for tests and memory accounting. */
 export function readBuffersOut(): number {
   return out;
 }
@@ -68,6 +73,8 @@ export function readBuffersOut(): number {
 export type ChunkHandler = (chunk: Buffer, release: (() => void) | undefined) => void;
 
 class Reader {
+  /** A full read: the socket is transferring in bulk. */
+  readonly #full: number;
   #handler: ChunkHandler | undefined;
   #early: Buffer[] = [];
   #bulk = false;
@@ -75,13 +82,17 @@ class Reader {
   #current: Buffer = shared;
   socket: Socket | undefined;
 
+  constructor(full = READ_BYTES) {
+    this.#full = full;
+  }
+
   /**
    * The buffer for the next read: Node asks right after each read (and once at connect). A pool
    * buffer only while a bulk transfer flows: not for a socket that is stopped (no consumer yet,
    * or paused by it), whose next read may be long in coming.
    */
   next = (): Buffer => {
-    this.#current = this.#bulk && this.#handler && !this.socket!.isPaused() ? takeBuffer() : shared;
+    this.#current = this.#bulk && this.#handler && !this.socket!.isPaused() ? takeBuffer(this.#full) : shared;
     return this.#current;
   };
 
@@ -92,7 +103,7 @@ class Reader {
   };
 
   read = (n: number, buffer: Buffer): boolean => {
-    this.#bulk = n === READ_BYTES;
+    this.#bulk = n === this.#full;
     const lent = buffer !== shared;
     if (!this.#handler) {
       this.keep(Buffer.from(buffer.subarray(0, n)));
@@ -157,20 +168,20 @@ interface UserBufferHandle {
 }
 
 /**
- * Switches a connected plain TCP socket (one that reads into Node's fresh buffers) to reused reads.
- * What it has read and not handed on yet is kept, ahead of what it reads next. Undefined when the
- * socket is not such a socket (TLS, already switched, not connected, gone) or Node's fields are
- * not found.
+ * Switches a connected TCP or TLS socket (one that reads into Node's fresh buffers) to reused
+ * reads. What it has read and not handed on yet is kept, ahead of what it reads next. Undefined
+ * when the socket is not such a socket (already switched, not connected, gone, no handle that
+ * takes a user buffer) or Node's fields are not found.
  */
 function adopt(socket: Socket): Reader | undefined {
-  if (!(socket instanceof Socket) || socket instanceof TLSSocket || socket.destroyed || socket.connecting) return undefined;
+  if (!(socket instanceof Socket) || socket.destroyed || socket.connecting) return undefined;
   const handle = (socket as unknown as { _handle?: Partial<UserBufferHandle> | null })._handle;
   if (typeof handle?.useUserBuffer !== 'function') return undefined;
   if (onreadFields === undefined) onreadFields = findOnreadFields();
   const fields = onreadFields;
   const own = socket as unknown as Record<symbol, unknown>;
   if (!fields || own[fields.buffer]) return undefined;
-  const reader = new Reader();
+  const reader = new Reader(socket instanceof TLSSocket ? TLS_READ_BYTES : READ_BYTES);
   reader.socket = socket;
   const first = reader.next();
   own[fields.buffer] = first;
@@ -195,7 +206,7 @@ export function connectReusingReads(options: NetConnectOpts): Socket {
 }
 
 /**
- * Attaches `handler` to a socket made by connectReusingReads, or to a plain TCP socket, switched
+ * Attaches `handler` to a socket made by connectReusingReads, or to a TCP or TLS socket, switched
  * to reused reads now (`adopt`): from here on its reads come only to `handler`, no `data` events.
  * False for any other stream (use `data`).
  */

@@ -13,33 +13,36 @@ import { connectReusingReads, readBuffersOut, readsReused } from './reused-reads
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
 /**
- * Origin → (socket with reused reads) → relay → sink socket → a receiver that reads in fits and
- * starts, so that writes stay pending in the sink while the origin keeps sending: a buffer read
- * into again before its write flushed would corrupt what arrives.
+ * A sink socket for the relay to write into, and its far end, a receiver that reads everything
+ * (with `slow`, in fits and starts, so that writes stay pending in the sink while the source keeps
+ * sending: a buffer read into again before its write flushed would corrupt what arrives).
  */
+async function receivingSink(t: import('ava').ExecutionContext, slow: boolean): Promise<{ sink: Socket; ended: Promise<unknown>; received: Buffer[] }> {
+  const sinkServer = createServer();
+  const { port: sinkPort } = await listen(sinkServer, '127.0.0.1', 0);
+  t.teardown(() => sinkServer.close());
+  const receiver = connect(sinkPort, '127.0.0.1');
+  const [sink] = (await once(sinkServer, 'connection')) as [Socket];
+  const received: Buffer[] = [];
+  receiver.on('data', (b: Buffer) => {
+    received.push(b);
+    if (slow && received.length % 8 === 0) {
+      receiver.pause();
+      setTimeout(() => receiver.resume(), 5);
+    }
+  });
+  return { sink, ended: once(receiver, 'end'), received };
+}
+
+/** Origin → (socket with reused reads) → relay → a receivingSink. */
 async function throughRelay(t: import('ava').ExecutionContext, payload: Buffer, options: { slowReceiver: boolean; attachAfterMs?: number }): Promise<Buffer> {
   const origin = createServer((s) => {
     s.on('error', () => undefined);
     s.end(payload);
   });
   const { port: originPort } = await listen(origin, '127.0.0.1', 0);
-  const sinkServer = createServer();
-  const { port: sinkPort } = await listen(sinkServer, '127.0.0.1', 0);
-  t.teardown(() => {
-    origin.close();
-    sinkServer.close();
-  });
-  const receiver = connect(sinkPort, '127.0.0.1');
-  const [sink] = (await once(sinkServer, 'connection')) as [Socket];
-  const received: Buffer[] = [];
-  receiver.on('data', (b: Buffer) => {
-    received.push(b);
-    if (options.slowReceiver && received.length % 8 === 0) {
-      receiver.pause();
-      setTimeout(() => receiver.resume(), 5);
-    }
-  });
-  const ended = once(receiver, 'end');
+  t.teardown(() => origin.close());
+  const { sink, ended, received } = await receivingSink(t, options.slowReceiver);
   const upstream = connectReusingReads({ host: '127.0.0.1', port: originPort });
   await once(upstream, 'connect');
   if (options.attachAfterMs) await new Promise((r) => setTimeout(r, options.attachAfterMs));
@@ -81,23 +84,8 @@ function credentials(): { key: string; cert: string } {
 async function uploadThroughRelay(t: import('ava').ExecutionContext, payload: Buffer, options: { holdMs: number; tls?: boolean }): Promise<{ got: Buffer; accepted: Socket }> {
   const server = options.tls ? createTlsServer(credentials()) : createServer();
   const { port } = await listen(server, '127.0.0.1', 0);
-  const sinkServer = createServer();
-  const { port: sinkPort } = await listen(sinkServer, '127.0.0.1', 0);
-  t.teardown(() => {
-    server.close();
-    sinkServer.close();
-  });
-  const receiver = connect(sinkPort, '127.0.0.1');
-  const [sink] = (await once(sinkServer, 'connection')) as [Socket];
-  const received: Buffer[] = [];
-  receiver.on('data', (b: Buffer) => {
-    received.push(b);
-    if (received.length % 8 === 0) {
-      receiver.pause();
-      setTimeout(() => receiver.resume(), 5);
-    }
-  });
-  const ended = once(receiver, 'end');
+  t.teardown(() => server.close());
+  const { sink, ended, received } = await receivingSink(t, true);
   const client = options.tls ? tlsConnect({ port, host: '127.0.0.1', rejectUnauthorized: false }) : connect(port, '127.0.0.1');
   client.on('error', () => undefined);
   const [accepted] = (await once(server, options.tls ? 'secureConnection' : 'connection')) as [Socket];
@@ -207,24 +195,32 @@ test('a sink that holds short chunks without pushing back: short reads are copie
   t.is(sha(got), sha(sent));
 });
 
-// Serial: the count of buffers out is the process's, and the other tests here run at the same time.
-test.serial('tunnels stalled by a client that never reads hold one read buffer each, and give it back when they close', async (t) => {
-  const N = 20;
+/** Writes 64 KiB chunks until the far end stops reading (the kernel's buffers fill), up to 64 MiB. */
+function sendUntilStalled(s: Socket): void {
   const chunk = Buffer.alloc(64 * 1024, 7);
-  const origin = createServer((s) => {
+  let left = 1024;
+  const pump = () => {
+    while (left-- > 0 && !s.destroyed) if (!s.write(chunk)) return void s.once('drain', pump);
+  };
+  pump();
+}
+
+/**
+ * N tunnels whose source keeps sending into a sink whose reader never reads. The source is a
+ * dialed destination (what a download reads) or an accepted socket switched when the relay takes
+ * it over (what an upload reads).
+ */
+async function stalledTunnels(t: import('ava').ExecutionContext, source: 'dialed' | 'accepted'): Promise<void> {
+  const N = 20;
+  const sources = createServer((s) => {
     s.on('error', () => undefined);
-    // Sends until the relay stops reading (the kernel's buffers fill), up to 64 MiB.
-    let left = 1024;
-    const pump = () => {
-      while (left-- > 0) if (!s.write(chunk)) return void s.once('drain', pump);
-    };
-    pump();
+    if (source === 'dialed') sendUntilStalled(s);
   });
-  const { port: originPort } = await listen(origin, '127.0.0.1', 0);
+  const { port: sourcePort } = await listen(sources, '127.0.0.1', 0);
   const sinkServer = createServer();
   const { port: sinkPort } = await listen(sinkServer, '127.0.0.1', 0);
   t.teardown(() => {
-    origin.close();
+    sources.close();
     sinkServer.close();
   });
   const before = readBuffersOut();
@@ -236,11 +232,21 @@ test.serial('tunnels stalled by a client that never reads hold one read buffer e
     reader.pause(); // never reads
     const [sink] = (await once(sinkServer, 'connection')) as [Socket];
     sink.on('error', () => undefined);
-    const upstream = connectReusingReads({ host: '127.0.0.1', port: originPort });
-    upstream.on('error', () => undefined);
-    await once(upstream, 'connect');
-    relay(upstream, sink, { onBytes: (n) => (relayed += n) });
-    sockets.push(reader, sink, upstream);
+    let from: Socket;
+    if (source === 'dialed') {
+      from = connectReusingReads({ host: '127.0.0.1', port: sourcePort });
+      from.on('error', () => undefined);
+      await once(from, 'connect');
+    } else {
+      const uploader = connect(sourcePort, '127.0.0.1');
+      uploader.on('error', () => undefined);
+      [from] = (await once(sources, 'connection')) as [Socket];
+      sendUntilStalled(uploader);
+      sockets.push(uploader);
+    }
+    relay(from, sink, { onBytes: (n) => (relayed += n) });
+    if (source === 'accepted') t.true(readsReused(from));
+    sockets.push(reader, sink, from);
   }
   // Until every relay has stalled: nothing more moves for 300 ms.
   let seen = -1;
@@ -257,7 +263,13 @@ test.serial('tunnels stalled by a client that never reads hold one read buffer e
   for (const s of sockets) s.destroy();
   await new Promise((r) => setTimeout(r, 200));
   t.is(readBuffersOut(), before, 'all given back once the tunnels closed');
-});
+}
+
+// Serial: the count of buffers out is the process's, and the other tests here run at the same time.
+test.serial('tunnels stalled by a client that never reads hold one read buffer each, and give it back when they close', (t) => stalledTunnels(t, 'dialed'));
+
+// Serial, as above.
+test.serial('uploads stalled by a destination that never reads hold one read buffer each (accepted sockets switched), and give it back', (t) => stalledTunnels(t, 'accepted'));
 
 // Serial, as above.
 test.serial('tunnels closed in the middle of a bulk transfer give back every read buffer', async (t) => {

@@ -34,8 +34,8 @@ async function receivingSink(t: import('ava').ExecutionContext, slow: boolean): 
   return { sink, ended: once(receiver, 'end'), received };
 }
 
-/** Origin → (socket with reused reads) → relay → a receivingSink. */
-async function throughRelay(t: import('ava').ExecutionContext, payload: Buffer, options: { slowReceiver: boolean; attachAfterMs?: number }): Promise<Buffer> {
+/** Origin → (socket with reused reads) → relay → a receivingSink: what arrived, and the longest read. */
+async function throughRelay(t: import('ava').ExecutionContext, payload: Buffer, options: { slowReceiver: boolean; attachAfterMs?: number }): Promise<{ got: Buffer; longestRead: number }> {
   const origin = createServer((s) => {
     s.on('error', () => undefined);
     s.end(payload);
@@ -47,22 +47,31 @@ async function throughRelay(t: import('ava').ExecutionContext, payload: Buffer, 
   await once(upstream, 'connect');
   if (options.attachAfterMs) await new Promise((r) => setTimeout(r, options.attachAfterMs));
   let counted = 0;
-  relay(upstream, sink, { onBytes: (n) => (counted += n) });
+  let longestRead = 0;
+  relay(upstream, sink, {
+    onBytes: (n) => {
+      counted += n;
+      longestRead = Math.max(longestRead, n);
+    },
+  });
   await ended;
   t.is(counted, payload.length, 'every byte counted once');
-  return Buffer.concat(received);
+  return { got: Buffer.concat(received), longestRead };
 }
 
-test('a bulk transfer into a receiver that keeps stalling arrives intact (no lent buffer is read into again)', async (t) => {
+test('a bulk transfer into a receiver that keeps stalling arrives intact (no lent buffer is read into again), in reads longer than 64 KiB', async (t) => {
   const payload = randomBytes(24 * 1024 * 1024);
-  const got = await throughRelay(t, payload, { slowReceiver: true });
+  const { got, longestRead } = await throughRelay(t, payload, { slowReceiver: true });
   t.is(got.length, payload.length);
   t.is(sha(got), sha(payload));
+  // While the receiver stalls the kernel queues more than 64 KiB, and a bulk read takes up to 256 KiB of it.
+  t.log(`longest read ${longestRead} bytes`);
+  t.true(longestRead > 64 * 1024 && longestRead <= 256 * 1024, `longest read ${longestRead} bytes`);
 });
 
 test('data the destination sends before the relay attaches is kept, in order, with the rest', async (t) => {
   const payload = randomBytes(3 * 1024 * 1024 + 17);
-  const got = await throughRelay(t, payload, { slowReceiver: false, attachAfterMs: 100 });
+  const { got } = await throughRelay(t, payload, { slowReceiver: false, attachAfterMs: 100 });
   t.is(sha(got), sha(payload));
 });
 
@@ -81,7 +90,7 @@ function credentials(): { key: string; cert: string } {
  * paused for a while first (as a handshake leaves it), so Node has read some of the upload before
  * the relay attaches.
  */
-async function uploadThroughRelay(t: import('ava').ExecutionContext, payload: Buffer, options: { holdMs: number; tls?: boolean }): Promise<{ got: Buffer; accepted: Socket }> {
+async function uploadThroughRelay(t: import('ava').ExecutionContext, payload: Buffer, options: { holdMs: number; tls?: boolean }): Promise<{ got: Buffer; accepted: Socket; longestRead: number }> {
   const server = options.tls ? createTlsServer(credentials()) : createServer();
   const { port } = await listen(server, '127.0.0.1', 0);
   t.teardown(() => server.close());
@@ -94,19 +103,26 @@ async function uploadThroughRelay(t: import('ava').ExecutionContext, payload: Bu
   await new Promise((r) => setTimeout(r, options.holdMs));
   const readBefore = accepted.readableLength;
   let counted = 0;
-  relay(accepted, sink, { onBytes: (n) => (counted += n) });
+  let longestRead = 0;
+  relay(accepted, sink, {
+    onBytes: (n) => {
+      counted += n;
+      longestRead = Math.max(longestRead, n);
+    },
+  });
   t.true(readsReused(accepted), 'the accepted socket reads into reused buffers once relayed');
   await ended;
   t.log(`${readBefore} bytes read before the relay attached`);
   t.is(counted, payload.length, 'every byte counted once');
-  return { got: Buffer.concat(received), accepted };
+  return { got: Buffer.concat(received), accepted, longestRead };
 }
 
-test('an upload through an accepted socket switched to reused reads arrives intact, what Node read before the switch first', async (t) => {
+test('an upload through an accepted socket switched to reused reads arrives intact, what Node read before the switch first, in reads longer than 64 KiB', async (t) => {
   const payload = randomBytes(24 * 1024 * 1024 + 5);
-  const { got } = await uploadThroughRelay(t, payload, { holdMs: 100 });
+  const { got, longestRead } = await uploadThroughRelay(t, payload, { holdMs: 100 });
   t.is(got.length, payload.length);
   t.is(sha(got), sha(payload));
+  t.true(longestRead > 64 * 1024 && longestRead <= 256 * 1024, `longest read ${longestRead} bytes`);
 });
 
 test('an accepted socket whose client sent everything and closed before the switch: the bytes and the end both arrive', async (t) => {
@@ -138,7 +154,7 @@ test('an accepted socket switched at once (nothing read yet) relays the same', a
 test('many sockets with short and long reads interleaved, on the shared buffer and on lent ones, each gets its own bytes', async (t) => {
   const payloads = Array.from({ length: 20 }, (_, i) => randomBytes(i % 2 ? 300 + i : 2 * 1024 * 1024 + i));
   const results = await Promise.all(payloads.map((p) => throughRelay(t, p, { slowReceiver: true })));
-  results.forEach((got, i) => t.is(sha(got), sha(payloads[i]!), `socket ${i}`));
+  results.forEach(({ got }, i) => t.is(sha(got), sha(payloads[i]!), `socket ${i}`));
 });
 
 /**

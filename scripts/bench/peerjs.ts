@@ -6,28 +6,17 @@
 // that send nothing.
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import WebSocket from 'ws';
 import { CLI } from '../../src/testing/helpers/cli.js';
 import { startOfficialPeerjs } from '../../src/testing/helpers/official-peerjs.js';
 import { tempDir } from '../../src/testing/helpers/temp-dir.js';
+import { cpuSeconds, rssKiB } from './proc.js';
 
 /** Round trips per pair: by default 100,000 per run in all (runs of about 4 s), at least 200 per pair. */
 const roundsFor = (pairs: number) => Number(process.env['BENCH_ROUNDS'] ?? Math.max(200, Math.round(100_000 / pairs)));
 const PAIRS = (process.env['BENCH_PAIRS'] ?? '50,500').split(',').map(Number);
 const CANDIDATE = { candidate: `candidate:${randomBytes(480).toString('hex')} 1 udp 2122260223 127.0.0.1 9 typ host`, sdpMid: '0', sdpMLineIndex: 0 };
-
-/** CPU seconds (user + system) a process has used so far, from /proc. */
-function cpuSeconds(pid: number): number {
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / 100;
-}
-
-/** Resident memory of a process, in KiB, from /proc. */
-function rssKiB(pid: number): number {
-  return (Number(readFileSync(`/proc/${pid}/statm`, 'utf8').split(' ')[1]) * 4096) / 1024;
-}
 
 const IDLE_CLIENTS = Number(process.env['BENCH_IDLE_CLIENTS'] ?? 2000);
 

@@ -19,6 +19,7 @@ import { tempDir } from '../../src/testing/helpers/temp-dir.js';
 import { CLI } from '../../src/testing/helpers/cli.js';
 import { firstJsonLine } from './child-output.js';
 import { durableThroughput, fixedRate, startReceiving, stampedPayload } from './delivery.js';
+import { cpuSecondsByThread } from './proc.js';
 
 const env = (k: string, d: number) => Number(process.env[k] ?? d);
 const RATE = env('BENCH_RATE', 2000);
@@ -100,8 +101,22 @@ export async function run(): Promise<void> {
   for (let i = 0; i < 2000; i += 50) await Promise.all(Array.from({ length: 50 }, (_, j) => send(i + j)));
   while (receiving.received < 2000) await new Promise((r) => setTimeout(r, 20));
 
+  // CPU-µs per message of the server and of this process (the senders and receivers, with their
+  // signing): on two shared cores, what the one spends the other cannot.
+  const cpu = () => ({ server: cpuSecondsByThread(child.pid!), bench: process.cpuUsage() });
+  const cpuPerMessage = (from: ReturnType<typeof cpu>, messages: number) => {
+    const used = process.cpuUsage(from.bench);
+    const server = cpuSecondsByThread(child.pid!);
+    const us = (s: number) => ((s * 1e6) / Math.max(1, messages)).toFixed(0);
+    const main = server.main - from.server.main;
+    const others = server.others - from.server.others;
+    return `CPU-µs per message: server ${us(main + others)} (event loop ${us(main)}, other threads ${us(others)}), bench process (senders and receivers) ${us((used.user + used.system) / 1e6)}`;
+  };
+
   // 1. Fixed rate: message i is sent at t0 + i/RATE.
+  const fixedCpu = cpu();
   const fixed = await fixedRate(send, receiving, RATE, SECONDS);
+  console.log(`  ${cpuPerMessage(fixedCpu, fixed.delivered)}`);
   console.log(`  send round trip p50 ${fixed.sendP50.toFixed(1)} ms, p99 ${fixed.sendP99.toFixed(1)} ms`);
   console.log(
     `fixed rate ${RATE} msg/s for ${SECONDS} s: delivered ${fixed.delivered}/${fixed.total}, latency send->long-poll receive p50 ${fixed.p50.toFixed(1)} ms, p99 ${fixed.p99.toFixed(1)} ms (sends issued >50 ms late: ${fixed.lateSends})`,
@@ -110,7 +125,9 @@ export async function run(): Promise<void> {
   // 2. Durable throughput: closed loop, BENCH_SENDERS (4) senders each sending batches of 50 messages
   // (POST /v1/messages/batch); counts messages received by long-poll and acked.
   const senderCount = env('BENCH_SENDERS', 4);
+  const durableCpu = cpu();
   const d = await durableThroughput(senderApis.slice(0, senderCount), receivers.map((r) => r.userId), receiving, SECONDS);
+  console.log(`  ${cpuPerMessage(durableCpu, d.received)}`);
   console.log(`durable send->deliver->ack: ${d.received}/${d.sent} messages in ${d.seconds.toFixed(1)} s = ${d.perSecond.toFixed(0)} msg/s (batches of 50, ${senderCount} senders; delivery p50 ${d.deliveryP50.toFixed(0)} ms)`);
   await receiving.stop();
 

@@ -115,3 +115,30 @@ test('LevelServerStore: a nonce claimed before a restart is still a replay after
   await second.expire(200_000);
   t.true(await second.claimNonce('user:1', 'n-one', 120_000), 'forgotten once expired');
 });
+
+test("LevelServerStore: a queue's first read, taken before a send to it and answered after: the message is fetched and counted once", async (t) => {
+  const dir = await tempDir();
+  t.teardown(dir.remove);
+  let slow = true;
+  const store = new LevelServerStore({
+    location: dir.path,
+    sync: false,
+    // Only the first read of a queue (the poll's first look at it) comes back late.
+    injectReadDelay: (gte) => {
+      if (!slow || !gte.startsWith('m!')) return undefined;
+      slow = false;
+      return new Promise((r) => setTimeout(r, 100));
+    },
+  });
+  await store.open();
+  t.teardown(() => store.close());
+  const to = { userId: randomUUID(), deviceId: 1 };
+  const firstLook = store.fetch(to, 10);
+  t.deepEqual(await store.enqueue([to], msg({ payload: Buffer.from('late').toString('base64') }), { maxMessages: 10, maxBytes: 1000 }), { status: 'queued' });
+  await firstLook;
+  const { messages } = await store.fetch(to, 10);
+  t.deepEqual(messages.map((m) => Buffer.from(m.payload, 'base64').toString()), ['late'], 'the send is not hidden by the late read');
+  t.deepEqual(await store.queueStats(to), { count: 1, bytes: 4 });
+  await store.ack(to, [messages[0]!.id]);
+  t.deepEqual(await store.queueStats(to), { count: 0, bytes: 0 });
+});

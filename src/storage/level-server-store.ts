@@ -116,6 +116,8 @@ export interface LevelServerStoreOptions {
   sync?: boolean;
   /** Runs before each write batch; what it throws fails that batch (fault-injection tests only). */
   injectWriteFault?: () => void;
+  /** Awaited after each range read (from `gte` on), before its rows are used: a read answered late (race tests only). */
+  injectReadDelay?: (gte: string) => Promise<void> | undefined;
 }
 
 export class LevelServerStore implements ServerStore {
@@ -123,6 +125,9 @@ export class LevelServerStore implements ServerStore {
   readonly #writer: GroupCommit;
   readonly #locks = new KeyedMutex();
   readonly #meta = new Map<string, QueueMeta>();
+  /** Queue meta being read (first use of a queue): every caller meanwhile waits for the same read. */
+  readonly #metaLoading = new Map<string, Promise<QueueMeta>>();
+  readonly #readDelay: ((gte: string) => Promise<void> | undefined) | undefined;
   readonly #recentNonces = new RecentNonces();
   readonly #sessions = new Map<string, SessionRecord>();
   /** Device records by `<userId>!<ddd>` (null: known absent); every request reads one. */
@@ -151,6 +156,7 @@ export class LevelServerStore implements ServerStore {
   constructor(options: LevelServerStoreOptions) {
     this.#db = new Level<string, unknown>(options.location, { valueEncoding: 'json', writeBufferSize: 32 * 1024 * 1024 } as never);
     this.#writer = new GroupCommit(this.#db, { sync: options.sync ?? true, ...(options.injectWriteFault ? { inject: options.injectWriteFault } : {}) });
+    this.#readDelay = options.injectReadDelay;
   }
 
   async open(): Promise<void> {
@@ -204,7 +210,9 @@ export class LevelServerStore implements ServerStore {
 
   async #range<T>(gte: string, lt: string, limit = -1): Promise<Array<[string, T]>> {
     try {
-      return (await this.#db.iterator({ gte, lt, limit }).all()) as Array<[string, T]>;
+      const rows = (await this.#db.iterator({ gte, lt, limit }).all()) as Array<[string, T]>;
+      if (this.#readDelay) await this.#readDelay(gte);
+      return rows;
     } catch (err) {
       throw levelError(err, 'read');
     }
@@ -307,6 +315,7 @@ export class LevelServerStore implements ServerStore {
         this.#cacheDevice(dev(addr), revoked);
         this.#queued -= messages;
         this.#meta.delete(dev(addr));
+        this.#metaLoading.delete(dev(addr));
         for (const id of sessions.ids) this.#sessions.delete(id);
         return true;
       }),
@@ -511,17 +520,41 @@ export class LevelServerStore implements ServerStore {
 
   async #loadMeta(addr: Address): Promise<QueueMeta> {
     const k = dev(addr);
-    let meta = this.#meta.get(k);
-    if (!meta) {
-      meta = { count: 0, bytes: 0, seq: 0, head: 0, senders: new Map() };
-      for (const [key, m] of await this.#range<LevelMessage>(`m!${k}!`, `m!${k}!~`)) {
-        countIn(meta, m.from.userId, 1, m.bytes);
-        meta.seq = Number(key.slice(key.lastIndexOf('!') + 1));
-        if (meta.count === 1) meta.head = meta.seq;
-      }
-      this.#meta.set(k, meta);
-      // Only a speed-up: if this write fails, reads are slower, not wrong.
-      this.#writer.write([{ type: 'put', key: `m!${k}${QUEUE_END}`, value: 0 }]).catch(() => undefined);
+    return this.#meta.get(k) ?? this.#metaLoading.get(k) ?? this.#readMeta(k);
+  }
+
+  /**
+   * A queue's counts, read from its messages on first use. One read per queue, shared by every
+   * caller until it is done: two reads racing would each make their own meta, and one made from a
+   * read taken before a send could replace the one that send counted in (the message unseen by
+   * fetch, the limits wrong).
+   */
+  #readMeta(k: string): Promise<QueueMeta> {
+    const loading: Promise<QueueMeta> = this.#countQueue(k).then(
+      (meta) => {
+        // Unless the queue was dropped meanwhile (a revocation): then its next use reads again.
+        if (this.#metaLoading.get(k) !== loading) return meta;
+        this.#metaLoading.delete(k);
+        this.#meta.set(k, meta);
+        // Only a speed-up: if this write fails, reads are slower, not wrong.
+        this.#writer.write([{ type: 'put', key: `m!${k}${QUEUE_END}`, value: 0 }]).catch(() => undefined);
+        return meta;
+      },
+      (err: unknown) => {
+        if (this.#metaLoading.get(k) === loading) this.#metaLoading.delete(k);
+        throw err;
+      },
+    );
+    this.#metaLoading.set(k, loading);
+    return loading;
+  }
+
+  async #countQueue(k: string): Promise<QueueMeta> {
+    const meta: QueueMeta = { count: 0, bytes: 0, seq: 0, head: 0, senders: new Map() };
+    for (const [key, m] of await this.#range<LevelMessage>(`m!${k}!`, `m!${k}!~`)) {
+      countIn(meta, m.from.userId, 1, m.bytes);
+      meta.seq = Number(key.slice(key.lastIndexOf('!') + 1));
+      if (meta.count === 1) meta.head = meta.seq;
     }
     return meta;
   }
@@ -633,6 +666,10 @@ export class LevelServerStore implements ServerStore {
 
   async fetch(address: Address, limit: number): Promise<{ messages: StoredMessage[]; more: boolean }> {
     const meta = await this.#loadMeta(address);
+    // An empty queue needs no read (an idle device's, each time its poll's wait ends and it polls
+    // again): the count covers every message stored or being written, and drops only once a
+    // delete is written or the message has expired.
+    if (meta.count === 0) return { messages: [], more: false };
     const rows = await this.#range<LevelMessage>(`m!${dev(address)}!${pad(meta.head, 16)}`, `m!${dev(address)}!~`, limit + 1);
     // The oldest stored message: none below it can appear later (seqs are taken in order under the
     // device lock and written in that order), so later fetches may start there.

@@ -142,3 +142,70 @@ test("LevelServerStore: a queue's first read, taken before a send to it and answ
   await store.ack(to, [messages[0]!.id]);
   t.deepEqual(await store.queueStats(to), { count: 0, bytes: 0 });
 });
+
+test('LevelServerStore: a short queue is answered from memory (no range read per poll); a long one from disk, in order, and from memory again once emptied', async (t) => {
+  const dir = await tempDir();
+  t.teardown(dir.remove);
+  let queueReads = 0;
+  const store = new LevelServerStore({
+    location: dir.path,
+    sync: false,
+    injectReadDelay: (gte) => {
+      if (gte.startsWith('m!')) queueReads++;
+      return undefined;
+    },
+  });
+  await store.open();
+  t.teardown(() => store.close());
+  const to = { userId: randomUUID(), deviceId: 1 };
+  const text = (i: number) => Buffer.from(`m${i}`).toString('base64');
+  const roomy = { maxMessages: 1000, maxBytes: 100_000 };
+  const drain = async (batch: number) => {
+    const got: string[] = [];
+    for (let i = 0; i < 100; i++) {
+      const { messages } = await store.fetch(to, batch);
+      if (messages.length === 0) break;
+      got.push(...messages.map((m) => Buffer.from(m.payload, 'base64').toString()));
+      t.is(await store.ack(to, messages.map((m) => m.id)), messages.length);
+    }
+    return got;
+  };
+  for (let i = 0; i < 5; i++) await store.enqueue([to], msg({ payload: text(i) }), roomy);
+  const first = queueReads;
+  t.deepEqual(await drain(2), ['m0', 'm1', 'm2', 'm3', 'm4']);
+  t.is(queueReads, first, 'a short queue: fetches and acks without a range read');
+
+  // Past what is kept (64 messages): from disk, every message once and in order.
+  for (let i = 0; i < 150; i++) await store.enqueue([to], msg({ payload: text(i) }), roomy);
+  t.deepEqual(await drain(40), Array.from({ length: 150 }, (_, i) => `m${i}`));
+  t.true(queueReads > first, 'a long queue is read from disk');
+  t.deepEqual(await store.queueStats(to), { count: 0, bytes: 0 });
+
+  // Emptied: kept whole again.
+  const before = queueReads;
+  for (let i = 0; i < 3; i++) await store.enqueue([to], msg({ payload: text(i) }), roomy);
+  t.deepEqual(await drain(10), ['m0', 'm1', 'm2']);
+  t.is(queueReads, before, 'answered from memory again');
+});
+
+test('LevelServerStore: what a queue kept in memory answers is what is on disk, after a reopen too', async (t) => {
+  const dir = await tempDir();
+  t.teardown(dir.remove);
+  const to = { userId: randomUUID(), deviceId: 1 };
+  const sender = { userId: randomUUID(), deviceId: 4 };
+  const roomy = { maxMessages: 1000, maxBytes: 100_000 };
+  const store = new LevelServerStore({ location: dir.path, sync: false });
+  await store.open();
+  for (let i = 0; i < 4; i++) await store.enqueue([to], msg({ from: sender, type: i, sentAt: 100 + i, payload: Buffer.from(`p${i}`).toString('base64') }), roomy);
+  const fromMemory = await store.fetch(to, 10);
+  await store.ack(to, [fromMemory.messages[1]!.id]);
+  const afterAck = await store.fetch(to, 10);
+  await store.close();
+  const again = new LevelServerStore({ location: dir.path, sync: false });
+  await again.open();
+  t.teardown(() => again.close());
+  const fromDisk = await again.fetch(to, 10);
+  t.deepEqual(fromDisk, afterAck, 'the same messages, fields and order from memory as from disk');
+  t.deepEqual(fromDisk.messages.map((m) => m.type), [0, 2, 3]);
+  t.deepEqual(fromDisk.messages[0]!.from, sender);
+});

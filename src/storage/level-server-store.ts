@@ -85,7 +85,24 @@ interface QueueMeta {
   head: number;
   /** Messages and bytes per sending user (QueueLimits.perSender). */
   senders: Map<string, QueueStats>;
+  /**
+   * Every written message of the queue, oldest first, while it is short (KEPT_MESSAGES, and all
+   * queues' within KEPT_BYTES): a poll is answered from it without a LevelDB range read, which
+   * was the largest single cost of a delivery. Undefined while it is not known to hold them all
+   * (the queue grew past the limits), until the queue is empty again.
+   */
+  kept: KeptMessage[] | undefined;
 }
+
+interface KeptMessage {
+  seq: number;
+  message: LevelMessage;
+}
+
+/** Messages kept in memory per queue (QueueMeta.kept)... */
+const KEPT_MESSAGES = 64;
+/** ...and bytes of payload kept across all queues. */
+const KEPT_BYTES = 32 * 1024 * 1024;
 
 const NO_MESSAGES: QueueStats = Object.freeze({ count: 0, bytes: 0 });
 
@@ -93,6 +110,8 @@ const NO_MESSAGES: QueueStats = Object.freeze({ count: 0, bytes: 0 });
 function countIn(meta: QueueMeta, sender: string, count: number, bytes: number): void {
   meta.count += count;
   meta.bytes += bytes;
+  // An empty queue (none stored, none being written) is known whole again.
+  if (meta.count === 0) meta.kept ??= [];
   const s = meta.senders.get(sender) ?? { count: 0, bytes: 0 };
   s.count += count;
   s.bytes += bytes;
@@ -140,6 +159,8 @@ export class LevelServerStore implements ServerStore {
   readonly #acking = new Set<string>();
   /** Messages in all queues: counted at open, then kept with every change. */
   #queued = 0;
+  /** Payload bytes in all queues' kept messages (QueueMeta.kept). */
+  #keptBytes = 0;
   /** Peer id -> its registration's key (a verdict names the peer by id); stale entries are harmless. */
   readonly #peerKeys = new Map<string, string>();
   /** One-time prekeys handed out whose deletion is not written yet. */
@@ -314,6 +335,8 @@ export class LevelServerStore implements ServerStore {
         await this.#writer.write(ops);
         this.#cacheDevice(dev(addr), revoked);
         this.#queued -= messages;
+        const meta = this.#meta.get(dev(addr));
+        if (meta) this.#forget(meta);
         this.#meta.delete(dev(addr));
         this.#metaLoading.delete(dev(addr));
         for (const id of sessions.ids) this.#sessions.delete(id);
@@ -550,13 +573,43 @@ export class LevelServerStore implements ServerStore {
   }
 
   async #countQueue(k: string): Promise<QueueMeta> {
-    const meta: QueueMeta = { count: 0, bytes: 0, seq: 0, head: 0, senders: new Map() };
+    const meta: QueueMeta = { count: 0, bytes: 0, seq: 0, head: 0, senders: new Map(), kept: [] };
     for (const [key, m] of await this.#range<LevelMessage>(`m!${k}!`, `m!${k}!~`)) {
       countIn(meta, m.from.userId, 1, m.bytes);
       meta.seq = Number(key.slice(key.lastIndexOf('!') + 1));
       if (meta.count === 1) meta.head = meta.seq;
+      this.#keep(meta, meta.seq, m);
     }
     return meta;
+  }
+
+  /** A message now written joins its queue's kept ones; too many, or the budget spent, and none are kept. */
+  #keep(meta: QueueMeta, seq: number, message: LevelMessage): void {
+    const kept = meta.kept;
+    if (!kept) return;
+    if (kept.length >= KEPT_MESSAGES || this.#keptBytes + message.bytes > KEPT_BYTES) return this.#forget(meta);
+    // Batches are written in seq order; only a failed one leaves a gap.
+    let i = kept.length;
+    while (i > 0 && kept[i - 1]!.seq > seq) i--;
+    kept.splice(i, 0, { seq, message });
+    this.#keptBytes += message.bytes;
+  }
+
+  /** The queue's messages are no longer kept (until it is empty again). */
+  #forget(meta: QueueMeta): void {
+    for (const k of meta.kept ?? []) this.#keptBytes -= k.message.bytes;
+    meta.kept = undefined;
+  }
+
+  /** Messages deleted (acked, expired) leave their queue's kept ones. */
+  #unkeep(meta: QueueMeta, ids: ReadonlySet<string>): void {
+    const kept = meta.kept;
+    if (!kept || ids.size === 0) return;
+    meta.kept = kept.filter((k) => {
+      if (!ids.has(k.message.id)) return true;
+      this.#keptBytes -= k.message.bytes;
+      return false;
+    });
   }
 
   #expiryKey(expiresAt: number): string {
@@ -599,13 +652,18 @@ export class LevelServerStore implements ServerStore {
         const result = skipped.length ? { status, skipped } : { status };
         if (status !== 'queued') return { outcome: result, written: duplicates };
         const { ops, reserved } = this.#queueWrites(recipients, message, { take, metas, sizes, dedupeKeys });
-        const written = this.#writer.write(ops).catch((err: unknown) => {
-          for (const { meta, bytes } of reserved) {
-            countIn(meta, message.from.userId, -1, -bytes);
-            this.#queued--;
-          }
-          throw err;
-        });
+        const written = this.#writer.write(ops).then(
+          () => {
+            for (const { meta, seq, stored } of reserved) this.#keep(meta, seq, stored);
+          },
+          (err: unknown) => {
+            for (const { meta, bytes } of reserved) {
+              countIn(meta, message.from.userId, -1, -bytes);
+              this.#queued--;
+            }
+            throw err;
+          },
+        );
         const pending = { digest: message.digest, written };
         dedupeKeys.forEach((k, i) => {
           if (!take[i]) return;
@@ -631,10 +689,10 @@ export class LevelServerStore implements ServerStore {
     recipients: readonly Recipient[],
     message: EnqueueInput,
     at: { take: readonly boolean[]; metas: QueueMeta[]; sizes: number[]; dedupeKeys: string[] },
-  ): { ops: LevelOp[]; reserved: Array<{ meta: QueueMeta; bytes: number }> } {
+  ): { ops: LevelOp[]; reserved: Array<{ meta: QueueMeta; bytes: number; seq: number; stored: LevelMessage }> } {
     const { take, metas, sizes, dedupeKeys } = at;
     const ops: LevelOp[] = [];
-    const reserved: Array<{ meta: QueueMeta; bytes: number }> = [];
+    const reserved: Array<{ meta: QueueMeta; bytes: number; seq: number; stored: LevelMessage }> = [];
     recipients.forEach((r, i) => {
       if (!take[i]) return;
       const m = metas[i]!;
@@ -653,7 +711,7 @@ export class LevelServerStore implements ServerStore {
       m.seq = seq;
       this.#queued++;
       this.#queues.add(dev(r));
-      reserved.push({ meta: m, bytes: sizes[i]! });
+      reserved.push({ meta: m, bytes: sizes[i]!, seq, stored });
       const entry: ExpiryEntry = { kind: 'm', addr: r, seq, id, dedupe: dedupeKeys[i]! };
       ops.push(
         { type: 'put', key: `m!${dev(r)}!${pad(seq, 16)}`, value: stored },
@@ -670,6 +728,11 @@ export class LevelServerStore implements ServerStore {
     // again): the count covers every message stored or being written, and drops only once a
     // delete is written or the message has expired.
     if (meta.count === 0) return { messages: [], more: false };
+    if (meta.kept) {
+      const kept = meta.kept;
+      if (kept.length) meta.head = Math.max(meta.head, kept[0]!.seq);
+      return { messages: kept.slice(0, limit).map(({ message: { expiresAt: _e, bytes: _b, ...m } }) => m), more: kept.length > limit };
+    }
     const rows = await this.#range<LevelMessage>(`m!${dev(address)}!${pad(meta.head, 16)}`, `m!${dev(address)}!~`, limit + 1);
     // The oldest stored message: none below it can appear later (seqs are taken in order under the
     // device lock and written in that order), so later fetches may start there.
@@ -693,7 +756,8 @@ export class LevelServerStore implements ServerStore {
         if (!seq) continue;
         const key = `m!${dev(address)}!${seq}`;
         if (this.#acking.has(key)) continue;
-        const msg = await this.#get<LevelMessage>(key);
+        // A kept queue holds every written message: no read.
+        const msg = meta.kept ? meta.kept.find((k) => k.message.id === id)?.message : await this.#get<LevelMessage>(key);
         if (!msg || msg.id !== id) continue;
         ops.push({ type: 'del', key });
         gone.push(msg);
@@ -704,6 +768,7 @@ export class LevelServerStore implements ServerStore {
         .write(ops)
         .then(() => {
           for (const msg of gone) countIn(meta, msg.from.userId, -1, -msg.bytes);
+          this.#unkeep(meta, new Set(gone.map((m) => m.id)));
           this.#queued -= ops.length;
         })
         .finally(() => {
@@ -762,6 +827,7 @@ export class LevelServerStore implements ServerStore {
           .write(going.map(([key]) => ({ type: 'del' as const, key })))
           .then(() => {
             for (const [, msg] of going) countIn(meta, msg.from.userId, -1, -msg.bytes);
+            this.#unkeep(meta, new Set(going.map(([, msg]) => msg.id)));
             this.#queued -= going.length;
             return going.length;
           })
@@ -809,6 +875,7 @@ export class LevelServerStore implements ServerStore {
           if (!msg || msg.id !== entry.id) return undefined;
           const meta = await this.#loadMeta(entry.addr);
           countIn(meta, msg.from.userId, -1, -msg.bytes);
+          this.#unkeep(meta, new Set([msg.id]));
           this.#queued--;
           return { written: this.#writer.write([{ type: 'del', key: mkey }]) };
         }).then(async (r) => {

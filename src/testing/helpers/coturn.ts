@@ -1,6 +1,7 @@
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { createSocket } from 'node:dgram';
+import { rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { TOOLS } from './required-tools.js';
 
@@ -44,6 +45,7 @@ export async function startCoturn(
 ): Promise<Coturn> {
   const launcher = o.launcher ?? [];
   const port = await freePort(o.host, launcher);
+  const files = { pid: `/tmp/lantern-coturn-${process.pid}-${port}.pid`, db: `/tmp/lantern-coturn-${process.pid}-${port}.db` };
   const args = [
     '-n',
     '--listening-ip', o.host,
@@ -59,9 +61,9 @@ export async function startCoturn(
     '--verbose',
     '--log-file', 'stdout',
     '--simple-log',
-    '--pidfile', `/tmp/lantern-coturn-${process.pid}-${port}.pid`,
+    '--pidfile', files.pid,
     // Its own database file: the REST API scheme needs none, and /var/lib/turn is not ours.
-    '--db', `/tmp/lantern-coturn-${process.pid}-${port}.db`,
+    '--db', files.db,
     ...(o.allowLoopbackPeers ? ['--allow-loopback-peers'] : []),
     // As a TURN server on the internet should be run: never a relay into private networks (the
     // candidates of a home's own addresses get 403). In the lab the wan has no route to them
@@ -78,6 +80,8 @@ export async function startCoturn(
       child.kill('SIGKILL');
       await once(child, 'exit');
     }
+    // Killed, it leaves its files behind.
+    await Promise.all(Object.values(files).map((f) => rm(f, { force: true })));
   });
   const started = Date.now();
   while (!/Total General servers: \d/.test(log)) {

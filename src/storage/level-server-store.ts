@@ -101,8 +101,9 @@ interface KeptMessage {
 
 /** Messages kept in memory per queue (QueueMeta.kept)... */
 const KEPT_MESSAGES = 64;
-/** ...and bytes of payload kept across all queues. */
+/** ...and bytes kept across all queues: payloads, and a fixed cost per message (the record, its id). */
 const KEPT_BYTES = 32 * 1024 * 1024;
+const keptCost = (message: LevelMessage) => message.bytes + 512;
 
 const NO_MESSAGES: QueueStats = Object.freeze({ count: 0, bytes: 0 });
 
@@ -159,7 +160,7 @@ export class LevelServerStore implements ServerStore {
   readonly #acking = new Set<string>();
   /** Messages in all queues: counted at open, then kept with every change. */
   #queued = 0;
-  /** Payload bytes in all queues' kept messages (QueueMeta.kept). */
+  /** What all queues' kept messages cost (QueueMeta.kept, keptCost). */
   #keptBytes = 0;
   /** Peer id -> its registration's key (a verdict names the peer by id); stale entries are harmless. */
   readonly #peerKeys = new Map<string, string>();
@@ -587,17 +588,17 @@ export class LevelServerStore implements ServerStore {
   #keep(meta: QueueMeta, seq: number, message: LevelMessage): void {
     const kept = meta.kept;
     if (!kept) return;
-    if (kept.length >= KEPT_MESSAGES || this.#keptBytes + message.bytes > KEPT_BYTES) return this.#forget(meta);
+    if (kept.length >= KEPT_MESSAGES || this.#keptBytes + keptCost(message) > KEPT_BYTES) return this.#forget(meta);
     // Batches are written in seq order; only a failed one leaves a gap.
     let i = kept.length;
     while (i > 0 && kept[i - 1]!.seq > seq) i--;
     kept.splice(i, 0, { seq, message });
-    this.#keptBytes += message.bytes;
+    this.#keptBytes += keptCost(message);
   }
 
   /** The queue's messages are no longer kept (until it is empty again). */
   #forget(meta: QueueMeta): void {
-    for (const k of meta.kept ?? []) this.#keptBytes -= k.message.bytes;
+    for (const k of meta.kept ?? []) this.#keptBytes -= keptCost(k.message);
     meta.kept = undefined;
   }
 
@@ -607,7 +608,7 @@ export class LevelServerStore implements ServerStore {
     if (!kept || ids.size === 0) return;
     meta.kept = kept.filter((k) => {
       if (!ids.has(k.message.id)) return true;
-      this.#keptBytes -= k.message.bytes;
+      this.#keptBytes -= keptCost(k.message);
       return false;
     });
   }

@@ -101,9 +101,9 @@ interface KeptMessage {
 
 /** Messages kept in memory per queue (QueueMeta.kept)... */
 const KEPT_MESSAGES = 64;
-/** ...and bytes kept across all queues: payloads, and a fixed cost per message (the record, its id). */
+/** ...and bytes kept across all queues: payloads as held (base64 text), and a fixed cost per message (the record, its id). */
 const KEPT_BYTES = 32 * 1024 * 1024;
-const keptCost = (message: LevelMessage) => message.bytes + 512;
+const keptCost = (message: LevelMessage) => message.payload.length + 512;
 
 const NO_MESSAGES: QueueStats = Object.freeze({ count: 0, bytes: 0 });
 

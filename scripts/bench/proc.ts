@@ -1,10 +1,17 @@
 // A process's CPU time and memory, from /proc: what the benchmarks charge to a server or a proxy.
 import { readdirSync, readFileSync } from 'node:fs';
 
+/** User + system CPU seconds from a `stat` file of /proc (a process's, or one thread's). */
+function statCpu(path: string): number {
+  const stat = readFileSync(path, 'utf8');
+  // After the command name, which may itself hold ") ".
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+
 /** CPU seconds (user + system, all threads) a process has used so far. */
 export function cpuSeconds(pid: number): number {
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / 100;
+  return statCpu(`/proc/${pid}/stat`);
 }
 
 /** Resident memory of a process, in KiB. */
@@ -18,8 +25,7 @@ export function cpuSecondsByThread(pid: number): { main: number; others: number 
   let others = 0;
   for (const tid of readdirSync(`/proc/${pid}/task`)) {
     try {
-      const fields = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-      const s = (Number(fields[11]) + Number(fields[12])) / 100;
+      const s = statCpu(`/proc/${pid}/task/${tid}/stat`);
       if (Number(tid) === pid) main += s;
       else others += s;
     } catch {

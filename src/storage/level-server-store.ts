@@ -91,12 +91,7 @@ interface QueueMeta {
    * was the largest single cost of a delivery. Undefined while it is not known to hold them all
    * (the queue grew past the limits), until the queue is empty again.
    */
-  kept: KeptMessage[] | undefined;
-}
-
-interface KeptMessage {
-  seq: number;
-  message: LevelMessage;
+  kept: LevelMessage[] | undefined;
 }
 
 /** Messages kept in memory per queue (QueueMeta.kept)... */
@@ -104,6 +99,13 @@ const KEPT_MESSAGES = 64;
 /** ...and bytes kept across all queues: payloads as held (base64 text), and a fixed cost per message (the record, its id). */
 const KEPT_BYTES = 32 * 1024 * 1024;
 const keptCost = (message: LevelMessage) => message.payload.length + 512;
+
+/** A message's place in its queue, counted before its write (given back if the write fails). */
+interface Reservation {
+  meta: QueueMeta;
+  bytes: number;
+  stored: LevelMessage;
+}
 
 const NO_MESSAGES: QueueStats = Object.freeze({ count: 0, bytes: 0 });
 
@@ -579,26 +581,27 @@ export class LevelServerStore implements ServerStore {
       countIn(meta, m.from.userId, 1, m.bytes);
       meta.seq = Number(key.slice(key.lastIndexOf('!') + 1));
       if (meta.count === 1) meta.head = meta.seq;
-      this.#keep(meta, meta.seq, m);
+      this.#keep(meta, m);
     }
     return meta;
   }
 
   /** A message now written joins its queue's kept ones; too many, or the budget spent, and none are kept. */
-  #keep(meta: QueueMeta, seq: number, message: LevelMessage): void {
+  #keep(meta: QueueMeta, message: LevelMessage): void {
     const kept = meta.kept;
     if (!kept) return;
     if (kept.length >= KEPT_MESSAGES || this.#keptBytes + keptCost(message) > KEPT_BYTES) return this.#forget(meta);
-    // Batches are written in seq order; only a failed one leaves a gap.
+    // Batches are written in seq order; only a failed one leaves a gap. Ids start with the padded
+    // seq, so they sort as the seqs do.
     let i = kept.length;
-    while (i > 0 && kept[i - 1]!.seq > seq) i--;
-    kept.splice(i, 0, { seq, message });
+    while (i > 0 && kept[i - 1]!.id > message.id) i--;
+    kept.splice(i, 0, message);
     this.#keptBytes += keptCost(message);
   }
 
   /** The queue's messages are no longer kept (until it is empty again). */
   #forget(meta: QueueMeta): void {
-    for (const k of meta.kept ?? []) this.#keptBytes -= keptCost(k.message);
+    for (const m of meta.kept ?? []) this.#keptBytes -= keptCost(m);
     meta.kept = undefined;
   }
 
@@ -606,9 +609,9 @@ export class LevelServerStore implements ServerStore {
   #unkeep(meta: QueueMeta, ids: ReadonlySet<string>): void {
     const kept = meta.kept;
     if (!kept || ids.size === 0) return;
-    meta.kept = kept.filter((k) => {
-      if (!ids.has(k.message.id)) return true;
-      this.#keptBytes -= keptCost(k.message);
+    meta.kept = kept.filter((m) => {
+      if (!ids.has(m.id)) return true;
+      this.#keptBytes -= keptCost(m);
       return false;
     });
   }
@@ -655,7 +658,7 @@ export class LevelServerStore implements ServerStore {
         const { ops, reserved } = this.#queueWrites(recipients, message, { take, metas, sizes, dedupeKeys });
         const written = this.#writer.write(ops).then(
           () => {
-            for (const { meta, seq, stored } of reserved) this.#keep(meta, seq, stored);
+            for (const { meta, stored } of reserved) this.#keep(meta, stored);
           },
           (err: unknown) => {
             for (const { meta, bytes } of reserved) {
@@ -690,10 +693,10 @@ export class LevelServerStore implements ServerStore {
     recipients: readonly Recipient[],
     message: EnqueueInput,
     at: { take: readonly boolean[]; metas: QueueMeta[]; sizes: number[]; dedupeKeys: string[] },
-  ): { ops: LevelOp[]; reserved: Array<{ meta: QueueMeta; bytes: number; seq: number; stored: LevelMessage }> } {
+  ): { ops: LevelOp[]; reserved: Reservation[] } {
     const { take, metas, sizes, dedupeKeys } = at;
     const ops: LevelOp[] = [];
-    const reserved: Array<{ meta: QueueMeta; bytes: number; seq: number; stored: LevelMessage }> = [];
+    const reserved: Reservation[] = [];
     recipients.forEach((r, i) => {
       if (!take[i]) return;
       const m = metas[i]!;
@@ -712,7 +715,7 @@ export class LevelServerStore implements ServerStore {
       m.seq = seq;
       this.#queued++;
       this.#queues.add(dev(r));
-      reserved.push({ meta: m, bytes: sizes[i]!, seq, stored });
+      reserved.push({ meta: m, bytes: sizes[i]!, stored });
       const entry: ExpiryEntry = { kind: 'm', addr: r, seq, id, dedupe: dedupeKeys[i]! };
       ops.push(
         { type: 'put', key: `m!${dev(r)}!${pad(seq, 16)}`, value: stored },
@@ -731,8 +734,8 @@ export class LevelServerStore implements ServerStore {
     if (meta.count === 0) return { messages: [], more: false };
     if (meta.kept) {
       const kept = meta.kept;
-      if (kept.length) meta.head = Math.max(meta.head, kept[0]!.seq);
-      return { messages: kept.slice(0, limit).map(({ message: { expiresAt: _e, bytes: _b, ...m } }) => m), more: kept.length > limit };
+      if (kept.length) meta.head = Math.max(meta.head, Number(kept[0]!.id.slice(0, 16)));
+      return { messages: kept.slice(0, limit).map(({ expiresAt: _e, bytes: _b, ...m }) => m), more: kept.length > limit };
     }
     const rows = await this.#range<LevelMessage>(`m!${dev(address)}!${pad(meta.head, 16)}`, `m!${dev(address)}!~`, limit + 1);
     // The oldest stored message: none below it can appear later (seqs are taken in order under the
@@ -758,7 +761,7 @@ export class LevelServerStore implements ServerStore {
         const key = `m!${dev(address)}!${seq}`;
         if (this.#acking.has(key)) continue;
         // A kept queue holds every written message: no read.
-        const msg = meta.kept ? meta.kept.find((k) => k.message.id === id)?.message : await this.#get<LevelMessage>(key);
+        const msg = meta.kept ? meta.kept.find((m) => m.id === id) : await this.#get<LevelMessage>(key);
         if (!msg || msg.id !== id) continue;
         ops.push({ type: 'del', key });
         gone.push(msg);

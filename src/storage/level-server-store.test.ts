@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import test from 'ava';
+import { Level } from 'level';
 import { serverStoreComplianceTests } from '../testing/compliance/server-store.js';
 import { cred, msg } from '../testing/compliance/server-store/helpers.js';
 import { tempDir } from '../testing/helpers/temp-dir.js';
@@ -208,4 +209,20 @@ test('LevelServerStore: what a queue kept in memory answers is what is on disk, 
   t.deepEqual(fromDisk, afterAck, 'the same messages, fields and order from memory as from disk');
   t.deepEqual(fromDisk.messages.map((m) => m.type), [0, 2, 3]);
   t.deepEqual(fromDisk.messages[0]!.from, sender);
+});
+
+test('LevelServerStore: a message payload is written once (the expiry entry holds the address, not the recipient with its payload)', async (t) => {
+  const dir = await tempDir();
+  t.teardown(dir.remove);
+  const store = new LevelServerStore({ location: dir.path, sync: false });
+  await store.open();
+  const payload = Buffer.alloc(48 * 1024, 7).toString('base64');
+  const to = { userId: randomUUID(), deviceId: 2, type: 1, payload };
+  t.is((await store.enqueue([to], msg({ payload: '' }), { maxMessages: 10, maxBytes: 1 << 20 })).status, 'queued');
+  await store.close();
+  const raw = new Level<string, string>(dir.path, { valueEncoding: 'utf8' });
+  t.teardown(() => raw.close());
+  const withPayload: string[] = [];
+  for await (const [key, value] of raw.iterator()) if (value.includes(payload)) withPayload.push(key.slice(0, 2));
+  t.deepEqual(withPayload, ['m!']);
 });

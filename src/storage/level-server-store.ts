@@ -716,7 +716,8 @@ export class LevelServerStore implements ServerStore {
       this.#queued++;
       this.#queues.add(dev(r));
       reserved.push({ meta: m, bytes: sizes[i]!, stored });
-      const entry: ExpiryEntry = { kind: 'm', addr: r, seq, id, dedupe: dedupeKeys[i]! };
+      // The address alone: a recipient also carries its payload, which the entry must not repeat.
+      const entry: ExpiryEntry = { kind: 'm', addr: { userId: r.userId, deviceId: r.deviceId }, seq, id, dedupe: dedupeKeys[i]! };
       ops.push(
         { type: 'put', key: `m!${dev(r)}!${pad(seq, 16)}`, value: stored },
         { type: 'put', key: dedupeKeys[i]!, value: { digest: message.digest, expiresAt: message.expiresAt } },

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import test from 'ava';
 import { Level } from 'level';
 import { serverStoreComplianceTests } from '../testing/compliance/server-store.js';
-import { cred, msg } from '../testing/compliance/server-store/helpers.js';
+import { cred, keys, msg } from '../testing/compliance/server-store/helpers.js';
 import { tempDir } from '../testing/helpers/temp-dir.js';
 import { LevelServerStore } from './level-server-store.js';
 import type { ServerStore } from './server-store.js';
@@ -225,4 +225,39 @@ test('LevelServerStore: a message payload is written once (the expiry entry hold
   const withPayload: string[] = [];
   for await (const [key, value] of raw.iterator()) if (value.includes(payload)) withPayload.push(key.slice(0, 2));
   t.deepEqual(withPayload, ['m!']);
+});
+
+test("LevelServerStore: a user's registrations are read once, and are new right after a device or its keys change", async (t) => {
+  const dir = await tempDir();
+  t.teardown(dir.remove);
+  let deviceReads = 0;
+  const store = new LevelServerStore({
+    location: dir.path,
+    sync: false,
+    injectReadDelay: (gte) => {
+      if (gte.startsWith('d!')) deviceReads++;
+      return undefined;
+    },
+  });
+  await store.open();
+  t.teardown(() => store.close());
+  const userId = randomUUID();
+  const one = await store.putDevice(userId, cred(), 1);
+  await store.putKeys({ userId, deviceId: one.deviceId }, keys({}, 1));
+  const before = deviceReads;
+  t.deepEqual(await store.registrations(userId), [{ deviceId: one.deviceId, registrationId: 1001 }]);
+  t.deepEqual(await store.registrations(userId), [{ deviceId: one.deviceId, registrationId: 1001 }]);
+  t.is(deviceReads - before, 1, 'the second send to the user reads nothing');
+
+  await store.putKeys({ userId, deviceId: one.deviceId }, keys({}, 2));
+  t.deepEqual(await store.registrations(userId), [{ deviceId: one.deviceId, registrationId: 1002 }], 'new keys');
+  const two = await store.putDevice(userId, cred(), 2);
+  await store.putKeys({ userId, deviceId: two.deviceId }, keys({}, 3));
+  t.deepEqual(
+    (await store.registrations(userId)).map((r) => r.deviceId),
+    [one.deviceId, two.deviceId],
+    'a new device with keys',
+  );
+  await store.revokeDevice(userId, one.deviceId, 3);
+  t.deepEqual(await store.registrations(userId), [{ deviceId: two.deviceId, registrationId: 1003 }], 'a revoked device is gone');
 });

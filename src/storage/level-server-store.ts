@@ -154,6 +154,14 @@ export class LevelServerStore implements ServerStore {
   readonly #sessions = new Map<string, SessionRecord>();
   /** Device records by `<userId>!<ddd>` (null: known absent); every request reads one. */
   readonly #deviceCache = new Map<string, DeviceRecord | null>();
+  /**
+   * Each user's devices with keys and their registration ids, as an end-to-end encrypted send
+   * checks them (a range read and a keys record per device, every message, without it). Dropped
+   * when a device or its keys change, once the write is done; a read that overlapped such a change
+   * is not kept (`#registrationsChanged` counts the changes).
+   */
+  readonly #registrations = new Map<string, Registration[]>();
+  #registrationsChanged = 0;
   /** Dedupe records submitted to the group commit but not yet written. */
   readonly #pendingDedupe = new Map<string, { digest: string; written: Promise<void> }>();
   /** Every dedupe key in the store (built at open): most sends carry a new id and skip the lookup. */
@@ -288,6 +296,7 @@ export class LevelServerStore implements ServerStore {
       const sessions = deviceId !== undefined ? await this.#endSessionsOps({ userId, deviceId: id }) : { ops: [], ids: [] };
       ops.push(...sessions.ops);
       await this.#writer.write(ops);
+      this.#registrationsChange(userId);
       this.#cacheDevice(dev({ userId, deviceId: id }), record);
       for (const s of sessions.ids) this.#sessions.delete(s);
       return record;
@@ -336,6 +345,7 @@ export class LevelServerStore implements ServerStore {
         ops.push(...sessions.ops);
         // The caches change once the write has succeeded: a failed one leaves them as the disk is.
         await this.#writer.write(ops);
+        this.#registrationsChange(userId);
         this.#cacheDevice(dev(addr), revoked);
         this.#queued -= messages;
         const meta = this.#meta.get(dev(addr));
@@ -413,6 +423,7 @@ export class LevelServerStore implements ServerStore {
       await replace('P', preKeys);
       await replace('Y', kyberPreKeys);
       await this.#writer.write(ops);
+      this.#registrationsChange(address.userId);
     });
   }
 
@@ -466,12 +477,25 @@ export class LevelServerStore implements ServerStore {
   }
 
   async registrations(userId: string): Promise<Registration[]> {
+    const cached = this.#registrations.get(userId);
+    if (cached) return cached.map((r) => ({ ...r }));
+    const changes = this.#registrationsChanged;
     const out: Registration[] = [];
     for (const d of await this.listDevices(userId)) {
       const keys = await this.#get<KeysUpload>(`K!${dev({ userId, deviceId: d.deviceId })}`);
       if (keys) out.push({ deviceId: d.deviceId, registrationId: keys.registrationId });
     }
+    if (changes === this.#registrationsChanged) {
+      if (this.#registrations.size >= 20_000) this.#registrations.clear();
+      this.#registrations.set(userId, out.map((r) => ({ ...r })));
+    }
     return out;
+  }
+
+  /** A device of the user, or its keys, changed (see #registrations). */
+  #registrationsChange(userId: string): void {
+    this.#registrationsChanged++;
+    this.#registrations.delete(userId);
   }
 
   async registerPeer(address: Address, next: (prev: PeerRecord | undefined) => PeerRecord): Promise<PeerRecord> {

@@ -42,3 +42,16 @@ test('a cached session stops working when the credential is renewed, and at its 
   expiring.clock.advance(3_600_000);
   await t.throwsAsync(expiring.request(), { code: 'LA_ERR_AUTH_SESSION_EXPIRED' } as never);
 });
+
+test('a thousand requests in a row (across refills of the nonce pool) are all accepted: no nonce comes twice', async (t) => {
+  const { request, store } = await setup();
+  const nonces = new Set<string>();
+  const claim = store.claimNonce.bind(store);
+  store.claimNonce = async (scope, nonce, expiresAt) => {
+    nonces.add(nonce);
+    return claim(scope, nonce, expiresAt);
+  };
+  for (let i = 0; i < 1000; i++) await request();
+  t.is(nonces.size, 1000);
+  t.true([...nonces].every((n) => /^[A-Za-z0-9_-]{22}$/.test(n)), 'each 16 random bytes, base64url');
+});

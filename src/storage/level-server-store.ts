@@ -36,7 +36,7 @@ import {
   type StoredMessage,
   type TakeResult,
 } from './server-store.js';
-import { pruneFullBuckets, takeFromBucket, type BucketState } from './token-bucket.js';
+import { Buckets } from './token-bucket.js';
 
 /*
  * Key layout (one LevelDB, string keys, JSON values; numbers zero-padded so order is numeric):
@@ -63,7 +63,9 @@ import { pruneFullBuckets, takeFromBucket, type BucketState } from './token-buck
  */
 
 const pad = (n: number, width: number) => String(n).padStart(width, '0');
-const dev = (a: Address) => `${a.userId}!${pad(a.deviceId, 3)}`;
+/** Device ids padded to three digits, made once: a send builds a device's key several times. */
+const DEVICE_IDS = Array.from({ length: 1000 }, (_, i) => pad(i, 3));
+const dev = (a: Address) => `${a.userId}!${DEVICE_IDS[a.deviceId] ?? pad(a.deviceId, 3)}`;
 
 /**
  * A live key just past each queue's messages (`m!<device>!~`). LevelDB has no upper bound on an
@@ -177,7 +179,9 @@ export class LevelServerStore implements ServerStore {
   /** One-time prekeys handed out whose deletion is not written yet. */
   readonly #popped = new Set<string>();
   readonly #poppedWritten: string[] = [];
-  readonly #buckets = new Map<string, BucketState & { policy: BucketPolicy }>();
+  readonly #buckets = new Buckets();
+  /** What checkBeforeEnqueue reads: devices and rate-limit buckets, both held here. */
+  readonly #limits = { deviceNow: (userId: string, deviceId: number) => this.#deviceNow(userId, deviceId), buckets: this.#buckets };
   /** Last poll per device (`t!` records, read on first use; null: never polled). */
   readonly #polled = new Map<string, number | null>();
   /** Queues that may hold messages (found at open, added to by sends): the dormancy sweep's list. */
@@ -562,10 +566,7 @@ export class LevelServerStore implements ServerStore {
   }
 
   async takeTokens(key: string, cost: number, policy: BucketPolicy, now: number): Promise<TakeResult> {
-    const { state, result } = takeFromBucket(this.#buckets.get(key), cost, policy, now);
-    this.#buckets.set(key, { ...state, policy });
-    if (this.#buckets.size > 100_000) pruneFullBuckets(this.#buckets, now);
-    return result;
+    return this.#buckets.take(key, cost, policy, now);
   }
 
   async #loadMeta(addr: Address): Promise<QueueMeta> {
@@ -656,18 +657,16 @@ export class LevelServerStore implements ServerStore {
       recipients.map((r) => `dev:${dev(r)}`),
       async () => {
         // Under the device locks, so a revocation cannot fall between the check and the write.
-        const limited = await checkBeforeEnqueue(this, recipients, options);
+        const limited = checkBeforeEnqueue(this.#limits, recipients, options);
         if (limited) return { outcome: limited, written: undefined };
-        const seen = await Promise.all(
-          dedupeKeys.map(async (k) =>
-            this.#pendingDedupe.get(k) ?? (this.#dedupeFilter.has(k) ? await this.#get<{ digest: string }>(k) : undefined),
-          ),
-        );
+        // A key the filter has never seen was never written: no read (the common case).
+        const seen = dedupeKeys.map((k) => this.#pendingDedupe.get(k) ?? (this.#dedupeFilter.has(k) ? this.#getNow<{ digest: string }>(k) : undefined));
         if (seen.some((s) => s && s.digest !== message.digest)) throw new LanternError('LA_ERR_MESSAGE_ID_CONFLICT');
         const seenCount = seen.filter((s) => s !== undefined).length;
         // A duplicate of a send still being written answers once that write is done.
         const duplicates = seenCount ? Promise.all(seen.map((s) => (s as { written?: Promise<void> } | undefined)?.written)) : undefined;
-        const metas = await Promise.all(recipients.map((r) => this.#loadMeta(r)));
+        const known = recipients.map((r) => this.#meta.get(dev(r)));
+        const metas = known.every((m) => m !== undefined) ? known : await Promise.all(recipients.map((r) => this.#loadMeta(r)));
         const skipped: SkippedDevice[] = [];
         const take = recipients.map((r, i) => {
           if (seen[i] !== undefined) return false;
@@ -725,7 +724,8 @@ export class LevelServerStore implements ServerStore {
       if (!take[i]) return;
       const m = metas[i]!;
       const seq = m.seq + 1;
-      const id = `${pad(seq, 16)}-${randomUUID().slice(0, 8)}`;
+      const seqText = pad(seq, 16);
+      const id = `${seqText}-${randomUUID().slice(0, 8)}`;
       const stored: LevelMessage = {
         id,
         from: message.from,
@@ -738,12 +738,13 @@ export class LevelServerStore implements ServerStore {
       countIn(m, message.from.userId, 1, sizes[i]!);
       m.seq = seq;
       this.#queued++;
-      this.#queues.add(dev(r));
+      const d = dev(r);
+      this.#queues.add(d);
       reserved.push({ meta: m, bytes: sizes[i]!, stored });
       // The address alone: a recipient also carries its payload, which the entry must not repeat.
       const entry: ExpiryEntry = { kind: 'm', addr: { userId: r.userId, deviceId: r.deviceId }, seq, id, dedupe: dedupeKeys[i]! };
       ops.push(
-        { type: 'put', key: `m!${dev(r)}!${pad(seq, 16)}`, value: stored },
+        { type: 'put', key: `m!${d}!${seqText}`, value: stored },
         { type: 'put', key: dedupeKeys[i]!, value: { digest: message.digest, expiresAt: message.expiresAt } },
         { type: 'put', key: this.#expiryKey(message.expiresAt), value: entry },
       );

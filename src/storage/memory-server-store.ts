@@ -31,7 +31,7 @@ import {
   type StoredMessage,
   type TakeResult,
 } from './server-store.js';
-import { pruneFullBuckets, takeFromBucket, type BucketState } from './token-bucket.js';
+import { Buckets } from './token-bucket.js';
 
 interface QueuedMessage extends StoredMessage {
   expiresAt: number;
@@ -62,7 +62,9 @@ export class MemoryServerStore implements ServerStore {
   #sessions = new Map<string, SessionRecord>();
   #keys = new Map<string, StoredKeys>();
   #peers = new Map<string, PeerRecord>();
-  #buckets = new Map<string, BucketState & { policy: BucketPolicy }>();
+  #buckets = new Buckets();
+  /** What checkBeforeEnqueue reads: devices and rate-limit buckets, both held here. */
+  readonly #limits = { deviceNow: (userId: string, deviceId: number) => this.#devices.get(userId)?.get(deviceId), buckets: this.#buckets };
   /** Last poll per device. */
   #polled = new Map<string, number>();
   #open = false;
@@ -260,15 +262,12 @@ export class MemoryServerStore implements ServerStore {
 
   async takeTokens(key: string, cost: number, policy: BucketPolicy, now: number): Promise<TakeResult> {
     this.#check();
-    const { state, result } = takeFromBucket(this.#buckets.get(key), cost, policy, now);
-    this.#buckets.set(key, { ...state, policy });
-    if (this.#buckets.size > 100_000) pruneFullBuckets(this.#buckets, now);
-    return result;
+    return this.#buckets.take(key, cost, policy, now);
   }
 
   async enqueue(recipients: readonly Recipient[], message: EnqueueInput, limits: QueueLimits, options?: EnqueueOptions): Promise<EnqueueResult> {
     this.#check();
-    const limited = await checkBeforeEnqueue(this, recipients, options);
+    const limited = checkBeforeEnqueue(this.#limits, recipients, options);
     if (limited) return limited;
     const sizes = recipients.map((r) => base64Bytes(r.payload ?? message.payload));
     const dedupeKeys = recipients.map(

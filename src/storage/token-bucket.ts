@@ -1,34 +1,53 @@
 import type { BucketPolicy, TakeResult } from './server-store.js';
 
-export interface BucketState {
+interface Bucket {
   tokens: number;
   updatedAt: number;
+  policy: BucketPolicy;
 }
 
-/** Pure token-bucket step shared by the backends that keep buckets in process memory. */
-export function takeFromBucket(
-  state: BucketState | undefined,
-  cost: number,
-  policy: BucketPolicy,
-  now: number,
-): { state: BucketState; result: TakeResult } {
-  const prev = state ?? { tokens: policy.capacity, updatedAt: now };
-  const elapsed = Math.max(0, now - prev.updatedAt) / 1000;
-  const tokens = Math.min(policy.capacity, prev.tokens + elapsed * policy.refillPerSecond);
-  if (tokens >= cost) return { state: { tokens: tokens - cost, updatedAt: now }, result: { ok: true } };
-  const missing = cost - tokens;
-  const retryAfterMs =
-    cost > policy.capacity || policy.refillPerSecond <= 0
-      ? Number.MAX_SAFE_INTEGER
-      : Math.ceil((missing / policy.refillPerSecond) * 1000);
-  return { state: { tokens, updatedAt: now }, result: { ok: false, retryAfterMs } };
-}
+const OK: TakeResult = Object.freeze({ ok: true });
 
-/** Bucket maps grow with distinct keys; drop full buckets (equivalent to absent ones) now and then. */
-export function pruneFullBuckets(buckets: Map<string, BucketState & { policy: BucketPolicy }>, now: number): void {
-  for (const [key, b] of buckets) {
+/**
+ * Token buckets kept in process memory, one per key (the backends that keep rate limits in one
+ * process, and the UDP listeners). A take updates its bucket in place: on the send path it runs
+ * twice per message, so it allocates nothing when the tokens are there. Past `maxKeys` the full
+ * buckets (the same as absent ones) are dropped.
+ */
+export class Buckets {
+  readonly #buckets = new Map<string, Bucket>();
+
+  constructor(readonly maxKeys = 100_000) {}
+
+  take(key: string, cost: number, policy: BucketPolicy, now: number): TakeResult {
+    let b = this.#buckets.get(key);
+    if (!b) {
+      b = { tokens: policy.capacity, updatedAt: now, policy };
+      this.#buckets.set(key, b);
+    }
+    b.policy = policy;
     const elapsed = Math.max(0, now - b.updatedAt) / 1000;
-    if (b.tokens + elapsed * b.policy.refillPerSecond >= b.policy.capacity) buckets.delete(key);
+    const tokens = Math.min(policy.capacity, b.tokens + elapsed * policy.refillPerSecond);
+    b.updatedAt = now;
+    b.tokens = tokens >= cost ? tokens - cost : tokens;
+    // After the take, so that a new key's bucket is pruned only if it is still full.
+    if (this.#buckets.size > this.maxKeys) this.#prune(now);
+    if (tokens >= cost) return OK;
+    const missing = cost - tokens;
+    const retryAfterMs =
+      cost > policy.capacity || policy.refillPerSecond <= 0 ? Number.MAX_SAFE_INTEGER : Math.ceil((missing / policy.refillPerSecond) * 1000);
+    return { ok: false, retryAfterMs };
+  }
+
+  get size(): number {
+    return this.#buckets.size;
+  }
+
+  #prune(now: number): void {
+    for (const [key, b] of this.#buckets) {
+      const elapsed = Math.max(0, now - b.updatedAt) / 1000;
+      if (b.tokens + elapsed * b.policy.refillPerSecond >= b.policy.capacity) this.#buckets.delete(key);
+    }
   }
 }
 
@@ -38,22 +57,20 @@ export function pruneFullBuckets(buckets: Map<string, BucketState & { policy: Bu
  * the full buckets go first.
  */
 export class LocalRateLimit {
-  readonly #buckets = new Map<string, BucketState & { policy: BucketPolicy }>();
+  readonly #buckets: Buckets;
   readonly #policy: BucketPolicy;
 
   constructor(
     readonly perSecond: number,
-    readonly maxKeys = 10_000,
+    maxKeys = 10_000,
   ) {
+    this.#buckets = new Buckets(maxKeys);
     this.#policy = { capacity: 2 * perSecond, refillPerSecond: perSecond };
   }
 
   /** Whether one more is allowed for `key` now (and counts it). */
   take(key: string, now: number): boolean {
     if (this.perSecond <= 0) return true;
-    const { state, result } = takeFromBucket(this.#buckets.get(key), 1, this.#policy, now);
-    this.#buckets.set(key, { ...state, policy: this.#policy });
-    if (this.#buckets.size > this.maxKeys) pruneFullBuckets(this.#buckets, now);
-    return result.ok;
+    return this.#buckets.take(key, 1, this.#policy, now).ok;
   }
 }

@@ -5,6 +5,7 @@ import { loadAverage, quietEnough } from './load.js';
 
 const benches: Record<string, () => Promise<void>> = {
   signaling: async () => (await import('./signaling.js')).run(),
+  mailbox: async () => (await import('./mailbox.js')).run(),
   e2ee: async () => (await import('./e2ee.js')).run(),
   proxy: async () => (await import('./proxy.js')).run(),
   'proxy-peers': async () => (await import('./proxy-peers.js')).run(),

@@ -33,3 +33,18 @@ test('LocalRateLimit allows twice its rate in a burst; 0 turns it off', (t) => {
   const off = new LocalRateLimit(0);
   t.true([...Array(100)].every(() => off.take('net', 0)));
 });
+
+test('a flood of new keys, each bucket in use, stays within maxKeys: the least recently used go, and a prune is not a walk per take', (t) => {
+  const b = new Buckets(100);
+  const slow = { capacity: 3, refillPerSecond: 0.001 };
+  let last = 0;
+  for (let i = 0; i < 1000; i++) {
+    t.true(b.take(`net-${i}`, 1, slow, i).ok);
+    t.true(b.size <= 100, `at most maxKeys (${b.size} after ${i + 1} keys)`);
+    if (i > 0 && b.size < last) t.true(b.size <= 90, 'a prune leaves room for a tenth more');
+    last = b.size;
+  }
+  t.true(b.take('net-999', 2, slow, 999).ok);
+  t.false(b.take('net-999', 1, slow, 999).ok, 'the most recent key kept its count');
+  t.true(b.take('net-0', 3, slow, 1000).ok, 'the oldest went: it starts full again');
+});

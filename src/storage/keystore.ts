@@ -1,6 +1,7 @@
 /**
  * The agent's local store (identity, credentials, received messages; later the Signal stores).
- * Values are JSON. Keys are strings; `list(prefix)` returns entries in key order.
+ * Values are JSON, or bytes: a Uint8Array is kept as its bytes and read back as a Uint8Array (for large
+ * opaque records, see keystore-values.ts). Keys are strings; `list(prefix)` returns entries in key order.
  */
 export interface Keystore {
   open(): Promise<void>;

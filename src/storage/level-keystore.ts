@@ -1,6 +1,7 @@
 import { Level } from 'level';
 import { BufferedWrites } from './buffered-writes.js';
 import type { Keystore } from './keystore.js';
+import { levelValueEncoding } from './keystore-values.js';
 import { levelError } from './level-errors.js';
 
 /** Keystore in LevelDB under the agent's home (one process at a time). Writes are fsynced. */
@@ -9,7 +10,7 @@ export class LevelKeystore implements Keystore {
   readonly #tx = new BufferedWrites();
 
   constructor(location: string) {
-    this.#db = new Level<string, unknown>(location, { valueEncoding: 'json' });
+    this.#db = new Level<string, unknown>(location, { valueEncoding: levelValueEncoding });
   }
 
   async open(): Promise<void> {

@@ -5,7 +5,7 @@ import { MemoryKeystore } from '../../storage/memory-keystore.js';
 import { ContactIdentities } from './contact-identities.js';
 import { DeviceKeys } from './device-keys.js';
 import { MESSAGE_TYPE, SignalCipher } from './signal-cipher.js';
-import { signalStores } from './stores.js';
+import { sessionKey, signalStores } from './stores.js';
 
 async function device(keystore = new MemoryKeystore()) {
   await keystore.open();
@@ -52,6 +52,22 @@ test('records survive a new process (a new store over the same keystore)', async
   const c = await a.cipher.encrypt(b.address, text('persisted'));
   const fresh = new SignalCipher({ stores: signalStores(b.keystore) }, b.address);
   t.is(str(await fresh.decrypt(a.address, c.type, c.payload)), 'persisted');
+});
+
+test('a session stored as base64 (before sessions were kept as bytes) is read as before', async (t) => {
+  const a = await device();
+  const b = await device();
+  await a.cipher.processBundle(b.address.userId, bundleOf(b.upload));
+  const c = await a.cipher.encrypt(b.address, text('first'));
+  t.is(str(await b.cipher.decrypt(a.address, c.type, c.payload)), 'first');
+  const key = sessionKey(a.address.userId, a.address.deviceId);
+  const stored = await b.keystore.get<Uint8Array>(key);
+  t.true(stored instanceof Uint8Array, 'a session is stored as bytes');
+  await b.keystore.put(key, Buffer.from(stored!).toString('base64'));
+  const fresh = new SignalCipher({ stores: signalStores(b.keystore) }, b.address);
+  const c2 = await a.cipher.encrypt(b.address, text('second'));
+  t.is(str(await fresh.decrypt(a.address, c2.type, c2.payload)), 'second');
+  t.true((await b.keystore.get(key)) instanceof Uint8Array, 'and written back as bytes');
 });
 
 test('a retired session still decrypts what the peer sent with it', async (t) => {

@@ -94,8 +94,9 @@ export class SignalCipher {
   async encrypt(remote: Address, plaintext: Uint8Array): Promise<{ type: number; payload: string; registrationId: number }> {
     return this.#lock(remote, async () => {
       try {
-        const message = await signalEncrypt(plaintext as Uint8Array<ArrayBuffer>, addr(remote), this.#local, this.#stores.session, this.#stores.identity);
-        const session = await this.#stores.session.getSession(addr(remote));
+        const address = addr(remote);
+        const message = await signalEncrypt(plaintext as Uint8Array<ArrayBuffer>, address, this.#local, this.#stores.session, this.#stores.identity);
+        const session = await this.#stores.session.getSession(address);
         const wire = message.serialize();
         return { type: message.type(), payload: toBase64(wire), registrationId: session!.remoteRegistrationId() };
       } catch (err) {

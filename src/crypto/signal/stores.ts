@@ -1,8 +1,9 @@
 /**
  * libsignal's stores over the agent's Keystore: one thin class per store, the keystore injected.
- * Records are kept as libsignal serializations in base64. Key layout:
+ * Records are kept as libsignal serializations in base64, sessions (written on every message) as
+ * bytes. Key layout:
  *   sig!identity                     {identityKeyPair, registrationId}
- *   sig!session!<user>.<device>      SessionRecord
+ *   sig!session!<user>.<device>      SessionRecord (bytes; base64 when written before 2026-12)
  *   sig!peer!<user>.<device>         {key, trusted, pending?}  the contact device's identity
  *   sig!prekey!<id> / sig!signed!<id> / sig!kyber!<id>   private key records
  */
@@ -58,7 +59,7 @@ export class KeystoreSessionStore extends SessionStore {
 
   async saveSession(name: ProtocolAddress, record: SessionRecord): Promise<void> {
     const key = addressKey(name);
-    await this.keystore.put(`sig!session!${key}`, toBase64(record.serialize()));
+    await this.keystore.put(`sig!session!${key}`, record.serialize());
     this.#cache.set(key, record);
   }
 
@@ -66,8 +67,8 @@ export class KeystoreSessionStore extends SessionStore {
     const key = addressKey(name);
     const cached = this.#cache.get(key);
     if (cached !== undefined) return cached;
-    const raw = await this.keystore.get<string>(`sig!session!${key}`);
-    const record = raw === undefined ? null : SessionRecord.deserialize(fromBase64(raw));
+    const raw = await this.keystore.get<Uint8Array<ArrayBuffer> | string>(`sig!session!${key}`);
+    const record = raw === undefined ? null : SessionRecord.deserialize(typeof raw === 'string' ? fromBase64(raw) : raw);
     this.#cache.set(key, record);
     return record;
   }

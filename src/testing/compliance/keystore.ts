@@ -54,4 +54,30 @@ export function keystoreComplianceTests(test: TestFn, name: string, factory: { s
       await factory.teardown(k);
     }
   });
+
+  test(`${name}: bytes are kept as bytes, next to JSON, also in a transaction`, async (t) => {
+    const k = await factory.setup();
+    try {
+      const bytes = Uint8Array.from({ length: 6000 }, (_, i) => i % 251);
+      await k.put('bin!a', bytes);
+      await k.put('bin!b', new Uint8Array(0));
+      await k.put('bin!c', [0, 1]);
+      const read = await k.get<Uint8Array>('bin!a');
+      t.true(read instanceof Uint8Array);
+      t.deepEqual(Array.from(read!), Array.from(bytes));
+      read![0] = 99;
+      t.is((await k.get<Uint8Array>('bin!a'))![0], 0, 'a read is a copy of what is stored');
+      t.deepEqual(
+        (await k.list('bin!')).map(([key, v]) => [key, v instanceof Uint8Array ? `bytes ${v.length}` : v]),
+        [['bin!a', 'bytes 6000'], ['bin!b', 'bytes 0'], ['bin!c', [0, 1]]],
+      );
+      await k.transaction(async () => {
+        await k.put('bin!d', Uint8Array.of(0, 7));
+        t.deepEqual(Array.from((await k.get<Uint8Array>('bin!d'))!), [0, 7]);
+      });
+      t.deepEqual(Array.from((await k.get<Uint8Array>('bin!d'))!), [0, 7]);
+    } finally {
+      await factory.teardown(k);
+    }
+  });
 }

@@ -336,7 +336,7 @@ export class PeerjsBroker {
     }
     // Not signaling (unknown types, a client's EXPIRE), or nowhere to go: nothing is delivered.
     if (!RELAYED_TYPES.has(frame.type) || frame.dst === undefined) return;
-    const out = relayFrame(frame.type, client.id, frame.dst, frame.payload);
+    const out = relayFrame(frame.type, client.id, frame.dst, frame.payloadText);
     const dst = this.#clients.get(frame.dst);
     if (dst && dst.socket.readyState === dst.socket.OPEN) {
       if (dst.out.write(out)) this.relayed++;

@@ -7,21 +7,22 @@ const BUCKET_MS = 10_000;
  * buckets, dropped whole once past) and by scope (a device or a session), so each costs the nonce
  * string and a set slot (~70 bytes) instead of a full key string and its expiry time (~250 bytes,
  * measured; 180 MB at 4,000 requests/s, which made major GC pauses long).
- * A replay of a signed request carries the same time, hence the same expiry and bucket; but a
- * claim such as "one report per user a minute" is made again with a later expiry, so a claim looks in
- * every live bucket (a window of two minutes is thirteen of them).
+ * A replay of a signed request carries the same time (it is signed), hence the same expiry and
+ * bucket, so a claim looks in its own bucket only (ServerStore.claimNonce: a claim is scope, nonce
+ * and expiry; it looked in all thirteen live buckets of a two-minute window while "one report per
+ * user a minute" was a claim made again with a later expiry, which is now a token bucket).
  */
 export class RecentNonces {
   readonly #buckets = new Map<number, Map<string, Set<string>>>();
 
   /** Records the nonce; false if it is already recorded (a replay). */
   claim(scope: string, nonce: string, expiresAt: number): boolean {
-    for (const scopes of this.#buckets.values()) if (scopes.get(scope)?.has(nonce)) return false;
     const b = Math.floor(expiresAt / BUCKET_MS);
     let scopes = this.#buckets.get(b);
     if (!scopes) this.#buckets.set(b, (scopes = new Map()));
     let seen = scopes.get(scope);
     if (!seen) scopes.set(scope, (seen = new Set()));
+    if (seen.has(nonce)) return false;
     seen.add(nonce);
     return true;
   }

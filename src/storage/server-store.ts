@@ -217,7 +217,10 @@ export interface SessionStore {
   claimSessionNonce(id: string, nonce: string, expiresAt: number, now: number): Promise<'claimed' | 'replayed' | 'ended'>;
   /**
    * Records a one-time value of `scope` (a device) until `expiresAt`; false if it was already
-   * recorded (a replay). A replay repeats the expiry too: (scope, nonce, expiresAt) is one claim.
+   * recorded (a replay). A replay repeats the expiry too: (scope, nonce, expiresAt) is one claim,
+   * and whether the same nonce with another expiry counts as claimed is the backend's (the
+   * in-process ones look only where that expiry is kept). Not for "once per window" limits: those
+   * are token buckets (takeTokens).
    */
   claimNonce(scope: string, nonce: string, expiresAt: number): Promise<boolean>;
 }

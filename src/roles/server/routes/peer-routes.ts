@@ -4,7 +4,7 @@ import { CanaryMaker } from '../../../crypto/canary.js';
 import { API } from '../../../protocol/api-paths.js';
 import { PeerRegistration, PeerReport, PeerSelfQuery, ProbeRequestsQuery, VerdictRequest } from '../../../protocol/messages.js';
 import { parseMessage } from '../../../protocol/validate.js';
-import type { PeerRecord } from '../../../storage/server-store.js';
+import type { BucketPolicy, PeerRecord } from '../../../storage/server-store.js';
 import { parseJson, sendJson } from '../http-kit.js';
 import { connectPinned, connectStatus } from '../../../net/tunnel.js';
 import { applyVerdict, currentState, nextPeerRecord } from '../peer-admission.js';
@@ -23,6 +23,8 @@ const peerInfoAt = (now: number, rules: ServerOptions, forVerifier = false) => (
 
 /** How long the server gives a give peer's address to answer a reachability check. */
 const DIAL_BACK_MS = 3000;
+/** How often one user's report of one peer counts. */
+const ONE_A_MINUTE: BucketPolicy = { capacity: 1, refillPerSecond: 1 / 60 };
 
 /** A TLS connection to a registered peer, pinned to its identity key: reachable, or why not. */
 async function dialBack(peer: PeerRecord): Promise<{ reachable: boolean; status: string; ms?: number }> {
@@ -106,9 +108,9 @@ export function peerRoutes({ c, options, clients, probes, verdicts, limit }: Rou
       await limit(`peer-report:${auth.userId}`, options.rate.peerReport);
       const now = c.clock.now();
       const peer = (await c.store.listPeers(now)).find((p) => p.identityKey === report.identityKey && p.state !== 'paused');
-      // One report per user and peer a minute counts; it only asks for a probe (a censor reporting
-      // honest peers gets them probed, never evicted).
-      const fresh = peer !== undefined && (await c.store.claimNonce(`peer-report:${peer.peerId}`, auth.userId, now + 60_000));
+      // One report per user and peer a minute counts (a bucket of one, refilled in a minute); it only
+      // asks for a probe (a censor reporting honest peers gets them probed, never evicted).
+      const fresh = peer !== undefined && (await c.store.takeTokens(`peer-report:${peer.peerId}:${auth.userId}`, 1, ONE_A_MINUTE, now)).ok;
       if (fresh) {
         c.logger.info({ peerId: peer.peerId, status: report.status }, 'give peer reported by a user; probing it');
         await probes.signal(peer.peerId);

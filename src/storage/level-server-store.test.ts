@@ -125,11 +125,18 @@ test('LevelServerStore: a nonce claimed before a restart is still a replay after
   t.true(await first.claimNonce('user:1', 'n-one', 120_000));
   t.true(await first.claimNonce('s:session', 'n-two', 130_000));
   await first.close();
+  // The claims of one turn of the event loop are one record; a record of the older kind (one
+  // nonce each) still counts.
+  const raw = new Level<string, unknown>(dir.path, { valueEncoding: 'json' });
+  t.is((await raw.keys({ gte: 'n!', lt: 'n!~' }).all()).length, 1, 'one record for both claims');
+  await raw.put('n!000000000002!user:9:n-old', 150_000);
+  await raw.close();
   const second = new LevelServerStore({ location: dir.path });
   await second.open();
   t.teardown(() => second.close());
   t.false(await second.claimNonce('user:1', 'n-one', 120_000), 'a device nonce');
   t.false(await second.claimNonce('s:session', 'n-two', 130_000), 'a session nonce');
+  t.false(await second.claimNonce('user:9', 'n-old', 150_000), 'a nonce recorded the older way');
   t.true(await second.claimNonce('user:2', 'n-one', 120_000), 'another device may use the same value');
   await second.expire(200_000);
   t.true(await second.claimNonce('user:1', 'n-one', 120_000), 'forgotten once expired');

@@ -103,22 +103,38 @@ export interface DurableResult {
 export async function durableThroughput(senders: ApiClient[], to: string[], receiving: Receiving, seconds: number): Promise<DurableResult> {
   receiving.reset();
   const start = performance.now();
-  let sent = 0;
-  const until = start + seconds * 1000;
-  await Promise.all(
-    senders.map(async (api) => {
-      while (performance.now() < until) {
-        const base = sent;
-        sent += 50;
-        const messages = Array.from({ length: 50 }, (_, j) => ({ id: randomUUID(), to: to[(base + j) % to.length]!, deviceId: 1, type: 0, payload: stampedPayload() }));
-        const { results } = await api.sendBatch(messages);
-        if (results.some((r) => 'error' in r)) throw new Error(`batch send failed: ${JSON.stringify(results.find((r) => 'error' in r))}`);
-      }
-    }),
-  );
-  const drainUntil = performance.now() + 10_000;
-  while (receiving.received < sent && performance.now() < drainUntil) await new Promise((r) => setTimeout(r, 20));
+  const sent = await batchesOf50(senders, seconds, async (api, base) => {
+    const messages = Array.from({ length: 50 }, (_, j) => ({ id: randomUUID(), to: to[(base + j) % to.length]!, deviceId: 1, type: 0, payload: stampedPayload() }));
+    const { results } = await api.sendBatch(messages);
+    if (results.some((r) => 'error' in r)) throw new Error(`batch send failed: ${JSON.stringify(results.find((r) => 'error' in r))}`);
+  });
+  await drained(() => receiving.received, sent);
   const elapsed = (performance.now() - start) / 1000;
   const lat = receiving.latencies.sort((a, b) => a - b);
   return { sent, received: receiving.received, seconds: elapsed, perSecond: receiving.received / elapsed, deliveryP50: percentile(lat, 50) };
+}
+
+/**
+ * A closed loop for `seconds`: each sender sends messages base..base+49 (`send`), waits for them,
+ * and sends the next fifty. Answers how many were sent.
+ */
+export async function batchesOf50<S>(senders: readonly S[], seconds: number, send: (sender: S, base: number) => Promise<void>): Promise<number> {
+  let sent = 0;
+  const until = performance.now() + seconds * 1000;
+  await Promise.all(
+    senders.map(async (sender) => {
+      while (performance.now() < until) {
+        const base = sent;
+        sent += 50;
+        await send(sender, base);
+      }
+    }),
+  );
+  return sent;
+}
+
+/** Waits until `received()` reaches `sent`, for at most 10 s. */
+export async function drained(received: () => number, sent: number): Promise<void> {
+  const until = performance.now() + 10_000;
+  while (received() < sent && performance.now() < until) await new Promise((r) => setTimeout(r, 5));
 }

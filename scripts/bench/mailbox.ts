@@ -16,7 +16,7 @@ import { LevelServerStore } from '../../src/storage/level-server-store.js';
 import { MemoryNotifier } from '../../src/storage/memory-notifier.js';
 import { tempDir } from '../../src/testing/helpers/temp-dir.js';
 import { cpuSecondsByThread } from './proc.js';
-import { percentile } from './delivery.js';
+import { batchesOf50, drained, percentile } from './delivery.js';
 
 const env = (k: string, d: number) => Number(process.env[k] ?? d);
 const SECONDS = env('BENCH_SECONDS', 5);
@@ -78,21 +78,12 @@ export async function run(): Promise<void> {
   const phase = async (shape: (to: string) => SendRequest, seconds: number) => {
     received = 0;
     polls = 0;
-    let sent = 0;
     const cpu = cpuSecondsByThread(process.pid).main;
     const start = performance.now();
-    const until = start + seconds * 1000;
-    await Promise.all(
-      senders.map(async (sender) => {
-        while (performance.now() < until) {
-          const base = sent;
-          sent += 50;
-          await Promise.all(Array.from({ length: 50 }, (_, j) => mailbox.send(sender, shape(receivers[(base + j) % RECEIVERS]!))));
-        }
-      }),
-    );
-    const drainUntil = performance.now() + 10_000;
-    while (received < sent && performance.now() < drainUntil) await new Promise((r) => setTimeout(r, 5));
+    const sent = await batchesOf50(senders, seconds, async (sender, base) => {
+      await Promise.all(Array.from({ length: 50 }, (_, j) => mailbox.send(sender, shape(receivers[(base + j) % RECEIVERS]!))));
+    });
+    await drained(() => received, sent);
     const elapsed = (performance.now() - start) / 1000;
     return { perSecond: received / elapsed, cpuUs: ((cpuSecondsByThread(process.pid).main - cpu) * 1e6) / Math.max(1, received), perPoll: received / Math.max(1, polls) };
   };

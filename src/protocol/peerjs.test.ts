@@ -66,3 +66,13 @@ test('frames that are not a JSON object with a string type are refused', (t) => 
     t.is(parseClientFrame(text), undefined, text);
   }
 });
+
+test('hostile payloads near the frame cap relay intact: deep nesting, runs of backslashes, many quotes', (t) => {
+  const deep = `${'['.repeat(30_000)}${']'.repeat(30_000)}`;
+  const backslashes = JSON.stringify('\\'.repeat(20_000) + '"'.repeat(10_000));
+  const quotes = JSON.stringify(Array.from({ length: 8_000 }, () => '"'));
+  for (const payload of [deep, backslashes, quotes]) {
+    const text = `{"type":"OFFER","dst":"bob","payload":${payload}}`;
+    t.is(parseClientFrame(text)!.payloadText, payload);
+  }
+});

@@ -42,6 +42,7 @@ import type { Keystore } from '../../src/storage/keystore.js';
 import { LevelKeystore } from '../../src/storage/level-keystore.js';
 import { MemoryKeystore } from '../../src/storage/memory-keystore.js';
 import { tempDir } from '../../src/testing/helpers/temp-dir.js';
+import { TS_CHILD } from './child-output.js';
 
 const SECONDS = Number(process.env['BENCH_SECONDS'] ?? 10);
 const message = new Uint8Array(1024).fill(42);
@@ -159,15 +160,17 @@ export async function direct() {
 /**
  * Many short slices rather than a few long ones: this VM's speed swings by up to 2× within seconds
  * (no steal time shows), so only adjacent slices see the same machine, and the median of many
- * adjacent ratios is what stays put from run to run.
+ * adjacent ratios is what stays put from run to run. With 40 slices of 250 ms three runs read
+ * 22.2, 10.5 and 24.4 %; with 400 slices of 25 ms, 17.0, 17.2 and 16.8 % in the same hour (while
+ * the rates themselves moved by 30 % between runs).
  */
-const ROUNDS = Number(process.env['BENCH_ROUNDS'] ?? 40);
+const ROUNDS = Number(process.env['BENCH_ROUNDS'] ?? 400);
 const quantile = (xs: number[], q: number) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length * q)]!;
 const median = (xs: number[]) => quantile(xs, 0.5);
 
 /** A case in its own process: ready once warmed up; `slice(ms)` runs it that long and gives its rate. */
 async function caseProcess(name: 'direct' | 'ours'): Promise<{ slice(ms: number): Promise<number>; stop(): void }> {
-  const child = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(new URL('./e2ee-child.ts', import.meta.url))], { env: { ...process.env, E2EE_CASE: name }, stdio: ['pipe', 'pipe', 'inherit'] });
+  const child = spawn(process.execPath, [...TS_CHILD, fileURLToPath(new URL('./e2ee-child.ts', import.meta.url))], { env: { ...process.env, E2EE_CASE: name }, stdio: ['pipe', 'pipe', 'inherit'] });
   const lines = createInterface({ input: child.stdout! })[Symbol.asyncIterator]();
   const next = async () => {
     const line = await lines.next();

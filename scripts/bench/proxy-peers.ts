@@ -31,7 +31,7 @@ import { fileURLToPath } from 'node:url';
 import { Agent, ProxyAgent, request, type Dispatcher } from 'undici';
 import { generateTicketKey, TicketIssuer } from '../../src/crypto/tickets.js';
 import { connectHttp1, connectPinned, PeerTunnels } from '../../src/net/tunnel.js';
-import { firstJsonLine } from './child-output.js';
+import { firstJsonLine, TS_CHILD } from './child-output.js';
 import { loadAverage } from './load.js';
 
 const ROUNDS = Number(process.env['BENCH_ROUNDS'] ?? 3);
@@ -561,7 +561,7 @@ async function startMicrosocks(): Promise<Contestant> {
 
 /** A node child of this benchmark that prints one JSON line when it is up. */
 async function nodeChild(script: string, env: Record<string, string>): Promise<{ child: ChildProcess; first: Record<string, unknown> }> {
-  const child = spawn(process.execPath, ['--expose-gc', ...CHILD_NODE_ARGS, '--import', 'tsx', fileURLToPath(new URL(script, import.meta.url))], { env: { ...process.env, ...env }, stdio: ['pipe', 'pipe', 'inherit'] });
+  const child = spawn(process.execPath, ['--expose-gc', ...CHILD_NODE_ARGS, ...TS_CHILD, fileURLToPath(new URL(script, import.meta.url))], { env: { ...process.env, ...env }, stdio: ['pipe', 'pipe', 'inherit'] });
   // V8's traces (BENCH_CHILD_NODE_ARGS) go to stderr.
   const first = await firstJsonLine(child.stdout!, (line) => CHILD_NODE_ARGS.length && process.stderr.write(`${line}\n`));
   return { child, first };

@@ -21,6 +21,7 @@ import { IceTunnels } from '../../src/net/ice/ice-tunnels.js';
 import type { IceSignal } from '../../src/protocol/messages.js';
 import { listen } from '../../src/net/listen.js';
 import { delayLink } from './delay-link.js';
+import { TS_CHILD } from './child-output.js';
 
 const SECONDS = Number(process.env['BENCH_SECONDS'] ?? 5);
 /** The emulated link's one-way delay (a 20 ms round trip). */
@@ -134,7 +135,7 @@ async function smallGets(dispatcher: Agent | ProxyAgent, url: string): Promise<n
  * takes WebRTC offers, the signals passed over its stdin and stdout (standing for the messages).
  */
 async function startGive(ticketKey: string, tls: boolean, ice?: { onSignal(signal: IceSignal): void }) {
-  const child = spawn(process.execPath, ['--expose-gc', '--import', 'tsx', fileURLToPath(new URL('./give-child.ts', import.meta.url))], {
+  const child = spawn(process.execPath, ['--expose-gc', ...TS_CHILD, fileURLToPath(new URL('./give-child.ts', import.meta.url))], {
     env: { ...process.env, TICKET_PUBLIC_KEY: ticketKey, GIVE_TLS: tls ? '1' : '0', GIVE_ICE: ice ? '1' : '0' },
     stdio: ['pipe', 'pipe', 'inherit'],
   });
@@ -207,7 +208,7 @@ function openers(plainPort: number, tlsPeer: { port: number; identityKey: string
 export async function run(): Promise<void> {
   // The destinations run in a process of their own, so the direct path also crosses processes and
   // the difference is what the proxy adds.
-  const origin = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(new URL('./origin-child.ts', import.meta.url))], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const origin = spawn(process.execPath, [...TS_CHILD, fileURLToPath(new URL('./origin-child.ts', import.meta.url))], { stdio: ['ignore', 'pipe', 'inherit'] });
   const { httpPort, echoPort } = JSON.parse(((await once(createInterface({ input: origin.stdout! }), 'line')) as [string])[0]) as { httpPort: number; echoPort: number };
 
   const key = generateTicketKey();

@@ -18,6 +18,7 @@ import { dataDirPaths, ensureDataDir, loadOrCreateCa, loadOrCreateTicketIssuer }
 import { LevelServerStore } from '../../src/storage/level-server-store.js';
 import { CLI, runCli } from '../../src/testing/helpers/cli.js';
 import { tempDir } from '../../src/testing/helpers/temp-dir.js';
+import { TS_CHILD } from './child-output.js';
 
 const env = (k: string, d: number) => Number(process.env[k] ?? d);
 const PEERS = env('BENCH_PEERS', 1000);
@@ -35,7 +36,7 @@ const firstLine = (child: ChildProcess) => new Promise<string>((resolve) => crea
 
 async function startFleet(count: number, ticketKey: string): Promise<Fleet> {
   const script = fileURLToPath(new URL('./give-fleet.ts', import.meta.url));
-  const child = spawn(process.execPath, ['--import', 'tsx', script], { stdio: ['pipe', 'pipe', 'inherit'], env: { ...process.env, TICKET_PUBLIC_KEY: ticketKey, COUNT: String(count) } });
+  const child = spawn(process.execPath, [...TS_CHILD, script], { stdio: ['pipe', 'pipe', 'inherit'], env: { ...process.env, TICKET_PUBLIC_KEY: ticketKey, COUNT: String(count) } });
   const { proxies } = JSON.parse(await firstLine(child)) as { proxies: Fleet['proxies'] };
   return { child, proxies };
 }

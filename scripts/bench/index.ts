@@ -1,9 +1,9 @@
 // `npm run bench -- NAME`: runs one benchmark and prints its numbers, with the machine's load
 // average at the start and the end; it refuses to run when the machine is busy before it starts
 // (scripts/bench/load.ts).
-import { loadAverage, quietEnough } from './load.js';
 // What the benchmarks import from src runs as built, from dist/ (shipped-hooks.mjs): before any of them loads.
 import './shipped.mjs';
+import { loadAverage, quietEnough } from './load.js';
 
 const benches: Record<string, () => Promise<void>> = {
   signaling: async () => (await import('./signaling.js')).run(),

@@ -2,7 +2,7 @@
 // src/**/*.ts, for the types, but runs the compiled modules in dist/, which is what ships. Under
 // tsx the source is not what ships: tsx compiles with esbuild's keepNames, which wraps every named
 // closure in `__name(fn, "fn")`, an Object.defineProperty per closure created. In give that was
-// 13–16 % of the CPU of a new tunnel and 4 KiB of heap per idle tunnel (dictionary-mode property
+// 10–16 % of the CPU of a new tunnel and 4 KiB of heap per idle tunnel (dictionary-mode property
 // stores on ~15 closures). Modules that are not built (src/testing, tests) still load from src.
 // BENCH_FROM_SOURCE=1 turns the redirect off (to compare, or to profile the TypeScript itself).
 import { statSync } from 'node:fs';

@@ -312,12 +312,31 @@ export class PeerTunnels {
         if (status !== 200) return fail(() => refusedBy(status));
         settled = true;
         clearTimeout(timer);
-        resolve(stream);
+        resolve(withoutEmptyWrites(stream));
       });
       stream.once('error', (err) => fail(() => unreachable(`CONNECT failed: ${err.message}`, err)));
       stream.once('close', () => fail(() => unreachable('The peer closed the stream')));
     });
   }
+}
+
+/**
+ * An HTTP/2 stream that leaves empty writes out of a batch. Node 20's Http2Stream loses bytes when
+ * a corked batch of writes (one `_writev`) ends with an empty one, which is how Node's HTTP client
+ * ends a request with a Content-Length (`end()` writes ''): the batch is reported written when
+ * nghttp2 reaches the empty buffer, which frees the batch's copies of its strings while their DATA
+ * frames are still to be filled from them. The first 16 bytes of the request head then went out as
+ * the allocator's bookkeeping, and the origin answered 400. An empty write carries nothing.
+ */
+export function withoutEmptyWrites<T extends Duplex>(stream: T): T {
+  const writev = stream._writev;
+  if (!writev) return stream;
+  stream._writev = function (this: T, chunks, callback) {
+    const kept = chunks.filter((c) => (c.chunk as Buffer | string).length > 0);
+    if (kept.length === 0) return callback();
+    writev.call(this, kept, callback);
+  };
+  return stream;
 }
 
 /** Open tunnels per session (Node keeps no public count). */

@@ -157,6 +157,39 @@ test("get's plain HTTP forwarding drops hop-by-hop fields both ways, and those C
   t.not(answer.headers['keep-alive'], 'timeout=99');
 });
 
+test("get's plain HTTP forwarding passes request bodies on, with a length or chunked, and ends bodiless requests", async (t) => {
+  const give = await givePeer(t);
+  const server = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (d: Buffer) => chunks.push(d));
+    req.on('end', () => res.end(`${req.method} ${req.headers['content-length'] ?? '-'} ${req.headers['transfer-encoding'] ?? '-'} ${Buffer.concat(chunks).toString()}`));
+  });
+  const { port } = await listen(server, '127.0.0.1', 0);
+  t.teardown(() => server.close());
+  const { api } = fakeApi([give.peer]);
+  const get = createGet({ api, clock: systemClock, logger: silentLogger(), ads: async () => [], receive: async () => [] }, { host: '127.0.0.1', port: 0, refreshMs: 60_000 });
+  await get.start();
+  t.teardown(() => get.stop());
+  const proxy = new URL(get.url);
+  const send = (method: string, headers: Record<string, string>, parts: string[]) =>
+    new Promise<string>((resolve, reject) => {
+      const req = httpRequest({ host: proxy.hostname, port: Number(proxy.port), method, path: `http://127.0.0.1:${port}/x`, headers: { host: `127.0.0.1:${port}`, ...headers } }, (res) => {
+        let body = '';
+        res.on('data', (d: Buffer) => (body += d.toString()));
+        res.on('end', () => resolve(`${res.statusCode} ${body}`));
+      });
+      req.on('error', reject);
+      for (const part of parts) req.write(part);
+      req.end();
+    });
+  // A request with a Content-Length is the one Node's HTTP client ends with an empty write (tunnel.ts, withoutEmptyWrites).
+  t.is(await send('POST', { 'content-length': '11' }, ['hello ', 'world']), '200 POST 11 - hello world');
+  t.is(await send('PUT', { 'content-length': '3' }, ['abc']), '200 PUT 3 - abc');
+  t.is(await send('POST', { 'transfer-encoding': 'chunked' }, ['one,', 'two,', 'three']), '200 POST - chunked one,two,three');
+  t.is(await send('GET', {}, []), '200 GET - - ');
+  t.is(await send('DELETE', {}, []), '200 DELETE - - ');
+});
+
 test("10,000 small GETs forwarded through get reuse a few kept-alive tunnels, leave none open once idle and get no 502 at the give peer's default --max-clients (issue 19, item 3)", async (t) => {
   // give's default --max-clients: a get that held a tunnel per forwarded request locked everyone out.
   const give = await givePeer(t, 64);

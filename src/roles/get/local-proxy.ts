@@ -222,7 +222,9 @@ export class LocalProxy implements Startable {
       res.writeHead(502, { 'Content-Length': 0 });
       res.end();
     });
-    req.pipe(out);
+    // A request without a body (a GET, most of them) ends at once: no pipe to set up and take down.
+    if (req.headers['content-length'] === undefined && req.headers['transfer-encoding'] === undefined) out.end();
+    else req.pipe(out);
   }
 }
 

@@ -3,6 +3,7 @@ import { once } from 'node:events';
 import { createServer, get as httpGet, type Server } from 'node:http';
 import { connect as h2connect, type ClientHttp2Session } from 'node:http2';
 import { connect, createServer as createTcpServer } from 'node:net';
+import { Readable } from 'node:stream';
 import test from 'ava';
 import { SocksProxyAgent } from 'socks-proxy-agent';
 import { ProxyAgent, request } from 'undici';
@@ -23,6 +24,10 @@ async function origin(): Promise<{ url: string; server: Server }> {
     if (req.url === '/file') {
       res.writeHead(200, { 'content-length': FILE.length });
       res.end(FILE);
+    } else if (req.url === '/body') {
+      const chunks: Buffer[] = [];
+      req.on('data', (c: Buffer) => chunks.push(c));
+      req.on('end', () => res.end(`${req.method} ${req.headers['content-length'] ?? '-'} ${req.headers['transfer-encoding'] ?? '-'} ${sha(Buffer.concat(chunks))}`));
     } else {
       res.writeHead(200, { 'content-type': 'text/plain' });
       res.end(`${req.method} ${req.url} auth=${req.headers['proxy-authorization'] ?? 'none'}`);
@@ -86,6 +91,16 @@ test('a ticket holder fetches a file through CONNECT, HTTP forward and SOCKS5', 
   const stats = proxy.stats();
   t.is(stats.tunnelsServed >= 3, true);
   t.true(stats.bytesRelayed >= 3 * FILE.length);
+});
+
+test('request bodies go through the HTTP forward intact, with a length or chunked', async (t) => {
+  const { proxy, origin: o, basic } = await setup(t);
+  const dispatcher = new ProxyAgent({ uri: proxy.url, token: basic, proxyTunnel: false });
+  const body = randomBytes(300 * 1024);
+  const sized = await request(`${o}/body`, { method: 'POST', body, dispatcher });
+  t.is(await sized.body.text(), `POST ${body.length} - ${sha(body)}`);
+  const chunked = await request(`${o}/body`, { method: 'PUT', body: Readable.from([body.subarray(0, 1000), body.subarray(1000)]), dispatcher });
+  t.is(await chunked.body.text(), `PUT - chunked ${sha(body)}`);
 });
 
 test('without a valid ticket every protocol gets what nginx answers (a plaintext port)', async (t) => {

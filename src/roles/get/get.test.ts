@@ -59,16 +59,37 @@ function fakeApi(peers: RoundRobinPeer[], polls: PollResponse[] = []) {
   return { api, tickets, acks };
 }
 
+/** A get on port 0 whose server is fakeApi(peers), started, and stopped at the test's end. */
+async function startGet(t: { teardown(fn: () => unknown): void }, peers: RoundRobinPeer[], options: { forwardIdleMs?: number } = {}) {
+  const fake = fakeApi(peers);
+  const get = createGet({ api: fake.api, clock: systemClock, logger: silentLogger(), ads: async () => [], receive: async () => [] }, { host: '127.0.0.1', port: 0, refreshMs: 60_000, ...options });
+  await get.start();
+  t.teardown(() => get.stop());
+  return { get, ...fake };
+}
+
+/** An absolute-form request to get's port, as a browser sends one to an HTTP proxy; `parts` is the body, written piece by piece. */
+function viaForward(getUrl: string, method: string, target: string, headers: Record<string, string>, parts: string[] = []): Promise<{ status: number; headers: Record<string, unknown>; body: string }> {
+  const proxy = new URL(getUrl);
+  return new Promise((resolve, reject) => {
+    const req = httpRequest({ host: proxy.hostname, port: Number(proxy.port), method, path: target, headers }, (res) => {
+      let body = '';
+      res.on('data', (d: Buffer) => (body += d.toString()));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body }));
+    });
+    req.on('error', reject);
+    for (const part of parts) req.write(part);
+    req.end();
+  });
+}
+
 test('tunnels go through the peers in turn; a peer that is not the registered one is skipped, invisibly to the client', async (t) => {
   const good = await givePeer(t);
   const other = await givePeer(t);
   // Registered at `other`'s address with `good`'s key: an impostor to get.
   const impostor: RoundRobinPeer = { ...other.peer, identityKey: good.identity.publicKey };
   const url = await origin(t);
-  const { api, tickets } = fakeApi([impostor, good.peer]);
-  const get = createGet({ api, clock: systemClock, logger: silentLogger(), ads: async () => [], receive: async () => [] }, { host: '127.0.0.1', port: 0, refreshMs: 60_000 });
-  await get.start();
-  t.teardown(() => get.stop());
+  const { get, tickets } = await startGet(t, [impostor, good.peer]);
   t.is(get.upstreams, 2);
   const dispatcher = new ProxyAgent({ uri: get.url });
   for (let i = 0; i < 4; i++) {
@@ -129,24 +150,8 @@ test("get's plain HTTP forwarding drops hop-by-hop fields both ways, and those C
   });
   const { port } = await listen(server, '127.0.0.1', 0);
   t.teardown(() => server.close());
-  const { api } = fakeApi([give.peer]);
-  const get = createGet({ api, clock: systemClock, logger: silentLogger(), ads: async () => [], receive: async () => [] }, { host: '127.0.0.1', port: 0, refreshMs: 60_000 });
-  await get.start();
-  t.teardown(() => get.stop());
-  const proxy = new URL(get.url);
-  // An absolute-form request to get's port, as a browser sends one to an HTTP proxy.
-  const answer = await new Promise<{ headers: Record<string, unknown>; body: string }>((resolve, reject) => {
-    const req = httpRequest(
-      { host: proxy.hostname, port: Number(proxy.port), method: 'GET', path: `http://127.0.0.1:${port}/x`, headers: { host: `127.0.0.1:${port}`, connection: 'keep-alive, x-hop', 'x-hop': 'secret', 'proxy-connection': 'keep-alive', 'x-kept': 'yes' } },
-      (res) => {
-        let body = '';
-        res.on('data', (d: Buffer) => (body += d.toString()));
-        res.on('end', () => resolve({ headers: res.headers, body }));
-      },
-    );
-    req.on('error', reject);
-    req.end();
-  });
+  const { get } = await startGet(t, [give.peer]);
+  const answer = await viaForward(get.url, 'GET', `http://127.0.0.1:${port}/x`, { host: `127.0.0.1:${port}`, connection: 'keep-alive, x-hop', 'x-hop': 'secret', 'proxy-connection': 'keep-alive', 'x-kept': 'yes' });
   t.is(answer.body, 'ok');
   t.is(seen['x-kept'], 'yes');
   t.is(seen['x-hop'], undefined, 'a field the client named in Connection');
@@ -166,22 +171,11 @@ test("get's plain HTTP forwarding passes request bodies on, with a length or chu
   });
   const { port } = await listen(server, '127.0.0.1', 0);
   t.teardown(() => server.close());
-  const { api } = fakeApi([give.peer]);
-  const get = createGet({ api, clock: systemClock, logger: silentLogger(), ads: async () => [], receive: async () => [] }, { host: '127.0.0.1', port: 0, refreshMs: 60_000 });
-  await get.start();
-  t.teardown(() => get.stop());
-  const proxy = new URL(get.url);
-  const send = (method: string, headers: Record<string, string>, parts: string[]) =>
-    new Promise<string>((resolve, reject) => {
-      const req = httpRequest({ host: proxy.hostname, port: Number(proxy.port), method, path: `http://127.0.0.1:${port}/x`, headers: { host: `127.0.0.1:${port}`, ...headers } }, (res) => {
-        let body = '';
-        res.on('data', (d: Buffer) => (body += d.toString()));
-        res.on('end', () => resolve(`${res.statusCode} ${body}`));
-      });
-      req.on('error', reject);
-      for (const part of parts) req.write(part);
-      req.end();
-    });
+  const { get } = await startGet(t, [give.peer]);
+  const send = async (method: string, headers: Record<string, string>, parts: string[]) => {
+    const answer = await viaForward(get.url, method, `http://127.0.0.1:${port}/x`, { host: `127.0.0.1:${port}`, ...headers }, parts);
+    return `${answer.status} ${answer.body}`;
+  };
   // A request with a Content-Length is the one Node's HTTP client ends with an empty write (tunnel.ts, withoutEmptyWrites).
   t.is(await send('POST', { 'content-length': '11' }, ['hello ', 'world']), '200 POST 11 - hello world');
   t.is(await send('PUT', { 'content-length': '3' }, ['abc']), '200 PUT 3 - abc');
@@ -213,10 +207,7 @@ test("10,000 small GETs forwarded through get reuse a few kept-alive tunnels, le
     for (const s of sockets) s.destroy();
     server.close();
   });
-  const { api } = fakeApi([give.peer]);
-  const get = createGet({ api, clock: systemClock, logger: silentLogger(), ads: async () => [], receive: async () => [] }, { host: '127.0.0.1', port: 0, refreshMs: 60_000, forwardIdleMs: 300 });
-  await get.start();
-  t.teardown(() => get.stop());
+  const { get } = await startGet(t, [give.peer], { forwardIdleMs: 300 });
   const agent = new ProxyAgent({ uri: get.url, proxyTunnel: false, connections: 20 });
   t.teardown(() => agent.close());
   const statuses = new Map<number, number>();
@@ -253,10 +244,7 @@ test('3,000 tunnels opened, used once and closed through get, 50 at a time, all 
   });
   const { port } = await listen(echo, '127.0.0.1', 0);
   t.teardown(() => echo.close());
-  const { api } = fakeApi([give.peer]);
-  const get = createGet({ api, clock: systemClock, logger: silentLogger(), ads: async () => [], receive: async () => [] }, { host: '127.0.0.1', port: 0, refreshMs: 60_000 });
-  await get.start();
-  t.teardown(() => get.stop());
+  const { get } = await startGet(t, [give.peer]);
   const proxyPort = Number(new URL(get.url).port);
   /** Sends `what` and resolves with all that came back once `done` holds; rejects if the tunnel closes first. */
   const exchange = (socket: Socket, what: string, done: (got: string) => boolean) =>

@@ -3,14 +3,17 @@
 // server, each in its own process, with the same load generator (this process, `ws` clients). Each
 // pair ping-pongs a CANDIDATE with a ~1 KB payload ROUNDS times; a round trip is two relays.
 // Then memory per idle client: RSS growth of each broker with BENCH_IDLE_CLIENTS (2000) registered ids
-// that send nothing.
+// that send nothing. A third target is the floor under both: the least a WebSocket relay on Node does
+// for these messages (scripts/bench/peerjs-floor-child.ts: frames by hand, no JSON parse, no checks).
 import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { randomBytes } from 'node:crypto';
 import { createInterface } from 'node:readline';
 import WebSocket from 'ws';
 import { CLI } from '../../src/testing/helpers/cli.js';
 import { startOfficialPeerjs } from '../../src/testing/helpers/official-peerjs.js';
 import { tempDir } from '../../src/testing/helpers/temp-dir.js';
+import { firstJsonLine, TS_CHILD } from './child-output.js';
 import { cpuSeconds, rssKiB } from './proc.js';
 
 /** Round trips per pair: by default 100,000 per run in all (runs of about 4 s), at least 200 per pair. */
@@ -109,11 +112,14 @@ export async function run(): Promise<void> {
   const server = spawn(process.execPath, [...nodeArgs, CLI, 'server', '--listen', '127.0.0.1:0', '--data-dir', `${dir.path}/data`, '--json', '--log-level', 'warn', '--max-connections', '0', '--max-connections-per-address', '0'], { stdio: ['ignore', 'pipe', 'inherit'] });
   const url = String((JSON.parse(await new Promise<string>((r) => createInterface({ input: server.stdout! }).once('line', r))) as { url: string }).url);
   const official = await startOfficialPeerjs({});
+  const floor = spawn(process.execPath, [...TS_CHILD, fileURLToPath(new URL('./peerjs-floor-child.ts', import.meta.url))], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const floorPort = Number((await firstJsonLine(floor.stdout!, () => undefined))['port']);
   const targets = [
     { name: 'ours', base: `${url.replace(/^http/, 'ws')}/`, pid: server.pid! },
     { name: 'official peer@1.0.2', base: `ws://127.0.0.1:${official.port}/`, pid: official.child.pid! },
   ];
   if (process.env['BENCH_OFFICIAL_FIRST']) targets.reverse();
+  targets.push({ name: 'floor (bare relay)', base: `ws://127.0.0.1:${floorPort}/`, pid: floor.pid! });
   console.log(`peerjs benchmark: ${PAIRS.map((p) => `${roundsFor(p)} round trips per pair at ${p} pairs`).join(', ')}, ~1 KB CANDIDATE payloads; load generator, our server and the official one share this machine`);
   try {
     for (const pairs of PAIRS) {
@@ -124,10 +130,10 @@ export async function run(): Promise<void> {
         const r = results[t.name]!;
         console.log(`  ${pairs} pairs, ${t.name.padEnd(20)} ${Math.round(r.msgsPerSecond).toLocaleString('en')} relayed msgs/s, RTT p50 ${r.p50.toFixed(2)} ms, p99 ${r.p99.toFixed(2)} ms broker CPU ${r.cpuMicros.toFixed(1)} µs/msg (opened ${pairs * 2} sockets in ${r.openSeconds.toFixed(2)} s)`);
       }
-      const [o, off] = [results['ours']!, results['official peer@1.0.2']!];
+      const [o, off, bare] = [results['ours']!, results['official peer@1.0.2']!, results['floor (bare relay)']!];
       console.log(
         `  ${pairs} pairs: ours/official msgs/s ${(o.msgsPerSecond / off.msgsPerSecond).toFixed(2)}× (target ≥ 2×), p99 ${(o.p99 / off.p99).toFixed(2)}× (target ≤ 0.5×), ` +
-          `broker CPU per message ${(o.cpuMicros / off.cpuMicros).toFixed(2)}×`,
+          `broker CPU per message ${(o.cpuMicros / off.cpuMicros).toFixed(2)}× (the floor: ${(bare.cpuMicros / off.cpuMicros).toFixed(2)}×)`,
       );
     }
     const idle: Record<string, number> = {};
@@ -138,6 +144,7 @@ export async function run(): Promise<void> {
     console.log(`  memory per idle client: ours/official ${(idle['ours']! / idle['official peer@1.0.2']!).toFixed(2)}× (target ≤ 1×)`);
   } finally {
     server.kill('SIGTERM');
+    floor.kill('SIGTERM');
     await official.stop();
     await new Promise((r) => server.once('exit', r));
     await dir.remove();

@@ -9,9 +9,12 @@
 // (each used for one round trip) and the proxy's CPU-µs per tunnel (for get → give also get's and
 // give's together, and the benchmark client's own, in the round's line), RSS per idle tunnel with
 // 1,000 open (its processes, from /proc, after 1,000 were opened and closed once), small GETs per
-// second through the proxy's plain-HTTP forward and through 50 CONNECT (or SOCKS5) tunnels kept
-// alive. The destinations run in a process of their own (scripts/bench/origin-child.ts), so
-// "direct" crosses processes too.
+// second through the proxy's plain-HTTP forward (with the CPU-µs per GET of the proxy, of get and
+// give together, of the destinations and of the benchmark client, in the round's line) and through
+// 50 CONNECT (or SOCKS5) tunnels kept alive. The destinations run in a process of their own
+// (scripts/bench/origin-child.ts), so "direct" crosses processes too. One more row, the floor: the
+// least a CONNECT proxy on Node does (scripts/bench/node-relay-child.ts: no checks, Node's pipe),
+// measured like give.
 //
 // Prints a Markdown table with each number's ratio to direct and to the best reference; with
 // `--readme` it also writes that table into the README's performance section.
@@ -82,6 +85,8 @@ interface Sample {
   clientCpuPerTunnel: number;
   rssPerTunnel?: number;
   forwardGets?: number;
+  /** CPU-µs per forwarded GET: the proxy's processes, every process of ours the request crosses, the destinations' process, the benchmark client. */
+  forwardCpu?: { proxy: number; chain: number; origin: number; client: number };
   connectGets: number;
 }
 
@@ -392,7 +397,32 @@ async function step<T>(c: Contestant, name: string, ms: number, work: () => Prom
   }
 }
 
-async function measure(c: Contestant, ports: { httpPort: number; echoPort: number; sinkPort: number }): Promise<Sample> {
+/** Loopback connections in TIME_WAIT (state 06 in /proc/net/tcp and tcp6). */
+function timeWaits(): number {
+  let n = 0;
+  for (const file of ['/proc/net/tcp', '/proc/net/tcp6']) {
+    try {
+      n += readFileSync(file, 'latin1').split('\n').filter((line) => line.trim().split(/\s+/)[3] === '06').length;
+    } catch {
+      // no IPv6
+    }
+  }
+  return n;
+}
+
+/**
+ * Waits (at most 70 s) until fewer than 8,000 connections are in TIME_WAIT. Each way opens some
+ * 10,000–30,000 connections a round, and a proxy that binds its outgoing sockets before connecting
+ * (dante) cannot take a local port that a TIME_WAIT holds: after a few ways in a row it ran out of
+ * the 28,000 (SOCKS5 reply 3, "network unreachable").
+ */
+async function portsSettled(): Promise<void> {
+  const until = performance.now() + 70_000;
+  while (timeWaits() >= 8000 && performance.now() < until) await new Promise((r) => setTimeout(r, 1000));
+}
+
+async function measure(c: Contestant, ports: { httpPort: number; echoPort: number; sinkPort: number; originPid: number }): Promise<Sample> {
+  await portsSettled();
   // A bulk transfer slower than 4 MiB/s, or a timed case that does not end, is a failure to report.
   const bulkMs = (BULK_MIB / 4) * 1000 + 10_000;
   const timedMs = SECONDS * 1000 + 30_000;
@@ -404,6 +434,7 @@ async function measure(c: Contestant, ports: { httpPort: number; echoPort: numbe
   const [cpu, chainCpu] = bulkCpu();
   const faults = minorFaults(c.pids) - faults0;
   const r = await step(c, 'echo round trips', 60_000, () => rtts(c.open, ports.echoPort));
+  await portsSettled();
   const [openingCpu, clientCpu0] = [cpuWindow(c.pids, chain), process.cpuUsage()];
   const tunnels = await step(c, 'new tunnels', timedMs, () => tunnelsPerSecond(c.open, ports.echoPort));
   const clientCpu = process.cpuUsage(clientCpu0);
@@ -411,10 +442,15 @@ async function measure(c: Contestant, ports: { httpPort: number; echoPort: numbe
   const rss = c.pids.length ? await step(c, 'idle tunnels', 60_000, () => idleRss(c, ports.echoPort)) : undefined;
   const url = `http://127.0.0.1:${ports.httpPort}/small`;
   let forward: number | undefined;
+  let forwardCpu: Sample['forwardCpu'];
   if (c.forward) {
     const dispatcher = c.forward();
+    const [forwardingCpu, clientCpu1] = [cpuWindow(c.pids, chain, [ports.originPid]), process.cpuUsage()];
     const f = await step(c, 'forward GETs', timedMs, () => forwardGets(dispatcher, url));
+    const own = process.cpuUsage(clientCpu1);
+    const [proxy, chained, origin, client] = [...forwardingCpu(), (own.user + own.system) / 1e6].map((seconds) => (seconds * 1e6) / (f.perSecond * SECONDS));
     forward = f.perSecond;
+    forwardCpu = { proxy: proxy!, chain: chained!, origin: origin!, client: client! };
     if (f.retried) console.error(`${c.name}: ${f.retried} forward GET(s) sent again after the proxy closed a kept-alive connection`);
     await dispatcher.close();
   }
@@ -430,8 +466,16 @@ async function measure(c: Contestant, ports: { httpPort: number; echoPort: numbe
     clientCpuPerTunnel: clientPerTunnel!,
     ...(rss === undefined ? {} : { rssPerTunnel: rss }),
     ...(forward === undefined ? {} : { forwardGets: forward }),
+    ...(forwardCpu === undefined ? {} : { forwardCpu }),
     connectGets: viaConnect,
   };
+}
+
+/** A forward GET's CPU, as a round's line says it (what two shared cores divide between them). */
+function forwardCpuLine(cpu: Sample['forwardCpu'], chained: boolean): string {
+  if (!cpu) return '';
+  const proxy = cpu.proxy ? ` proxy ${cpu.proxy.toFixed(0)},${chained ? ` get + give ${cpu.chain.toFixed(0)},` : ''}` : '';
+  return ` (CPU-µs each:${proxy} origin ${cpu.origin.toFixed(0)}, client ${cpu.client.toFixed(0)})`;
 }
 
 // -------------------------------------------------------------------------------------------------
@@ -576,6 +620,7 @@ async function startOurs(key: { publicKeyPem: string; privateKeyPem: string }): 
   const tlsPeer = { host: '127.0.0.1', port: Number(new URL(String(tls.first['url'])).port), identityKey: String(tls.first['identityKey']) };
   const get = await nodeChild('./get-child.ts', { TICKET_PRIVATE_KEY: key.privateKeyPem, GIVE_PORT: String(tlsPeer.port), GIVE_IDENTITY_KEY: tlsPeer.identityKey });
   const getPort = Number(new URL(String(get.first['url'])).port);
+  const floor = await nodeChild('./node-relay-child.ts', {});
   const h2 = new PeerTunnels();
   const pid = (c: { child: ChildProcess }) => c.child.pid!;
   const collect = (c: { child: ChildProcess }) => async () => {
@@ -609,12 +654,19 @@ async function startOurs(key: { publicKeyPem: string; privateKeyPem: string }): 
       stop: async () => undefined,
     },
     { name: 'get → give (SOCKS5)', reference: false, pids: [pid(get)], chainPids: [pid(get), pid(tls)], collectGarbage: collect(get), open: socks5(getPort), stop: async () => undefined },
+    {
+      name: 'floor: bare Node relay (CONNECT, no checks)',
+      reference: false,
+      pids: [pid(floor)], collectGarbage: collect(floor),
+      open: httpConnect(Number(new URL(String(floor.first['url'])).port)),
+      stop: async () => undefined,
+    },
   ];
   return {
     contestants,
     stop: async () => {
       h2.close();
-      await Promise.all([get, plain, tls].map((c) => stopper(c.child)()));
+      await Promise.all([get, plain, tls, floor].map((c) => stopper(c.child)()));
     },
   };
 }
@@ -686,7 +738,7 @@ export async function run(): Promise<void> {
   // The references drop to an unprivileged user when started as root: their files must be theirs to write.
   await chmod(dir, 0o777);
   const origin = await nodeChild('./origin-child.ts', {});
-  const ports = origin.first as { httpPort: number; echoPort: number; sinkPort: number };
+  const ports = { ...(origin.first as { httpPort: number; echoPort: number; sinkPort: number }), originPid: origin.child.pid! };
   const key = generateTicketKey();
   const ours = await startOurs(key);
   const references = [await startSquid(dir), await startDante(dir), await startTinyproxy(dir), await startMicrosocks()];
@@ -706,7 +758,7 @@ export async function run(): Promise<void> {
           `round ${round}: ${c.name}: up ${sample.up.toFixed(0)} down ${sample.down.toFixed(0)} MiB/s` +
             `${sample.cpuPerGiB === undefined ? '' : `, ${sample.cpuPerGiB.toFixed(2)} CPU-s/GiB${c.chainPids ? ` (get + give ${sample.chainCpuPerGiB!.toFixed(2)})` : ''}, ${sample.faultsPerMiB!.toFixed(1)} faults/MiB`}, RTT p50 ${sample.p50.toFixed(0)} µs, ${sample.tunnels.toFixed(0)} tunnels/s` +
             ` (CPU-µs each:${sample.cpuPerTunnel === undefined ? '' : ` proxy ${sample.cpuPerTunnel.toFixed(0)},`}${c.chainPids ? ` get + give ${sample.chainCpuPerTunnel!.toFixed(0)},` : ''} client ${sample.clientCpuPerTunnel.toFixed(0)})` +
-            `${sample.rssPerTunnel === undefined ? '' : `, ${sample.rssPerTunnel.toFixed(1)} KiB/idle tunnel`}${sample.forwardGets === undefined ? '' : `, forward ${sample.forwardGets.toFixed(0)} GETs/s`}, in tunnels ${sample.connectGets.toFixed(0)} GETs/s`,
+            `${sample.rssPerTunnel === undefined ? '' : `, ${sample.rssPerTunnel.toFixed(1)} KiB/idle tunnel`}${sample.forwardGets === undefined ? '' : `, forward ${sample.forwardGets.toFixed(0)} GETs/s${forwardCpuLine(sample.forwardCpu, c.chainPids !== undefined)}`}, in tunnels ${sample.connectGets.toFixed(0)} GETs/s`,
         );
       }
     }
